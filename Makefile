@@ -1,0 +1,28 @@
+# mqstreams: MQTT in, durable streams, Kafka wire protocol out.
+GO ?= go
+
+.PHONY: build run test test-deps lint bench clean
+
+build:
+	$(GO) build -o bin/mqstreams ./cmd/mqstreams
+
+run: build
+	./bin/mqstreams serve
+
+# test installs what the compat tests need (Debian packages, npm modules) and runs
+# every test, the compat tests against a real server process included.
+test: test-deps build
+	$(GO) test -race -timeout 15m ./...
+
+test-deps:
+	@./compat-tests/install-deps.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./log/ ./mqtt/ ./kafkawire/
+
+clean:
+	rm -rf bin

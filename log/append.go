@@ -1,0 +1,190 @@
+package log
+
+import (
+	"fmt"
+	"time"
+)
+
+// maxBatchBytes caps one stored record batch so a burst of appends to one shard does not
+// become a single batch larger than consumers' fetch sizes.
+const maxBatchBytes = 1 << 20
+
+// Append appends recs to a shard and returns once they are durable.
+func (s *Stream) Append(shard int32, recs []Record) (AppendResult, error) {
+	type result struct {
+		res AppendResult
+		err error
+	}
+	ch := make(chan result, 1)
+	s.AppendAsync(shard, recs, func(r AppendResult, err error) { ch <- result{r, err} })
+	r := <-ch
+	return r.res, r.err
+}
+
+// AppendAsync queues recs for the shard and calls done once they are durable (or failed).
+// Appends are committed in the order they are queued; done runs on the committer
+// goroutine, in commit order, and must not block.
+func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult, error)) {
+	if len(recs) == 0 {
+		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.spec.Name, shard))
+		return
+	}
+	if _, err := s.shard(shard); err != nil {
+		done(AppendResult{}, fmt.Errorf("append: %w", err))
+		return
+	}
+	p := &pending{stream: s, shard: shard, recs: recs, done: done, enqueued: time.Now()}
+	l := s.log
+	l.queueMu.Lock()
+	if l.closed {
+		l.queueMu.Unlock()
+		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, ErrClosed))
+		return
+	}
+	l.queue = append(l.queue, p)
+	l.queueMu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop is the single sequencer: it takes every append queued while the previous
+// commit was syncing, assigns offsets, writes one batch per shard and commits them all
+// in one synced Pebble batch — the group commit.
+func (l *Log) commitLoop() {
+	defer l.wg.Done()
+	var spare []*pending
+	for {
+		select {
+		case <-l.wake:
+		case <-l.stop:
+			// Drain what was queued before Close.
+			for {
+				l.queueMu.Lock()
+				q := l.queue
+				l.queue = nil
+				l.queueMu.Unlock()
+				if len(q) == 0 {
+					return
+				}
+				l.commit(q)
+			}
+		}
+		l.queueMu.Lock()
+		q := l.queue
+		l.queue = spare[:0]
+		l.queueMu.Unlock()
+		if len(q) > 0 {
+			l.commit(q)
+		}
+		clear(q)
+		spare = q
+	}
+}
+
+type shardGroup struct {
+	stream *Stream
+	shard  int32
+	sh     *shardState
+	items  []*pending
+	// saved committer state, restored if the commit fails
+	next, lastTS, cum int64
+}
+
+func (l *Log) commit(q []*pending) {
+	l.commitMu.Lock()
+	defer l.commitMu.Unlock()
+
+	groups := make(map[*shardState]*shardGroup)
+	var order []*shardGroup
+	for _, p := range q {
+		sh, err := p.stream.shard(p.shard)
+		if err != nil {
+			p.done(AppendResult{}, fmt.Errorf("append: %w", err))
+			continue
+		}
+		g := groups[sh]
+		if g == nil {
+			g = &shardGroup{stream: p.stream, shard: p.shard, sh: sh, next: sh.next, lastTS: sh.lastTS, cum: sh.cum}
+			groups[sh] = g
+			order = append(order, g)
+		}
+		g.items = append(g.items, p)
+	}
+	if len(order) == 0 {
+		return
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	now := l.nowUS()
+	var recs []Record
+	var val []byte
+	for _, g := range order {
+		sh := g.sh
+		ts := now
+		if ts < sh.lastTS {
+			ts = sh.lastTS // timestamps never decrease within a shard
+		}
+		flush := func() {
+			if len(recs) == 0 {
+				return
+			}
+			base := sh.next
+			val = encodeValue(val[:0], base, ts, sh.cum, recs)
+			_ = b.Set(batchKey(g.stream.id, g.shard, base), val, nil)
+			_ = b.Set(timeKey(g.stream.id, g.shard, ts, base), nil, nil)
+			sh.next += int64(len(recs))
+			sh.cum += int64(len(val) - valueHeaderLen)
+			recs = recs[:0]
+		}
+		size := 0
+		for _, p := range g.items {
+			if size > 0 && size+estimateSize(p.recs) > maxBatchBytes {
+				flush()
+				size = 0
+			}
+			p.base = sh.next + int64(len(recs))
+			p.tsUS = ts
+			p.bytes = estimateSize(p.recs)
+			size += p.bytes
+			recs = append(recs, p.recs...)
+		}
+		flush()
+		sh.lastTS = ts
+	}
+	start := time.Now()
+	err := b.Commit(l.syncOpt())
+	l.opts.Observer.ObserveSync(time.Since(start))
+	if err != nil {
+		l.lg.Error().Err(err).Int("appends", len(q)).Msg("commit failed")
+		for _, g := range order {
+			g.sh.next, g.sh.lastTS, g.sh.cum = g.next, g.lastTS, g.cum
+			for _, p := range g.items {
+				p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", g.stream.spec.Name, g.shard, err))
+			}
+		}
+		return
+	}
+	done := time.Now()
+	for _, g := range order {
+		g.sh.bytes.Add(g.sh.cum - g.cum)
+		g.sh.hwm.Store(g.sh.next)
+		g.sh.appended()
+		for _, p := range g.items {
+			l.opts.Observer.ObserveAppend(g.stream.spec.Name, len(p.recs), p.bytes, done.Sub(p.enqueued))
+			p.done(AppendResult{BaseOffset: p.base, TimestampUS: p.tsUS}, nil)
+		}
+	}
+}
+
+func estimateSize(recs []Record) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Key) + len(r.Value) + 16
+		for _, h := range r.Headers {
+			n += len(h.Key) + len(h.Value) + 4
+		}
+	}
+	return n
+}

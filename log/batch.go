@@ -1,0 +1,152 @@
+package log
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Header is one record header: a name and a value, kept in order, duplicates allowed.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is one message to append: the log assigns its offset and timestamp.
+type Record struct {
+	Key     []byte
+	Value   []byte
+	Headers []Header
+}
+
+// StoredRecord is a record read back from a batch with its position and append time.
+type StoredRecord struct {
+	Record
+	Offset      int64
+	TimestampUS int64
+}
+
+// Batch is one stored Kafka v2 record batch; Data is served to Kafka fetches as is.
+type Batch struct {
+	BaseOffset  int64
+	LastOffset  int64
+	TimestampUS int64
+	Data        []byte
+}
+
+// valueHeaderLen is the prefix of every stored batch value: append time in µs (Kafka
+// batches only hold ms) and the shard's cumulative byte count before the batch, which
+// lets byte retention find its cut point by seeking instead of scanning.
+const valueHeaderLen = 16
+
+const (
+	batchHeaderLen    = 61
+	attrLogAppendTime = 0x08
+	crcStart          = 21
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errCorruptBatch reports stored bytes that do not parse as a batch we wrote.
+var errCorruptBatch = errors.New("corrupt stored batch")
+
+// encodeValue builds the stored value for recs: the value header followed by one
+// uncompressed Kafka v2 batch with LogAppendTime, every record sharing the batch time.
+func encodeValue(dst []byte, base, tsUS, cumBytes int64, recs []Record) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(tsUS))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(cumBytes))
+	start := len(dst)
+	ms := tsUS / 1000
+	rb := kmsg.RecordBatch{
+		FirstOffset:          base,
+		PartitionLeaderEpoch: -1,
+		Magic:                2,
+		Attributes:           attrLogAppendTime,
+		LastOffsetDelta:      int32(len(recs) - 1),
+		FirstTimestamp:       ms,
+		MaxTimestamp:         ms,
+		ProducerID:           -1,
+		ProducerEpoch:        -1,
+		FirstSequence:        -1,
+		NumRecords:           int32(len(recs)),
+	}
+	dst = rb.AppendTo(dst)
+	var scratch []byte
+	for i := range recs {
+		kr := kmsg.Record{OffsetDelta: int32(i), Key: recs[i].Key, Value: recs[i].Value}
+		if recs[i].Value == nil {
+			// An empty MQTT payload is an empty value, not a Kafka null (tombstone).
+			kr.Value = []byte{}
+		}
+		if len(recs[i].Headers) > 0 {
+			kr.Headers = make([]kmsg.Header, len(recs[i].Headers))
+			for j, h := range recs[i].Headers {
+				kr.Headers[j] = kmsg.Header{Key: h.Key, Value: h.Value}
+			}
+		}
+		// AppendTo writes Length as given; encode with length 0 (one varint byte)
+		// to learn the body size, then prefix the real length.
+		scratch = kr.AppendTo(scratch[:0])
+		dst = kbin.AppendVarint(dst, int32(len(scratch)-1))
+		dst = append(dst, scratch[1:]...)
+	}
+	b := dst[start:]
+	binary.BigEndian.PutUint32(b[8:12], uint32(len(b)-12))
+	binary.BigEndian.PutUint32(b[17:21], crc32.Checksum(b[crcStart:], castagnoli))
+	return dst
+}
+
+// decodeValue splits a stored value into its header fields and batch bytes.
+func decodeValue(v []byte) (tsUS, cumBytes int64, batch []byte, err error) {
+	if len(v) < valueHeaderLen+batchHeaderLen {
+		return 0, 0, nil, errCorruptBatch
+	}
+	return int64(binary.BigEndian.Uint64(v[0:8])), int64(binary.BigEndian.Uint64(v[8:16])), v[valueHeaderLen:], nil
+}
+
+// batchLastOffset reads base offset + last offset delta from raw batch bytes.
+func batchLastOffset(b []byte) int64 {
+	return int64(binary.BigEndian.Uint64(b[0:8])) + int64(int32(binary.BigEndian.Uint32(b[23:27])))
+}
+
+// Records decodes the batch into records, skipping those before from.
+func (b Batch) Records(from int64) ([]StoredRecord, error) {
+	var rb kmsg.RecordBatch
+	if err := rb.ReadFrom(b.Data); err != nil {
+		return nil, fmt.Errorf("decode batch at %d: %w", b.BaseOffset, err)
+	}
+	if rb.Attributes&0x07 != 0 {
+		return nil, fmt.Errorf("decode batch at %d: compressed batches are not stored", b.BaseOffset)
+	}
+	out := make([]StoredRecord, 0, rb.NumRecords)
+	raw := rb.Records
+	for i := int32(0); i < rb.NumRecords; i++ {
+		var kr kmsg.Record
+		l, n := kbin.Varint(raw)
+		if n <= 0 || int(l) < 0 || len(raw) < n+int(l) {
+			return nil, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, i, errCorruptBatch)
+		}
+		if err := kr.ReadFrom(raw[:n+int(l)]); err != nil {
+			return nil, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, i, err)
+		}
+		raw = raw[n+int(l):]
+		off := b.BaseOffset + int64(kr.OffsetDelta)
+		if off < from {
+			continue
+		}
+		r := StoredRecord{Offset: off, TimestampUS: b.TimestampUS}
+		r.Key, r.Value = kr.Key, kr.Value
+		if len(kr.Headers) > 0 {
+			r.Headers = make([]Header, len(kr.Headers))
+			for j, h := range kr.Headers {
+				r.Headers[j] = Header{Key: h.Key, Value: h.Value}
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -1,0 +1,285 @@
+// Package log is the stream log: one ordered, durable log of Kafka v2 record batches per
+// (stream, shard), stored in one Pebble database, with a time index, retention and
+// consumer-group offsets. It knows nothing of MQTT or Kafka connections.
+package log
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/rs/zerolog"
+)
+
+// Errors callers branch on.
+var (
+	ErrClosed           = errors.New("log closed")
+	ErrUnknownStream    = errors.New("unknown stream")
+	ErrStreamExists     = errors.New("stream already exists")
+	ErrUnknownShard     = errors.New("unknown shard")
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+	ErrInvalidSpec      = errors.New("invalid stream spec")
+)
+
+// Observer receives measurements from the data path (Prometheus metrics in the server).
+type Observer interface {
+	// ObserveAppend is called once per append request when it is durable.
+	ObserveAppend(stream string, records, bytes int, latency time.Duration)
+	// ObserveSync is called once per synced commit with its duration.
+	ObserveSync(latency time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveAppend(string, int, int, time.Duration) {}
+func (nopObserver) ObserveSync(time.Duration)                     {}
+
+// Options configure Open.
+type Options struct {
+	// Dir is the Pebble directory; it is created if missing and locked while open.
+	Dir string
+	// Logger receives the log's own and Pebble's messages.
+	Logger zerolog.Logger
+	// NoSync skips fsync on commit: only for benchmarks of everything but the disk.
+	NoSync bool
+	// RetentionInterval is how often retention runs (default 10s).
+	RetentionInterval time.Duration
+	// Now is the clock (default time.Now); tests move it.
+	Now func() time.Time
+	// Observer receives metrics; nil means none.
+	Observer Observer
+	// CacheBytes sizes Pebble's block cache (default 64 MiB).
+	CacheBytes int64
+}
+
+// Log is an open stream log.
+type Log struct {
+	db   *pebble.DB
+	opts Options
+	lg   zerolog.Logger
+
+	mu      sync.RWMutex
+	streams map[string]*Stream
+	nextID  uint32
+
+	// commitMu is held by the committer for each commit and by definition changes,
+	// so a stream is never written to after its deletion.
+	commitMu sync.Mutex
+
+	queueMu sync.Mutex
+	queue   []*pending
+	closed  bool
+	wake    chan struct{}
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type pending struct {
+	stream   *Stream
+	shard    int32
+	recs     []Record
+	done     func(AppendResult, error)
+	enqueued time.Time
+	bytes    int
+	base     int64
+	tsUS     int64
+}
+
+// AppendResult tells where an append landed.
+type AppendResult struct {
+	BaseOffset  int64
+	TimestampUS int64
+}
+
+type pebbleLogger struct{ lg zerolog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...interface{}) {
+	p.lg.Debug().Msgf(format, args...)
+}
+func (p pebbleLogger) Errorf(format string, args ...interface{}) {
+	p.lg.Error().Msgf(format, args...)
+}
+func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
+	p.lg.Fatal().Msgf(format, args...)
+}
+
+// Open opens (creating if needed) the log in opts.Dir and recovers every shard's
+// log start and high watermark from what is durably stored.
+func Open(opts Options) (*Log, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	if opts.RetentionInterval <= 0 {
+		opts.RetentionInterval = 10 * time.Second
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = 64 << 20
+	}
+	cache := pebble.NewCache(opts.CacheBytes)
+	defer cache.Unref()
+	db, err := pebble.Open(opts.Dir, &pebble.Options{
+		Cache:                       cache,
+		Logger:                      pebbleLogger{opts.Logger.With().Str("component", "pebble").Logger()},
+		MemTableSize:                64 << 20,
+		MemTableStopWritesThreshold: 4,
+		FormatMajorVersion:          pebble.FormatNewest,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
+	}
+	l := &Log{
+		db:      db,
+		opts:    opts,
+		lg:      opts.Logger,
+		streams: map[string]*Stream{},
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+	if err := l.load(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	l.wg.Add(2)
+	go l.commitLoop()
+	go l.retentionLoop()
+	return l, nil
+}
+
+// storedStream is the persisted form of a stream definition.
+type storedStream struct {
+	ID   uint32     `json:"id"`
+	Spec StreamSpec `json:"spec"`
+}
+
+func (l *Log) load() error {
+	if v, closer, err := l.db.Get([]byte{prefixNextID}); err == nil {
+		l.nextID = binary.BigEndian.Uint32(v)
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("load next stream id: %w", err)
+	}
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMeta}, UpperBound: []byte{prefixMeta + 1}})
+	if err != nil {
+		return fmt.Errorf("load streams: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		var ss storedStream
+		if err := json.Unmarshal(it.Value(), &ss); err != nil {
+			return fmt.Errorf("load stream %q: %w", it.Key()[1:], err)
+		}
+		s := &Stream{log: l, id: ss.ID, spec: ss.Spec}
+		for i := int32(0); i < ss.Spec.Shards; i++ {
+			sh, err := l.recoverShard(ss.ID, i)
+			if err != nil {
+				return fmt.Errorf("recover %s/%d: %w", ss.Spec.Name, i, err)
+			}
+			s.shards = append(s.shards, sh)
+		}
+		l.streams[ss.Spec.Name] = s
+	}
+	return it.Error()
+}
+
+// recoverShard rebuilds a shard's in-memory state from its last stored batch and its
+// log start: only committed (synced) batches are visible, so the high watermark
+// recovered is exactly the durable one.
+func (l *Log) recoverShard(sid uint32, shard int32) (*shardState, error) {
+	sh := newShardState()
+	if v, closer, err := l.db.Get(startKey(sid, shard)); err == nil {
+		sh.start.Store(int64(binary.BigEndian.Uint64(v)))
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, err
+	}
+	sh.next = sh.start.Load()
+	p := shardPrefix(prefixBatch, sid, shard)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	if it.Last() {
+		ts, cum, b, err := decodeValue(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("last batch: %w", err)
+		}
+		sh.next = batchLastOffset(b) + 1
+		sh.lastTS = ts
+		sh.cum = cum + int64(len(b))
+	}
+	if it.First() {
+		_, cum, _, err := decodeValue(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("first batch: %w", err)
+		}
+		sh.bytes.Store(sh.cum - cum)
+	}
+	sh.hwm.Store(sh.next)
+	return sh, it.Error()
+}
+
+// Close stops accepting appends, commits those already queued, and closes Pebble.
+func (l *Log) Close() error {
+	l.queueMu.Lock()
+	if l.closed {
+		l.queueMu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	l.queueMu.Unlock()
+	close(l.stop)
+	l.wg.Wait()
+	if err := l.db.Close(); err != nil {
+		return fmt.Errorf("close log: %w", err)
+	}
+	return nil
+}
+
+// Streams lists the streams sorted by name.
+func (l *Log) Streams() []*Stream {
+	l.mu.RLock()
+	out := make([]*Stream, 0, len(l.streams))
+	for _, s := range l.streams {
+		out = append(out, s)
+	}
+	l.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].spec.Name < out[j].spec.Name })
+	return out
+}
+
+// Stream returns the named stream, or nil.
+func (l *Log) Stream(name string) *Stream {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.streams[name]
+}
+
+func (l *Log) streamByID(id uint32) *Stream {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for _, s := range l.streams {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
+func (l *Log) syncOpt() *pebble.WriteOptions {
+	if l.opts.NoSync {
+		return pebble.NoSync
+	}
+	return pebble.Sync
+}
+
+func (l *Log) nowUS() int64 { return l.opts.Now().UnixMicro() }

@@ -1,0 +1,161 @@
+package log
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// retentionLoop applies every stream's retention periodically. It writes only below the
+// high watermark, so it never waits on or blocks the committer.
+func (l *Log) retentionLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.opts.RetentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.ApplyRetention()
+		}
+	}
+}
+
+// ApplyRetention runs retention once over every stream (the background loop calls it).
+func (l *Log) ApplyRetention() {
+	for _, s := range l.Streams() {
+		for i := int32(0); i < s.Shards(); i++ {
+			if err := s.applyRetention(i); err != nil {
+				l.lg.Warn().Err(err).Str("stream", s.Name()).Int32("shard", i).Msg("retention")
+			}
+		}
+	}
+}
+
+func (s *Stream) applyRetention(shard int32) error {
+	sh, err := s.shard(shard)
+	if err != nil {
+		return nil // deleted meanwhile
+	}
+	r := s.Spec().Retention
+	start, hwm := sh.start.Load(), sh.hwm.Load()
+	target := start
+	if r.MaxMessages > 0 && hwm-r.MaxMessages > target {
+		target = hwm - r.MaxMessages
+	}
+	if r.MaxAge > 0 {
+		cutoff := s.log.nowUS() - r.MaxAge.Microseconds()
+		off, _, err := s.OffsetForTime(shard, cutoff)
+		if err != nil {
+			return err
+		}
+		if off > target {
+			target = off
+		}
+	}
+	if r.MaxBytes > 0 && sh.bytes.Load() > r.MaxBytes {
+		off, err := s.offsetForBytes(shard, start, hwm, r.MaxBytes)
+		if err != nil {
+			return err
+		}
+		if off > target {
+			target = off
+		}
+	}
+	if target <= start {
+		return nil
+	}
+	return s.truncateBefore(shard, sh, target)
+}
+
+// batchInfo describes one stored batch without its records.
+type batchInfo struct {
+	base, tsUS, cum, last, size int64
+}
+
+// batchAt returns the stored batch that holds offset, or the last one before it.
+func (s *Stream) batchAt(shard int32, offset int64) (batchInfo, bool, error) {
+	p := shardPrefix(prefixBatch, s.id, shard)
+	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return batchInfo{}, false, err
+	}
+	defer it.Close()
+	if !it.SeekLT(batchKey(s.id, shard, offset+1)) {
+		return batchInfo{}, false, it.Error()
+	}
+	ts, c, b, err := decodeValue(it.Value())
+	if err != nil {
+		return batchInfo{}, false, err
+	}
+	return batchInfo{base: batchKeyOffset(it.Key()), tsUS: ts, cum: c, last: batchLastOffset(b), size: int64(len(b))}, true, nil
+}
+
+// offsetForBytes finds, by binary search over the cumulative byte positions stored with
+// each batch, the first offset from which at most maxBytes are retained.
+func (s *Stream) offsetForBytes(shard int32, start, hwm, maxBytes int64) (int64, error) {
+	last, ok, err := s.batchAt(shard, hwm-1)
+	if err != nil || !ok {
+		return start, err
+	}
+	need := last.cum + last.size - maxBytes
+	lo, hi := start, hwm
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		bi, ok, err := s.batchAt(shard, mid)
+		if err != nil {
+			return start, err
+		}
+		if ok && bi.cum >= need {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo, nil
+}
+
+// truncateBefore moves the log start to target and deletes the batches (and their time
+// index entries) that hold only records below it.
+func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error {
+	keepBase := target
+	bi, ok, err := s.batchAt(shard, target)
+	if err != nil {
+		return err
+	}
+	straddles := ok && bi.last >= target
+	keepTS := int64(0)
+	keepCum := int64(-1)
+	if straddles {
+		keepBase, keepTS, keepCum = bi.base, bi.tsUS, bi.cum
+	} else if ok {
+		keepTS = bi.tsUS + 1 // every batch up to and including this one goes
+	}
+	s.log.commitMu.Lock()
+	defer s.log.commitMu.Unlock()
+	if s.Deleted() {
+		return nil
+	}
+	b := s.log.db.NewBatch()
+	defer b.Close()
+	_ = b.DeleteRange(batchKey(s.id, shard, 0), batchKey(s.id, shard, keepBase), nil)
+	if straddles {
+		_ = b.DeleteRange(timeKey(s.id, shard, 0, 0), timeKey(s.id, shard, keepTS, keepBase), nil)
+	} else {
+		_ = b.DeleteRange(timeKey(s.id, shard, 0, 0), timeKey(s.id, shard, keepTS, 0), nil)
+	}
+	_ = b.Set(startKey(s.id, shard), binary.BigEndian.AppendUint64(nil, uint64(target)), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("retention %s/%d to %d: %w", s.spec.Name, shard, target, err)
+	}
+	sh.start.Store(target)
+	if keepCum >= 0 {
+		sh.bytes.Store(sh.cum - keepCum)
+	} else {
+		sh.bytes.Store(0)
+	}
+	return nil
+}

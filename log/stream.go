@@ -1,0 +1,386 @@
+package log
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Retention bounds what a shard keeps; zero values mean no bound.
+type Retention struct {
+	MaxAge      time.Duration `json:"max_age,omitempty"`
+	MaxBytes    int64         `json:"max_bytes,omitempty"`
+	MaxMessages int64         `json:"max_messages,omitempty"`
+}
+
+// StreamSpec is what the log needs to know of a stream; Meta carries the rest of the
+// definition (filters, key) for the layers above, stored with it and returned unchanged.
+type StreamSpec struct {
+	Name      string          `json:"name"`
+	Shards    int32           `json:"shards"`
+	Retention Retention       `json:"retention"`
+	LastValue bool            `json:"last_value,omitempty"`
+	Meta      json.RawMessage `json:"meta,omitempty"`
+}
+
+// Stream is one named stream of the log.
+type Stream struct {
+	log *Log
+	id  uint32
+
+	mu      sync.RWMutex
+	spec    StreamSpec
+	shards  []*shardState
+	deleted bool
+}
+
+type shardState struct {
+	// Owned by the committer (under Log.commitMu).
+	next   int64
+	lastTS int64
+	cum    int64
+
+	start atomic.Int64 // log start offset
+	hwm   atomic.Int64 // high watermark: one past the last durable record
+	bytes atomic.Int64 // retained batch bytes
+
+	notifyMu sync.Mutex
+	notify   chan struct{}
+}
+
+func newShardState() *shardState { return &shardState{notify: make(chan struct{})} }
+
+// appended closes the current notification channel, waking every waiter.
+func (sh *shardState) appended() {
+	sh.notifyMu.Lock()
+	close(sh.notify)
+	sh.notify = make(chan struct{})
+	sh.notifyMu.Unlock()
+}
+
+func (spec StreamSpec) validate() error {
+	if spec.Name == "" {
+		return fmt.Errorf("%w: empty name", ErrInvalidSpec)
+	}
+	if spec.Shards < 1 {
+		return fmt.Errorf("%w: stream %s: shards must be at least 1", ErrInvalidSpec, spec.Name)
+	}
+	if spec.Retention.MaxAge < 0 || spec.Retention.MaxBytes < 0 || spec.Retention.MaxMessages < 0 {
+		return fmt.Errorf("%w: stream %s: negative retention", ErrInvalidSpec, spec.Name)
+	}
+	return nil
+}
+
+// CreateStream creates a new stream; ErrStreamExists if the name is taken.
+func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	l.commitMu.Lock()
+	defer l.commitMu.Unlock()
+	if l.Stream(spec.Name) != nil {
+		return nil, fmt.Errorf("create stream %s: %w", spec.Name, ErrStreamExists)
+	}
+	id := l.nextID + 1
+	b := l.db.NewBatch()
+	defer b.Close()
+	_ = b.Set([]byte{prefixNextID}, binary.BigEndian.AppendUint32(nil, id), nil)
+	if err := putMeta(b, id, spec); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", spec.Name, err)
+	}
+	l.nextID = id
+	s := &Stream{log: l, id: id, spec: spec}
+	for i := int32(0); i < spec.Shards; i++ {
+		s.shards = append(s.shards, newShardState())
+	}
+	l.mu.Lock()
+	l.streams[spec.Name] = s
+	l.mu.Unlock()
+	return s, nil
+}
+
+func putMeta(b *pebble.Batch, id uint32, spec StreamSpec) error {
+	v, err := json.Marshal(storedStream{ID: id, Spec: spec})
+	if err != nil {
+		return fmt.Errorf("encode stream %s: %w", spec.Name, err)
+	}
+	return b.Set(metaKey(spec.Name), v, nil)
+}
+
+// UpdateStream changes an existing stream's definition. Shards can grow, never shrink.
+func (l *Log) UpdateStream(spec StreamSpec) (*Stream, error) {
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	l.commitMu.Lock()
+	defer l.commitMu.Unlock()
+	s := l.Stream(spec.Name)
+	if s == nil {
+		return nil, fmt.Errorf("update stream %s: %w", spec.Name, ErrUnknownStream)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if spec.Shards < s.spec.Shards {
+		return nil, fmt.Errorf("%w: stream %s: shards cannot shrink from %d to %d", ErrInvalidSpec, spec.Name, s.spec.Shards, spec.Shards)
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := putMeta(b, s.id, spec); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, fmt.Errorf("update stream %s: %w", spec.Name, err)
+	}
+	for i := s.spec.Shards; i < spec.Shards; i++ {
+		s.shards = append(s.shards, newShardState())
+	}
+	s.spec = spec
+	return s, nil
+}
+
+// EnsureStream creates the stream or updates it to spec (used for configured streams).
+func (l *Log) EnsureStream(spec StreamSpec) (*Stream, error) {
+	if l.Stream(spec.Name) == nil {
+		return l.CreateStream(spec)
+	}
+	return l.UpdateStream(spec)
+}
+
+// DeleteStream removes a stream with its data and its committed group offsets.
+func (l *Log) DeleteStream(name string) error {
+	l.commitMu.Lock()
+	defer l.commitMu.Unlock()
+	s := l.Stream(name)
+	if s == nil {
+		return fmt.Errorf("delete stream %s: %w", name, ErrUnknownStream)
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	for _, p := range []byte{prefixBatch, prefixTime, prefixStart} {
+		sp := streamPrefix(p, s.id)
+		_ = b.DeleteRange(sp, prefixEnd(sp), nil)
+	}
+	_ = b.Delete(metaKey(name), nil)
+	if err := l.deleteStreamOffsets(b, s.id); err != nil {
+		return fmt.Errorf("delete stream %s: %w", name, err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("delete stream %s: %w", name, err)
+	}
+	s.mu.Lock()
+	s.deleted = true
+	shards := s.shards
+	s.mu.Unlock()
+	l.mu.Lock()
+	delete(l.streams, name)
+	l.mu.Unlock()
+	for _, sh := range shards {
+		sh.appended() // wake long polls so they see the deletion
+	}
+	return nil
+}
+
+// Name is the stream's name (its Kafka topic).
+func (s *Stream) Name() string { return s.spec.Name }
+
+// ID is the stream's internal numeric id (unique for the life of the data dir).
+func (s *Stream) ID() uint32 { return s.id }
+
+// Spec returns the stream's current definition.
+func (s *Stream) Spec() StreamSpec {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.spec
+}
+
+// Shards is the current number of shards.
+func (s *Stream) Shards() int32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return int32(len(s.shards))
+}
+
+// Deleted reports whether the stream has been deleted.
+func (s *Stream) Deleted() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.deleted
+}
+
+func (s *Stream) shard(i int32) (*shardState, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.deleted {
+		return nil, fmt.Errorf("stream %s: %w", s.spec.Name, ErrUnknownStream)
+	}
+	if i < 0 || int(i) >= len(s.shards) {
+		return nil, fmt.Errorf("stream %s shard %d: %w", s.spec.Name, i, ErrUnknownShard)
+	}
+	return s.shards[i], nil
+}
+
+// Offsets returns the shard's log start offset and high watermark.
+func (s *Stream) Offsets(shard int32) (start, hwm int64, err error) {
+	sh, err := s.shard(shard)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Read hwm first: start only grows toward hwm, so start <= hwm holds.
+	hwm = sh.hwm.Load()
+	return sh.start.Load(), hwm, nil
+}
+
+// Size returns the bytes of record batches the shard retains.
+func (s *Stream) Size(shard int32) int64 {
+	sh, err := s.shard(shard)
+	if err != nil {
+		return 0
+	}
+	return sh.bytes.Load()
+}
+
+// Appended returns a channel closed at the next durable append to the shard (or when
+// the stream is deleted); check the offsets again after it fires.
+func (s *Stream) Appended(shard int32) (<-chan struct{}, error) {
+	sh, err := s.shard(shard)
+	if err != nil {
+		return nil, err
+	}
+	sh.notifyMu.Lock()
+	defer sh.notifyMu.Unlock()
+	return sh.notify, nil
+}
+
+// Read returns the stored batches from the one holding offset on, up to maxBytes in
+// all; the first batch is always returned whole, whatever its size. Reading at the high
+// watermark returns nothing; outside [start, hwm] it is ErrOffsetOutOfRange.
+func (s *Stream) Read(shard int32, offset int64, maxBytes int) ([]Batch, error) {
+	sh, err := s.shard(shard)
+	if err != nil {
+		return nil, err
+	}
+	hwm := sh.hwm.Load()
+	start := sh.start.Load()
+	if offset < start || offset > hwm {
+		return nil, fmt.Errorf("read %s/%d at %d (log %d..%d): %w", s.spec.Name, shard, offset, start, hwm, ErrOffsetOutOfRange)
+	}
+	if offset == hwm {
+		return nil, nil
+	}
+	p := shardPrefix(prefixBatch, s.id, shard)
+	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, hwm)})
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
+	}
+	defer it.Close()
+	if !it.SeekLT(batchKey(s.id, shard, offset+1)) {
+		it.First()
+	}
+	var out []Batch
+	total := 0
+	for ; it.Valid(); it.Next() {
+		v := it.Value()
+		if len(out) > 0 && total+len(v)-valueHeaderLen > maxBytes {
+			break
+		}
+		ts, _, b, err := decodeValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("read %s/%d at %d: %w", s.spec.Name, shard, batchKeyOffset(it.Key()), err)
+		}
+		last := batchLastOffset(b)
+		if last < offset {
+			continue // retention moved start inside a deleted region; skip stale batch
+		}
+		out = append(out, Batch{
+			BaseOffset:  batchKeyOffset(it.Key()),
+			LastOffset:  last,
+			TimestampUS: ts,
+			Data:        append([]byte(nil), b...),
+		})
+		total += len(b)
+		if total >= maxBytes {
+			break
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
+	}
+	return out, nil
+}
+
+// OffsetForTime returns the first offset whose timestamp is >= tsUS and that
+// timestamp; if there is none it returns the high watermark and -1.
+func (s *Stream) OffsetForTime(shard int32, tsUS int64) (offset, foundTS int64, err error) {
+	sh, err := s.shard(shard)
+	if err != nil {
+		return 0, 0, err
+	}
+	hwm := sh.hwm.Load()
+	start := sh.start.Load()
+	p := shardPrefix(prefixTime, s.id, shard)
+	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, 0, fmt.Errorf("time lookup %s/%d: %w", s.spec.Name, shard, err)
+	}
+	defer it.Close()
+	if tsUS < 0 {
+		tsUS = 0
+	}
+	// Every record of a batch carries the batch's append time, so the first batch
+	// stamped at or after T starts with the answer.
+	for ok := it.SeekGE(timeKey(s.id, shard, tsUS, 0)); ok; ok = it.Next() {
+		ts, base := timeKeyParts(it.Key())
+		if base >= hwm {
+			break
+		}
+		if base < start {
+			// The batch straddles the log start; its retained records share its time.
+			var last int64
+			if v, closer, err := s.log.db.Get(batchKey(s.id, shard, base)); err == nil {
+				if _, _, b, derr := decodeValue(v); derr == nil {
+					last = batchLastOffset(b)
+				}
+				closer.Close()
+			}
+			if last < start {
+				continue
+			}
+			base = start
+		}
+		return base, ts, nil
+	}
+	return hwm, -1, it.Error()
+}
+
+// MaxTimestamp returns the offset and time of the newest record, or (-1, -1) if empty.
+func (s *Stream) MaxTimestamp(shard int32) (offset, tsUS int64, err error) {
+	sh, err := s.shard(shard)
+	if err != nil {
+		return 0, 0, err
+	}
+	hwm := sh.hwm.Load()
+	if hwm == sh.start.Load() {
+		return -1, -1, nil
+	}
+	p := shardPrefix(prefixTime, s.id, shard)
+	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer it.Close()
+	for ok := it.Last(); ok; ok = it.Prev() {
+		ts, base := timeKeyParts(it.Key())
+		if base < hwm {
+			return hwm - 1, ts, nil
+		}
+	}
+	return -1, -1, it.Error()
+}
