@@ -283,3 +283,7 @@ func (l *Log) syncOpt() *pebble.WriteOptions {
 }
 
 func (l *Log) nowUS() int64 { return l.opts.Now().UnixMicro() }
+
+// Dir is the directory the log was opened in; other packages keep per-data-dir
+// identity (such as the Kafka cluster id) next to it.
+func (l *Log) Dir() string { return l.opts.Dir }
