@@ -23,7 +23,8 @@ func (s *Stream) Append(shard int32, recs []Record) (AppendResult, error) {
 
 // AppendAsync queues recs for the shard and calls done once they are durable (or failed).
 // Appends are committed in the order they are queued; done runs on the committer
-// goroutine, in commit order, and must not block.
+// goroutine, in commit order, and must not block. An append refused up front (unknown
+// shard, closed log) calls done before AppendAsync returns.
 func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult, error)) {
 	if len(recs) == 0 {
 		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.spec.Name, shard))
