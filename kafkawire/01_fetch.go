@@ -1,0 +1,213 @@
+package kafkawire
+
+import (
+	"hash/crc32"
+	"math"
+	"reflect"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// Fetch: v4-12.
+//
+// Returns the stored v2 record batches as they are (no re-encoding). Limits: max_bytes
+// bounds the response and partition_max_bytes each partition, except that a
+// partition's first batch is always returned whole when it is the first data in the
+// response or still fits in max_bytes (pitfall 4: otherwise the consumer stalls on a
+// big batch). min_bytes/max_wait_ms are a long poll woken by the shards' append
+// notifications, ending at the deadline or when the server closes; an error on any
+// partition answers at once. Outside [log start, high watermark] is OFFSET_OUT_OF_RANGE;
+// an unknown topic or partition UNKNOWN_TOPIC_OR_PARTITION. Every partition carries
+// its high watermark, last stable offset (= high watermark, there are no transactions)
+// and log start (v5+). A read below the high watermark that finds no batch (a gap)
+// answers an empty batch spanning the gap so the consumer moves on (pitfall 5).
+// Fetch sessions (v7+) are declined: the response's session id is always 0 and every
+// request, incremental ones included, is served in full. v4 is the oldest version with
+// v2 record batches (kafka-python uses it); v11 adds the rack (ignored) and preferred
+// read replica (-1); v12 is flexible; v13+ would need topic ids in fetches.
+
+func init() { register(1, 4, 12, handleFetch) }
+
+// appendLogTime is the record batch attribute for LogAppendTime timestamps.
+const appendLogTime = 0x08
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func handleFetch(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.FetchRequest)
+	f := fetch{s: s, req: req}
+	var timer *time.Timer
+	expired := false
+	for {
+		resp, waits, done := f.read()
+		if done || req.MaxWaitMillis <= 0 || expired {
+			f.account(resp)
+			return resp, nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+			defer timer.Stop()
+		}
+		// Wait for an append to any fetched shard, the deadline or shutdown; the
+		// notification channels were taken before reading, so no append is missed.
+		cases := make([]reflect.SelectCase, 0, len(waits)+2)
+		cases = append(cases,
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.done)},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+		for _, w := range waits {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+		}
+		switch i, _, _ := reflect.Select(cases); i {
+		case 0:
+			f.account(resp)
+			return resp, nil
+		case 1:
+			// Deadline: read once more and answer whatever there is.
+			expired = true
+		}
+	}
+}
+
+// fetch is one Fetch request being answered.
+type fetch struct {
+	s   *Server
+	req *kmsg.FetchRequest
+}
+
+// read builds the response from what is stored now. It returns the shards' append
+// notifications (taken before their reads) and whether the response should go out
+// now: min_bytes reached, or an error to report.
+func (f *fetch) read() (resp *kmsg.FetchResponse, waits []<-chan struct{}, done bool) {
+	req := f.req
+	resp = req.ResponseKind().(*kmsg.FetchResponse)
+	resp.SessionID = 0 // sessions declined
+	total := 0
+	maxBytes := int(req.MaxBytes)
+	for _, rt := range req.Topics {
+		t := kmsg.NewFetchResponseTopic()
+		t.Topic = rt.Topic
+		st := f.s.stream(rt.Topic)
+		for _, rp := range rt.Partitions {
+			p := kmsg.NewFetchResponseTopicPartition()
+			p.Partition = rp.Partition
+			p.PreferredReadReplica = -1
+			if st == nil {
+				p.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				done = true
+				t.Partitions = append(t.Partitions, p)
+				continue
+			}
+			w, err := st.Appended(rp.Partition)
+			if err == nil {
+				waits = append(waits, w)
+				var n int
+				n, err = f.readPartition(st, rp, &p, total, maxBytes)
+				total += n
+			}
+			if err != nil {
+				p.ErrorCode = offsetsErrorCode(err)
+				done = true
+			}
+			t.Partitions = append(t.Partitions, p)
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	if total >= int(req.MinBytes) {
+		done = true
+	}
+	return resp, waits, done
+}
+
+// readPartition fills p for one partition and returns the batch bytes it added.
+func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition, p *kmsg.FetchResponseTopicPartition, total, maxBytes int) (int, error) {
+	start, hwm, err := st.Offsets(rp.Partition)
+	if err != nil {
+		return 0, err
+	}
+	p.HighWatermark, p.LastStableOffset, p.LogStartOffset = hwm, hwm, start
+	off := rp.FetchOffset
+	if off < start || off > hwm {
+		return 0, log.ErrOffsetOutOfRange
+	}
+	if off == hwm {
+		return 0, nil
+	}
+	remaining := maxBytes - total
+	if total > 0 && remaining <= 0 {
+		return 0, nil // response full; the client asks again
+	}
+	limit := min(int(rp.PartitionMaxBytes), remaining)
+	batches, err := st.Read(rp.Partition, off, max(limit, 0))
+	if err != nil {
+		return 0, err
+	}
+	if len(batches) == 0 {
+		// Nothing stored from off up to the high watermark: answer an empty batch
+		// over the gap, which clients skip past, instead of an empty answer they
+		// would repeat forever.
+		p.RecordBatches = gapBatch(off, hwm-1)
+		return len(p.RecordBatches), nil
+	}
+	if total > 0 && len(batches[0].Data) > remaining {
+		return 0, nil // does not fit behind the data already in the response
+	}
+	n := 0
+	for _, b := range batches {
+		n += len(b.Data)
+	}
+	if len(batches) == 1 {
+		p.RecordBatches = batches[0].Data
+	} else {
+		buf := make([]byte, 0, n)
+		for _, b := range batches {
+			buf = append(buf, b.Data...)
+		}
+		p.RecordBatches = buf
+	}
+	return n, nil
+}
+
+// account records the bytes a response carries in the fetch metrics.
+func (f *fetch) account(resp *kmsg.FetchResponse) {
+	if f.s.metrics == nil {
+		return
+	}
+	for _, t := range resp.Topics {
+		n := 0
+		for _, p := range t.Partitions {
+			n += len(p.RecordBatches)
+		}
+		f.s.metrics.fetched(t.Topic, n)
+	}
+}
+
+// gapBatch encodes an empty v2 record batch covering offsets first..last, as Kafka's
+// compaction leaves behind, so that consumers advance their position past the gap.
+func gapBatch(first, last int64) []byte {
+	delta := last - first
+	if delta > math.MaxInt32 {
+		delta = math.MaxInt32
+	}
+	rb := kmsg.RecordBatch{
+		FirstOffset:          first,
+		PartitionLeaderEpoch: -1,
+		Magic:                2,
+		Attributes:           appendLogTime,
+		LastOffsetDelta:      int32(delta),
+		FirstTimestamp:       -1,
+		MaxTimestamp:         -1,
+		ProducerID:           -1,
+		ProducerEpoch:        -1,
+		FirstSequence:        -1,
+	}
+	b := rb.AppendTo(nil)
+	// Length counts from the leader epoch on; the CRC-32C covers the attributes on.
+	rb.Length = int32(len(b) - 12)
+	b = rb.AppendTo(b[:0])
+	rb.CRC = int32(crc32.Checksum(b[21:], castagnoli))
+	return rb.AppendTo(b[:0])
+}

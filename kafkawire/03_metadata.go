@@ -1,0 +1,94 @@
+package kafkawire
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// Metadata: v0-12.
+//
+// One broker (node 0, the advertised host:port), the controller too. Every stream is a
+// topic and every shard a partition led by node 0 with leader epoch -1 (we do not serve
+// OffsetForLeaderEpoch). All topics are listed for v0's empty topic array and for v1+'s
+// null one. An unknown topic is UNKNOWN_TOPIC_OR_PARTITION: topics are never created
+// here (streams come from configuration). Topics are also found by id (v10+), unknown
+// ids answer UNKNOWN_TOPIC_ID. Version notes: v1 controller/internal/rack, v2 cluster
+// id, v4 allow-auto-create (ignored), v5 offline replicas, v7 leader epoch, v8
+// authorized operations (not computed), v9 flexible, v10 topic ids.
+
+func init() { register(3, 0, 12, handleMetadata) }
+
+func handleMetadata(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.MetadataRequest)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+
+	b := kmsg.NewMetadataResponseBroker()
+	b.NodeID = nodeID
+	b.Host, b.Port = s.advHost, s.advPort
+	resp.Brokers = append(resp.Brokers, b)
+	resp.ClusterID = kmsg.StringPtr(s.clusterID)
+	resp.ControllerID = nodeID
+
+	all := req.Topics == nil || req.Version == 0 && len(req.Topics) == 0
+	if all {
+		for _, st := range s.log.Streams() {
+			if !st.Deleted() {
+				resp.Topics = append(resp.Topics, s.metadataTopic(st))
+			}
+		}
+		return resp, nil
+	}
+	seen := map[string]bool{}
+	for _, rt := range req.Topics {
+		var st *log.Stream
+		switch {
+		case rt.Topic != nil:
+			st = s.stream(*rt.Topic)
+			if st == nil {
+				t := kmsg.NewMetadataResponseTopic()
+				t.Topic = rt.Topic
+				t.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				resp.Topics = append(resp.Topics, t)
+				continue
+			}
+		case rt.TopicID != [16]byte{}:
+			st = s.streamByTopicID(rt.TopicID)
+			if st == nil {
+				t := kmsg.NewMetadataResponseTopic()
+				t.TopicID = rt.TopicID
+				t.ErrorCode = kerr.UnknownTopicID.Code
+				resp.Topics = append(resp.Topics, t)
+				continue
+			}
+		default:
+			continue // neither name nor id: nothing to describe
+		}
+		if seen[st.Name()] {
+			continue
+		}
+		seen[st.Name()] = true
+		resp.Topics = append(resp.Topics, s.metadataTopic(st))
+	}
+	return resp, nil
+}
+
+func (s *Server) metadataTopic(st *log.Stream) kmsg.MetadataResponseTopic {
+	t := kmsg.NewMetadataResponseTopic()
+	t.Topic = kmsg.StringPtr(st.Name())
+	t.TopicID = s.topicID(st)
+	n := st.Shards()
+	t.Partitions = make([]kmsg.MetadataResponseTopicPartition, 0, n)
+	for i := int32(0); i < n; i++ {
+		p := kmsg.NewMetadataResponseTopicPartition()
+		p.Partition = i
+		p.Leader = nodeID
+		p.LeaderEpoch = -1
+		p.Replicas = []int32{nodeID}
+		p.ISR = []int32{nodeID}
+		p.OfflineReplicas = []int32{}
+		t.Partitions = append(t.Partitions, p)
+	}
+	return t
+}

@@ -1,0 +1,67 @@
+package kafkawire
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the broker's Prometheus series; a nil *metrics records nothing.
+type metrics struct {
+	conns      prometheus.Gauge
+	fetchBytes *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	// The connections gauge is shared with the MQTT listener (label proto), so an
+	// already registered identical vector is reused rather than an error.
+	conns, err := registerOrExisting(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mqstreams_connections",
+		Help: "Open client connections per protocol.",
+	}, []string{"proto"}))
+	if err != nil {
+		return nil, err
+	}
+	fetch, err := registerOrExisting(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mqstreams_kafka_fetch_bytes_total",
+		Help: "Record batch bytes returned to Kafka fetches, per stream.",
+	}, []string{"stream"}))
+	if err != nil {
+		return nil, err
+	}
+	return &metrics{conns: conns.WithLabelValues("kafka"), fetchBytes: fetch}, nil
+}
+
+func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+func (m *metrics) connOpened() {
+	if m != nil {
+		m.conns.Inc()
+	}
+}
+
+func (m *metrics) connClosed() {
+	if m != nil {
+		m.conns.Dec()
+	}
+}
+
+func (m *metrics) fetched(stream string, n int) {
+	if m != nil && n > 0 {
+		m.fetchBytes.WithLabelValues(stream).Add(float64(n))
+	}
+}

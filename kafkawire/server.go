@@ -1,0 +1,291 @@
+// Package kafkawire is the Kafka broker of mqstreams: it serves the streams of the log
+// as topics (one partition per shard) over the Kafka wire protocol, decoding every
+// request and encoding every response with franz-go's kmsg.
+package kafkawire
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// Config is the Kafka listener's configuration.
+type Config struct {
+	// Addr is the address to listen on (default ":9092"); "127.0.0.1:0" picks a port.
+	Addr string
+	// AdvertisedAddr is the host:port given to clients in Metadata; empty means the
+	// bound address, with "localhost" for an unspecified host (0.0.0.0 or ::).
+	AdvertisedAddr string
+	// MaxRequestBytes is the largest request frame accepted (socket.request.max.bytes,
+	// default 100 MiB); a larger one closes the connection.
+	MaxRequestBytes int32
+}
+
+// Options are what New needs.
+type Options struct {
+	Config     Config
+	Log        *log.Log
+	Logger     zerolog.Logger
+	Registerer prometheus.Registerer // may be nil
+}
+
+// Server is the Kafka broker: node 0, every stream a topic, every shard a partition.
+type Server struct {
+	cfg     Config
+	log     *log.Log
+	lg      zerolog.Logger
+	metrics *metrics
+
+	clusterID string
+
+	ln        net.Listener
+	advHost   string
+	advPort   int32
+	done      chan struct{} // closed by Close: ends long polls and connections
+	closeOnce sync.Once
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	wg    sync.WaitGroup
+}
+
+const defaultMaxRequestBytes = 100 << 20
+
+// nodeID is this broker's id in Metadata, DescribeCluster and as every partition's leader.
+const nodeID int32 = 0
+
+// New checks the options and prepares a server; Start binds it.
+func New(o Options) (*Server, error) {
+	if o.Log == nil {
+		return nil, errors.New("kafkawire: no log")
+	}
+	cfg := o.Config
+	if cfg.Addr == "" {
+		cfg.Addr = ":9092"
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = defaultMaxRequestBytes
+	}
+	if cfg.AdvertisedAddr != "" {
+		if _, _, err := splitHostPort(cfg.AdvertisedAddr); err != nil {
+			return nil, fmt.Errorf("kafkawire: advertised address: %w", err)
+		}
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("kafkawire: metrics: %w", err)
+	}
+	id, err := loadClusterID(o.Log.Dir())
+	if err != nil {
+		return nil, fmt.Errorf("kafkawire: cluster id: %w", err)
+	}
+	return &Server{
+		cfg:       cfg,
+		log:       o.Log,
+		lg:        o.Logger.With().Str("component", "kafka").Logger(),
+		metrics:   m,
+		clusterID: id,
+		done:      make(chan struct{}),
+		conns:     map[*conn]struct{}{},
+	}, nil
+}
+
+// Start binds the listener and serves connections in the background; it returns once
+// the address is bound.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("kafka listen %s: %w", s.cfg.Addr, err)
+	}
+	adv := s.cfg.AdvertisedAddr
+	if adv == "" {
+		host, port, _ := net.SplitHostPort(ln.Addr().String())
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			host = "localhost"
+		}
+		adv = net.JoinHostPort(host, port)
+	}
+	s.advHost, s.advPort, err = splitHostPort(adv)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("kafka advertised address %s: %w", adv, err)
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go s.accept()
+	s.lg.Info().Str("addr", ln.Addr().String()).Str("advertised", adv).Str("cluster_id", s.clusterID).Msg("kafka listening")
+	return nil
+}
+
+// Addr is the bound address (nil before Start).
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Close stops accepting, ends every connection (and its long poll) and waits for them.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.done)
+		if s.ln != nil {
+			err = s.ln.Close()
+		}
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.nc.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	if err != nil {
+		return fmt.Errorf("kafka close: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.lg.Error().Err(err).Msg("kafka accept")
+			return
+		}
+		c := newConn(s, nc)
+		s.mu.Lock()
+		select {
+		case <-s.done:
+			s.mu.Unlock()
+			_ = nc.Close()
+			return
+		default:
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.metrics.connOpened()
+			defer s.metrics.connClosed()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+func splitHostPort(addr string) (string, int32, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.ParseUint(ps, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", ps, err)
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	return host, int32(port), nil
+}
+
+// clusterIDFile holds the cluster id beside the log's data so it survives restarts and
+// belongs to the data, as Kafka's meta.properties does.
+const clusterIDFile = "kafka-cluster-id"
+
+// loadClusterID reads the data dir's cluster id, creating one on first use. A log
+// without a directory gets a fresh id per process.
+func loadClusterID(dir string) (string, error) {
+	if dir == "" {
+		return newClusterID(), nil
+	}
+	path := filepath.Join(dir, clusterIDFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	id := newClusterID()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// newClusterID makes a Kafka-style cluster id: a random UUID in URL-safe base64.
+func newClusterID() string {
+	var u [16]byte
+	_, _ = rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return base64.RawURLEncoding.EncodeToString(u[:])
+}
+
+// topicID derives a stream's Kafka topic id from the cluster id and the stream's
+// internal id, which is never reused within a data dir: stable across restarts, and
+// different for a stream deleted and created again under the same name.
+func (s *Server) topicID(st *log.Stream) [16]byte {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s/%d/%s", s.clusterID, st.ID(), st.Name()))
+	var u [16]byte
+	copy(u[:], h[:16])
+	u[6] = u[6]&0x0f | 0x50 // name-based UUID, never the zero id
+	u[8] = u[8]&0x3f | 0x80
+	return u
+}
+
+// streamByTopicID resolves a v10+/v13+ topic id to a live stream, or nil.
+func (s *Server) streamByTopicID(id [16]byte) *log.Stream {
+	for _, st := range s.log.Streams() {
+		if s.topicID(st) == id {
+			return st
+		}
+	}
+	return nil
+}
+
+// stream returns the live stream for a topic name, or nil.
+func (s *Server) stream(topic string) *log.Stream {
+	st := s.log.Stream(topic)
+	if st == nil || st.Deleted() {
+		return nil
+	}
+	return st
+}
+
+// advertised is the host:port clients are told to connect to.
+func (s *Server) advertised() string {
+	return net.JoinHostPort(s.advHost, strconv.Itoa(int(s.advPort)))
+}
