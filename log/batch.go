@@ -57,6 +57,12 @@ var errCorruptBatch = errors.New("corrupt stored batch")
 // encodeValue builds the stored value for recs: the value header followed by one
 // uncompressed Kafka v2 batch with LogAppendTime, every record sharing the batch time.
 func encodeValue(dst []byte, base, tsUS, cumBytes int64, recs []Record) []byte {
+	return encodeValueDeltas(dst, base, tsUS, cumBytes, recs, nil, int32(len(recs)-1))
+}
+
+// encodeValueDeltas is encodeValue with explicit offset deltas (nil means 0, 1, 2, ...)
+// and last offset delta, as a compacted batch keeps its original offsets.
+func encodeValueDeltas(dst []byte, base, tsUS, cumBytes int64, recs []Record, deltas []int32, lastDelta int32) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(tsUS))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(cumBytes))
 	start := len(dst)
@@ -66,7 +72,7 @@ func encodeValue(dst []byte, base, tsUS, cumBytes int64, recs []Record) []byte {
 		PartitionLeaderEpoch: -1,
 		Magic:                2,
 		Attributes:           attrLogAppendTime,
-		LastOffsetDelta:      int32(len(recs) - 1),
+		LastOffsetDelta:      lastDelta,
 		FirstTimestamp:       ms,
 		MaxTimestamp:         ms,
 		ProducerID:           -1,
@@ -77,7 +83,11 @@ func encodeValue(dst []byte, base, tsUS, cumBytes int64, recs []Record) []byte {
 	dst = rb.AppendTo(dst)
 	var scratch []byte
 	for i := range recs {
-		kr := kmsg.Record{OffsetDelta: int32(i), Key: recs[i].Key, Value: recs[i].Value}
+		delta := int32(i)
+		if deltas != nil {
+			delta = deltas[i]
+		}
+		kr := kmsg.Record{OffsetDelta: delta, Key: recs[i].Key, Value: recs[i].Value}
 		if recs[i].Value == nil {
 			// An empty MQTT payload is an empty value, not a Kafka null (tombstone).
 			kr.Value = []byte{}

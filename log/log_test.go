@@ -260,3 +260,53 @@ func TestGroupOffsetsAndDelete(t *testing.T) {
 		t.Fatalf("recreated stream has data")
 	}
 }
+
+func TestLastValueCompaction(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, nil)
+	s, _ := l.CreateStream(StreamSpec{Name: "lv", Shards: 1, LastValue: true})
+	keys := []string{"a", "b", "a", "c", "b", "a"}
+	for i, k := range keys {
+		if _, err := s.Append(0, []Record{{Key: []byte(k), Value: []byte(fmt.Sprint(i))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// one batch holding several keys, one superseded inside it
+	s.Append(0, []Record{{Key: []byte("d"), Value: []byte("6")}, {Key: []byte("d"), Value: []byte("7")}, {Value: []byte("nokey")}})
+	before := s.Size(0)
+	l.ApplyRetention()
+	if s.Size(0) >= before {
+		t.Fatalf("size %d not below %d", s.Size(0), before)
+	}
+	read := func(s *Stream) []string {
+		var got []string
+		bs, err := s.Read(0, 0, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			rs, _ := b.Records(0)
+			for _, r := range rs {
+				got = append(got, fmt.Sprintf("%d:%s=%s", r.Offset, r.Key, r.Value))
+			}
+		}
+		return got
+	}
+	want := "[3:c=3 4:b=4 5:a=5 7:d=7 8:=nokey]"
+	if got := fmt.Sprint(read(s)); got != want {
+		t.Fatalf("after compaction %s, want %s", got, want)
+	}
+	if _, hwm, _ := s.Offsets(0); hwm != 9 {
+		t.Fatalf("hwm %d", hwm)
+	}
+	l.Close()
+	l = openTest(t, dir, nil)
+	defer l.Close()
+	s = l.Stream("lv")
+	if got := fmt.Sprint(read(s)); got != want {
+		t.Fatalf("after reopen %s", got)
+	}
+	if res, err := s.Append(0, []Record{{Key: []byte("a")}}); err != nil || res.BaseOffset != 9 {
+		t.Fatalf("append after compaction %v %v", res, err)
+	}
+}

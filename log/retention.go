@@ -65,10 +65,15 @@ func (s *Stream) applyRetention(shard int32) error {
 			target = off
 		}
 	}
-	if target <= start {
-		return nil
+	if target > start {
+		if err := s.truncateBefore(shard, sh, target); err != nil {
+			return err
+		}
 	}
-	return s.truncateBefore(shard, sh, target)
+	if s.Spec().LastValue {
+		return s.compactShard(shard, sh)
+	}
+	return nil
 }
 
 // batchInfo describes one stored batch without its records.

@@ -49,6 +49,8 @@ type shardState struct {
 	hwm   atomic.Int64 // high watermark: one past the last durable record
 	bytes atomic.Int64 // retained batch bytes
 
+	compactedTo atomic.Int64 // hwm at the last last-value compaction
+
 	notifyMu sync.Mutex
 	notify   chan struct{}
 }
