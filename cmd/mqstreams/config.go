@@ -1,0 +1,581 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mqstreams/mqstreams/mapping"
+)
+
+// Config is the server configuration: the YAML file's shape, with defaults filled in.
+type Config struct {
+	DataDir    string
+	MQTT       MQTTConfig
+	Kafka      KafkaConfig
+	HTTP       HTTPConfig
+	Auth       AuthConfig
+	AutoCreate AutoCreateConfig
+	// Streams are the configured stream definitions, validated.
+	Streams []mapping.Definition
+	// StreamsSet tells whether the file had a streams key at all: an explicit empty list
+	// turns the embedded default stream off, a missing key does not.
+	StreamsSet bool
+}
+
+// MQTTConfig configures the MQTT listener.
+type MQTTConfig struct {
+	Addr           string
+	MaxPacketBytes int64
+	TLS            TLSConfig
+}
+
+// TLSConfig names a certificate and key in PEM files.
+type TLSConfig struct {
+	Cert string
+	Key  string
+}
+
+// KafkaConfig configures the Kafka wire-protocol listener.
+type KafkaConfig struct {
+	Addr            string
+	AdvertisedAddr  string
+	MaxRequestBytes int64
+}
+
+// HTTPConfig configures the HTTP listener (health, readiness, metrics).
+type HTTPConfig struct {
+	Addr string
+}
+
+// AuthConfig lists the users allowed to connect.
+type AuthConfig struct {
+	Users []User
+}
+
+// User is one configured user with its stream ACL.
+type User struct {
+	Username     string
+	PasswordHash string
+	ACL          []ACLRule
+}
+
+// ACLRule grants operations on streams whose names match a pattern.
+type ACLRule struct {
+	Stream string
+	Allow  []string
+}
+
+// AutoCreateConfig controls creating streams on a $stream/<name>/... subscription.
+type AutoCreateConfig struct {
+	Enabled bool
+	Shards  int32
+}
+
+// maxMQTTPacket is the largest packet MQTT can frame (a 4-byte remaining length plus header).
+const maxMQTTPacket = 268435455 + 5
+
+// DefaultConfig is the embedded configuration used when no file is given.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:    "./data",
+		MQTT:       MQTTConfig{Addr: ":1883", MaxPacketBytes: 1 << 20},
+		Kafka:      KafkaConfig{Addr: ":9092", MaxRequestBytes: 100 << 20},
+		HTTP:       HTTPConfig{Addr: ":8080"},
+		AutoCreate: AutoCreateConfig{Shards: 4},
+	}
+}
+
+// DefaultStream is the stream created in an empty data dir when the config names none:
+// everything published lands in "mqtt", so a first session needs no set-up.
+func DefaultStream() (mapping.Definition, error) {
+	d := mapping.Definition{Name: "mqtt", Filters: []string{"#"}, Shards: 4, Key: "clientid"}
+	if err := d.Validate(); err != nil {
+		return d, fmt.Errorf("default stream: %w", err)
+	}
+	return d, nil
+}
+
+// ConfigError is a configuration problem, reported on one line naming the field.
+type ConfigError struct {
+	Line  int    // line in the file, 0 when unknown
+	Field string // dotted path such as mqtt.addr or streams[1]
+	Msg   string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("config")
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " line %d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	// A nested error may span lines (yaml's do); the contract is one line.
+	b.WriteString(strings.Join(strings.Fields(e.Msg), " "))
+	return b.String()
+}
+
+func fieldErr(n *yaml.Node, field, format string, args ...any) error {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	return &ConfigError{Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// LoadConfigFile reads and validates a config file on top of the defaults.
+func LoadConfigFile(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, &ConfigError{Msg: err.Error()}
+	}
+	return ParseConfig(data)
+}
+
+// ParseConfig parses YAML config on top of the defaults. Unknown keys, duplicate keys,
+// values of the wrong kind and invalid streams are errors naming the field.
+func ParseConfig(data []byte) (Config, error) {
+	c := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return c, nil // empty file: all defaults
+		}
+		line, msg := cutLine(strings.TrimPrefix(err.Error(), "yaml: "))
+		return c, &ConfigError{Line: line, Msg: msg}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return c, fieldErr(&extra, "", "more than one YAML document")
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if err := decodeMap(root, "", fields{
+		"data_dir": str(&c.DataDir, true),
+		"mqtt": section(fields{
+			"addr":             addr(&c.MQTT.Addr),
+			"max_packet_bytes": byteSize(&c.MQTT.MaxPacketBytes, maxMQTTPacket),
+			"tls": section(fields{
+				"cert": str(&c.MQTT.TLS.Cert, true),
+				"key":  str(&c.MQTT.TLS.Key, true),
+			}),
+		}),
+		"kafka": section(fields{
+			"addr":              addr(&c.Kafka.Addr),
+			"advertised_addr":   advertisedAddr(&c.Kafka.AdvertisedAddr),
+			"max_request_bytes": byteSize(&c.Kafka.MaxRequestBytes, math.MaxInt32),
+		}),
+		"http": section(fields{
+			"addr": addr(&c.HTTP.Addr),
+		}),
+		"auth": section(fields{
+			"users": users(&c.Auth.Users),
+		}),
+		"auto_create": section(fields{
+			"enabled": boolean(&c.AutoCreate.Enabled),
+			"shards":  positiveInt32(&c.AutoCreate.Shards),
+		}),
+		"streams": func(n *yaml.Node, path string) error {
+			c.StreamsSet = true
+			defs, err := streams(n, path)
+			c.Streams = defs
+			return err
+		},
+	}); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// fields maps the keys a YAML mapping may hold to their decoders.
+type fields map[string]func(n *yaml.Node, path string) error
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+func decodeMap(n *yaml.Node, path string, fs fields) error {
+	if isNull(n) {
+		return nil // "mqtt:" with nothing under it keeps the defaults
+	}
+	if n.Kind != yaml.MappingNode {
+		return fieldErr(n, path, "expected a mapping of keys, got %s", describe(n))
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			return fieldErr(k, p, "duplicate key (first at line %d)", first)
+		}
+		seen[k.Value] = k.Line
+		decode, ok := fs[k.Value]
+		if !ok {
+			return fieldErr(k, p, "unknown field (known: %s)", strings.Join(fs.keys(), ", "))
+		}
+		if err := decode(v, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (fs fields) keys() []string {
+	ks := make([]string, 0, len(fs))
+	for k := range fs {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func section(fs fields) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error { return decodeMap(n, path, fs) }
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	if isNull(n) {
+		return "nothing"
+	}
+	return strconv.Quote(n.Value)
+}
+
+func scalar(n *yaml.Node, path, what string) error {
+	if n.Kind != yaml.ScalarNode || isNull(n) {
+		return fieldErr(n, path, "expected %s, got %s", what, describe(n))
+	}
+	return nil
+}
+
+func str(dst *string, nonEmpty bool) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "a string"); err != nil {
+			return err
+		}
+		if nonEmpty && n.Value == "" {
+			return fieldErr(n, path, "must not be empty")
+		}
+		*dst = n.Value
+		return nil
+	}
+}
+
+func boolean(dst *bool) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+			return fieldErr(n, path, "expected true or false, got %s", describe(n))
+		}
+		return n.Decode(dst)
+	}
+}
+
+func positiveInt32(dst *int32) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "a whole number"); err != nil {
+			return err
+		}
+		v, err := strconv.ParseInt(n.Value, 10, 32)
+		if err != nil || v < 1 {
+			return fieldErr(n, path, "expected a whole number of at least 1, got %s", describe(n))
+		}
+		*dst = int32(v)
+		return nil
+	}
+}
+
+// byteSize accepts a plain number of bytes or a size such as 1MiB.
+func byteSize(dst *int64, max int64) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "a size in bytes"); err != nil {
+			return err
+		}
+		v, err := mapping.ParseBytes(n.Value)
+		if err != nil {
+			return fieldErr(n, path, "%v", err)
+		}
+		if v < 1 || v > max {
+			return fieldErr(n, path, "must be from 1 to %d bytes, got %s", max, describe(n))
+		}
+		*dst = v
+		return nil
+	}
+}
+
+// checkAddr validates a listen address: optional host, numeric port 0-65535.
+func checkAddr(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("expected host:port or :port, got %q", s)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port of %q must be a number from 0 to 65535", s)
+	}
+	return nil
+}
+
+// checkAdvertisedAddr validates an address Kafka clients will dial: host and non-zero port.
+func checkAdvertisedAddr(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return fmt.Errorf("expected host:port that clients can reach, got %q", s)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("port of %q must be a number from 1 to 65535", s)
+	}
+	return nil
+}
+
+func addr(dst *string) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "an address"); err != nil {
+			return err
+		}
+		if err := checkAddr(n.Value); err != nil {
+			return fieldErr(n, path, "%v", err)
+		}
+		*dst = n.Value
+		return nil
+	}
+}
+
+func advertisedAddr(dst *string) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "an address"); err != nil {
+			return err
+		}
+		if err := checkAdvertisedAddr(n.Value); err != nil {
+			return fieldErr(n, path, "%v", err)
+		}
+		*dst = n.Value
+		return nil
+	}
+}
+
+func list(n *yaml.Node, path string, item func(n *yaml.Node, path string) error) error {
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return fieldErr(n, path, "expected a list, got %s", describe(n))
+	}
+	for i, c := range n.Content {
+		if err := item(c, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// aclOps are the operations an ACL rule may allow.
+var aclOps = map[string]bool{"read": true, "write": true, "admin": true}
+
+func users(dst *[]User) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		names := map[string]string{}
+		return list(n, path, func(n *yaml.Node, path string) error {
+			var u User
+			if err := decodeMap(n, path, fields{
+				"username":      str(&u.Username, true),
+				"password_hash": str(&u.PasswordHash, true),
+				"acl": func(n *yaml.Node, path string) error {
+					return list(n, path, func(n *yaml.Node, path string) error {
+						var r ACLRule
+						if err := decodeMap(n, path, fields{
+							"stream": str(&r.Stream, true),
+							"allow": func(n *yaml.Node, path string) error {
+								return list(n, path, func(n *yaml.Node, path string) error {
+									var op string
+									if err := str(&op, true)(n, path); err != nil {
+										return err
+									}
+									if !aclOps[op] {
+										return fieldErr(n, path, "unknown operation %q (known: admin, read, write)", op)
+									}
+									r.Allow = append(r.Allow, op)
+									return nil
+								})
+							},
+						}); err != nil {
+							return err
+						}
+						if r.Stream == "" {
+							return fieldErr(n, path, "stream is required")
+						}
+						u.ACL = append(u.ACL, r)
+						return nil
+					})
+				},
+			}); err != nil {
+				return err
+			}
+			if u.Username == "" || u.PasswordHash == "" {
+				return fieldErr(n, path, "username and password_hash are required")
+			}
+			if first, dup := names[u.Username]; dup {
+				return fieldErr(n, path, "duplicate username %q (also %s)", u.Username, first)
+			}
+			names[u.Username] = path
+			*dst = append(*dst, u)
+			return nil
+		})
+	}
+}
+
+func streams(n *yaml.Node, path string) ([]mapping.Definition, error) {
+	defs := []mapping.Definition{} // non-nil: an explicit empty list means no streams
+	byName := map[string]string{}
+	err := list(n, path, func(n *yaml.Node, path string) error {
+		if n.Kind != yaml.MappingNode {
+			return fieldErr(n, path, "expected a stream definition (a mapping), got %s", describe(n))
+		}
+		var d mapping.Definition
+		if err := n.Decode(&d); err != nil {
+			return streamErr(n, path, d.Name, err)
+		}
+		named := path
+		if d.Name != "" {
+			named = fmt.Sprintf("%s %q", path, d.Name)
+		}
+		if err := d.Validate(); err != nil {
+			return streamErr(n, path, d.Name, err)
+		}
+		if first, dup := byName[d.Name]; dup {
+			return fieldErr(n, named, "duplicate stream name (also %s)", first)
+		}
+		byName[d.Name] = path
+		defs = append(defs, d)
+		return nil
+	})
+	return defs, err
+}
+
+// streamErr reports a stream definition error under its streams[i] path, without the
+// "line N:" and "stream NAME:" prefixes the mapping package adds, which the path says.
+func streamErr(n *yaml.Node, path, name string, err error) error {
+	line, msg := cutLine(err.Error())
+	if line == 0 {
+		line = n.Line
+	}
+	if rest, ok := strings.CutPrefix(msg, "stream "); ok && strings.HasPrefix(rest, `"`) {
+		if q, err := strconv.QuotedPrefix(rest); err == nil {
+			if n, err := strconv.Unquote(q); err == nil && name == "" {
+				name = n
+			}
+			msg = strings.TrimPrefix(rest[len(q):], ": ")
+		}
+	}
+	if name != "" {
+		path = fmt.Sprintf("%s %q", path, name)
+	}
+	return &ConfigError{Line: line, Field: path, Msg: msg}
+}
+
+// cutLine splits yaml's "line N: message" into N and the message.
+func cutLine(msg string) (int, string) {
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 0, msg
+	}
+	num, rest, ok := strings.Cut(rest, ": ")
+	line, err := strconv.Atoi(num)
+	if !ok || err != nil {
+		return 0, msg
+	}
+	return line, rest
+}
+
+// Overrides are the serve flags that replace config values when given.
+type Overrides struct {
+	ConfigFile     string
+	DataDir        string
+	MQTTAddr       string
+	KafkaAddr      string
+	HTTPAddr       string
+	AdvertisedAddr string
+}
+
+// Apply replaces the values of c by the flags that were given, validating them.
+func (o Overrides) Apply(c *Config) error {
+	set := func(dst *string, v, flag string, check func(string) error) error {
+		if v == "" {
+			return nil
+		}
+		if check != nil {
+			if err := check(v); err != nil {
+				return fmt.Errorf("flag --%s: %w", flag, err)
+			}
+		}
+		*dst = v
+		return nil
+	}
+	for _, err := range []error{
+		set(&c.DataDir, o.DataDir, "data-dir", nil),
+		set(&c.MQTT.Addr, o.MQTTAddr, "mqtt-addr", checkAddr),
+		set(&c.Kafka.Addr, o.KafkaAddr, "kafka-addr", checkAddr),
+		set(&c.HTTP.Addr, o.HTTPAddr, "http-addr", checkAddr),
+		set(&c.Kafka.AdvertisedAddr, o.AdvertisedAddr, "advertised-kafka-addr", checkAdvertisedAddr),
+	} {
+		if err != nil {
+			return err // the first, so the message stays one line
+		}
+	}
+	return nil
+}
+
+// LoadConfig builds the effective configuration: defaults, then the file, then flags.
+func LoadConfig(o Overrides) (Config, error) {
+	c := DefaultConfig()
+	if o.ConfigFile != "" {
+		var err error
+		if c, err = LoadConfigFile(o.ConfigFile); err != nil {
+			return c, err
+		}
+	}
+	if err := o.Apply(&c); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Unsupported reports configured features this build does not enforce yet. Starting
+// anyway would silently accept what the operator meant to restrict, so serve refuses.
+func (c Config) Unsupported() error {
+	switch {
+	case len(c.Auth.Users) > 0:
+		return &ConfigError{Field: "auth.users", Msg: "authentication and ACLs are not implemented in this version; remove auth.users to start (the server would otherwise accept every client)"}
+	case c.MQTT.TLS.Cert != "" || c.MQTT.TLS.Key != "":
+		return &ConfigError{Field: "mqtt.tls", Msg: "MQTT over TLS is not implemented in this version; remove mqtt.tls to start (clients would otherwise talk in plain text)"}
+	case c.AutoCreate.Enabled:
+		return &ConfigError{Field: "auto_create.enabled", Msg: "auto-creating streams on $stream/ subscriptions is not implemented in this version; set it to false or define the streams"}
+	}
+	return nil
+}

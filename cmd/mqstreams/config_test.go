@@ -1,0 +1,190 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigFull(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+data_dir: /var/lib/mqstreams
+mqtt:  { addr: ":1884", max_packet_bytes: 2MiB }
+kafka: { addr: "127.0.0.1:9093", advertised_addr: "broker.example:9093", max_request_bytes: 1048576 }
+http:  { addr: ":8081" }
+auto_create: { enabled: false, shards: 2 }
+streams:
+  - name: telemetry
+    filter: "plant/+/telemetry/#"
+    shards: 8
+    key: topic-level:2
+    last_value: false
+    retention: { max_age: 72h, max_bytes: 10GiB }
+  - name: all
+    filters: ["a/#", "b/#"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/mqstreams" || c.MQTT.Addr != ":1884" || c.MQTT.MaxPacketBytes != 2<<20 {
+		t.Errorf("data_dir/mqtt: %+v %+v", c.DataDir, c.MQTT)
+	}
+	if c.Kafka.Addr != "127.0.0.1:9093" || c.Kafka.AdvertisedAddr != "broker.example:9093" || c.Kafka.MaxRequestBytes != 1<<20 {
+		t.Errorf("kafka: %+v", c.Kafka)
+	}
+	if c.HTTP.Addr != ":8081" || c.AutoCreate.Shards != 2 || c.AutoCreate.Enabled {
+		t.Errorf("http/auto_create: %+v %+v", c.HTTP, c.AutoCreate)
+	}
+	if !c.StreamsSet || len(c.Streams) != 2 {
+		t.Fatalf("streams: %+v", c.Streams)
+	}
+	tel := c.Streams[0]
+	if tel.Name != "telemetry" || tel.Shards != 8 || tel.Key != "topic-level:2" ||
+		len(tel.Filters) != 1 || tel.Filters[0] != "plant/+/telemetry/#" ||
+		tel.Retention.MaxAge != 72*time.Hour || tel.Retention.MaxBytes != 10<<30 {
+		t.Errorf("telemetry: %+v", tel)
+	}
+	if all := c.Streams[1]; all.Shards != 4 || all.Key != "clientid" || len(all.Filters) != 2 {
+		t.Errorf("defaults not filled for %+v", all)
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	for _, src := range []string{"", "# nothing\n", "mqtt:\n", "{}"} {
+		c, err := ParseConfig([]byte(src))
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		d := DefaultConfig()
+		if c.DataDir != d.DataDir || c.MQTT != d.MQTT || c.Kafka != d.Kafka || c.HTTP != d.HTTP || c.AutoCreate != d.AutoCreate {
+			t.Errorf("%q: got %+v, want defaults %+v", src, c, d)
+		}
+		if c.StreamsSet {
+			t.Errorf("%q: StreamsSet", src)
+		}
+	}
+	c, err := ParseConfig([]byte("streams: []\n"))
+	if err != nil || !c.StreamsSet || len(c.Streams) != 0 {
+		t.Errorf("explicit empty streams: %+v %v", c, err)
+	}
+}
+
+func TestParseConfigEMQXAliases(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+streams:
+  - name: emqx
+    topic_filter: "t/#"
+    key_expression: message.from
+    is_lastvalue: true
+    data_retention_period: 1h
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Streams[0]
+	if d.Filters[0] != "t/#" || !d.LastValue || d.Retention.MaxAge != time.Hour {
+		t.Errorf("aliases not applied: %+v", d)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string // substrings of the one-line message
+	}{
+		{"unknown top key", "foo: 1\n", []string{"config line 1: foo: unknown field"}},
+		{"unknown nested key", "mqtt:\n  addr: \":1\"\n  port: 3\n", []string{"config line 3: mqtt.port: unknown field", "known: addr, max_packet_bytes, tls"}},
+		{"unknown tls key", "mqtt: {tls: {crt: a}}\n", []string{"mqtt.tls.crt: unknown field"}},
+		{"duplicate key", "http: {addr: \":1\"}\nhttp: {addr: \":2\"}\n", []string{"config line 2: http: duplicate key (first at line 1)"}},
+		{"section not a map", "mqtt: 1883\n", []string{"config line 1: mqtt: expected a mapping"}},
+		{"bad addr", "mqtt: {addr: localhost}\n", []string{"mqtt.addr: expected host:port"}},
+		{"bad port", "kafka: {addr: \":99999\"}\n", []string{"kafka.addr: port"}},
+		{"advertised without host", "kafka: {advertised_addr: \":9092\"}\n", []string{"kafka.advertised_addr"}},
+		{"advertised port 0", "kafka: {advertised_addr: \"h:0\"}\n", []string{"kafka.advertised_addr"}},
+		{"bad size", "mqtt: {max_packet_bytes: lots}\n", []string{"mqtt.max_packet_bytes", "lots"}},
+		{"size too big", "kafka: {max_request_bytes: 4GiB}\n", []string{"kafka.max_request_bytes: must be from 1 to"}},
+		{"zero size", "kafka: {max_request_bytes: 0}\n", []string{"kafka.max_request_bytes: must be from 1"}},
+		{"bad bool", "auto_create: {enabled: maybe}\n", []string{"auto_create.enabled: expected true or false"}},
+		{"bad shards", "auto_create: {shards: 0}\n", []string{"auto_create.shards: expected a whole number of at least 1"}},
+		{"empty data dir", "data_dir: \"\"\n", []string{"data_dir: must not be empty"}},
+		{"data dir list", "data_dir: [a]\n", []string{"data_dir: expected a string, got a list"}},
+		{"streams not a list", "streams: {name: x}\n", []string{"streams: expected a list"}},
+		{"stream not a map", "streams: [x]\n", []string{"streams[0]: expected a stream definition"}},
+		{"duplicate stream", "streams:\n  - {name: telemetry, filter: \"a/#\"}\n  - {name: telemetry, filter: \"b/#\"}\n",
+			[]string{`config line 3: streams[1] "telemetry": duplicate stream name (also streams[0])`}},
+		{"invalid filter", "streams:\n  - {name: s, filter: \"a/#/b\"}\n", []string{"config line 2: streams[0]", "filter"}},
+		{"unknown stream field", "streams:\n  - {name: s, filter: \"a\", colour: red}\n", []string{"streams[0]", "colour"}},
+		{"bad duration", "streams:\n  - {name: s, filter: \"a\", retention: {max_age: forever}}\n", []string{"streams[0]", "max_age"}},
+		{"bad stream name", "streams:\n  - {name: \"a b\", filter: \"a\"}\n", []string{"streams[0]", "name"}},
+		{"missing filter", "streams:\n  - {name: s}\n", []string{`streams[0] "s"`, "filter"}},
+		{"user without hash", "auth: {users: [{username: u}]}\n", []string{"auth.users[0]: username and password_hash are required"}},
+		{"acl bad op", "auth: {users: [{username: u, password_hash: h, acl: [{stream: s, allow: [fly]}]}]}\n", []string{"auth.users[0].acl[0].allow[0]: unknown operation \"fly\""}},
+		{"yaml syntax", "mqtt: {addr: \":1\"\n", []string{"config"}},
+		{"two documents", "mqtt: {}\n---\nhttp: {}\n", []string{"more than one YAML document"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.src))
+			if err == nil {
+				t.Fatalf("no error for %q", tt.src)
+			}
+			msg := err.Error()
+			t.Log(msg)
+			if strings.Contains(msg, "\n") {
+				t.Errorf("message spans lines: %q", msg)
+			}
+			if !strings.HasPrefix(msg, "config") {
+				t.Errorf("message %q does not start with config", msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(file, []byte("data_dir: from-file\nmqtt: {addr: \":1\"}\nkafka: {addr: \":2\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(Overrides{ConfigFile: file, MQTTAddr: "127.0.0.1:0", AdvertisedAddr: "h:9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "from-file" || c.MQTT.Addr != "127.0.0.1:0" || c.Kafka.Addr != ":2" || c.Kafka.AdvertisedAddr != "h:9" || c.HTTP.Addr != ":8080" {
+		t.Errorf("got %+v", c)
+	}
+	for _, o := range []Overrides{
+		{MQTTAddr: "nope"},
+		{KafkaAddr: ":x"},
+		{HTTPAddr: "1.2.3.4"},
+		{AdvertisedAddr: ":9092"},
+	} {
+		if _, err := LoadConfig(o); err == nil || !strings.HasPrefix(err.Error(), "flag --") {
+			t.Errorf("%+v: got %v, want a flag error", o, err)
+		}
+	}
+	if _, err := LoadConfig(Overrides{ConfigFile: filepath.Join(dir, "missing.yaml")}); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestUnsupportedAuth(t *testing.T) {
+	c, err := ParseConfig([]byte("auth: {users: [{username: dev, password_hash: x, acl: [{stream: \"plant.*\", allow: [read]}]}]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Auth.Users) != 1 || c.Auth.Users[0].ACL[0].Allow[0] != "read" {
+		t.Fatalf("users: %+v", c.Auth.Users)
+	}
+	if err := c.Unsupported(); err == nil || !strings.Contains(err.Error(), "auth.users") {
+		t.Errorf("auth users accepted without enforcement: %v", err)
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// httpServer serves liveness, readiness and metrics.
+type httpServer struct {
+	srv     *http.Server
+	ln      net.Listener
+	ready   atomic.Bool
+	started atomic.Bool
+	done    chan struct{} // closed when Serve returns
+	err     error         // Serve's error, set before done closes
+}
+
+// newHTTPServer binds addr; the handlers answer as soon as serve starts.
+func newHTTPServer(addr string, gatherer prometheus.Gatherer, lg zerolog.Logger) (*httpServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listen %s: %w", addr, err)
+	}
+	h := &httpServer{ln: ln, done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !h.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
+		ErrorLog: promLogger{lg},
+		// A failing collector should not hide all the others.
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	h.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return h, nil
+}
+
+// Addr is the bound address.
+func (h *httpServer) Addr() net.Addr { return h.ln.Addr() }
+
+// Start serves in the background.
+func (h *httpServer) Start() {
+	h.started.Store(true)
+	go func() {
+		if err := h.srv.Serve(h.ln); !errors.Is(err, http.ErrServerClosed) {
+			h.err = fmt.Errorf("http serve: %w", err)
+		}
+		close(h.done)
+	}()
+}
+
+// SetReady flips /readyz.
+func (h *httpServer) SetReady(ready bool) { h.ready.Store(ready) }
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends.
+func (h *httpServer) Shutdown(ctx context.Context) error {
+	h.ready.Store(false)
+	if !h.started.Load() {
+		return h.ln.Close()
+	}
+	if err := h.srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	<-h.done
+	return h.err
+}
+
+// Done is closed when the server stops serving, by Shutdown or by a failure (see Err).
+func (h *httpServer) Done() <-chan struct{} { return h.done }
+
+// Err is why the server stopped serving, nil after Shutdown; valid once Done is closed.
+func (h *httpServer) Err() error { return h.err }
+
+type promLogger struct{ lg zerolog.Logger }
+
+func (p promLogger) Println(v ...any) { p.lg.Warn().Msg(fmt.Sprint(v...)) }

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/kafkawire"
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt"
+)
+
+// shutdownTimeout bounds a graceful stop; past it the process exits non-zero.
+const shutdownTimeout = 10 * time.Second
+
+// serveCommand runs "mqstreams serve" until SIGINT/SIGTERM and returns the exit code.
+func serveCommand(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o Overrides
+	fs.StringVar(&o.ConfigFile, "config", "", "YAML config `file` (default: the embedded default)")
+	fs.StringVar(&o.DataDir, "data-dir", "", "data `dir`ectory (default ./data)")
+	fs.StringVar(&o.MQTTAddr, "mqtt-addr", "", "MQTT listen `address` (default :1883)")
+	fs.StringVar(&o.KafkaAddr, "kafka-addr", "", "Kafka listen `address` (default :9092)")
+	fs.StringVar(&o.HTTPAddr, "http-addr", "", "HTTP listen `address` for health and metrics (default :8080)")
+	fs.StringVar(&o.AdvertisedAddr, "advertised-kafka-addr", "", "`host:port` Kafka clients are told to connect to")
+	level := fs.String("log-level", "info", "log `level`: trace, debug, info, warn, error")
+	format := fs.String("log-format", "", "log `format`: json or console (default: console on a terminal, else json)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mqstreams serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	lg, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintf(stderr, "mqstreams serve: %v\n", err)
+		return 2
+	}
+	cfg, err := LoadConfig(o)
+	if err != nil {
+		lg.Error().Msg(err.Error())
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s, err := startServer(cfg, lg)
+	if err != nil {
+		lg.Error().Msg(err.Error())
+		return 1
+	}
+	lg.Info().
+		Str("version", version).
+		Str("data_dir", cfg.DataDir).
+		Str("mqtt_addr", s.mqtt.Addr().String()).
+		Str("kafka_addr", s.kafka.Addr().String()).
+		Str("http_addr", s.http.Addr().String()).
+		Msg("ready")
+
+	code := 0
+	select {
+	case <-ctx.Done():
+		lg.Info().Msg("signal received, shutting down")
+	case <-s.http.Done():
+		lg.Error().Err(s.http.Err()).Msg("http server stopped, shutting down")
+		code = 1
+	}
+	// A second signal now kills the process the default way: an impatient operator wins.
+	stop()
+	watchdog := time.AfterFunc(shutdownTimeout, func() {
+		lg.Error().Dur("timeout", shutdownTimeout).Msg("shutdown did not finish in time, exiting")
+		os.Exit(1)
+	})
+	defer watchdog.Stop()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := s.Close(sctx); err != nil {
+		lg.Error().Err(err).Msg("shutdown")
+		return 1
+	}
+	lg.Info().Msg("stopped")
+	return code
+}
+
+// server is the running process: the log and the three listeners around it.
+type server struct {
+	lg     zerolog.Logger
+	log    *log.Log
+	router *mapping.Router
+	mqtt   *mqtt.Server
+	kafka  *kafkawire.Server
+	http   *httpServer
+}
+
+// startServer opens the log, applies the configured streams and binds every listener.
+// On error everything already started is closed again.
+func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
+	if err := cfg.Unsupported(); err != nil {
+		return nil, err
+	}
+	s := &server{lg: lg}
+	defer func() {
+		if err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			if cerr := s.Close(ctx); cerr != nil {
+				lg.Warn().Err(cerr).Msg("cleanup after failed start")
+			}
+		}
+	}()
+
+	reg := newRegistry()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "mqstreams_build_info",
+		Help:        "Always 1; the version label tells which build runs.",
+		ConstLabels: prometheus.Labels{"version": version},
+	})
+	buildInfo.Set(1)
+	reg.MustRegister(buildInfo)
+	metrics := newLogMetrics()
+	if err := metrics.register(reg); err != nil {
+		return s, fmt.Errorf("metrics: %w", err)
+	}
+
+	// HTTP first: /healthz answers while the log recovers, /readyz says 503 until done.
+	if s.http, err = newHTTPServer(cfg.HTTP.Addr, reg, lg.With().Str("component", "http").Logger()); err != nil {
+		return s, err
+	}
+	s.http.Start()
+
+	if s.log, err = openLog(cfg.DataDir, lg, metrics); err != nil {
+		return s, err
+	}
+	reg.MustRegister(newShardCollector(s.log))
+
+	defs, err := applyStreams(s.log, cfg)
+	if err != nil {
+		return s, err
+	}
+	s.router = mapping.NewRouter()
+	if err := s.router.Set(defs); err != nil {
+		return s, fmt.Errorf("streams: %w", err)
+	}
+	for _, d := range defs {
+		lg.Info().Str("stream", d.Name).Strs("filters", d.Filters).Int32("shards", d.Shards).Str("key", d.Key).Msg("stream")
+	}
+
+	if s.kafka, err = kafkawire.New(kafkawire.Options{
+		Config: kafkawire.Config{
+			Addr:            cfg.Kafka.Addr,
+			AdvertisedAddr:  cfg.Kafka.AdvertisedAddr,
+			MaxRequestBytes: int32(cfg.Kafka.MaxRequestBytes),
+		},
+		Log:        s.log,
+		Logger:     lg.With().Str("proto", "kafka").Logger(),
+		Registerer: reg,
+	}); err != nil {
+		return s, err
+	}
+	if err := s.kafka.Start(); err != nil {
+		s.kafka = nil
+		return s, err
+	}
+
+	if s.mqtt, err = mqtt.New(mqtt.Options{
+		Config: mqtt.Config{
+			Addr:           cfg.MQTT.Addr,
+			MaxPacketBytes: int(cfg.MQTT.MaxPacketBytes),
+		},
+		Log:        s.log,
+		Router:     s.router,
+		Logger:     lg.With().Str("proto", "mqtt").Logger(),
+		Registerer: reg,
+	}); err != nil {
+		return s, err
+	}
+	if err := s.mqtt.Start(); err != nil {
+		s.mqtt = nil
+		return s, err
+	}
+
+	s.http.SetReady(true)
+	return s, nil
+}
+
+// openLog opens the data dir, turning Pebble's lock error into an operator's message.
+func openLog(dir string, lg zerolog.Logger, obs log.Observer) (*log.Log, error) {
+	l, err := log.Open(log.Options{
+		Dir:      dir,
+		Logger:   lg.With().Str("component", "log").Logger(),
+		Observer: obs,
+	})
+	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
+			if _, statErr := os.Stat(dir); statErr == nil {
+				return nil, fmt.Errorf("data dir %s is in use by another process (another mqstreams serve?); stop it or pass a different --data-dir", dir)
+			}
+		}
+		return nil, fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	return l, nil
+}
+
+// applyStreams creates or updates the configured streams (or the embedded default in an
+// empty data dir) and returns the definitions of every stream in the log, those stored
+// by earlier runs included: the config adds and updates streams, it never deletes them.
+func applyStreams(l *log.Log, cfg Config) ([]mapping.Definition, error) {
+	configured := cfg.Streams
+	if !cfg.StreamsSet && len(l.Streams()) == 0 {
+		d, err := DefaultStream()
+		if err != nil {
+			return nil, err
+		}
+		configured = []mapping.Definition{d}
+	}
+	for _, d := range configured {
+		if _, err := l.EnsureStream(d.Spec()); err != nil {
+			return nil, fmt.Errorf("stream %q: %w", d.Name, err)
+		}
+	}
+	var defs []mapping.Definition
+	for _, s := range l.Streams() {
+		d, err := mapping.DefinitionFromSpec(s.Spec())
+		if err != nil {
+			return nil, fmt.Errorf("stored stream %q: %w", s.Name(), err)
+		}
+		defs = append(defs, d)
+	}
+	return defs, nil
+}
+
+// Close stops the listeners (no new connections, no new appends), then closes the log,
+// which commits the appends already queued before it returns.
+func (s *server) Close(ctx context.Context) error {
+	if s.http != nil {
+		s.http.SetReady(false)
+	}
+	var errs []error
+	if s.mqtt != nil {
+		if err := s.mqtt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close mqtt: %w", err))
+		}
+	}
+	if s.kafka != nil {
+		if err := s.kafka.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close kafka: %w", err))
+		}
+	}
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.log != nil {
+		if err := s.log.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,435 @@
+// Package compattests runs a real mqstreams process and drives it with third-party
+// clients (mosquitto, paho, franz-go, kcat, Python, Node.js).
+//
+// # Harness API
+//
+// TestMain (here; do not define another) builds ./cmd/mqstreams once per `go test`
+// run into a temp dir. MQSTREAMS_BIN=/path/to/binary uses a prebuilt binary instead;
+// MQSTREAMS_RACE=1 builds it with -race.
+//
+//	srv := StartServer(t, ServerOptions{})            // embedded default: stream "mqtt" on "#"
+//	srv := StartServer(t, ServerOptions{Config: yaml}) // YAML written to a file, --config
+//	srv.MQTTAddr, srv.KafkaAddr, srv.HTTPAddr           // "127.0.0.1:PORT", from the "ready" log line
+//	host, port := SplitAddr(t, srv.MQTTAddr)            // for CLI tools (-h host -p port)
+//	srv.DataDir                                         // survives Restart; t.TempDir() unless given
+//	code, body := srv.HTTPGet(t, "/metrics")
+//	srv.Stop(t)                // SIGTERM, waits; fails the test unless the exit code is 0
+//	srv.Kill(t)                // SIGKILL, waits (a crash: no shutdown code runs)
+//	srv.Restart(t)             // Stop, then start on the same data dir; addresses change
+//	srv.KillRestart(t)         // Kill, then start on the same data dir
+//	srv.RestartSamePorts(t)    // Stop, then start on the same data dir and the same ports
+//	srv.Logs()                 // everything the process wrote to stdout/stderr so far
+//	srv.WaitLog(t, "kafka listening") // waits for a log line whose message contains a string
+//	out, code := RunBinary(t, 30*time.Second, "serve", "--config", f) // a short-lived run
+//	NeedTool(t, "kcat")        // fails (not skips) when a client tool is missing
+//	Deadline(t, 30*time.Second) // a context ending at the deadline, cancelled at cleanup
+//
+// Every server is started on 127.0.0.1:0 ports (so suites run in parallel), killed at
+// the end of its test if still running, and its log is printed when the test fails.
+// Waits use deadlines, never fixed sleeps; the default is generous (60 s) because the
+// suite runs under -race on loaded 2-core machines.
+package compattests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds the wait for the "ready" line and for a process to exit.
+const startTimeout = 60 * time.Second
+
+// binary is the mqstreams executable under test, set by TestMain.
+var binary string
+
+// testVersion is stamped into the binary built by TestMain.
+const testVersion = "compat-test"
+
+func TestMain(m *testing.M) {
+	code, err := buildAndRun(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compat-tests:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func buildAndRun(m *testing.M) (int, error) {
+	if bin := os.Getenv("MQSTREAMS_BIN"); bin != "" {
+		binary = bin
+		return m.Run(), nil
+	}
+	dir, err := os.MkdirTemp("", "mqstreams-compat-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "mqstreams")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	args := []string{"build", "-o", binary, "-ldflags", "-X main.version=" + testVersion}
+	if os.Getenv("MQSTREAMS_RACE") == "1" {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goTool, append(args, "./cmd/mqstreams")...)
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("build mqstreams: %v\n%s", err, out)
+	}
+	return m.Run(), nil
+}
+
+// ServerOptions configure StartServer.
+type ServerOptions struct {
+	// Config is YAML for --config; empty runs without a file (the embedded default).
+	Config string
+	// DataDir is the data directory; empty means a fresh t.TempDir().
+	DataDir string
+	// Args are extra serve flags, after the harness's own (so they win).
+	Args []string
+}
+
+// Server is a running (or stopped) mqstreams process.
+type Server struct {
+	MQTTAddr  string
+	KafkaAddr string
+	HTTPAddr  string
+	DataDir   string
+
+	opts       ServerOptions
+	configFile string
+	out        *logBuffer
+	startMark  int // first log line of the current process
+	proc       *process
+}
+
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once Wait returned
+	err    error         // Wait's result
+}
+
+// StartServer starts mqstreams and waits for its "ready" line.
+func StartServer(t testing.TB, o ServerOptions) *Server {
+	t.Helper()
+	s := &Server{opts: o, DataDir: o.DataDir, out: &logBuffer{}}
+	if s.DataDir == "" {
+		s.DataDir = t.TempDir()
+	}
+	if o.Config != "" {
+		s.configFile = filepath.Join(t.TempDir(), "mqstreams.yaml")
+		if err := os.WriteFile(s.configFile, []byte(o.Config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if s.running() {
+			_ = s.proc.cmd.Process.Kill()
+			<-s.proc.exited
+		}
+		if t.Failed() {
+			t.Logf("mqstreams log:\n%s", s.Logs())
+		}
+	})
+	s.start(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+	return s
+}
+
+func (s *Server) start(t testing.TB, mqttAddr, kafkaAddr, httpAddr string) {
+	t.Helper()
+	args := []string{"serve", "--data-dir", s.DataDir,
+		"--mqtt-addr", mqttAddr, "--kafka-addr", kafkaAddr, "--http-addr", httpAddr,
+		"--log-format", "json", "--log-level", "debug"}
+	if s.configFile != "" {
+		args = append(args, "--config", s.configFile)
+	}
+	args = append(args, s.opts.Args...)
+	cmd := exec.Command(binary, args...)
+	mark := s.out.mark()
+	s.startMark = mark
+	s.out.write([]byte(fmt.Sprintf("--- %s\n", strings.Join(cmd.Args, " "))))
+	cmd.Stdout = s.out
+	cmd.Stderr = s.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start mqstreams: %v", err)
+	}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	s.proc = p
+	ready, err := s.out.waitLine(mark, p.exited, startTimeout, func(l logLine) bool { return l.Message == "ready" })
+	if err != nil {
+		t.Fatalf("mqstreams did not become ready: %v", err)
+	}
+	s.MQTTAddr, s.KafkaAddr, s.HTTPAddr = ready.MQTTAddr, ready.KafkaAddr, ready.HTTPAddr
+	if s.MQTTAddr == "" || s.KafkaAddr == "" || s.HTTPAddr == "" {
+		t.Fatalf("ready line without addresses: %+v", ready)
+	}
+}
+
+func (s *Server) running() bool {
+	if s.proc == nil {
+		return false
+	}
+	select {
+	case <-s.proc.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// wait waits for the process to exit and returns its exit code (-1 if killed by a signal).
+func (s *Server) wait(t testing.TB) int {
+	t.Helper()
+	select {
+	case <-s.proc.exited:
+	case <-time.After(startTimeout):
+		_ = s.proc.cmd.Process.Kill()
+		<-s.proc.exited
+		t.Fatalf("mqstreams did not exit within %s", startTimeout)
+	}
+	return s.proc.cmd.ProcessState.ExitCode()
+}
+
+// Stop sends SIGTERM and waits; the test fails unless the process exits 0.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if !s.running() {
+		t.Fatal("Stop: server is not running")
+	}
+	if err := s.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	if code := s.wait(t); code != 0 {
+		t.Fatalf("mqstreams exited %d after SIGTERM (%v)", code, s.proc.err)
+	}
+}
+
+// Kill sends SIGKILL and waits: a crash, no shutdown code runs.
+func (s *Server) Kill(t testing.TB) {
+	t.Helper()
+	if !s.running() {
+		t.Fatal("Kill: server is not running")
+	}
+	_ = s.proc.cmd.Process.Kill()
+	s.wait(t)
+}
+
+// Restart stops the server gracefully and starts it again on the same data dir, on new
+// ports; the address fields are updated.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop(t)
+	s.start(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+}
+
+// KillRestart kills the server and starts it again on the same data dir, on new ports.
+func (s *Server) KillRestart(t testing.TB) {
+	t.Helper()
+	s.Kill(t)
+	s.start(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+}
+
+// RestartSamePorts stops the server and starts it again on the same data dir and the
+// same ports, for clients that must reconnect to the address they know.
+func (s *Server) RestartSamePorts(t testing.TB) {
+	t.Helper()
+	s.Stop(t)
+	s.start(t, s.MQTTAddr, s.KafkaAddr, s.HTTPAddr)
+}
+
+// Logs returns everything the process (and its restarts) wrote so far.
+func (s *Server) Logs() string { return s.out.String() }
+
+// WaitLog waits until the current process has logged a line whose message contains substr.
+func (s *Server) WaitLog(t testing.TB, substr string) {
+	t.Helper()
+	if _, err := s.out.waitLine(s.startMark, s.proc.exited, startTimeout, func(l logLine) bool {
+		return strings.Contains(l.Message, substr)
+	}); err != nil {
+		t.Fatalf("waiting for log %q: %v", substr, err)
+	}
+}
+
+// HTTPGet fetches a path from the HTTP endpoint and returns status code and body.
+func (s *Server) HTTPGet(t testing.TB, path string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.HTTPAddr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// RunBinary runs mqstreams with args to completion (killing it at the timeout) and
+// returns its combined output and exit code.
+func RunBinary(t testing.TB, timeout time.Duration, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("mqstreams %s did not finish within %s; output:\n%s", strings.Join(args, " "), timeout, out)
+	}
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run mqstreams: %v", err)
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+// NeedTool fails the test when a client tool is not installed: a compat test that
+// skips silently would hide a regression. `make test-deps` installs them.
+func NeedTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found: run ./compat-tests/install-deps.sh (make test-deps)", name)
+	}
+	return p
+}
+
+// SplitAddr splits "host:port" for tools that take them apart.
+func SplitAddr(t testing.TB, addr string) (host, port string) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, port
+}
+
+// Deadline returns a context that ends after d, cancelled when the test ends.
+func Deadline(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// logLine is the part of a JSON log line the harness reads.
+type logLine struct {
+	Level     string `json:"level"`
+	Message   string `json:"message"`
+	Error     string `json:"error"`
+	MQTTAddr  string `json:"mqtt_addr"`
+	KafkaAddr string `json:"kafka_addr"`
+	HTTPAddr  string `json:"http_addr"`
+}
+
+// logBuffer collects a process's output and wakes waiters on each complete line.
+type logBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	lines   []string
+	partial []byte
+	changed chan struct{} // closed and replaced when a line arrives
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.write(p)
+	return len(p), nil
+}
+
+func (b *logBuffer) write(p []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	b.partial = append(b.partial, p...)
+	consumed := 0
+	for {
+		i := bytes.IndexByte(b.partial[consumed:], '\n')
+		if i < 0 {
+			break
+		}
+		b.lines = append(b.lines, string(b.partial[consumed:consumed+i]))
+		consumed += i + 1
+	}
+	b.partial = append(b.partial[:0], b.partial[consumed:]...)
+	if consumed > 0 && b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// mark is the index of the next line, so a wait can ignore lines of earlier runs.
+func (b *logBuffer) mark() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.lines)
+}
+
+// waitLine waits for a JSON line from index from on that satisfies match, failing early
+// if the process exits first.
+func (b *logBuffer) waitLine(from int, exited <-chan struct{}, timeout time.Duration, match func(logLine) bool) (logLine, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		b.mu.Lock()
+		for ; from < len(b.lines); from++ {
+			var l logLine
+			if json.Unmarshal([]byte(b.lines[from]), &l) == nil && match(l) {
+				b.mu.Unlock()
+				return l, nil
+			}
+		}
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		changed := b.changed
+		b.mu.Unlock()
+		select {
+		case <-changed:
+		case <-exited:
+			// The writer may still deliver the last lines; look once more.
+			b.mu.Lock()
+			for ; from < len(b.lines); from++ {
+				var l logLine
+				if json.Unmarshal([]byte(b.lines[from]), &l) == nil && match(l) {
+					b.mu.Unlock()
+					return l, nil
+				}
+			}
+			b.mu.Unlock()
+			return logLine{}, errors.New("process exited")
+		case <-deadline.C:
+			return logLine{}, fmt.Errorf("no matching line within %s", timeout)
+		}
+	}
+}
