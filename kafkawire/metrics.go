@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// already registered identical vector is reused rather than an error.
 	conns, err := registerOrExisting(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mqstreams_connections",
-		Help: "Open client connections per protocol.",
+		Help: "Open client connections by protocol.",
 	}, []string{"proto"}))
 	if err != nil {
 		return nil, err
