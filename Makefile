@@ -1,10 +1,12 @@
 # mqstreams: MQTT in, durable streams, Kafka wire protocol out.
 GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
 
 .PHONY: build run test test-deps lint bench clean
 
 build:
-	$(GO) build -o bin/mqstreams ./cmd/mqstreams
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mqstreams ./cmd/mqstreams
 
 run: build
 	./bin/mqstreams serve

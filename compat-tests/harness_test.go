@@ -22,6 +22,7 @@
 //	srv.WaitLog(t, "kafka listening") // waits for a log line whose message contains a string
 //	out, code := RunBinary(t, 30*time.Second, "serve", "--config", f) // a short-lived run
 //	NeedTool(t, "kcat")        // fails (not skips) when a client tool is missing
+//	Python(t)                  // the interpreter with the Debian python3-* client libraries
 //	Deadline(t, 30*time.Second) // a context ending at the deadline, cancelled at cleanup
 //
 // Every server is started on 127.0.0.1:0 ports (so suites run in parallel), killed at
@@ -318,6 +319,20 @@ func NeedTool(t testing.TB, name string) string {
 		t.Fatalf("%s not found: run ./compat-tests/install-deps.sh (make test-deps)", name)
 	}
 	return p
+}
+
+// Python returns the Python interpreter for client suites: MQSTREAMS_PYTHON, else the
+// Debian /usr/bin/python3 that install-deps.sh installs the python3-* libraries for
+// (a pyenv or venv python3 earlier on PATH would not see them), else python3.
+func Python(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("MQSTREAMS_PYTHON"); p != "" {
+		return p
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
+	}
+	return NeedTool(t, "python3")
 }
 
 // SplitAddr splits "host:port" for tools that take them apart.
