@@ -1,0 +1,107 @@
+package mqtt
+
+import (
+	"errors"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// finish answers one queued publish whose appends (and predecessors) are done. It runs
+// on the connection's drainer goroutine.
+func (h *ingestHook) finish(it *item) {
+	defer func() {
+		<-it.c.slots
+		h.endPending()
+	}()
+
+	if o := it.orig; o != nil {
+		// A QoS 2 redelivery: stored once by the original; ack it, and fan it out
+		// only if the original could not (its connection was gone by then).
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.failed != nil {
+			h.reject(it, o.failed)
+			return
+		}
+		h.handBack(it, !o.published)
+		if it.publishedNow {
+			o.published = true
+		}
+		return
+	}
+
+	err := it.error()
+	if err != nil {
+		h.reject(it, err)
+	} else {
+		h.handBack(it, true)
+	}
+	if it.sess == nil {
+		return
+	}
+	if err != nil {
+		// Not stored: a redelivery must be appended afresh.
+		h.mu.Lock()
+		if it.sess.qos2[it.pk.PacketID] == it {
+			delete(it.sess.qos2, it.pk.PacketID)
+		}
+		h.mu.Unlock()
+	}
+	it.mu.Lock()
+	it.processed = true
+	it.published = it.publishedNow
+	it.failed = err
+	dups := it.dups
+	it.dups = nil
+	it.mu.Unlock()
+	for _, d := range dups {
+		d.complete(nil)
+	}
+}
+
+// handBack passes a durable publish back to mochi on the publisher's own client, which
+// writes the PUBACK/PUBREC and, when fanOut, stores a retained message and delivers it.
+func (h *ingestHook) handBack(it *item, fanOut bool) {
+	c := it.c
+	it.fanOut, it.publishedNow = fanOut, false
+	c.inj.Store(it)
+	err := h.broker.InjectPacket(c.cl, it.pk)
+	c.inj.Store(nil)
+	if err != nil {
+		// The publisher is gone (or mochi refused it): it resends after reconnecting.
+		h.lg.Debug().Err(err).Str("client", c.cl.ID).Uint16("packet_id", it.pk.PacketID).Msg("publish acknowledgement not delivered")
+		return
+	}
+	// InjectPacket counts the packet as received a second time.
+	atomic.AddInt64(&h.broker.Info.PacketsReceived, -1)
+	atomic.AddInt64(&h.broker.Info.MessagesReceived, -1)
+}
+
+// reject tells the publisher its message was not stored: an MQTT 5 client gets an error
+// reason code; MQTT 3.1.1 has none, so its publish stays unacknowledged.
+func (h *ingestHook) reject(it *item, err error) {
+	c := it.c
+	code := packets.ErrUnspecifiedError
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		code = packets.ErrQuotaExceeded
+	}
+	h.lg.Warn().Err(err).Str("client", c.cl.ID).Str("topic", it.pk.TopicName).
+		Uint16("packet_id", it.pk.PacketID).Msg("publish not stored")
+	if c.cl.Properties.ProtocolVersion < 5 {
+		return
+	}
+	ack := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Puback},
+		PacketID:    it.pk.PacketID,
+		ReasonCode:  code.Code,
+		Properties:  packets.Properties{ReasonString: "stream append failed"},
+	}
+	if it.pk.FixedHeader.Qos == 2 {
+		ack.FixedHeader.Type = packets.Pubrec
+	}
+	if werr := c.cl.WritePacket(ack); werr != nil {
+		h.lg.Debug().Err(werr).Str("client", c.cl.ID).Msg("publish rejection not delivered")
+	}
+}

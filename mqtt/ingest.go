@@ -1,0 +1,473 @@
+package mqtt
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
+)
+
+// ingestHook appends every publish that matches a stream to the log and acknowledges
+// QoS 1/2 publishes only once all their appends are durable.
+//
+// mochi acknowledges a publish inside the client's read loop right after OnPublish
+// returns, so waiting for the fsync there would serialise each publisher on its syncs.
+// Instead OnPublish starts the appends and returns packets.ErrRejectPacket (mochi then
+// sends nothing and fans nothing out); when a publish and every publish before it on the
+// same connection are durable, a per-connection drainer hands the packet back to mochi
+// with Server.InjectPacket on the publisher's own client. This second pass through
+// processPublish is recognised by OnPublish and let through, so mochi itself writes the
+// PUBACK/PUBREC (in publish order), records the QoS 2 inflight state that makes the
+// later PUBREL valid, stores retained messages and fans out with the publisher as
+// origin (no-local subscriptions keep working).
+type ingestHook struct {
+	mochi.HookBase
+
+	broker     *mochi.Server
+	log        *log.Log
+	router     *mapping.Router
+	lg         zerolog.Logger
+	met        *metrics
+	maxPending int
+
+	mu       sync.RWMutex
+	conns    map[*mochi.Client]*conn
+	sessions map[string]*session // QoS 2 exactly-once state, by client id
+
+	// pendMu guards the count of queued publishes and the closing flag, so Close can
+	// wait for the count to reach zero knowing no new one starts.
+	pendMu   sync.Mutex
+	pendCond *sync.Cond
+	npending int
+	closing  bool
+	closed   chan struct{}
+}
+
+// conn is the ordered acknowledgement queue of one network connection.
+type conn struct {
+	h     *ingestHook
+	cl    *mochi.Client
+	seq   atomic.Uint64        // publishes seen, for key `none` round robin
+	slots chan struct{}        // bounds the queued publishes of one connection
+	route []mapping.Target     // Route scratch, used only on the read loop
+	inj   atomic.Pointer[item] // the publish being handed back to mochi, if any
+
+	mu       sync.Mutex
+	queue    []*item // queue[head:] is waiting; the array is reused once drained
+	head     int
+	draining bool // a drainer goroutine owns the head of the queue
+	gone     bool // the connection ended; forget it once the queue is empty
+}
+
+// session is what a client id keeps across connections for QoS 2 exactly-once: every
+// QoS 2 publish appended (or being appended) and not yet released by PUBREL.
+type session struct {
+	qos2 map[uint16]*item
+}
+
+// item is one queued QoS 1/2 publish.
+type item struct {
+	c         *conn
+	pk        packets.Packet
+	remaining atomic.Int32 // appends (or, for a redelivery, the original) outstanding
+
+	errMu sync.Mutex
+	err   error
+
+	sess *session // set on a QoS 2 original tracked for exactly-once
+	orig *item    // set on a QoS 2 redelivery: no append, the original's outcome decides
+
+	// Set while the drainer hands the packet back to mochi (drainer goroutine only).
+	fanOut       bool
+	publishedNow bool
+
+	// QoS 2 original state shared with its redeliveries.
+	mu        sync.Mutex
+	processed bool
+	published bool // fanned out to subscribers (by it or a redelivery)
+	failed    error
+	dups      []*item
+}
+
+func newIngestHook(broker *mochi.Server, l *log.Log, r *mapping.Router, lg zerolog.Logger, met *metrics, maxPending int) *ingestHook {
+	if maxPending <= 0 {
+		maxPending = 1024
+	}
+	h := &ingestHook{
+		broker:     broker,
+		log:        l,
+		router:     r,
+		lg:         lg,
+		met:        met,
+		maxPending: maxPending,
+		conns:      map[*mochi.Client]*conn{},
+		sessions:   map[string]*session{},
+		closed:     make(chan struct{}),
+	}
+	h.pendCond = sync.NewCond(&h.pendMu)
+	return h
+}
+
+// ID names the hook in mochi's logs.
+func (h *ingestHook) ID() string { return "mqstreams-ingest" }
+
+// Provides lists the mochi events the hook handles.
+func (h *ingestHook) Provides(b byte) bool {
+	switch b {
+	case mochi.OnPublish, mochi.OnPublished, mochi.OnPacketRead, mochi.OnSessionEstablished,
+		mochi.OnDisconnect, mochi.OnClientExpired, mochi.OnWillSent:
+		return true
+	}
+	return false
+}
+
+// close stops queueing stream publishes and waits until every queued one is answered.
+func (h *ingestHook) close() {
+	h.pendMu.Lock()
+	if !h.closing {
+		h.closing = true
+		close(h.closed)
+	}
+	for h.npending > 0 {
+		h.pendCond.Wait()
+	}
+	h.pendMu.Unlock()
+}
+
+func (h *ingestHook) conn(cl *mochi.Client) *conn {
+	h.mu.RLock()
+	c := h.conns[cl]
+	h.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c = h.conns[cl]; c == nil {
+		c = &conn{h: h, cl: cl, slots: make(chan struct{}, h.maxPending)}
+		h.conns[cl] = c
+	}
+	return c
+}
+
+func (h *ingestHook) lookup(cl *mochi.Client) *conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.conns[cl]
+}
+
+func (h *ingestHook) forget(c *conn) {
+	h.mu.Lock()
+	if h.conns[c.cl] == c {
+		delete(h.conns, c.cl)
+	}
+	h.mu.Unlock()
+}
+
+// OnPublish routes a publish to its streams. See the type comment for the flow.
+func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	c := h.conn(cl)
+	if it := c.inj.Load(); it != nil && it.matches(pk) {
+		// Our own hand-back of a durable publish: let mochi ack it (and fan it out).
+		if it.fanOut {
+			return pk, nil
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
+
+	msg := toMessage(cl.ID, string(cl.Properties.Username), &pk, c.seq.Add(1)-1)
+	c.route = h.router.Route(&msg, c.route[:0])
+	targets := c.route
+	qos := pk.FixedHeader.Qos
+	if qos == 0 {
+		// At most once: appended without anyone waiting, fanned out at once.
+		for _, t := range targets {
+			h.appendOne(t, nil)
+		}
+		return pk, nil
+	}
+
+	// A QoS 2 publish whose packet id is appended and not yet released is a
+	// redelivery: it must not be appended again.
+	var orig *item
+	if qos == 2 {
+		h.mu.RLock()
+		if s := h.sessions[cl.ID]; s != nil {
+			orig = s.qos2[pk.PacketID]
+		}
+		h.mu.RUnlock()
+	}
+	if orig == nil && len(targets) == 0 && c.idle() {
+		return pk, nil // plain pub/sub: mochi's own path, nothing to wait for
+	}
+
+	// Back-pressure: a connection with too many publishes awaiting the log stops
+	// being read until some complete.
+	select {
+	case c.slots <- struct{}{}:
+	case <-h.closed:
+		return pk, packets.ErrRejectPacket // no ack: the client resends after reconnecting
+	}
+	if !h.startPending() {
+		<-c.slots
+		return pk, packets.ErrRejectPacket
+	}
+
+	it := &item{c: c, pk: pk}
+	// The hand-back must not touch the connection's topic aliases, which the read
+	// loop may have moved on meanwhile; the topic name is already resolved.
+	it.pk.Properties.TopicAlias, it.pk.Properties.TopicAliasFlag = 0, false
+	if cap(it.pk.Payload) == 0 {
+		it.pk.Payload = make([]byte, 0, 1) // gives the hand-back an identity (see matches)
+	}
+
+	switch {
+	case orig != nil:
+		it.orig = orig
+		it.remaining.Store(1)
+		c.enqueue(it)
+		orig.mu.Lock()
+		if orig.processed {
+			orig.mu.Unlock()
+			it.complete(nil)
+		} else {
+			orig.dups = append(orig.dups, it)
+			orig.mu.Unlock()
+		}
+	case len(targets) == 0:
+		// Matches no stream but must be acked after the ones queued before it.
+		c.enqueue(it)
+		c.kick()
+	default:
+		if qos == 2 {
+			h.mu.Lock()
+			s := h.sessions[cl.ID]
+			if s == nil {
+				s = &session{qos2: map[uint16]*item{}}
+				h.sessions[cl.ID] = s
+			}
+			s.qos2[pk.PacketID] = it
+			h.mu.Unlock()
+			it.sess = s
+		}
+		it.remaining.Store(int32(len(targets)))
+		c.enqueue(it)
+		for _, t := range targets {
+			h.appendOne(t, it)
+		}
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+// appendOne appends one routed record; it (nil for QoS 0 and wills) completes when
+// the append is durable or failed.
+func (h *ingestHook) appendOne(t mapping.Target, it *item) {
+	done := func(_ log.AppendResult, err error) {
+		if err != nil {
+			h.met.failed.WithLabelValues(t.Stream).Inc()
+			if it == nil {
+				h.lg.Warn().Err(err).Str("stream", t.Stream).Msg("unacknowledged publish not appended")
+			}
+		} else {
+			h.met.appended.WithLabelValues(t.Stream).Inc()
+		}
+		if it != nil {
+			it.complete(err)
+		}
+	}
+	s := h.log.Stream(t.Stream)
+	if s == nil {
+		done(log.AppendResult{}, fmt.Errorf("append %s: %w", t.Stream, log.ErrUnknownStream))
+		return
+	}
+	s.AppendAsync(t.Shard, []log.Record{t.Record}, done)
+}
+
+// OnPublished notes that a handed-back publish was fanned out to subscribers.
+func (h *ingestHook) OnPublished(cl *mochi.Client, pk packets.Packet) {
+	if pk.Ignore {
+		return
+	}
+	if c := h.lookup(cl); c != nil {
+		if it := c.inj.Load(); it != nil && it.matches(pk) {
+			it.publishedNow = true
+		}
+	}
+}
+
+// OnPacketRead releases a QoS 2 packet id at PUBREL: a later publish with the same id is
+// a new message again.
+func (h *ingestHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Pubrel {
+		return pk, nil
+	}
+	h.mu.Lock()
+	if s := h.sessions[cl.ID]; s != nil {
+		if it := s.qos2[pk.PacketID]; it != nil && it.isProcessed() {
+			delete(s.qos2, pk.PacketID)
+		}
+	}
+	h.mu.Unlock()
+	return pk, nil
+}
+
+// OnSessionEstablished drops the exactly-once state of a client starting clean.
+func (h *ingestHook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
+	if pk.Connect.Clean {
+		h.mu.Lock()
+		delete(h.sessions, cl.ID)
+		h.mu.Unlock()
+	}
+}
+
+// OnDisconnect forgets the connection once its queue is empty, and the session if it
+// ends with the connection.
+func (h *ingestHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
+	if c := h.lookup(cl); c != nil {
+		c.mu.Lock()
+		c.gone = true
+		idle := c.head == len(c.queue) && !c.draining
+		c.mu.Unlock()
+		if idle {
+			h.forget(c)
+		}
+	}
+	if expire && !cl.IsTakenOver() {
+		h.mu.Lock()
+		delete(h.sessions, cl.ID)
+		h.mu.Unlock()
+	}
+}
+
+// OnClientExpired drops the session state of an expired client.
+func (h *ingestHook) OnClientExpired(cl *mochi.Client) {
+	h.mu.Lock()
+	delete(h.sessions, cl.ID)
+	h.mu.Unlock()
+}
+
+// OnWillSent appends a will message that matches a stream, like a QoS 0 publish: no
+// one is waiting for an acknowledgement.
+func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
+	msg := toMessage(cl.ID, string(cl.Properties.Username), &pk, 0)
+	for _, t := range h.router.Route(&msg, nil) {
+		h.appendOne(t, nil)
+	}
+}
+
+func (h *ingestHook) startPending() bool {
+	h.pendMu.Lock()
+	defer h.pendMu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.npending++
+	return true
+}
+
+func (h *ingestHook) endPending() {
+	h.pendMu.Lock()
+	h.npending--
+	if h.npending == 0 && h.closing {
+		h.pendCond.Broadcast()
+	}
+	h.pendMu.Unlock()
+}
+
+// matches reports whether pk is this item's own packet handed back to mochi: same
+// packet id and the very same payload array (a packet read from the network has its own).
+func (it *item) matches(pk packets.Packet) bool {
+	return pk.PacketID == it.pk.PacketID && cap(pk.Payload) > 0 &&
+		&pk.Payload[:1][0] == &it.pk.Payload[:1][0]
+}
+
+func (it *item) complete(err error) {
+	if err != nil {
+		it.errMu.Lock()
+		if it.err == nil {
+			it.err = err
+		}
+		it.errMu.Unlock()
+	}
+	if it.remaining.Add(-1) == 0 {
+		it.c.kick()
+	}
+}
+
+func (it *item) error() error {
+	it.errMu.Lock()
+	defer it.errMu.Unlock()
+	return it.err
+}
+
+func (it *item) isProcessed() bool {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	return it.processed
+}
+
+func (c *conn) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.head == len(c.queue) && !c.draining
+}
+
+func (c *conn) enqueue(it *item) {
+	c.mu.Lock()
+	c.queue = append(c.queue, it)
+	c.mu.Unlock()
+}
+
+// kick starts a drainer when the head of the queue is ready and none runs. It is
+// called on the log's committer goroutine, so it must not block.
+func (c *conn) kick() {
+	c.mu.Lock()
+	if c.draining || c.head == len(c.queue) || c.queue[c.head].remaining.Load() != 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.draining = true
+	c.mu.Unlock()
+	go c.drain()
+}
+
+// drain answers the ready publishes at the head of the queue, in order, until the head
+// is still waiting for the log.
+func (c *conn) drain() {
+	var ready []*item
+	for {
+		c.mu.Lock()
+		n := c.head
+		for n < len(c.queue) && c.queue[n].remaining.Load() == 0 {
+			n++
+		}
+		if n == c.head {
+			c.draining = false
+			forget := c.gone && c.head == len(c.queue)
+			c.mu.Unlock()
+			if forget {
+				c.h.forget(c)
+			}
+			return
+		}
+		ready = append(ready[:0], c.queue[c.head:n]...)
+		clear(c.queue[c.head:n])
+		c.head = n
+		if c.head == len(c.queue) {
+			c.queue, c.head = c.queue[:0], 0
+		}
+		c.mu.Unlock()
+		for _, it := range ready {
+			c.h.finish(it)
+		}
+	}
+}

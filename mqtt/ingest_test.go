@@ -1,0 +1,500 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstreams/mqstreams/mapping"
+)
+
+func plantStream(shards int32, key string) mapping.Definition {
+	return mapping.Definition{Name: "plant", Filters: []string{"plant/#"}, Shards: shards, Key: key}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// dialPaho connects an MQTT 5 client; received publishes go to onMsg.
+func dialPaho(t *testing.T, addr, id string, onMsg func(*paho.Publish)) *paho.Client {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := paho.ClientConfig{ClientID: id, Conn: conn}
+	if onMsg != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) { onMsg(pr.Packet); return true, nil },
+		}
+	}
+	c := paho.NewClient(cfg)
+	ca, err := c.Connect(testCtx(t), &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30})
+	if err != nil {
+		t.Fatalf("connect %s: %v", id, err)
+	}
+	if ca.ReasonCode != 0 {
+		t.Fatalf("connect %s: reason %#x", id, ca.ReasonCode)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return c
+}
+
+func dialPaho3(t *testing.T, addr, id string) paho3.Client {
+	t.Helper()
+	opts := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false)
+	c := paho3.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+func TestIngestMQTT5(t *testing.T) {
+	e := newEnv(t, envOptions{}, plantStream(1, "topic"))
+	c := dialPaho(t, e.addr, "dev-5", nil)
+	ctx := testCtx(t)
+
+	pf, expiry := byte(1), uint32(60)
+	full := &paho.PublishProperties{
+		ContentType:     "application/json",
+		ResponseTopic:   "reply/here",
+		CorrelationData: []byte{0, 1, 2},
+		PayloadFormat:   &pf,
+		MessageExpiry:   &expiry,
+		User:            paho.UserProperties{{Key: "site", Value: "x"}, {Key: "site", Value: "y"}, {Key: "unit", Value: "C"}},
+	}
+	pubs := []struct {
+		topic   string
+		qos     byte
+		payload string
+		props   *paho.PublishProperties
+	}{
+		{"plant/a/temp", 1, `{"t":21}`, full},
+		{"plant/b", 2, "two", nil},
+		{"plant/c", 0, "zero", nil},
+		{"plant/d", 1, "", nil},
+		{"plant/e", 2, "two again", &paho.PublishProperties{User: paho.UserProperties{{Key: "k", Value: "v"}}}},
+	}
+	for _, p := range pubs {
+		resp, err := c.Publish(ctx, &paho.Publish{Topic: p.topic, QoS: p.qos, Payload: []byte(p.payload), Properties: p.props})
+		if err != nil {
+			t.Fatalf("publish %s: %v", p.topic, err)
+		}
+		if resp.ReasonCode >= 0x80 {
+			t.Fatalf("publish %s: reason %#x", p.topic, resp.ReasonCode)
+		}
+	}
+	recs := e.waitRecords(t, "plant", 0, len(pubs))
+	if len(recs) != len(pubs) {
+		t.Fatalf("%d records, want %d", len(recs), len(pubs))
+	}
+	checkContiguous(t, recs)
+	for i, p := range pubs {
+		r := recs[i]
+		if string(r.Key) != p.topic || string(r.Value) != p.payload || r.Value == nil {
+			t.Errorf("record %d: key %q value %q, want %q %q", i, r.Key, r.Value, p.topic, p.payload)
+		}
+		m := mapping.FromRecord(r.Record)
+		if m.Topic != p.topic || m.QoS != p.qos || m.ClientID != "dev-5" {
+			t.Errorf("record %d: topic %q qos %d client %q", i, m.Topic, m.QoS, m.ClientID)
+		}
+		var wantUser []mapping.UserProperty
+		if p.props != nil {
+			for _, u := range p.props.User {
+				wantUser = append(wantUser, mapping.UserProperty{Key: u.Key, Value: u.Value})
+			}
+		}
+		if fmt.Sprint(m.UserProperties) != fmt.Sprint(wantUser) {
+			t.Errorf("record %d: user properties %v, want %v", i, m.UserProperties, wantUser)
+		}
+	}
+	m := mapping.FromRecord(recs[0].Record)
+	if m.ContentType != "application/json" || m.ResponseTopic != "reply/here" || !bytes.Equal(m.CorrelationData, []byte{0, 1, 2}) ||
+		m.PayloadFormat == nil || *m.PayloadFormat != 1 || m.MessageExpiry == nil || *m.MessageExpiry != 60 {
+		t.Errorf("MQTT 5 properties not kept: %+v", m)
+	}
+	if v, ok := header(recs[1], mapping.HeaderQoS); !ok || v != "2" {
+		t.Errorf("qos header %q %v", v, ok)
+	}
+}
+
+func TestIngestMQTT311(t *testing.T) {
+	e := newEnv(t, envOptions{}, plantStream(2, "clientid"))
+	c := dialPaho3(t, e.addr, "dev-311")
+	const n = 30
+	for i := 0; i < n; i++ {
+		tok := c.Publish("plant/line/"+strconv.Itoa(i), byte(i%3), false, "m"+strconv.Itoa(i))
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %d: %v", i, tok.Error())
+		}
+	}
+	shard := mapping.Shard([]byte("dev-311"), 2)
+	recs := e.waitRecords(t, "plant", shard, n)
+	checkContiguous(t, recs)
+	if len(recs) != n {
+		t.Fatalf("%d records, want %d", len(recs), n)
+	}
+	for i, r := range recs {
+		m := mapping.FromRecord(r.Record)
+		if string(r.Key) != "dev-311" || string(r.Value) != "m"+strconv.Itoa(i) || m.QoS != byte(i%3) || m.Topic != "plant/line/"+strconv.Itoa(i) {
+			t.Errorf("record %d: key %q value %q qos %d topic %q", i, r.Key, r.Value, m.QoS, m.Topic)
+		}
+	}
+	if other := e.records(t, "plant", 1-shard); len(other) != 0 {
+		t.Errorf("other shard holds %d records", len(other))
+	}
+}
+
+// collector gathers received payloads and lets a test wait for a count.
+type collector struct {
+	mu   sync.Mutex
+	got  []string
+	more chan struct{}
+}
+
+func newCollector() *collector { return &collector{more: make(chan struct{}, 1)} }
+
+func (c *collector) add(p *paho.Publish) {
+	c.mu.Lock()
+	c.got = append(c.got, p.Topic+"="+string(p.Payload))
+	c.mu.Unlock()
+	select {
+	case c.more <- struct{}{}:
+	default:
+	}
+}
+
+func (c *collector) wait(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		c.mu.Lock()
+		got := append([]string(nil), c.got...)
+		c.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-c.more:
+		case <-deadline:
+			t.Fatalf("received %v, want %d messages", got, n)
+		}
+	}
+}
+
+func subscribe(t *testing.T, c *paho.Client, opts ...paho.SubscribeOptions) {
+	t.Helper()
+	sa, err := c.Subscribe(testCtx(t), &paho.Subscribe{Subscriptions: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range sa.Reasons {
+		if r >= 0x80 {
+			t.Fatalf("subscribe refused: %#x", r)
+		}
+	}
+}
+
+func TestLiveSubscribersAndRetained(t *testing.T) {
+	e := newEnv(t, envOptions{}, plantStream(1, "clientid"))
+	sub := newCollector()
+	sc := dialPaho(t, e.addr, "sub", sub.add)
+	subscribe(t, sc, paho.SubscribeOptions{Topic: "plant/#", QoS: 2}, paho.SubscribeOptions{Topic: "other/#", QoS: 1})
+
+	pc := dialPaho(t, e.addr, "pub", nil)
+	ctx := testCtx(t)
+	want := []string{"plant/q0=a", "plant/q1=b", "plant/q2=c", "other/x=d"}
+	for i, qos := range []byte{0, 1, 2, 1} {
+		topic, payload, _ := cut(want[i])
+		if _, err := pc.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: []byte(payload)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := sub.wait(t, len(want))
+	gotSet := map[string]bool{}
+	for _, g := range got {
+		gotSet[g] = true
+	}
+	for _, w := range want {
+		if !gotSet[w] {
+			t.Errorf("subscriber missed %s (got %v)", w, got)
+		}
+	}
+	// The no-match publish went to the subscriber only, not to the stream.
+	if recs := e.waitRecords(t, "plant", 0, 3); len(recs) != 3 {
+		t.Errorf("stream holds %d records, want 3", len(recs))
+	}
+
+	// A retained stream publish is stored and delivered to a later subscriber.
+	if _, err := pc.Publish(ctx, &paho.Publish{Topic: "plant/state", QoS: 1, Retain: true, Payload: []byte("on")}); err != nil {
+		t.Fatal(err)
+	}
+	late := newCollector()
+	lc := dialPaho(t, e.addr, "late", late.add)
+	subscribe(t, lc, paho.SubscribeOptions{Topic: "plant/state", QoS: 1})
+	if got := late.wait(t, 1); got[0] != "plant/state=on" {
+		t.Errorf("retained: got %v", got)
+	}
+	if recs := e.records(t, "plant", 0); len(recs) != 4 || string(recs[3].Value) != "on" {
+		t.Errorf("retained publish not in the stream: %d records", len(recs))
+	}
+}
+
+func cut(s string) (string, string, bool) {
+	for i := range s {
+		if s[i] == '=' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// The hand-back keeps the publisher as the origin, so a no-local subscription of the
+// publisher does not get its own stream publish back.
+func TestNoLocalKeepsOrigin(t *testing.T) {
+	e := newEnv(t, envOptions{}, plantStream(1, "clientid"))
+	self := newCollector()
+	pc := dialPaho(t, e.addr, "self", self.add)
+	subscribe(t, pc, paho.SubscribeOptions{Topic: "plant/#", QoS: 1, NoLocal: true})
+	watcher := newCollector()
+	wc := dialPaho(t, e.addr, "watcher", watcher.add)
+	subscribe(t, wc, paho.SubscribeOptions{Topic: "plant/#", QoS: 1})
+	other := dialPaho(t, e.addr, "other", nil)
+	ctx := testCtx(t)
+
+	if _, err := pc.Publish(ctx, &paho.Publish{Topic: "plant/own", QoS: 1, Payload: []byte("A")}); err != nil {
+		t.Fatal(err)
+	}
+	watcher.wait(t, 1)
+	if _, err := other.Publish(ctx, &paho.Publish{Topic: "plant/foreign", QoS: 1, Payload: []byte("B")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := self.wait(t, 1); got[0] != "plant/foreign=B" {
+		t.Errorf("no-local subscriber got %v first, want only the foreign publish", got)
+	}
+}
+
+// Acks go out in publish order even when stream and plain publishes are interleaved
+// and pipelined.
+func TestAckOrderPipelined(t *testing.T) {
+	for _, v := range []byte{4, 5} {
+		t.Run("v"+strconv.Itoa(int(v)), func(t *testing.T) {
+			e := newEnv(t, envOptions{}, plantStream(3, "topic"))
+			c, _ := dialRaw(t, e.addr, "order", v, true)
+			const n = 200
+			var pks []packets.Packet
+			for i := 1; i <= n; i++ {
+				topic := "plant/" + strconv.Itoa(i%7)
+				if i%3 == 0 {
+					topic = "plain/" + strconv.Itoa(i)
+				}
+				pks = append(pks, publishPacket(topic, 1, uint16(i), strconv.Itoa(i)))
+			}
+			c.send(pks...)
+			for i := 1; i <= n; i++ {
+				ack := c.expect(packets.Puback, uint16(i))
+				if ack.ReasonCode != 0 {
+					t.Fatalf("puback %d reason %#x", i, ack.ReasonCode)
+				}
+			}
+			total := 0
+			for s := int32(0); s < 3; s++ {
+				recs := e.records(t, "plant", s)
+				checkContiguous(t, recs)
+				total += len(recs)
+			}
+			if want := n - n/3; total != want {
+				t.Errorf("%d records, want %d", total, want)
+			}
+		})
+	}
+}
+
+// A QoS 2 publish redelivered with its packet id before PUBREL is stored once: on the
+// same connection while the first is still being appended, and after a reconnect.
+func TestQoS2RedeliveryStoredOnce(t *testing.T) {
+	e := newEnv(t, envOptions{}, plantStream(1, "clientid"))
+
+	c, _ := dialRaw(t, e.addr, "q2", 5, false)
+	first := publishPacket("plant/x", 2, 7, "once")
+	dup := first
+	dup.FixedHeader.Dup = true
+	c.send(first, dup) // the redelivery arrives while the first append is in flight
+	c.expect(packets.Pubrec, 7)
+	c.expect(packets.Pubrec, 7) // mochi answers a known id with PUBREC (0x91 in v5)
+	c.send(pubrelPacket(7))
+	c.expect(packets.Pubcomp, 7)
+
+	// After PUBREL the id is free: the same id is a new message.
+	c.send(publishPacket("plant/x", 2, 7, "again"))
+	c.expect(packets.Pubrec, 7)
+	c.send(pubrelPacket(7))
+	c.expect(packets.Pubcomp, 7)
+
+	// Publish, drop the connection before PUBREL, resume the session and redeliver.
+	c.send(publishPacket("plant/x", 2, 9, "resumed"))
+	c.expect(packets.Pubrec, 9)
+	_ = c.conn.Close()
+	c2, ack := dialRaw(t, e.addr, "q2", 5, false)
+	if !ack.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	dup9 := publishPacket("plant/x", 2, 9, "resumed")
+	dup9.FixedHeader.Dup = true
+	c2.send(dup9)
+	c2.expect(packets.Pubrec, 9)
+	c2.send(pubrelPacket(9))
+	c2.until(packets.Pubcomp, 9) // the resumed session may resend its PUBREC too
+
+	// Publish and drop the connection at once, so the redelivery on the new
+	// connection may find the first append still pending.
+	c3, _ := dialRaw(t, e.addr, "q2", 5, false)
+	c3.send(publishPacket("plant/x", 2, 11, "racing"))
+	_ = c3.conn.Close()
+	c4, _ := dialRaw(t, e.addr, "q2", 5, false)
+	dup11 := publishPacket("plant/x", 2, 11, "racing")
+	dup11.FixedHeader.Dup = true
+	c4.send(dup11)
+	c4.expect(packets.Pubrec, 11)
+	c4.send(pubrelPacket(11))
+	c4.until(packets.Pubcomp, 11)
+
+	recs := e.records(t, "plant", 0)
+	checkContiguous(t, recs)
+	var vals []string
+	for _, r := range recs {
+		vals = append(vals, string(r.Value))
+	}
+	if fmt.Sprint(vals) != "[once again resumed racing]" {
+		t.Errorf("stored %v, want [once again resumed racing]", vals)
+	}
+}
+
+func TestAppendFailure(t *testing.T) {
+	e := newEnv(t, envOptions{},
+		plantStream(1, "clientid"),
+		mapping.Definition{Name: "good", Filters: []string{"good/#"}, Shards: 1})
+	// The stream disappears from the log while the router still sends to it.
+	if err := e.log.DeleteStream("plant"); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("mqtt5 reason code", func(t *testing.T) {
+		c := dialPaho(t, e.addr, "fail5", nil)
+		ctx := testCtx(t)
+		resp, err := c.Publish(ctx, &paho.Publish{Topic: "plant/x", QoS: 1, Payload: []byte("lost")})
+		if err == nil || resp == nil || resp.ReasonCode != 0x80 {
+			t.Fatalf("QoS 1: resp %+v err %v, want reason 0x80", resp, err)
+		}
+		resp, err = c.Publish(ctx, &paho.Publish{Topic: "plant/x", QoS: 2, Payload: []byte("lost")})
+		if err != nil || resp.ReasonCode != 0x80 {
+			t.Fatalf("QoS 2: resp %+v err %v, want PUBREC reason 0x80", resp, err)
+		}
+		// The connection and the server keep working.
+		resp, err = c.Publish(ctx, &paho.Publish{Topic: "good/x", QoS: 1, Payload: []byte("kept")})
+		if err != nil || resp.ReasonCode != 0 {
+			t.Fatalf("publish after failure: %+v %v", resp, err)
+		}
+		if recs := e.records(t, "good", 0); len(recs) != 1 || string(recs[0].Value) != "kept" {
+			t.Fatalf("good stream: %v", recs)
+		}
+	})
+
+	t.Run("mqtt311 no ack", func(t *testing.T) {
+		c, _ := dialRaw(t, e.addr, "fail311", 4, true)
+		// The failed publish gets no PUBACK; the next publish's PUBACK is the first
+		// packet back, since acks keep publish order.
+		c.send(publishPacket("plant/x", 1, 1, "lost"), publishPacket("elsewhere/y", 1, 2, "plain"))
+		c.expect(packets.Puback, 2)
+		c.send(publishPacket("plant/x", 2, 3, "lost"), publishPacket("good/y", 1, 4, "kept"))
+		c.expect(packets.Puback, 4)
+		c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+		c.expect(packets.Pingresp, 0)
+	})
+
+	t.Run("log closed", func(t *testing.T) {
+		c := dialPaho(t, e.addr, "closed5", nil)
+		if err := e.log.Close(); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Publish(testCtx(t), &paho.Publish{Topic: "good/x", QoS: 1, Payload: []byte("late")})
+		if err == nil || resp == nil || resp.ReasonCode != 0x80 {
+			t.Fatalf("resp %+v err %v, want reason 0x80", resp, err)
+		}
+		// Plain pub/sub still works.
+		if _, err := c.Publish(testCtx(t), &paho.Publish{Topic: "plain/z", QoS: 1, Payload: []byte("ok")}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestOversizedPacketRefused(t *testing.T) {
+	e := newEnv(t, envOptions{maxPacketBytes: 1024}, plantStream(1, "clientid"))
+	c, _ := dialRaw(t, e.addr, "big", 5, true)
+	c.send(publishPacket("plant/big", 1, 1, string(make([]byte, 4096))))
+	for {
+		pk, err := c.readPacket()
+		if err != nil {
+			break // connection closed by the server
+		}
+		if pk.FixedHeader.Type == packets.Puback {
+			t.Fatalf("oversized publish acknowledged: reason %#x", pk.ReasonCode)
+		}
+	}
+	// The server is still up and takes a normal publish.
+	c2, _ := dialRaw(t, e.addr, "small", 5, true)
+	c2.send(publishPacket("plant/small", 1, 1, "fits"))
+	c2.expect(packets.Puback, 1)
+	if recs := e.records(t, "plant", 0); len(recs) != 1 || string(recs[0].Value) != "fits" {
+		t.Fatalf("stream: %d records", len(recs))
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t, envOptions{}, plantStream(1, "clientid"))
+	c, _ := dialRaw(t, e.addr, "metrics", 5, true)
+	c.send(publishPacket("plant/a", 1, 1, "x"), publishPacket("plant/b", 1, 2, "y"))
+	c.expect(packets.Puback, 1)
+	c.expect(packets.Puback, 2)
+
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, lp := range m.GetLabel() {
+				name += "," + lp.GetName() + "=" + lp.GetValue()
+			}
+			switch {
+			case m.GetCounter() != nil:
+				found[name] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				found[name] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if v := found["mqstreams_mqtt_publishes_appended_total,stream=plant"]; v != 2 {
+		t.Errorf("appended counter %v, want 2 (%v)", v, found)
+	}
+	if v := found["mqstreams_connections,proto=mqtt"]; v != 1 {
+		t.Errorf("connections gauge %v, want 1 (%v)", v, found)
+	}
+}

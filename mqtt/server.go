@@ -1,0 +1,176 @@
+// Package mqtt is the MQTT side of mqstreams: an embedded mochi-mqtt v2 broker (MQTT 3.1,
+// 3.1.1 and 5) whose publishes that match a stream are appended durably to the stream log
+// before they are acknowledged, without serialising a publisher on the log's fsyncs.
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
+)
+
+// Config is the MQTT listener configuration.
+type Config struct {
+	// Addr is the TCP listen address (default ":1883"; "127.0.0.1:0" picks a free port).
+	Addr string
+	// MaxPacketBytes is the largest MQTT packet accepted (default 1 MiB); larger ones
+	// end the connection as mochi's maximum packet size prescribes.
+	MaxPacketBytes int
+}
+
+// Default configuration values.
+const (
+	DefaultAddr           = ":1883"
+	DefaultMaxPacketBytes = 1 << 20
+)
+
+// Options are what New needs.
+type Options struct {
+	Config Config
+	Log    *log.Log
+	Router *mapping.Router
+	Logger zerolog.Logger
+	// Registerer receives the MQTT metrics; nil means none are registered.
+	Registerer prometheus.Registerer
+	// Hooks are further mochi hooks (stream replay, ...), added in order after the
+	// authorization hook and before the ingest hook.
+	Hooks []mochi.Hook
+}
+
+// Server is the embedded MQTT broker with the stream ingest hook.
+type Server struct {
+	cfg    Config
+	lg     zerolog.Logger
+	broker *mochi.Server
+	ingest *ingestHook
+	met    *metrics
+
+	mu       sync.Mutex
+	listener net.Listener
+	started  bool
+	closed   bool
+}
+
+// listenerID names our one TCP listener inside mochi.
+const listenerID = "mqtt-tcp"
+
+// New builds the broker and its hooks; Start binds and serves.
+func New(o Options) (*Server, error) {
+	if o.Log == nil {
+		return nil, errors.New("mqtt: Options.Log is required")
+	}
+	if o.Router == nil {
+		return nil, errors.New("mqtt: Options.Router is required")
+	}
+	cfg := o.Config
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxPacketBytes <= 0 {
+		cfg.MaxPacketBytes = DefaultMaxPacketBytes
+	}
+	lg := o.Logger.With().Str("component", "mqtt").Logger()
+
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = uint32(cfg.MaxPacketBytes)
+	// Acks echo no publish properties: user properties of a large publish would
+	// otherwise be sent back in every PUBACK.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+
+	broker := mochi.New(&mochi.Options{
+		Capabilities: caps,
+		Logger:       slog.New(zerolog.NewSlogHandler(lg.With().Str("component", "mochi").Logger())),
+	})
+
+	met := newMetrics(broker)
+	if o.Registerer != nil {
+		if err := met.register(o.Registerer); err != nil {
+			return nil, fmt.Errorf("mqtt metrics: %w", err)
+		}
+	}
+
+	// Hook order matters: authorization (OnACLCheck) is consulted before OnPublish, and
+	// the ingest hook must be the last OnPublish so it sees the packet other hooks leave.
+	if err := broker.AddHook(newAuthHook(), nil); err != nil {
+		return nil, fmt.Errorf("mqtt auth hook: %w", err)
+	}
+	for _, hk := range o.Hooks {
+		if err := broker.AddHook(hk, nil); err != nil {
+			return nil, fmt.Errorf("mqtt hook %s: %w", hk.ID(), err)
+		}
+	}
+	ingest := newIngestHook(broker, o.Log, o.Router, lg, met, int(caps.ReceiveMaximum))
+	if err := broker.AddHook(ingest, nil); err != nil {
+		return nil, fmt.Errorf("mqtt ingest hook: %w", err)
+	}
+	return &Server{cfg: cfg, lg: lg, broker: broker, ingest: ingest, met: met}, nil
+}
+
+// Start binds the TCP listener and serves; it returns once the listener is bound.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("mqtt: server already started")
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("mqtt listen %s: %w", s.cfg.Addr, err)
+	}
+	if err := s.broker.AddListener(listeners.NewNet(listenerID, ln)); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("mqtt listener: %w", err)
+	}
+	if err := s.broker.Serve(); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("mqtt serve: %w", err)
+	}
+	s.listener = ln
+	s.started = true
+	s.lg.Info().Str("addr", ln.Addr().String()).Msg("mqtt listening")
+	return nil
+}
+
+// Addr is the bound listen address (nil before Start).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener == nil {
+		return nil
+	}
+	return s.listener.Addr()
+}
+
+// Close stops taking new stream publishes, waits until every publish already handed to
+// the log is acknowledged (or failed), then closes the listener and every client.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	started := s.started
+	s.mu.Unlock()
+
+	s.ingest.close()
+	if !started {
+		return nil
+	}
+	// mochi closes the listeners, disconnects every client and waits for their
+	// goroutines; pending acks were written above, so none is lost to the shutdown.
+	if err := s.broker.Close(); err != nil {
+		return fmt.Errorf("mqtt close: %w", err)
+	}
+	return nil
+}
