@@ -1,0 +1,292 @@
+package mqtt
+
+import (
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
+)
+
+// replayOrigin marks replay messages in mochi's in-flight store, so a resumed session
+// can tell them from other messages that reuse a packet id.
+const replayOrigin = "$stream-replay"
+
+// Delivered user properties (EMQX's `key` and `ts`, plus our `shard` and `offset`).
+const (
+	PropKey    = "key"
+	PropTS     = "ts"
+	PropShard  = "shard"
+	PropOffset = "offset"
+)
+
+// windowPoll bounds a wait for in-flight room that other (non-replay) messages hold,
+// whose completion is not always reported to hooks.
+const windowPoll = 100 * time.Millisecond
+
+// window is how many QoS 1/2 messages may be in flight to the client: its receive
+// maximum, capped by MaxInflight.
+func (s *replaySession) window(cl *mochi.Client) int {
+	w := int(cl.Properties.Props.ReceiveMaximum)
+	if w == 0 {
+		w = DefaultReplayInflight
+	}
+	if w > s.h.opts.MaxInflight {
+		w = s.h.opts.MaxInflight
+	}
+	return w
+}
+
+// readShard sends one shard of sub from its next offset on: stored batches first, then
+// each append as it becomes durable. Waiting on the shard's append notification taken
+// before each read makes the hand-over from replay to live gapless.
+func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
+	defer run.wg.Done()
+	s.mu.Lock()
+	next := sub.next[shard]
+	s.mu.Unlock()
+	st := sub.stream
+	lg := s.h.lg.With().Str("client_id", s.id).Str("stream", st.Name()).Int32("shard", shard).Logger()
+	for {
+		select {
+		case <-run.stop:
+			return
+		default:
+		}
+		appended, err := st.Appended(shard)
+		if err != nil {
+			lg.Info().Err(err).Msg("replay ends: stream gone")
+			return
+		}
+		batches, err := st.Read(shard, next, s.h.opts.ReadBytes)
+		if errors.Is(err, log.ErrOffsetOutOfRange) {
+			start, hwm, oerr := st.Offsets(shard)
+			if oerr == nil && next < start {
+				lg.Info().Int64("from", next).Int64("to", start).Msg("replay skips records removed by retention")
+				next = start
+				s.advance(sub, shard, next)
+				continue
+			}
+			lg.Warn().Err(err).Int64("next", next).Int64("hwm", hwm).Msg("replay ends")
+			return
+		}
+		if err != nil {
+			lg.Error().Err(err).Msg("replay ends: read failed")
+			return
+		}
+		if len(batches) == 0 {
+			select {
+			case <-appended:
+			case <-run.stop:
+				return
+			}
+			continue
+		}
+		for _, b := range batches {
+			recs, err := b.Records(next)
+			if err != nil {
+				lg.Error().Err(err).Int64("offset", b.BaseOffset).Msg("replay skips an undecodable batch")
+			}
+			for i := range recs {
+				if err := s.deliver(run, sub, shard, &recs[i]); err != nil {
+					if !errors.Is(err, errStopped) {
+						lg.Debug().Err(err).Msg("replay ends")
+					}
+					return
+				}
+				next = recs[i].Offset + 1
+			}
+			if b.LastOffset >= next {
+				next = b.LastOffset + 1 // records compacted away inside the batch
+				s.advance(sub, shard, next)
+			}
+		}
+	}
+}
+
+// watchShards starts readers for shards a stream gains while subscribed.
+func (s *replaySession) watchShards(run *readerSet, sub *replaySub) {
+	defer run.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-run.stop:
+			return
+		case <-t.C:
+		}
+		n := sub.stream.Shards()
+		s.mu.Lock()
+		for int32(len(sub.next)) < n && sub.run == run && !run.stopped {
+			shard := int32(len(sub.next))
+			start, _, err := sub.stream.Offsets(shard)
+			if err != nil {
+				break
+			}
+			sub.next = append(sub.next, start)
+			run.wg.Add(1)
+			go s.readShard(run, sub, shard)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// deliver sends one record to the client, waiting for window room at QoS 1/2.
+func (s *replaySession) deliver(run *readerSet, sub *replaySub, shard int32, rec *log.StoredRecord) error {
+	cl := run.cl
+	o := sub.opts.Load()
+	msg := mapping.FromRecord(rec.Record)
+	if (sub.match != "" && !mapping.MatchFilter(sub.match, msg.Topic)) || (o.noLocal && msg.ClientID == cl.ID) {
+		s.advance(sub, shard, rec.Offset+1)
+		return nil
+	}
+	pk := s.packet(cl, sub, o, &msg, rec, shard)
+	if pk.FixedHeader.Qos == 0 {
+		// No window at QoS 0: the blocking write is the back-pressure.
+		err := cl.WritePacket(pk)
+		if err != nil && !errors.Is(err, packets.ErrPacketTooLarge) {
+			return err
+		}
+		s.advance(sub, shard, rec.Offset+1)
+		return nil
+	}
+
+	s.sendMu.Lock()
+	for cl.State.Inflight.Len() >= s.window(cl) {
+		s.mu.Lock()
+		ch := s.notify
+		s.waiting++
+		own := len(s.inflight) > 0
+		s.mu.Unlock()
+		s.sendMu.Unlock()
+		var poll *time.Timer
+		var pollC <-chan time.Time
+		if !own {
+			poll = time.NewTimer(windowPoll)
+			pollC = poll.C
+		}
+		select {
+		case <-ch:
+		case <-pollC:
+		case <-run.stop:
+		}
+		if poll != nil {
+			poll.Stop()
+		}
+		s.mu.Lock()
+		s.waiting--
+		s.mu.Unlock()
+		s.sendMu.Lock()
+		if isClosed(run.stop) {
+			s.sendMu.Unlock()
+			return errStopped
+		}
+	}
+	if isClosed(run.stop) {
+		s.sendMu.Unlock()
+		return errStopped
+	}
+	id, err := cl.NextPacketID()
+	if err != nil {
+		s.sendMu.Unlock()
+		return err
+	}
+	pid := uint16(id)
+	pk.PacketID = pid
+	cl.State.Inflight.Set(pk)
+	cl.State.Inflight.DecreaseSendQuota()
+	if s.h.opts.Broker != nil {
+		atomic.AddInt64(&s.h.opts.Broker.Info.Inflight, 1) // mochi decrements it at the ack
+	}
+	s.mu.Lock()
+	s.inflight[pid] = inflightRef{sub: sub, shard: shard, offset: rec.Offset, topic: pk.TopicName, created: pk.Created}
+	if sub.next[shard] < rec.Offset+1 {
+		sub.next[shard] = rec.Offset + 1
+	}
+	s.dirty = true
+	s.mu.Unlock()
+	s.sendMu.Unlock()
+
+	if err := cl.WritePacket(pk); err != nil {
+		if errors.Is(err, packets.ErrPacketTooLarge) {
+			// Larger than the client accepts: MQTT says the server drops it.
+			if cl.State.Inflight.Delete(pid) {
+				cl.State.Inflight.IncreaseSendQuota()
+			}
+			s.acked(cl, pid)
+			return nil
+		}
+		return err // it stays in flight and is resent if the session resumes
+	}
+	return nil
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// packet builds the PUBLISH for a record: original topic, payload and MQTT 5 properties,
+// plus the stream position as user properties.
+func (s *replaySession) packet(cl *mochi.Client, sub *replaySub, o *subOptions, msg *mapping.Message, rec *log.StoredRecord, shard int32) packets.Packet {
+	qos := o.qos
+	if hasHeader(rec.Headers, mapping.HeaderQoS) && msg.QoS < qos {
+		qos = msg.QoS // records from Kafka producers carry no MQTT QoS: the subscription's applies
+	}
+	topic := msg.Topic
+	if topic == "" {
+		topic = sub.stream.Name()
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: o.retainAsPublished && msg.Retain},
+		TopicName:   topic,
+		Payload:     msg.Payload,
+		Origin:      replayOrigin,
+		Created:     time.Now().Unix(),
+	}
+	if cl.Properties.ProtocolVersion < 5 {
+		return pk // 3.1.1 has no properties
+	}
+	p := &pk.Properties
+	p.ContentType = msg.ContentType
+	p.ResponseTopic = msg.ResponseTopic
+	p.CorrelationData = msg.CorrelationData
+	if msg.PayloadFormat != nil {
+		p.PayloadFormat, p.PayloadFormatFlag = *msg.PayloadFormat, true
+	}
+	if msg.MessageExpiry != nil {
+		p.MessageExpiryInterval = *msg.MessageExpiry
+	}
+	if o.subID > 0 {
+		p.SubscriptionIdentifier = []int{o.subID}
+	}
+	user := make([]packets.UserProperty, 0, len(msg.UserProperties)+4)
+	for _, u := range msg.UserProperties {
+		user = append(user, packets.UserProperty{Key: u.Key, Val: u.Value})
+	}
+	p.User = append(user,
+		packets.UserProperty{Key: PropKey, Val: string(rec.Key)},
+		packets.UserProperty{Key: PropTS, Val: strconv.FormatInt(rec.TimestampUS, 10)},
+		packets.UserProperty{Key: PropShard, Val: strconv.FormatInt(int64(shard), 10)},
+		packets.UserProperty{Key: PropOffset, Val: strconv.FormatInt(rec.Offset, 10)},
+	)
+	return pk
+}
+
+func hasHeader(hs []log.Header, key string) bool {
+	for i := range hs {
+		if hs[i].Key == key {
+			return true
+		}
+	}
+	return false
+}

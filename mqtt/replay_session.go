@@ -1,0 +1,425 @@
+package mqtt
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// replaySession is the stream side of one MQTT session (by client id): its stream
+// subscriptions with their positions, and its replay messages in flight. It outlives a
+// connection when the session is persistent.
+type replaySession struct {
+	h  *ReplayHook
+	id string
+
+	// sendMu makes "check the window, take a packet id, register in flight" one step
+	// among the session's readers. It is never held while writing to the connection.
+	sendMu sync.Mutex
+
+	mu         sync.Mutex
+	cl         *mochi.Client // current connection; nil while offline
+	persistent bool
+	subs       map[string]*replaySub // by subscription filter
+	inflight   map[uint16]inflightRef
+	pending    map[uint16]*pendingSubscribe // by SUBSCRIBE packet id until its SUBACK
+	notify     chan struct{}                // closed when a window slot may have freed
+	waiting    int                          // readers waiting on notify
+	dirty      bool                         // positions moved since the last commit
+}
+
+// inflightRef is a replay message the client has not acknowledged yet.
+type inflightRef struct {
+	sub     *replaySub
+	shard   int32
+	offset  int64
+	topic   string
+	created int64
+}
+
+// replaySub is one stream subscription of a session.
+type replaySub struct {
+	filter string
+	group  string
+	stream *log.Stream
+	match  string // only records whose topic matches it; "" = every record
+	opts   atomic.Pointer[subOptions]
+
+	// Guarded by the session's mu.
+	next []int64 // per shard: the next offset to send
+	run  *readerSet
+}
+
+// subOptions are the MQTT options of the subscription, replaced by a re-SUBSCRIBE.
+type subOptions struct {
+	qos               byte
+	subID             int
+	noLocal           bool
+	retainAsPublished bool
+}
+
+// readerSet is the running readers of a subscription, bound to one connection.
+type readerSet struct {
+	cl      *mochi.Client
+	stop    chan struct{}
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+func newReplaySession(h *ReplayHook, cl *mochi.Client) *replaySession {
+	return &replaySession{
+		h:          h,
+		id:         cl.ID,
+		cl:         cl,
+		persistent: persistentSession(cl),
+		subs:       map[string]*replaySub{},
+		inflight:   map[uint16]inflightRef{},
+		pending:    map[uint16]*pendingSubscribe{},
+		notify:     make(chan struct{}),
+	}
+}
+
+func (s *replaySession) isClient(cl *mochi.Client) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cl == cl
+}
+
+// subscribe registers a granted stream subscription. A filter the session already holds
+// keeps its position (only its options change): a client that subscribes again after
+// reconnecting to its persistent session continues where it was. fresh is true for a
+// new subscription, whose readers the caller starts.
+func (s *replaySession) subscribe(cl *mochi.Client, r *subResult, sub packets.Subscription, granted byte) (*replaySub, bool, *subError) {
+	opts := &subOptions{qos: granted, subID: sub.Identifier, noLocal: sub.NoLocal, retainAsPublished: sub.RetainAsPublished}
+	s.mu.Lock()
+	s.cl = cl
+	s.persistent = persistentSession(cl)
+	persistent := s.persistent
+	if ex := s.subs[r.filter]; ex != nil && ex.stream == r.stream {
+		ex.opts.Store(opts)
+		s.mu.Unlock()
+		return ex, false, nil
+	}
+	s.mu.Unlock()
+
+	rs := &replaySub{filter: r.filter, group: groupName(cl.ID, r.filter), stream: r.stream}
+	rs.opts.Store(opts)
+	if r.topic.filter != "" {
+		if filters, err := streamFilters(r.stream); err != nil || len(filters) != 1 || filters[0] != r.topic.filter {
+			rs.match = r.topic.filter
+		}
+	}
+	start := r.start
+	stored, err := s.h.opts.Log.GroupOffsets(rs.group)
+	if err != nil {
+		return nil, false, implError("%q: read stored position: %v", r.filter, err)
+	}
+	if len(stored) > 0 {
+		if persistent {
+			// A persistent session resumes where it was, whatever the start point says
+			// (also after a server restart, when mochi forgot the session).
+			start = startPoint{kind: startOffsets, offsets: map[int32]int64{}}
+			for _, c := range stored {
+				if c.Stream == r.stream.Name() {
+					start.offsets[c.Shard] = c.Offset
+				}
+			}
+			start = clampStored(r.stream, start)
+		} else {
+			s.h.deleteGroup(rs.group) // left by an earlier persistent session
+		}
+	}
+	next, serr := resolveStart(r.stream, start)
+	if serr != nil {
+		serr.msg = "\"" + r.filter + "\": " + serr.msg
+		return nil, false, serr
+	}
+	rs.next = next
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ex := s.subs[r.filter]; ex != nil {
+		if ex.stream == r.stream {
+			ex.opts.Store(opts)
+			return ex, false, nil
+		}
+		s.dropSubLocked(ex) // the stream was deleted and created again
+	}
+	s.subs[r.filter] = rs
+	s.dirty = true
+	s.h.lg.Debug().Str("client_id", s.id).Str("filter", r.filter).Str("stream", r.stream.Name()).
+		Str("start", start.String()).Ints64("next", next).Msg("stream subscription")
+	return rs, true, nil
+}
+
+// clampStored keeps stored positions inside the shards' current ranges.
+func clampStored(st *log.Stream, sp startPoint) startPoint {
+	for shard, off := range sp.offsets {
+		if _, hwm, err := st.Offsets(shard); err == nil && off > hwm {
+			sp.offsets[shard] = hwm
+		} else if err != nil {
+			delete(sp.offsets, shard)
+		}
+	}
+	return sp
+}
+
+// resolveStart turns a start point into the first offset of each shard. Shards left out
+// of an exact `<shard>:<offset>` list start at their earliest record, so nothing is
+// skipped unasked; an offset below the log start (retention removed it) starts at the
+// log start, one past the high watermark is an error.
+func resolveStart(st *log.Stream, sp startPoint) ([]int64, *subError) {
+	n := st.Shards()
+	for shard := range sp.offsets {
+		if shard >= n {
+			return nil, implError("shard %d does not exist (stream %s has %d)", shard, st.Name(), n)
+		}
+	}
+	next := make([]int64, n)
+	for i := int32(0); i < n; i++ {
+		start, hwm, err := st.Offsets(i)
+		if err != nil {
+			return nil, implError("%v", wrapShard(st, i, err))
+		}
+		switch sp.kind {
+		case startEarliest:
+			next[i] = start
+		case startTime:
+			off, _, err := st.OffsetForTime(i, sp.tsUS)
+			if err != nil {
+				return nil, implError("%v", wrapShard(st, i, err))
+			}
+			next[i] = off
+		case startOffsets:
+			off, ok := sp.offsets[i]
+			switch {
+			case !ok || off < start:
+				next[i] = start
+			case off > hwm:
+				return nil, implError("offset %d is past the end of shard %d (%d)", off, i, hwm)
+			default:
+				next[i] = off
+			}
+		default:
+			next[i] = hwm
+		}
+	}
+	return next, nil
+}
+
+// startSub starts the readers of sub on cl, unless they run or cl is no longer current.
+func (s *replaySession) startSub(cl *mochi.Client, sub *replaySub) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cl != cl || sub.run != nil || s.subs[sub.filter] != sub {
+		return
+	}
+	run := &readerSet{cl: cl, stop: make(chan struct{})}
+	sub.run = run
+	for shard := range sub.next {
+		run.wg.Add(1)
+		go s.readShard(run, sub, int32(shard))
+	}
+	run.wg.Add(1)
+	go s.watchShards(run, sub)
+}
+
+// signalStop asks every reader to stop without waiting.
+func (s *replaySession) signalStop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sub := range s.subs {
+		if sub.run != nil && !sub.run.stopped {
+			sub.run.stopped = true
+			close(sub.run.stop)
+		}
+	}
+	s.wakeLocked()
+}
+
+// stopReaders stops every reader and waits for them.
+func (s *replaySession) stopReaders() {
+	s.signalStop()
+	s.mu.Lock()
+	var runs []*readerSet
+	for _, sub := range s.subs {
+		if sub.run != nil {
+			runs = append(runs, sub.run)
+			sub.run = nil
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range runs {
+		r.wg.Wait()
+	}
+}
+
+// detach parts the session from its closed connection, keeping positions and the
+// record of what is in flight for a resume.
+func (s *replaySession) detach(cl *mochi.Client) {
+	s.stopReaders()
+	s.mu.Lock()
+	if s.cl == cl {
+		s.cl = nil
+	}
+	s.pending = map[uint16]*pendingSubscribe{}
+	s.mu.Unlock()
+}
+
+// resume binds the session to the connection that took it over and restarts the
+// subscriptions mochi carried over. A replay message mochi carried in flight is resent
+// by mochi; one it did not carry is read again from the log.
+func (s *replaySession) resume(cl *mochi.Client) {
+	s.mu.Lock()
+	s.cl = cl
+	s.persistent = persistentSession(cl)
+	s.pending = map[uint16]*pendingSubscribe{}
+	var gone []string
+	for f, sub := range s.subs {
+		if _, ok := cl.State.Subscriptions.Get(f); !ok {
+			gone = append(gone, sub.group)
+			s.dropSubLocked(sub)
+		}
+	}
+	for pid, ref := range s.inflight {
+		if pk, ok := cl.State.Inflight.Get(pid); ok && pk.Origin == replayOrigin &&
+			pk.TopicName == ref.topic && pk.Created == ref.created {
+			continue
+		}
+		delete(s.inflight, pid)
+		if ref.offset < ref.sub.next[ref.shard] {
+			ref.sub.next[ref.shard] = ref.offset
+		}
+	}
+	subs := make([]*replaySub, 0, len(s.subs))
+	for _, sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, g := range gone {
+		s.h.deleteGroup(g)
+	}
+	for _, sub := range subs {
+		s.startSub(cl, sub)
+	}
+}
+
+// unsubscribe ends one subscription; it returns its group to forget.
+func (s *replaySession) unsubscribe(filter string) (string, bool) {
+	s.mu.Lock()
+	sub := s.subs[filter]
+	if sub == nil {
+		s.mu.Unlock()
+		return "", false
+	}
+	run := sub.run
+	if run != nil && !run.stopped {
+		run.stopped = true
+		close(run.stop)
+	}
+	sub.run = nil
+	s.wakeLocked()
+	s.mu.Unlock()
+	if run != nil {
+		run.wg.Wait()
+	}
+	s.mu.Lock()
+	if s.subs[filter] == sub {
+		s.dropSubLocked(sub)
+	}
+	s.mu.Unlock()
+	return sub.group, true
+}
+
+// dropSubLocked forgets sub and its messages in flight (their acks are then ignored).
+func (s *replaySession) dropSubLocked(sub *replaySub) {
+	delete(s.subs, sub.filter)
+	for pid, ref := range s.inflight {
+		if ref.sub == sub {
+			delete(s.inflight, pid)
+		}
+	}
+	if sub.run != nil && !sub.run.stopped {
+		sub.run.stopped = true
+		close(sub.run.stop)
+	}
+	sub.run = nil
+}
+
+// acked records the end of a message's QoS flow and wakes readers waiting for room.
+func (s *replaySession) acked(cl *mochi.Client, pid uint16) {
+	s.mu.Lock()
+	if s.cl == cl {
+		if _, ok := s.inflight[pid]; ok {
+			delete(s.inflight, pid)
+			s.dirty = true
+		}
+	}
+	s.wakeLocked()
+	s.mu.Unlock()
+}
+
+func (s *replaySession) wakeLocked() {
+	if s.waiting > 0 {
+		close(s.notify)
+		s.notify = make(chan struct{})
+	}
+}
+
+// advance records that everything before off in shard is delivered (or skipped).
+func (s *replaySession) advance(sub *replaySub, shard int32, off int64) {
+	s.mu.Lock()
+	if int(shard) < len(sub.next) && sub.next[shard] < off {
+		sub.next[shard] = off
+		s.dirty = true
+	}
+	s.mu.Unlock()
+}
+
+// commit stores the positions of a persistent session's subscriptions: per shard the
+// oldest message not yet acknowledged, so a restart redelivers nothing acknowledged and
+// loses nothing unacknowledged.
+func (s *replaySession) commit() {
+	s.mu.Lock()
+	if !s.persistent || !s.dirty {
+		s.mu.Unlock()
+		return
+	}
+	s.dirty = false
+	type pos struct {
+		group string
+		offs  []log.CommittedOffset
+	}
+	all := make([]pos, 0, len(s.subs))
+	idx := map[*replaySub]int{}
+	for _, sub := range s.subs {
+		p := pos{group: sub.group, offs: make([]log.CommittedOffset, len(sub.next))}
+		for i, n := range sub.next {
+			p.offs[i] = log.CommittedOffset{Stream: sub.stream.Name(), Shard: int32(i), Offset: n, LeaderEpoch: -1}
+		}
+		idx[sub] = len(all)
+		all = append(all, p)
+	}
+	for _, ref := range s.inflight {
+		if i, ok := idx[ref.sub]; ok && ref.offset < all[i].offs[ref.shard].Offset {
+			all[i].offs[ref.shard].Offset = ref.offset
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range all {
+		if err := s.h.opts.Log.CommitOffsets(p.group, p.offs); err != nil {
+			if errors.Is(err, log.ErrUnknownStream) || errors.Is(err, log.ErrUnknownShard) {
+				continue // the stream went away; its readers have stopped
+			}
+			s.h.lg.Warn().Err(err).Str("client_id", s.id).Str("group", p.group).Msg("store replay position")
+			s.mu.Lock()
+			s.dirty = true
+			s.mu.Unlock()
+		}
+	}
+}
