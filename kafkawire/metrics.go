@@ -16,12 +16,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return nil, nil
 	}
-	// The connections gauge is shared with the MQTT listener (label proto), so an
-	// already registered identical vector is reused rather than an error.
-	conns, err := registerOrExisting(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "mqstreams_connections",
-		Help: "Open client connections by protocol.",
-	}, []string{"proto"}))
+	// The series name is shared with the MQTT listener, which registers its own gauge
+	// with proto="mqtt": both use a constant proto label and the same help, as a
+	// registry requires of two collectors of one metric name.
+	conns, err := registerOrExisting(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "mqstreams_connections",
+		Help:        "Open client connections by protocol.",
+		ConstLabels: prometheus.Labels{"proto": "kafka"},
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &metrics{conns: conns.WithLabelValues("kafka"), fetchBytes: fetch}, nil
+	return &metrics{conns: conns, fetchBytes: fetch}, nil
 }
 
 func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
