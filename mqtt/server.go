@@ -45,6 +45,8 @@ type Options struct {
 	// Hooks are further mochi hooks (stream replay, ...), added in order after the
 	// authorization hook and before the ingest hook.
 	Hooks []mochi.Hook
+	// AutoCreate lets a `$stream/<name>/<filter>` subscription create a missing stream.
+	AutoCreate AutoCreate
 }
 
 // Server is the embedded MQTT broker with the stream ingest hook.
@@ -54,6 +56,7 @@ type Server struct {
 	broker *mochi.Server
 	ingest *ingestHook
 	met    *metrics
+	replay *ReplayHook
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -104,6 +107,13 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(newAuthHook(), nil); err != nil {
 		return nil, fmt.Errorf("mqtt auth hook: %w", err)
 	}
+	replay, err := NewReplayHook(ReplayOptions{Log: o.Log, Router: o.Router, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker})
+	if err != nil {
+		return nil, err
+	}
+	if err := broker.AddHook(replay, nil); err != nil {
+		return nil, fmt.Errorf("mqtt replay hook: %w", err)
+	}
 	for _, hk := range o.Hooks {
 		if err := broker.AddHook(hk, nil); err != nil {
 			return nil, fmt.Errorf("mqtt hook %s: %w", hk.ID(), err)
@@ -113,7 +123,7 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt ingest hook: %w", err)
 	}
-	return &Server{cfg: cfg, lg: lg, broker: broker, ingest: ingest, met: met}, nil
+	return &Server{cfg: cfg, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay}, nil
 }
 
 // Start binds the TCP listener and serves; it returns once the listener is bound.
