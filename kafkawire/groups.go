@@ -1135,10 +1135,15 @@ func (c *coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 	if req.Version == 0 {
 		generation, memberID = -1, ""
 	}
+	// A group that does not exist takes only simple commits (Kafka: a commit with a
+	// generation is from a past incarnation); it exists in memory only while the commit
+	// runs, as its offsets are all there is of it.
 	if req.Group == "" {
 		all(kerr.InvalidGroupID.Code)
-	} else if g, err := c.lockGroup(req.Group, true); err != nil {
+	} else if g, err := c.lockGroup(req.Group, generation < 0); err != nil {
 		all(kerr.CoordinatorNotAvailable.Code)
+	} else if g == nil {
+		all(kerr.IllegalGeneration.Code)
 	} else {
 		if code := g.checkCommit(generation, memberID, req.InstanceID); code != 0 {
 			all(code)
@@ -1148,6 +1153,7 @@ func (c *coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 				g.touch(m)
 			}
 		}
+		g.dropIfUnused()
 		g.mu.Unlock()
 	}
 	for i, t := range req.Topics {
@@ -1161,6 +1167,21 @@ func (c *coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// dropIfUnused forgets a group that never had members, so simple committers leave no
+// group in memory.
+func (g *group) dropIfUnused() {
+	if g.state != stateEmpty || g.generation != 0 || len(g.members) > 0 || len(g.pending) > 0 {
+		return
+	}
+	g.state = stateDead
+	g.stopTimer()
+	g.c.mu.Lock()
+	if g.c.groups[g.id] == g {
+		delete(g.c.groups, g.id)
+	}
+	g.c.mu.Unlock()
 }
 
 // checkCommit is Kafka's doCommitOffsets gate: simple commits (generation < 0) only to

@@ -28,14 +28,14 @@ const grpTopic = "events"
 
 // grpEnv is a log and a started server over it.
 type grpEnv struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	log  *log.Log
 	srv  *Server
 	addr string
 }
 
-func grpStart(t *testing.T, dir string) *grpEnv {
+func grpStart(t testing.TB, dir string) *grpEnv {
 	t.Helper()
 	l, err := log.Open(log.Options{Dir: dir, Logger: zerolog.Nop()})
 	if err != nil {

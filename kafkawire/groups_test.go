@@ -550,6 +550,15 @@ func TestGroupAdminRules(t *testing.T) {
 	if g := c.describeGroups(d).Groups[0]; g.State != "Dead" || g.ErrorCode != 0 {
 		t.Fatalf("describe unknown: %+v", g)
 	}
+	// Failed commits to unknown groups leave no group behind.
+	bad := commitReq(-1, "", 1)
+	bad.Group, bad.Topics[0].Topic = "phantom", "nope"
+	if code := c.offsetCommit(bad).Topics[0].Partitions[0].ErrorCode; code != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("phantom commit: %v", kerr.ErrorForCode(code))
+	}
+	if _, found, _ := c.describe("phantom"); found {
+		t.Fatal("a failed commit created a group")
+	}
 	lr := kmsg.NewPtrListGroupsRequest()
 	lr.Version = 4
 	lr.StatesFilter = []string{"Empty"}
