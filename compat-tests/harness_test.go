@@ -5,7 +5,8 @@
 //
 // TestMain (here; do not define another) builds ./cmd/mqstreams once per `go test`
 // run into a temp dir. MQSTREAMS_BIN=/path/to/binary uses a prebuilt binary instead;
-// MQSTREAMS_RACE=1 builds it with -race.
+// MQSTREAMS_RACE=1 builds it with -race; MQSTREAMS_LOG_LEVEL=debug makes servers log
+// every connection (default info).
 //
 //	srv := StartServer(t, ServerOptions{})            // embedded default: stream "mqtt" on "#"
 //	srv := StartServer(t, ServerOptions{Config: yaml}) // YAML written to a file, --config
@@ -145,7 +146,11 @@ func StartServer(t testing.TB, o ServerOptions) *Server {
 			<-s.proc.exited
 		}
 		if t.Failed() {
-			t.Logf("mqstreams log:\n%s", s.Logs())
+			lines := strings.Split(strings.TrimRight(s.Logs(), "\n"), "\n")
+			if n := len(lines) - maxLogLines; n > 0 {
+				lines = append([]string{fmt.Sprintf("... %d earlier lines", n)}, lines[n:]...)
+			}
+			t.Logf("mqstreams log (MQSTREAMS_LOG_LEVEL=debug for more):\n%s", strings.Join(lines, "\n"))
 		}
 	})
 	s.start(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
@@ -156,7 +161,7 @@ func (s *Server) start(t testing.TB, mqttAddr, kafkaAddr, httpAddr string) {
 	t.Helper()
 	args := []string{"serve", "--data-dir", s.DataDir,
 		"--mqtt-addr", mqttAddr, "--kafka-addr", kafkaAddr, "--http-addr", httpAddr,
-		"--log-format", "json", "--log-level", "debug"}
+		"--log-format", "json", "--log-level", logLevel()}
 	if s.configFile != "" {
 		args = append(args, "--config", s.configFile)
 	}
@@ -185,6 +190,18 @@ func (s *Server) start(t testing.TB, mqttAddr, kafkaAddr, httpAddr string) {
 		t.Fatalf("ready line without addresses: %+v", ready)
 	}
 }
+
+// logLevel is the servers' log level: info, or MQSTREAMS_LOG_LEVEL (debug logs every
+// connection and rejected packet, handy when a suite fails, noisy otherwise).
+func logLevel() string {
+	if l := os.Getenv("MQSTREAMS_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "info"
+}
+
+// maxLogLines bounds the server log printed for a failed test (its tail is kept).
+const maxLogLines = 300
 
 func (s *Server) running() bool {
 	if s.proc == nil {

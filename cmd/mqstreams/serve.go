@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -206,10 +208,12 @@ func openLog(dir string, lg zerolog.Logger, obs log.Observer) (*log.Log, error) 
 		Observer: obs,
 	})
 	if err != nil {
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
-			if _, statErr := os.Stat(dir); statErr == nil {
-				return nil, fmt.Errorf("data dir %s is in use by another process (another mqstreams serve?); stop it or pass a different --data-dir", dir)
-			}
+		// fcntl reports a held lock as a bare EAGAIN/EACCES; an EACCES with a path is
+		// a permission problem instead, reported as it is.
+		var pathErr *fs.PathError
+		locked := (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES)) && !errors.As(err, &pathErr)
+		if locked || strings.Contains(err.Error(), "lock held by current process") {
+			return nil, fmt.Errorf("data dir %s is in use by another process (another mqstreams serve?); stop it or pass a different --data-dir", dir)
 		}
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}

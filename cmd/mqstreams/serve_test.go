@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
+)
+
+func testConfig(t *testing.T, yaml string) Config {
+	t.Helper()
+	c, err := ParseConfig([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DataDir = t.TempDir()
+	c.MQTT.Addr, c.Kafka.Addr, c.HTTP.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	return c
+}
+
+func names(defs []mapping.Definition) string {
+	var ns []string
+	for _, d := range defs {
+		ns = append(ns, d.Name)
+	}
+	return strings.Join(ns, ",")
+}
+
+func openTestLog(t *testing.T, dir string) *log.Log {
+	t.Helper()
+	l, err := openLog(dir, zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestApplyStreams(t *testing.T) {
+	dir := t.TempDir()
+
+	// Empty data dir, no streams key: the embedded default.
+	l := openTestLog(t, dir)
+	defs, err := applyStreams(l, Config{})
+	if err != nil || names(defs) != "mqtt" || defs[0].Filters[0] != "#" || defs[0].Shards != 4 || defs[0].Key != "clientid" {
+		t.Fatalf("default: %+v %v", defs, err)
+	}
+
+	// A configured stream is added; the stored default is kept (config never deletes).
+	c := Config{StreamsSet: true, Streams: []mapping.Definition{{Name: "tele", Filters: []string{"t/#"}, Shards: 2}}}
+	if err := c.Streams[0].Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if defs, err = applyStreams(l, c); err != nil || names(defs) != "mqtt,tele" {
+		t.Fatalf("configured: %+v %v", defs, err)
+	}
+
+	// Growing shards updates the stored stream; shrinking is refused.
+	c.Streams[0].Shards = 3
+	if defs, err = applyStreams(l, c); err != nil || defs[1].Shards != 3 {
+		t.Fatalf("grow: %+v %v", defs, err)
+	}
+	c.Streams[0].Shards = 1
+	if _, err = applyStreams(l, c); err == nil || !strings.Contains(err.Error(), `stream "tele"`) {
+		t.Fatalf("shrink: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Reopened without config: stored streams are served, no default is added.
+	l = openTestLog(t, dir)
+	defer l.Close()
+	if defs, err = applyStreams(l, Config{}); err != nil || names(defs) != "mqtt,tele" || defs[1].Shards != 3 {
+		t.Fatalf("reopen: %+v %v", defs, err)
+	}
+
+	// streams: [] on an empty log means no streams at all.
+	l2 := openTestLog(t, t.TempDir())
+	defer l2.Close()
+	if defs, err = applyStreams(l2, Config{StreamsSet: true, Streams: []mapping.Definition{}}); err != nil || len(defs) != 0 {
+		t.Fatalf("explicit empty: %+v %v", defs, err)
+	}
+}
+
+func TestDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, dir)
+	defer l.Close()
+	if _, err := openLog(dir, zerolog.Nop(), nil); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second open: %v", err)
+	}
+}
+
+func httpGet(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestServerLifecycle starts the wired server in-process, appends through the log,
+// checks the endpoints and shuts down.
+func TestServerLifecycle(t *testing.T) {
+	c := testConfig(t, "")
+	s, err := startServer(c, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := s.http.Addr().String()
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, body := httpGet(t, httpAddr, p); code != 200 {
+			t.Errorf("%s = %d %q", p, code, body)
+		}
+	}
+	st := s.log.Stream("mqtt")
+	if st == nil {
+		t.Fatal("default stream missing")
+	}
+	if _, err := st.Append(1, []log.Record{{Key: []byte("k"), Value: []byte("hello")}}); err != nil {
+		t.Fatal(err)
+	}
+	code, metrics := httpGet(t, httpAddr, "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`mqstreams_messages_appended_total{stream="mqtt"} 1`,
+		`mqstreams_append_latency_seconds_count{stream="mqtt"} 1`,
+		`mqstreams_log_high_watermark{shard="1",stream="mqtt"} 1`,
+		`mqstreams_log_high_watermark{shard="0",stream="mqtt"} 0`,
+		`mqstreams_log_start_offset{shard="1",stream="mqtt"} 0`,
+		`mqstreams_log_size_bytes{shard="1",stream="mqtt"}`,
+		`mqstreams_fsync_latency_seconds_count`,
+		`mqstreams_connections{proto="mqtt"}`,
+		`mqstreams_build_info{version="dev"} 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get("http://" + httpAddr + "/healthz"); err == nil {
+		t.Error("HTTP still serving after Close")
+	}
+	// The data is durable: reopen and find the record.
+	l := openTestLog(t, c.DataDir)
+	defer l.Close()
+	if _, hwm, err := l.Stream("mqtt").Offsets(1); err != nil || hwm != 1 {
+		t.Errorf("after reopen: hwm %d, %v", hwm, err)
+	}
+}
+
+func TestReadyzBeforeReady(t *testing.T) {
+	h, err := newHTTPServer("127.0.0.1:0", newRegistry(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Start()
+	addr := h.Addr().String()
+	if code, _ := httpGet(t, addr, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz before ready = %d", code)
+	}
+	if code, _ := httpGet(t, addr, "/healthz"); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+	h.SetReady(true)
+	if code, _ := httpGet(t, addr, "/readyz"); code != 200 {
+		t.Errorf("/readyz after ready = %d", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStartFailureCleansUp(t *testing.T) {
+	c := testConfig(t, "")
+	first, err := startServer(c, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close(context.Background())
+	// Same data dir: refused after the HTTP listener was bound, which must be released.
+	c2 := c
+	c2.HTTP.Addr = "127.0.0.1:0"
+	if _, err := startServer(c2, zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second server: %v", err)
+	}
+	// Taken MQTT port: refused after the log was opened, which must be closed again.
+	c3 := testConfig(t, "")
+	c3.MQTT.Addr = first.mqtt.Addr().String()
+	if _, err := startServer(c3, zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "mqtt listen") {
+		t.Fatalf("taken port: %v", err)
+	}
+	l := openTestLog(t, c3.DataDir) // would fail if the failed start kept it locked
+	l.Close()
+}
+
+func TestUnsupportedRefused(t *testing.T) {
+	for _, y := range []string{
+		"auth: {users: [{username: u, password_hash: h}]}\n",
+		"mqtt: {tls: {cert: c.pem, key: k.pem}}\n",
+		"auto_create: {enabled: true}\n",
+	} {
+		c := testConfig(t, y)
+		if _, err := startServer(c, zerolog.Nop()); err == nil {
+			t.Errorf("%q: started", y)
+		}
+	}
+}
+
+func TestLogMetricsObserver(t *testing.T) {
+	m := newLogMetrics()
+	m.ObserveAppend("a", 3, 100, time.Millisecond)
+	m.ObserveAppend("a", 2, 50, time.Millisecond)
+	m.ObserveAppend("b", 1, 7, time.Millisecond)
+	m.ObserveSync(time.Millisecond)
+	value := func(c prometheus.Metric) *dto.Metric {
+		var d dto.Metric
+		if err := c.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		return &d
+	}
+	if v := value(m.messages.WithLabelValues("a")).GetCounter().GetValue(); v != 5 {
+		t.Errorf("messages a = %v", v)
+	}
+	if v := value(m.bytes.WithLabelValues("a")).GetCounter().GetValue(); v != 150 {
+		t.Errorf("bytes a = %v", v)
+	}
+	if v := value(m.messages.WithLabelValues("b")).GetCounter().GetValue(); v != 1 {
+		t.Errorf("messages b = %v", v)
+	}
+	if n := value(m.appendLatency.WithLabelValues("a").(prometheus.Metric)).GetHistogram().GetSampleCount(); n != 2 {
+		t.Errorf("append latency samples a = %d", n)
+	}
+	if n := value(m.syncLatency).GetHistogram().GetSampleCount(); n != 1 {
+		t.Errorf("sync latency samples = %d", n)
+	}
+}
+
+func TestLogger(t *testing.T) {
+	var buf bytes.Buffer
+	lg, err := newLogger(&buf, "warn", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg.Info().Msg("hidden")
+	lg.Warn().Str("k", "v").Msg("shown")
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("not one JSON line: %q", buf.String())
+	}
+	if line["message"] != "shown" || line["k"] != "v" {
+		t.Errorf("line = %v", line)
+	}
+	buf.Reset()
+	if lg, err = newLogger(&buf, "info", "console"); err != nil {
+		t.Fatal(err)
+	}
+	lg.Info().Msg("hello")
+	if strings.HasPrefix(buf.String(), "{") || !strings.Contains(buf.String(), "hello") {
+		t.Errorf("console output %q", buf.String())
+	}
+	for _, bad := range [][2]string{{"loud", "json"}, {"info", "xml"}, {"", "json"}} {
+		if _, err := newLogger(&buf, bad[0], bad[1]); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+func TestRunCommands(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"version"}, &out, &errOut); code != 0 || out.String() != "mqstreams dev\n" {
+		t.Errorf("version: %d %q", code, out.String())
+	}
+	if code := run(nil, &out, &errOut); code != 2 {
+		t.Errorf("no args: %d", code)
+	}
+	if code := run([]string{"frobnicate"}, &out, &errOut); code != 2 {
+		t.Errorf("unknown command: %d", code)
+	}
+	errOut.Reset()
+	if code := run([]string{"serve", "--log-format", "json", "--config", "/nonexistent/x.yaml"}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "/nonexistent/x.yaml") || strings.Count(errOut.String(), "\n") != 1 {
+		t.Errorf("missing config: %d %q", code, errOut.String())
+	}
+	if code := run([]string{"serve", "--bogus"}, &out, &errOut); code != 2 {
+		t.Errorf("bad flag: %d", code)
+	}
+}
