@@ -533,6 +533,9 @@ func (g *group) replaceStatic(old *member, cl clientInfo, req *kmsg.JoinGroupReq
 		protocols:        old.protocols,
 		assignment:       old.assignment,
 	}
+	if old.joinWait != nil {
+		g.nJoining-- // the new member's join takes its place below
+	}
 	g.replyJoinErr(old, kerr.FencedInstanceID.Code)
 	g.replySyncErr(old, kerr.FencedInstanceID.Code)
 	if old.timer != nil {

@@ -424,6 +424,26 @@ func TestStaticMembership(t *testing.T) {
 	waitFor(t, 10*time.Second, "Empty", func() bool { return groupState0(c) == "Empty" })
 }
 
+// TestStaticRestartDuringRebalance: a static member that restarts while its previous
+// incarnation waits in a rebalance replaces it (the old join is fenced) and the
+// rebalance completes as soon as everyone is in, not at the (hour-long) timeout.
+func TestStaticRestartDuringRebalance(t *testing.T) {
+	c := newTestCoordinator(t, 0)
+	long := timeouts(time.Hour, time.Hour)
+	a, gen := joinStable(t, c, long)
+	oldB := joinAsync(c, joinReq(5, "", instance("b"), long))
+	waitFor(t, 10*time.Second, "PreparingRebalance", func() bool { return groupState0(c) == "PreparingRebalance" })
+	newB := joinAsync(c, joinReq(5, "", instance("b"), long))
+	if r := recv(t, oldB); r.ErrorCode != kerr.FencedInstanceID.Code {
+		t.Fatalf("old incarnation: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	ra := c.joinGroup(context.Background(), testClient, joinReq(5, a, long))
+	rb := recv(t, newB)
+	if ra.ErrorCode != 0 || rb.ErrorCode != 0 || ra.Generation != gen+1 || rb.Generation != gen+1 {
+		t.Fatalf("joins: %+v / %+v", ra, rb)
+	}
+}
+
 // TestCommitRules: Kafka's generation/member gate for commits, table-driven over group
 // states.
 func TestCommitRules(t *testing.T) {
