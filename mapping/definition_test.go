@@ -1,0 +1,301 @@
+package mapping
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+func parseYAMLDef(t *testing.T, src string) (Definition, error) {
+	t.Helper()
+	var d Definition
+	err := yaml.Unmarshal([]byte(src), &d)
+	if err == nil {
+		err = d.Validate()
+	}
+	return d, err
+}
+
+func parseJSONDef(t *testing.T, src string) (Definition, error) {
+	t.Helper()
+	var d Definition
+	err := json.Unmarshal([]byte(src), &d)
+	if err == nil {
+		err = d.Validate()
+	}
+	return d, err
+}
+
+func TestDefinitionYAML(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want Definition
+	}{
+		{
+			name: "operations example",
+			src: `
+name: telemetry
+filter: "plant/+/telemetry/#"
+shards: 8
+key: topic-level:2
+last_value: false
+retention: { max_age: 72h, max_bytes: 10GiB }
+`,
+			want: Definition{Name: "telemetry", Filters: []string{"plant/+/telemetry/#"}, Shards: 8, Key: "topic-level:2",
+				Retention: log.Retention{MaxAge: 72 * time.Hour, MaxBytes: 10 << 30}},
+		},
+		{
+			name: "defaults",
+			src:  "name: all\nfilter: '#'\n",
+			want: Definition{Name: "all", Filters: []string{"#"}, Shards: 4, Key: "clientid", Retention: log.Retention{MaxAge: 7 * 24 * time.Hour}},
+		},
+		{
+			name: "filters list and counts",
+			src: `
+name: multi
+filters: [a/#, b/+/c]
+retention: {max_age: 1d12h, max_bytes: 1048576, max_messages: 1000}
+last_value: true
+`,
+			want: Definition{Name: "multi", Filters: []string{"a/#", "b/+/c"}, Shards: 4, Key: "clientid", LastValue: true,
+				Retention: log.Retention{MaxAge: 36 * time.Hour, MaxBytes: 1 << 20, MaxMessages: 1000}},
+		},
+		{
+			name: "EMQX aliases",
+			src: `
+name: lv
+topic_filter: t/#
+key_expression: message.from
+is_lastvalue: true
+data_retention_period: 7d
+limits: {max_shard_message_count: 10000, max_shard_message_bytes: 200MB}
+read_max_unacked: 1000
+`,
+			want: Definition{Name: "lv", Filters: []string{"t/#"}, Shards: 4, Key: "message.from", LastValue: true,
+				Retention: log.Retention{MaxAge: 7 * 24 * time.Hour, MaxBytes: 200e6, MaxMessages: 10000}},
+		},
+		{
+			name: "no age bound and infinity limits",
+			src:  "name: forever\nfilter: x\nretention: {max_age: 0}\nlimits: {max_shard_message_count: infinity, max_shard_message_bytes: infinity}\n",
+			want: Definition{Name: "forever", Filters: []string{"x"}, Shards: 4, Key: "clientid", Retention: log.Retention{MaxAge: NoMaxAge}},
+		},
+		{
+			name: "agreeing alias",
+			src:  "name: s\nfilter: a\ntopic_filter: a\nkey: topic\nkey_expression: topic\n",
+			want: Definition{Name: "s", Filters: []string{"a"}, Shards: 4, Key: "topic", Retention: log.Retention{MaxAge: 7 * 24 * time.Hour}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseYAMLDef(t, tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDefinitionYAMLInConfigList(t *testing.T) {
+	var cfg struct {
+		Streams []Definition `yaml:"streams"`
+	}
+	src := "streams:\n  - name: a\n    filter: x/#\n  - name: b\n    filters: [y, z]\n"
+	if err := yaml.Unmarshal([]byte(src), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Streams) != 2 || cfg.Streams[1].Filters[1] != "z" {
+		t.Fatalf("got %+v", cfg.Streams)
+	}
+	src = "streams:\n  - name: a\n    filter: x/#\n  - name: b\n    filtr: y\n"
+	err := yaml.Unmarshal([]byte(src), &cfg)
+	if err == nil || !strings.Contains(err.Error(), `line 5: stream "b": unknown field "filtr"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestDefinitionErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown field", "name: t\nfilter: a\nfiltr: b", `stream "t": unknown field "filtr"`},
+		{"unknown field no name", "filtr: b", `stream: unknown field "filtr"`},
+		{"unknown retention field", "name: t\nfilter: a\nretention: {max_agee: 1h}", `stream "t": unknown field "retention.max_agee"`},
+		{"unknown limits field", "name: t\nfilter: a\nlimits: {count: 1}", `unknown field "limits.count"`},
+		{"bad filter", "name: telemetry\nfilter: a/#/b", `stream "telemetry": filter "a/#/b": '#' must be the last level`},
+		{"no filter", "name: t", `stream "t": filter: at least one topic filter is required`},
+		{"empty filter list", "name: t\nfilters: []", `filter: at least one`},
+		{"duplicate filter", "name: t\nfilters: [a, a]", `filter "a": listed twice`},
+		{"shared filter", "name: t\nfilter: $share/g/a", `filter "$share/g/a": a shared subscription`},
+		{"filter type", "name: t\nfilter: {a: 1}", `filter: want a topic filter or a list of them`},
+		{"filter elem type", "name: t\nfilters: [a, 5]", `filters[1]: want a string`},
+		{"no name", "filter: a", `stream "": name: required`},
+		{"bad name", "name: a/b\nfilter: a", `name: "a/b": only A-Z`},
+		{"dot name", "name: ..\nfilter: a", `name: ".." is not allowed`},
+		{"long name", "name: " + strings.Repeat("n", 250) + "\nfilter: a", `longer than 249`},
+		{"shards zero range", "name: t\nfilter: a\nshards: 10001", `shards: 10001 out of range 1..10000`},
+		{"shards negative", "name: t\nfilter: a\nshards: -1", `shards: -1 out of range`},
+		{"shards type", "name: t\nfilter: a\nshards: four", `shards: want a whole number, not "four"`},
+		{"shards fraction", "name: t\nfilter: a\nshards: 1.5", `shards: want a whole number`},
+		{"bad key", "name: t\nfilter: a\nkey: nope", `stream "t": key "nope": unknown key expression`},
+		{"bad age", "name: t\nfilter: a\nretention: {max_age: soon}", `retention.max_age: invalid duration "soon"`},
+		{"age number", "name: t\nfilter: a\nretention: {max_age: 3600}", `retention.max_age: want a duration`},
+		{"bad bytes", "name: t\nfilter: a\nretention: {max_bytes: 10XB}", `retention.max_bytes: invalid byte size "10XB"`},
+		{"negative bytes", "name: t\nfilter: a\nretention: {max_bytes: -1}", `retention.max_bytes: must not be negative`},
+		{"negative messages", "name: t\nfilter: a\nretention: {max_messages: -1}", `retention.max_messages: must not be negative`},
+		{"bad count", "name: t\nfilter: a\nlimits: {max_shard_message_count: lots}", `limits.max_shard_message_count: want a number`},
+		{"last_value type", "name: t\nfilter: a\nlast_value: yes", `last_value: want true or false, not "yes"`},
+		{"retention type", "name: t\nfilter: a\nretention: 7d", `retention: want a mapping`},
+		{"disagreeing alias", "name: t\nfilter: a\ntopic_filter: b", `"filter" and "topic_filter" disagree`},
+		{"disagreeing key", "name: t\nfilter: a\nkey: topic\nkey_expression: message.from", `"key" and "key_expression" disagree`},
+		{"disagreeing age", "name: t\nfilter: a\nretention: {max_age: 1h}\ndata_retention_period: 2h", `"retention.max_age" and "data_retention_period" disagree`},
+		{"duplicate key", "name: t\nfilter: a\nshards: 2\nshards: 3", `line 4: stream "t": field "shards" given twice`},
+		{"not a mapping", "- a\n- b", `stream: want a mapping`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseYAMLDef(t, tt.yaml)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v\nwant containing %s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestDefinitionJSON(t *testing.T) {
+	// What an EMQX script POSTs.
+	src := `{"name":"s1","topic_filter":"t/#","is_lastvalue":false,"key_expression":"concat(message.from, '-', message.topic)",
+		"data_retention_period":"1d","limits":{"max_shard_message_count":"infinity","max_shard_message_bytes":"200MB"},"read_max_unacked":100}`
+	got, err := parseJSONDef(t, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Definition{Name: "s1", Filters: []string{"t/#"}, Shards: 4, Key: "concat(message.from, '-', message.topic)",
+		Retention: log.Retention{MaxAge: 24 * time.Hour, MaxBytes: 200e6}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+
+	errs := []struct{ src, want string }{
+		{`{"name":"s","filter":"a","bogus":1}`, `stream "s": unknown field "bogus"`},
+		{`{"name":"s","filter":"a","shards":"4"}`, `shards: want a whole number, not "4"`},
+		{`{"name":"s","filter":"a","shards":4.5}`, `shards: want a whole number`},
+		{`{"name":"s","filter":"a","retention":{"max_bytes":1,"x":2}}`, `unknown field "retention.x"`},
+		{`{"name":"s","filter":"a","name":"s"}`, `field "name" given twice`},
+		{`{"name":"s","filters":["a/#/b"]}`, `stream "s": filter "a/#/b": '#' must be the last level`},
+		{`{"name":"s","filter":"a","limits":{"max_shard_message_bytes":-5}}`, `limits.max_shard_message_bytes: must not be negative`},
+		{`["a"]`, `want a JSON object`},
+		{`{"name":"s",`, `unexpected end of JSON input`},
+	}
+	for _, e := range errs {
+		_, err := parseJSONDef(t, e.src)
+		if err == nil || !strings.Contains(err.Error(), e.want) {
+			t.Errorf("%s: err = %v, want containing %s", e.src, err, e.want)
+		}
+	}
+
+	var d Definition
+	if err := d.UnmarshalJSON([]byte(`{"name":"s",`)); err == nil || !strings.HasPrefix(err.Error(), "stream: ") {
+		t.Errorf("truncated JSON: %v", err)
+	}
+	if err := json.Unmarshal([]byte(`{"name":"n","filter":"a","key":null}`), &d); err != nil || d.Key != "" {
+		t.Errorf("null key: %+v, %v", d, err)
+	}
+}
+
+func TestDefinitionJSONRoundTrip(t *testing.T) {
+	defs := []Definition{
+		{Name: "a", Filters: []string{"x/#"}},
+		{Name: "b", Filters: []string{"x/#", "y/+"}, Shards: 12, Key: "json:id", LastValue: true,
+			Retention: log.Retention{MaxAge: 36 * time.Hour, MaxBytes: 5 << 20, MaxMessages: 99}},
+		{Name: "c", Filters: []string{"$SYS/#"}, Key: "none", Retention: log.Retention{MaxAge: NoMaxAge}},
+	}
+	for _, d := range defs {
+		if err := d.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Definition
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if err := back.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back, d) {
+			t.Errorf("round trip of %s\ngot  %+v\nwant %+v", b, back, d)
+		}
+		var emqx struct {
+			TopicFilter string `json:"topic_filter"`
+			Key         string `json:"key_expression"`
+			IsLastValue bool   `json:"is_lastvalue"`
+			Period      string `json:"data_retention_period"`
+		}
+		if err := json.Unmarshal(b, &emqx); err != nil {
+			t.Fatal(err)
+		}
+		if emqx.Key != d.Key || emqx.IsLastValue != d.LastValue || emqx.Period == "" {
+			t.Errorf("EMQX fields missing from %s", b)
+		}
+		if len(d.Filters) == 1 && emqx.TopicFilter != d.Filters[0] {
+			t.Errorf("topic_filter missing from %s", b)
+		}
+	}
+}
+
+func TestDefinitionSpec(t *testing.T) {
+	d := Definition{Name: "s", Filters: []string{"a/#", "b"}, Shards: 3, Key: "topic-level:1", LastValue: true,
+		Retention: log.Retention{MaxAge: 2 * time.Hour, MaxBytes: 100}}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := d.Spec()
+	if s.Name != "s" || s.Shards != 3 || !s.LastValue || s.Retention != d.Retention {
+		t.Fatalf("spec = %+v", s)
+	}
+	var meta map[string]any
+	if err := json.Unmarshal(s.Meta, &meta); err != nil || meta["key"] != "topic-level:1" {
+		t.Fatalf("meta %s: %v", s.Meta, err)
+	}
+	back, err := DefinitionFromSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, d) {
+		t.Errorf("got %+v want %+v", back, d)
+	}
+
+	forever := Definition{Name: "f", Filters: []string{"a"}, Retention: log.Retention{MaxAge: NoMaxAge}}
+	if err := forever.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := forever.Spec().Retention.MaxAge; got != 0 {
+		t.Errorf("log max age for NoMaxAge = %v, want 0", got)
+	}
+	back, err = DefinitionFromSpec(forever.Spec())
+	if err != nil || back.Retention.MaxAge != NoMaxAge {
+		t.Errorf("from spec: %+v, %v", back, err)
+	}
+
+	if _, err := DefinitionFromSpec(log.StreamSpec{Name: "x", Shards: 1, Meta: []byte(`{"filters":`)}); err == nil {
+		t.Error("broken meta accepted")
+	}
+	if _, err := DefinitionFromSpec(log.StreamSpec{Name: "x", Shards: 1}); err == nil || !strings.Contains(err.Error(), "filter") {
+		t.Errorf("spec without filters: %v", err)
+	}
+}
