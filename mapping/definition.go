@@ -49,19 +49,58 @@ func (d *Definition) UnmarshalYAML(node *yaml.Node) error {
 	if node.Kind != yaml.MappingNode {
 		return fmt.Errorf("line %d: stream: want a mapping of fields", node.Line)
 	}
-	fields := make([]rawField, 0, len(node.Content)/2)
+	fields, err := yamlFields(node)
+	if err != nil {
+		return err
+	}
+	return d.fromFields(fields)
+}
+
+// yamlFields lists a mapping's fields; YAML merge keys ("<<: *defaults") contribute the
+// fields the mapping does not set itself.
+func yamlFields(node *yaml.Node) ([]rawField, error) {
+	var fields, merged []rawField
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		k, v := node.Content[i], node.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			return fmt.Errorf("line %d: stream: field names must be strings", k.Line)
+			return nil, fmt.Errorf("line %d: stream: field names must be strings", k.Line)
+		}
+		if k.Tag == "!!merge" {
+			srcs := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				srcs = v.Content
+			}
+			for _, src := range srcs {
+				if src.Kind == yaml.AliasNode && src.Alias != nil {
+					src = src.Alias
+				}
+				if src.Kind != yaml.MappingNode {
+					return nil, fmt.Errorf("line %d: stream: '<<' must merge a mapping", k.Line)
+				}
+				more, err := yamlFields(src)
+				if err != nil {
+					return nil, err
+				}
+				for _, f := range more {
+					if !slices.ContainsFunc(merged, func(g rawField) bool { return g.name == f.name }) {
+						merged = append(merged, f)
+					}
+				}
+			}
+			continue
 		}
 		var val any
 		if err := v.Decode(&val); err != nil {
-			return fmt.Errorf("line %d: stream: %s: %w", v.Line, k.Value, err)
+			return nil, fmt.Errorf("line %d: stream: %s: %w", v.Line, k.Value, err)
 		}
 		fields = append(fields, rawField{name: k.Value, value: val, line: k.Line})
 	}
-	return d.fromFields(fields)
+	for _, f := range merged {
+		if !slices.ContainsFunc(fields, func(g rawField) bool { return g.name == f.name }) {
+			fields = append(fields, f)
+		}
+	}
+	return fields, nil
 }
 
 // UnmarshalJSON reads a definition strictly, accepting the same fields as YAML plus

@@ -123,6 +123,35 @@ func TestDefinitionYAMLInConfigList(t *testing.T) {
 	}
 }
 
+func TestDefinitionYAMLMerge(t *testing.T) {
+	var cfg struct {
+		Defaults map[string]any `yaml:"defaults"`
+		Streams  []Definition   `yaml:"streams"`
+	}
+	src := `
+defaults: &d
+  shards: 2
+  key: topic
+  retention: {max_age: 1h}
+streams:
+  - <<: *d
+    name: a
+    filter: x
+    key: username
+`
+	if err := yaml.Unmarshal([]byte(src), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Streams[0]
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := Definition{Name: "a", Filters: []string{"x"}, Shards: 2, Key: "username", Retention: log.Retention{MaxAge: time.Hour}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v want %+v", got, want)
+	}
+}
+
 func TestDefinitionErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string

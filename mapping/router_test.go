@@ -128,6 +128,7 @@ func TestRouterPutRemove(t *testing.T) {
 	if got := routed(r.Route(&Message{Topic: "x/1"}, nil)); !reflect.DeepEqual(got, []string{"a", "b"}) {
 		t.Fatalf("got %v", got)
 	}
+	snap := r.cur.Load()
 	// Replacing a stream drops its old filters.
 	if err := r.Put(Definition{Name: "a", Filters: []string{"z"}, Shards: 2}); err != nil {
 		t.Fatal(err)
@@ -137,6 +138,11 @@ func TestRouterPutRemove(t *testing.T) {
 	}
 	if got := routed(r.Route(&Message{Topic: "y"}, nil)); got != nil {
 		t.Fatalf("old filter y still routes to %v", got)
+	}
+	// A published snapshot never changes: routes in flight keep a consistent view.
+	var buf [4]*route
+	if hits := snap.root.match("x/1", false, buf[:0]); len(hits) != 2 {
+		t.Fatalf("old snapshot changed: %d hits", len(hits))
 	}
 	defs := r.Definitions()
 	if len(defs) != 2 || defs[0].Name != "a" || defs[1].Name != "b" || defs[0].Shards != 2 || defs[1].Key != "clientid" {
