@@ -593,8 +593,12 @@ func (d *Definition) validate() error {
 	if d.Key == "" {
 		d.Key = DefaultKey
 	}
-	if _, err := ParseKey(d.Key); err != nil {
+	k, err := ParseKey(d.Key)
+	if err != nil {
 		return err
+	}
+	if k.None() && d.LastValue {
+		return errors.New("key: a last_value stream keeps the newest record per key, so its key cannot be none")
 	}
 	r := &d.Retention
 	switch {

@@ -176,6 +176,7 @@ func TestDefinitionErrors(t *testing.T) {
 		{"shards type", "name: t\nfilter: a\nshards: four", `shards: want a whole number, not "four"`},
 		{"shards fraction", "name: t\nfilter: a\nshards: 1.5", `shards: want a whole number`},
 		{"bad key", "name: t\nfilter: a\nkey: nope", `stream "t": key "nope": unknown key expression`},
+		{"last value without key", "name: t\nfilter: a\nkey: none\nlast_value: true", `stream "t": key: a last_value stream`},
 		{"bad age", "name: t\nfilter: a\nretention: {max_age: soon}", `retention.max_age: invalid duration "soon"`},
 		{"age number", "name: t\nfilter: a\nretention: {max_age: 3600}", `retention.max_age: want a duration`},
 		{"bad bytes", "name: t\nfilter: a\nretention: {max_bytes: 10XB}", `retention.max_bytes: invalid byte size "10XB"`},
