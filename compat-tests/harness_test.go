@@ -16,9 +16,9 @@
 //	code, body := srv.HTTPGet(t, "/metrics")
 //	srv.Stop(t)                // SIGTERM, waits; fails the test unless the exit code is 0
 //	srv.Kill(t)                // SIGKILL, waits (a crash: no shutdown code runs)
-//	srv.Restart(t)             // Stop, then start on the same data dir; addresses change
-//	srv.KillRestart(t)         // Kill, then start on the same data dir
-//	srv.RestartSamePorts(t)    // Stop, then start on the same data dir and the same ports
+//	srv.Restart(t)             // Stop (if running), then start on the same data dir; addresses change
+//	srv.KillRestart(t)         // Kill (if running), then start on the same data dir
+//	srv.RestartSamePorts(t)    // Stop (if running), then start on the same dir and the same ports
 //	srv.Logs()                 // everything the process wrote to stdout/stderr so far
 //	srv.WaitLog(t, "kafka listening") // waits for a log line whose message contains a string
 //	out, code := RunBinary(t, 30*time.Second, "serve", "--config", f) // a short-lived run
@@ -256,14 +256,18 @@ func (s *Server) Kill(t testing.TB) {
 // ports; the address fields are updated.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.Stop(t)
+	if s.running() {
+		s.Stop(t)
+	}
 	s.start(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
 }
 
 // KillRestart kills the server and starts it again on the same data dir, on new ports.
 func (s *Server) KillRestart(t testing.TB) {
 	t.Helper()
-	s.Kill(t)
+	if s.running() {
+		s.Kill(t)
+	}
 	s.start(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
 }
 
@@ -271,7 +275,9 @@ func (s *Server) KillRestart(t testing.TB) {
 // same ports, for clients that must reconnect to the address they know.
 func (s *Server) RestartSamePorts(t testing.TB) {
 	t.Helper()
-	s.Stop(t)
+	if s.running() {
+		s.Stop(t)
+	}
 	s.start(t, s.MQTTAddr, s.KafkaAddr, s.HTTPAddr)
 }
 
