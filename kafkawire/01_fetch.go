@@ -95,6 +95,14 @@ func (f *fetch) read() (resp *kmsg.FetchResponse, waits []<-chan struct{}, done 
 			p := kmsg.NewFetchResponseTopicPartition()
 			p.Partition = rp.Partition
 			p.PreferredReadReplica = -1
+			// Empty, not null: librdkafka rejects a null record set (size -1) in
+			// Fetch v4-v11 as a parse failure, and Kafka never sends one.
+			p.RecordBatches = []byte{}
+			if req.IsolationLevel == 1 {
+				// read_committed: no aborted transactions is an empty list, as
+				// Kafka answers, rather than null.
+				p.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+			}
 			if st == nil {
 				p.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				done = true
