@@ -207,4 +207,3 @@ func (s scriptClient) Latest(t *testing.T, ctx context.Context, topic string, pu
 	}
 	return recv, recvAt
 }
-
