@@ -378,6 +378,14 @@ func TestRawFetch(t *testing.T) {
 	if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 || len(p.RecordBatches) != 0 || p.HighWatermark != 3 {
 		t.Fatalf("fetch at hwm: %+v", p)
 	}
+	// No records is an empty record set, never null (librdkafka rejects null), and
+	// read_committed gets an empty aborted-transactions list.
+	req4 := fetchReq(4, "f", 1, 3, 0, 0)
+	req4.IsolationLevel = 1
+	p := rc.roundTrip(req4).(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	if p.RecordBatches == nil || p.AbortedTransactions == nil {
+		t.Fatalf("null record set or aborted transactions: %+v", p)
+	}
 	// An incremental-session request is served in full, without a session.
 	req := fetchReq(12, "f", 1, 0, 0, 0)
 	req.SessionID, req.SessionEpoch = 42, 3
