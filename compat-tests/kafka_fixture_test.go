@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/mqstreams/mqstreams/mapping"
 )
@@ -415,4 +417,35 @@ func hexOrNil(t *testing.T, s *string) []byte {
 		b = []byte{}
 	}
 	return b
+}
+
+// requireLibrdkafkaMsgVer2 fails fast, with the cause, when the broker does not
+// advertise what librdkafka (2.0.2, as in kcat and confluent-kafka) needs to use record
+// batch v2: its MsgVer2 feature requires Produce v3 and Fetch v4 in the broker's ranges,
+// and without it librdkafka falls back to Fetch v0-v2 and never gets a record.
+func requireLibrdkafkaMsgVer2(t *testing.T, addr string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	resp, err := kmsg.NewPtrApiVersionsRequest().RequestWith(Deadline(t, 30*time.Second), cl)
+	if err != nil {
+		t.Fatalf("ApiVersions: %v", err)
+	}
+	has := func(key, version int16) bool {
+		for _, k := range resp.ApiKeys {
+			if k.ApiKey == key {
+				return k.MinVersion <= version && version <= k.MaxVersion
+			}
+		}
+		return false
+	}
+	if !has(0, 3) || !has(1, 4) {
+		t.Fatalf("server bug: ApiVersions must advertise Produce (key 0) v3 and Fetch (key 1) v4 "+
+			"for librdkafka to enable record batch v2 (its MsgVer2 feature); Produce v3 advertised: %v, "+
+			"Fetch v4: %v. Without them librdkafka sends Fetch v2, which the server does not serve (spec/kafka.md)",
+			has(0, 3), has(1, 4))
+	}
 }

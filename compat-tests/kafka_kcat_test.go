@@ -22,6 +22,7 @@ func TestKafkaKcat(t *testing.T) {
 	t.Parallel()
 	kcat := NeedTool(t, "kcat")
 	fx := startKafkaFixture(t, "kcat")
+	requireLibrdkafkaMsgVer2(t, fx.srv.KafkaAddr)
 	runKafkaClient(t, fx, "kcat", kcatClient{bin: kcat, addr: fx.srv.KafkaAddr})
 }
 

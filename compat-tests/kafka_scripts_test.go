@@ -24,6 +24,7 @@ func TestKafkaPythonClients(t *testing.T) {
 	fx := startKafkaFixture(t, "confluent", "kafkapython")
 	t.Run("confluent", func(t *testing.T) {
 		t.Parallel()
+		requireLibrdkafkaMsgVer2(t, fx.srv.KafkaAddr)
 		runKafkaClient(t, fx, "confluent", scriptClient{argv: confluent, addr: fx.srv.KafkaAddr})
 	})
 	t.Run("kafkapython", func(t *testing.T) {
@@ -42,24 +43,16 @@ func TestKafkaJS(t *testing.T) {
 	runKafkaClient(t, fx, "kafkajs", scriptClient{argv: []string{node, filepath.Join("clients", "kafkajs_client.js")}, addr: fx.srv.KafkaAddr})
 }
 
-// pythonScript finds a Python interpreter that can import module (the Debian packages
-// install into the system interpreter, which may not be the first python3 on PATH) and
-// returns the command line running script.
+// pythonScript returns the command line running script with the harness's Python
+// (the Debian interpreter the packages install into), failing when it cannot import
+// module.
 func pythonScript(t *testing.T, module, script string) []string {
 	t.Helper()
-	var tried []string
-	for _, py := range []string{"/usr/bin/python3", "python3"} {
-		p, err := exec.LookPath(py)
-		if err != nil {
-			continue
-		}
-		tried = append(tried, p)
-		if exec.Command(p, "-c", "import "+module).Run() == nil {
-			return []string{p, filepath.Join("clients", script)}
-		}
+	py := Python(t)
+	if out, err := exec.Command(py, "-c", "import "+module).CombinedOutput(); err != nil {
+		t.Fatalf("%s cannot import %s: run ./compat-tests/install-deps.sh (make test-deps): %v\n%s", py, module, err, out)
 	}
-	t.Fatalf("no Python interpreter (tried %v) can import %s: run ./compat-tests/install-deps.sh (make test-deps)", tried, module)
-	return nil
+	return []string{py, filepath.Join("clients", script)}
 }
 
 // scriptClient runs a client script: argv BOOTSTRAP MODE [TOPIC [MS]].
