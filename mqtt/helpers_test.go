@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,19 @@ type envOptions struct {
 	noSync         bool
 	maxPacketBytes int
 	dir            string
+	observer       log.Observer
+}
+
+// syncCounter observes the log's synced commits, for benchmarks to report.
+type syncCounter struct {
+	syncs atomic.Int64
+	nanos atomic.Int64
+}
+
+func (s *syncCounter) ObserveAppend(string, int, int, time.Duration) {}
+func (s *syncCounter) ObserveSync(d time.Duration) {
+	s.syncs.Add(1)
+	s.nanos.Add(int64(d))
 }
 
 func newEnv(tb testing.TB, o envOptions, defs ...mapping.Definition) *testEnv {
@@ -37,7 +51,7 @@ func newEnv(tb testing.TB, o envOptions, defs ...mapping.Definition) *testEnv {
 	if o.dir == "" {
 		o.dir = tb.TempDir()
 	}
-	l, err := log.Open(log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync})
+	l, err := log.Open(log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync, Observer: o.observer})
 	if err != nil {
 		tb.Fatal(err)
 	}
