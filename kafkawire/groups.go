@@ -223,26 +223,8 @@ func newMemberID(prefix string) string {
 	return fmt.Sprintf("%s-%s-%s-%s-%s-%s", prefix, h[0:8], h[8:12], h[12:16], h[16:20], h[20:])
 }
 
-// coordinators holds each Server's coordinator, created on first use and closed with
-// the server, so the coordinator needs nothing from Server beyond its log and done.
-var coordinators sync.Map // *Server → *coordinator
-
 // groups returns the server's group coordinator.
-func (s *Server) groups() *coordinator {
-	if c, ok := coordinators.Load(s); ok {
-		return c.(*coordinator)
-	}
-	c := newCoordinator(s.log, s.lg, defaultCoordinatorConfig())
-	if prev, loaded := coordinators.LoadOrStore(s, c); loaded {
-		return prev.(*coordinator)
-	}
-	go func() {
-		<-s.done
-		c.close()
-		coordinators.Delete(s)
-	}()
-	return c
-}
+func (s *Server) groups() *coordinator { return s.coord }
 
 // doneContext is cancelled when the server closes, ending waits in JoinGroup and
 // SyncGroup.

@@ -48,6 +48,7 @@ type Server struct {
 	log     *log.Log
 	lg      zerolog.Logger
 	metrics *metrics
+	coord   *coordinator
 
 	clusterID string
 
@@ -92,11 +93,13 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkawire: cluster id: %w", err)
 	}
+	lg := o.Logger.With().Str("component", "kafka").Logger()
 	return &Server{
 		cfg:       cfg,
 		log:       o.Log,
-		lg:        o.Logger.With().Str("component", "kafka").Logger(),
+		lg:        lg,
 		metrics:   m,
+		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()),
 		clusterID: id,
 		done:      make(chan struct{}),
 		conns:     map[*conn]struct{}{},
@@ -152,6 +155,7 @@ func (s *Server) Close() error {
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
+		s.coord.close()
 	})
 	if err != nil {
 		return fmt.Errorf("kafka close: %w", err)
