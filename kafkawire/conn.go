@@ -84,6 +84,9 @@ func (c *conn) serve() {
 			c.lg.Info().Err(err).Msg("kafka connection closed: bad request")
 			return
 		}
+		if out == nil {
+			continue // a request Kafka does not answer (Produce with acks=0)
+		}
 		if _, err := c.nc.Write(out); err != nil {
 			c.lg.Debug().Err(err).Msg("kafka connection closed on write")
 			return
@@ -129,7 +132,8 @@ func readFrame(r io.Reader, maxBytes int32, buf []byte) ([]byte, error) {
 }
 
 // dispatch decodes one request frame body, runs its handler and returns the encoded
-// response frame (into c.wbuf). An error means the connection must close.
+// response frame (into c.wbuf), or nil when a handler answers nothing (a nil response).
+// An error means the connection must close.
 func (c *conn) dispatch(body []byte) ([]byte, error) {
 	r := kbin.Reader{Src: body}
 	key := r.Int16()
@@ -176,6 +180,9 @@ func (c *conn) dispatch(body []byte) ([]byte, error) {
 	resp, err := a.handle(c.s, c, req)
 	if err != nil {
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
+	}
+	if resp == nil {
+		return nil, nil // the request gets no response (Produce with acks=0)
 	}
 	return c.encode(corr, resp), nil
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -49,6 +50,8 @@ type Server struct {
 	lg      zerolog.Logger
 	metrics *metrics
 	coord   *coordinator
+	// producers gives out producer ids and dedupes idempotent produces.
+	producers *producers
 
 	clusterID string
 
@@ -100,6 +103,7 @@ func New(o Options) (*Server, error) {
 		lg:        lg,
 		metrics:   m,
 		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()),
+		producers: newProducers(time.Now),
 		clusterID: id,
 		done:      make(chan struct{}),
 		conns:     map[*conn]struct{}{},

@@ -1,0 +1,186 @@
+package kafkawire
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// Produce: v3-9.
+//
+// Each partition's records are one v2 record batch (v3+; the v0-2 message sets are not
+// served), checked as Kafka's log validator does (CRC-32C, magic, length, record
+// count; CORRUPT_MESSAGE or INVALID_RECORD), inflated (gzip, snappy raw or
+// xerial-framed, lz4 frame, zstd from v7; at most the max request size), decoded, and
+// appended to the shard the client chose with Stream.Append: the log re-encodes the
+// records as one uncompressed LogAppendTime batch, so the answer carries the base
+// offset, the append time in ms and (v5+) the log start. Keys, null keys and headers
+// are kept; a null value is stored as an empty one (the log's Record has no null
+// value). A last-value stream refuses a record without a key (INVALID_RECORD), as
+// Kafka's compacted topics do. Control and transactional batches are INVALID_RECORD:
+// there are no transactions. Records are not delivered to MQTT subscribers.
+//
+// The partitions of a request are appended together (one group commit) and answered
+// once durable, for acks -1 and 1 alike. acks=0 gets no response at all, as in Kafka;
+// if any partition failed, the connection is closed instead, which is how Kafka tells
+// an acks=0 producer to refresh its metadata. Other acks are INVALID_REQUIRED_ACKS.
+// Idempotent producers' batches are deduplicated by sequence (see producers).
+// TimeoutMillis is not used: there is no replication to wait for. v8 adds per-record
+// errors (none are given; a batch is refused whole) and an error message, v9 is
+// flexible.
+
+func init() { register(0, 3, 9, handleProduce) }
+
+// produceAppend is one partition's append in flight.
+type produceAppend struct {
+	p      *kmsg.ProduceResponseTopicPartition
+	st     *log.Stream
+	shard  int32
+	key    producerKey
+	seq    *seqBatch // reserved batch of an idempotent producer, or nil
+	dup    *seqBatch // the earlier batch this one repeats, or nil
+	result chan appendOutcome
+}
+
+type appendOutcome struct {
+	res log.AppendResult
+	err error
+}
+
+func handleProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	var appends []*produceAppend
+	for i, rt := range req.Topics {
+		t := &resp.Topics[i]
+		t.Default()
+		t.Topic = rt.Topic
+		t.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		st := s.stream(rt.Topic)
+		for j, rp := range rt.Partitions {
+			p := &t.Partitions[j]
+			p.Default()
+			p.Partition = rp.Partition
+			var berr *batchError
+			switch {
+			case req.Acks != -1 && req.Acks != 0 && req.Acks != 1:
+				berr = refuse(kerr.InvalidRequiredAcks, "acks must be -1, 0 or 1, not %d", req.Acks)
+			case st == nil:
+				berr = refuse(kerr.UnknownTopicOrPartition, "unknown topic %q", rt.Topic)
+			case rp.Partition < 0 || rp.Partition >= st.Shards():
+				berr = refuse(kerr.UnknownTopicOrPartition, "topic %q has no partition %d", rt.Topic, rp.Partition)
+			default:
+				var a *produceAppend
+				a, berr = s.startProduce(req.Version, st, rp, p)
+				if a != nil {
+					appends = append(appends, a)
+				}
+			}
+			if berr != nil {
+				setProduceError(req.Version, p, berr)
+				c.lg.Debug().Str("topic", rt.Topic).Int32("partition", rp.Partition).Str("client_id", c.clientID).
+					Str("error", berr.Error()).Msg("kafka produce refused")
+			}
+		}
+	}
+	s.finishProduces(req.Version, appends)
+	if req.Acks != 0 {
+		return resp, nil
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				return nil, fmt.Errorf("acks=0 produce to %s/%d failed: %w", t.Topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
+			}
+		}
+	}
+	return nil, nil // acks=0: no response
+}
+
+// startProduce decodes one partition's batch and queues its append (or, for a retried
+// batch of an idempotent producer, notes the original append to answer with).
+func (s *Server) startProduce(version int16, st *log.Stream, rp kmsg.ProduceRequestTopicPartition, p *kmsg.ProduceResponseTopicPartition) (*produceAppend, *batchError) {
+	b, berr := decodeProduced(rp.Records, version, int(s.cfg.MaxRequestBytes))
+	if berr != nil {
+		return nil, berr
+	}
+	if st.Spec().LastValue {
+		for i, r := range b.records {
+			if r.Key == nil {
+				return nil, refuse(kerr.InvalidRecord, "record %d has no key; last-value stream %q compacts by key", i, st.Name())
+			}
+		}
+	}
+	a := &produceAppend{p: p, st: st, shard: rp.Partition, result: make(chan appendOutcome, 1)}
+	start := func() {
+		st.AppendAsync(rp.Partition, b.records, func(res log.AppendResult, err error) {
+			a.result <- appendOutcome{res, err}
+		})
+	}
+	if !b.idempotent() {
+		start()
+		return a, nil
+	}
+	a.key = producerKey{id: b.producerID, stream: st.ID(), shard: rp.Partition}
+	own, dup, code := s.producers.begin(a.key, b.producerEpoch, b.firstSeq, int32(len(b.records)), func(sb *seqBatch) { start() })
+	if code != nil {
+		return nil, refuse(code, "producer %d epoch %d sequence %d", b.producerID, b.producerEpoch, b.firstSeq)
+	}
+	a.seq, a.dup = own, dup
+	return a, nil
+}
+
+// finishProduces waits for the appends and fills their partitions' answers. Own
+// appends are settled first: they depend only on the log, whereas a retried batch may
+// wait for an append of another connection, which settles its own appends first too,
+// so no two requests ever wait on each other.
+func (s *Server) finishProduces(version int16, appends []*produceAppend) {
+	for _, a := range appends {
+		if a.dup != nil {
+			continue
+		}
+		out := <-a.result
+		if a.seq != nil {
+			s.producers.finish(a.key, a.seq, out.res, out.err)
+		}
+		s.answerProduce(version, a, out.res, out.err)
+	}
+	for _, a := range appends {
+		if a.dup == nil {
+			continue
+		}
+		<-a.dup.done
+		s.answerProduce(version, a, a.dup.res, a.dup.err)
+	}
+}
+
+func (s *Server) answerProduce(version int16, a *produceAppend, res log.AppendResult, err error) {
+	if err != nil {
+		code := kerr.KafkaStorageError
+		if errors.Is(err, log.ErrUnknownShard) || errors.Is(err, log.ErrUnknownStream) {
+			code = kerr.UnknownTopicOrPartition
+		}
+		s.lg.Warn().Err(err).Str("stream", a.st.Name()).Int32("shard", a.shard).Msg("kafka produce append failed")
+		setProduceError(version, a.p, &batchError{err: code, msg: err.Error()})
+		return
+	}
+	a.p.BaseOffset = res.BaseOffset
+	a.p.LogAppendTime = res.TimestampUS / 1000
+	if start, _, err := a.st.Offsets(a.shard); err == nil {
+		a.p.LogStartOffset = start
+	}
+}
+
+func setProduceError(version int16, p *kmsg.ProduceResponseTopicPartition, e *batchError) {
+	p.ErrorCode = e.err.Code
+	p.BaseOffset = -1
+	if version >= 8 {
+		msg := e.msg
+		p.ErrorMessage = &msg
+	}
+}
