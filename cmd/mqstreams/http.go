@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,11 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/kafkawire"
 )
 
 // httpServer serves liveness, readiness and metrics.
 type httpServer struct {
 	srv     *http.Server
+	mux     *http.ServeMux
 	ln      net.Listener
 	ready   atomic.Bool
 	started atomic.Bool
@@ -50,11 +54,45 @@ func newHTTPServer(addr string, gatherer prometheus.Gatherer, lg zerolog.Logger)
 		// A failing collector should not hide all the others.
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	h.mux = mux
 	h.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	return h, nil
+}
+
+// Handle adds a route once the component behind it is up (ServeMux allows this while
+// serving).
+func (h *httpServer) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+
+// groupsHandler serves GET /api/v1/groups: every group's committed offsets and lag.
+func groupsHandler(lags func() []kafkawire.GroupLag) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		type partition struct {
+			Topic     string `json:"topic"`
+			Partition int32  `json:"partition"`
+			Committed int64  `json:"committed"`
+			HWM       int64  `json:"hwm"`
+			Lag       int64  `json:"lag"`
+		}
+		type group struct {
+			Group      string      `json:"group"`
+			TotalLag   int64       `json:"total_lag"`
+			Partitions []partition `json:"partitions"`
+		}
+		out := []group{}
+		for _, l := range lags() {
+			if len(out) == 0 || out[len(out)-1].Group != l.Group {
+				out = append(out, group{Group: l.Group, Partitions: []partition{}})
+			}
+			g := &out[len(out)-1]
+			g.TotalLag += l.Lag
+			g.Partitions = append(g.Partitions, partition{Topic: l.Topic, Partition: l.Partition, Committed: l.Committed, HWM: l.HWM, Lag: l.Lag})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"data": out})
+	})
 }
 
 // Addr is the bound address.

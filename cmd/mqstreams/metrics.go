@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/mqstreams/mqstreams/kafkawire"
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -137,4 +138,36 @@ func newRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
+}
+
+// groupLagCollector reports every consumer group's committed offset and lag per
+// partition at scrape time, as lag checkers such as Burrow compute them.
+type groupLagCollector struct {
+	lags      func() []kafkawire.GroupLag
+	lag       *prometheus.Desc
+	committed *prometheus.Desc
+}
+
+func newGroupLagCollector(lags func() []kafkawire.GroupLag) *groupLagCollector {
+	labels := []string{"group", "topic", "partition"}
+	return &groupLagCollector{
+		lags:      lags,
+		lag:       prometheus.NewDesc("mqstreams_consumer_group_lag", "High watermark minus the group's committed offset.", labels, nil),
+		committed: prometheus.NewDesc("mqstreams_consumer_group_committed_offset", "The group's committed offset.", labels, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *groupLagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lag
+	ch <- c.committed
+}
+
+// Collect implements prometheus.Collector.
+func (c *groupLagCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.lags() {
+		p := strconv.Itoa(int(l.Partition))
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(l.Lag), l.Group, l.Topic, p)
+		ch <- prometheus.MustNewConstMetric(c.committed, prometheus.GaugeValue, float64(l.Committed), l.Group, l.Topic, p)
+	}
 }

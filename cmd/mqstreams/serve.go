@@ -178,6 +178,8 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		s.kafka = nil
 		return s, err
 	}
+	reg.MustRegister(newGroupLagCollector(s.kafka.GroupLags))
+	s.http.Handle("GET /api/v1/groups", groupsHandler(s.kafka.GroupLags))
 
 	if s.mqtt, err = mqtt.New(mqtt.Options{
 		Config: mqtt.Config{

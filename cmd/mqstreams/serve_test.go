@@ -137,11 +137,21 @@ func TestServerLifecycle(t *testing.T) {
 	if _, err := st.Append(1, []log.Record{{Key: []byte("k"), Value: []byte("hello")}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.log.CommitOffsets("readers", []log.CommittedOffset{{Stream: "mqtt", Shard: 1, Offset: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	code, groups := httpGet(t, httpAddr, "/api/v1/groups")
+	wantGroups := `{"data":[{"group":"readers","total_lag":1,"partitions":[{"topic":"mqtt","partition":1,"committed":0,"hwm":1,"lag":1}]}]}`
+	if code != 200 || strings.TrimSpace(groups) != wantGroups {
+		t.Errorf("/api/v1/groups = %d %s, want %s", code, groups, wantGroups)
+	}
 	code, metrics := httpGet(t, httpAddr, "/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
 	}
 	for _, want := range []string{
+		`mqstreams_consumer_group_lag{group="readers",partition="1",topic="mqtt"} 1`,
+		`mqstreams_consumer_group_committed_offset{group="readers",partition="1",topic="mqtt"} 0`,
 		`mqstreams_messages_appended_total{stream="mqtt"} 1`,
 		`mqstreams_append_latency_seconds_count{stream="mqtt"} 1`,
 		`mqstreams_log_high_watermark{shard="1",stream="mqtt"} 1`,
