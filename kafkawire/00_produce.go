@@ -10,10 +10,10 @@ import (
 	"github.com/mqstreams/mqstreams/log"
 )
 
-// Produce: v3-9.
+// Produce: v0-9.
 //
-// Each partition's records are one v2 record batch (v3+; the v0-2 message sets are not
-// served), checked as Kafka's log validator does (CRC-32C, magic, length, record
+// Each partition's records are one v2 record batch (v3+) or a message set of magic 0
+// or 1 (v0-2, see produce_legacy.go), checked as Kafka's log validator does (CRC-32C, magic, length, record
 // count; CORRUPT_MESSAGE or INVALID_RECORD), inflated (gzip, snappy raw or
 // xerial-framed, lz4 frame, zstd from v7; at most the max request size), decoded, and
 // appended to the shard the client chose with Stream.Append: the log re-encodes the
@@ -29,11 +29,12 @@ import (
 // if any partition failed, the connection is closed instead, which is how Kafka tells
 // an acks=0 producer to refresh its metadata. Other acks are INVALID_REQUIRED_ACKS.
 // Idempotent producers' batches are deduplicated by sequence (see producers).
-// TimeoutMillis is not used: there is no replication to wait for. v8 adds per-record
-// errors (none are given; a batch is refused whole) and an error message, v9 is
-// flexible.
+// TimeoutMillis is not used: there is no replication to wait for. v1 adds the
+// throttle time, v2 the append time, v3 record batches and the transactional id, v5
+// the log start offset, v7 zstd, v8 per-record errors (none are given; a batch is
+// refused whole) and an error message, v9 is flexible.
 
-func init() { register(0, 3, 9, handleProduce) }
+func init() { register(0, 0, 9, handleProduce) }
 
 // produceAppend is one partition's append in flight.
 type produceAppend struct {

@@ -68,9 +68,15 @@ const (
 
 // decodeProduced checks one partition's records of a Produce request the way Kafka's
 // log validator does and decodes them. Produce v3+ carries exactly one v2 batch per
-// partition; compressed records are inflated to at most maxBytes.
+// partition, v0-2 a message set (produce_legacy.go); compressed records are inflated
+// to at most maxBytes.
 func decodeProduced(raw []byte, version int16, maxBytes int) (producedBatch, *batchError) {
-	var out producedBatch
+	out := producedBatch{producerID: -1}
+	if version < 3 {
+		recs, berr := decodeMessageSet(raw, maxBytes)
+		out.records = recs
+		return out, berr
+	}
 	if len(raw) < recordBatchHeaderLen {
 		return out, refuse(kerr.CorruptMessage, "record batch of %d bytes is shorter than its %d-byte header", len(raw), recordBatchHeaderLen)
 	}
