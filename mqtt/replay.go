@@ -415,6 +415,7 @@ func (h *ReplayHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, reasonCod
 	if p == nil {
 		return
 	}
+	granted := false
 	for i, r := range p.results {
 		if r == nil || r.err != nil {
 			continue
@@ -435,13 +436,26 @@ func (h *ReplayHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, reasonCod
 		r.sub, r.fresh, r.err = s.subscribe(cl, r, sub, reasonCodes[i])
 		if r.err != nil {
 			cl.State.Subscriptions.Delete(r.filter)
+			continue
 		}
+		granted = true
+	}
+	if granted {
+		pinSendQuota(cl)
 	}
 }
 
 // OnPacketEncode writes the stream filters' own reason codes and reason string into
 // the SUBACK mochi built.
+//
+// It also keeps user properties on PUBLISH when the client set Request Problem
+// Information to 0: that setting only forbids them on other packets [MQTT-3.1.2-29], but
+// mochi strips them from every packet, and with them the stream position of replays.
 func (h *ReplayHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Publish {
+		pk.Mods.DisallowProblemInfo = false
+		return pk
+	}
 	if pk.FixedHeader.Type != packets.Suback {
 		return pk
 	}

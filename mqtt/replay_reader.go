@@ -191,15 +191,13 @@ func (s *replaySession) deliver(run *readerSet, sub *replaySub, shard int32, rec
 		s.sendMu.Unlock()
 		return errStopped
 	}
-	id, err := cl.NextPacketID()
+	pid, err := s.nextPacketID(cl)
 	if err != nil {
 		s.sendMu.Unlock()
 		return err
 	}
-	pid := uint16(id)
 	pk.PacketID = pid
 	cl.State.Inflight.Set(pk)
-	cl.State.Inflight.DecreaseSendQuota()
 	if s.h.opts.Broker != nil {
 		atomic.AddInt64(&s.h.opts.Broker.Info.Inflight, 1) // mochi decrements it at the ack
 	}
@@ -215,15 +213,60 @@ func (s *replaySession) deliver(run *readerSet, sub *replaySub, shard int32, rec
 	if err := cl.WritePacket(pk); err != nil {
 		if errors.Is(err, packets.ErrPacketTooLarge) {
 			// Larger than the client accepts: MQTT says the server drops it.
-			if cl.State.Inflight.Delete(pid) {
-				cl.State.Inflight.IncreaseSendQuota()
-			}
+			cl.State.Inflight.Delete(pid)
 			s.acked(cl, pid)
 			return nil
 		}
 		return err // it stays in flight and is resent if the session resumes
 	}
 	return nil
+}
+
+// Replay packet ids come from the upper half of the id space. mochi keeps the ids of
+// messages it sends and of the client's SUBSCRIBE, UNSUBSCRIBE and QoS 2 PUBLISH packets
+// in one store and refuses a client packet whose id is in use there; clients number
+// their packets from 1 up, so a stalled replay window parked in the low ids would make
+// the client's next SUBSCRIBE or UNSUBSCRIBE fail with "packet identifier in use".
+const (
+	replayFirstPID = 0x8000
+	replayPIDs     = 0x10000 - replayFirstPID
+)
+
+// nextPacketID picks a free id for a replay message; the caller holds sendMu.
+func (s *replaySession) nextPacketID(cl *mochi.Client) (uint16, error) {
+	// Under the client's lock, as mochi's NextPacketID, so the two do not pick one id.
+	cl.Lock()
+	defer cl.Unlock()
+	for range replayPIDs {
+		pid := uint16(replayFirstPID + s.pidSeq%replayPIDs)
+		s.pidSeq++
+		if _, used := cl.State.Inflight.Get(pid); used {
+			continue
+		}
+		s.mu.Lock()
+		_, ours := s.inflight[pid]
+		s.mu.Unlock()
+		if !ours {
+			return pid, nil
+		}
+	}
+	return 0, packets.ErrQuotaExceeded
+}
+
+// pinSendQuota turns mochi's own send quota off for a client with stream subscriptions.
+// mochi's Inflight.NextImmediate read-locks the in-flight store twice, which deadlocks
+// when a replay reader adds to the store in between; mochi calls it only while the
+// quota is positive, so the quota stays at zero, as mochi runs MQTT 3.1.1 clients. The
+// replay window keeps replays within the receive maximum. Call it on the client's own
+// goroutine (a hook of its read loop), before its readers start.
+func pinSendQuota(cl *mochi.Client) {
+	cl.State.Inflight.ResetSendQuota(0)
+	// Messages mochi parked for lack of quota would now never leave: send them.
+	for _, pk := range cl.State.Inflight.GetAll(true) {
+		pk.Expiry = 0
+		cl.State.Inflight.Set(pk)
+		_ = cl.WritePacket(pk)
+	}
 }
 
 func isClosed(c <-chan struct{}) bool {

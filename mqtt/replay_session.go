@@ -21,6 +21,7 @@ type replaySession struct {
 	// sendMu makes "check the window, take a packet id, register in flight" one step
 	// among the session's readers. It is never held while writing to the connection.
 	sendMu sync.Mutex
+	pidSeq int // next replay packet id, offset into the replay id range (under sendMu)
 
 	mu         sync.Mutex
 	cl         *mochi.Client // current connection; nil while offline
@@ -301,6 +302,9 @@ func (s *replaySession) resume(cl *mochi.Client) {
 		subs = append(subs, sub)
 	}
 	s.mu.Unlock()
+	if len(subs) > 0 {
+		pinSendQuota(cl)
+	}
 	for _, g := range gone {
 		s.h.deleteGroup(g)
 	}

@@ -1,0 +1,330 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
+)
+
+// replayEnv is a real server (ingest and replay hooks) over a real log in a temp dir.
+type replayEnv struct {
+	srv    *Server
+	log    *log.Log
+	router *mapping.Router
+	hook   *ReplayHook
+	addr   string
+	dir    string
+	closed bool
+}
+
+type replayEnvOptions struct {
+	dir        string
+	autoCreate AutoCreate
+	now        func() time.Time
+	noSync     bool
+}
+
+func newReplayEnv(tb testing.TB, o replayEnvOptions, defs ...mapping.Definition) *replayEnv {
+	tb.Helper()
+	if o.dir == "" {
+		o.dir = tb.TempDir()
+	}
+	l, err := log.Open(log.Options{Dir: o.dir, Logger: zerolog.Nop(), Now: o.now, NoSync: o.noSync})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	router := mapping.NewRouter()
+	for i := range defs {
+		if err := defs[i].Validate(); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := l.EnsureStream(defs[i].Spec()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	// Streams auto-created in an earlier run of the same data dir route too.
+	var all []mapping.Definition
+	for _, st := range l.Streams() {
+		d, err := mapping.DefinitionFromSpec(st.Spec())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		all = append(all, d)
+	}
+	if err := router.Set(all); err != nil {
+		tb.Fatal(err)
+	}
+	srv, err := New(Options{
+		Config:     Config{Addr: "127.0.0.1:0"},
+		Log:        l,
+		Router:     router,
+		Logger:     zerolog.Nop(),
+		AutoCreate: o.autoCreate,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	e := &replayEnv{srv: srv, log: l, router: router, hook: srv.replay, addr: srv.Addr().String(), dir: o.dir}
+	tb.Cleanup(func() { e.close(tb) })
+	return e
+}
+
+// close stops the server and the log (a restart opens a new env on the same dir).
+func (e *replayEnv) close(tb testing.TB) {
+	if e.closed {
+		return
+	}
+	e.closed = true
+	if err := e.srv.Close(); err != nil {
+		tb.Error(err)
+	}
+	if err := e.log.Close(); err != nil {
+		tb.Error(err)
+	}
+}
+
+func streamDef(name string, shards int32, key string, filters ...string) mapping.Definition {
+	return mapping.Definition{Name: name, Filters: filters, Shards: shards, Key: key}
+}
+
+// fill appends msgs through the router, as ingest would, batching per shard; it
+// returns each shard's high watermark per stream.
+func (e *replayEnv) fill(tb testing.TB, msgs []mapping.Message) map[string][]int64 {
+	tb.Helper()
+	type dest struct {
+		stream string
+		shard  int32
+	}
+	pending := map[dest][]log.Record{}
+	flush := func(d dest) {
+		if len(pending[d]) == 0 {
+			return
+		}
+		if _, err := e.log.Stream(d.stream).Append(d.shard, pending[d]); err != nil {
+			tb.Fatal(err)
+		}
+		pending[d] = pending[d][:0]
+	}
+	var targets []mapping.Target
+	for i := range msgs {
+		targets = e.router.Route(&msgs[i], targets[:0])
+		for _, t := range targets {
+			d := dest{t.Stream, t.Shard}
+			pending[d] = append(pending[d], t.Record)
+			if len(pending[d]) == 100 {
+				flush(d)
+			}
+		}
+	}
+	for d := range pending {
+		flush(d)
+	}
+	out := map[string][]int64{}
+	for _, st := range e.log.Streams() {
+		for i := int32(0); i < st.Shards(); i++ {
+			_, hwm, err := st.Offsets(i)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out[st.Name()] = append(out[st.Name()], hwm)
+		}
+	}
+	return out
+}
+
+// testMessages makes n messages on topics spread over devices.
+func testMessages(n int, topicFmt string) []mapping.Message {
+	msgs := make([]mapping.Message, n)
+	pf := byte(1)
+	for i := range msgs {
+		msgs[i] = mapping.Message{
+			Topic:          fmt.Sprintf(topicFmt, i%16),
+			Payload:        []byte(strconv.Itoa(i)),
+			QoS:            1,
+			ClientID:       fmt.Sprintf("dev-%d", i%16),
+			ContentType:    "text/plain",
+			PayloadFormat:  &pf,
+			UserProperties: []mapping.UserProperty{{Key: "seq", Value: strconv.Itoa(i)}},
+		}
+	}
+	return msgs
+}
+
+// v5Client is a paho.golang MQTT 5 client that records what it receives.
+type v5Client struct {
+	c      *paho.Client
+	id     string
+	mu     sync.Mutex
+	msgs   []*paho.Publish
+	notify chan struct{}
+}
+
+type v5Options struct {
+	id      string
+	clean   bool
+	rm      uint16 // receive maximum; 0 = paho's default (65535)
+	expiry  uint32 // session expiry interval, s
+	manual  bool   // manual acknowledgement: nothing is acked unless the test acks it
+	noClean bool
+	// problemInfo asks for reason strings (paho's default asks for none).
+	problemInfo bool
+}
+
+func dialV5(tb testing.TB, addr string, o v5Options) *v5Client {
+	tb.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	vc := &v5Client{id: o.id, notify: make(chan struct{})}
+	vc.c = paho.NewClient(paho.ClientConfig{
+		Conn:                       conn,
+		ClientID:                   o.id,
+		EnableManualAcknowledgment: o.manual,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			vc.mu.Lock()
+			vc.msgs = append(vc.msgs, pr.Packet)
+			close(vc.notify)
+			vc.notify = make(chan struct{})
+			vc.mu.Unlock()
+			return true, nil
+		}},
+	})
+	cp := &paho.Connect{ClientID: o.id, CleanStart: !o.noClean, KeepAlive: 60, Properties: &paho.ConnectProperties{RequestProblemInfo: o.problemInfo}}
+	if o.rm > 0 {
+		cp.Properties.ReceiveMaximum = &o.rm
+	}
+	if o.expiry > 0 {
+		cp.Properties.SessionExpiryInterval = &o.expiry
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, err := vc.c.Connect(ctx, cp)
+	if err != nil {
+		tb.Fatalf("connect %s: %v", o.id, err)
+	}
+	if ca.ReasonCode != 0 {
+		tb.Fatalf("connect %s: reason %#x", o.id, ca.ReasonCode)
+	}
+	tb.Cleanup(func() { _ = vc.c.Disconnect(&paho.Disconnect{}) })
+	return vc
+}
+
+// subscribe sends one SUBSCRIBE; offset, when not empty, is the stream-offset property.
+func (vc *v5Client) subscribe(tb testing.TB, offset string, qos byte, topics ...string) *paho.Suback {
+	tb.Helper()
+	s := &paho.Subscribe{}
+	for _, t := range topics {
+		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{Topic: t, QoS: qos})
+	}
+	if offset != "" {
+		s.Properties = &paho.SubscribeProperties{User: paho.UserProperties{{Key: StreamOffsetProperty, Value: offset}}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sa, err := vc.c.Subscribe(ctx, s)
+	if err != nil && sa == nil {
+		tb.Fatalf("subscribe %v: %v", topics, err)
+	}
+	return sa
+}
+
+// waitN waits until at least n messages arrived and returns a copy of them.
+func (vc *v5Client) waitN(tb testing.TB, n int) []*paho.Publish {
+	tb.Helper()
+	deadline := time.NewTimer(60 * time.Second)
+	defer deadline.Stop()
+	for {
+		vc.mu.Lock()
+		if len(vc.msgs) >= n {
+			out := append([]*paho.Publish(nil), vc.msgs...)
+			vc.mu.Unlock()
+			return out
+		}
+		ch := vc.notify
+		have := len(vc.msgs)
+		vc.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			tb.Fatalf("%s: got %d messages, want %d", vc.id, have, n)
+		}
+	}
+}
+
+func (vc *v5Client) count() int {
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	return len(vc.msgs)
+}
+
+func propInt(tb testing.TB, p *paho.Publish, key string) int64 {
+	tb.Helper()
+	if p.Properties == nil {
+		tb.Fatalf("message on %s has no properties", p.Topic)
+	}
+	v := p.Properties.User.Get(key)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		tb.Fatalf("message on %s: user property %s=%q: %v", p.Topic, key, v, err)
+	}
+	return n
+}
+
+// checkShards checks that msgs hold every offset from first[shard] to hwm[shard]-1 of
+// each shard exactly once and in order.
+func checkShards(tb testing.TB, msgs []*paho.Publish, first, hwm []int64) {
+	tb.Helper()
+	next := append([]int64(nil), first...)
+	for _, m := range msgs {
+		shard, off := propInt(tb, m, PropShard), propInt(tb, m, PropOffset)
+		if shard < 0 || int(shard) >= len(next) {
+			tb.Fatalf("shard %d out of range", shard)
+		}
+		if off != next[shard] {
+			tb.Fatalf("shard %d: got offset %d, want %d (gap, duplicate or disorder)", shard, off, next[shard])
+		}
+		next[shard]++
+	}
+	for i := range next {
+		if next[i] != hwm[i] {
+			tb.Fatalf("shard %d: delivered up to %d, want %d", i, next[i], hwm[i])
+		}
+	}
+}
+
+// sessionState reads the hook's view of a client's session.
+func (e *replayEnv) sessionState(clientID string) (subs, inflight int, ok bool) {
+	s := e.hook.session(clientID)
+	if s == nil {
+		return 0, 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs), len(s.inflight), true
+}
+
+// waitFor polls cond (cheap reads of server state) until it holds or the deadline.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
