@@ -16,7 +16,8 @@ type Header struct {
 	Value []byte
 }
 
-// Record is one message to append: the log assigns its offset and timestamp.
+// Record is one message to append: the log assigns its offset and timestamp. A nil
+// Value is a Kafka null value, distinct from an empty one.
 type Record struct {
 	Key     []byte
 	Value   []byte
@@ -87,11 +88,9 @@ func encodeValueDeltas(dst []byte, base, tsUS, cumBytes int64, recs []Record, de
 		if deltas != nil {
 			delta = deltas[i]
 		}
+		// A nil Value is stored as a Kafka null (a tombstone from a Kafka producer);
+		// mapping.ToRecord gives an empty MQTT payload an empty, non-nil value.
 		kr := kmsg.Record{OffsetDelta: delta, Key: recs[i].Key, Value: recs[i].Value}
-		if recs[i].Value == nil {
-			// An empty MQTT payload is an empty value, not a Kafka null (tombstone).
-			kr.Value = []byte{}
-		}
 		if len(recs[i].Headers) > 0 {
 			kr.Headers = make([]kmsg.Header, len(recs[i].Headers))
 			for j, h := range recs[i].Headers {

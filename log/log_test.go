@@ -310,3 +310,17 @@ func TestLastValueCompaction(t *testing.T) {
 		t.Fatalf("append after compaction %v %v", res, err)
 	}
 }
+
+func TestNullAndEmptyValues(t *testing.T) {
+	l := openTest(t, t.TempDir(), nil)
+	defer l.Close()
+	s, _ := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
+	if _, err := s.Append(0, []Record{{Key: []byte("a"), Value: nil}, {Key: []byte("b"), Value: []byte{}}}); err != nil {
+		t.Fatal(err)
+	}
+	bs, _ := s.Read(0, 0, 1<<20)
+	rs, _ := bs[0].Records(0)
+	if rs[0].Value != nil || rs[1].Value == nil || len(rs[1].Value) != 0 {
+		t.Fatalf("null/empty not kept: %#v %#v", rs[0].Value, rs[1].Value)
+	}
+}
