@@ -245,7 +245,7 @@ func (vc *v5Client) subscribe(tb testing.TB, offset string, qos byte, topics ...
 // waitN waits until at least n messages arrived and returns a copy of them.
 func (vc *v5Client) waitN(tb testing.TB, n int) []*paho.Publish {
 	tb.Helper()
-	deadline := time.NewTimer(60 * time.Second)
+	deadline := time.NewTimer(20 * time.Second)
 	defer deadline.Stop()
 	for {
 		vc.mu.Lock()
@@ -260,7 +260,15 @@ func (vc *v5Client) waitN(tb testing.TB, n int) []*paho.Publish {
 		select {
 		case <-ch:
 		case <-deadline.C:
-			tb.Fatalf("%s: got %d messages, want %d", vc.id, have, n)
+			vc.mu.Lock()
+			seen := map[string]int{}
+			for _, m := range vc.msgs {
+				if m.Properties != nil {
+					seen[m.Properties.User.Get(PropShard)+":"+m.Properties.User.Get(PropOffset)]++
+				}
+			}
+			vc.mu.Unlock()
+			tb.Fatalf("%s: got %d messages, want %d (offsets seen: %v)", vc.id, have, n, seen)
 		}
 	}
 }

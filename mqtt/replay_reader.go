@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"sync/atomic"
@@ -52,6 +53,7 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 	s.mu.Unlock()
 	st := sub.stream
 	lg := s.h.lg.With().Str("client_id", s.id).Str("stream", st.Name()).Int32("shard", shard).Logger()
+	w := &shardSender{s: s, run: run, sub: sub, shard: shard, next: next}
 	for {
 		select {
 		case <-run.stop:
@@ -69,6 +71,7 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 			if oerr == nil && next < start {
 				lg.Info().Int64("from", next).Int64("to", start).Msg("replay skips records removed by retention")
 				next = start
+				w.next = next
 				s.advance(sub, shard, next)
 				continue
 			}
@@ -93,7 +96,7 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 				lg.Error().Err(err).Int64("offset", b.BaseOffset).Msg("replay skips an undecodable batch")
 			}
 			for i := range recs {
-				if err := s.deliver(run, sub, shard, &recs[i]); err != nil {
+				if err := w.put(&recs[i]); err != nil {
 					if !errors.Is(err, errStopped) {
 						lg.Debug().Err(err).Msg("replay ends")
 					}
@@ -103,8 +106,13 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 			}
 			if b.LastOffset >= next {
 				next = b.LastOffset + 1 // records compacted away inside the batch
-				s.advance(sub, shard, next)
+				w.next = next
 			}
+		}
+		// One write for all that one read brought.
+		if err := w.flush(); err != nil {
+			lg.Debug().Err(err).Msg("replay ends")
+			return
 		}
 	}
 }
@@ -136,58 +144,59 @@ func (s *replaySession) watchShards(run *readerSet, sub *replaySub) {
 	}
 }
 
-// deliver sends one record to the client, waiting for window room at QoS 1/2.
-func (s *replaySession) deliver(run *readerSet, sub *replaySub, shard int32, rec *log.StoredRecord) error {
-	cl := run.cl
+// shardSender encodes the PUBLISH packets of one shard reader into a buffer and writes
+// them to the connection together, one system call for many messages.
+type shardSender struct {
+	s       *replaySession
+	run     *readerSet
+	sub     *replaySub
+	shard   int32
+	out     bytes.Buffer
+	scratch bytes.Buffer
+	packets int
+	next    int64 // the shard position once out is written
+}
+
+// sendBufferBytes is how much encoded output a reader gathers before writing.
+const sendBufferBytes = 32 << 10
+
+// put queues one record for the client, first waiting for window room at QoS 1/2.
+func (w *shardSender) put(rec *log.StoredRecord) error {
+	s, sub, cl := w.s, w.sub, w.run.cl
 	o := sub.opts.Load()
 	msg := mapping.FromRecord(rec.Record)
+	after := rec.Offset + 1
 	if (sub.match != "" && !mapping.MatchFilter(sub.match, msg.Topic)) || (o.noLocal && msg.ClientID == cl.ID) {
-		s.advance(sub, shard, rec.Offset+1)
+		w.next = after
 		return nil
 	}
-	pk := s.packet(cl, sub, o, &msg, rec, shard)
+	pk := s.packet(cl, sub, o, &msg, rec, w.shard)
 	if pk.FixedHeader.Qos == 0 {
-		// No window at QoS 0: the blocking write is the back-pressure.
-		err := cl.WritePacket(pk)
-		if err != nil && !errors.Is(err, packets.ErrPacketTooLarge) {
+		if err := w.encode(cl, &pk); err != nil && !errors.Is(err, packets.ErrPacketTooLarge) {
 			return err
 		}
-		s.advance(sub, shard, rec.Offset+1)
-		return nil
+		w.next = after
+		return w.maybeFlush()
 	}
 
-	s.sendMu.Lock()
-	for cl.State.Inflight.Len() >= s.window(cl) {
-		s.mu.Lock()
-		ch := s.notify
-		s.waiting++
-		own := len(s.inflight) > 0
-		s.mu.Unlock()
-		s.sendMu.Unlock()
-		var poll *time.Timer
-		var pollC <-chan time.Time
-		if !own {
-			poll = time.NewTimer(windowPoll)
-			pollC = poll.C
-		}
-		select {
-		case <-ch:
-		case <-pollC:
-		case <-run.stop:
-		}
-		if poll != nil {
-			poll.Stop()
-		}
-		s.mu.Lock()
-		s.waiting--
-		s.mu.Unlock()
+	for {
+		// Take the wake-up channel before looking at the window, so an acknowledgement
+		// that comes in between is not missed.
+		wake, own := s.wakeChan()
 		s.sendMu.Lock()
-		if isClosed(run.stop) {
-			s.sendMu.Unlock()
-			return errStopped
+		if cl.State.Inflight.Len() < s.window(cl) {
+			break
+		}
+		s.sendMu.Unlock()
+		// What is queued must reach the client before it can acknowledge anything.
+		if err := w.flush(); err != nil {
+			return err
+		}
+		if err := waitRoom(w.run, wake, own); err != nil {
+			return err
 		}
 	}
-	if isClosed(run.stop) {
+	if isClosed(w.run.stop) {
 		s.sendMu.Unlock()
 		return errStopped
 	}
@@ -197,28 +206,104 @@ func (s *replaySession) deliver(run *readerSet, sub *replaySub, shard int32, rec
 		return err
 	}
 	pk.PacketID = pid
+	if err := w.encode(cl, &pk); err != nil {
+		s.sendMu.Unlock()
+		if errors.Is(err, packets.ErrPacketTooLarge) {
+			w.next = after
+			return nil
+		}
+		return err
+	}
+	w.next = after
 	cl.State.Inflight.Set(pk)
 	if s.h.opts.Broker != nil {
 		atomic.AddInt64(&s.h.opts.Broker.Info.Inflight, 1) // mochi decrements it at the ack
 	}
 	s.mu.Lock()
-	s.inflight[pid] = inflightRef{sub: sub, shard: shard, offset: rec.Offset, topic: pk.TopicName, created: pk.Created}
-	if sub.next[shard] < rec.Offset+1 {
-		sub.next[shard] = rec.Offset + 1
+	s.inflight[pid] = inflightRef{sub: sub, shard: w.shard, offset: rec.Offset, topic: pk.TopicName, created: pk.Created}
+	if sub.next[w.shard] < w.next {
+		sub.next[w.shard] = w.next
 	}
 	s.dirty = true
 	s.mu.Unlock()
 	s.sendMu.Unlock()
+	return w.maybeFlush()
+}
 
-	if err := cl.WritePacket(pk); err != nil {
-		if errors.Is(err, packets.ErrPacketTooLarge) {
-			// Larger than the client accepts: MQTT says the server drops it.
-			cl.State.Inflight.Delete(pid)
-			s.acked(cl, pid)
-			return nil
-		}
-		return err // it stays in flight and is resent if the session resumes
+// wakeChan returns the channel closed at the session's next acknowledgement, and
+// whether the session has replay messages in flight (whose acks will close it).
+func (s *replaySession) wakeChan() (<-chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notify, len(s.inflight) > 0
+}
+
+// waitRoom waits until an acknowledgement may have freed window room.
+func waitRoom(run *readerSet, wake <-chan struct{}, own bool) error {
+	var poll <-chan time.Time
+	if !own {
+		// Only other messages fill the window; their acks may come without a hook call.
+		t := time.NewTimer(windowPoll)
+		defer t.Stop()
+		poll = t.C
 	}
+	select {
+	case <-wake:
+	case <-poll:
+	case <-run.stop:
+		return errStopped
+	}
+	return nil
+}
+
+// encode appends pk to the output as mochi's WritePacket would encode it; a packet
+// larger than the client accepts is dropped, as MQTT prescribes, with ErrPacketTooLarge.
+func (w *shardSender) encode(cl *mochi.Client, pk *packets.Packet) error {
+	pk.ProtocolVersion = cl.Properties.ProtocolVersion
+	pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
+	w.scratch.Reset()
+	if err := pk.PublishEncode(&w.scratch); err != nil {
+		return err
+	}
+	if pk.Mods.MaxSize > 0 && uint32(w.scratch.Len()) > pk.Mods.MaxSize {
+		return packets.ErrPacketTooLarge
+	}
+	w.out.Write(w.scratch.Bytes())
+	w.packets++
+	return nil
+}
+
+func (w *shardSender) maybeFlush() error {
+	if w.out.Len() >= sendBufferBytes {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush writes the queued packets under the client's lock (as mochi's WritePacket) and
+// records the shard position they reach. The write blocks while the client does not
+// read: that is the back-pressure at QoS 0.
+func (w *shardSender) flush() error {
+	cl := w.run.cl
+	if w.out.Len() > 0 {
+		if cl.Closed() || cl.Net.Conn == nil {
+			return mochi.ErrConnectionClosed
+		}
+		cl.Lock()
+		n, err := cl.Net.Conn.Write(w.out.Bytes())
+		cl.Unlock()
+		if b := w.s.h.opts.Broker; b != nil {
+			atomic.AddInt64(&b.Info.BytesSent, int64(n))
+			atomic.AddInt64(&b.Info.PacketsSent, int64(w.packets))
+			atomic.AddInt64(&b.Info.MessagesSent, int64(w.packets))
+		}
+		w.out.Reset()
+		w.packets = 0
+		if err != nil {
+			return err
+		}
+	}
+	w.s.advance(w.sub, w.shard, w.next)
 	return nil
 }
 

@@ -30,7 +30,6 @@ type replaySession struct {
 	inflight   map[uint16]inflightRef
 	pending    map[uint16]*pendingSubscribe // by SUBSCRIBE packet id until its SUBACK
 	notify     chan struct{}                // closed when a window slot may have freed
-	waiting    int                          // readers waiting on notify
 	dirty      bool                         // positions moved since the last commit
 }
 
@@ -369,10 +368,8 @@ func (s *replaySession) acked(cl *mochi.Client, pid uint16) {
 }
 
 func (s *replaySession) wakeLocked() {
-	if s.waiting > 0 {
-		close(s.notify)
-		s.notify = make(chan struct{})
-	}
+	close(s.notify)
+	s.notify = make(chan struct{})
 }
 
 // advance records that everything before off in shard is delivered (or skipped).
