@@ -540,11 +540,13 @@ func (h *ReplayHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
 	}
 }
 
-// commitLoop stores the positions of persistent sessions that moved.
+// commitLoop stores the positions of persistent sessions that moved, and starts
+// readers for shards that streams gained.
 func (h *ReplayHook) commitLoop() {
 	defer h.wg.Done()
-	t := time.NewTicker(h.opts.CommitInterval)
+	t := time.NewTicker(shardCheckInterval)
 	defer t.Stop()
+	lastCommit := time.Now()
 	for {
 		select {
 		case <-h.stop:
@@ -557,11 +559,21 @@ func (h *ReplayHook) commitLoop() {
 			sessions = append(sessions, s)
 		}
 		h.mu.RUnlock()
+		commit := time.Since(lastCommit) >= h.opts.CommitInterval
+		if commit {
+			lastCommit = time.Now()
+		}
 		for _, s := range sessions {
-			s.commit()
+			s.growShards()
+			if commit {
+				s.commit()
+			}
 		}
 	}
 }
+
+// shardCheckInterval is how often subscriptions look for shards their stream gained.
+const shardCheckInterval = time.Second
 
 // groupName is the consumer group holding a persistent stream subscription's position;
 // Kafka tools list it, so replay lag is visible like any consumer's.

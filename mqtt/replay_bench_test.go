@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"sync/atomic"
@@ -77,6 +78,97 @@ func BenchmarkReplayThroughput(b *testing.B) {
 	}
 }
 
+// BenchmarkReplayThroughputRawClient is BenchmarkReplayThroughput with a minimal MQTT 5
+// client (buffered reads, PUBACKs batched per read) so that the server, not paho.golang's
+// packet decoding, is what is measured.
+func BenchmarkReplayThroughputRawClient(b *testing.B) {
+	const records = 200000
+	e := newReplayEnv(b, replayEnvOptions{noSync: true}, streamDef("bench", 4, "topic", "bench/#"))
+	e.fill(b, benchMessages(records))
+	for _, qos := range []byte{1, 0} {
+		b.Run(fmt.Sprintf("qos%d-rm100", qos), func(b *testing.B) {
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				conn := rawSubscriber(b, e.addr, fmt.Sprintf("raw-%d-%d", qos, i), 100, qos)
+				start := time.Now()
+				if err := rawConsume(conn, records); err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(start)
+				_ = conn.Close()
+			}
+			b.ReportMetric(float64(records*b.N)/total.Seconds(), "msg/s")
+		})
+	}
+}
+
+// rawConsume reads until n PUBLISH packets arrived, acknowledging QoS 1 ones.
+func rawConsume(conn net.Conn, n int) error {
+	r := bufio.NewReaderSize(conn, 256<<10)
+	w := bufio.NewWriterSize(conn, 16<<10)
+	body := make([]byte, 0, 4096)
+	for got := 0; got < n; {
+		h, err := r.ReadByte()
+		if err != nil {
+			return err
+		}
+		var rem, mul int
+		for mul = 1; ; mul *= 128 {
+			c, err := r.ReadByte()
+			if err != nil {
+				return err
+			}
+			rem += int(c&127) * mul
+			if c < 128 {
+				break
+			}
+		}
+		if cap(body) < rem {
+			body = make([]byte, rem)
+		}
+		body = body[:rem]
+		if _, err := io.ReadFull(r, body); err != nil {
+			return err
+		}
+		if h>>4 != packets.Publish {
+			continue
+		}
+		got++
+		if (h>>1)&3 == 1 {
+			tl := int(body[0])<<8 | int(body[1])
+			w.Write([]byte{packets.Puback << 4, 2, body[2+tl], body[3+tl]})
+		}
+		if r.Buffered() == 0 && w.Buffered() > 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return w.Flush()
+}
+
+// rawSubscriber connects with MQTT 5 and the given receive maximum and subscribes to
+// $stream/bench from the earliest record; it returns once the SUBACK is read.
+func rawSubscriber(tb testing.TB, addr, id string, rm uint16, qos byte) net.Conn {
+	tb.Helper()
+	conn := writeConnectSubscribe(tb, addr, id, rm, "$stream/bench", qos)
+	// CONNACK and SUBACK are small; read them byte-exactly so no PUBLISH is consumed.
+	for i := 0; i < 2; i++ {
+		var hdr [2]byte
+		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+			tb.Fatal(err)
+		}
+		if hdr[1] >= 128 {
+			tb.Fatalf("unexpected long packet %x", hdr)
+		}
+		rest := make([]byte, hdr[1])
+		if _, err := io.ReadFull(conn, rest); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return conn
+}
+
 // BenchmarkReplayStalledMemory opens replay subscriptions (receive maximum 100, QoS 1)
 // on connections that never read nor acknowledge, and reports the heap each holds once
 // its window is full.
@@ -93,7 +185,11 @@ func BenchmarkReplayStalledMemory(b *testing.B) {
 		}
 		for j := range conns {
 			id := fmt.Sprintf("stalled-%d-%d", i, j)
-			waitFor(b, id+" window full", func() bool { _, inflight, _ := e.sessionState(id); return inflight == 100 })
+			waitFor(b, id+" window full", func() bool {
+				_, inflight, _ := e.sessionState(id)
+				s := e.hook.session(id)
+				return inflight == 100 && s != nil && s.parked.Load() == 4
+			})
 		}
 		after := heapInUse()
 		b.ReportMetric(float64(after-before)/subs, "heap-B/sub")
@@ -128,6 +224,12 @@ func heapInUse() int64 {
 // $stream/mem from the earliest record and then never reads the socket again.
 func rawStalledSubscriber(tb testing.TB, addr, id string) net.Conn {
 	tb.Helper()
+	return writeConnectSubscribe(tb, addr, id, 100, "$stream/mem", 1)
+}
+
+// writeConnectSubscribe sends CONNECT and a SUBSCRIBE with stream-offset earliest.
+func writeConnectSubscribe(tb testing.TB, addr, id string, rm uint16, filter string, qos byte) net.Conn {
+	tb.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
@@ -139,7 +241,7 @@ func rawStalledSubscriber(tb testing.TB, addr, id string) net.Conn {
 		Connect: packets.ConnectParams{
 			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 0, ClientIdentifier: id,
 		},
-		Properties: packets.Properties{ReceiveMaximum: 100},
+		Properties: packets.Properties{ReceiveMaximum: rm},
 	}
 	if err := connect.ConnectEncode(&buf); err != nil {
 		tb.Fatal(err)
@@ -148,7 +250,7 @@ func rawStalledSubscriber(tb testing.TB, addr, id string) net.Conn {
 		FixedHeader:     packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
 		ProtocolVersion: 5,
 		PacketID:        1,
-		Filters:         packets.Subscriptions{{Filter: "$stream/mem", Qos: 1}},
+		Filters:         packets.Subscriptions{{Filter: filter, Qos: qos}},
 		Properties:      packets.Properties{User: []packets.UserProperty{{Key: StreamOffsetProperty, Val: "earliest"}}},
 	}
 	if err := sub.SubscribeEncode(&buf); err != nil {

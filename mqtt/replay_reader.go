@@ -54,83 +54,125 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 	st := sub.stream
 	lg := s.h.lg.With().Str("client_id", s.id).Str("stream", st.Name()).Int32("shard", shard).Logger()
 	w := &shardSender{s: s, run: run, sub: sub, shard: shard, next: next}
+	hold := time.NewTimer(windowHold)
+	defer hold.Stop()
+	var (
+		batches []log.Batch
+		recs    []log.StoredRecord
+		last    int64 // last offset of the batch recs come from
+	)
 	for {
-		select {
-		case <-run.stop:
-			return
-		default:
-		}
-		appended, err := st.Appended(shard)
-		if err != nil {
-			lg.Info().Err(err).Msg("replay ends: stream gone")
+		if isClosed(run.stop) {
 			return
 		}
-		batches, err := st.Read(shard, next, s.h.opts.ReadBytes)
-		if errors.Is(err, log.ErrOffsetOutOfRange) {
-			start, hwm, oerr := st.Offsets(shard)
-			if oerr == nil && next < start {
-				lg.Info().Int64("from", next).Int64("to", start).Msg("replay skips records removed by retention")
-				next = start
-				w.next = next
-				s.advance(sub, shard, next)
+		if len(recs) == 0 {
+			if len(batches) == 0 {
+				// One write for all that one read brought.
+				if err := w.flush(); err != nil {
+					lg.Debug().Err(err).Msg("replay ends")
+					return
+				}
+				if w.out.Cap() > 4*sendBufferBytes {
+					w.release()
+				}
+				appended, err := st.Appended(shard)
+				if err != nil {
+					lg.Info().Err(err).Msg("replay ends: stream gone")
+					return
+				}
+				batches, err = st.Read(shard, next, s.h.opts.ReadBytes)
+				if errors.Is(err, log.ErrOffsetOutOfRange) {
+					start, hwm, oerr := st.Offsets(shard)
+					if oerr == nil && next < start {
+						lg.Info().Int64("from", next).Int64("to", start).Msg("replay skips records removed by retention")
+						next, w.next = start, start
+						s.advance(sub, shard, next)
+						continue
+					}
+					lg.Warn().Err(err).Int64("next", next).Int64("hwm", hwm).Msg("replay ends")
+					return
+				}
+				if err != nil {
+					lg.Error().Err(err).Msg("replay ends: read failed")
+					return
+				}
+				if len(batches) == 0 {
+					select {
+					case <-appended:
+					case <-run.stop:
+						return
+					}
+				}
 				continue
 			}
-			lg.Warn().Err(err).Int64("next", next).Int64("hwm", hwm).Msg("replay ends")
-			return
+			b := batches[0]
+			batches = batches[1:]
+			var err error
+			if recs, err = b.Records(next); err != nil {
+				lg.Error().Err(err).Int64("offset", b.BaseOffset).Msg("replay skips an undecodable batch")
+			}
+			last = b.LastOffset
+			if len(recs) == 0 && last >= next {
+				next, w.next = last+1, last+1 // records compacted away
+			}
+			continue
 		}
-		if err != nil {
-			lg.Error().Err(err).Msg("replay ends: read failed")
-			return
-		}
-		if len(batches) == 0 {
+		err := w.put(&recs[0])
+		if errors.Is(err, errWindowFull) {
+			// What is queued must reach the client before it can acknowledge anything.
+			if err := w.flush(); err != nil {
+				lg.Debug().Err(err).Msg("replay ends")
+				return
+			}
+			hold.Reset(windowHold)
 			select {
-			case <-appended:
+			case <-w.wake:
+				continue // a client keeping pace: go on with what was read
 			case <-run.stop:
+				return
+			case <-hold.C:
+			}
+			// A slow or stalled client: wait holding nothing read, so it costs its
+			// window only; the log is read again from next once there is room.
+			batches, recs = nil, nil
+			w.release()
+			s.parked.Add(1)
+			err := waitRoom(run, w.wake, w.own)
+			s.parked.Add(-1)
+			if err != nil {
 				return
 			}
 			continue
 		}
-		for _, b := range batches {
-			recs, err := b.Records(next)
-			if err != nil {
-				lg.Error().Err(err).Int64("offset", b.BaseOffset).Msg("replay skips an undecodable batch")
+		if err != nil {
+			if !errors.Is(err, errStopped) {
+				lg.Debug().Err(err).Msg("replay ends")
 			}
-			for i := range recs {
-				if err := w.put(&recs[i]); err != nil {
-					if !errors.Is(err, errStopped) {
-						lg.Debug().Err(err).Msg("replay ends")
-					}
-					return
-				}
-				next = recs[i].Offset + 1
-			}
-			if b.LastOffset >= next {
-				next = b.LastOffset + 1 // records compacted away inside the batch
-				w.next = next
-			}
-		}
-		// One write for all that one read brought.
-		if err := w.flush(); err != nil {
-			lg.Debug().Err(err).Msg("replay ends")
 			return
+		}
+		next = recs[0].Offset + 1
+		recs = recs[1:]
+		if len(recs) == 0 && last >= next {
+			next, w.next = last+1, last+1 // records compacted away at the batch's end
 		}
 	}
 }
 
-// watchShards starts readers for shards a stream gains while subscribed.
-func (s *replaySession) watchShards(run *readerSet, sub *replaySub) {
-	defer run.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-run.stop:
-			return
-		case <-t.C:
+// windowHold is how long a reader whose window is full keeps what it read, expecting
+// acknowledgements, before it lets go of it and waits as a stalled reader.
+const windowHold = 50 * time.Millisecond
+
+// growShards starts readers for shards the stream gained while subscribed; they start
+// at the new shard's first record, so nothing appended there is missed.
+func (s *replaySession) growShards() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sub := range s.subs {
+		run := sub.run
+		if run == nil || run.stopped {
+			continue
 		}
-		n := sub.stream.Shards()
-		s.mu.Lock()
-		for int32(len(sub.next)) < n && sub.run == run && !run.stopped {
+		for n := sub.stream.Shards(); int32(len(sub.next)) < n; {
 			shard := int32(len(sub.next))
 			start, _, err := sub.stream.Offsets(shard)
 			if err != nil {
@@ -140,7 +182,6 @@ func (s *replaySession) watchShards(run *readerSet, sub *replaySub) {
 			run.wg.Add(1)
 			go s.readShard(run, sub, shard)
 		}
-		s.mu.Unlock()
 	}
 }
 
@@ -155,6 +196,18 @@ type shardSender struct {
 	scratch bytes.Buffer
 	packets int
 	next    int64 // the shard position once out is written
+
+	wake <-chan struct{} // when put found the window full: closed at the next ack
+	own  bool            // when put found the window full: replay messages are in flight
+}
+
+// errWindowFull tells the reader to wait for window room before the record.
+var errWindowFull = errors.New("window full")
+
+// release drops the output buffers while the reader waits.
+func (w *shardSender) release() {
+	w.out = bytes.Buffer{}
+	w.scratch = bytes.Buffer{}
 }
 
 // sendBufferBytes is how much encoded output a reader gathers before writing.
@@ -179,27 +232,23 @@ func (w *shardSender) put(rec *log.StoredRecord) error {
 		return w.maybeFlush()
 	}
 
-	for {
-		// Take the wake-up channel before looking at the window, so an acknowledgement
-		// that comes in between is not missed.
-		wake, own := s.wakeChan()
-		s.sendMu.Lock()
-		if cl.State.Inflight.Len() < s.window(cl) {
-			break
-		}
+	// Take the wake-up channel before looking at the window, so an acknowledgement that
+	// comes in between is not missed.
+	wake, own := s.wakeChan()
+	s.sendMu.Lock()
+	if cl.State.Inflight.Len() >= s.window(cl) {
 		s.sendMu.Unlock()
-		// What is queued must reach the client before it can acknowledge anything.
-		if err := w.flush(); err != nil {
-			return err
-		}
-		if err := waitRoom(w.run, wake, own); err != nil {
-			return err
-		}
+		w.wake, w.own = wake, own
+		return errWindowFull
 	}
 	if isClosed(w.run.stop) {
 		s.sendMu.Unlock()
 		return errStopped
 	}
+	// The packet stays in mochi's in-flight store until acknowledged: it must not keep
+	// the whole stored batch its payload points into alive.
+	pk.Payload = bytes.Clone(pk.Payload)
+	pk.Properties.CorrelationData = bytes.Clone(pk.Properties.CorrelationData)
 	pid, err := s.nextPacketID(cl)
 	if err != nil {
 		s.sendMu.Unlock()

@@ -21,7 +21,8 @@ type replaySession struct {
 	// sendMu makes "check the window, take a packet id, register in flight" one step
 	// among the session's readers. It is never held while writing to the connection.
 	sendMu sync.Mutex
-	pidSeq int // next replay packet id, offset into the replay id range (under sendMu)
+	pidSeq int          // next replay packet id, offset into the replay id range (under sendMu)
+	parked atomic.Int32 // readers waiting for window room holding nothing read
 
 	mu         sync.Mutex
 	cl         *mochi.Client // current connection; nil while offline
@@ -225,8 +226,6 @@ func (s *replaySession) startSub(cl *mochi.Client, sub *replaySub) {
 		run.wg.Add(1)
 		go s.readShard(run, sub, int32(shard))
 	}
-	run.wg.Add(1)
-	go s.watchShards(run, sub)
 }
 
 // signalStop asks every reader to stop without waiting.
