@@ -574,8 +574,6 @@ func (c Config) Unsupported() error {
 		return &ConfigError{Field: "auth.users", Msg: "authentication and ACLs are not implemented in this version; remove auth.users to start (the server would otherwise accept every client)"}
 	case c.MQTT.TLS.Cert != "" || c.MQTT.TLS.Key != "":
 		return &ConfigError{Field: "mqtt.tls", Msg: "MQTT over TLS is not implemented in this version; remove mqtt.tls to start (clients would otherwise talk in plain text)"}
-	case c.AutoCreate.Enabled:
-		return &ConfigError{Field: "auto_create.enabled", Msg: "auto-creating streams on $stream/ subscriptions is not implemented in this version; set it to false or define the streams"}
 	}
 	return nil
 }

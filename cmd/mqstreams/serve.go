@@ -188,6 +188,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		},
 		Log:        s.log,
 		Router:     s.router,
+		AutoCreate: mqtt.AutoCreate{Enabled: cfg.AutoCreate.Enabled, Shards: cfg.AutoCreate.Shards},
 		Logger:     lg.With().Str("proto", "mqtt").Logger(),
 		Registerer: reg,
 	}); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
@@ -235,7 +236,6 @@ func TestUnsupportedRefused(t *testing.T) {
 	for _, y := range []string{
 		"auth: {users: [{username: u, password_hash: h}]}\n",
 		"mqtt: {tls: {cert: c.pem, key: k.pem}}\n",
-		"auto_create: {enabled: true}\n",
 	} {
 		c := testConfig(t, y)
 		if _, err := startServer(c, zerolog.Nop()); err == nil {
@@ -322,5 +322,37 @@ func TestRunCommands(t *testing.T) {
 	}
 	if code := run([]string{"serve", "--bogus"}, &out, &errOut); code != 2 {
 		t.Errorf("bad flag: %d", code)
+	}
+}
+
+// TestAutoCreateWired checks that auto_create reaches the MQTT side: a $stream
+// subscription with a filter creates the stream, with the configured shard count.
+func TestAutoCreateWired(t *testing.T) {
+	c := testConfig(t, "auto_create: {enabled: true, shards: 3}\n")
+	s, err := startServer(c, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		_ = s.Close(ctx)
+	}()
+	opts := paho.NewClientOptions().AddBroker("tcp://" + s.mqtt.Addr().String()).SetClientID("auto-sub")
+	cl := paho.NewClient(opts)
+	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer cl.Disconnect(0)
+	tok := cl.Subscribe("$stream/auto/plant/#", 1, nil)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	if codes := tok.(*paho.SubscribeToken).Result(); codes["$stream/auto/plant/#"] != 1 {
+		t.Fatalf("suback %v", codes)
+	}
+	st := s.log.Stream("auto")
+	if st == nil || st.Shards() != 3 {
+		t.Fatalf("auto-created stream: %v", st)
 	}
 }
