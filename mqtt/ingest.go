@@ -310,11 +310,21 @@ func (h *ingestHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.
 	if pk.FixedHeader.Type != packets.Pubrel {
 		return pk, nil
 	}
+	// Lock order is item before hook (finish holds an item while mochi calls back into
+	// the hook), so the item is checked with h.mu released.
+	h.mu.RLock()
+	s := h.sessions[cl.ID]
+	var it *item
+	if s != nil {
+		it = s.qos2[pk.PacketID]
+	}
+	h.mu.RUnlock()
+	if it == nil || !it.isProcessed() {
+		return pk, nil
+	}
 	h.mu.Lock()
-	if s := h.sessions[cl.ID]; s != nil {
-		if it := s.qos2[pk.PacketID]; it != nil && it.isProcessed() {
-			delete(s.qos2, pk.PacketID)
-		}
+	if s.qos2[pk.PacketID] == it {
+		delete(s.qos2, pk.PacketID)
 	}
 	h.mu.Unlock()
 	return pk, nil

@@ -12,6 +12,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -177,8 +178,18 @@ func (s *Server) Close() error {
 	if !started {
 		return nil
 	}
-	// mochi closes the listeners, disconnects every client and waits for their
-	// goroutines; pending acks were written above, so none is lost to the shutdown.
+	// mochi's own listener closer lists clients with Clients.GetByListener, which
+	// takes the clients' read lock twice and deadlocks against a client connecting or
+	// disconnecting at that moment (mochi issue #488). Close the listeners first with a
+	// closer that reads the list once; mochi's Close then finds them closed. Pending
+	// acks were written above, so none is lost to the shutdown.
+	s.broker.Listeners.CloseAll(func(id string) {
+		for _, cl := range s.broker.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = s.broker.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
 	if err := s.broker.Close(); err != nil {
 		return fmt.Errorf("mqtt close: %w", err)
 	}
