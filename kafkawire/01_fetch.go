@@ -37,9 +37,9 @@ const appendLogTime = 0x08
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func handleFetch(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FetchRequest)
-	f := fetch{s: s, req: req}
+	f := fetch{s: s, c: c, req: req}
 	var timer *time.Timer
 	expired := false
 	for {
@@ -75,8 +75,18 @@ func handleFetch(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
 // fetch is one Fetch request being answered.
 type fetch struct {
 	s   *Server
+	c   *conn
 	req *kmsg.FetchRequest
+	buf []byte // batches of this response, back to back (the connection's fbuf)
 }
+
+// responseMaxBytes caps the record bytes of one fetch response (see fetch.read).
+const responseMaxBytes = 8 << 20
+
+// maxKeptFetchBuf bounds the fetch buffer a connection keeps between requests: room for
+// a capped response after append's growth, so a replaying consumer reuses it; a live
+// tail never grows it.
+const maxKeptFetchBuf = 2 * responseMaxBytes
 
 // read builds the response from what is stored now. It returns the shards' append
 // notifications (taken before their reads) and whether the response should go out
@@ -86,7 +96,17 @@ func (f *fetch) read() (resp *kmsg.FetchResponse, waits []<-chan struct{}, done 
 	resp = req.ResponseKind().(*kmsg.FetchResponse)
 	resp.SessionID = 0 // sessions declined
 	total := 0
-	maxBytes := int(req.MaxBytes)
+	// Like Kafka's broker-side fetch.max.bytes, the server caps a response below what
+	// a client may ask: without sendfile every byte is copied, and multi-MiB copies
+	// stall the garbage collector, so many 8 MiB responses beat a few 64 MiB ones.
+	// The first batch still goes out whole, whatever its size.
+	maxBytes := min(int(req.MaxBytes), responseMaxBytes)
+	f.buf = f.c.fbuf[:0]
+	defer func() {
+		if cap(f.buf) <= maxKeptFetchBuf {
+			f.c.fbuf = f.buf[:0]
+		}
+	}()
 	for _, rt := range req.Topics {
 		t := kmsg.NewFetchResponseTopic()
 		t.Topic = rt.Topic
@@ -131,7 +151,7 @@ func (f *fetch) read() (resp *kmsg.FetchResponse, waits []<-chan struct{}, done 
 }
 
 // readPartition fills p for one partition and returns the batch bytes it added.
-func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition, p *kmsg.FetchResponseTopicPartition, total, maxBytes int) (int, error) {
+func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition, p *kmsg.FetchResponseTopicPartition, total, maxBytes int) (n int, err error) {
 	start, hwm, err := st.Offsets(rp.Partition)
 	if err != nil {
 		return 0, err
@@ -149,34 +169,28 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 		return 0, nil // response full; the client asks again
 	}
 	limit := min(int(rp.PartitionMaxBytes), remaining)
-	batches, err := st.Read(rp.Partition, off, max(limit, 0))
+	from := len(f.buf)
+	f.buf, err = st.ReadBytes(f.buf, rp.Partition, off, max(limit, 0))
 	if err != nil {
+		f.buf = f.buf[:from]
 		return 0, err
 	}
-	if len(batches) == 0 {
+	data := f.buf[from:len(f.buf):len(f.buf)]
+	if len(data) == 0 {
 		// Nothing stored from off up to the high watermark: answer an empty batch
 		// over the gap, which clients skip past, instead of an empty answer they
 		// would repeat forever.
 		p.RecordBatches = gapBatch(off, hwm-1)
 		return len(p.RecordBatches), nil
 	}
-	if total > 0 && len(batches[0].Data) > remaining {
+	// More than remaining can only be a first batch bigger than it (later batches are
+	// added within the limit).
+	if total > 0 && len(data) > remaining {
+		f.buf = f.buf[:from]
 		return 0, nil // does not fit behind the data already in the response
 	}
-	n := 0
-	for _, b := range batches {
-		n += len(b.Data)
-	}
-	if len(batches) == 1 {
-		p.RecordBatches = batches[0].Data
-	} else {
-		buf := make([]byte, 0, n)
-		for _, b := range batches {
-			buf = append(buf, b.Data...)
-		}
-		p.RecordBatches = buf
-	}
-	return n, nil
+	p.RecordBatches = data
+	return len(data), nil
 }
 
 // account records the bytes a response carries in the fetch metrics.

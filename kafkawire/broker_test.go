@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/mqstreams/mqstreams/log"
 )
@@ -462,5 +463,47 @@ func TestAdvertisedAddress(t *testing.T) {
 	b, _ := New(Options{Log: l, Logger: zerolog.Nop()})
 	if a.clusterID == "" || a.clusterID != b.clusterID {
 		t.Errorf("cluster ids %q and %q differ", a.clusterID, b.clusterID)
+	}
+}
+
+// TestFetchResponseCapped checks the server-side cap on one response's record bytes: a
+// client asking for 64 MiB gets at most responseMaxBytes (plus the first batch), and
+// reading on from where it stopped gets the rest.
+func TestFetchResponseCapped(t *testing.T) {
+	tb := startBroker(t, true)
+	st := tb.stream(t, log.StreamSpec{Name: "capped", Shards: 1})
+	val := make([]byte, 1<<20)
+	for i := 0; i < 12; i++ {
+		appendRecs(t, st, 0, log.Record{Value: val})
+	}
+	r := dialRaw(t, tb.addr)
+	next, total := int64(0), 0
+	for next < 12 {
+		req := kmsg.NewPtrFetchRequest()
+		req.SetVersion(11)
+		req.MaxBytes, req.MaxWaitMillis = 64<<20, 0
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "capped"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset, rp.PartitionMaxBytes = next, 64<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp := r.roundTrip(req).(*kmsg.FetchResponse)
+		p := resp.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || len(p.RecordBatches) == 0 {
+			t.Fatalf("fetch at %d: error %d, %d bytes", next, p.ErrorCode, len(p.RecordBatches))
+		}
+		if len(p.RecordBatches) > responseMaxBytes+(2<<20) {
+			t.Fatalf("fetch at %d: %d bytes, over the %d cap", next, len(p.RecordBatches), responseMaxBytes)
+		}
+		fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: next, Topic: "capped", Partition: 0}, &p, kgo.DefaultDecompressor(), nil)
+		if fp.Err != nil || len(fp.Records) == 0 || fp.Records[0].Offset != next {
+			t.Fatalf("fetch at %d: %v, %d records", next, fp.Err, len(fp.Records))
+		}
+		next = fp.Records[len(fp.Records)-1].Offset + 1
+		total++
+	}
+	if total < 2 {
+		t.Fatalf("12 MiB came in %d response(s); the cap did not apply", total)
 	}
 }

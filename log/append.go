@@ -55,7 +55,6 @@ func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult,
 // in one synced Pebble batch — the group commit.
 func (l *Log) commitLoop() {
 	defer l.wg.Done()
-	var spare []*pending
 	last := 0
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -65,28 +64,42 @@ func (l *Log) commitLoop() {
 			l.gather(last, timer)
 		case <-l.stop:
 			// Drain what was queued before Close.
-			for {
-				l.queueMu.Lock()
-				q := l.queue
-				l.queue = nil
-				l.queueMu.Unlock()
-				if len(q) == 0 {
-					return
-				}
+			for q := l.take(); len(q) > 0; q = l.take() {
 				l.commit(q)
 			}
+			return
 		}
-		l.queueMu.Lock()
-		q := l.queue
-		l.queue = spare[:0]
-		l.queueMu.Unlock()
+		q := l.take()
 		if len(q) > 0 {
 			l.commit(q)
 		}
 		last = len(q)
-		clear(q)
-		spare = q
 	}
+}
+
+// maxCommitBytes bounds one commit, so a burst of queued appends becomes several
+// commits of bounded size rather than one huge Pebble batch.
+const maxCommitBytes = 8 << 20
+
+// take removes from the queue the appends for the next commit: all of them, or as many
+// as fit in maxCommitBytes (at least one). What stays queued wakes the loop again.
+func (l *Log) take() []*pending {
+	l.queueMu.Lock()
+	defer l.queueMu.Unlock()
+	n, size := 0, 0
+	for n < len(l.queue) && (n == 0 || size+estimateSize(l.queue[n].recs) <= maxCommitBytes) {
+		size += estimateSize(l.queue[n].recs)
+		n++
+	}
+	q := l.queue[:n:n]
+	l.queue = append([]*pending(nil), l.queue[n:]...)
+	if len(l.queue) > 0 {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	return q
 }
 
 // maxGatherWait bounds how long the committer waits for the writers of the previous

@@ -265,57 +265,68 @@ func (s *Stream) Appended(shard int32) (<-chan struct{}, error) {
 // all; the first batch is always returned whole, whatever its size. Reading at the high
 // watermark returns nothing; outside [start, hwm] it is ErrOffsetOutOfRange.
 func (s *Stream) Read(shard int32, offset int64, maxBytes int) ([]Batch, error) {
+	var out []Batch
+	err := s.scan(shard, offset, maxBytes, func(base, last, tsUS int64, b []byte) {
+		out = append(out, Batch{BaseOffset: base, LastOffset: last, TimestampUS: tsUS, Data: append([]byte(nil), b...)})
+	})
+	return out, err
+}
+
+// ReadBytes is Read for a Kafka fetch: it appends the same batches' bytes, back to back
+// as a fetch response carries them, to dst, with one copy and no allocation per batch.
+func (s *Stream) ReadBytes(dst []byte, shard int32, offset int64, maxBytes int) ([]byte, error) {
+	err := s.scan(shard, offset, maxBytes, func(_, _, _ int64, b []byte) { dst = append(dst, b...) })
+	return dst, err
+}
+
+// scan calls fn, in offset order, for the batches Read returns; b is only valid during
+// the call.
+func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, last, tsUS int64, b []byte)) error {
 	sh, err := s.shard(shard)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	hwm := sh.hwm.Load()
 	start := sh.start.Load()
 	if offset < start || offset > hwm {
-		return nil, fmt.Errorf("read %s/%d at %d (log %d..%d): %w", s.spec.Name, shard, offset, start, hwm, ErrOffsetOutOfRange)
+		return fmt.Errorf("read %s/%d at %d (log %d..%d): %w", s.spec.Name, shard, offset, start, hwm, ErrOffsetOutOfRange)
 	}
 	if offset == hwm {
-		return nil, nil
+		return nil
 	}
 	p := shardPrefix(prefixBatch, s.id, shard)
 	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, hwm)})
 	if err != nil {
-		return nil, fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
 	}
 	defer it.Close()
 	if !it.SeekLT(batchKey(s.id, shard, offset+1)) {
 		it.First()
 	}
-	var out []Batch
 	total := 0
 	for ; it.Valid(); it.Next() {
 		v := it.Value()
-		if len(out) > 0 && total+len(v)-valueHeaderLen > maxBytes {
+		if total > 0 && total+len(v)-valueHeaderLen > maxBytes {
 			break
 		}
 		ts, _, b, err := decodeValue(v)
 		if err != nil {
-			return nil, fmt.Errorf("read %s/%d at %d: %w", s.spec.Name, shard, batchKeyOffset(it.Key()), err)
+			return fmt.Errorf("read %s/%d at %d: %w", s.spec.Name, shard, batchKeyOffset(it.Key()), err)
 		}
 		last := batchLastOffset(b)
 		if last < offset {
-			continue // retention moved start inside a deleted region; skip stale batch
+			continue // a compacted batch that ends before offset
 		}
-		out = append(out, Batch{
-			BaseOffset:  batchKeyOffset(it.Key()),
-			LastOffset:  last,
-			TimestampUS: ts,
-			Data:        append([]byte(nil), b...),
-		})
+		fn(batchKeyOffset(it.Key()), last, ts, b)
 		total += len(b)
 		if total >= maxBytes {
 			break
 		}
 	}
 	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
 	}
-	return out, nil
+	return nil
 }
 
 // OffsetForTime returns the first offset whose timestamp is >= tsUS and that
