@@ -128,7 +128,7 @@ func Open(opts Options) (*Log, error) {
 	defer cache.Unref()
 	db, err := pebble.Open(opts.Dir, &pebble.Options{
 		Cache:                       cache,
-		Logger:                      pebbleLogger{opts.Logger.With().Str("component", "pebble").Logger()},
+		Logger:                      pebbleLogger{opts.Logger.With().Str("lib", "pebble").Logger()},
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
 		FormatMajorVersion:          pebble.FormatNewest,

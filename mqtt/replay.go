@@ -94,7 +94,7 @@ func NewReplayHook(o ReplayOptions) (*ReplayHook, error) {
 	}
 	h := &ReplayHook{
 		opts:     o,
-		lg:       o.Logger.With().Str("component", "mqtt-replay").Logger(),
+		lg:       o.Logger.With().Str("hook", "replay").Logger(),
 		sessions: map[string]*replaySession{},
 		stop:     make(chan struct{}),
 	}

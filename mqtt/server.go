@@ -93,7 +93,7 @@ func New(o Options) (*Server, error) {
 
 	broker := mochi.New(&mochi.Options{
 		Capabilities: caps,
-		Logger:       slog.New(zerolog.NewSlogHandler(lg.With().Str("component", "mochi").Logger())),
+		Logger:       slog.New(zerolog.NewSlogHandler(lg.With().Str("lib", "mochi").Logger())),
 	})
 
 	met := newMetrics(broker)
