@@ -51,22 +51,7 @@ func newEnv(tb testing.TB, o envOptions, defs ...mapping.Definition) *testEnv {
 	if o.dir == "" {
 		o.dir = tb.TempDir()
 	}
-	l, err := log.Open(log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync, Observer: o.observer})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	router := mapping.NewRouter()
-	for i := range defs {
-		if err := defs[i].Validate(); err != nil {
-			tb.Fatal(err)
-		}
-		if _, err := l.EnsureStream(defs[i].Spec()); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := router.Set(defs); err != nil {
-		tb.Fatal(err)
-	}
+	l, router := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync, Observer: o.observer}, defs)
 	reg := prometheus.NewRegistry()
 	srv, err := New(Options{
 		Config:     Config{Addr: "127.0.0.1:0", MaxPacketBytes: o.maxPacketBytes},
@@ -98,20 +83,57 @@ func (e *testEnv) records(tb testing.TB, stream string, shard int32) []log.Store
 	if s == nil {
 		tb.Fatalf("no stream %s", stream)
 	}
-	start, hwm, err := s.Offsets(shard)
+	return readAll(tb, s, shard)
+}
+
+// openStreams opens a log with the given streams (created or updated) and a router
+// over every stream in it, those of an earlier run of the same data dir included.
+func openStreams(tb testing.TB, o log.Options, defs []mapping.Definition) (*log.Log, *mapping.Router) {
+	tb.Helper()
+	l, err := log.Open(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range defs {
+		if err := defs[i].Validate(); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := l.EnsureStream(defs[i].Spec()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	var all []mapping.Definition
+	for _, st := range l.Streams() {
+		d, err := mapping.DefinitionFromSpec(st.Spec())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		all = append(all, d)
+	}
+	router := mapping.NewRouter()
+	if err := router.Set(all); err != nil {
+		tb.Fatal(err)
+	}
+	return l, router
+}
+
+// readAll returns every stored record of a stream shard, reading batch by batch.
+func readAll(tb testing.TB, st *log.Stream, shard int32) []log.StoredRecord {
+	tb.Helper()
+	start, hwm, err := st.Offsets(shard)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var out []log.StoredRecord
 	for off := start; off < hwm; {
-		batches, err := s.Read(shard, off, 1<<20)
+		bs, err := st.Read(shard, off, 1<<20)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if len(batches) == 0 {
-			tb.Fatalf("read %s/%d at %d below hwm %d returned nothing", stream, shard, off, hwm)
+		if len(bs) == 0 {
+			tb.Fatalf("read %s/%d at %d below hwm %d returned nothing", st.Name(), shard, off, hwm)
 		}
-		for _, b := range batches {
+		for _, b := range bs {
 			recs, err := b.Records(off)
 			if err != nil {
 				tb.Fatal(err)

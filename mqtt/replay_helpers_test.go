@@ -39,31 +39,7 @@ func newReplayEnv(tb testing.TB, o replayEnvOptions, defs ...mapping.Definition)
 	if o.dir == "" {
 		o.dir = tb.TempDir()
 	}
-	l, err := log.Open(log.Options{Dir: o.dir, Logger: zerolog.Nop(), Now: o.now, NoSync: o.noSync})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	router := mapping.NewRouter()
-	for i := range defs {
-		if err := defs[i].Validate(); err != nil {
-			tb.Fatal(err)
-		}
-		if _, err := l.EnsureStream(defs[i].Spec()); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	// Streams auto-created in an earlier run of the same data dir route too.
-	var all []mapping.Definition
-	for _, st := range l.Streams() {
-		d, err := mapping.DefinitionFromSpec(st.Spec())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		all = append(all, d)
-	}
-	if err := router.Set(all); err != nil {
-		tb.Fatal(err)
-	}
+	l, router := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), Now: o.now, NoSync: o.noSync}, defs)
 	srv, err := New(Options{
 		Config:     Config{Addr: "127.0.0.1:0"},
 		Log:        l,

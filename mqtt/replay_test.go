@@ -61,30 +61,6 @@ func TestReplayEarliestComplete(t *testing.T) {
 	}
 }
 
-func readAll(tb testing.TB, st *log.Stream, shard int32) []log.StoredRecord {
-	tb.Helper()
-	start, hwm, err := st.Offsets(shard)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var out []log.StoredRecord
-	for off := start; off < hwm; {
-		bs, err := st.Read(shard, off, 1<<20)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		for _, b := range bs {
-			recs, err := b.Records(off)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			out = append(out, recs...)
-			off = b.LastOffset + 1
-		}
-	}
-	return out
-}
-
 // testClock is a log clock the test moves.
 type testClock struct {
 	mu sync.Mutex
