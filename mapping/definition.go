@@ -246,53 +246,16 @@ func (p *fieldParser) field(name string, v any) error {
 	case "data_retention_period":
 		return p.maxAge(name, v)
 	case "retention":
-		m, err := object(name, v)
-		if err != nil {
-			return err
-		}
-		if err := p.claim("retention", name, nil); err != nil {
-			return err
-		}
-		for _, k := range sortedKeys(m) {
-			sub := "retention." + k
-			var err error
-			switch k {
-			case "max_age":
-				err = p.maxAge(sub, m[k])
-			case "max_bytes":
-				err = p.maxBytes(sub, m[k])
-			case "max_messages":
-				err = p.maxMessages(sub, m[k])
-			default:
-				err = fmt.Errorf("unknown field %q", sub)
-			}
-			if err != nil {
-				return err
-			}
-		}
+		return p.section(name, v, map[string]func(string, any) error{
+			"max_age":      p.maxAge,
+			"max_bytes":    p.maxBytes,
+			"max_messages": p.maxMessages,
+		})
 	case "limits":
-		m, err := object(name, v)
-		if err != nil {
-			return err
-		}
-		if err := p.claim("limits", name, nil); err != nil {
-			return err
-		}
-		for _, k := range sortedKeys(m) {
-			sub := "limits." + k
-			var err error
-			switch k {
-			case "max_shard_message_count":
-				err = p.maxMessages(sub, m[k])
-			case "max_shard_message_bytes":
-				err = p.maxBytes(sub, m[k])
-			default:
-				err = fmt.Errorf("unknown field %q", sub)
-			}
-			if err != nil {
-				return err
-			}
-		}
+		return p.section(name, v, map[string]func(string, any) error{
+			"max_shard_message_count": p.maxMessages,
+			"max_shard_message_bytes": p.maxBytes,
+		})
 	case "read_max_unacked":
 		// EMQX's replay window; MQTT flow control (receive maximum) plays that role here,
 		// so it is checked and accepted for pasted EMQX definitions, then not used.
@@ -310,6 +273,29 @@ var knownTopField = map[string]bool{
 	"name": true, "filter": true, "filters": true, "topic_filter": true, "shards": true,
 	"key": true, "key_expression": true, "last_value": true, "is_lastvalue": true,
 	"data_retention_period": true, "retention": true, "limits": true, "read_max_unacked": true,
+}
+
+// section parses a nested object (retention, limits) field by field; a key it does not
+// know is an error naming its full path.
+func (p *fieldParser) section(name string, v any, fields map[string]func(string, any) error) error {
+	m, err := object(name, v)
+	if err != nil {
+		return err
+	}
+	if err := p.claim(name, name, nil); err != nil {
+		return err
+	}
+	for _, k := range sortedKeys(m) {
+		sub := name + "." + k
+		parse, ok := fields[k]
+		if !ok {
+			return fmt.Errorf("unknown field %q", sub)
+		}
+		if err := parse(sub, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *fieldParser) maxAge(name string, v any) error {
