@@ -331,25 +331,15 @@ func (p *fieldParser) maxAge(name string, v any) error {
 }
 
 func (p *fieldParser) maxBytes(name string, v any) error {
-	if v == nil {
-		return nil
-	}
-	var n int64
-	if s, ok := v.(string); ok {
-		if !isInfinity(s) {
-			var err error
-			if n, err = ParseBytes(s); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
+	n, ok, err := limit(name, v, func(s string) (int64, error) {
+		n, err := ParseBytes(s)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
 		}
-	} else {
-		var err error
-		if n, err = integer(name, v); err != nil {
-			return err
-		}
-	}
-	if n < 0 {
-		return fmt.Errorf("%s: must not be negative", name)
+		return n, nil
+	})
+	if err != nil || !ok {
+		return err
 	}
 	if err := p.claim("max_bytes", name, func() bool { return n == p.d.Retention.MaxBytes }); err != nil {
 		return err
@@ -359,31 +349,42 @@ func (p *fieldParser) maxBytes(name string, v any) error {
 }
 
 func (p *fieldParser) maxMessages(name string, v any) error {
-	if v == nil {
-		return nil
-	}
-	var n int64
-	if s, ok := v.(string); ok {
-		if !isInfinity(s) {
-			var err error
-			if n, err = strconv.ParseInt(strings.TrimSpace(s), 10, 64); err != nil {
-				return fmt.Errorf("%s: want a number of messages or \"infinity\", not %q", name, s)
-			}
+	n, ok, err := limit(name, v, func(s string) (int64, error) {
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: want a number of messages or \"infinity\", not %q", name, s)
 		}
-	} else {
-		var err error
-		if n, err = integer(name, v); err != nil {
-			return err
-		}
-	}
-	if n < 0 {
-		return fmt.Errorf("%s: must not be negative", name)
+		return n, nil
+	})
+	if err != nil || !ok {
+		return err
 	}
 	if err := p.claim("max_messages", name, func() bool { return n == p.d.Retention.MaxMessages }); err != nil {
 		return err
 	}
 	p.d.Retention.MaxMessages = n
 	return nil
+}
+
+// limit reads a per-shard cap: an integer, a string parsed by parse, or "infinity"
+// (0, no cap); never negative. ok is false when the field is null (left unset).
+func limit(name string, v any, parse func(string) (int64, error)) (n int64, ok bool, err error) {
+	if v == nil {
+		return 0, false, nil
+	}
+	if s, isString := v.(string); isString {
+		if !isInfinity(s) {
+			if n, err = parse(s); err != nil {
+				return 0, false, err
+			}
+		}
+	} else if n, err = integer(name, v); err != nil {
+		return 0, false, err
+	}
+	if n < 0 {
+		return 0, false, fmt.Errorf("%s: must not be negative", name)
+	}
+	return n, true, nil
 }
 
 func isInfinity(s string) bool {
