@@ -87,9 +87,12 @@ func (l *Log) take() []*pending {
 	l.queueMu.Lock()
 	defer l.queueMu.Unlock()
 	n, size := 0, 0
-	for n < len(l.queue) && (n == 0 || size+estimateSize(l.queue[n].recs) <= maxCommitBytes) {
-		size += estimateSize(l.queue[n].recs)
-		n++
+	for ; n < len(l.queue); n++ {
+		sz := estimateSize(l.queue[n].recs)
+		if n > 0 && size+sz > maxCommitBytes {
+			break
+		}
+		size += sz
 	}
 	q := l.queue[:n:n]
 	l.queue = append([]*pending(nil), l.queue[n:]...)
@@ -189,13 +192,13 @@ func (l *Log) commit(q []*pending) {
 		}
 		size := 0
 		for _, p := range g.items {
-			if size > 0 && size+estimateSize(p.recs) > maxBatchBytes {
+			p.bytes = estimateSize(p.recs)
+			if size > 0 && size+p.bytes > maxBatchBytes {
 				flush()
 				size = 0
 			}
 			p.base = sh.next + int64(len(recs))
 			p.tsUS = ts
-			p.bytes = estimateSize(p.recs)
 			size += p.bytes
 			recs = append(recs, p.recs...)
 		}

@@ -356,15 +356,12 @@ func (s *Stream) OffsetForTime(shard int32, tsUS int64) (offset, foundTS int64, 
 		}
 		if base < start {
 			// The batch straddles the log start; its retained records share its time.
-			var last int64
-			if v, closer, err := s.log.db.Get(batchKey(s.id, shard, base)); err == nil {
-				if _, _, b, derr := decodeValue(v); derr == nil {
-					last = batchLastOffset(b)
-				}
-				closer.Close()
+			bi, ok, err := s.batchAt(shard, base)
+			if err != nil {
+				return 0, 0, fmt.Errorf("time lookup %s/%d: %w", s.spec.Name, shard, err)
 			}
-			if last < start {
-				continue
+			if !ok || bi.base != base || bi.last < start {
+				continue // gone, or wholly below the start
 			}
 			base = start
 		}
