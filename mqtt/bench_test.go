@@ -194,21 +194,7 @@ func (h *blockingIngest) OnPublish(cl *mochi.Client, pk packets.Packet) (packets
 }
 
 func startBlockingBroker(b *testing.B) string {
-	l, err := log.Open(log.Options{Dir: b.TempDir(), Logger: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	def := plantStream(4, "clientid")
-	if err := def.Validate(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := l.EnsureStream(def.Spec()); err != nil {
-		b.Fatal(err)
-	}
-	router := mapping.NewRouter()
-	if err := router.Set([]mapping.Definition{def}); err != nil {
-		b.Fatal(err)
-	}
+	l, router := openStreams(b, log.Options{Dir: b.TempDir(), Logger: zerolog.Nop()}, []mapping.Definition{plantStream(4, "clientid")})
 	broker := mochi.New(&mochi.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	_ = broker.AddHook(newAuthHook(), nil)
 	_ = broker.AddHook(&blockingIngest{log: l, router: router}, nil)

@@ -479,22 +479,8 @@ func (a *aclRecorder) OnACLCheck(_ *mochi.Client, topic string, _ bool) bool {
 // TestReplayAuthorization runs the replay hook under an authorization hook of its own:
 // `$stream/...` is checked as such, so allowing `s/#` does not allow the stream.
 func TestReplayAuthorization(t *testing.T) {
-	l, err := log.Open(log.Options{Dir: t.TempDir(), Logger: zerolog.Nop(), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, router := openStreams(t, log.Options{Dir: t.TempDir(), Logger: zerolog.Nop(), NoSync: true}, []mapping.Definition{streamDef("s", 1, "topic", "s/#")})
 	defer l.Close()
-	def := streamDef("s", 1, "topic", "s/#")
-	if err := def.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateStream(def.Spec()); err != nil {
-		t.Fatal(err)
-	}
-	router := mapping.NewRouter()
-	if err := router.Set([]mapping.Definition{def}); err != nil {
-		t.Fatal(err)
-	}
 	broker := mochi.New(&mochi.Options{InlineClient: true})
 	acl := &aclRecorder{}
 	hook, err := NewReplayHook(ReplayOptions{Log: l, Router: router, Logger: zerolog.Nop(), Broker: broker})
