@@ -19,8 +19,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // groupSessionTimeout is the session timeout of members whose eviction a test waits
@@ -73,12 +71,7 @@ func (fx *kafkaFixture) publishBatch(t *testing.T, batch int) {
 		if pubs[m.ClientID] == nil {
 			pubs[m.ClientID] = kafkaMQTTConnect(t, ctx, fx.srv.MQTTAddr, m.ClientID)
 		}
-		m.Shard = mapping.Shard([]byte(m.Topic), kafkaPartitions)
-		m.Offset = fx.hwm[m.Shard]
-		fx.hwm[m.Shard]++
-		m.SentMs = time.Now().UnixMilli()
-		kafkaMQTTPublish(t, ctx, pubs[m.ClientID], m.Topic, m.Payload, m.Retain, m.Props)
-		m.AckedMs = time.Now().UnixMilli()
+		fx.publishOne(t, ctx, pubs[m.ClientID], m)
 	}
 	for _, c := range pubs {
 		_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})

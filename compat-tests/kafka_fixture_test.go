@@ -170,16 +170,23 @@ func (fx *kafkaFixture) publish(t *testing.T) {
 				time.Sleep(100 * time.Microsecond)
 			}
 		}
-		m.Shard = mapping.Shard([]byte(m.Topic), kafkaPartitions)
-		m.Offset = fx.hwm[m.Shard]
-		fx.hwm[m.Shard]++
-		m.SentMs = time.Now().UnixMilli()
-		kafkaMQTTPublish(t, ctx, pubs[m.ClientID], m.Topic, m.Payload, m.Retain, m.Props)
-		m.AckedMs = time.Now().UnixMilli()
+		fx.publishOne(t, ctx, pubs[m.ClientID], m)
 	}
 	for _, c := range pubs {
 		_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})
 	}
+}
+
+// publishOne publishes m (acknowledged, hence durable, on return) and records the
+// partition and offset it must land at and when it was sent and acknowledged.
+func (fx *kafkaFixture) publishOne(t *testing.T, ctx context.Context, c *paho.Client, m *kafkaMsg) {
+	t.Helper()
+	m.Shard = mapping.Shard([]byte(m.Topic), kafkaPartitions)
+	m.Offset = fx.hwm[m.Shard]
+	fx.hwm[m.Shard]++
+	m.SentMs = time.Now().UnixMilli()
+	kafkaMQTTPublish(t, ctx, c, m.Topic, m.Payload, m.Retain, m.Props)
+	m.AckedMs = time.Now().UnixMilli()
 }
 
 // kafkaMQTTConnect opens an MQTT 5 connection with a clean start.
