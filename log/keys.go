@@ -10,6 +10,7 @@ import "encoding/binary"
 //	m <name>                                           -> stream definition (JSON)
 //	n                                                  -> next stream id u32
 //	g <len u16> <group> <sid u32> <shard u32>          -> committed offset (JSON)
+//	e <len u8> <kind> <name>                           -> entry of another package (entries.go)
 const (
 	prefixBatch  = 'b'
 	prefixTime   = 't'
@@ -17,6 +18,7 @@ const (
 	prefixMeta   = 'm'
 	prefixNextID = 'n'
 	prefixGroup  = 'g'
+	prefixEntry  = 'e'
 )
 
 func shardPrefix(p byte, sid uint32, shard int32) []byte {
