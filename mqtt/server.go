@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/certs"
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
 )
@@ -27,6 +29,8 @@ type Config struct {
 	// MaxPacketBytes is the largest MQTT packet accepted (default 1 MiB); larger ones
 	// end the connection as mochi's maximum packet size prescribes.
 	MaxPacketBytes int
+	// WSAddr is the MQTT over WebSocket listen address; empty means none.
+	WSAddr string
 }
 
 // Default configuration values.
@@ -48,6 +52,11 @@ type Options struct {
 	Hooks []mochi.Hook
 	// AutoCreate lets a `$stream/<name>/<filter>` subscription create a missing stream.
 	AutoCreate AutoCreate
+	// Auth decides who connects and what each client may publish, subscribe and
+	// replay; nil allows everything (tests of other features).
+	Auth *auth.Store
+	// TLS, when set, serves MQTT (and MQTT over WebSocket) over TLS only.
+	TLS *certs.Source
 }
 
 // Server is the embedded MQTT broker with the stream ingest hook.

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/mqstreams/mqstreams/certs"
 	"github.com/mqstreams/mqstreams/kafkawire"
 )
 
@@ -29,10 +30,13 @@ type httpServer struct {
 }
 
 // newHTTPServer binds addr; the handlers answer as soon as serve starts.
-func newHTTPServer(addr string, gatherer prometheus.Gatherer, lg zerolog.Logger) (*httpServer, error) {
+func newHTTPServer(addr string, tlsSrc *certs.Source, gatherer prometheus.Gatherer, lg zerolog.Logger) (*httpServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
+	}
+	if tlsSrc != nil {
+		ln = tlsSrc.Listen(ln)
 	}
 	h := &httpServer{ln: ln, done: make(chan struct{})}
 	mux := http.NewServeMux()

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/mqstreams/mqstreams/auth"
 	"github.com/mqstreams/mqstreams/kafkawire"
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
@@ -74,13 +75,24 @@ func serveCommand(args []string, stderr io.Writer) int {
 		Str("http_addr", s.http.Addr().String()).
 		Msg("ready")
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	code := 0
-	select {
-	case <-ctx.Done():
-		lg.Info().Msg("signal received, shutting down")
-	case <-s.http.Done():
-		lg.Error().Err(s.http.Err()).Msg("http server stopped, shutting down")
-		code = 1
+	for running := true; running; {
+		select {
+		case <-hup:
+			// New handshakes take the new certificates; open connections keep theirs.
+			lg.Info().Msg("SIGHUP: reloading TLS certificates")
+			s.tls.reload(lg)
+		case <-ctx.Done():
+			lg.Info().Msg("signal received, shutting down")
+			running = false
+		case <-s.http.Done():
+			lg.Error().Err(s.http.Err()).Msg("http server stopped, shutting down")
+			code = 1
+			running = false
+		}
 	}
 	// A second signal now kills the process the default way: an impatient operator wins.
 	stop()
@@ -103,6 +115,8 @@ func serveCommand(args []string, stderr io.Writer) int {
 type server struct {
 	lg     zerolog.Logger
 	log    *log.Log
+	auth   *auth.Store
+	tls    tlsSources
 	router *mapping.Router
 	mqtt   *mqtt.Server
 	kafka  *kafkawire.Server
@@ -112,9 +126,6 @@ type server struct {
 // startServer opens the log, applies the configured streams and binds every listener.
 // On error everything already started is closed again.
 func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
-	if err := cfg.Unsupported(); err != nil {
-		return nil, err
-	}
 	s := &server{lg: lg}
 	defer func() {
 		if err != nil {
@@ -139,16 +150,26 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		return s, fmt.Errorf("metrics: %w", err)
 	}
 
-	// HTTP first: /healthz answers while the log recovers, /readyz says 503 until done.
-	if s.http, err = newHTTPServer(cfg.HTTP.Addr, reg, lg.With().Str("component", "http").Logger()); err != nil {
+	if s.tls, err = loadTLS(cfg); err != nil {
 		return s, err
 	}
-	s.http.Start()
-
+	// The log opens before any listener binds: whether the server may listen beyond
+	// loopback depends on the users stored in it.
 	if s.log, err = openLog(cfg.DataDir, lg, metrics); err != nil {
 		return s, err
 	}
 	reg.MustRegister(newShardCollector(s.log))
+	if s.auth, err = newAuthStore(cfg, s.log, lg); err != nil {
+		return s, err
+	}
+	if err := openModeAddrs(&cfg, s.auth.Open(), lg); err != nil {
+		return s, err
+	}
+
+	if s.http, err = newHTTPServer(cfg.HTTP.Addr, s.tls.http, reg, lg.With().Str("component", "http").Logger()); err != nil {
+		return s, err
+	}
+	s.http.Start()
 
 	defs, err := applyStreams(s.log, cfg)
 	if err != nil {
@@ -164,10 +185,14 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 
 	if s.kafka, err = kafkawire.New(kafkawire.Options{
 		Config: kafkawire.Config{
-			Addr:            cfg.Kafka.Addr,
-			AdvertisedAddr:  cfg.Kafka.AdvertisedAddr,
-			MaxRequestBytes: int32(cfg.Kafka.MaxRequestBytes),
+			Addr:             cfg.Kafka.Addr,
+			AdvertisedAddr:   cfg.Kafka.AdvertisedAddr,
+			MaxRequestBytes:  int32(cfg.Kafka.MaxRequestBytes),
+			SecurityProtocol: cfg.Kafka.SecurityProtocol,
+			SessionLifetime:  time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
 		},
+		Auth:       s.auth,
+		TLS:        s.tls.kafka,
 		Log:        s.log,
 		Logger:     lg.With().Str("proto", "kafka").Logger(),
 		Registerer: reg,
@@ -185,7 +210,10 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		Config: mqtt.Config{
 			Addr:           cfg.MQTT.Addr,
 			MaxPacketBytes: int(cfg.MQTT.MaxPacketBytes),
+			WSAddr:         cfg.MQTT.WSAddr,
 		},
+		Auth:       s.auth,
+		TLS:        s.tls.mqtt,
 		Log:        s.log,
 		Router:     s.router,
 		AutoCreate: mqtt.AutoCreate{Enabled: cfg.AutoCreate.Enabled, Shards: cfg.AutoCreate.Shards},
