@@ -39,7 +39,9 @@ type ScramKeys struct {
 }
 
 // Valid tells whether keys are present.
-func (k ScramKeys) Valid() bool { return len(k.StoredKey) > 0 && len(k.ServerKey) > 0 && k.Iterations > 0 }
+func (k ScramKeys) Valid() bool {
+	return len(k.StoredKey) > 0 && len(k.ServerKey) > 0 && k.Iterations > 0
+}
 
 // Credentials are everything the store keeps about a password.
 type Credentials struct {
