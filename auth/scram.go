@@ -172,8 +172,12 @@ func (c *ScramServer) final(msg string) ([]byte, error) {
 	if raw, err := base64.StdEncoding.DecodeString(cb); err != nil || string(raw) != c.gs2 {
 		return nil, errors.New("scram: channel binding does not match the gs2 header")
 	}
+	// Kafka accepts a final nonce that ends with the one it sent (ScramSaslServer uses
+	// endsWith): librdkafka 2.0 sends the client nonce twice, c-nonce + (c-nonce +
+	// s-nonce). The server's fresh part must still be there, and the proof covers the
+	// message as sent, so nothing replayed from another exchange passes.
 	nonce, ok := strings.CutPrefix(fields[1], "r=")
-	if !ok || subtle.ConstantTimeCompare([]byte(nonce), []byte(c.nonce)) != 1 {
+	if !ok || len(nonce) < len(c.nonce) || subtle.ConstantTimeCompare([]byte(nonce[len(nonce)-len(c.nonce):]), []byte(c.nonce)) != 1 {
 		return nil, errors.New("scram: nonce does not match this exchange")
 	}
 	last := fields[len(fields)-1]

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/pbkdf2"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -172,5 +174,39 @@ func TestScramBadInput(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.substr)
 			}
 		})
+	}
+}
+
+// TestScramLibrdkafkaNonce: librdkafka 2.0 repeats the client nonce in its final
+// message (c-nonce + c-nonce + s-nonce); Kafka accepts a nonce ending with the one it
+// sent, and so do we, with the proof over the message as sent.
+func TestScramLibrdkafkaNonce(t *testing.T) {
+	salt, pw := []byte("0123456789abcdef"), "pencil"
+	keys, err := DeriveScramKeys(ScramSHA256, pw, salt, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := NewScramServer(ScramSHA256, func(string) (ScramKeys, bool) { return keys, true }, []byte("k"))
+	bare := "n=user,r=cnonce"
+	out, _, err := srv.Step([]byte("n,," + bare))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := strings.TrimPrefix(strings.Split(string(out), ",")[0], "r=")
+	withoutProof := "c=biws,r=cnonce" + full
+	authMsg := bare + "," + string(out) + "," + withoutProof
+	salted, err := pbkdf2.Key(sha256.New, pw, salt, 4096, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientKey := hmacSum(sha256.New, salted, []byte("Client Key"))
+	stored := sha256.Sum256(clientKey)
+	sig := hmacSum(sha256.New, stored[:], []byte(authMsg))
+	proof := make([]byte, len(sig))
+	for i := range sig {
+		proof[i] = clientKey[i] ^ sig[i]
+	}
+	if _, done, err := srv.Step([]byte(withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof))); err != nil || !done {
+		t.Fatalf("librdkafka-style final message: %v %v", done, err)
 	}
 }
