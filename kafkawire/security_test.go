@@ -585,3 +585,52 @@ func TestACLRoundTrip(t *testing.T) {
 		t.Fatalf("delete config rule: %v %+v", err, cfgDel)
 	}
 }
+
+// TestPlaintextPrincipals: without SASL a client is ANONYMOUS; refused anonymous
+// access means authorization errors everywhere (as Kafka's ACLs would answer
+// User:ANONYMOUS), not a closed connection; the SASL APIs are ILLEGAL_SASL_STATE.
+func TestPlaintextPrincipals(t *testing.T) {
+	b := startSecureBroker(t, secureOpts{proto: protoPlaintext})
+	cl := b.client(t, kgo.RequestRetries(0))
+	if seen := metadataTopics(t, cl); len(seen) != 0 {
+		t.Fatalf("anonymous sees %v", seen)
+	}
+	if code, _ := fetchCode(t, cl, "open"); code != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("fetch: %d", code)
+	}
+	rc := dialRaw(t, b.addr)
+	lo := rc.roundTrip(listOffsetsReq(7, "open", -1)).(*kmsg.ListOffsetsResponse)
+	if code := lo.Topics[0].Partitions[0].ErrorCode; code != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("list offsets: %d", code)
+	}
+	dc := kmsg.NewPtrDescribeConfigsRequest()
+	r := kmsg.NewDescribeConfigsRequestResource()
+	r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, "open"
+	dc.Resources = append(dc.Resources, r)
+	if resp := rc.roundTrip(dc).(*kmsg.DescribeConfigsResponse); resp.Resources[0].ErrorCode != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("describe configs: %d", resp.Resources[0].ErrorCode)
+	}
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version, hs.Mechanism = 1, "PLAIN"
+	if resp := rc.roundTrip(hs).(*kmsg.SASLHandshakeResponse); resp.ErrorCode != kerr.IllegalSaslState.Code {
+		t.Fatalf("handshake on plaintext: %d", resp.ErrorCode)
+	}
+	ip := kmsg.NewPtrInitProducerIDRequest()
+	if resp := rc.roundTrip(ip).(*kmsg.InitProducerIDResponse); resp.ErrorCode != kerr.ClusterAuthorizationFailed.Code {
+		t.Fatalf("init producer id: %d", resp.ErrorCode)
+	}
+
+	// With anonymous access allowed, its rules apply.
+	users := testUsers(t)
+	b2 := startSecureBroker(t, secureOpts{proto: protoPlaintext, users: users, anon: true})
+	if err := b2.store.AddRules(auth.AnonymousName, []auth.Rule{auth.StreamRule("open", auth.OpRead)}); err != nil {
+		t.Fatal(err)
+	}
+	cl2 := b2.client(t)
+	if seen := metadataTopics(t, cl2); len(seen) != 1 {
+		t.Fatalf("anonymous with a rule sees %v", seen)
+	}
+	if code, n := fetchCode(t, cl2, "open"); code != 0 || n == 0 {
+		t.Fatalf("fetch: %d %d", code, n)
+	}
+}
