@@ -119,6 +119,7 @@ func (c *conn) setupSecurity() error {
 			c.lg.Warn().Err(err).Msg("kafka TLS handshake failed")
 			return err
 		}
+		ackHandshake(c.nc)
 		peerCN, _ = certs.PeerName(st)
 	}
 	if s.sasl() || s.auth == nil {
