@@ -75,8 +75,8 @@ type Server struct {
 	mu         sync.Mutex
 	listener   net.Listener
 	wsListener net.Listener
-	started  bool
-	closed   bool
+	started    bool
+	closed     bool
 }
 
 // Listener ids inside mochi.
