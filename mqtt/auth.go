@@ -62,7 +62,8 @@ type authHook struct {
 	limiter *auth.Limiter
 	lg      zerolog.Logger
 
-	clients sync.Map // client id -> *clientPrincipal
+	mu      sync.Mutex // serialises logins' check of the session owner with the store
+	clients sync.Map   // client id -> *clientPrincipal
 	// refused holds why a connection is being refused until its CONNACK is encoded
 	// (*mochi.Client -> refusal): mochi sends one code for every refusal.
 	refused sync.Map
@@ -79,8 +80,8 @@ type clientPrincipal struct {
 type refusal uint8
 
 const (
-	refusedCredentials refusal = iota + 1 // bad or missing credentials, or rate-limited
-	refusedWill                           // the will topic may not be published to
+	refusedCredentials   refusal = iota + 1 // bad or missing credentials, or rate-limited
+	refusedNotAuthorized                    // a will it may not publish, another user's client id
 )
 
 func newAuthHook(store *auth.Store, limiter *auth.Limiter, lg zerolog.Logger) *authHook {
@@ -126,12 +127,24 @@ func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bo
 	if pk.Connect.WillFlag && !p.CanPublish(pk.Connect.WillTopic) {
 		// As mosquitto does: a will the client could not publish itself refuses the
 		// connection (mochi would send it at disconnect without asking).
-		h.refuse(cl, refusedWill)
+		h.refuse(cl, refusedNotAuthorized)
 		h.lg.Warn().Str("client", cl.ID).Str("remote", remote).Str("username", p.Name()).Str("topic", pk.Connect.WillTopic).
 			Msg("mqtt login refused: will topic not allowed")
 		return false
 	}
+	// A session belongs to the user who made it: another user taking it over would
+	// inherit its subscriptions (stream replays included) and its queued messages, or
+	// at least cut its owner off.
+	h.mu.Lock()
+	if v, ok := h.clients.Load(cl.ID); ok && v.(*clientPrincipal).p.Name() != p.Name() {
+		h.mu.Unlock()
+		h.refuse(cl, refusedNotAuthorized)
+		h.lg.Warn().Str("client", cl.ID).Str("remote", remote).Str("username", p.Name()).
+			Str("owner", v.(*clientPrincipal).p.Name()).Msg("mqtt login refused: client id belongs to another user's session")
+		return false
+	}
 	h.clients.Store(cl.ID, &clientPrincipal{cl: cl, p: p})
+	h.mu.Unlock()
 	h.lg.Debug().Str("client", cl.ID).Str("remote", remote).Str("username", p.Name()).Str("method", method).Msg("mqtt login")
 	return true
 }
@@ -174,8 +187,8 @@ func (h *authHook) refuse(cl *mochi.Client, r refusal) {
 
 // OnPacketEncode sets the refusal's own code in the CONNACK. mochi v2.7.9 sends every
 // failed authentication as 0x86 "bad user name or password" and maps that to 3.1.1's
-// 0x05 "not authorized"; 3.1.1 has 0x04 for bad credentials, and a refused will is
-// "not authorized" in both versions.
+// 0x05 "not authorized"; 3.1.1 has 0x04 for bad credentials, and a refused will or
+// client id is "not authorized" in both versions.
 func (h *authHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type != packets.Connack {
 		return pk
@@ -188,10 +201,10 @@ func (h *authHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.P
 	switch {
 	case v.(refusal) == refusedCredentials && !v5:
 		pk.ReasonCode = packets.ErrMalformedUsernameOrPassword.Code // 3.1.1: 0x04 bad user name or password
-	case v.(refusal) == refusedWill && v5:
+	case v.(refusal) == refusedNotAuthorized && v5:
 		pk.ReasonCode = packets.ErrNotAuthorized.Code
 		pk.Properties.ReasonString = packets.ErrNotAuthorized.Reason
-	case v.(refusal) == refusedWill:
+	case v.(refusal) == refusedNotAuthorized:
 		pk.ReasonCode = packets.Err3NotAuthorized.Code
 	}
 	return pk

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
@@ -425,5 +426,26 @@ func TestAuthWebSocket(t *testing.T) {
 				t.Fatalf("stored %q", recs[0].Value)
 			}
 		})
+	}
+}
+
+// TestAuthClientIDOwner: a session belongs to its user; another user may not take it
+// over (it would inherit its subscriptions), the same user may.
+func TestAuthClientIDOwner(t *testing.T) {
+	e := newAuthEnv(t, authEnvOptions{})
+	bob := dialV5(t, e.addr, v5Options{id: "shared", user: "bob", password: testPassword, noClean: true, expiry: 3600})
+	bob.subscribe(t, "", 1, "plant/#")
+	if err := bob.c.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	// The offline session still belongs to bob.
+	if _, code := connectRaw(t, dialTCP(t, e.addr), "shared", 5, "alice", testPassword, ""); code != 0x87 {
+		t.Fatalf("alice taking bob's session: CONNACK %#x, want 0x87", code)
+	}
+	if _, code := connectRaw(t, dialTCP(t, e.addr), "shared", 4, "alice", testPassword, ""); code != 0x05 {
+		t.Fatalf("alice (3.1.1) taking bob's session: CONNACK %#x, want 0x05", code)
+	}
+	if _, code := connectRaw(t, dialTCP(t, e.addr), "shared", 5, "bob", testPassword, ""); code != 0 {
+		t.Fatalf("bob back: CONNACK %#x", code)
 	}
 }
