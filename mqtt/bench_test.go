@@ -68,6 +68,11 @@ func BenchmarkPublishQoS1(b *testing.B) {
 // runPublisher publishes b.N QoS 1 messages keeping inflight in flight and reports msg/s.
 func runPublisher(b *testing.B, addr string, version byte, inflight int) {
 	c, _ := dialRaw(b, addr, "bench-pub", version, true)
+	runPublisherOn(b, c, version, inflight)
+}
+
+// runPublisherOn is runPublisher on a connected client.
+func runPublisherOn(b *testing.B, c *rawClient, version byte, inflight int) {
 	_ = c.conn.SetReadDeadline(time.Time{})
 	payload := bytes.Repeat([]byte("x"), benchPayload)
 
