@@ -6,11 +6,11 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/auth"
@@ -67,8 +67,8 @@ type authHook struct {
 	// refused holds why a connection is being refused until its CONNACK is encoded
 	// (*mochi.Client -> refusal): mochi sends one code for every refusal.
 	refused sync.Map
-	// failed counts refused logins (metrics, tests).
-	failed atomic.Int64
+	// failures counts refused logins.
+	failures prometheus.Counter
 }
 
 type clientPrincipal struct {
@@ -84,11 +84,11 @@ const (
 	refusedNotAuthorized                    // a will it may not publish, another user's client id
 )
 
-func newAuthHook(store *auth.Store, limiter *auth.Limiter, lg zerolog.Logger) *authHook {
+func newAuthHook(store *auth.Store, limiter *auth.Limiter, failures prometheus.Counter, lg zerolog.Logger) *authHook {
 	if limiter == nil {
 		limiter = auth.NewLimiter(DefaultLoginFailBurst, DefaultLoginFailWindow)
 	}
-	return &authHook{store: store, limiter: limiter, lg: lg.With().Str("hook", "auth").Logger()}
+	return &authHook{store: store, limiter: limiter, failures: failures, lg: lg.With().Str("hook", "auth").Logger()}
 }
 
 // ID names the hook in mochi's logs.
@@ -181,7 +181,7 @@ func peerName(c net.Conn) (string, bool) {
 }
 
 func (h *authHook) refuse(cl *mochi.Client, r refusal) {
-	h.failed.Add(1)
+	h.failures.Inc()
 	h.refused.Store(cl, r)
 }
 

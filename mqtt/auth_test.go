@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/auth"
@@ -196,6 +197,9 @@ func TestAuthLoginRateLimit(t *testing.T) {
 	}
 	if _, code := connectRaw(t, dialTCP(t, e.addr), "c", 5, "alice", testPassword, ""); code != 0x86 {
 		t.Fatalf("right password while limited: CONNACK %#x, want 0x86", code)
+	}
+	if n := testutil.ToFloat64(e.srv.met.loginFailures); n != 3 {
+		t.Fatalf("login failures metric %v, want 3", n)
 	}
 	now = now.Add(2 * time.Hour)
 	if _, code := connectRaw(t, dialTCP(t, e.addr), "c", 5, "alice", testPassword, ""); code != 0 {

@@ -125,7 +125,7 @@ func New(o Options) (*Server, error) {
 	ro := ReplayOptions{Log: o.Log, Router: o.Router, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker}
 	authz := newAllowAllHook()
 	if o.Auth != nil {
-		ah := newAuthHook(o.Auth, o.LoginLimiter, lg)
+		ah := newAuthHook(o.Auth, o.LoginLimiter, met.loginFailures, lg)
 		ro.Authorize = ah.streamAllowed
 		authz = ah
 	}
