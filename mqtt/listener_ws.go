@@ -27,7 +27,9 @@ type wsListener struct {
 	srv      *http.Server
 	upgrader websocket.Upgrader
 	log      *slog.Logger
-	once     sync.Once
+	// establish is set by Serve before the HTTP server starts, so every request sees it.
+	establish listeners.EstablishFn
+	once      sync.Once
 }
 
 func newWSListener(id string, ln net.Listener, isTLS bool) *wsListener {
@@ -58,14 +60,10 @@ func (l *wsListener) Protocol() string {
 	return "ws"
 }
 
-// Init keeps mochi's logger.
+// Init builds the HTTP server; mochi calls it from AddListener, before Serve runs on
+// a goroutine of its own, so Close never races with building it.
 func (l *wsListener) Init(lg *slog.Logger) error {
 	l.log = lg
-	return nil
-}
-
-// Serve upgrades each HTTP request and hands the connection to the broker.
-func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	l.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, err := l.upgrader.Upgrade(w, r, nil)
@@ -73,7 +71,7 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 				return // the upgrader has answered with an HTTP error
 			}
 			defer c.Close()
-			if err := establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil {
+			if err := l.establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil {
 				l.log.Debug("websocket client ended", "error", err, "remote", r.RemoteAddr)
 			}
 		}),
@@ -82,6 +80,12 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 		// http.Server logs failed TLS handshakes here, with the remote address.
 		ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelWarn),
 	}
+	return nil
+}
+
+// Serve upgrades each HTTP request and hands the connection to the broker.
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.establish = establish
 	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		l.log.Error("websocket listener stopped", "error", err, "listener", l.id)
 	}
@@ -91,13 +95,10 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 // closed by http.Server.Shutdown).
 func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	l.once.Do(func() {
-		if l.srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = l.srv.Shutdown(ctx)
-		} else {
-			_ = l.ln.Close()
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = l.srv.Shutdown(ctx)
+		_ = l.ln.Close() // Serve may not have started yet
 	})
 	closeClients(l.id)
 }
