@@ -257,6 +257,9 @@ func TestAuthSubscribe(t *testing.T) {
 		{"alice", []string{"plant/#", "plant/+/x", "other/#", "#", "$SYS/#"}, "[1 1 135 135 135]"},
 		{"alice", []string{"$stream/plant", "$stream/plant/plant/#", "$share/g/plant/#"}, "[1 1 1]"},
 		{"bob", []string{"#", "other/x", "$stream/plant", "$share/g/$stream/plant"}, "[1 1 135 135]"},
+		// Refused before anything else: no hint whether a stream exists or its filters.
+		{"bob", []string{"$stream/nosuch", "$stream/plant/other/#"}, "[135 135]"},
+		{"alice", []string{"$stream/plant/other/#"}, "[143]"},
 		// The $s/ form names no stream: decided on the stream its filter finds.
 		{"alice", []string{"$s/" + ts + "/plant/#"}, "[1]"},
 		{"bob", []string{"$s/" + ts + "/plant/#"}, "[135]"},

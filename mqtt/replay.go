@@ -290,12 +290,14 @@ func (h *ReplayHook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Pa
 			p = &pendingSubscribe{results: make([]*subResult, len(pk.Filters))}
 		}
 		r := h.prepare(f, pk.Properties.User)
-		if r.err == nil && h.opts.Authorize != nil {
+		if h.opts.Authorize != nil {
+			// Authorization comes before any other answer, so a client not allowed to
+			// read a stream learns nothing of it (whether it exists, its filters).
 			name := r.topic.name
 			if r.stream != nil {
 				name = r.stream.Name()
 			}
-			if !h.opts.Authorize(cl, name, r.topic.filter, r.create) {
+			if name != "" && !h.opts.Authorize(cl, name, r.topic.filter, r.create) {
 				r.err = &subError{code: packets.ErrNotAuthorized, msg: fmt.Sprintf("%q: not authorized to read stream %q", f, name)}
 			}
 		}
