@@ -2,7 +2,8 @@ package compattests
 
 // MQTT security with real clients against the real binary: mosquitto_pub/mosquitto_sub
 // over TLS with passwords and client certificates, paho.golang (MQTT 5) and
-// paho.mqtt.golang (3.1.1) for the exact reason codes, Python paho over WebSocket.
+// paho.mqtt.golang (3.1.1) for the exact reason codes, Python paho and mqtt.js over
+// WebSocket.
 
 import (
 	"context"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -283,5 +285,37 @@ func TestMQTTAuthWebSocket(t *testing.T) {
 	}
 	if res := run("alice", "wrong"); res["connack"] != float64(4) {
 		t.Fatalf("wrong password over WebSocket: %v, want connack 4", res)
+	}
+}
+
+// TestMQTTAuthMqttJS: mqtt.js, the library browser dashboards use, over wss:// with
+// MQTT 5 and a password; a wrong password gets CONNACK 0x86.
+func TestMQTTAuthMqttJS(t *testing.T) {
+	t.Parallel()
+	node := NeedTool(t, "node")
+	if _, err := os.Stat(filepath.Join("node_modules", "mqtt", "package.json")); err != nil {
+		t.Fatalf("mqtt.js is not installed in compat-tests/node_modules: run ./compat-tests/install-deps.sh (make test-deps): %v", err)
+	}
+	srv, pki := mqttAuthServer(t)
+	_, port := SplitAddr(t, srv.MQTTWSAddr)
+	run := func(user, password string) map[string]any {
+		t.Helper()
+		cmd := exec.CommandContext(Deadline(t, startTimeout), node, filepath.Join("clients", "mqttjs_ws.js"),
+			"wss://localhost:"+port+"/mqtt", pki.CA, user, password, "plant/js/1", "hello-js")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("mqttjs_ws.js: %v\n%s", err, out)
+		}
+		var res map[string]any
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("mqttjs_ws.js output %q: %v", out, err)
+		}
+		return res
+	}
+	if res := run("alice", mqttAuthPassword); res["received"] != "hello-js" || fmt.Sprint(res["suback"]) != "[1]" {
+		t.Fatalf("alice over WebSocket: %v", res)
+	}
+	if res := run("alice", "wrong"); res["connack"] != float64(0x86) {
+		t.Fatalf("wrong password over WebSocket: %v, want connack 134 (0x86)", res)
 	}
 }
