@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,7 +38,8 @@ type authEnv struct {
 }
 
 type authEnvOptions struct {
-	noAuth  bool // no user store: the allow-all hook (benchmark baseline)
+	noAuth  bool      // no user store: the allow-all hook (benchmark baseline)
+	log     io.Writer // server log; nil discards it
 	tls     bool
 	limiter *auth.Limiter
 	ws      bool
@@ -72,11 +75,15 @@ func newAuthEnv(tb testing.TB, o authEnvOptions) *authEnv {
 		tb.Fatal(err)
 	}
 	e := &authEnv{store: store}
+	lg := zerolog.Nop()
+	if o.log != nil {
+		lg = zerolog.New(o.log)
+	}
 	opts := Options{
 		Config:       Config{Addr: "127.0.0.1:0"},
 		Log:          l,
 		Router:       router,
-		Logger:       zerolog.Nop(),
+		Logger:       lg,
 		Auth:         store,
 		LoginLimiter: o.limiter,
 		AutoCreate:   AutoCreate{Enabled: true, Shards: 1},
@@ -482,5 +489,51 @@ func BenchmarkPublishQoS1Auth(b *testing.B) {
 			}
 			runPublisherOn(b, c, 4, benchWindow)
 		})
+	}
+}
+
+// lockedBuffer is a log sink tests read while the server writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestAuthReplayRevoked: revoking read on a stream stops an open $stream replay before
+// its next read of the log.
+func TestAuthReplayRevoked(t *testing.T) {
+	var logs lockedBuffer
+	e := newAuthEnv(t, authEnvOptions{log: &logs})
+	if err := e.store.AddRules("bob", []auth.Rule{auth.StreamRule("plant", auth.OpRead)}); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := connectRaw(t, dialTCP(t, e.addr), "pub", 5, "alice", testPassword, "")
+	pub.send(publishPacket("plant/a", 1, 1, "one"))
+	pub.expect(packets.Puback, 1)
+	bob := dialV5(t, e.addr, v5Options{id: "bob-replay", user: "bob", password: testPassword})
+	if sa := bob.subscribe(t, "earliest", 1, "$stream/plant"); fmt.Sprint(sa.Reasons) != "[1]" {
+		t.Fatalf("SUBACK %v", sa.Reasons)
+	}
+	bob.waitN(t, 1)
+	if _, err := e.store.RemoveRules(func(p string, _ auth.Rule) bool { return p == "bob" }); err != nil {
+		t.Fatal(err)
+	}
+	// The reader waits for appends; this one wakes it, and it finds its grant gone.
+	pub.send(publishPacket("plant/a", 1, 2, "two"))
+	pub.expect(packets.Puback, 2)
+	waitFor(t, "the replay to stop", func() bool { return strings.Contains(logs.String(), "replay stops") })
+	if n := bob.count(); n != 1 {
+		t.Fatalf("bob received %d replayed messages, want 1 (read revoked before the second)", n)
 	}
 }
