@@ -111,8 +111,10 @@ func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bo
 	remote := cl.Net.Remote
 	user := string(pk.Connect.Username)
 	if !h.limiter.Allow(remote) {
+		// Debug only: the warning below said the address is being refused, and a
+		// guessing client must not flood the log either.
 		h.refuse(cl, refusedCredentials)
-		h.lg.Warn().Str("client", cl.ID).Str("remote", remote).Str("username", user).
+		h.lg.Debug().Str("client", cl.ID).Str("remote", remote).Str("username", user).
 			Msg("mqtt login refused: too many failed logins from this address")
 		return false
 	}
@@ -121,6 +123,7 @@ func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bo
 		h.limiter.Fail(remote)
 		h.refuse(cl, refusedCredentials)
 		h.lg.Warn().Str("client", cl.ID).Str("remote", remote).Str("username", user).Str("method", method).
+			Bool("address_blocked", !h.limiter.Allow(remote)).
 			Msg("mqtt login refused: bad credentials")
 		return false
 	}
