@@ -377,12 +377,21 @@ func TestAuthTLS(t *testing.T) {
 	}
 
 	// TLS 1.3 reports a refused client certificate on the first read.
-	if conn, err := dialTLS(e.pki.ExpiredCert, e.pki.ExpiredKey); err == nil {
-		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-		_, err = conn.Read(make([]byte, 1))
-		_ = conn.Close()
-		if err == nil {
-			t.Fatal("expired certificate accepted")
+	other, err := certstest.NewTestPKI(t.TempDir(), "dev") // same CN, another CA
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, kp := range map[string][2]string{
+		"expired":    {e.pki.ExpiredCert, e.pki.ExpiredKey},
+		"unknown CA": {other.ClientCert, other.ClientKey},
+	} {
+		if conn, err := dialTLS(kp[0], kp[1]); err == nil {
+			_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, err = conn.Read(make([]byte, 1))
+			_ = conn.Close()
+			if err == nil {
+				t.Fatalf("%s certificate accepted", name)
+			}
 		}
 	}
 
