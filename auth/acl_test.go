@@ -28,6 +28,16 @@ func TestFilterCovers(t *testing.T) {
 		{[]string{"$SYS/#"}, "$SYS/broker/load", true},
 		{[]string{"a/+/c", "a/b/#"}, "a/b/c/d", true},
 		{[]string{"a/+/c"}, "a/b/d", false},
+		{[]string{"a/+/b"}, "a//b", true},
+		{[]string{"a/+"}, "a/", true},
+		{[]string{"a/+"}, "a", false},
+		{[]string{"a"}, "a/", false},
+		{[]string{"a"}, "a/b", false},
+		{[]string{"a/b"}, "a", false},
+		{[]string{"+"}, "a", true},
+		{[]string{"+/#"}, "$x/y", false},
+		{[]string{"$SYS/+"}, "$SYS/x", true},
+		{[]string{"a/#"}, "a/", true},
 		{nil, "a", false},
 	}
 	for _, tt := range tests {
@@ -93,6 +103,35 @@ func BenchmarkPublishCheck1000Rules(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if !p.CanPublish("site/777/dev42/telemetry/temp") {
 			b.Fatal("denied")
+		}
+	}
+}
+
+func TestRuleSpecRoundTrip(t *testing.T) {
+	tests := []struct {
+		flag string
+		want Rule
+	}{
+		{"topic:plant/#:publish,subscribe", Rule{Resource: ResTopic, Name: "plant/#", Ops: OpPublish | OpSubscribe}},
+		{"stream:telemetry:read,write", Rule{Resource: ResStream, Name: "telemetry", Ops: OpRead | OpWrite}},
+		{"stream:*:admin", Rule{Resource: ResStream, Name: "", Prefix: true, Ops: OpAdmin}},
+		{"group:etl-:read", Rule{Resource: ResGroup, Name: "etl-", Prefix: true, Ops: OpRead}},
+		{"topic:a:b:publish", Rule{Resource: ResTopic, Name: "a:b", Ops: OpPublish}},
+	}
+	for _, tt := range tests {
+		r, err := ParseRuleFlag(tt.flag)
+		if err != nil || r != tt.want {
+			t.Errorf("%s: %+v %v, want %+v", tt.flag, r, err, tt.want)
+			continue
+		}
+		back, err := r.Spec().Rule()
+		if err != nil || back != r {
+			t.Errorf("%s: spec round trip %+v %v", tt.flag, back, err)
+		}
+	}
+	for _, bad := range []string{"topic", "topic:a", "queue:a:read", "topic:a:read", "stream::read", "topic:a/#/b:publish"} {
+		if _, err := ParseRuleFlag(bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

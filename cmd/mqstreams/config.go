@@ -465,58 +465,35 @@ func nonNegativeInt64(dst *int64) func(*yaml.Node, string) error {
 func aclRules(dst *[]auth.Rule) func(*yaml.Node, string) error {
 	return func(n *yaml.Node, path string) error {
 		return list(n, path, func(n *yaml.Node, path string) error {
-			var topic, stream, group *string
-			var ops auth.Op
-			opt := func(p **string) func(*yaml.Node, string) error {
+			var spec auth.RuleSpec
+			opt := func(p **string, nonEmpty bool) func(*yaml.Node, string) error {
 				return func(n *yaml.Node, path string) error {
 					*p = new(string)
-					return str(*p, true)(n, path)
+					return str(*p, nonEmpty)(n, path)
 				}
 			}
 			if err := decodeMap(n, path, fields{
-				"topic":  opt(&topic),
-				"stream": opt(&stream),
-				"group": func(n *yaml.Node, path string) error {
-					// An empty group prefix is every group.
-					group = new(string)
-					return str(group, false)(n, path)
-				},
+				"topic":  opt(&spec.Topic, true),
+				"stream": opt(&spec.Stream, true),
+				"group":  opt(&spec.Group, false), // an empty prefix is every group
 				"allow": func(n *yaml.Node, path string) error {
 					return list(n, path, func(n *yaml.Node, path string) error {
 						var name string
 						if err := str(&name, true)(n, path); err != nil {
 							return err
 						}
-						op, err := auth.ParseOp(name)
-						if err != nil {
+						if _, err := auth.ParseOp(name); err != nil {
 							return fieldErr(n, path, "%v", err)
 						}
-						ops |= op
+						spec.Allow = append(spec.Allow, name)
 						return nil
 					})
 				},
 			}); err != nil {
 				return err
 			}
-			named := 0
-			for _, p := range []*string{topic, stream, group} {
-				if p != nil {
-					named++
-				}
-			}
-			if named != 1 {
-				return fieldErr(n, path, "a rule names exactly one of topic, stream or group")
-			}
-			var r auth.Rule
-			switch {
-			case topic != nil:
-				r = auth.Rule{Resource: auth.ResTopic, Name: *topic, Ops: ops}
-			case stream != nil:
-				r = auth.StreamRule(*stream, ops)
-			default:
-				r = auth.Rule{Resource: auth.ResGroup, Name: *group, Prefix: true, Ops: ops}
-			}
-			if err := r.Validate(); err != nil {
+			r, err := spec.Rule()
+			if err != nil {
 				return fieldErr(n, path, "%v", err)
 			}
 			*dst = append(*dst, r)

@@ -186,7 +186,7 @@ func TestServerLifecycle(t *testing.T) {
 }
 
 func TestReadyzBeforeReady(t *testing.T) {
-	h, err := newHTTPServer("127.0.0.1:0", nil, newRegistry(), zerolog.Nop())
+	h, err := newHTTPServer("127.0.0.1:0", nil, newRegistry(), nil, false, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
