@@ -210,3 +210,23 @@ func TestScramLibrdkafkaNonce(t *testing.T) {
 		t.Fatalf("librdkafka-style final message: %v %v", done, err)
 	}
 }
+
+// FuzzScramServer feeds arbitrary client messages to a conversation: it must never
+// panic, and never authenticate without the password.
+func FuzzScramServer(f *testing.F) {
+	keys, _ := DeriveScramKeys(ScramSHA256, "pencil", []byte("salt"), 4096)
+	f.Add("n,,n=user,r=abc", "c=biws,r=abc,p=AAAA")
+	f.Add(",,,,", "")
+	f.Add("y,a=user,n=user,r=x,ext=1", "c=eSxhPXVzZXIs,r=x,e=1,p=")
+	f.Add("n,,n==2C=3D,r=r", "c=,r=,p=")
+	f.Fuzz(func(t *testing.T, first, final string) {
+		s, _ := NewScramServer(ScramSHA256, func(string) (ScramKeys, bool) { return keys, true }, []byte("k"))
+		s.Nonce = func() string { return "srv" }
+		if _, _, err := s.Step([]byte(first)); err != nil {
+			return
+		}
+		if _, done, err := s.Step([]byte(final)); done || err == nil {
+			t.Fatalf("authenticated by %q / %q", first, final)
+		}
+	})
+}
