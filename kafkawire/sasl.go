@@ -65,7 +65,8 @@ func (c *conn) saslStep(token []byte) (out []byte, done bool, msg string) {
 	}
 	if err != nil {
 		s.limiter.Fail(c.remote)
-		c.lg.Warn().Str("mechanism", mech).Str("user", user).Str("reason", err.Error()).Msg("kafka SASL authentication failed")
+		c.lg.Warn().Str("mechanism", mech).Str("user", user).Str("reason", err.Error()).
+			Bool("address_blocked", !s.limiter.Allow(c.remote)).Msg("kafka SASL authentication failed")
 		c.sec.mech, c.sec.scram = "", nil
 		if errors.Is(err, auth.ErrScramFailed) || errors.Is(err, errPlainFailed) {
 			return nil, false, failedLogin(mech)
