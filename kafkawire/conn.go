@@ -90,7 +90,9 @@ func (c *conn) serve() {
 			c.rbuf = nil
 		}
 		if err != nil {
-			c.lg.Info().Err(err).Msg("kafka connection closed: bad request")
+			if !errors.Is(err, errSASLFailed) { // logged once where it failed
+				c.lg.Info().Err(err).Msg("kafka connection closed: bad request")
+			}
 			return
 		}
 		if out == nil {

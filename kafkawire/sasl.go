@@ -93,6 +93,10 @@ func (c *conn) saslStep(token []byte) (out []byte, done bool, msg string) {
 	return out, true, ""
 }
 
+// errSASLFailed closes a connection whose bare-token exchange failed; saslStep has
+// logged why already.
+var errSASLFailed = errors.New("SASL authentication failed")
+
 // errPlainFailed is a PLAIN exchange with a wrong password or an unknown user.
 var errPlainFailed = errors.New("invalid credentials")
 
@@ -122,7 +126,7 @@ func (c *conn) plain(token []byte) (string, auth.Principal, error) {
 func (c *conn) rawSASL(token []byte) ([]byte, error) {
 	out, _, msg := c.saslStep(token)
 	if msg != "" {
-		return nil, errors.New(msg)
+		return nil, fmt.Errorf("%w: %s", errSASLFailed, msg)
 	}
 	b := binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(len(out)))
 	b = append(b, out...)
