@@ -11,14 +11,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	binenc "encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -562,5 +565,79 @@ func TestKafkaSecurityACLs(t *testing.T) {
 	}
 	if code, n := franzFetch(t, ctx, grantee(), "denied"); code != kerr.TopicAuthorizationFailed.Code || n != 0 {
 		t.Fatalf("after delete: code %d, %d records", code, n)
+	}
+}
+
+// TestKafkaSecuritySessionLifetime: kafka.session_lifetime_ms reaches SaslAuthenticate
+// (KIP-368), and franz-go keeps consuming over several lifetimes by re-authenticating on
+// the connection it has (the server would close an expired one).
+func TestKafkaSecuritySessionLifetime(t *testing.T) {
+	t.Parallel()
+	const lifetime = 1500 * time.Millisecond
+	ss := startSecureServer(t, func(pki *certstest.TestPKI) string {
+		return fmt.Sprintf("{security_protocol: sasl_ssl, session_lifetime_ms: %d, tls: {cert: %q, key: %q}}", lifetime.Milliseconds(), pki.ServerCert, pki.ServerKey)
+	})
+	ss.fill(t)
+	ctx := Deadline(t, 60*time.Second)
+
+	// The lifetime as announced, over a raw TLS connection.
+	nc, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ss.srv.KafkaAddr, &tls.Config{RootCAs: ss.rootCAs(t), ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+	roundTrip := func(req, resp kmsg.Request) []byte {
+		t.Helper()
+		if _, err := nc.Write(kmsg.NewRequestFormatter().AppendRequest(nil, req, 1)); err != nil {
+			t.Fatal(err)
+		}
+		var size [4]byte
+		if _, err := io.ReadFull(nc, size[:]); err != nil {
+			t.Fatal(err)
+		}
+		body := make([]byte, binenc.BigEndian.Uint32(size[:]))
+		if _, err := io.ReadFull(nc, body); err != nil {
+			t.Fatal(err)
+		}
+		return body[4:] // past the correlation id (non-flexible response headers)
+	}
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version, hs.Mechanism = 1, "PLAIN"
+	roundTrip(hs, nil)
+	ar := kmsg.NewPtrSASLAuthenticateRequest()
+	ar.Version = 1
+	ar.SASLAuthBytes = []byte("\x00reader\x00" + secReaderPW)
+	resp := kmsg.NewPtrSASLAuthenticateResponse()
+	resp.Version = 1
+	if err := resp.ReadFrom(roundTrip(ar, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != 0 || resp.SessionLifetimeMillis != lifetime.Milliseconds() {
+		t.Fatalf("SaslAuthenticate: code %d, session lifetime %d ms", resp.ErrorCode, resp.SessionLifetimeMillis)
+	}
+
+	var connects atomic.Int32
+	cl := ss.franz(t, scram.Auth{User: "reader", Pass: secReaderPW}.AsSha512Mechanism(), kgo.WithHooks(connectCounter{&connects}))
+	end := time.Now().Add(4 * lifetime)
+	for time.Now().Before(end) {
+		if code, n := franzFetch(t, ctx, cl, "granted"); code != 0 || n != secRecords {
+			t.Fatalf("fetch: code %d, %d records", code, n)
+		}
+		time.Sleep(100 * time.Millisecond) // spread fetches over several lifetimes
+	}
+	// The seed connection and the one to node 0; an expired session would have cost a
+	// reconnection per lifetime.
+	if n := connects.Load(); n > 2 {
+		t.Errorf("%d connections over 4 session lifetimes: re-authentication did not keep them", n)
+	}
+}
+
+// connectCounter counts franz-go's broker connections.
+type connectCounter struct{ n *atomic.Int32 }
+
+func (c connectCounter) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err == nil {
+		c.n.Add(1)
 	}
 }
