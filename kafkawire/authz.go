@@ -300,9 +300,11 @@ func (s *Server) authorizeDescribeConfigs(c *conn, h handler, r *kmsg.DescribeCo
 	var denied []kmsg.DescribeConfigsRequestResource
 	kept := make([]kmsg.DescribeConfigsRequestResource, 0, len(r.Resources))
 	for _, rr := range r.Resources {
-		if rr.ResourceType == kmsg.ConfigResourceTypeTopic && !canDescribe(p, rr.ResourceName) {
+		switch {
+		case rr.ResourceType == kmsg.ConfigResourceTypeTopic && !canDescribe(p, rr.ResourceName),
+			rr.ResourceType != kmsg.ConfigResourceTypeTopic && !p.Valid():
 			denied = append(denied, rr)
-		} else {
+		default:
 			kept = append(kept, rr)
 		}
 	}
@@ -320,6 +322,11 @@ func (s *Server) authorizeDescribeConfigs(c *conn, h handler, r *kmsg.DescribeCo
 		rr.ResourceType, rr.ResourceName = d.ResourceType, d.ResourceName
 		rr.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		rr.ErrorMessage = kmsg.StringPtr("not authorized to describe topic " + d.ResourceName)
+		if d.ResourceType != kmsg.ConfigResourceTypeTopic {
+			// The broker's settings: any known user, not a refused anonymous client.
+			rr.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+			rr.ErrorMessage = kmsg.StringPtr("not authorized to describe the broker")
+		}
 		resp.Resources = append(resp.Resources, rr)
 	}
 	return resp, nil

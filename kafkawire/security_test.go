@@ -607,8 +607,12 @@ func TestPlaintextPrincipals(t *testing.T) {
 	r := kmsg.NewDescribeConfigsRequestResource()
 	r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, "open"
 	dc.Resources = append(dc.Resources, r)
-	if resp := rc.roundTrip(dc).(*kmsg.DescribeConfigsResponse); resp.Resources[0].ErrorCode != kerr.TopicAuthorizationFailed.Code {
-		t.Fatalf("describe configs: %d", resp.Resources[0].ErrorCode)
+	br := kmsg.NewDescribeConfigsRequestResource()
+	br.ResourceType = kmsg.ConfigResourceTypeBroker
+	dc.Resources = append(dc.Resources, br)
+	resp := rc.roundTrip(dc).(*kmsg.DescribeConfigsResponse)
+	if len(resp.Resources) != 2 || resp.Resources[0].ErrorCode != kerr.TopicAuthorizationFailed.Code || resp.Resources[1].ErrorCode != kerr.ClusterAuthorizationFailed.Code {
+		t.Fatalf("describe configs: %+v", resp.Resources)
 	}
 	hs := kmsg.NewPtrSASLHandshakeRequest()
 	hs.Version, hs.Mechanism = 1, "PLAIN"
