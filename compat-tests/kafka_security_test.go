@@ -176,10 +176,19 @@ func franzFetch(t *testing.T, ctx context.Context, cl *kgo.Client, topic string)
 	return p.ErrorCode, n
 }
 
+// secureLine is one JSON line of a clients/secure_* script.
+type secureLine struct {
+	scriptLine
+	Error   string   `json:"error"`
+	Code    string   `json:"code"`
+	ACLs    []string `json:"acls"`
+	Deleted int      `json:"deleted"`
+}
+
 // secureScript runs a clients/secure_*.{py,js} script: BOOTSTRAP MECHANISM USER
-// CAFILE args..., with the password in the environment. It returns the JSON lines and
-// the exit error.
-func secureScript(t *testing.T, ctx context.Context, argv []string, addr, mech, user, pw, ca string, args ...string) ([]scriptLine, []string, error) {
+// CAFILE args..., with the password in the environment. It returns the JSON lines, the
+// errors the script printed and the exit error (with stderr).
+func secureScript(t *testing.T, ctx context.Context, argv []string, addr, mech, user, pw, ca string, args ...string) ([]secureLine, []string, error) {
 	t.Helper()
 	full := append(append(append([]string{}, argv...), addr, mech, user, ca), args...)
 	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
@@ -191,30 +200,26 @@ func secureScript(t *testing.T, ctx context.Context, argv []string, addr, mech, 
 	if err != nil {
 		err = fmt.Errorf("%v: %w\nstderr:\n%s", full[1:], err, stderr.String())
 	}
-	var lines []scriptLine
+	var lines []secureLine
 	var errs []string
 	for _, raw := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 		if raw == "" {
 			continue
 		}
-		var l scriptLine
-		var e struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-		}
-		if json.Unmarshal([]byte(raw), &l) != nil || json.Unmarshal([]byte(raw), &e) != nil {
+		var l secureLine
+		if json.Unmarshal([]byte(raw), &l) != nil {
 			t.Errorf("bad output line %q", raw)
 			continue
 		}
 		if l.Type == "error" {
-			errs = append(errs, e.Code+" "+e.Error)
+			errs = append(errs, l.Code+" "+l.Error)
 		}
 		lines = append(lines, l)
 	}
 	return lines, errs, err
 }
 
-func countRecords(lines []scriptLine) int {
+func countRecords(lines []secureLine) int {
 	n := 0
 	for _, l := range lines {
 		if l.Type == "record" {
@@ -224,7 +229,7 @@ func countRecords(lines []scriptLine) int {
 	return n
 }
 
-func metadataOf(lines []scriptLine) map[string]int {
+func metadataOf(lines []secureLine) map[string]int {
 	for _, l := range lines {
 		if l.Type == "metadata" {
 			return l.Topics
@@ -565,6 +570,31 @@ func TestKafkaSecurityACLs(t *testing.T) {
 	}
 	if code, n := franzFetch(t, ctx, grantee(), "denied"); code != kerr.TopicAuthorizationFailed.Code || n != 0 {
 		t.Fatalf("after delete: code %d, %d records", code, n)
+	}
+
+	// The same round trip with kafkajs's admin client.
+	node := NeedTool(t, "node")
+	js := []string{node, filepath.Join("clients", "secure_kafkajs_acl.js")}
+	jsAdmin := func(args ...string) secureLine {
+		t.Helper()
+		lines, errs, err := secureScript(t, ctx, js, ss.srv.KafkaAddr, "SCRAM-SHA-512", "admin", secAdminPW, ss.pki.CA, args...)
+		if err != nil || len(errs) > 0 || len(lines) != 1 {
+			t.Fatalf("kafkajs %v: %v %q %+v", args, err, errs, lines)
+		}
+		return lines[0]
+	}
+	jsAdmin("create", "User:grantee", "denied")
+	if code, n := franzFetch(t, ctx, grantee(), "denied"); code != 0 || n != secRecords {
+		t.Fatalf("after the kafkajs grant: code %d, %d records", code, n)
+	}
+	if got := strings.Join(jsAdmin("describe", "User:grantee", "").ACLs, "; "); got != "User:grantee TOPIC:LITERAL:denied READ" {
+		t.Errorf("kafkajs describe: %q", got)
+	}
+	if l := jsAdmin("delete", "User:grantee", "denied"); l.Deleted != 1 {
+		t.Errorf("kafkajs delete: %+v", l)
+	}
+	if code, _ := franzFetch(t, ctx, grantee(), "denied"); code != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("after the kafkajs delete: code %d", code)
 	}
 }
 
