@@ -656,9 +656,10 @@ func TestKafkaSecuritySessionLifetime(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // spread fetches over several lifetimes
 	}
-	// The seed connection and the one to node 0; an expired session would have cost a
+	// The seed connection and the one to node 0 (and one spare, should a loaded machine
+	// hold a request past franz-go's 1 s margin); an expired session would cost a
 	// reconnection per lifetime.
-	if n := connects.Load(); n > 2 {
+	if n := connects.Load(); n > 3 {
 		t.Errorf("%d connections over 4 session lifetimes: re-authentication did not keep them", n)
 	}
 }
