@@ -197,7 +197,7 @@ func kafkaMQTTConnect(t testing.TB, ctx context.Context, addr, clientID string) 
 	if err != nil {
 		t.Fatalf("dial mqtt %s: %v", addr, err)
 	}
-	c := paho.NewClient(paho.ClientConfig{ClientID: clientID, Conn: conn})
+	c := paho.NewClient(paho.ClientConfig{ClientID: clientID, Conn: conn, PacketTimeout: startTimeout})
 	ack, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30})
 	if err != nil {
 		t.Fatalf("mqtt connect %s: %v", clientID, err)
