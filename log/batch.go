@@ -37,6 +37,10 @@ type Batch struct {
 	LastOffset  int64
 	TimestampUS int64
 	Data        []byte
+
+	// segs is a merged batch's append-time table (coalesce.go), nil for a batch as
+	// committed; it gives each record back its own append time in µs.
+	segs []byte
 }
 
 // valueHeaderLen is the prefix of every stored batch value: append time in µs (Kafka
@@ -51,6 +55,8 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 // errCorruptBatch reports stored bytes that do not parse as a batch we wrote.
 var errCorruptBatch = errors.New("corrupt stored batch")
@@ -109,12 +115,18 @@ func encodeValueDeltas(dst []byte, base, tsUS, cumBytes int64, recs []Record, de
 	return dst
 }
 
-// decodeValue splits a stored value into its header fields and batch bytes.
+// decodeValue splits a stored value into its header fields and batch bytes. A merged
+// batch's value carries a trailer after the batch (see coalesce.go), which batch
+// excludes: the batch's own length field says where it ends.
 func decodeValue(v []byte) (tsUS, cumBytes int64, batch []byte, err error) {
 	if len(v) < valueHeaderLen+batchHeaderLen {
 		return 0, 0, nil, errCorruptBatch
 	}
-	return int64(binary.BigEndian.Uint64(v[0:8])), int64(binary.BigEndian.Uint64(v[8:16])), v[valueHeaderLen:], nil
+	n := 12 + int(binary.BigEndian.Uint32(v[valueHeaderLen+8:valueHeaderLen+12]))
+	if n < batchHeaderLen || valueHeaderLen+n > len(v) {
+		return 0, 0, nil, errCorruptBatch
+	}
+	return int64(binary.BigEndian.Uint64(v[0:8])), int64(binary.BigEndian.Uint64(v[8:16])), v[valueHeaderLen : valueHeaderLen+n], nil
 }
 
 // batchLastOffset reads base offset + last offset delta from raw batch bytes.
@@ -122,17 +134,20 @@ func batchLastOffset(b []byte) int64 {
 	return int64(binary.BigEndian.Uint64(b[0:8])) + int64(int32(binary.BigEndian.Uint32(b[23:27])))
 }
 
-// Records decodes the batch into records, skipping those before from.
+// Records decodes the batch into records, skipping those before from. It reads the
+// batches the committer writes (LogAppendTime, one time for all) and merged ones
+// (CreateTime with per-record deltas, possibly compressed).
 func (b Batch) Records(from int64) ([]StoredRecord, error) {
 	var rb kmsg.RecordBatch
 	if err := rb.ReadFrom(b.Data); err != nil {
 		return nil, fmt.Errorf("decode batch at %d: %w", b.BaseOffset, err)
 	}
-	if rb.Attributes&0x07 != 0 {
-		return nil, fmt.Errorf("decode batch at %d: compressed batches are not stored", b.BaseOffset)
+	raw, err := decompress(nil, rb.Records, codecOf(rb.Attributes))
+	if err != nil {
+		return nil, fmt.Errorf("decode batch at %d: %w", b.BaseOffset, err)
 	}
 	out := make([]StoredRecord, 0, rb.NumRecords)
-	raw := rb.Records
+	segs := segTable(b.segs)
 	for i := int32(0); i < rb.NumRecords; i++ {
 		var kr kmsg.Record
 		l, n := kbin.Varint(raw)
@@ -147,7 +162,15 @@ func (b Batch) Records(from int64) ([]StoredRecord, error) {
 		if off < from {
 			continue
 		}
-		r := StoredRecord{Offset: off, TimestampUS: b.TimestampUS}
+		ts := b.TimestampUS
+		switch {
+		case rb.Attributes&attrLogAppendTime != 0:
+		case segs.n() > 0:
+			ts = segs.timeOf(kr.OffsetDelta)
+		default:
+			ts = (rb.FirstTimestamp + kr.TimestampDelta64) * 1000
+		}
+		r := StoredRecord{Offset: off, TimestampUS: ts}
 		r.Key, r.Value = kr.Key, kr.Value
 		if len(kr.Headers) > 0 {
 			r.Headers = make([]Header, len(kr.Headers))

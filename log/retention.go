@@ -28,7 +28,10 @@ func (l *Log) retentionLoop() {
 func (l *Log) ApplyRetention() {
 	for _, s := range l.Streams() {
 		for i := int32(0); i < s.Shards(); i++ {
-			if err := s.applyRetention(i); err != nil {
+			l.maintMu.Lock()
+			err := s.applyRetention(i)
+			l.maintMu.Unlock()
+			if err != nil {
 				l.lg.Warn().Err(err).Str("stream", s.Name()).Int32("shard", i).Msg("retention")
 			}
 		}
@@ -92,11 +95,11 @@ func (s *Stream) batchAt(shard int32, offset int64) (batchInfo, bool, error) {
 	if !it.SeekLT(batchKey(s.id, shard, offset+1)) {
 		return batchInfo{}, false, it.Error()
 	}
-	ts, c, b, err := decodeValue(it.Value())
+	sv, err := parseStored(it.Value())
 	if err != nil {
 		return batchInfo{}, false, err
 	}
-	return batchInfo{base: batchKeyOffset(it.Key()), tsUS: ts, cum: c, last: batchLastOffset(b), size: int64(len(b))}, true, nil
+	return batchInfo{base: batchKeyOffset(it.Key()), tsUS: sv.tsUS, cum: sv.cum, last: batchLastOffset(sv.batch), size: sv.logical}, true, nil
 }
 
 // offsetForBytes finds, by binary search over the cumulative byte positions stored with
