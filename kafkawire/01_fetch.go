@@ -4,6 +4,7 @@ import (
 	"hash/crc32"
 	"math"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -46,6 +47,7 @@ func handleFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		resp, waits, done := f.read()
 		if done || req.MaxWaitMillis <= 0 || expired {
 			f.account(resp)
+			f.sizeResponse(resp)
 			return resp, nil
 		}
 		if timer == nil {
@@ -64,6 +66,7 @@ func handleFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		switch i, _, _ := reflect.Select(cases); i {
 		case 0:
 			f.account(resp)
+			f.sizeResponse(resp)
 			return resp, nil
 		case 1:
 			// Deadline: read once more and answer whatever there is.
@@ -101,6 +104,9 @@ func (f *fetch) read() (resp *kmsg.FetchResponse, waits []<-chan struct{}, done 
 	// stall the garbage collector, so many 8 MiB responses beat a few 64 MiB ones.
 	// The first batch still goes out whole, whatever its size.
 	maxBytes := min(int(req.MaxBytes), responseMaxBytes)
+	if cap(f.c.fbuf) == 0 {
+		f.c.fbuf = takeBuf()
+	}
 	f.buf = f.c.fbuf[:0]
 	defer func() {
 		if cap(f.buf) <= maxKeptFetchBuf {
@@ -191,6 +197,54 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 	}
 	p.RecordBatches = data
 	return len(data), nil
+}
+
+// maxKeptResponseBuf bounds the encoded-response buffer a connection keeps: a capped
+// fetch response (its batches plus the per-partition fields) fits.
+const maxKeptResponseBuf = maxKeptFetchBuf + 1<<20
+
+// fetchBufs recycles the fetch and response buffers of closed connections, so that a
+// consumer connecting for a replay does not grow multi-MiB buffers by doubling (copying
+// them over and over) on each new connection.
+var fetchBufs sync.Pool // *[]byte
+
+func takeBuf() []byte {
+	if p, ok := fetchBufs.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+// releaseBuffers hands a closing connection's big buffers to the next connections.
+func (c *conn) releaseBuffers() {
+	for _, b := range []*[]byte{&c.fbuf, &c.wbuf} {
+		if cap(*b) >= 1<<20 && cap(*b) <= maxKeptResponseBuf {
+			buf := (*b)[:0]
+			fetchBufs.Put(&buf)
+		}
+		*b = nil
+	}
+}
+
+// sizeResponse makes the connection's response buffer big enough for resp before it is
+// encoded, so that encoding copies the batches once instead of growing the buffer as
+// it goes.
+func (f *fetch) sizeResponse(resp *kmsg.FetchResponse) {
+	need := 64
+	for _, t := range resp.Topics {
+		need += len(t.Topic) + 16
+		for _, p := range t.Partitions {
+			need += len(p.RecordBatches) + 64
+		}
+	}
+	if cap(f.c.wbuf) >= need {
+		return
+	}
+	if b := takeBuf(); cap(b) >= need {
+		f.c.wbuf = b
+		return
+	}
+	f.c.wbuf = make([]byte, 0, need)
 }
 
 // account records the bytes a response carries in the fetch metrics.
