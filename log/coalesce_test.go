@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -367,6 +368,31 @@ func TestRetentionAndCompactionOnMerged(t *testing.T) {
 	}
 	if off, _, _ := s.OffsetForTime(0, all[480].TimestampUS); off > 490 {
 		t.Fatalf("time lookup after compaction: %d", off)
+	}
+
+	// Age retention removing every merged batch leaves none of their time entries.
+	s2, _ := l.CreateStream(StreamSpec{Name: "s2", Shards: 1})
+	for i := 0; i < 100; i += 5 {
+		if _, err := s2.Append(0, []Record{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}, {Value: []byte("d")}, {Value: []byte("e")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Coalesce(); err != nil {
+		t.Fatal(err)
+	}
+	spec2 := s2.Spec()
+	spec2.Retention.MaxAge = time.Microsecond
+	_, _ = l.UpdateStream(spec2)
+	l.ApplyRetention()
+	if start, hwm, _ := s2.Offsets(0); start != 100 || hwm != 100 {
+		t.Fatalf("offsets %d..%d after age retention, want 100..100", start, hwm)
+	}
+	p := shardPrefix(prefixTime, s2.id, 0)
+	it, _ := l.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	defer it.Close()
+	if it.First() {
+		_, base := timeKeyParts(it.Key())
+		t.Fatalf("time entry for offset %d left behind", base)
 	}
 }
 
