@@ -4,7 +4,6 @@ import (
 	"hash/crc32"
 	"math"
 	"reflect"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -175,6 +174,14 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 		return 0, nil // response full; the client asks again
 	}
 	limit := min(int(rp.PartitionMaxBytes), remaining)
+	// Size the buffer once for what this read is likely to add (the shard's bytes
+	// behind off, up to the limit) instead of letting appends double it, copying
+	// what it holds each time; a live tail stays small.
+	if want := min(limit, behindBytes(st.Size(rp.Partition), start, hwm, off)); cap(f.buf)-len(f.buf) < want {
+		grown := make([]byte, len(f.buf), len(f.buf)+want)
+		copy(grown, f.buf)
+		f.buf = grown
+	}
 	from := len(f.buf)
 	f.buf, err = st.ReadBytes(f.buf, rp.Partition, off, max(limit, 0))
 	if err != nil {
@@ -199,28 +206,42 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 	return len(data), nil
 }
 
+// behindBytes estimates the stored bytes from off to the high watermark from the shard's
+// size, as if its records were all the same size.
+func behindBytes(size, start, hwm, off int64) int {
+	if hwm <= start || size <= 0 {
+		return 0
+	}
+	return int(float64(size) * float64(hwm-off) / float64(hwm-start))
+}
+
 // maxKeptResponseBuf bounds the encoded-response buffer a connection keeps: a capped
 // fetch response (its batches plus the per-partition fields) fits.
 const maxKeptResponseBuf = maxKeptFetchBuf + 1<<20
 
-// fetchBufs recycles the fetch and response buffers of closed connections, so that a
-// consumer connecting for a replay does not grow multi-MiB buffers by doubling (copying
-// them over and over) on each new connection.
-var fetchBufs sync.Pool // *[]byte
+// fetchBufs recycles a few fetch and response buffers of closed connections, so that
+// consumers connecting for a replay reuse multi-MiB buffers instead of allocating and
+// clearing new ones. A few only: idle buffers are memory nobody uses (and a sync.Pool
+// would drop them at every garbage collection).
+var fetchBufs = make(chan []byte, 4)
 
 func takeBuf() []byte {
-	if p, ok := fetchBufs.Get().(*[]byte); ok {
-		return (*p)[:0]
+	select {
+	case b := <-fetchBufs:
+		return b[:0]
+	default:
+		return nil
 	}
-	return nil
 }
 
 // releaseBuffers hands a closing connection's big buffers to the next connections.
 func (c *conn) releaseBuffers() {
 	for _, b := range []*[]byte{&c.fbuf, &c.wbuf} {
 		if cap(*b) >= 1<<20 && cap(*b) <= maxKeptResponseBuf {
-			buf := (*b)[:0]
-			fetchBufs.Put(&buf)
+			select {
+			case fetchBufs <- (*b)[:0]:
+			default:
+			}
 		}
 		*b = nil
 	}
