@@ -138,36 +138,37 @@ func kcatReplayOnce(b *testing.B, kcat, addr string) time.Duration {
 	return time.Since(start)
 }
 
-// mosquittoFill publishes n JSON records of ~60 bytes with QoS 1 from four
-// mosquitto_pub -l processes (one message per stdin line), returning when all exited
-// (every publish acknowledged).
+// mosquittoFill publishes n JSON records of ~60 bytes with QoS 1 from four concurrent
+// publishers, each a mosquitto_pub -l (one message per stdin line), returning when all
+// exited (every publish acknowledged). A publisher sends its share in runs of at most
+// 50,000 lines: mosquitto_pub 2.0 -l stops at the first PUBACK whose packet id equals
+// its last message's, so past 65,535 queued messages it exits early, losing the rest.
 func mosquittoFill(b *testing.B, mosq, addr string, n int) {
 	b.Helper()
 	host, port := SplitAddr(b, addr)
-	const publishers = 4
-	cmds := make([]*exec.Cmd, publishers)
-	for p := range cmds {
-		var lines strings.Builder
-		for i := p; i < n; i += publishers {
-			fmt.Fprintf(&lines, `{"dev":"sensor-%02d","seq":%07d,"temp":21.%d,"hum":48.%d}`+"\n", p, i, i%10, i%7)
-		}
-		cmd := exec.Command(mosq, "-h", host, "-p", port, "-q", "1", "-i", fmt.Sprintf("bench-pub-%d", p), "-t", fmt.Sprintf("bench/sensor-%02d", p), "-l")
-		cmd.Stdin = strings.NewReader(lines.String())
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		cmds[p] = cmd
-		b.Cleanup(func() {
-			if stderr.Len() > 0 {
-				b.Logf("mosquitto_pub %d: %s", p, stderr.String())
+	const publishers, run = 4, 50_000
+	errs := make(chan error, publishers)
+	for p := 0; p < publishers; p++ {
+		go func() {
+			var lines strings.Builder
+			for from := p; from < n; from += publishers * run {
+				lines.Reset()
+				for i := from; i < n && i < from+publishers*run; i += publishers {
+					fmt.Fprintf(&lines, `{"dev":"sensor-%02d","seq":%07d,"temp":21.%d,"hum":48.%d}`+"\n", p, i, i%10, i%7)
+				}
+				cmd := exec.Command(mosq, "-h", host, "-p", port, "-q", "1", "-i", fmt.Sprintf("bench-pub-%d", p), "-t", fmt.Sprintf("bench/sensor-%02d", p), "-l")
+				cmd.Stdin = strings.NewReader(lines.String())
+				if out, err := cmd.CombinedOutput(); err != nil {
+					errs <- fmt.Errorf("mosquitto_pub: %v\n%s", err, out)
+					return
+				}
 			}
-		})
+			errs <- nil
+		}()
 	}
-	for _, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			b.Fatalf("mosquitto_pub: %v", err)
+	for p := 0; p < publishers; p++ {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
 		}
 	}
 }
