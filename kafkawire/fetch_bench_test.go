@@ -3,6 +3,8 @@ package kafkawire
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -111,9 +113,13 @@ func lastOffsetIn(rs []byte) int64 {
 }
 
 // BenchmarkConsumeReplayMerged is BenchmarkConsumeReplay with MQTT-shaped records in
-// merged batches: a franz-go consumer replays 200,000 of them per iteration.
+// merged batches: a franz-go consumer replays 200,000 of them per iteration
+// (MQSTREAMS_BENCH_RECORDS sets another count).
 func BenchmarkConsumeReplayMerged(b *testing.B) {
-	const n = 200_000
+	n := 200_000
+	if v := os.Getenv("MQSTREAMS_BENCH_RECORDS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
 	for _, codec := range []string{"none", "lz4", "zstd"} {
 		b.Run("codec="+codec, func(b *testing.B) {
 			tb := startBroker(b, true)

@@ -24,6 +24,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -139,10 +140,22 @@ type merger struct {
 	logical        int64
 	recs, segs     []byte
 	scratch        []byte
+	val            []byte // the stored value finish builds, for callers to reuse
 }
 
+// mergers keeps mergers with their buffers (a merged batch's worth each) between
+// merges, so merging does not grow fresh buffers record by record.
+var mergers = sync.Pool{New: func() any { return new(merger) }}
+
 func (m *merger) reset(base, tsUS int64) {
-	*m = merger{base: base, tsUS: tsUS, recs: m.recs[:0], segs: m.segs[:0], scratch: m.scratch}
+	*m = merger{base: base, tsUS: tsUS, recs: m.recs[:0], segs: m.segs[:0], scratch: m.scratch, val: m.val}
+}
+
+// grow makes room for n more bytes of records at once.
+func (m *merger) grow(n int) {
+	if cap(m.recs)-len(m.recs) < n {
+		m.recs = append(make([]byte, 0, len(m.recs)+n), m.recs...)
+	}
 }
 
 // add appends the records of the batch stored at base that keep accepts (nil: all),
@@ -347,12 +360,12 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 		return fmt.Errorf("coalesce %s/%d: %w", s.spec.Name, shard, err)
 	}
 	defer it.Close()
+	m := mergers.Get().(*merger)
+	defer mergers.Put(m)
 	var (
 		chunk        []coalesceSrc
 		chunkN       int64
 		chunkBytes   int64
-		m            merger
-		val          []byte
 		tailCum      = int64(-1)
 		tailDoneHere = idle
 	)
@@ -373,15 +386,16 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 		defer wb.Close()
 		if rewrite {
 			m.reset(first.base, first.sv.tsUS)
+			m.grow(int(chunkBytes))
 			for _, src := range chunk {
 				if err := m.add(src.base, src.sv, nil); err != nil {
 					return fmt.Errorf("coalesce %s/%d at %d: %w", s.spec.Name, shard, src.base, err)
 				}
 			}
-			if val, err = m.finish(val[:0], first.sv.cum, c); err != nil {
+			if m.val, err = m.finish(m.val[:0], first.sv.cum, c); err != nil {
 				return fmt.Errorf("coalesce %s/%d at %d: %w", s.spec.Name, shard, first.base, err)
 			}
-			_ = wb.Set(batchKey(s.id, shard, first.base), val, nil)
+			_ = wb.Set(batchKey(s.id, shard, first.base), m.val, nil)
 			if len(chunk) > 1 {
 				_ = wb.DeleteRange(batchKey(s.id, shard, first.base+1), batchKey(s.id, shard, last.base+1), nil)
 			}

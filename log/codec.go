@@ -76,6 +76,10 @@ func (w *appendWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); r
 
 // compress appends src compressed with c to dst.
 func compress(dst, src []byte, c codec) ([]byte, error) {
+	// Room for the output at once: compressed data is rarely larger than its input.
+	if need := len(src) + len(src)/64 + 1024; cap(dst)-len(dst) < need {
+		dst = append(make([]byte, 0, len(dst)+need), dst...)
+	}
 	switch c {
 	case codecNone:
 		return append(dst, src...), nil
