@@ -129,6 +129,23 @@ func decodeValue(v []byte) (tsUS, cumBytes int64, batch []byte, err error) {
 	return int64(binary.BigEndian.Uint64(v[0:8])), int64(binary.BigEndian.Uint64(v[8:16])), v[valueHeaderLen : valueHeaderLen+n], nil
 }
 
+// recordOffsetDelta reads a record body's offset delta (after its attributes and
+// timestamp delta); -1 if the body is cut short.
+func recordOffsetDelta(body []byte) int64 {
+	if len(body) < 1 {
+		return -1
+	}
+	_, n1 := kbin.Varlong(body[1:])
+	if n1 <= 0 {
+		return -1
+	}
+	od, n2 := kbin.Varint(body[1+n1:])
+	if n2 <= 0 {
+		return -1
+	}
+	return int64(od)
+}
+
 // batchLastOffset reads base offset + last offset delta from raw batch bytes.
 func batchLastOffset(b []byte) int64 {
 	return int64(binary.BigEndian.Uint64(b[0:8])) + int64(int32(binary.BigEndian.Uint32(b[23:27])))
@@ -153,6 +170,11 @@ func (b Batch) Records(from int64) ([]StoredRecord, error) {
 		l, n := kbin.Varint(raw)
 		if n <= 0 || int(l) < 0 || len(raw) < n+int(l) {
 			return nil, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, i, errCorruptBatch)
+		}
+		if from > b.BaseOffset && recordOffsetDelta(raw[n:n+int(l)]) < from-b.BaseOffset {
+			// Before from (a merged batch read from its middle): skip it undecoded.
+			raw = raw[n+int(l):]
+			continue
 		}
 		if err := kr.ReadFrom(raw[:n+int(l)]); err != nil {
 			return nil, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, i, err)
