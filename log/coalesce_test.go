@@ -421,3 +421,55 @@ func TestCoalesceTrickleTail(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestCoalesceAfterCompaction merges batches that last-value compaction left with
+// offset gaps (and a batch it emptied): offsets, gaps and times are kept.
+func TestCoalesceAfterCompaction(t *testing.T) {
+	clk := newStepClock()
+	l := openCoalesce(t, t.TempDir(), clk.now, CoalesceOptions{Records: 1000, Disabled: true})
+	defer l.Close()
+	s, _ := l.CreateStream(StreamSpec{Name: "lv", Shards: 1, LastValue: true, Compression: CompressionLZ4})
+	for i := 0; i < 200; i += 4 {
+		var rs []Record
+		for j := i; j < i+4; j++ {
+			rs = append(rs, Record{Key: []byte(fmt.Sprintf("k%d", j%7)), Value: []byte(fmt.Sprintf("v%d", j))})
+		}
+		if _, err := s.Append(0, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.ApplyRetention() // compaction: 7 records left, in a few batches with gaps
+	before, _ := readAll(t, s, 0, 0)
+	if len(before) != 7 {
+		t.Fatalf("%d records after compaction", len(before))
+	}
+	if err := l.Coalesce(); err != nil {
+		t.Fatal(err)
+	}
+	after, batches := readAll(t, s, 0, 0)
+	if batches != 1 || !reflect.DeepEqual(after, before) {
+		t.Fatalf("after merging (%d batches):\n%+v\nbefore:\n%+v", batches, after, before)
+	}
+	bs, _ := s.Read(0, 0, 1<<20)
+	if bs[0].BaseOffset > before[0].Offset || bs[0].LastOffset != 199 {
+		t.Fatalf("merged batch spans %d..%d", bs[0].BaseOffset, bs[0].LastOffset)
+	}
+	// More appends and another compaction pass over the merged batch.
+	if _, err := s.Append(0, []Record{{Key: []byte("k0"), Value: []byte("new")}}); err != nil {
+		t.Fatal(err)
+	}
+	l.ApplyRetention()
+	got, _ := readAll(t, s, 0, 0)
+	if len(got) != 7 || string(got[6].Value) != "new" || got[6].Offset != 200 {
+		t.Fatalf("after a second compaction: %+v", got)
+	}
+	var want []StoredRecord
+	for _, r := range after {
+		if string(r.Key) != "k0" {
+			want = append(want, r)
+		}
+	}
+	if !reflect.DeepEqual(got[:6], want) {
+		t.Fatalf("second compaction of the merged batch:\n%+v\nwant\n%+v", got[:6], want)
+	}
+}
