@@ -155,6 +155,30 @@ func batchLastOffset(b []byte) int64 {
 // batches the committer writes (LogAppendTime, one time for all) and merged ones
 // (CreateTime with per-record deltas, possibly compressed).
 func (b Batch) Records(from int64) ([]StoredRecord, error) {
+	r, err := b.Reader(from)
+	if err != nil {
+		return nil, err
+	}
+	return r.Next(make([]StoredRecord, 0, r.left), int(r.left))
+}
+
+// RecordReader decodes a batch's records in offset order, a few at a time: a reader
+// that can only send a few (a replay waiting for its client's window) does not decode
+// a merged batch's thousands of records each time it reads it.
+type RecordReader struct {
+	b       Batch
+	raw     []byte // the records not read yet, decompressed
+	left    int32
+	i       int32
+	from    int64
+	appendT bool // LogAppendTime: every record has the batch's time
+	firstTS int64
+	segs    segTable
+}
+
+// Reader returns a reader of the batch's records from offset from on; a compressed
+// batch is decompressed once, here.
+func (b Batch) Reader(from int64) (*RecordReader, error) {
 	var rb kmsg.RecordBatch
 	if err := rb.ReadFrom(b.Data); err != nil {
 		return nil, fmt.Errorf("decode batch at %d: %w", b.BaseOffset, err)
@@ -163,44 +187,52 @@ func (b Batch) Records(from int64) ([]StoredRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode batch at %d: %w", b.BaseOffset, err)
 	}
-	out := make([]StoredRecord, 0, rb.NumRecords)
-	segs := segTable(b.segs)
-	for i := int32(0); i < rb.NumRecords; i++ {
+	return &RecordReader{b: b, raw: raw, left: max(rb.NumRecords, 0), from: from, appendT: rb.Attributes&attrLogAppendTime != 0,
+		firstTS: rb.FirstTimestamp, segs: segTable(b.segs)}, nil
+}
+
+// Done reports whether every record has been read.
+func (r *RecordReader) Done() bool { return r.i >= r.left }
+
+// Next appends up to limit more records (those before from skipped) to dst.
+func (r *RecordReader) Next(dst []StoredRecord, limit int) ([]StoredRecord, error) {
+	b := r.b
+	for n := 0; n < limit && r.i < r.left; r.i++ {
+		raw := r.raw
+		l, k := kbin.Varint(raw)
+		if k <= 0 || int(l) < 0 || len(raw) < k+int(l) {
+			return dst, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, r.i, errCorruptBatch)
+		}
+		r.raw = raw[k+int(l):]
+		if r.from > b.BaseOffset && recordOffsetDelta(raw[k:k+int(l)]) < r.from-b.BaseOffset {
+			continue // before from (a merged batch read from its middle): not decoded
+		}
 		var kr kmsg.Record
-		l, n := kbin.Varint(raw)
-		if n <= 0 || int(l) < 0 || len(raw) < n+int(l) {
-			return nil, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, i, errCorruptBatch)
+		if err := kr.ReadFrom(raw[:k+int(l)]); err != nil {
+			return dst, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, r.i, err)
 		}
-		if from > b.BaseOffset && recordOffsetDelta(raw[n:n+int(l)]) < from-b.BaseOffset {
-			// Before from (a merged batch read from its middle): skip it undecoded.
-			raw = raw[n+int(l):]
-			continue
-		}
-		if err := kr.ReadFrom(raw[:n+int(l)]); err != nil {
-			return nil, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, i, err)
-		}
-		raw = raw[n+int(l):]
 		off := b.BaseOffset + int64(kr.OffsetDelta)
-		if off < from {
+		if off < r.from {
 			continue
 		}
 		ts := b.TimestampUS
 		switch {
-		case rb.Attributes&attrLogAppendTime != 0:
-		case segs.n() > 0:
-			ts = segs.timeOf(kr.OffsetDelta)
+		case r.appendT:
+		case r.segs.n() > 0:
+			ts = r.segs.timeOf(kr.OffsetDelta)
 		default:
-			ts = (rb.FirstTimestamp + kr.TimestampDelta64) * 1000
+			ts = (r.firstTS + kr.TimestampDelta64) * 1000
 		}
-		r := StoredRecord{Offset: off, TimestampUS: ts}
-		r.Key, r.Value = kr.Key, kr.Value
+		rec := StoredRecord{Offset: off, TimestampUS: ts}
+		rec.Key, rec.Value = kr.Key, kr.Value
 		if len(kr.Headers) > 0 {
-			r.Headers = make([]Header, len(kr.Headers))
+			rec.Headers = make([]Header, len(kr.Headers))
 			for j, h := range kr.Headers {
-				r.Headers[j] = Header{Key: h.Key, Value: h.Value}
+				rec.Headers[j] = Header{Key: h.Key, Value: h.Value}
 			}
 		}
-		out = append(out, r)
+		dst = append(dst, rec)
+		n++
 	}
-	return out, nil
+	return dst, nil
 }
