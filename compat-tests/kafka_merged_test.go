@@ -1,8 +1,9 @@
 package compattests
 
-// Streams stored compressed (compression: lz4|zstd): once the server has merged the
-// published records into compressed batches, every client decompresses them itself and
-// passes the same four checks as on an uncompressed stream.
+// Streams whose batches the server merged (issue 16), stored uncompressed or compressed
+// (compression: none|lz4|zstd): once the published records sit in merged batches
+// (CreateTime, compressed with the stream's codec), every client decompresses them
+// itself and passes the same four checks as on batches as committed.
 
 import (
 	"context"
@@ -12,16 +13,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func TestKafkaCompressedStreams(t *testing.T) {
+func TestKafkaMergedStreams(t *testing.T) {
 	t.Parallel()
 	kcat := NeedTool(t, "kcat")
 	confluent := pythonScript(t, "confluent_kafka", "confluent_client.py")
 	kafkaPython := pythonScript(t, "kafka", "kafkapython_client.py")
-	for codec, attr := range map[string]uint8{"lz4": 3, "zstd": 4} {
+	for codec, attr := range map[string]uint8{"none": 0, "lz4": 3, "zstd": 4} {
 		t.Run(codec, func(t *testing.T) {
 			t.Parallel()
 			fx := startKafkaFixtureWith(t, ", compression: "+codec, "franz", "kcat", "confluent", "kafkapython")
-			waitCompressed(t, fx, attr)
+			waitMerged(t, fx, attr)
 			requireLibrdkafkaMsgVer2(t, fx.srv.KafkaAddr)
 			for name, c := range map[string]kafkaClient{
 				"franz":       franzClient{addr: fx.srv.KafkaAddr},
@@ -38,16 +39,17 @@ func TestKafkaCompressedStreams(t *testing.T) {
 	}
 }
 
-// waitCompressed waits until franz-go reads every record of the fixture's stream from
-// a batch compressed with codec attr, that is until the server has merged them all.
-func waitCompressed(t *testing.T, fx *kafkaFixture, attr uint8) {
+// waitMerged waits until franz-go reads every record of the fixture's stream from a
+// merged batch: CreateTime (the committer writes LogAppendTime) and compressed with
+// codec attr.
+func waitMerged(t *testing.T, fx *kafkaFixture, attr uint8) {
 	t.Helper()
 	ctx := Deadline(t, 60*time.Second)
 	f := franzClient{addr: fx.srv.KafkaAddr}
 	for {
 		plain := 0
 		for _, r := range f.rawEarliest(t, ctx, kafkaTopic) {
-			if r.Attrs.CompressionType() != attr {
+			if r.Attrs.CompressionType() != attr || r.Attrs.TimestampType() != 0 {
 				plain++
 			}
 		}
@@ -56,7 +58,7 @@ func waitCompressed(t *testing.T, fx *kafkaFixture, attr uint8) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("%d records still not in compressed batches", plain)
+			t.Fatalf("%d records still not in merged batches", plain)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
