@@ -441,6 +441,11 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 			if err := emit(true); err != nil {
 				return err
 			}
+			select {
+			case <-l.stop:
+				return nil // closing: a long backlog must not hold up Close
+			default:
+			}
 		}
 		if len(chunk) == 0 {
 			tailCum = sv.cum
