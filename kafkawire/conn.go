@@ -63,6 +63,7 @@ var (
 // only.
 func (c *conn) serve() {
 	defer c.nc.Close()
+	defer c.releaseBuffers()
 	defer func() {
 		if r := recover(); r != nil {
 			c.lg.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("kafka request handler panicked; closing connection")
@@ -105,7 +106,7 @@ func (c *conn) serve() {
 		if c.sec.closeAfterWrite {
 			return
 		}
-		if cap(out) > 8<<20 {
+		if cap(out) > maxKeptResponseBuf {
 			c.wbuf = nil
 		} else {
 			c.wbuf = out[:0]
