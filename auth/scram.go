@@ -72,6 +72,10 @@ func randomNonce() string {
 // only once Step returned done without error).
 func (c *ScramServer) User() string { return c.user }
 
+// KnownUser tells whether the username has keys for the mechanism (after the first
+// step): for the server's log only, the client is never told.
+func (c *ScramServer) KnownUser() bool { return c.known }
+
 // Mechanism is the conversation's mechanism.
 func (c *ScramServer) Mechanism() Mechanism { return c.mech }
 

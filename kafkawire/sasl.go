@@ -64,8 +64,13 @@ func (c *conn) saslStep(token []byte) (out []byte, done bool, msg string) {
 		err = fmt.Errorf("re-authentication as %q on a connection of %q", user, c.sec.user)
 	}
 	if err != nil {
+		reason := err.Error()
+		if errors.Is(err, auth.ErrScramFailed) && c.sec.scram != nil && !c.sec.scram.KnownUser() {
+			// The operator's log may say what the client is never told.
+			reason = "unknown user, or a user without " + mech + " keys (a bare bcrypt hash: use PLAIN or set the password again)"
+		}
 		s.limiter.Fail(c.remote)
-		c.lg.Warn().Str("mechanism", mech).Str("user", user).Str("reason", err.Error()).
+		c.lg.Warn().Str("mechanism", mech).Str("user", user).Str("reason", reason).
 			Bool("address_blocked", !s.limiter.Allow(c.remote)).Msg("kafka SASL authentication failed")
 		c.sec.mech, c.sec.scram = "", nil
 		if errors.Is(err, auth.ErrScramFailed) || errors.Is(err, errPlainFailed) {
