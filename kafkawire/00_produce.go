@@ -22,7 +22,8 @@ import (
 // are kept; a null value is stored as an empty one (the log's Record has no null
 // value). A last-value stream refuses a record without a key (INVALID_RECORD), as
 // Kafka's compacted topics do. Control and transactional batches are INVALID_RECORD:
-// there are no transactions. Records are not delivered to MQTT subscribers.
+// there are no transactions. Once durable, records are handed to Options.Deliver for
+// MQTT subscribers (deliver.go); a retried batch is not handed over again.
 //
 // The partitions of a request are appended together (one group commit) and answered
 // once durable, for acks -1 and 1 alike. acks=0 gets no response at all, as in Kafka;
@@ -77,7 +78,7 @@ func handleProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 				berr = refuse(kerr.UnknownTopicOrPartition, "topic %q has no partition %d", rt.Topic, rp.Partition)
 			default:
 				var a *produceAppend
-				a, berr = s.startProduce(req.Version, st, rp, p)
+				a, berr = s.startProduce(c, req.Version, st, rp, p)
 				if a != nil {
 					appends = append(appends, a)
 				}
@@ -105,7 +106,7 @@ func handleProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 
 // startProduce decodes one partition's batch and queues its append (or, for a retried
 // batch of an idempotent producer, notes the original append to answer with).
-func (s *Server) startProduce(version int16, st *log.Stream, rp kmsg.ProduceRequestTopicPartition, p *kmsg.ProduceResponseTopicPartition) (*produceAppend, *batchError) {
+func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.ProduceRequestTopicPartition, p *kmsg.ProduceResponseTopicPartition) (*produceAppend, *batchError) {
 	b, berr := decodeProduced(rp.Records, version, int(s.cfg.MaxRequestBytes))
 	if berr != nil {
 		return nil, berr
@@ -118,8 +119,12 @@ func (s *Server) startProduce(version int16, st *log.Stream, rp kmsg.ProduceRequ
 		}
 	}
 	a := &produceAppend{p: p, st: st, shard: rp.Partition, result: make(chan appendOutcome, 1)}
+	deliver := s.deliverer(c, st, rp.Partition, b.records)
 	start := func() {
 		st.AppendAsync(rp.Partition, b.records, func(res log.AppendResult, err error) {
+			if err == nil && deliver != nil {
+				deliver() // in commit order, once durable
+			}
 			a.result <- appendOutcome{res, err}
 		})
 	}

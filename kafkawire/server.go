@@ -53,6 +53,9 @@ type Options struct {
 	Auth *auth.Store
 	// TLS serves the listener over TLS (security protocols ssl and sasl_ssl).
 	TLS *certs.Source
+	// Deliver receives every produced batch once durable, in commit order, to publish
+	// it to MQTT subscribers (deliver.go); nil delivers nothing. It must not block.
+	Deliver func(Produced)
 }
 
 // Server is the Kafka broker: node 0, every stream a topic, every shard a partition.
@@ -64,6 +67,7 @@ type Server struct {
 	coord   *coordinator
 	// producers gives out producer ids and dedupes idempotent produces.
 	producers *producers
+	deliver   func(Produced)
 
 	clusterID string
 
@@ -127,6 +131,7 @@ func New(o Options) (*Server, error) {
 		metrics:   m,
 		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()),
 		producers: newProducers(time.Now),
+		deliver:   o.Deliver,
 		clusterID: id,
 		proto:     proto,
 		auth:      o.Auth,

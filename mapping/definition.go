@@ -41,6 +41,25 @@ type Definition struct {
 	// Compression is how stored batches are compressed once merged: none (also ""),
 	// lz4 or zstd.
 	Compression string
+	// PublishTopic is the template of the MQTT topic a record produced over Kafka is
+	// delivered to when it has no mqtt.topic header (publish_topic.go); empty means
+	// DefaultPublishTopic.
+	PublishTopic string
+	// DeliverProduced tells whether records produced over Kafka reach live MQTT
+	// subscribers; nil means true.
+	DeliverProduced *bool
+}
+
+// Delivers tells whether records produced over Kafka into the stream are published to
+// MQTT subscribers (deliver_produced, default true).
+func (d *Definition) Delivers() bool { return d.DeliverProduced == nil || *d.DeliverProduced }
+
+// TopicTemplate is the stream's parsed publish_topic (the default when unset).
+func (d *Definition) TopicTemplate() (*TopicTemplate, error) {
+	if d.PublishTopic == "" {
+		return ParseTopicTemplate(DefaultPublishTopic)
+	}
+	return ParseTopicTemplate(d.PublishTopic)
 }
 
 // UnmarshalYAML reads a definition strictly: an unknown or mistyped field is an error
@@ -258,6 +277,23 @@ func (p *fieldParser) field(name string, v any) error {
 		}
 		d.Compression = s
 		return p.claim(name, name, nil)
+	case "publish_topic":
+		s, ok := v.(string)
+		if !ok {
+			return typeErr(name, "a string", v)
+		}
+		if _, err := ParseTopicTemplate(s); err != nil {
+			return err
+		}
+		d.PublishTopic = s
+		return p.claim(name, name, nil)
+	case "deliver_produced":
+		b, ok := v.(bool)
+		if !ok {
+			return typeErr(name, "true or false", v)
+		}
+		d.DeliverProduced = &b
+		return p.claim(name, name, nil)
 	case "data_retention_period":
 		return p.maxAge(name, v)
 	case "retention":
@@ -288,7 +324,7 @@ var knownTopField = map[string]bool{
 	"name": true, "filter": true, "filters": true, "topic_filter": true, "shards": true,
 	"key": true, "key_expression": true, "last_value": true, "is_lastvalue": true,
 	"data_retention_period": true, "retention": true, "limits": true, "read_max_unacked": true,
-	"compression": true,
+	"compression": true, "publish_topic": true, "deliver_produced": true,
 }
 
 // section parses a nested object (retention, limits) field by field; a key it does not
@@ -506,6 +542,8 @@ type definitionJSON struct {
 	LastValue           bool          `json:"last_value"`
 	IsLastValue         bool          `json:"is_lastvalue"`
 	Compression         string        `json:"compression,omitempty"`
+	PublishTopic        string        `json:"publish_topic,omitempty"`
+	DeliverProduced     *bool         `json:"deliver_produced,omitempty"`
 }
 
 type retentionJSON struct {
@@ -535,9 +573,11 @@ func (d Definition) MarshalJSON() ([]byte, error) {
 			MaxShardMessageCount: limitJSON(d.Retention.MaxMessages),
 			MaxShardMessageBytes: limitJSON(d.Retention.MaxBytes),
 		},
-		LastValue:   d.LastValue,
-		IsLastValue: d.LastValue,
-		Compression: d.Compression,
+		LastValue:       d.LastValue,
+		IsLastValue:     d.LastValue,
+		Compression:     d.Compression,
+		PublishTopic:    d.PublishTopic,
+		DeliverProduced: d.DeliverProduced,
 	}
 	if j.Filters == nil {
 		j.Filters = []string{}
@@ -623,6 +663,9 @@ func (d *Definition) validate() error {
 	default:
 		return fmt.Errorf("compression: %q is not one of none, lz4, zstd", d.Compression)
 	}
+	if _, err := d.TopicTemplate(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -647,13 +690,15 @@ func ValidName(name string) error {
 
 // specMeta is what the log stores for the mapping alongside a stream's spec.
 type specMeta struct {
-	Filters []string `json:"filters"`
-	Key     string   `json:"key"`
+	Filters         []string `json:"filters"`
+	Key             string   `json:"key"`
+	PublishTopic    string   `json:"publish_topic,omitempty"`
+	DeliverProduced *bool    `json:"deliver_produced,omitempty"`
 }
 
 // Spec is the log's view of the definition; filters and key travel in Meta.
 func (d Definition) Spec() log.StreamSpec {
-	meta, _ := json.Marshal(specMeta{Filters: d.Filters, Key: d.Key}) // cannot fail: strings only
+	meta, _ := json.Marshal(specMeta{Filters: d.Filters, Key: d.Key, PublishTopic: d.PublishTopic, DeliverProduced: d.DeliverProduced}) // cannot fail: strings only
 	r := d.Retention
 	if r.MaxAge < 0 {
 		r.MaxAge = 0
@@ -674,13 +719,15 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 		}
 	}
 	d := Definition{
-		Name:        s.Name,
-		Filters:     meta.Filters,
-		Shards:      s.Shards,
-		Key:         meta.Key,
-		Retention:   s.Retention,
-		LastValue:   s.LastValue,
-		Compression: s.Compression,
+		Name:            s.Name,
+		Filters:         meta.Filters,
+		Shards:          s.Shards,
+		Key:             meta.Key,
+		Retention:       s.Retention,
+		LastValue:       s.LastValue,
+		Compression:     s.Compression,
+		PublishTopic:    meta.PublishTopic,
+		DeliverProduced: meta.DeliverProduced,
 	}
 	if d.Retention.MaxAge == 0 {
 		// Specs hold validated definitions, whose only zero age is "no bound".

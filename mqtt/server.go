@@ -71,6 +71,7 @@ type Server struct {
 	ingest *ingestHook
 	met    *metrics
 	replay *ReplayHook
+	deliv  *deliverer
 
 	mu         sync.Mutex
 	listener   net.Listener
@@ -110,6 +111,8 @@ func New(o Options) (*Server, error) {
 
 	broker := mochi.New(&mochi.Options{
 		Capabilities: caps,
+		// The inline client publishes records produced over Kafka (mochi_inline.go).
+		InlineClient: true,
 		Logger:       slog.New(quietRefusals{zerolog.NewSlogHandler(lg.With().Str("lib", "mochi").Logger())}),
 	})
 
@@ -148,7 +151,26 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt ingest hook: %w", err)
 	}
-	return &Server{cfg: cfg, tls: o.TLS, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay}, nil
+	deliv := newDeliverer(broker, o.Router, cfg.MaxPacketBytes, lg)
+	if o.Registerer != nil {
+		for _, c := range []prometheus.Collector{deliv.delivered, deliv.skipped} {
+			if err := o.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("mqtt metrics: %w", err)
+			}
+		}
+	}
+	if err := broker.AddHook(deliv, nil); err != nil {
+		return nil, fmt.Errorf("mqtt deliver hook: %w", err)
+	}
+	go deliv.run()
+	return &Server{cfg: cfg, tls: o.TLS, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay, deliv: deliv}, nil
+}
+
+// DeliverProduced publishes a batch of records produced over Kafka, already durable,
+// to the live MQTT subscribers of their topics (deliver.go). It never blocks: batches
+// are delivered in the order they are handed over.
+func (s *Server) DeliverProduced(p Produced) {
+	s.deliv.enqueue(p)
 }
 
 // Start binds the TCP listener and serves; it returns once the listener is bound.
@@ -239,6 +261,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 
 	s.ingest.close()
+	s.deliv.close()
 	if !started {
 		return nil
 	}

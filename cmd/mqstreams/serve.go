@@ -188,29 +188,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		lg.Info().Str("stream", d.Name).Strs("filters", d.Filters).Int32("shards", d.Shards).Str("key", d.Key).Msg("stream")
 	}
 
-	if s.kafka, err = kafkawire.New(kafkawire.Options{
-		Config: kafkawire.Config{
-			Addr:             cfg.Kafka.Addr,
-			AdvertisedAddr:   cfg.Kafka.AdvertisedAddr,
-			MaxRequestBytes:  int32(cfg.Kafka.MaxRequestBytes),
-			SecurityProtocol: cfg.Kafka.SecurityProtocol,
-			SessionLifetime:  time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
-		},
-		Auth:       s.auth,
-		TLS:        s.tls.kafka,
-		Log:        s.log,
-		Logger:     lg.With().Str("proto", "kafka").Logger(),
-		Registerer: reg,
-	}); err != nil {
-		return s, err
-	}
-	if err := s.kafka.Start(); err != nil {
-		s.kafka = nil
-		return s, err
-	}
-	reg.MustRegister(newGroupLagCollector(s.kafka.GroupLags))
-	s.http.Handle("GET /api/v1/groups", guard.require(readAny, groupsHandler(s.kafka.GroupLags)))
-
+	// MQTT is built first (not started) so the Kafka side can hand it produced records.
 	if s.mqtt, err = mqtt.New(mqtt.Options{
 		Config: mqtt.Config{
 			Addr:           cfg.MQTT.Addr,
@@ -227,6 +205,33 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	}); err != nil {
 		return s, err
 	}
+	broker := s.mqtt
+	if s.kafka, err = kafkawire.New(kafkawire.Options{
+		Config: kafkawire.Config{
+			Addr:             cfg.Kafka.Addr,
+			AdvertisedAddr:   cfg.Kafka.AdvertisedAddr,
+			MaxRequestBytes:  int32(cfg.Kafka.MaxRequestBytes),
+			SecurityProtocol: cfg.Kafka.SecurityProtocol,
+			SessionLifetime:  time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
+		},
+		Auth: s.auth,
+		TLS:  s.tls.kafka,
+		Deliver: func(p kafkawire.Produced) {
+			broker.DeliverProduced(mqtt.Produced(p))
+		},
+		Log:        s.log,
+		Logger:     lg.With().Str("proto", "kafka").Logger(),
+		Registerer: reg,
+	}); err != nil {
+		return s, err
+	}
+	if err := s.kafka.Start(); err != nil {
+		s.kafka = nil
+		return s, err
+	}
+	reg.MustRegister(newGroupLagCollector(s.kafka.GroupLags))
+	s.http.Handle("GET /api/v1/groups", guard.require(readAny, groupsHandler(s.kafka.GroupLags)))
+
 	if err := s.mqtt.Start(); err != nil {
 		s.mqtt = nil
 		return s, err
