@@ -225,8 +225,10 @@ func (d *deliverer) packet(p *Produced, tmpl *mapping.TopicTemplate, r *log.Reco
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: msg.Retain},
 		TopicName:   topic,
 		Payload:     msg.Payload,
-		PacketID:    1, // validity only: the inline client's publishes are not acknowledged
-		Created:     time.Now().Unix(),
+		// As mochi's Server.Publish: an id only for validity (none at QoS 0), the inline
+		// client's publishes are not acknowledged.
+		PacketID: uint16(qos),
+		Created:  time.Now().Unix(),
 	}
 	// Header values are bytes; MQTT strings must be UTF-8 (and a response topic a valid
 	// topic name), else the client would drop the connection: such fields are left out.

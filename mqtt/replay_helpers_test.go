@@ -159,6 +159,8 @@ type v5Options struct {
 	problemInfo bool
 	// user and password log in (servers with a user store).
 	user, password string
+	// maxPacket is the client's Maximum Packet Size; 0 = none.
+	maxPacket uint32
 }
 
 func dialV5(tb testing.TB, addr string, o v5Options) *v5Client {
@@ -191,6 +193,9 @@ func dialV5(tb testing.TB, addr string, o v5Options) *v5Client {
 	}
 	if o.expiry > 0 {
 		cp.Properties.SessionExpiryInterval = &o.expiry
+	}
+	if o.maxPacket > 0 {
+		cp.Properties.MaximumPacketSize = &o.maxPacket
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -1,0 +1,140 @@
+package mqtt
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
+)
+
+func hdrs(kv ...string) []log.Header {
+	var hs []log.Header
+	for i := 0; i+1 < len(kv); i += 2 {
+		hs = append(hs, log.Header{Key: kv[i], Value: []byte(kv[i+1])})
+	}
+	return hs
+}
+
+// produce appends recs as the Kafka side does and hands them over once durable.
+func (e *testEnv) produce(tb testing.TB, stream string, shard int32, may func(string) bool, recs ...log.Record) {
+	tb.Helper()
+	if _, err := e.log.Stream(stream).Append(shard, recs); err != nil {
+		tb.Fatal(err)
+	}
+	e.srv.DeliverProduced(Produced{Stream: stream, Partition: shard, Records: recs, MayPublish: may})
+}
+
+func TestDeliverProduced(t *testing.T) {
+	off := false
+	quiet := mapping.Definition{Name: "quiet", Filters: []string{"quiet/#"}, Shards: 1, DeliverProduced: &off}
+	tmpl := mapping.Definition{Name: "tmpl", Filters: []string{"in/#"}, Shards: 2, PublishTopic: "out/{partition}/{header.dev}/{key}"}
+	e := newEnv(t, envOptions{maxPacketBytes: 64 << 10}, streamDef("cmds", 1, "clientid", "cmd/#"), quiet, tmpl)
+	sub := dialV5(t, e.addr, v5Options{id: "sub", clean: true})
+	sub.subscribe(t, "", 1, "cmd/#", "cmds/#", "out/#", "quiet/#", "ok/#")
+	small := dialV5(t, e.addr, v5Options{id: "small", clean: true, maxPacket: 512, rm: 10})
+	small.subscribe(t, "", 1, "cmd/#")
+	skipped := func(reason string) float64 { return testutil.ToFloat64(e.srv.deliv.skipped.WithLabelValues(reason)) }
+
+	// The header topic, QoS, retain and properties map back onto the PUBLISH.
+	e.produce(t, "cmds", 0, nil, log.Record{Key: []byte("k"), Value: []byte("on"),
+		Headers: hdrs(mapping.HeaderTopic, "cmd/dev1/light", mapping.HeaderQoS, "1", mapping.HeaderRetain, "true",
+			mapping.HeaderContentType, "text/plain", "trace", "abc")})
+	got := sub.waitN(t, 1)[0]
+	if got.Topic != "cmd/dev1/light" || got.QoS != 1 || string(got.Payload) != "on" ||
+		got.Properties.ContentType != "text/plain" || got.Properties.User.Get("trace") != "abc" {
+		t.Fatalf("got %+v props %+v", got, got.Properties)
+	}
+	for _, u := range got.Properties.User {
+		if strings.HasPrefix(u.Key, "mqtt.") {
+			t.Fatalf("mqtt.* header %q sent as a user property", u.Key)
+		}
+	}
+	// Retained: a later subscriber gets it with the retain flag.
+	late := dialV5(t, e.addr, v5Options{id: "late", clean: true})
+	late.subscribe(t, "", 2, "cmd/dev1/light")
+	if r := late.waitN(t, 1)[0]; !r.Retain || r.QoS != 1 {
+		t.Fatalf("retained: got retain %v qos %d", r.Retain, r.QoS)
+	}
+	// Delivered, never appended again although the topic matches the stream's filter.
+	if n := len(e.records(t, "cmds", 0)); n != 1 {
+		t.Fatalf("stream holds %d records, want 1 (a delivery was re-ingested)", n)
+	}
+
+	// Each case is followed by a deliverable record: deliveries keep order, so once that
+	// one arrives the case's record would have arrived before it.
+	cases := []struct {
+		name   string
+		stream string
+		may    func(string) bool
+		rec    log.Record
+		topic  string // "" = not delivered
+		qos    byte
+		reason string
+	}{
+		{name: "template default", stream: "cmds", rec: log.Record{Key: []byte("dev9"), Value: []byte("x")}, topic: "cmds/dev9", qos: 1},
+		{name: "template placeholders", stream: "tmpl", rec: log.Record{Key: []byte("k1"), Value: []byte("x"), Headers: hdrs("dev", "d7")}, topic: "out/0/d7/k1", qos: 1},
+		{name: "qos header caps", stream: "cmds", rec: log.Record{Value: []byte("x"), Headers: hdrs(mapping.HeaderTopic, "cmd/q0", mapping.HeaderQoS, "0")}, topic: "cmd/q0", qos: 0},
+		{name: "wildcard topic", stream: "cmds", rec: log.Record{Value: []byte("x"), Headers: hdrs(mapping.HeaderTopic, "cmd/+/unlock")}, reason: skipInvalidTopic},
+		{name: "invalid utf8 topic", stream: "cmds", rec: log.Record{Value: []byte("x"), Headers: hdrs(mapping.HeaderTopic, "cmd/\xff\xfe")}, reason: skipInvalidTopic},
+		{name: "key with wildcard", stream: "cmds", rec: log.Record{Key: []byte("#"), Value: []byte("x")}, reason: skipInvalidTopic},
+		{name: "system topic", stream: "cmds", rec: log.Record{Value: []byte("x"), Headers: hdrs(mapping.HeaderTopic, "$SYS/x")}, reason: skipInvalidTopic},
+		{name: "no publish grant", stream: "cmds", may: func(t string) bool { return !strings.HasPrefix(t, "cmd/victim") },
+			rec: log.Record{Value: []byte("x"), Headers: hdrs(mapping.HeaderTopic, "cmd/victim/unlock")}, reason: skipNotAuthorized},
+		{name: "over our packet limit", stream: "cmds", rec: log.Record{Value: bytes.Repeat([]byte("x"), 65<<10), Headers: hdrs(mapping.HeaderTopic, "cmd/big")}, reason: skipTooLarge},
+		{name: "deliver_produced false", stream: "quiet", rec: log.Record{Value: []byte("x"), Headers: hdrs(mapping.HeaderTopic, "quiet/a")}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := 0.0
+			if c.reason != "" {
+				before = skipped(c.reason)
+			}
+			have := sub.count()
+			e.produce(t, c.stream, 0, c.may, c.rec)
+			marker := "ok/" + c.name
+			e.produce(t, "cmds", 0, nil, log.Record{Value: []byte{byte(i)}, Headers: hdrs(mapping.HeaderTopic, marker)})
+			want := have + 1
+			if c.topic != "" {
+				want++
+			}
+			msgs := sub.waitN(t, want)
+			if len(msgs) != want || msgs[want-1].Topic != marker {
+				t.Fatalf("got %d messages (last %q), want %d ending with %q", len(msgs), msgs[len(msgs)-1].Topic, want, marker)
+			}
+			if c.topic != "" {
+				if m := msgs[want-2]; m.Topic != c.topic || m.QoS != c.qos {
+					t.Fatalf("got topic %q qos %d, want %q qos %d", m.Topic, m.QoS, c.topic, c.qos)
+				}
+			}
+			if c.reason != "" && skipped(c.reason) != before+1 {
+				t.Fatalf("%s not counted", c.reason)
+			}
+		})
+	}
+
+	// A client with a small Maximum Packet Size misses the large delivery (counted) and
+	// still gets the next ones at QoS 1: the dropped one holds no inflight slot.
+	before := skipped(skipTooLarge)
+	for i := 0; i < 70; i++ { // many receive maximums: held slots would stall the client
+		e.produce(t, "cmds", 0, nil, log.Record{Value: bytes.Repeat([]byte("y"), 1024), Headers: hdrs(mapping.HeaderTopic, "cmd/large", mapping.HeaderQoS, "1")})
+	}
+	e.produce(t, "cmds", 0, nil, log.Record{Value: []byte("small"), Headers: hdrs(mapping.HeaderTopic, "cmd/small", mapping.HeaderQoS, "1")})
+	have := small.count()
+	msgs := small.waitN(t, have)
+	waitFor(t, "small delivery", func() bool {
+		msgs = small.waitN(t, 1)
+		return msgs[len(msgs)-1].Topic == "cmd/small"
+	})
+	for _, m := range msgs {
+		if m.Topic == "cmd/large" {
+			t.Fatal("a packet over the client's maximum packet size was sent")
+		}
+	}
+	if got := skipped(skipTooLarge) - before; got != 70 {
+		t.Fatalf("too_large counted %v times, want 70", got)
+	}
+}
