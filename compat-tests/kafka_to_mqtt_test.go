@@ -1,0 +1,173 @@
+package compattests
+
+// Kafka → MQTT (issue 11): records produced with kcat -P and confluent-kafka-python
+// reach a live mosquitto_sub with the topic, QoS, retain flag and user properties the
+// record's headers (or the stream's publish_topic) give; a record with an invalid
+// mqtt.topic is stored but never delivered.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// mosquittoSub runs mosquitto_sub (MQTT 5) printing "MSG|topic|qos|retain|props|payload"
+// per message and returns once it holds its subscriptions (its SUBACK).
+type mosquittoSub struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	msgs []string
+	done chan struct{}
+	errb bytes.Buffer
+}
+
+func startMosquittoSub(t *testing.T, addr string, count int, args ...string) *mosquittoSub {
+	t.Helper()
+	NeedTool(t, "mosquitto_sub")
+	host, port := SplitAddr(t, addr)
+	all := append([]string{"-h", host, "-p", port, "-V", "mqttv5", "-d", "-C", strconv.Itoa(count), "-W", "120",
+		"-F", "MSG|%t|%q|%r|%P|%p"}, args...)
+	ms := &mosquittoSub{done: make(chan struct{})}
+	// Line-buffered: the SUBACK debug line must reach us while mosquitto_sub runs.
+	ms.cmd = exec.CommandContext(Deadline(t, 2*startTimeout), NeedTool(t, "stdbuf"), append([]string{"-oL", "mosquitto_sub"}, all...)...)
+	ms.cmd.Stderr = &ms.errb
+	out, err := ms.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	subscribed := make(chan struct{})
+	go func() {
+		defer close(ms.done)
+		sc := bufio.NewScanner(out)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.Contains(line, "received SUBACK") {
+				once.Do(func() { close(subscribed) })
+			}
+			if strings.HasPrefix(line, "MSG|") {
+				ms.mu.Lock()
+				ms.msgs = append(ms.msgs, line)
+				ms.mu.Unlock()
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case <-subscribed:
+	case <-ms.done:
+		t.Fatalf("mosquitto_sub ended before subscribing: %s", ms.errb.String())
+	case <-time.After(startTimeout):
+		t.Fatal("mosquitto_sub did not subscribe in time")
+	}
+	return ms
+}
+
+// wait waits for mosquitto_sub to exit (after its -C count) and returns its messages.
+func (ms *mosquittoSub) wait(t *testing.T) []string {
+	t.Helper()
+	select {
+	case <-ms.done:
+	case <-time.After(2 * startTimeout):
+		t.Fatalf("mosquitto_sub got %d messages: %v", len(ms.msgs), ms.msgs)
+	}
+	if err := ms.cmd.Wait(); err != nil {
+		t.Fatalf("mosquitto_sub: %v (%s); messages %v", err, ms.errb.String(), ms.msgs)
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return append([]string(nil), ms.msgs...)
+}
+
+func kcatProduce(t *testing.T, ctx context.Context, addr, topic, input string, args ...string) {
+	t.Helper()
+	kcat := NeedTool(t, "kcat")
+	all := append([]string{"-b", addr, "-P", "-t", topic, "-p", "0", "-X", "acks=all"}, args...)
+	cmd := exec.CommandContext(ctx, kcat, all...)
+	cmd.Stdin = strings.NewReader(input)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kcat -P: %v\n%s", err, out)
+	}
+}
+
+const confluentProduceScript = `
+import sys
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": sys.argv[1], "acks": "all"})
+errs = []
+def cb(err, msg):
+    if err is not None:
+        errs.append(err)
+p.produce("cmds", value=b"hello-python", key=b"py", partition=0,
+          headers=[("mqtt.topic", b"cmd/py/2"), ("mqtt.qos", b"1"), ("mqtt.retain", b"true"),
+                   ("site", b"paris"), ("site", b"lyon")], on_delivery=cb)
+left = p.flush(60)
+if left or errs:
+    sys.exit("not delivered: %d left, errors %s" % (left, errs))
+`
+
+func TestKafkaToMQTT(t *testing.T) {
+	srv := StartServer(t, ServerOptions{Config: `streams:
+  - {name: cmds, filter: "cmd/#", shards: 1}
+  - {name: quiet, filter: "quiet/#", shards: 1, deliver_produced: false}
+  - {name: tpl, filter: "tpl/#", shards: 1, publish_topic: "out/{header.site}/{key}"}
+`})
+	ctx := Deadline(t, 2*startTimeout)
+	sub := startMosquittoSub(t, srv.MQTTAddr, 4, "-q", "1", "-t", "cmd/#", "-t", "cmds/#", "-t", "out/#", "-t", "quiet/#")
+
+	// kcat: the mqtt.topic header, QoS 1, another header as a user property.
+	kcatProduce(t, ctx, srv.KafkaAddr, "cmds", "hello-kcat\n", "-H", "mqtt.topic=cmd/kcat/1", "-H", "mqtt.qos=1", "-H", "trace=abc")
+	// Invalid topics are stored but never delivered; deliver_produced: false is silent.
+	kcatProduce(t, ctx, srv.KafkaAddr, "cmds", "wild\n", "-H", "mqtt.topic=cmd/+/unlock")
+	kcatProduce(t, ctx, srv.KafkaAddr, "quiet", "silent\n", "-H", "mqtt.topic=quiet/a")
+	// No mqtt.topic: the default template {stream}/{key}, the subscription's QoS; and a
+	// stream's own publish_topic, QoS 0 from the header.
+	kcatProduce(t, ctx, srv.KafkaAddr, "cmds", "dev7:by-key\n", "-K", ":")
+	kcatProduce(t, ctx, srv.KafkaAddr, "tpl", "k9:templated\n", "-K", ":", "-H", "site=nyc", "-H", "mqtt.qos=0")
+	// confluent-kafka-python, retained, with duplicate user properties.
+	py := exec.CommandContext(ctx, Python(t), "-c", confluentProduceScript, srv.KafkaAddr)
+	if out, err := py.CombinedOutput(); err != nil {
+		t.Fatalf("confluent producer: %v\n%s", err, out)
+	}
+
+	got := sub.wait(t)
+	want := []string{
+		"MSG|cmd/kcat/1|1|0|trace:abc|hello-kcat",
+		"MSG|cmds/dev7|1|0||by-key",
+		"MSG|out/nyc/k9|0|0|site:nyc|templated",
+		// A live subscriber without retain-as-published sees retain 0 (MQTT 5 3.3.1.3).
+		"MSG|cmd/py/2|1|0|site:paris site:lyon|hello-python",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("mosquitto_sub got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// The retained record is what a new subscriber gets first, with the retain flag.
+	late := startMosquittoSub(t, srv.MQTTAddr, 1, "-q", "1", "-t", "cmd/py/#")
+	if got := late.wait(t); len(got) != 1 || got[0] != "MSG|cmd/py/2|1|1|site:paris site:lyon|hello-python" {
+		t.Fatalf("late subscriber got %v", got)
+	}
+
+	_, metrics := srv.HTTPGet(t, "/metrics")
+	if v, _ := metricValue(t, metrics, "mqstreams_kafka_produced_skipped_total", `reason="invalid_topic"`); v != 1 {
+		t.Fatalf("invalid_topic skips: %v, want 1", v)
+	}
+	if v, _ := metricValue(t, metrics, "mqstreams_kafka_produced_delivered_total", `stream="cmds"`); v != 3 {
+		t.Fatalf("cmds deliveries: %v, want 3", v)
+	}
+	// Every record is stored, the undelivered ones included, and none twice.
+	k := kcatClient{bin: NeedTool(t, "kcat"), addr: srv.KafkaAddr}
+	if n := len(k.consume(t, ctx, "cmds", "beginning")); n != 4 {
+		t.Fatalf("cmds holds %d records, want 4", n)
+	}
+}
