@@ -81,14 +81,17 @@ type Log struct {
 }
 
 type pending struct {
-	stream   *Stream
-	shard    int32
-	recs     []Record
-	done     func(AppendResult, error)
-	enqueued time.Time
-	bytes    int
-	base     int64
-	tsUS     int64
+	stream *Stream
+	shard  int32
+	recs   []Record
+	ops    []EntryOp // entry changes committed with recs (or alone when stream is nil)
+	done   func(AppendResult, error)
+	// entriesDone answers an entries-only pending (stream nil).
+	entriesDone func(error)
+	enqueued    time.Time
+	bytes       int
+	base        int64
+	tsUS        int64
 }
 
 // AppendResult tells where an append landed.
