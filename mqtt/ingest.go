@@ -35,6 +35,9 @@ type ingestHook struct {
 	lg         zerolog.Logger
 	met        *metrics
 	maxPending int
+	// storeRetained, when set, writes a retained publish's retained message in the same
+	// commit as its stream appends (see storeHook).
+	storeRetained bool
 
 	mu       sync.RWMutex
 	conns    map[*mochi.Client]*conn
@@ -81,6 +84,8 @@ type item struct {
 	err   error
 
 	sess *session // set on a QoS 2 original tracked for exactly-once
+	// retainStored: the retained message was written with the appends.
+	retainStored bool
 	orig *item    // set on a QoS 2 redelivery: no append, the original's outcome decides
 
 	// Set while the drainer hands the packet back to mochi (drainer goroutine only).
@@ -259,10 +264,19 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 			h.mu.Unlock()
 			it.sess = s
 		}
+		var ops []log.EntryOp
+		if pk.FixedHeader.Retain && h.storeRetained && h.broker.Options.Capabilities.RetainAvailable != 0 {
+			ops = []log.EntryOp{retainedOp(cl, pk)}
+			it.retainStored = true
+		}
 		it.remaining.Store(int32(len(targets)))
 		c.enqueue(it)
-		for _, t := range targets {
-			h.appendOne(t, it)
+		for i, t := range targets {
+			if i == 0 {
+				h.appendWith(t, it, ops)
+			} else {
+				h.appendOne(t, it)
+			}
 		}
 	}
 	return pk, packets.ErrRejectPacket
@@ -270,7 +284,10 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 
 // appendOne appends one routed record; it (nil for QoS 0 and wills) completes when
 // the append is durable or failed.
-func (h *ingestHook) appendOne(t mapping.Target, it *item) {
+func (h *ingestHook) appendOne(t mapping.Target, it *item) { h.appendWith(t, it, nil) }
+
+// appendWith is appendOne that also commits the entry changes ops with the record.
+func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 	done := func(_ log.AppendResult, err error) {
 		if err != nil {
 			h.met.failed.WithLabelValues(t.Stream).Inc()
@@ -289,7 +306,18 @@ func (h *ingestHook) appendOne(t mapping.Target, it *item) {
 		done(log.AppendResult{}, fmt.Errorf("append %s: %w", t.Stream, log.ErrUnknownStream))
 		return
 	}
-	s.AppendAsync(t.Shard, []log.Record{t.Record}, done)
+	s.AppendAsyncWith(t.Shard, []log.Record{t.Record}, ops, done)
+}
+
+// retainedStored reports whether pk is a publish being handed back whose retained
+// message was already written with its stream appends.
+func (h *ingestHook) retainedStored(cl *mochi.Client, pk packets.Packet) bool {
+	c := h.lookup(cl)
+	if c == nil {
+		return false
+	}
+	it := c.inj.Load()
+	return it != nil && it.retainStored && it.matches(pk)
 }
 
 // OnPublished notes that a handed-back publish was fanned out to subscribers.

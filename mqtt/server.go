@@ -58,6 +58,7 @@ type Server struct {
 	ingest *ingestHook
 	met    *metrics
 	replay *ReplayHook
+	store  *storeHook
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -115,16 +116,22 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(replay, nil); err != nil {
 		return nil, fmt.Errorf("mqtt replay hook: %w", err)
 	}
+	store := newStoreHook(o.Log, broker, lg)
+	if err := broker.AddHook(store, nil); err != nil {
+		return nil, fmt.Errorf("mqtt store hook: %w", err)
+	}
 	for _, hk := range o.Hooks {
 		if err := broker.AddHook(hk, nil); err != nil {
 			return nil, fmt.Errorf("mqtt hook %s: %w", hk.ID(), err)
 		}
 	}
 	ingest := newIngestHook(broker, o.Log, o.Router, lg, met, int(caps.ReceiveMaximum))
+	ingest.storeRetained = true
+	store.retainedStored = ingest.retainedStored
 	if err := broker.AddHook(ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt ingest hook: %w", err)
 	}
-	return &Server{cfg: cfg, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay}, nil
+	return &Server{cfg: cfg, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay, store: store}, nil
 }
 
 // Start binds the TCP listener and serves; it returns once the listener is bound.
