@@ -86,7 +86,7 @@ type item struct {
 	sess *session // set on a QoS 2 original tracked for exactly-once
 	// retainStored: the retained message was written with the appends.
 	retainStored bool
-	orig *item    // set on a QoS 2 redelivery: no append, the original's outcome decides
+	orig         *item // set on a QoS 2 redelivery: no append, the original's outcome decides
 
 	// Set while the drainer hands the packet back to mochi (drainer goroutine only).
 	fanOut       bool
