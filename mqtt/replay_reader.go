@@ -310,6 +310,9 @@ func waitRoom(run *readerSet, wake <-chan struct{}, own bool) error {
 func (w *shardSender) encode(cl *mochi.Client, pk *packets.Packet) error {
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion
 	pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
+	// As mochi's WritePacket: a PUBLISH may carry response topic and correlation data
+	// (the encoder drops them unless told so).
+	pk.Mods.AllowResponseInfo = true
 	w.scratch.Reset()
 	if err := pk.PublishEncode(&w.scratch); err != nil {
 		return err

@@ -595,3 +595,38 @@ func TestReplayV3Earliest(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayRequestResponseProperties: `$stream` deliveries, replayed and live, carry
+// the MQTT 5 response topic, correlation data and content type as a plain subscriber
+// gets them.
+func TestReplayRequestResponseProperties(t *testing.T) {
+	e := newReplayEnv(t, replayEnvOptions{}, streamDef("rr", 1, "clientid", "rr/#"))
+	pub := dialV5(t, e.addr, v5Options{id: "rr-pub"})
+	plain := dialV5(t, e.addr, v5Options{id: "rr-plain"})
+	plain.subscribe(t, "", 1, "rr/#")
+	publish := func(n int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := pub.c.Publish(ctx, &paho.Publish{Topic: "rr/req", QoS: 1, Payload: []byte(strconv.Itoa(n)),
+			Properties: &paho.PublishProperties{ResponseTopic: "reply/" + strconv.Itoa(n), CorrelationData: []byte{byte(n), 0, 'c'}, ContentType: "text/plain"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(1) // replayed
+	sub := dialV5(t, e.addr, v5Options{id: "rr-sub"})
+	sub.subscribe(t, "earliest", 1, "$stream/rr")
+	sub.waitN(t, 1)
+	publish(2) // live
+	for name, c := range map[string]*v5Client{"$stream": sub, "plain": plain} {
+		msgs := c.waitN(t, 2)
+		for i, m := range msgs[:2] {
+			n := i + 1
+			if m.Properties == nil || m.Properties.ResponseTopic != "reply/"+strconv.Itoa(n) ||
+				string(m.Properties.CorrelationData) != string([]byte{byte(n), 0, 'c'}) || m.Properties.ContentType != "text/plain" {
+				t.Errorf("%s message %d: properties %+v", name, n, m.Properties)
+			}
+		}
+	}
+}
