@@ -192,6 +192,9 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	msg := toMessage(cl.ID, string(cl.Properties.Username), &pk, c.seq.Add(1)-1)
 	c.route = h.router.Route(&msg, c.route[:0])
 	targets := c.route
+	if len(targets) == 0 {
+		h.met.unmatched.Inc()
+	}
 	qos := pk.FixedHeader.Qos
 	if qos == 0 {
 		// At most once: appended without anyone waiting, fanned out at once.

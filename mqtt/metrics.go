@@ -12,7 +12,14 @@ type metrics struct {
 	connections prometheus.GaugeFunc
 	appended    *prometheus.CounterVec
 	failed      *prometheus.CounterVec
+	unmatched   prometheus.Counter
+	refused     *prometheus.CounterVec
+	bytesIn     prometheus.CounterFunc
+	bytesOut    prometheus.CounterFunc
 }
+
+// packetTooLarge counts a connection ended for a packet over the maximum size.
+func (m *metrics) packetTooLarge() { m.refused.WithLabelValues("packet_too_large").Inc() }
 
 func newMetrics(broker *mochi.Server) *metrics {
 	return &metrics{
@@ -31,11 +38,32 @@ func newMetrics(broker *mochi.Server) *metrics {
 			Name: "mqstreams_mqtt_append_failures_total",
 			Help: "MQTT publishes whose append to a stream failed.",
 		}, []string{"stream"}),
+		unmatched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_publishes_unmatched_total",
+			Help: "MQTT publishes that matched no stream (delivered to subscribers only).",
+		}),
+		// Const proto labels, like connections, so the Kafka side registers the same
+		// series names with proto="kafka".
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "mqstreams_connections_refused_total",
+			Help:        "Connections refused or ended by the server, by protocol and reason.",
+			ConstLabels: prometheus.Labels{"proto": "mqtt"},
+		}, []string{"reason"}),
+		bytesIn: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "mqstreams_received_bytes_total",
+			Help:        "Bytes received from clients, by protocol.",
+			ConstLabels: prometheus.Labels{"proto": "mqtt"},
+		}, func() float64 { return float64(atomic.LoadInt64(&broker.Info.BytesReceived)) }),
+		bytesOut: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "mqstreams_sent_bytes_total",
+			Help:        "Bytes sent to clients, by protocol.",
+			ConstLabels: prometheus.Labels{"proto": "mqtt"},
+		}, func() float64 { return float64(atomic.LoadInt64(&broker.Info.BytesSent)) }),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed} {
+	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.unmatched, m.refused, m.bytesIn, m.bytesOut} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

@@ -24,9 +24,11 @@ import (
 type Config struct {
 	// Addr is the TCP listen address (default ":1883"; "127.0.0.1:0" picks a free port).
 	Addr string
-	// MaxPacketBytes is the largest MQTT packet accepted (default 1 MiB); larger ones
-	// end the connection as mochi's maximum packet size prescribes.
+	// MaxPacketBytes is the largest MQTT packet accepted (default 1 MiB), advertised in
+	// CONNACK; a larger one ends the connection, with DISCONNECT 0x95 on MQTT 5.
 	MaxPacketBytes int
+	// Capabilities are advertised in CONNACK and enforced; nil means DefaultCapabilities.
+	Capabilities *Capabilities
 }
 
 // Default configuration values.
@@ -86,8 +88,15 @@ func New(o Options) (*Server, error) {
 	}
 	lg := o.Logger.With().Str("component", "mqtt").Logger()
 
+	ours := DefaultCapabilities()
+	if cfg.Capabilities != nil {
+		ours = *cfg.Capabilities
+	}
+	if ours.ReceiveMaximum == 0 || ours.MaximumQoS > 2 {
+		return nil, fmt.Errorf("mqtt: receive maximum %d and maximum QoS %d: want at least 1 and at most 2", ours.ReceiveMaximum, ours.MaximumQoS)
+	}
 	caps := mochi.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = uint32(cfg.MaxPacketBytes)
+	ours.apply(caps, cfg.MaxPacketBytes)
 	// Acks echo no publish properties: user properties of a large publish would
 	// otherwise be sent back in every PUBACK.
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
@@ -96,6 +105,7 @@ func New(o Options) (*Server, error) {
 		Capabilities: caps,
 		Logger:       slog.New(zerolog.NewSlogHandler(lg.With().Str("lib", "mochi").Logger())),
 	})
+
 
 	met := newMetrics(broker)
 	if o.Registerer != nil {
@@ -108,6 +118,9 @@ func New(o Options) (*Server, error) {
 	// the ingest hook must be the last OnPublish so it sees the packet other hooks leave.
 	if err := broker.AddHook(newAuthHook(), nil); err != nil {
 		return nil, fmt.Errorf("mqtt auth hook: %w", err)
+	}
+	if err := broker.AddHook(newLimitsHook(ours, cfg.MaxPacketBytes, met), nil); err != nil {
+		return nil, fmt.Errorf("mqtt limits hook: %w", err)
 	}
 	replay, err := NewReplayHook(ReplayOptions{Log: o.Log, Router: o.Router, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker})
 	if err != nil {
@@ -145,7 +158,8 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("mqtt listen %s: %w", s.cfg.Addr, err)
 	}
-	if err := s.broker.AddListener(listeners.NewNet(listenerID, ln)); err != nil {
+	wrapped := &limitListener{Listener: ln, maxPacket: uint32(s.cfg.MaxPacketBytes), lg: s.lg, refused: s.met.packetTooLarge}
+	if err := s.broker.AddListener(listeners.NewNet(listenerID, wrapped)); err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("mqtt listener: %w", err)
 	}

@@ -386,7 +386,7 @@ func (h *storeHook) OnQosPublish(cl *mochi.Client, pk packets.Packet, sent int64
 	h.mu.Unlock()
 	h.log.PutEntriesAsync([]log.EntryOp{op}, func(err error) {
 		if err != nil {
-			h.lg.Error().Err(err).Str("client", cl.ID).Msg("queued message not stored")
+			h.lg.Error().Err(err).Str("client", cl.ID).Str("remote", cl.Net.Remote).Msg("queued message not stored")
 		}
 		h.mu.Lock()
 		if h.unsynced[origin]--; h.unsynced[origin] <= 0 {

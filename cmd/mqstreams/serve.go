@@ -185,6 +185,14 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		Config: mqtt.Config{
 			Addr:           cfg.MQTT.Addr,
 			MaxPacketBytes: int(cfg.MQTT.MaxPacketBytes),
+			Capabilities: &mqtt.Capabilities{
+				ReceiveMaximum:        uint16(cfg.MQTT.ReceiveMaximum),
+				TopicAliasMaximum:     uint16(cfg.MQTT.TopicAliasMaximum),
+				MaximumQoS:            byte(cfg.MQTT.MaximumQoS),
+				RetainAvailable:       cfg.MQTT.RetainAvailable,
+				WildcardSubscriptions: cfg.MQTT.WildcardSubscriptions,
+				SharedSubscriptions:   cfg.MQTT.SharedSubscriptions,
+			},
 		},
 		Log:        s.log,
 		Router:     s.router,
