@@ -101,10 +101,12 @@ func New(o Options) (*Server, error) {
 	// otherwise be sent back in every PUBACK.
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 
+	logHandler, logBroker := newClientLogHandler(zerolog.NewSlogHandler(lg.With().Str("lib", "mochi").Logger()))
 	broker := mochi.New(&mochi.Options{
 		Capabilities: caps,
-		Logger:       slog.New(zerolog.NewSlogHandler(lg.With().Str("lib", "mochi").Logger())),
+		Logger:       slog.New(logHandler),
 	})
+	logBroker.Store(broker)
 
 
 	met := newMetrics(broker)
