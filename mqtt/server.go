@@ -108,7 +108,6 @@ func New(o Options) (*Server, error) {
 	})
 	logBroker.Store(broker)
 
-
 	met := newMetrics(broker)
 	if o.Registerer != nil {
 		if err := met.register(o.Registerer); err != nil {
