@@ -97,7 +97,7 @@ func (l *Log) commitLoop() {
 
 // maxCommitBytes bounds one commit, so a burst of queued appends becomes several
 // commits of bounded size rather than one huge Pebble batch.
-const maxCommitBytes = 8 << 20
+const maxCommitBytes = 4 << 20 // at most half a memtable (log.go), so a commit is an ordinary batch
 
 // take removes from the queue the appends for the next commit: all of them, or as many
 // as fit in maxCommitBytes (at least one). What stays queued wakes the loop again.
@@ -233,6 +233,8 @@ func (l *Log) commit(q []*pending) {
 	start := time.Now()
 	err := b.Commit(l.syncOpt())
 	l.opts.Observer.ObserveSync(time.Since(start))
+	l.lastCommit.Store(time.Now().UnixNano())
+	l.dirty.Store(true)
 	if err != nil {
 		l.lg.Error().Err(err).Int("appends", len(q)).Msg("commit failed")
 		for _, g := range order {
