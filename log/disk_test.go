@@ -100,3 +100,18 @@ func TestDiskUseBounded(t *testing.T) {
 	t.Logf("retained %d MiB; data dir peak %d MiB, after last append %d MiB, idle %d MiB (overhead allowance %d MiB)",
 		retained>>20, peak>>20, used>>20, idle>>20, DiskOverheadBytes>>20)
 }
+
+// TestFormatMajorVersionPinned: a new data dir gets the pinned format, not whatever
+// the linked Pebble calls newest, and keeps it across reopens.
+func TestFormatMajorVersionPinned(t *testing.T) {
+	dir := t.TempDir()
+	for range 2 {
+		l := openTest(t, dir, nil)
+		if got := l.db.FormatMajorVersion(); got != formatMajorVersion {
+			t.Fatalf("format major version %d, want %d", got, formatMajorVersion)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
