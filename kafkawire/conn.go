@@ -71,11 +71,15 @@ func (c *conn) serve() {
 		_ = c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
 		body, err := readFrame(br, c.s.cfg.MaxRequestBytes, c.rbuf)
 		if err != nil {
+			if errors.Is(err, errFrameTooLarge) {
+				c.s.metrics.failed(-1, "frame_too_large")
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.lg.Debug().Err(err).Msg("kafka connection closed on read")
 			}
 			return
 		}
+		c.s.metrics.traffic(len(body)+4, 0)
 		out, err := c.dispatch(body)
 		// Keep a modest read buffer; a rare huge request should not pin its memory.
 		if cap(body) <= 1<<20 {
@@ -84,12 +88,18 @@ func (c *conn) serve() {
 			c.rbuf = nil
 		}
 		if err != nil {
+			key := int16(-1)
+			if len(body) >= 2 {
+				key = int16(binary.BigEndian.Uint16(body))
+			}
+			c.s.metrics.failed(key, "bad_request")
 			c.lg.Info().Err(err).Msg("kafka connection closed: bad request")
 			return
 		}
 		if out == nil {
 			continue // a request Kafka does not answer (Produce with acks=0)
 		}
+		c.s.metrics.traffic(0, len(out))
 		if _, err := c.nc.Write(out); err != nil {
 			c.lg.Debug().Err(err).Msg("kafka connection closed on write")
 			return
@@ -180,7 +190,11 @@ func (c *conn) dispatch(body []byte) ([]byte, error) {
 		}
 		return c.encode(corr, resp), nil
 	}
+	start := time.Now()
 	resp, err := a.handle(c.s, c, req)
+	if err == nil {
+		c.s.metrics.request(key, time.Since(start), resp)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
 	}
