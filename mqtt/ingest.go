@@ -195,6 +195,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	if len(targets) == 0 {
 		h.met.unmatched.Inc()
 	}
+	h.met.countFallbacks(targets)
 	qos := pk.FixedHeader.Qos
 	if qos == 0 {
 		// At most once: appended without anyone waiting, fanned out at once.
@@ -400,7 +401,9 @@ func (h *ingestHook) OnClientExpired(cl *mochi.Client) {
 // one is waiting for an acknowledgement.
 func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 	msg := toMessage(cl.ID, string(cl.Properties.Username), &pk, 0)
-	for _, t := range h.router.Route(&msg, nil) {
+	targets := h.router.Route(&msg, nil)
+	h.met.countFallbacks(targets)
+	for _, t := range targets {
 		h.appendOne(t, nil)
 	}
 }

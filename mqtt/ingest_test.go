@@ -535,3 +535,26 @@ func gatherMetrics(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	return found
 }
+
+// TestKeyFallbackCounted: a JSON key path missing from a publish falls back to the
+// stream's key_fallback, and the fallback is counted per stream.
+func TestKeyFallbackCounted(t *testing.T) {
+	def := mapping.Definition{Name: "plant", Filters: []string{"plant/#"}, Shards: 2, Key: "json:device.id", KeyFallback: "topic"}
+	e := newEnv(t, envOptions{}, def)
+	c, _ := dialRaw(t, e.addr, "fb", 5, true)
+	c.send(publishPacket("plant/a", 1, 1, `{"device":{"id":"d1"}}`), publishPacket("plant/b", 1, 2, `{"other":1}`))
+	c.expect(packets.Puback, 1)
+	c.expect(packets.Puback, 2)
+	keys := map[string]bool{}
+	for shard := int32(0); shard < 2; shard++ {
+		for _, r := range e.records(t, "plant", shard) {
+			keys[string(r.Key)] = true
+		}
+	}
+	if !keys["d1"] || !keys["plant/b"] || len(keys) != 2 {
+		t.Fatalf("record keys %v, want d1 and the fallback topic plant/b", keys)
+	}
+	if v := gatherMetrics(t, e.reg)["mqstreams_key_fallbacks_total,stream=plant"]; v != 1 {
+		t.Fatalf("key fallbacks counted %v, want 1", v)
+	}
+}

@@ -5,6 +5,8 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // metrics are the MQTT side's Prometheus series.
@@ -13,9 +15,19 @@ type metrics struct {
 	appended    *prometheus.CounterVec
 	failed      *prometheus.CounterVec
 	unmatched   prometheus.Counter
+	fallbacks   *prometheus.CounterVec
 	refused     *prometheus.CounterVec
 	bytesIn     prometheus.CounterFunc
 	bytesOut    prometheus.CounterFunc
+}
+
+// countFallbacks counts the targets whose key came from the stream's key_fallback.
+func (m *metrics) countFallbacks(targets []mapping.Target) {
+	for i := range targets {
+		if targets[i].KeyFallback {
+			m.fallbacks.WithLabelValues(targets[i].Stream).Inc()
+		}
+	}
 }
 
 // packetTooLarge counts a connection ended for a packet over the maximum size.
@@ -37,6 +49,10 @@ func newMetrics(broker *mochi.Server) *metrics {
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mqstreams_mqtt_append_failures_total",
 			Help: "MQTT publishes whose append to a stream failed.",
+		}, []string{"stream"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqstreams_key_fallbacks_total",
+			Help: "MQTT publishes whose stream key expression yielded nothing (say a JSON path missing from the payload), so the stream's key_fallback gave the key.",
 		}, []string{"stream"}),
 		unmatched: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mqstreams_mqtt_publishes_unmatched_total",
@@ -63,7 +79,7 @@ func newMetrics(broker *mochi.Server) *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.unmatched, m.refused, m.bytesIn, m.bytesOut} {
+	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.unmatched, m.fallbacks, m.refused, m.bytesIn, m.bytesOut} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
