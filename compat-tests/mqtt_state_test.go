@@ -73,7 +73,7 @@ func TestBrokerStateSurvivesKill(t *testing.T) {
 
 	got := mosquittoSub(t, srv.MQTTAddr, "-i", "mosq-sub", "-c", "-q", "1", "-t", "cmd/#", "-C", "2", "-v")
 	// mochi resends a session's in-flight messages ordered by creation second only, so
-	// two queued within a second may come in either order (docs/mqtt.md).
+	// two queued within a second may come in either order (docs/operations.md, "Known limits").
 	sort.Strings(got)
 	if strings.Join(got, "|") != "cmd/a a|cmd/b b" {
 		t.Fatalf("mosquitto_sub -c after kill -9 got %q, want the two queued messages", got)

@@ -255,7 +255,7 @@ func TestListOffsets(t *testing.T) {
 	check("end", lo, err, map[int32][2]int64{0: {5, -1}, 1: {0, -1}})
 	lo, err = adm.ListOffsetsAfterMilli(ctx, t1/1000, "times")
 	check("at t1", lo, err, map[int32][2]int64{0: {0, t1 / 1000}})
-	// First offset at or after the time, not the last before it (pitfall 1).
+	// First offset at or after the time, not the last before it (docs/mapping.md, Kafka pitfall 1).
 	lo, err = adm.ListOffsetsAfterMilli(ctx, t1/1000+1, "times")
 	check("after t1", lo, err, map[int32][2]int64{0: {3, t2 / 1000}})
 	lo, err = adm.ListOffsetsAfterMilli(ctx, t2/1000+1, "times")

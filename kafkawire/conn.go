@@ -23,7 +23,7 @@ const idleTimeout = 10 * time.Minute
 
 // conn is one client connection and the state kept for it between requests.
 // Requests are handled one at a time in arrival order, so responses go out in request
-// order even when the client pipelines (design.md, "Kafka connections").
+// order even when the client pipelines (docs/design.md, "Kafka connections").
 type conn struct {
 	s      *Server
 	nc     net.Conn // nil when dispatch is driven directly (fuzz tests)

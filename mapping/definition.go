@@ -17,7 +17,7 @@ import (
 	"github.com/mqstreams/mqstreams/log"
 )
 
-// Definition defaults and limits (spec/streams.md).
+// Definition defaults and limits (docs/mapping.md).
 const (
 	DefaultShards = 4
 	MaxShards     = 10000

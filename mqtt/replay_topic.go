@@ -14,7 +14,7 @@ import (
 	"github.com/mqstreams/mqstreams/mapping"
 )
 
-// Prefixes of stream subscription filters (spec/mqtt.md "Stream subscriptions").
+// Prefixes of stream subscription filters (docs/mapping.md, "`$stream/` subscriptions").
 const (
 	streamPrefix       = "$stream/"
 	legacyStreamPrefix = "$s/"

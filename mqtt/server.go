@@ -97,6 +97,10 @@ func New(o Options) (*Server, error) {
 	}
 	caps := mochi.NewDefaultServerCapabilities()
 	ours.apply(caps, cfg.MaxPacketBytes)
+	// mochi's default drops every retained and queued message a day after it was
+	// published, whatever its own expiry: a device's retained status must last until
+	// it is replaced, so only a message's own expiry interval applies.
+	caps.MaximumMessageExpiryInterval = 0
 	// Acks echo no publish properties: user properties of a large publish would
 	// otherwise be sent back in every PUBACK.
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true

@@ -20,7 +20,7 @@ import (
 )
 
 // Entry kinds of the broker state kept in the log's database (docs/design.md, "Broker
-// state"): one record per persistent client, subscription, retained topic and queued
+// state across restarts"): one record per persistent client, subscription, retained topic and queued
 // (in-flight) message.
 const (
 	kindClient   = "mqtt.client"

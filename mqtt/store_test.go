@@ -184,6 +184,9 @@ func TestStoreSurvivesRestart(t *testing.T) {
 		t.Fatalf("unexpected queued %s=%q", p.Topic, p.Payload)
 	case <-time.After(200 * time.Millisecond): // nothing else is due: bounded look for extras
 	}
+	if got := srv.broker.Options.Capabilities.MaximumMessageExpiryInterval; got != 0 {
+		t.Fatalf("retained and queued messages are dropped after %d s whatever their expiry", got)
+	}
 	if recs := readAll(t, l.Stream("status"), 0); len(recs) != 2 {
 		t.Fatalf("stream records: %d, want 2", len(recs))
 	}
