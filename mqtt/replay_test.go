@@ -638,3 +638,31 @@ func TestReplayRequestResponseProperties(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayResumesAfterRestartWithoutSubscribe: the stream subscription of a
+// persistent session is part of the stored session, so after a server restart the
+// client reconnects without subscribing again and continues after what it acknowledged.
+func TestReplayResumesAfterRestartWithoutSubscribe(t *testing.T) {
+	dir := t.TempDir()
+	e := newReplayEnv(t, replayEnvOptions{dir: dir}, streamDef("rr2", 1, "topic", "rr2/#"))
+	const n = 50
+	e.fill(t, testMessages(n, "rr2/%d"))
+	a := dialV5(t, e.addr, v5Options{id: "dev", noClean: true, expiry: 300, rm: 10, manual: true})
+	a.subscribe(t, "earliest", 1, "$stream/rr2")
+	for _, m := range a.waitN(t, 10)[:6] {
+		if err := a.c.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.waitN(t, 16)
+	_ = a.c.Disconnect(&paho.Disconnect{})
+	waitFor(t, "disconnect", func() bool { s := e.hook.session("dev"); return s != nil && s.isClient(nil) })
+	e.close(t)
+
+	e2 := newReplayEnv(t, replayEnvOptions{dir: dir})
+	b := dialV5(t, e2.addr, v5Options{id: "dev", noClean: true, expiry: 300})
+	checkShards(t, b.waitN(t, n-6), []int64{6}, []int64{n})
+	// Live records follow the replay.
+	e2.fill(t, testMessages(1, "rr2/%d"))
+	b.waitN(t, n-6+1)
+}

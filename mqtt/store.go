@@ -63,7 +63,8 @@ type clientKeys struct {
 //
 // Only sessions that outlive their connection are stored: an MQTT 5 client with a
 // session expiry interval, or an MQTT 3 client without clean session. `$stream/`
-// subscriptions are served by the replay hook and not stored here.
+// subscriptions are stored like any other; the replay hook resumes them from their
+// consumer-group position (their in-flight copies are not stored).
 type storeHook struct {
 	mochi.HookBase
 
@@ -141,8 +142,6 @@ func subName(client, filter string) string { return client + "\x00" + filter }
 func inflightName(client string, id uint16) string {
 	return client + "\x00" + strconv.FormatUint(uint64(id), 10)
 }
-
-func isStoredFilter(filter string) bool { return !isStreamFilter(filter) }
 
 // write queues ops in the log's group commit; wait blocks until they are durable.
 func (h *storeHook) write(ops []log.EntryOp, wait bool, what string) {
@@ -313,7 +312,7 @@ func (h *storeHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, reasonCode
 	var ops []log.EntryOp
 	h.mu.Lock()
 	for i, f := range pk.Filters {
-		if i >= len(reasonCodes) || reasonCodes[i] >= packets.ErrUnspecifiedError.Code || !isStoredFilter(f.Filter) {
+		if i >= len(reasonCodes) || reasonCodes[i] >= packets.ErrUnspecifiedError.Code {
 			continue
 		}
 		v, _ := json.Marshal(storage.Subscription{
@@ -375,8 +374,8 @@ func (h *storeHook) OnRetainedExpired(topic string) {
 // The write is not waited for here (this runs once per subscriber); OnPublished waits
 // for all of a publish's queued copies at once.
 func (h *storeHook) OnQosPublish(cl *mochi.Client, pk packets.Packet, sent int64, resends int) {
-	if resends > 0 || !persistent(cl) {
-		return
+	if resends > 0 || !persistent(cl) || pk.Origin == replayOrigin {
+		return // a replay resumes from its own stored position instead
 	}
 	op := log.EntryOp{Kind: kindInflight, Name: inflightName(cl.ID, pk.PacketID), Value: messageValue(cl, pk, sent)}
 	origin := pk.Origin
