@@ -62,7 +62,7 @@ func (c *conn) serve() {
 	defer c.nc.Close()
 	defer func() {
 		if r := recover(); r != nil {
-			c.lg.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("kafka request handler panicked; closing connection")
+			c.lg.Error().Str("client_id", c.clientID).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("kafka request handler panicked; closing connection")
 		}
 	}()
 	c.lg.Debug().Msg("kafka connection opened")
@@ -75,7 +75,7 @@ func (c *conn) serve() {
 				c.s.metrics.failed(-1, "frame_too_large")
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.lg.Debug().Err(err).Msg("kafka connection closed on read")
+				c.lg.Debug().Err(err).Str("client_id", c.clientID).Msg("kafka connection closed on read")
 			}
 			return
 		}
@@ -93,7 +93,7 @@ func (c *conn) serve() {
 				key = int16(binary.BigEndian.Uint16(body))
 			}
 			c.s.metrics.failed(key, "bad_request")
-			c.lg.Info().Err(err).Msg("kafka connection closed: bad request")
+			c.lg.Info().Err(err).Str("client_id", c.clientID).Msg("kafka connection closed: bad request")
 			return
 		}
 		if out == nil {
@@ -101,7 +101,7 @@ func (c *conn) serve() {
 		}
 		c.s.metrics.traffic(0, len(out))
 		if _, err := c.nc.Write(out); err != nil {
-			c.lg.Debug().Err(err).Msg("kafka connection closed on write")
+			c.lg.Debug().Err(err).Str("client_id", c.clientID).Msg("kafka connection closed on write")
 			return
 		}
 		if cap(out) > 8<<20 {
