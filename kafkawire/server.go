@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/certs"
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -33,6 +35,11 @@ type Config struct {
 	// MaxRequestBytes is the largest request frame accepted (socket.request.max.bytes,
 	// default 100 MiB); a larger one closes the connection.
 	MaxRequestBytes int32
+	// SecurityProtocol is the listener's protocol as Kafka names it: plaintext, ssl,
+	// sasl_plaintext or sasl_ssl (default plaintext).
+	SecurityProtocol string
+	// SessionLifetime bounds an authenticated SASL session (KIP-368); 0 means none.
+	SessionLifetime time.Duration
 }
 
 // Options are what New needs.
@@ -41,6 +48,11 @@ type Options struct {
 	Log        *log.Log
 	Logger     zerolog.Logger
 	Registerer prometheus.Registerer // may be nil
+	// Auth authenticates SASL clients and authorizes every request; nil allows
+	// everything (tests of other features).
+	Auth *auth.Store
+	// TLS serves the listener over TLS (security protocols ssl and sasl_ssl).
+	TLS *certs.Source
 }
 
 // Server is the Kafka broker: node 0, every stream a topic, every shard a partition.

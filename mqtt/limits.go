@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -221,12 +222,10 @@ func (h *limitsHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
 	h.mu.Unlock()
 }
 
-// limitListener wraps the TCP listener so every connection is a limitConn.
+// limitListener wraps a listener so every connection is a limitConn.
 type limitListener struct {
 	net.Listener
-	maxPacket uint32
-	lg        zerolog.Logger
-	refused   func() // counts a connection ended for an oversized packet
+	wrap func(net.Conn) net.Conn
 }
 
 // Accept wraps the next connection.
@@ -235,7 +234,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &limitConn{Conn: c, maxPacket: l.maxPacket, lg: l.lg, oversized: l.refused}, nil
+	return l.wrap(c), nil
+}
+
+// limitConn wraps a client connection (TCP, TLS or WebSocket) in a limitConn.
+func (s *Server) limitConn(c net.Conn) net.Conn {
+	return &limitConn{Conn: c, maxPacket: uint32(s.cfg.MaxPacketBytes), lg: s.lg, oversized: s.met.packetTooLarge}
 }
 
 // limitConn follows the MQTT framing of what mochi reads, to answer a packet over the
@@ -295,6 +299,15 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// ConnectionState is the TLS state of the wrapped connection (empty for plain TCP), so
+// the auth hook still finds a client certificate through the wrapper.
+func (c *limitConn) ConnectionState() tls.ConnectionState {
+	if tc, ok := c.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return tc.ConnectionState()
+	}
+	return tls.ConnectionState{}
 }
 
 // Write writes one packet (mochi writes whole packets).

@@ -19,6 +19,8 @@ type metrics struct {
 	refused     *prometheus.CounterVec
 	bytesIn     prometheus.CounterFunc
 	bytesOut    prometheus.CounterFunc
+	// loginFailures counts refused CONNECTs (credentials, rate limit, will, client id).
+	loginFailures prometheus.Counter
 }
 
 // countFallbacks counts the targets whose key came from the stream's key_fallback.
@@ -75,11 +77,15 @@ func newMetrics(broker *mochi.Server) *metrics {
 			Help:        "Bytes sent to clients, by protocol.",
 			ConstLabels: prometheus.Labels{"proto": "mqtt"},
 		}, func() float64 { return float64(atomic.LoadInt64(&broker.Info.BytesSent)) }),
+		loginFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_login_failures_total",
+			Help: "MQTT connections refused at login (bad credentials, rate-limited, will or client id not allowed).",
+		}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.unmatched, m.fallbacks, m.refused, m.bytesIn, m.bytesOut} {
+	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.loginFailures, m.unmatched, m.fallbacks, m.refused, m.bytesIn, m.bytesOut} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

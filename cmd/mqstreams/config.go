@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mqstreams/mqstreams/auth"
 	"github.com/mqstreams/mqstreams/mapping"
 )
 
@@ -32,9 +33,11 @@ type Config struct {
 	StreamsSet bool
 }
 
-// MQTTConfig configures the MQTT listener.
+// MQTTConfig configures the MQTT listeners.
 type MQTTConfig struct {
-	Addr           string
+	Addr string
+	// WSAddr is the MQTT over WebSocket listen address; empty means none.
+	WSAddr         string
 	MaxPacketBytes int64
 	TLS            TLSConfig
 	// Limits advertised in the MQTT 5 CONNACK and enforced (mqtt.Capabilities).
@@ -46,40 +49,46 @@ type MQTTConfig struct {
 	SharedSubscriptions   bool
 }
 
-// TLSConfig names a certificate and key in PEM files.
+// TLSConfig names a certificate and key in PEM files, and optionally the CA bundle that
+// client certificates must chain to (mutual TLS; the certificate's CN is the username).
 type TLSConfig struct {
-	Cert string
-	Key  string
+	Cert     string
+	Key      string
+	ClientCA string
 }
+
+// Enabled tells whether the listener speaks TLS.
+func (t TLSConfig) Enabled() bool { return t.Cert != "" }
 
 // KafkaConfig configures the Kafka wire-protocol listener.
 type KafkaConfig struct {
 	Addr            string
 	AdvertisedAddr  string
 	MaxRequestBytes int64
+	// SecurityProtocol is Kafka's listener security protocol: plaintext, ssl,
+	// sasl_plaintext or sasl_ssl.
+	SecurityProtocol string
+	TLS              TLSConfig
+	// SessionLifetimeMS bounds an authenticated SASL session (KIP-368); clients
+	// re-authenticate before it ends. 0 means no limit.
+	SessionLifetimeMS int64
 }
 
-// HTTPConfig configures the HTTP listener (health, readiness, metrics).
+// HTTPConfig configures the HTTP listener (health, readiness, metrics, admin API).
 type HTTPConfig struct {
 	Addr string
+	TLS  TLSConfig
+	// MetricsAuth requires credentials for /metrics too (the probes stay open).
+	MetricsAuth bool
 }
 
-// AuthConfig lists the users allowed to connect.
+// AuthConfig lists the users allowed to connect and what anonymous clients may do.
 type AuthConfig struct {
-	Users []User
-}
-
-// User is one configured user with its stream ACL.
-type User struct {
-	Username     string
-	PasswordHash string
-	ACL          []ACLRule
-}
-
-// ACLRule grants operations on streams whose names match a pattern.
-type ACLRule struct {
-	Stream string
-	Allow  []string
+	// AllowAnonymous is nil when not set: with no users at all the server then runs
+	// in the open demo mode on loopback only.
+	AllowAnonymous *bool
+	AnonymousACL   []auth.Rule
+	Users          []auth.User
 }
 
 // AutoCreateConfig controls creating streams on a $stream/<name>/... subscription.
@@ -97,7 +106,7 @@ func DefaultConfig() Config {
 		DataDir: "./data",
 		MQTT: MQTTConfig{Addr: ":1883", MaxPacketBytes: 1 << 20, ReceiveMaximum: 1024, TopicAliasMaximum: 65535,
 			MaximumQoS: 2, RetainAvailable: true, WildcardSubscriptions: true, SharedSubscriptions: true},
-		Kafka:      KafkaConfig{Addr: ":9092", MaxRequestBytes: 100 << 20},
+		Kafka:      KafkaConfig{Addr: ":9092", MaxRequestBytes: 100 << 20, SecurityProtocol: "plaintext"},
 		HTTP:       HTTPConfig{Addr: ":8080"},
 		AutoCreate: AutoCreateConfig{Shards: 4},
 	}
@@ -178,6 +187,7 @@ func ParseConfig(data []byte) (Config, error) {
 		"data_dir": str(&c.DataDir, true),
 		"mqtt": section(fields{
 			"addr":                   addr(&c.MQTT.Addr),
+			"ws_addr":                addr(&c.MQTT.WSAddr),
 			"max_packet_bytes":       byteSize(&c.MQTT.MaxPacketBytes, maxMQTTPacket),
 			"receive_maximum":        intRange(&c.MQTT.ReceiveMaximum, 1, 65535),
 			"topic_alias_maximum":    intRange(&c.MQTT.TopicAliasMaximum, 0, 65535),
@@ -185,21 +195,32 @@ func ParseConfig(data []byte) (Config, error) {
 			"retain_available":       boolean(&c.MQTT.RetainAvailable),
 			"wildcard_subscriptions": boolean(&c.MQTT.WildcardSubscriptions),
 			"shared_subscriptions":   boolean(&c.MQTT.SharedSubscriptions),
-			"tls": section(fields{
-				"cert": str(&c.MQTT.TLS.Cert, true),
-				"key":  str(&c.MQTT.TLS.Key, true),
-			}),
+			"tls":                    tlsSection(&c.MQTT.TLS),
 		}),
 		"kafka": section(fields{
-			"addr":              addr(&c.Kafka.Addr),
-			"advertised_addr":   advertisedAddr(&c.Kafka.AdvertisedAddr),
-			"max_request_bytes": byteSize(&c.Kafka.MaxRequestBytes, math.MaxInt32),
+			"addr":                addr(&c.Kafka.Addr),
+			"advertised_addr":     advertisedAddr(&c.Kafka.AdvertisedAddr),
+			"max_request_bytes":   byteSize(&c.Kafka.MaxRequestBytes, math.MaxInt32),
+			"security_protocol":   oneOf(&c.Kafka.SecurityProtocol, "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"),
+			"tls":                 tlsSection(&c.Kafka.TLS),
+			"session_lifetime_ms": nonNegativeInt64(&c.Kafka.SessionLifetimeMS),
 		}),
 		"http": section(fields{
-			"addr": addr(&c.HTTP.Addr),
+			"addr":         addr(&c.HTTP.Addr),
+			"tls":          tlsSection(&c.HTTP.TLS),
+			"metrics_auth": boolean(&c.HTTP.MetricsAuth),
 		}),
 		"auth": section(fields{
-			"users": users(&c.Auth.Users),
+			"allow_anonymous": func(n *yaml.Node, path string) error {
+				var v bool
+				if err := boolean(&v)(n, path); err != nil {
+					return err
+				}
+				c.Auth.AllowAnonymous = &v
+				return nil
+			},
+			"anonymous_acl": aclRules(&c.Auth.AnonymousACL),
+			"users":         users(&c.Auth.Users),
 		}),
 		"auto_create": section(fields{
 			"enabled": boolean(&c.AutoCreate.Enabled),
@@ -424,55 +445,123 @@ func list(n *yaml.Node, path string, item func(n *yaml.Node, path string) error)
 	return nil
 }
 
-// aclOps are the operations an ACL rule may allow.
-var aclOps = map[string]bool{"read": true, "write": true, "admin": true}
-
-func users(dst *[]User) func(*yaml.Node, string) error {
+func tlsSection(dst *TLSConfig) func(*yaml.Node, string) error {
 	return func(n *yaml.Node, path string) error {
-		names := map[string]string{}
+		if err := decodeMap(n, path, fields{
+			"cert":      str(&dst.Cert, true),
+			"key":       str(&dst.Key, true),
+			"client_ca": str(&dst.ClientCA, true),
+		}); err != nil {
+			return err
+		}
+		if (dst.Cert == "") != (dst.Key == "") || (dst.ClientCA != "" && dst.Cert == "") {
+			return fieldErr(n, path, "cert and key are both required")
+		}
+		return nil
+	}
+}
+
+func oneOf(dst *string, values ...string) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "a string"); err != nil {
+			return err
+		}
+		for _, v := range values {
+			if n.Value == v {
+				*dst = v
+				return nil
+			}
+		}
+		return fieldErr(n, path, "unknown value %q (known: %s)", n.Value, strings.Join(values, ", "))
+	}
+}
+
+func nonNegativeInt64(dst *int64) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "a whole number"); err != nil {
+			return err
+		}
+		v, err := strconv.ParseInt(n.Value, 10, 64)
+		if err != nil || v < 0 {
+			return fieldErr(n, path, "expected a whole number of at least 0, got %s", describe(n))
+		}
+		*dst = v
+		return nil
+	}
+}
+
+// aclRules parses a list of {topic|stream|group: pattern, allow: [ops]}.
+func aclRules(dst *[]auth.Rule) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
 		return list(n, path, func(n *yaml.Node, path string) error {
-			var u User
+			var spec auth.RuleSpec
+			opt := func(p **string, nonEmpty bool) func(*yaml.Node, string) error {
+				return func(n *yaml.Node, path string) error {
+					*p = new(string)
+					return str(*p, nonEmpty)(n, path)
+				}
+			}
 			if err := decodeMap(n, path, fields{
-				"username":      str(&u.Username, true),
-				"password_hash": str(&u.PasswordHash, true),
-				"acl": func(n *yaml.Node, path string) error {
+				"topic":  opt(&spec.Topic, true),
+				"stream": opt(&spec.Stream, true),
+				"group":  opt(&spec.Group, false), // an empty prefix is every group
+				"allow": func(n *yaml.Node, path string) error {
 					return list(n, path, func(n *yaml.Node, path string) error {
-						var r ACLRule
-						if err := decodeMap(n, path, fields{
-							"stream": str(&r.Stream, true),
-							"allow": func(n *yaml.Node, path string) error {
-								return list(n, path, func(n *yaml.Node, path string) error {
-									var op string
-									if err := str(&op, true)(n, path); err != nil {
-										return err
-									}
-									if !aclOps[op] {
-										return fieldErr(n, path, "unknown operation %q (known: admin, read, write)", op)
-									}
-									r.Allow = append(r.Allow, op)
-									return nil
-								})
-							},
-						}); err != nil {
+						var name string
+						if err := str(&name, true)(n, path); err != nil {
 							return err
 						}
-						if r.Stream == "" {
-							return fieldErr(n, path, "stream is required")
+						if _, err := auth.ParseOp(name); err != nil {
+							return fieldErr(n, path, "%v", err)
 						}
-						u.ACL = append(u.ACL, r)
+						spec.Allow = append(spec.Allow, name)
 						return nil
 					})
 				},
 			}); err != nil {
 				return err
 			}
-			if u.Username == "" || u.PasswordHash == "" {
+			r, err := spec.Rule()
+			if err != nil {
+				return fieldErr(n, path, "%v", err)
+			}
+			*dst = append(*dst, r)
+			return nil
+		})
+	}
+}
+
+func users(dst *[]auth.User) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		names := map[string]string{}
+		return list(n, path, func(n *yaml.Node, path string) error {
+			var u auth.User
+			var hash string
+			if err := decodeMap(n, path, fields{
+				"username": str(&u.Name, true),
+				"password_hash": func(n *yaml.Node, path string) error {
+					if err := str(&hash, true)(n, path); err != nil {
+						return err
+					}
+					c, err := auth.ParseCredentials(hash)
+					if err != nil {
+						return fieldErr(n, path, "%v", err)
+					}
+					u.Credentials = c
+					return nil
+				},
+				"superuser": boolean(&u.Superuser),
+				"acl":       aclRules(&u.Rules),
+			}); err != nil {
+				return err
+			}
+			if u.Name == "" || hash == "" {
 				return fieldErr(n, path, "username and password_hash are required")
 			}
-			if first, dup := names[u.Username]; dup {
-				return fieldErr(n, path, "duplicate username %q (also %s)", u.Username, first)
+			if first, dup := names[u.Name]; dup {
+				return fieldErr(n, path, "duplicate username %q (also %s)", u.Name, first)
 			}
-			names[u.Username] = path
+			names[u.Name] = path
 			*dst = append(*dst, u)
 			return nil
 		})
@@ -593,16 +682,4 @@ func LoadConfig(o Overrides) (Config, error) {
 		return c, err
 	}
 	return c, nil
-}
-
-// Unsupported reports configured features this build does not enforce yet. Starting
-// anyway would silently accept what the operator meant to restrict, so serve refuses.
-func (c Config) Unsupported() error {
-	switch {
-	case len(c.Auth.Users) > 0:
-		return &ConfigError{Field: "auth.users", Msg: "authentication and ACLs are not implemented in this version; remove auth.users to start (the server would otherwise accept every client)"}
-	case c.MQTT.TLS.Cert != "" || c.MQTT.TLS.Key != "":
-		return &ConfigError{Field: "mqtt.tls", Msg: "MQTT over TLS is not implemented in this version; remove mqtt.tls to start (clients would otherwise talk in plain text)"}
-	}
-	return nil
 }

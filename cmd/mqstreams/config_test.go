@@ -3,9 +3,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqstreams/mqstreams/auth"
 )
 
 func TestParseConfigFull(t *testing.T) {
@@ -131,7 +134,14 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad stream name", "streams:\n  - {name: \"a b\", filter: \"a\"}\n", []string{"streams[0]", "name"}},
 		{"missing filter", "streams:\n  - {name: s}\n", []string{`streams[0] "s"`, "filter"}},
 		{"user without hash", "auth: {users: [{username: u}]}\n", []string{"auth.users[0]: username and password_hash are required"}},
-		{"acl bad op", "auth: {users: [{username: u, password_hash: h, acl: [{stream: s, allow: [fly]}]}]}\n", []string{"auth.users[0].acl[0].allow[0]: unknown operation \"fly\""}},
+		{"bad hash", "auth: {users: [{username: u, password_hash: h}]}\n", []string{"auth.users[0].password_hash: not a password hash"}},
+		{"acl bad op", "auth: {users: [{username: u, password_hash: \"" + testHash + "\", acl: [{stream: s, allow: [fly]}]}]}\n", []string{"auth.users[0].acl[0].allow[0]: unknown operation \"fly\""}},
+		{"acl op on wrong resource", "auth: {users: [{username: u, password_hash: \"" + testHash + "\", acl: [{topic: a, allow: [read]}]}]}\n", []string{"auth.users[0].acl[0]: topic \"a\": read does not apply to a topic"}},
+		{"acl two resources", "auth: {users: [{username: u, password_hash: \"" + testHash + "\", acl: [{topic: a, stream: b, allow: [read]}]}]}\n", []string{"auth.users[0].acl[0]: a rule names exactly one of topic, stream or group"}},
+		{"acl bad filter", "auth: {anonymous_acl: [{topic: \"a/#/b\", allow: [publish]}]}\n", []string{"auth.anonymous_acl[0]: topic filter \"a/#/b\""}},
+		{"bad security protocol", "kafka: {security_protocol: tls}\n", []string{"kafka.security_protocol: unknown value \"tls\" (known: plaintext, ssl, sasl_plaintext, sasl_ssl)"}},
+		{"tls without key", "http: {tls: {cert: c.pem}}\n", []string{"http.tls: cert and key are both required"}},
+		{"allow_anonymous not bool", "auth: {allow_anonymous: yes please}\n", []string{"auth.allow_anonymous: expected true or false"}},
 		{"yaml syntax", "mqtt: {addr: \":1\"\n", []string{"config"}},
 		{"two documents", "mqtt: {}\n---\nhttp: {}\n", []string{"more than one YAML document"}},
 	}
@@ -186,15 +196,50 @@ func TestOverrides(t *testing.T) {
 	}
 }
 
-func TestUnsupportedAuth(t *testing.T) {
-	c, err := ParseConfig([]byte("auth: {users: [{username: dev, password_hash: x, acl: [{stream: \"plant.*\", allow: [read]}]}]}\n"))
+// testHash is the output of "mqstreams hash-password" for "pw" (bcrypt cost 4).
+var testHash = func() string {
+	c, err := auth.HashPassword("pw", 4)
+	if err != nil {
+		panic(err)
+	}
+	return c.String()
+}()
+
+func TestAuthConfig(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+auth:
+  allow_anonymous: false
+  users:
+    - username: alice
+      password_hash: "` + testHash + `"
+      acl:
+        - { topic: "plant/#", allow: [publish, subscribe] }
+        - { stream: telemetry, allow: [read, write, admin] }
+        - { stream: "plant.*", allow: [read] }
+        - { group: "etl-", allow: [read] }
+    - username: root
+      password_hash: "` + testHash + `"
+      superuser: true
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Auth.Users) != 1 || c.Auth.Users[0].ACL[0].Allow[0] != "read" {
+	if c.Auth.AllowAnonymous == nil || *c.Auth.AllowAnonymous {
+		t.Fatalf("allow_anonymous: %v", c.Auth.AllowAnonymous)
+	}
+	if len(c.Auth.Users) != 2 || !c.Auth.Users[1].Superuser {
 		t.Fatalf("users: %+v", c.Auth.Users)
 	}
-	if err := c.Unsupported(); err == nil || !strings.Contains(err.Error(), "auth.users") {
-		t.Errorf("auth users accepted without enforcement: %v", err)
+	want := []auth.Rule{
+		{Resource: auth.ResTopic, Name: "plant/#", Ops: auth.OpPublish | auth.OpSubscribe},
+		{Resource: auth.ResStream, Name: "telemetry", Ops: auth.OpRead | auth.OpWrite | auth.OpAdmin},
+		{Resource: auth.ResStream, Name: "plant.", Prefix: true, Ops: auth.OpRead},
+		{Resource: auth.ResGroup, Name: "etl-", Prefix: true, Ops: auth.OpRead},
+	}
+	if got := c.Auth.Users[0].Rules; !reflect.DeepEqual(got, want) {
+		t.Fatalf("rules:\n got %+v\nwant %+v", got, want)
+	}
+	if !c.Auth.Users[0].Credentials.VerifyPassword("pw") {
+		t.Fatal("password hash not decoded")
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/certs"
 	"github.com/mqstreams/mqstreams/kafkawire"
 )
 
@@ -29,10 +33,14 @@ type httpServer struct {
 }
 
 // newHTTPServer binds addr; the handlers answer as soon as serve starts.
-func newHTTPServer(addr string, gatherer prometheus.Gatherer, lg zerolog.Logger) (*httpServer, error) {
+// A nil guard serves without authentication (tests of the probes alone).
+func newHTTPServer(addr string, tlsSrc *certs.Source, gatherer prometheus.Gatherer, guard *apiAuth, metricsAuth bool, lg zerolog.Logger) (*httpServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
+	}
+	if tlsSrc != nil {
+		ln = tlsSrc.Listen(ln)
 	}
 	h := &httpServer{ln: ln, done: make(chan struct{})}
 	mux := http.NewServeMux()
@@ -49,15 +57,27 @@ func newHTTPServer(addr string, gatherer prometheus.Gatherer, lg zerolog.Logger)
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
+	var metrics http.Handler = promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
 		ErrorLog: promLogger{lg},
 		// A failing collector should not hide all the others.
 		ErrorHandling: promhttp.ContinueOnError,
-	}))
+	})
+	if guard != nil && metricsAuth {
+		metrics = guard.metrics(metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
+	if guard != nil {
+		mux.HandleFunc("POST /api/v5/login", guard.login)
+		// Every other /api/ path, served or not, asks for credentials first, so an
+		// unauthenticated client learns nothing of which paths exist.
+		mux.Handle("/api/", guard.require(readAny, http.NotFoundHandler()))
+	}
 	h.mux = mux
 	h.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
+		// net/http reports failed TLS handshakes (with the remote address) here.
+		ErrorLog: stdlog.New(lineLogger{lg}, "", 0),
 	}
 	return h, nil
 }
@@ -66,9 +86,11 @@ func newHTTPServer(addr string, gatherer prometheus.Gatherer, lg zerolog.Logger)
 // serving).
 func (h *httpServer) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
 
-// groupsHandler serves GET /api/v1/groups: every group's committed offsets and lag.
+// groupsHandler serves GET /api/v1/groups: the committed offsets and lag of every group
+// the caller may read ($mqtt/ groups name MQTT client ids: administrators only).
 func groupsHandler(lags func() []kafkawire.GroupLag) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := principalOf(r)
 		type partition struct {
 			Topic     string `json:"topic"`
 			Partition int32  `json:"partition"`
@@ -83,6 +105,9 @@ func groupsHandler(lags func() []kafkawire.GroupLag) http.Handler {
 		}
 		out := []group{}
 		for _, l := range lags() {
+			if !p.CanGroup(l.Group, auth.OpRead) {
+				continue
+			}
 			if len(out) == 0 || out[len(out)-1].Group != l.Group {
 				out = append(out, group{Group: l.Group, Partitions: []partition{}})
 			}
@@ -130,6 +155,14 @@ func (h *httpServer) Done() <-chan struct{} { return h.done }
 
 // Err is why the server stopped serving, nil after Shutdown; valid once Done is closed.
 func (h *httpServer) Err() error { return h.err }
+
+// lineLogger turns net/http's log lines into warnings.
+type lineLogger struct{ lg zerolog.Logger }
+
+func (l lineLogger) Write(p []byte) (int, error) {
+	l.lg.Warn().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 type promLogger struct{ lg zerolog.Logger }
 

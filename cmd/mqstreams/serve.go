@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/mqstreams/mqstreams/auth"
 	"github.com/mqstreams/mqstreams/kafkawire"
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
@@ -25,30 +25,30 @@ import (
 // shutdownTimeout bounds a graceful stop; past it the process exits non-zero.
 const shutdownTimeout = 10 * time.Second
 
-// serveCommand runs "mqstreams serve" until SIGINT/SIGTERM and returns the exit code.
-func serveCommand(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var o Overrides
-	fs.StringVar(&o.ConfigFile, "config", "", "YAML config `file` (default: the embedded default)")
-	fs.StringVar(&o.DataDir, "data-dir", "", "data `dir`ectory (default ./data)")
-	fs.StringVar(&o.MQTTAddr, "mqtt-addr", "", "MQTT listen `address` (default :1883)")
-	fs.StringVar(&o.KafkaAddr, "kafka-addr", "", "Kafka listen `address` (default :9092)")
-	fs.StringVar(&o.HTTPAddr, "http-addr", "", "HTTP listen `address` for health and metrics (default :8080)")
-	fs.StringVar(&o.AdvertisedAddr, "advertised-kafka-addr", "", "`host:port` Kafka clients are told to connect to")
-	level := fs.String("log-level", "info", "log `level`: trace, debug, info, warn, error")
-	format := fs.String("log-format", "", "log `format`: json or console (default: console on a terminal, else json)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+// serveCmd is "mqstreams serve": flags override the config file.
+type serveCmd struct {
+	Config              string `help:"YAML config file (default: the embedded default)." placeholder:"FILE"`
+	DataDir             string `help:"Data directory (default ./data)." placeholder:"DIR"`
+	MQTTAddr            string `name:"mqtt-addr" help:"MQTT listen address (default :1883)." placeholder:"ADDR"`
+	KafkaAddr           string `help:"Kafka listen address (default :9092)." placeholder:"ADDR"`
+	HTTPAddr            string `name:"http-addr" help:"HTTP listen address for health, metrics and the admin API (default :8080)." placeholder:"ADDR"`
+	AdvertisedKafkaAddr string `help:"host:port Kafka clients are told to connect to." placeholder:"HOST:PORT"`
+	LogLevel            string `default:"info" enum:"trace,debug,info,warn,error" help:"Log level: trace, debug, info, warn, error."`
+	LogFormat           string `default:"" enum:",json,console" help:"Log format: json or console (default: console on a terminal, else json)."`
+}
+
+// Run serves until a signal; its exit code is returned as an exitCode error.
+func (c serveCmd) Run(e env) error {
+	o := Overrides{ConfigFile: c.Config, DataDir: c.DataDir, MQTTAddr: c.MQTTAddr, KafkaAddr: c.KafkaAddr, HTTPAddr: c.HTTPAddr, AdvertisedAddr: c.AdvertisedKafkaAddr}
+	if code := serve(o, c.LogLevel, c.LogFormat, e.stderr); code != 0 {
+		return exitCode(code)
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mqstreams serve: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	lg, err := newLogger(stderr, *level, *format)
+	return nil
+}
+
+// serve runs the server until SIGINT/SIGTERM and returns the exit code.
+func serve(o Overrides, level, format string, stderr io.Writer) int {
+	lg, err := newLogger(stderr, level, format)
 	if err != nil {
 		fmt.Fprintf(stderr, "mqstreams serve: %v\n", err)
 		return 2
@@ -66,21 +66,35 @@ func serveCommand(args []string, stderr io.Writer) int {
 		lg.Error().Msg(err.Error())
 		return 1
 	}
-	lg.Info().
+	ready := lg.Info().
 		Str("version", version).
 		Str("data_dir", cfg.DataDir).
-		Str("mqtt_addr", s.mqtt.Addr().String()).
-		Str("kafka_addr", s.kafka.Addr().String()).
+		Str("mqtt_addr", s.mqtt.Addr().String())
+	if ws := s.mqtt.WSAddr(); ws != nil {
+		ready = ready.Str("mqtt_ws_addr", ws.String())
+	}
+	ready.Str("kafka_addr", s.kafka.Addr().String()).
 		Str("http_addr", s.http.Addr().String()).
 		Msg("ready")
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	code := 0
-	select {
-	case <-ctx.Done():
-		lg.Info().Msg("signal received, shutting down")
-	case <-s.http.Done():
-		lg.Error().Err(s.http.Err()).Msg("http server stopped, shutting down")
-		code = 1
+	for running := true; running; {
+		select {
+		case <-hup:
+			// New handshakes take the new certificates; open connections keep theirs.
+			lg.Info().Msg("SIGHUP: reloading TLS certificates")
+			s.tls.reload(lg)
+		case <-ctx.Done():
+			lg.Info().Msg("signal received, shutting down")
+			running = false
+		case <-s.http.Done():
+			lg.Error().Err(s.http.Err()).Msg("http server stopped, shutting down")
+			code = 1
+			running = false
+		}
 	}
 	// A second signal now kills the process the default way: an impatient operator wins.
 	stop()
@@ -103,6 +117,8 @@ func serveCommand(args []string, stderr io.Writer) int {
 type server struct {
 	lg     zerolog.Logger
 	log    *log.Log
+	auth   *auth.Store
+	tls    tlsSources
 	router *mapping.Router
 	mqtt   *mqtt.Server
 	kafka  *kafkawire.Server
@@ -112,9 +128,6 @@ type server struct {
 // startServer opens the log, applies the configured streams and binds every listener.
 // On error everything already started is closed again.
 func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
-	if err := cfg.Unsupported(); err != nil {
-		return nil, err
-	}
 	s := &server{lg: lg}
 	defer func() {
 		if err != nil {
@@ -139,16 +152,29 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		return s, fmt.Errorf("metrics: %w", err)
 	}
 
-	// HTTP first: /healthz answers while the log recovers, /readyz says 503 until done.
-	if s.http, err = newHTTPServer(cfg.HTTP.Addr, reg, lg.With().Str("component", "http").Logger()); err != nil {
+	if s.tls, err = loadTLS(cfg); err != nil {
 		return s, err
 	}
-	s.http.Start()
-
+	// The log opens before any listener binds: whether the server may listen beyond
+	// loopback depends on the users stored in it.
 	if s.log, err = openLog(cfg.DataDir, lg, metrics); err != nil {
 		return s, err
 	}
 	reg.MustRegister(newShardCollector(s.log))
+	if s.auth, err = newAuthStore(cfg, s.log, lg); err != nil {
+		return s, err
+	}
+	if err := openModeAddrs(&cfg, s.auth.Open(), lg); err != nil {
+		return s, err
+	}
+
+	httpLog := lg.With().Str("component", "http").Logger()
+	guard := newAPIAuth(s.auth, httpLog)
+	if s.http, err = newHTTPServer(cfg.HTTP.Addr, s.tls.http, reg, guard, cfg.HTTP.MetricsAuth, httpLog); err != nil {
+		return s, err
+	}
+	usersAPI{store: s.auth}.register(s.http, guard)
+	s.http.Start()
 
 	defs, err := applyStreams(s.log, cfg)
 	if err != nil {
@@ -164,10 +190,14 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 
 	if s.kafka, err = kafkawire.New(kafkawire.Options{
 		Config: kafkawire.Config{
-			Addr:            cfg.Kafka.Addr,
-			AdvertisedAddr:  cfg.Kafka.AdvertisedAddr,
-			MaxRequestBytes: int32(cfg.Kafka.MaxRequestBytes),
+			Addr:             cfg.Kafka.Addr,
+			AdvertisedAddr:   cfg.Kafka.AdvertisedAddr,
+			MaxRequestBytes:  int32(cfg.Kafka.MaxRequestBytes),
+			SecurityProtocol: cfg.Kafka.SecurityProtocol,
+			SessionLifetime:  time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
 		},
+		Auth:       s.auth,
+		TLS:        s.tls.kafka,
 		Log:        s.log,
 		Logger:     lg.With().Str("proto", "kafka").Logger(),
 		Registerer: reg,
@@ -179,12 +209,13 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		return s, err
 	}
 	reg.MustRegister(newGroupLagCollector(s.kafka.GroupLags))
-	s.http.Handle("GET /api/v1/groups", groupsHandler(s.kafka.GroupLags))
+	s.http.Handle("GET /api/v1/groups", guard.require(readAny, groupsHandler(s.kafka.GroupLags)))
 
 	if s.mqtt, err = mqtt.New(mqtt.Options{
 		Config: mqtt.Config{
 			Addr:           cfg.MQTT.Addr,
 			MaxPacketBytes: int(cfg.MQTT.MaxPacketBytes),
+			WSAddr:         cfg.MQTT.WSAddr,
 			Capabilities: &mqtt.Capabilities{
 				ReceiveMaximum:        uint16(cfg.MQTT.ReceiveMaximum),
 				TopicAliasMaximum:     uint16(cfg.MQTT.TopicAliasMaximum),
@@ -194,6 +225,8 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 				SharedSubscriptions:   cfg.MQTT.SharedSubscriptions,
 			},
 		},
+		Auth:       s.auth,
+		TLS:        s.tls.mqtt,
 		Log:        s.log,
 		Router:     s.router,
 		AutoCreate: mqtt.AutoCreate{Enabled: cfg.AutoCreate.Enabled, Shards: cfg.AutoCreate.Shards},

@@ -186,7 +186,7 @@ func TestServerLifecycle(t *testing.T) {
 }
 
 func TestReadyzBeforeReady(t *testing.T) {
-	h, err := newHTTPServer("127.0.0.1:0", newRegistry(), zerolog.Nop())
+	h, err := newHTTPServer("127.0.0.1:0", nil, newRegistry(), nil, false, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,15 +232,48 @@ func TestStartFailureCleansUp(t *testing.T) {
 	l.Close()
 }
 
-func TestUnsupportedRefused(t *testing.T) {
-	for _, y := range []string{
-		"auth: {users: [{username: u, password_hash: h}]}\n",
-		"mqtt: {tls: {cert: c.pem, key: k.pem}}\n",
-	} {
-		c := testConfig(t, y)
-		if _, err := startServer(c, zerolog.Nop()); err == nil {
-			t.Errorf("%q: started", y)
+func TestSecurityStartChecks(t *testing.T) {
+	tests := []struct {
+		name, yaml, kafkaAddr, want string
+	}{
+		{"missing certificate", "mqtt: {tls: {cert: c.pem, key: k.pem}}\n", "", "mqtt.tls: tls c.pem / k.pem"},
+		{"sasl_ssl without tls", "kafka: {security_protocol: sasl_ssl}\n", "", "kafka.tls: security_protocol sasl_ssl needs tls.cert and tls.key"},
+		{"open mode on all interfaces", "", "0.0.0.0:0", "kafka.addr: 0.0.0.0:0 is not a loopback address and no user is configured"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig(t, tt.yaml)
+			if tt.kafkaAddr != "" {
+				c.Kafka.Addr = tt.kafkaAddr
+			}
+			_, err := startServer(c, zerolog.Nop())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpenModeAddrs(t *testing.T) {
+	c := DefaultConfig()
+	c.MQTT.WSAddr = ":8083"
+	if err := openModeAddrs(&c, true, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{c.MQTT.Addr, c.MQTT.WSAddr, c.Kafka.Addr, c.HTTP.Addr} {
+		if !strings.HasPrefix(a, "127.0.0.1:") {
+			t.Errorf("open mode binds %s, want loopback", a)
 		}
+	}
+	c = DefaultConfig()
+	c.MQTT.Addr = "[::1]:1883"
+	if err := openModeAddrs(&c, true, zerolog.Nop()); err != nil || c.MQTT.Addr != "[::1]:1883" {
+		t.Errorf("::1 refused or changed: %v %s", err, c.MQTT.Addr)
+	}
+	c = DefaultConfig()
+	c.MQTT.Addr = "0.0.0.0:1883"
+	if err := openModeAddrs(&c, false, zerolog.Nop()); err != nil || c.MQTT.Addr != "0.0.0.0:1883" {
+		t.Errorf("with users the address must stay: %v %s", err, c.MQTT.Addr)
 	}
 }
 
