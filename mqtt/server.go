@@ -140,8 +140,9 @@ func New(o Options) (*Server, error) {
 	// the ingest hook must be the last OnPublish so it sees the packet other hooks leave.
 	ro := ReplayOptions{Log: o.Log, Router: o.Router, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker}
 	authz := newAllowAllHook()
+	var ah *authHook
 	if o.Auth != nil {
-		ah := newAuthHook(o.Auth, o.LoginLimiter, met.loginFailures, lg)
+		ah = newAuthHook(o.Auth, o.LoginLimiter, met.loginFailures, lg)
 		ro.Authorize = ah.streamAllowed
 		authz = ah
 	}
@@ -159,6 +160,11 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("mqtt replay hook: %w", err)
 	}
 	store := newStoreHook(o.Log, broker, lg)
+	if ah != nil {
+		// A restored session still belongs to its user: the auth hook learns the owner
+		// before any connection can claim its client id.
+		store.onRestored = func(cl *mochi.Client) { ah.principal(cl) }
+	}
 	if err := broker.AddHook(store, nil); err != nil {
 		return nil, fmt.Errorf("mqtt store hook: %w", err)
 	}

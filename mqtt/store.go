@@ -75,6 +75,9 @@ type storeHook struct {
 	// retainedStored reports that a retained publish was already written with its
 	// stream append (set by the server to the ingest hook's check).
 	retainedStored func(cl *mochi.Client, pk packets.Packet) bool
+	// onRestored is told of every session mochi loaded from the store, before the
+	// listeners serve (set by the server for the auth hook).
+	onRestored func(cl *mochi.Client)
 
 	loading atomic.Bool // mochi is restoring the store: its OnDisconnect calls are not news
 
@@ -507,8 +510,16 @@ func (h *storeHook) StoredClients() ([]storage.Client, error) {
 	return out, nil
 }
 
-// StoredSubscriptions returns the subscriptions of the stored sessions.
+// StoredSubscriptions returns the subscriptions of the stored sessions. mochi calls it
+// once it has loaded the sessions and before it serves, which is when onRestored runs.
 func (h *storeHook) StoredSubscriptions() ([]storage.Subscription, error) {
+	if h.onRestored != nil {
+		for _, cl := range h.broker.Clients.GetAll() {
+			if cl.Net.Conn == nil && !cl.Net.Inline {
+				h.onRestored(cl)
+			}
+		}
+	}
 	entries, err := h.log.Entries(kindSub)
 	if err != nil {
 		return nil, fmt.Errorf("load subscriptions: %w", err)
