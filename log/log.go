@@ -60,6 +60,8 @@ type Options struct {
 	// log keeps its data in compact tables rather than in the write-ahead log (default
 	// DefaultIdleFlush).
 	IdleFlush time.Duration
+	// Coalesce tunes the background merging of small batches (coalesce.go).
+	Coalesce CoalesceOptions
 }
 
 // Pebble tuning for disk use (docs/operations.md, "Disk use"). Pebble preallocates
@@ -109,6 +111,12 @@ type Log struct {
 	// lastCommit (UnixNano) and dirty drive the idle flush.
 	lastCommit atomic.Int64
 	dirty      atomic.Bool
+
+	// maintMu serialises the rewriters of stored batches below the high watermark:
+	// retention, last-value compaction and coalescing.
+	maintMu      sync.Mutex
+	coalesceMu   sync.Mutex // one Coalesce call at a time
+	coalesceWake chan struct{}
 }
 
 // idleFlushLoop flushes the memtable once commits have stopped for IdleFlush.
@@ -179,6 +187,7 @@ func Open(opts Options) (*Log, error) {
 	if opts.RetentionInterval <= 0 {
 		opts.RetentionInterval = 10 * time.Second
 	}
+	opts.Coalesce.defaults()
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 64 << 20
 	}
@@ -204,6 +213,8 @@ func Open(opts Options) (*Log, error) {
 		streams: map[string]*Stream{},
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
+
+		coalesceWake: make(chan struct{}, 1),
 	}
 	if err := l.load(); err != nil {
 		_ = db.Close()
@@ -213,6 +224,10 @@ func Open(opts Options) (*Log, error) {
 	go l.commitLoop()
 	go l.retentionLoop()
 	go l.idleFlushLoop()
+	if !opts.Coalesce.Disabled {
+		l.wg.Add(1)
+		go l.coalesceLoop()
+	}
 	return l, nil
 }
 
@@ -271,13 +286,16 @@ func (l *Log) recoverShard(sid uint32, shard int32) (*shardState, error) {
 	}
 	defer it.Close()
 	if it.Last() {
-		ts, cum, b, err := decodeValue(it.Value())
+		sv, err := parseStored(it.Value())
 		if err != nil {
 			return nil, fmt.Errorf("last batch: %w", err)
 		}
-		sh.next = batchLastOffset(b) + 1
-		sh.lastTS = ts
-		sh.cum = cum + int64(len(b))
+		sh.next = batchLastOffset(sv.batch) + 1
+		sh.lastTS = sv.tsUS
+		if sv.segs.n() > 0 {
+			_, sh.lastTS = sv.segs.at(sv.segs.n() - 1)
+		}
+		sh.cum = sv.cum + sv.logical
 	}
 	if it.First() {
 		_, cum, _, err := decodeValue(it.Value())
@@ -287,6 +305,9 @@ func (l *Log) recoverShard(sid uint32, shard int32) (*shardState, error) {
 		sh.bytes.Store(sh.cum - cum)
 	}
 	sh.hwm.Store(sh.next)
+	if err := l.recoverCoalesce(sid, shard, sh); err != nil {
+		return nil, err
+	}
 	return sh, it.Error()
 }
 
