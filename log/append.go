@@ -224,6 +224,9 @@ func (l *Log) commit(q []*pending) {
 			}
 			p.base = sh.next + int64(len(recs))
 			p.tsUS = ts
+			if len(p.ops) > 0 {
+				writeBuiltOps(b, p.ops, AppendResult{BaseOffset: p.base, TimestampUS: p.tsUS})
+			}
 			size += p.bytes
 			recs = append(recs, p.recs...)
 		}

@@ -92,6 +92,11 @@ type EntryOp struct {
 	Kind  string
 	Name  string
 	Value []byte
+	// Build, for an op written with an append (AppendAsyncWith), makes the value once
+	// the append's offsets are assigned, on the committer goroutine: state that names
+	// the offsets it describes (a producer's last batches) is then stored in the same
+	// Pebble batch as them. It must not block; Value is ignored when Build is set.
+	Build func(AppendResult) []byte
 }
 
 func opsSize(ops []EntryOp) int {
@@ -102,9 +107,13 @@ func opsSize(ops []EntryOp) int {
 	return n
 }
 
-// writeOps adds ops to a batch; their kinds were checked when they were queued.
+// writeOps adds ops to a batch; their kinds were checked when they were queued. Ops
+// with Build wait for writeBuiltOps.
 func writeOps(b *pebble.Batch, ops []EntryOp) {
 	for _, op := range ops {
+		if op.Build != nil {
+			continue
+		}
 		p, _ := entryPrefix(op.Kind)
 		k := append(p, op.Name...)
 		if op.Value == nil {
@@ -129,5 +138,21 @@ func (l *Log) PutEntriesAsync(ops []EntryOp, done func(error)) {
 	}
 	if !l.enqueue(&pending{ops: ops, entriesDone: done, enqueued: time.Now()}) {
 		done(fmt.Errorf("write %d entries: %w", len(ops), ErrClosed))
+	}
+}
+
+// writeBuiltOps adds the ops with Build of an append whose offsets are now assigned.
+func writeBuiltOps(b *pebble.Batch, ops []EntryOp, res AppendResult) {
+	for _, op := range ops {
+		if op.Build == nil {
+			continue
+		}
+		p, _ := entryPrefix(op.Kind)
+		k := append(p, op.Name...)
+		if v := op.Build(res); v == nil {
+			_ = b.Delete(k, nil)
+		} else {
+			_ = b.Set(k, v, nil)
+		}
 	}
 }

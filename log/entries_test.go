@@ -2,6 +2,7 @@ package log
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 )
 
@@ -90,5 +91,39 @@ func TestPutEntriesAsyncWithAppends(t *testing.T) {
 	}
 	if _, hw, err := l.Stream("s").Offsets(0); err != nil || hw != 1 {
 		t.Fatalf("high watermark %d (%v), want 1", hw, err)
+	}
+}
+
+// An op's Build sees the offsets its append got, and is stored with it.
+func TestAppendBuiltEntry(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, nil)
+	s, err := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		recs := make([]Record, i+1)
+		for j := range recs {
+			recs[j] = Record{Value: []byte("v")}
+		}
+		s.AppendAsyncWith(0, recs, []EntryOp{{Kind: "st", Name: "p", Build: func(r AppendResult) []byte {
+			return []byte(strconv.FormatInt(r.BaseOffset, 10))
+		}}}, func(_ AppendResult, err error) { errs <- err })
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openTest(t, dir, nil)
+	defer l.Close()
+	es, _ := l.Entries("st")
+	if len(es) != 1 || string(es[0].Value) != "3" { // appends of 1, 2, 3 records: the last starts at 3
+		t.Fatalf("got %v", es)
 	}
 }
