@@ -20,6 +20,7 @@
 //	srv.Restart(t)             // Stop (if running), then start on the same data dir; addresses change
 //	srv.KillRestart(t)         // Kill (if running), then start on the same data dir
 //	srv.RestartSamePorts(t)    // Stop (if running), then start on the same dir and the same ports
+//	srv.KillRestartSamePorts(t) // Kill (if running), then start on the same dir and the same ports
 //	srv.Logs()                 // everything the process wrote to stdout/stderr so far
 //	srv.WaitLog(t, "kafka listening") // waits for a log line whose message contains a string
 //	srv.Signal(t, syscall.SIGHUP)      // e.g. reload TLS certificates
@@ -282,6 +283,16 @@ func (s *Server) RestartSamePorts(t testing.TB) {
 	t.Helper()
 	if s.running() {
 		s.Stop(t)
+	}
+	s.start(t, s.MQTTAddr, s.KafkaAddr, s.HTTPAddr)
+}
+
+// KillRestartSamePorts kills the server (SIGKILL: a crash) and starts it again on the
+// same data dir and the same ports, for clients that retry the address they know.
+func (s *Server) KillRestartSamePorts(t testing.TB) {
+	t.Helper()
+	if s.running() {
+		s.Kill(t)
 	}
 	s.start(t, s.MQTTAddr, s.KafkaAddr, s.HTTPAddr)
 }

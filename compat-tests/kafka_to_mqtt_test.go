@@ -18,9 +18,9 @@ import (
 	"time"
 )
 
-// mosquittoSub runs mosquitto_sub (MQTT 5) printing "MSG|topic|qos|retain|props|payload"
+// liveSub runs mosquitto_sub (MQTT 5) printing "MSG|topic|qos|retain|props|payload"
 // per message and returns once it holds its subscriptions (its SUBACK).
-type mosquittoSub struct {
+type liveSub struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	msgs []string
@@ -28,13 +28,13 @@ type mosquittoSub struct {
 	errb bytes.Buffer
 }
 
-func startMosquittoSub(t *testing.T, addr string, count int, args ...string) *mosquittoSub {
+func startLiveSub(t *testing.T, addr string, count int, args ...string) *liveSub {
 	t.Helper()
 	NeedTool(t, "mosquitto_sub")
 	host, port := SplitAddr(t, addr)
 	all := append([]string{"-h", host, "-p", port, "-V", "mqttv5", "-d", "-C", strconv.Itoa(count), "-W", "120",
 		"-F", "MSG|%t|%q|%r|%P|%p"}, args...)
-	ms := &mosquittoSub{done: make(chan struct{})}
+	ms := &liveSub{done: make(chan struct{})}
 	// Line-buffered: the SUBACK debug line must reach us while mosquitto_sub runs.
 	ms.cmd = exec.CommandContext(Deadline(t, 2*startTimeout), NeedTool(t, "stdbuf"), append([]string{"-oL", "mosquitto_sub"}, all...)...)
 	ms.cmd.Stderr = &ms.errb
@@ -74,7 +74,7 @@ func startMosquittoSub(t *testing.T, addr string, count int, args ...string) *mo
 }
 
 // wait waits for mosquitto_sub to exit (after its -C count) and returns its messages.
-func (ms *mosquittoSub) wait(t *testing.T) []string {
+func (ms *liveSub) wait(t *testing.T) []string {
 	t.Helper()
 	select {
 	case <-ms.done:
@@ -123,7 +123,7 @@ func TestKafkaToMQTT(t *testing.T) {
   - {name: tpl, filter: "tpl/#", shards: 1, publish_topic: "out/{header.site}/{key}"}
 `})
 	ctx := Deadline(t, 2*startTimeout)
-	sub := startMosquittoSub(t, srv.MQTTAddr, 4, "-q", "1", "-t", "cmd/#", "-t", "cmds/#", "-t", "out/#", "-t", "quiet/#")
+	sub := startLiveSub(t, srv.MQTTAddr, 4, "-q", "1", "-t", "cmd/#", "-t", "cmds/#", "-t", "out/#", "-t", "quiet/#")
 
 	// kcat: the mqtt.topic header, QoS 1, another header as a user property.
 	kcatProduce(t, ctx, srv.KafkaAddr, "cmds", "hello-kcat\n", "-H", "mqtt.topic=cmd/kcat/1", "-H", "mqtt.qos=1", "-H", "trace=abc")
@@ -153,7 +153,7 @@ func TestKafkaToMQTT(t *testing.T) {
 	}
 
 	// The retained record is what a new subscriber gets first, with the retain flag.
-	late := startMosquittoSub(t, srv.MQTTAddr, 1, "-q", "1", "-t", "cmd/py/#")
+	late := startLiveSub(t, srv.MQTTAddr, 1, "-q", "1", "-t", "cmd/py/#")
 	if got := late.wait(t); len(got) != 1 || got[0] != "MSG|cmd/py/2|1|1|site:paris site:lyon|hello-python" {
 		t.Fatalf("late subscriber got %v", got)
 	}

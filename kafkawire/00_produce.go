@@ -120,8 +120,8 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 	}
 	a := &produceAppend{p: p, st: st, shard: rp.Partition, result: make(chan appendOutcome, 1)}
 	deliver := s.deliverer(c, st, rp.Partition, b.records)
-	start := func() {
-		st.AppendAsync(rp.Partition, b.records, func(res log.AppendResult, err error) {
+	start := func(ops []log.EntryOp) {
+		st.AppendAsyncWith(rp.Partition, b.records, ops, func(res log.AppendResult, err error) {
 			if err == nil && deliver != nil {
 				deliver() // in commit order, once durable
 			}
@@ -129,11 +129,11 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 		})
 	}
 	if !b.idempotent() {
-		start()
+		start(nil)
 		return a, nil
 	}
 	a.key = producerKey{id: b.producerID, stream: st.ID(), shard: rp.Partition}
-	own, dup, code := s.producers.begin(a.key, b.producerEpoch, b.firstSeq, int32(len(b.records)), func(sb *seqBatch) { start() })
+	own, dup, code := s.producers.begin(a.key, b.producerEpoch, b.firstSeq, int32(len(b.records)), func(_ *seqBatch, ops []log.EntryOp) { start(ops) })
 	if code != nil {
 		return nil, refuse(code, "producer %d epoch %d sequence %d", b.producerID, b.producerEpoch, b.firstSeq)
 	}

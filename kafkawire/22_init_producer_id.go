@@ -8,8 +8,8 @@ import (
 // InitProducerId: v0-4.
 //
 // Gives idempotent producers an id and epoch (see producers): a new id with epoch 0,
-// or, when a v3+ client re-initialises an id this run gave out, the same id with the
-// epoch bumped. A transactional id (transactions are not served) is INVALID_REQUEST,
+// or, when a v3+ client re-initialises an id we know (given out by this run or with
+// stored state), the same id with the epoch bumped. Ids are unique across restarts. A transactional id (transactions are not served) is INVALID_REQUEST,
 // which every client treats as fatal instead of retrying, with a log line saying why;
 // a retriable code such as COORDINATOR_NOT_AVAILABLE would keep a transactional
 // producer retrying until its timeout. v2 is flexible; v3 adds the last id and epoch.
@@ -26,6 +26,13 @@ func handleInitProducerID(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response,
 		resp.ProducerEpoch = -1
 		return resp, nil
 	}
-	resp.ProducerID, resp.ProducerEpoch = s.producers.initID(req.ProducerID, req.ProducerEpoch)
+	id, epoch, err := s.producers.initID(req.ProducerID, req.ProducerEpoch)
+	if err != nil {
+		c.lg.Warn().Err(err).Msg("kafka InitProducerId")
+		resp.ErrorCode = kerr.KafkaStorageError.Code
+		resp.ProducerID, resp.ProducerEpoch = -1, -1
+		return resp, nil
+	}
+	resp.ProducerID, resp.ProducerEpoch = id, epoch
 	return resp, nil
 }

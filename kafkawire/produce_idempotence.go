@@ -1,36 +1,48 @@
 package kafkawire
 
 import (
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/mqstreams/mqstreams/log"
 )
 
 // producers hands out producer ids (InitProducerId) and deduplicates the batches of
-// idempotent producers (Produce), as Kafka's producer state does, in memory only.
+// idempotent producers (Produce), as Kafka's producer state does, durably.
 //
-// Ids: a counter seeded at start from the wall clock (ms << 20), so that ids stay
-// unique across restarts without being stored, unless a run hands out more than a
-// million ids per millisecond it ran or the clock goes back. Dedupe state is lost on
-// restart; a producer retrying into a restarted broker is then an unknown producer.
+// Ids: reserved in blocks of idBlock, the end of the reserved range stored (an entry
+// of kind producerIDsKind) before any id of the block is handed out, so ids are
+// unique across restarts and crashes. The first run starts from the wall clock
+// (ms << 20), so ids also differ from those of a data dir's earlier life.
 //
-// Per (producer id, stream, shard) the last dedupeWindow batches' sequences and
-// offsets are kept. A batch whose first and next sequence match one of them is a
-// retry and gets the original append's answer; otherwise its first sequence must be
-// the next expected one (OUT_OF_ORDER_SEQUENCE_NUMBER), its epoch not below the
+// Per (producer id, stream, shard) the epoch, next sequence and the last dedupeWindow
+// batches' sequences and offsets are kept, and stored (an entry of kind
+// producerStateKind) in the same Pebble batch as each append they describe
+// (log.EntryOp.Build), so after a crash the state matches the log exactly and is
+// loaded at start. A batch whose first and next sequence match one of the last batches
+// is a retry and gets the original append's answer; otherwise its first sequence must
+// be the next expected one (OUT_OF_ORDER_SEQUENCE_NUMBER), its epoch not below the
 // current one (INVALID_PRODUCER_EPOCH), and a newer epoch must start at sequence 0.
-// A producer without state (new, expired or from before a restart) is accepted at any
-// sequence, as Kafka 2.5+ does. State idle for producerStateTTL is dropped, far
-// beyond any client's delivery timeout (2 minutes by default).
+// A producer without state (new or expired) is accepted at any sequence, as Kafka
+// 2.5+ does. State idle longer than the expiration (kafka.producer_id_expiration_ms,
+// default 7 days, Kafka's transactional.id.expiration.ms) is dropped, in memory and
+// in the store.
 type producers struct {
 	mu        sync.Mutex
+	log       *log.Log // nil keeps the state in memory only (tests)
+	lg        zerolog.Logger
 	first     int64 // the first id of this run
 	next      int64
+	limit     int64 // ids below limit are reserved durably
 	states    map[producerKey]*producerState
+	ttl       time.Duration
 	lastSweep time.Time
 	now       func() time.Time
 }
@@ -39,7 +51,16 @@ type producers struct {
 // clients' maximum in-flight requests with idempotence (Kafka's too).
 const dedupeWindow = 5
 
-const producerStateTTL = time.Hour
+// DefaultProducerExpiration is how long idle producer state is kept by default.
+const DefaultProducerExpiration = 7 * 24 * time.Hour
+
+// Entry kinds of the log (log/entries.go) the producer state is stored as.
+const (
+	producerStateKind = "kafka.producer"
+	producerIDsKind   = "kafka.producer-ids"
+	producerIDsName   = "next"
+	idBlock           = 1000
+)
 
 type producerKey struct {
 	id     int64
@@ -62,26 +83,92 @@ type seqBatch struct {
 	done        chan struct{}
 	res         log.AppendResult
 	err         error
+	// built is the append's result as the committer assigned it, set by the state
+	// entry's Build on the committer goroutine (and read only there).
+	built log.AppendResult
 }
 
-func newProducers(now func() time.Time) *producers {
+func newProducers(l *log.Log, ttl time.Duration, now func() time.Time, lg zerolog.Logger) (*producers, error) {
+	if ttl <= 0 {
+		ttl = DefaultProducerExpiration
+	}
 	t := now()
 	seed := t.UnixMilli() << 20
-	return &producers{first: seed, next: seed, states: map[producerKey]*producerState{}, lastSweep: t, now: now}
+	p := &producers{log: l, lg: lg, states: map[producerKey]*producerState{}, ttl: ttl, lastSweep: t, now: now}
+	if l != nil {
+		ids, err := l.Entries(producerIDsKind)
+		if err != nil {
+			return nil, fmt.Errorf("producer ids: %w", err)
+		}
+		for _, e := range ids {
+			if e.Name == producerIDsName && len(e.Value) == 8 {
+				if n := int64(binary.BigEndian.Uint64(e.Value)); n > seed {
+					seed = n
+				}
+			}
+		}
+		if err := p.load(); err != nil {
+			return nil, err
+		}
+	}
+	p.first, p.next, p.limit = seed, seed, seed
+	if l == nil {
+		p.limit = math.MaxInt64
+	}
+	return p, nil
+}
+
+// load reads the stored producer state.
+func (p *producers) load() error {
+	es, err := p.log.Entries(producerStateKind)
+	if err != nil {
+		return fmt.Errorf("producer state: %w", err)
+	}
+	for _, e := range es {
+		key, st, err := decodeProducerState(e.Name, e.Value)
+		if err != nil {
+			p.lg.Warn().Err(err).Msg("stored producer state ignored")
+			continue
+		}
+		p.states[key] = st
+	}
+	if len(es) > 0 {
+		p.lg.Info().Int("producers", len(p.states)).Msg("idempotent producer state loaded")
+	}
+	return nil
 }
 
 // initID answers InitProducerId for an idempotent producer: the same id with the
-// epoch bumped when the client re-initialises an id of this run (v3+, KIP-360),
-// otherwise a new id with epoch 0.
-func (p *producers) initID(lastID int64, lastEpoch int16) (int64, int16) {
+// epoch bumped when the client re-initialises an id we know (v3+, KIP-360), otherwise
+// a new id with epoch 0.
+func (p *producers) initID(lastID int64, lastEpoch int16) (int64, int16, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if lastID >= p.first && lastID < p.next && lastEpoch >= 0 && lastEpoch < math.MaxInt16-1 {
-		return lastID, lastEpoch + 1
+	if lastID >= 0 && lastEpoch >= 0 && lastEpoch < math.MaxInt16-1 && p.known(lastID) {
+		return lastID, lastEpoch + 1, nil
+	}
+	if p.next >= p.limit {
+		limit := p.next + idBlock
+		if err := p.log.PutEntry(producerIDsKind, producerIDsName, binary.BigEndian.AppendUint64(nil, uint64(limit))); err != nil {
+			return 0, 0, fmt.Errorf("reserve producer ids: %w", err)
+		}
+		p.limit = limit
 	}
 	id := p.next
 	p.next++
-	return id, 0
+	return id, 0, nil
+}
+
+func (p *producers) known(id int64) bool {
+	if id >= p.first && id < p.next {
+		return true
+	}
+	for k := range p.states {
+		if k.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // nextSequence is the sequence after a batch of n records from first: sequences wrap
@@ -93,9 +180,10 @@ func nextSequence(first, n int32) int32 {
 // begin checks a batch of n records from producer key.id at epoch and firstSeq. It
 // returns either Kafka's error, or the earlier batch this one repeats (wait on its
 // done channel for the original answer), or a new batch reserved in sequence, in
-// which case start was called under the lock so that appends of one producer are
-// queued in sequence order; the caller must then call finish with the append's result.
-func (p *producers) begin(key producerKey, epoch int16, firstSeq, n int32, start func(*seqBatch)) (own, dup *seqBatch, code *kerr.Error) {
+// which case start was called under the lock, with the entry op that stores the
+// producer's state along with the append, so that appends of one producer are queued
+// in sequence order; the caller must then call finish with the append's result.
+func (p *producers) begin(key producerKey, epoch int16, firstSeq, n int32, start func(*seqBatch, []log.EntryOp)) (own, dup *seqBatch, code *kerr.Error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -129,8 +217,30 @@ func (p *producers) begin(key producerKey, epoch int16, firstSeq, n int32, start
 	st.at = (st.at + 1) % dedupeWindow
 	st.nextSeq = next
 	st.used = now
-	start(b)
+	var ops []log.EntryOp
+	if p.log != nil {
+		ops = []log.EntryOp{p.stateOp(key, st, b)}
+	}
+	start(b, ops)
 	return b, nil, nil
+}
+
+// stateOp is the entry op storing st as it is once b is appended. The ring is
+// captured now (oldest first); the offsets of its batches are read when the op is
+// built, on the committer goroutine, where every earlier batch of the producer got
+// its offsets before (appends of one producer are queued in sequence order).
+func (p *producers) stateOp(key producerKey, st *producerState, self *seqBatch) log.EntryOp {
+	ring := make([]*seqBatch, 0, dedupeWindow)
+	for i := 0; i < dedupeWindow; i++ {
+		if b := st.recent[(st.at+i)%dedupeWindow]; b != nil {
+			ring = append(ring, b)
+		}
+	}
+	epoch, nextSeq, used := st.epoch, st.nextSeq, st.used.UnixMilli()
+	return log.EntryOp{Kind: producerStateKind, Name: producerStateName(key), Build: func(res log.AppendResult) []byte {
+		self.built = res
+		return encodeProducerState(epoch, nextSeq, used, ring)
+	}}
 }
 
 // finish records the outcome of a reserved batch's append. A failed append forgets
@@ -153,15 +263,91 @@ func (p *producers) finish(key producerKey, b *seqBatch, res log.AppendResult, e
 	close(b.done)
 }
 
-// sweep drops producer state idle for producerStateTTL, at most once a minute.
+// sweep drops producer state idle longer than the expiration, at most once a minute.
 func (p *producers) sweep(now time.Time) {
 	if now.Sub(p.lastSweep) < time.Minute {
 		return
 	}
 	p.lastSweep = now
+	var ops []log.EntryOp
 	for k, st := range p.states {
-		if now.Sub(st.used) > producerStateTTL {
+		if now.Sub(st.used) > p.ttl {
 			delete(p.states, k)
+			ops = append(ops, log.EntryOp{Kind: producerStateKind, Name: producerStateName(k)})
 		}
 	}
+	if len(ops) > 0 && p.log != nil {
+		lg := p.lg
+		p.log.PutEntriesAsync(ops, func(err error) {
+			if err != nil {
+				lg.Warn().Err(err).Msg("delete expired producer state")
+			}
+		})
+	}
+}
+
+// producerStateName is the entry name of a key: id u64, stream u32, shard u32.
+func producerStateName(k producerKey) string {
+	b := make([]byte, 0, 16)
+	b = binary.BigEndian.AppendUint64(b, uint64(k.id))
+	b = binary.BigEndian.AppendUint32(b, k.stream)
+	b = binary.BigEndian.AppendUint32(b, uint32(k.shard))
+	return string(b)
+}
+
+// Stored state: epoch i16, next sequence i32, last use (unix ms) i64, batch count u8,
+// then per batch (oldest first) first and next sequence i32, base offset and append
+// time (µs) i64.
+const stateHeaderLen, stateBatchLen = 2 + 4 + 8 + 1, 4 + 4 + 8 + 8
+
+func encodeProducerState(epoch int16, nextSeq int32, usedMS int64, ring []*seqBatch) []byte {
+	v := make([]byte, 0, stateHeaderLen+len(ring)*stateBatchLen)
+	v = binary.BigEndian.AppendUint16(v, uint16(epoch))
+	v = binary.BigEndian.AppendUint32(v, uint32(nextSeq))
+	v = binary.BigEndian.AppendUint64(v, uint64(usedMS))
+	v = append(v, byte(len(ring)))
+	for _, b := range ring {
+		v = binary.BigEndian.AppendUint32(v, uint32(b.first))
+		v = binary.BigEndian.AppendUint32(v, uint32(b.next))
+		v = binary.BigEndian.AppendUint64(v, uint64(b.built.BaseOffset))
+		v = binary.BigEndian.AppendUint64(v, uint64(b.built.TimestampUS))
+	}
+	return v
+}
+
+func decodeProducerState(name string, v []byte) (producerKey, *producerState, error) {
+	if len(name) != 16 {
+		return producerKey{}, nil, errors.New("producer state: bad name")
+	}
+	k := producerKey{
+		id:     int64(binary.BigEndian.Uint64([]byte(name[:8]))),
+		stream: binary.BigEndian.Uint32([]byte(name[8:12])),
+		shard:  int32(binary.BigEndian.Uint32([]byte(name[12:16]))),
+	}
+	if len(v) < stateHeaderLen || int(v[14]) > dedupeWindow || len(v) != stateHeaderLen+int(v[14])*stateBatchLen {
+		return k, nil, fmt.Errorf("producer state of %d: bad value", k.id)
+	}
+	st := &producerState{
+		epoch:   int16(binary.BigEndian.Uint16(v[0:])),
+		nextSeq: int32(binary.BigEndian.Uint32(v[2:])),
+		used:    time.UnixMilli(int64(binary.BigEndian.Uint64(v[6:]))),
+	}
+	n := int(v[14])
+	for i := 0; i < n; i++ {
+		o := v[stateHeaderLen+i*stateBatchLen:]
+		b := &seqBatch{
+			first: int32(binary.BigEndian.Uint32(o[0:])),
+			next:  int32(binary.BigEndian.Uint32(o[4:])),
+			done:  make(chan struct{}),
+			res: log.AppendResult{
+				BaseOffset:  int64(binary.BigEndian.Uint64(o[8:])),
+				TimestampUS: int64(binary.BigEndian.Uint64(o[16:])),
+			},
+		}
+		b.built = b.res
+		close(b.done)
+		st.recent[i] = b
+	}
+	st.at = n % dedupeWindow
+	return k, st, nil
 }

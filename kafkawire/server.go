@@ -40,6 +40,9 @@ type Config struct {
 	SecurityProtocol string
 	// SessionLifetime bounds an authenticated SASL session (KIP-368); 0 means none.
 	SessionLifetime time.Duration
+	// ProducerExpiration drops idempotent producer state idle this long (default
+	// DefaultProducerExpiration, 7 days).
+	ProducerExpiration time.Duration
 }
 
 // Options are what New needs.
@@ -124,13 +127,17 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("kafkawire: cluster id: %w", err)
 	}
 	lg := o.Logger.With().Str("component", "kafka").Logger()
+	prods, err := newProducers(o.Log, cfg.ProducerExpiration, time.Now, lg)
+	if err != nil {
+		return nil, fmt.Errorf("kafkawire: %w", err)
+	}
 	return &Server{
 		cfg:       cfg,
 		log:       o.Log,
 		lg:        lg,
 		metrics:   m,
 		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()),
-		producers: newProducers(time.Now),
+		producers: prods,
 		deliver:   o.Deliver,
 		clusterID: id,
 		proto:     proto,

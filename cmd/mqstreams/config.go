@@ -72,6 +72,9 @@ type KafkaConfig struct {
 	// SessionLifetimeMS bounds an authenticated SASL session (KIP-368); clients
 	// re-authenticate before it ends. 0 means no limit.
 	SessionLifetimeMS int64
+	// ProducerIDExpirationMS drops idempotent producer state idle this long
+	// (Kafka's transactional.id.expiration.ms); 0 means the default, 7 days.
+	ProducerIDExpirationMS int64
 }
 
 // HTTPConfig configures the HTTP listener (health, readiness, metrics, admin API).
@@ -198,12 +201,13 @@ func ParseConfig(data []byte) (Config, error) {
 			"tls":                    tlsSection(&c.MQTT.TLS),
 		}),
 		"kafka": section(fields{
-			"addr":                addr(&c.Kafka.Addr),
-			"advertised_addr":     advertisedAddr(&c.Kafka.AdvertisedAddr),
-			"max_request_bytes":   byteSize(&c.Kafka.MaxRequestBytes, math.MaxInt32),
-			"security_protocol":   oneOf(&c.Kafka.SecurityProtocol, "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"),
-			"tls":                 tlsSection(&c.Kafka.TLS),
-			"session_lifetime_ms": nonNegativeInt64(&c.Kafka.SessionLifetimeMS),
+			"addr":                      addr(&c.Kafka.Addr),
+			"advertised_addr":           advertisedAddr(&c.Kafka.AdvertisedAddr),
+			"max_request_bytes":         byteSize(&c.Kafka.MaxRequestBytes, math.MaxInt32),
+			"security_protocol":         oneOf(&c.Kafka.SecurityProtocol, "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"),
+			"tls":                       tlsSection(&c.Kafka.TLS),
+			"session_lifetime_ms":       nonNegativeInt64(&c.Kafka.SessionLifetimeMS),
+			"producer_id_expiration_ms": nonNegativeInt64(&c.Kafka.ProducerIDExpirationMS),
 		}),
 		"http": section(fields{
 			"addr":         addr(&c.HTTP.Addr),
