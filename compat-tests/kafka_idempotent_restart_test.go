@@ -1,37 +1,118 @@
 package compattests
 
-// Exactly once from an idempotent franz-go producer across a server crash (issue 11):
-// the producer keeps producing while the server is killed with SIGKILL and restarted
-// on the same ports; batches it retries after the crash are answered with their
-// original offsets, and each record is stored once.
+// Exactly once from an idempotent franz-go producer across a server crash (issue 11).
+// The producer talks to the server through a proxy that, at one point, forwards its
+// produce requests but swallows the answers: those batches are stored, but the
+// producer does not know. The server is then killed with SIGKILL and restarted on the
+// same ports; the producer retries the unanswered batches, which must be answered with
+// their original offsets, each record stored once.
 
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// answerDropper is a TCP proxy to a Kafka listener that can swallow the answers.
+type answerDropper struct {
+	ln      net.Listener
+	target  func() string
+	drop    atomic.Bool
+	dropped atomic.Int64 // reads of answers swallowed
+	mu      sync.Mutex
+	conns   []net.Conn
+}
+
+func startAnswerDropper(t *testing.T) *answerDropper {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &answerDropper{ln: ln}
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.closeAll()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *answerDropper) serve(c net.Conn) {
+	s, err := net.Dial("tcp", p.target())
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, c, s)
+	p.mu.Unlock()
+	go func() {
+		_, _ = io.Copy(s, c)
+		_ = s.Close()
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			if p.drop.Load() {
+				p.dropped.Add(1)
+			} else if _, werr := c.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	_ = c.Close()
+}
+
+func (p *answerDropper) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
 func TestKafkaIdempotentProducerAcrossKill(t *testing.T) {
-	srv := StartServer(t, ServerOptions{Config: `streams:
-  - {name: idem, filter: "idem/#", shards: 2}
-`})
+	proxy := startAnswerDropper(t)
+	srv := StartServer(t, ServerOptions{
+		Config: "streams:\n  - {name: idem, filter: \"idem/#\", shards: 2}\n",
+		Args:   []string{"--advertised-kafka-addr", proxy.ln.Addr().String()},
+	})
+	var target atomic.Value
+	target.Store(srv.KafkaAddr)
+	proxy.target = func() string { return target.Load().(string) }
+
 	ctx := Deadline(t, 3*startTimeout)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr), kgo.DefaultProduceTopic("idem"),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(proxy.ln.Addr().String()), kgo.DefaultProduceTopic("idem"),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent: franz-go's default
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
-		kgo.ProducerLinger(2*time.Millisecond), kgo.MaxBufferedRecords(200),
 		kgo.RecordDeliveryTimeout(2*startTimeout), kgo.RetryTimeout(2*startTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 
-	const total = 3000
 	type placed struct {
 		partition int32
 		offset    int64
@@ -39,35 +120,37 @@ func TestKafkaIdempotentProducerAcrossKill(t *testing.T) {
 	var mu sync.Mutex
 	acked := map[string]placed{}
 	var wg sync.WaitGroup
-	killAt := make(chan struct{})
-	var killOnce sync.Once
-	for i := 0; i < total; i++ {
-		v := fmt.Sprintf("r-%05d", i)
-		wg.Add(1)
-		cl.Produce(ctx, &kgo.Record{Value: []byte(v)}, func(r *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				t.Errorf("produce %s: %v", v, err)
-				return
-			}
-			mu.Lock()
-			acked[v] = placed{r.Partition, r.Offset}
-			n := len(acked)
-			mu.Unlock()
-			if n == total/3 {
-				killOnce.Do(func() { close(killAt) })
-			}
-		})
-		if i == total/3+total/10 {
-			// Crash while batches are in flight, then come back on the same ports.
-			select {
-			case <-killAt:
-			case <-ctx.Done():
-				t.Fatal("no acks before the kill")
-			}
-			srv.KillRestartSamePorts(t)
+	produce := func(from, to int) {
+		for i := from; i < to; i++ {
+			v := fmt.Sprintf("r-%05d", i)
+			wg.Add(1)
+			cl.Produce(ctx, &kgo.Record{Value: []byte(v)}, func(r *kgo.Record, err error) {
+				defer wg.Done()
+				if err != nil {
+					t.Errorf("produce %s: %v", v, err)
+					return
+				}
+				mu.Lock()
+				acked[v] = placed{r.Partition, r.Offset}
+				mu.Unlock()
+			})
 		}
 	}
+	const total = 1500
+	produce(0, 500)
+	wg.Wait()
+
+	// Answers swallowed: batches are stored, their producer is left waiting.
+	proxy.drop.Store(true)
+	produce(500, 1000)
+	waitUntil(t, ctx, "stored batches whose answers were swallowed", func() bool { return proxy.dropped.Load() >= 2 })
+	srv.Kill(t)
+	proxy.closeAll()
+	proxy.drop.Store(false)
+	srv.KillRestartSamePorts(t)
+	target.Store(srv.KafkaAddr)
+	wg.Wait()
+	produce(1000, total)
 	wg.Wait()
 	if t.Failed() {
 		return
@@ -82,23 +165,31 @@ func TestKafkaIdempotentProducerAcrossKill(t *testing.T) {
 	defer rd.Close()
 	stored := map[string][]placed{}
 	n := 0
-	for n < total {
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	for n < total+10 {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		fs := rd.PollFetches(fctx)
 		cancel()
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d records", n, total)
-		}
+		got := 0
 		fs.EachRecord(func(r *kgo.Record) {
 			stored[string(r.Value)] = append(stored[string(r.Value)], placed{r.Partition, r.Offset})
 			n++
+			got++
 		})
-		if fctx.Err() != nil && len(fs.Records()) == 0 {
-			break // nothing more to read
+		if got == 0 && n >= total {
+			break // a quiet poll once all are read: nothing more stored
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records", n, total)
 		}
 	}
 	if n != total || len(stored) != total {
-		t.Fatalf("stored %d records, %d distinct values; want %d each (duplicates: %v)", n, len(stored), total, dups(stored))
+		var dup []string
+		for v, at := range stored {
+			if len(at) > 1 {
+				dup = append(dup, fmt.Sprintf("%s at %v", v, at))
+			}
+		}
+		t.Fatalf("stored %d records, %d distinct; want %d each; duplicates: %s", n, len(stored), total, strings.Join(dup, ", "))
 	}
 	for v, at := range stored {
 		if at[0] != acked[v] {
@@ -110,12 +201,14 @@ func TestKafkaIdempotentProducerAcrossKill(t *testing.T) {
 	}
 }
 
-func dups[T any](m map[string][]T) map[string][]T {
-	out := map[string][]T{}
-	for k, v := range m {
-		if len(v) > 1 {
-			out[k] = v
+// waitUntil polls cond until it holds or ctx ends.
+func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return out
 }
