@@ -28,6 +28,8 @@ bench:
 	# Replay of MQTT-ingested records through the binary against kfake (issue 16): each
 	# iteration times both, so read the ratios (time-vs-kfake), not the absolute figures.
 	$(GO) test -run '^$$' -bench KafkaReplayMQTT -benchtime 3x -v ./compat-tests/
+	# Kafka produce → MQTT subscriber latency at 1,000 and 10,000 records/s (issue 11).
+	$(GO) test -run '^$$' -bench KafkaToMQTTLatency -benchtime 1x -v ./compat-tests/
 
 clean:
 	rm -rf bin
