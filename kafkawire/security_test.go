@@ -38,6 +38,7 @@ type secureOpts struct {
 	lifetime time.Duration
 	users    []auth.User
 	anon     bool
+	deliver  func(Produced)
 }
 
 const testPassword = "s3cret-pw"
@@ -73,7 +74,7 @@ func startSecureBroker(t testing.TB, o secureOpts) *secureBroker {
 	}
 	s, err := New(Options{
 		Config: Config{Addr: "127.0.0.1:0", SecurityProtocol: o.proto, SessionLifetime: o.lifetime},
-		Log:    l, Logger: zerolog.Nop(), Auth: store, TLS: o.tls,
+		Log:    l, Logger: zerolog.Nop(), Auth: store, TLS: o.tls, Deliver: o.deliver,
 	})
 	if err != nil {
 		t.Fatal(err)
