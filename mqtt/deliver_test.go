@@ -138,3 +138,30 @@ func TestDeliverProduced(t *testing.T) {
 		t.Fatalf("too_large counted %v times, want 70", got)
 	}
 }
+
+// Records produced over Kafka replay safely: an invalid mqtt.topic is replaced by the
+// stream's name (and counted), non-UTF-8 properties and keys are left out.
+func TestReplayProducedRecords(t *testing.T) {
+	e := newEnv(t, envOptions{}, streamDef("k", 1, "clientid", "k/#"))
+	recs := []log.Record{
+		{Key: []byte{0xff, 0xfe}, Value: []byte("bad-topic"), Headers: hdrs(mapping.HeaderTopic, "k/\xff/+", "h\xff", "v", mapping.HeaderContentType, "t\xfe")},
+		{Key: []byte("ok"), Value: []byte("good"), Headers: hdrs(mapping.HeaderTopic, "k/a", "h", "v")},
+	}
+	if _, err := e.log.Stream("k").Append(0, recs); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.ToFloat64(e.srv.deliv.skipped.WithLabelValues(skipInvalidTopic))
+	c := dialV5(t, e.addr, v5Options{id: "r", clean: true})
+	c.subscribe(t, "earliest", 1, "$stream/k")
+	msgs := c.waitN(t, 2)
+	if msgs[0].Topic != "k" || string(msgs[0].Payload) != "bad-topic" || msgs[0].Properties.ContentType != "" ||
+		msgs[0].Properties.User.Get("h\xff") != "" || msgs[0].Properties.User.Get(PropKey) != "" {
+		t.Fatalf("first: topic %q props %+v", msgs[0].Topic, msgs[0].Properties)
+	}
+	if msgs[1].Topic != "k/a" || msgs[1].Properties.User.Get("h") != "v" || msgs[1].Properties.User.Get(PropKey) != "ok" {
+		t.Fatalf("second: topic %q props %+v", msgs[1].Topic, msgs[1].Properties)
+	}
+	if testutil.ToFloat64(e.srv.deliv.skipped.WithLabelValues(skipInvalidTopic)) != before+1 {
+		t.Fatal("invalid topic not counted")
+	}
+}

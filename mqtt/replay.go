@@ -59,6 +59,9 @@ type ReplayOptions struct {
 	// created); nil allows every one. A refused subscription gets SUBACK 0x87 (0x80
 	// on MQTT 3.1.1).
 	Authorize func(cl *mochi.Client, stream, filter string, create bool) bool
+	// InvalidTopic, when set, counts records replayed under the stream's name because
+	// their mqtt.topic header is not a valid MQTT topic name (a Kafka producer's).
+	InvalidTopic func()
 }
 
 // ReplayHook is the mochi hook that serves `$stream/...` and `$s/...` subscriptions by

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -244,6 +245,14 @@ func (w *shardSender) put(rec *log.StoredRecord) error {
 	s, sub, cl := w.s, w.sub, w.run.cl
 	o := sub.opts.Load()
 	msg := mapping.FromRecord(rec.Record)
+	if msg.Topic != "" && mapping.ValidTopic(msg.Topic) != nil {
+		// A Kafka producer's header, not a topic any client could take: the record is
+		// replayed under the stream's name (packet).
+		msg.Topic = ""
+		if f := s.h.opts.InvalidTopic; f != nil {
+			f()
+		}
+	}
 	after := rec.Offset + 1
 	if (sub.match != "" && !mapping.MatchFilter(sub.match, msg.Topic)) || (o.noLocal && msg.ClientID == cl.ID) {
 		w.next = after
@@ -462,9 +471,15 @@ func (s *replaySession) packet(cl *mochi.Client, sub *replaySub, o *subOptions, 
 	if cl.Properties.ProtocolVersion < 5 {
 		return pk // 3.1.1 has no properties
 	}
+	// Records produced over Kafka carry bytes where MQTT wants UTF-8 strings (and a
+	// topic name): such fields are left out rather than break the client's connection.
 	p := &pk.Properties
-	p.ContentType = msg.ContentType
-	p.ResponseTopic = msg.ResponseTopic
+	if utf8.ValidString(msg.ContentType) {
+		p.ContentType = msg.ContentType
+	}
+	if msg.ResponseTopic != "" && mapping.ValidTopic(msg.ResponseTopic) == nil {
+		p.ResponseTopic = msg.ResponseTopic
+	}
 	p.CorrelationData = msg.CorrelationData
 	if msg.PayloadFormat != nil {
 		p.PayloadFormat, p.PayloadFormatFlag = *msg.PayloadFormat, true
@@ -477,10 +492,14 @@ func (s *replaySession) packet(cl *mochi.Client, sub *replaySub, o *subOptions, 
 	}
 	user := make([]packets.UserProperty, 0, len(msg.UserProperties)+4)
 	for _, u := range msg.UserProperties {
-		user = append(user, packets.UserProperty{Key: u.Key, Val: u.Value})
+		if utf8.ValidString(u.Key) && utf8.ValidString(u.Value) {
+			user = append(user, packets.UserProperty{Key: u.Key, Val: u.Value})
+		}
+	}
+	if utf8.Valid(rec.Key) { // a Kafka producer's key may be any bytes
+		user = append(user, packets.UserProperty{Key: PropKey, Val: string(rec.Key)})
 	}
 	p.User = append(user,
-		packets.UserProperty{Key: PropKey, Val: string(rec.Key)},
 		packets.UserProperty{Key: PropTS, Val: strconv.FormatInt(rec.TimestampUS, 10)},
 		packets.UserProperty{Key: PropShard, Val: strconv.FormatInt(int64(shard), 10)},
 		packets.UserProperty{Key: PropOffset, Val: strconv.FormatInt(rec.Offset, 10)},

@@ -141,7 +141,16 @@ func New(o Options) (*Server, error) {
 
 	// Hook order matters: authorization (OnACLCheck) is consulted before OnPublish, and
 	// the ingest hook must be the last OnPublish so it sees the packet other hooks leave.
-	ro := ReplayOptions{Log: o.Log, Router: o.Router, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker}
+	deliv := newDeliverer(broker, o.Router, cfg.MaxPacketBytes, lg)
+	if o.Registerer != nil {
+		for _, c := range []prometheus.Collector{deliv.delivered, deliv.skipped} {
+			if err := o.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("mqtt metrics: %w", err)
+			}
+		}
+	}
+	ro := ReplayOptions{Log: o.Log, Router: o.Router, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker,
+		InvalidTopic: deliv.skipped.WithLabelValues(skipInvalidTopic).Inc}
 	authz := newAllowAllHook()
 	var ah *authHook
 	if o.Auth != nil {
@@ -181,14 +190,6 @@ func New(o Options) (*Server, error) {
 	store.retainedStored = ingest.retainedStored
 	if err := broker.AddHook(ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt ingest hook: %w", err)
-	}
-	deliv := newDeliverer(broker, o.Router, cfg.MaxPacketBytes, lg)
-	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{deliv.delivered, deliv.skipped} {
-			if err := o.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("mqtt metrics: %w", err)
-			}
-		}
 	}
 	if err := broker.AddHook(deliv, nil); err != nil {
 		return nil, fmt.Errorf("mqtt deliver hook: %w", err)
