@@ -24,7 +24,7 @@ import (
 // answerDropper is a TCP proxy to a Kafka listener that can swallow the answers.
 type answerDropper struct {
 	ln      net.Listener
-	target  func() string
+	target  atomic.Value // string: the server's Kafka address
 	drop    atomic.Bool
 	dropped atomic.Int64 // reads of answers swallowed
 	mu      sync.Mutex
@@ -55,7 +55,12 @@ func startAnswerDropper(t *testing.T) *answerDropper {
 }
 
 func (p *answerDropper) serve(c net.Conn) {
-	s, err := net.Dial("tcp", p.target())
+	addr, _ := p.target.Load().(string)
+	if addr == "" {
+		_ = c.Close()
+		return
+	}
+	s, err := net.Dial("tcp", addr)
 	if err != nil {
 		_ = c.Close()
 		return
@@ -99,9 +104,7 @@ func TestKafkaIdempotentProducerAcrossKill(t *testing.T) {
 		Config: "streams:\n  - {name: idem, filter: \"idem/#\", shards: 2}\n",
 		Args:   []string{"--advertised-kafka-addr", proxy.ln.Addr().String()},
 	})
-	var target atomic.Value
-	target.Store(srv.KafkaAddr)
-	proxy.target = func() string { return target.Load().(string) }
+	proxy.target.Store(srv.KafkaAddr)
 
 	ctx := Deadline(t, 3*startTimeout)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(proxy.ln.Addr().String()), kgo.DefaultProduceTopic("idem"),
@@ -148,7 +151,7 @@ func TestKafkaIdempotentProducerAcrossKill(t *testing.T) {
 	proxy.closeAll()
 	proxy.drop.Store(false)
 	srv.KillRestartSamePorts(t)
-	target.Store(srv.KafkaAddr)
+	proxy.target.Store(srv.KafkaAddr)
 	wg.Wait()
 	produce(1000, total)
 	wg.Wait()

@@ -32,7 +32,14 @@ const (
 	skipInvalidTopic  = "invalid_topic"
 	skipNotAuthorized = "not_authorized"
 	skipTooLarge      = "too_large"
+	skipOverloaded    = "overloaded"
 )
+
+// maxQueuedBytes bounds the produced records waiting for delivery. Past it new batches
+// are not delivered (counted as overloaded; they stay in the log for $stream replay),
+// as mochi drops messages for a client whose outbound queue is full: a burst of Kafka
+// produces must not grow the server's memory without bound.
+const maxQueuedBytes = 64 << 20
 
 // deliverer publishes records produced over Kafka to live MQTT subscribers through
 // mochi's inline client (mochi_inline.go), one batch at a time in the order the log
@@ -53,9 +60,11 @@ type deliverer struct {
 	delivered *prometheus.CounterVec
 	skipped   *prometheus.CounterVec
 
-	mu      sync.Mutex
-	queue   []Produced
-	closed  bool
+	mu         sync.Mutex
+	queue      []Produced
+	queued     int // bytes of the queued records
+	closed     bool
+	lastWarned time.Time
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
@@ -76,7 +85,7 @@ func newDeliverer(broker *mochi.Server, router *mapping.Router, maxPacket int, l
 		}, []string{"stream"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mqstreams_kafka_produced_skipped_total",
-			Help: "Records produced over Kafka (or copies for one client) not published to MQTT, by reason: invalid_topic, not_authorized, too_large.",
+			Help: "Records produced over Kafka (or copies for one client) not published to MQTT, by reason: invalid_topic, not_authorized, too_large, overloaded.",
 		}, []string{"reason"}),
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -109,6 +118,7 @@ func (d *deliverer) run() {
 		d.mu.Lock()
 		q := d.queue
 		d.queue = nil
+		d.queued = 0
 		d.mu.Unlock()
 		for _, p := range q {
 			d.deliver(p)
@@ -127,12 +137,34 @@ func (d *deliverer) run() {
 // enqueue queues a durable batch; it never blocks (it is called in the log's commit
 // order, on the committer's goroutine).
 func (d *deliverer) enqueue(p Produced) {
+	size := 0
+	for i := range p.Records {
+		r := &p.Records[i]
+		size += len(r.Key) + len(r.Value) + 64
+		for _, h := range r.Headers {
+			size += len(h.Key) + len(h.Value) + 16
+		}
+	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return
 	}
+	if d.queued > 0 && d.queued+size > maxQueuedBytes {
+		warn := time.Since(d.lastWarned) > 10*time.Second
+		if warn {
+			d.lastWarned = time.Now()
+		}
+		queued := d.queued
+		d.mu.Unlock()
+		d.skipped.WithLabelValues(skipOverloaded).Add(float64(len(p.Records)))
+		if warn {
+			d.lg.Warn().Str("stream", p.Stream).Int("queued_bytes", queued).Msg("MQTT delivery of produced records falls behind; records not delivered (they stay in the stream)")
+		}
+		return
+	}
 	d.queue = append(d.queue, p)
+	d.queued += size
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:

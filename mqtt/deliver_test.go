@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
@@ -85,6 +86,7 @@ func TestDeliverProduced(t *testing.T) {
 		{name: "no publish grant", stream: "cmds", may: func(t string) bool { return !strings.HasPrefix(t, "cmd/victim") },
 			rec: log.Record{Value: []byte("x"), Headers: hdrs(mapping.HeaderTopic, "cmd/victim/unlock")}, reason: skipNotAuthorized},
 		{name: "over our packet limit", stream: "cmds", rec: log.Record{Value: bytes.Repeat([]byte("x"), 65<<10), Headers: hdrs(mapping.HeaderTopic, "cmd/big")}, reason: skipTooLarge},
+		{name: "100,000 headers", stream: "cmds", rec: log.Record{Value: []byte("x"), Headers: manyHeaders(100000)}, reason: skipTooLarge},
 		{name: "deliver_produced false", stream: "quiet", rec: log.Record{Value: []byte("x"), Headers: hdrs(mapping.HeaderTopic, "quiet/a")}},
 	}
 	for i, c := range cases {
@@ -164,4 +166,24 @@ func TestReplayProducedRecords(t *testing.T) {
 	if testutil.ToFloat64(e.srv.deliv.skipped.WithLabelValues(skipInvalidTopic)) != before+1 {
 		t.Fatal("invalid topic not counted")
 	}
+}
+
+// A delivery backlog is bounded: past it batches are counted, not queued.
+func TestDeliverQueueBounded(t *testing.T) {
+	d := newDeliverer(nil, mapping.NewRouter(), 1<<20, zerolog.Nop()) // not running: nothing drains
+	big := Produced{Stream: "s", Records: []log.Record{{Value: make([]byte, maxQueuedBytes/2)}}}
+	d.enqueue(big)
+	d.enqueue(big)
+	d.enqueue(big) // over the bound
+	if len(d.queue) != 1 || testutil.ToFloat64(d.skipped.WithLabelValues(skipOverloaded)) != 2 {
+		t.Fatalf("queued %d batches, overloaded %v", len(d.queue), testutil.ToFloat64(d.skipped.WithLabelValues(skipOverloaded)))
+	}
+}
+
+func manyHeaders(n int) []log.Header {
+	hs := make([]log.Header, n)
+	for i := range hs {
+		hs[i] = log.Header{Key: "h", Value: []byte("v")}
+	}
+	return append(hs, log.Header{Key: mapping.HeaderTopic, Value: []byte("cmd/many")})
 }
