@@ -65,9 +65,9 @@ type deliverer struct {
 	queued     int // bytes of the queued records
 	closed     bool
 	lastWarned time.Time
-	wake    chan struct{}
-	stop    chan struct{}
-	stopped chan struct{}
+	wake       chan struct{}
+	stop       chan struct{}
+	stopped    chan struct{}
 
 	tmplMu sync.Mutex
 	tmpls  map[string]*mapping.TopicTemplate // by template text
