@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
@@ -186,4 +187,37 @@ func manyHeaders(n int) []log.Header {
 		hs[i] = log.Header{Key: "h", Value: []byte("v")}
 	}
 	return append(hs, log.Header{Key: mapping.HeaderTopic, Value: []byte("cmd/many")})
+}
+
+// Deliveries take mochi's normal path: a persistent session gets what was delivered
+// while it was offline, and a shared subscription gets each record once.
+func TestDeliverSessionsAndShared(t *testing.T) {
+	e := newEnv(t, envOptions{}, streamDef("cmds", 1, "clientid", "cmd/#"))
+	dev := dialV5(t, e.addr, v5Options{id: "dev", noClean: true, expiry: 300})
+	dev.subscribe(t, "", 1, "cmd/dev/#")
+	if err := dev.c.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "dev offline", func() bool {
+		cl, ok := e.srv.broker.Clients.Get("dev")
+		return ok && cl.Closed()
+	})
+	a := dialV5(t, e.addr, v5Options{id: "a", clean: true})
+	a.subscribe(t, "", 1, "$share/g/cmd/s/#")
+	b := dialV5(t, e.addr, v5Options{id: "b", clean: true})
+	b.subscribe(t, "", 1, "$share/g/cmd/s/#")
+
+	e.produce(t, "cmds", 0, nil, log.Record{Value: []byte("while-away"), Headers: hdrs(mapping.HeaderTopic, "cmd/dev/x", mapping.HeaderQoS, "1")})
+	const shared = 20
+	for i := 0; i < shared; i++ {
+		e.produce(t, "cmds", 0, nil, log.Record{Value: []byte{byte(i)}, Headers: hdrs(mapping.HeaderTopic, "cmd/s/x", mapping.HeaderQoS, "1")})
+	}
+	waitFor(t, "shared deliveries", func() bool { return a.count()+b.count() >= shared })
+	if n := a.count() + b.count(); n != shared {
+		t.Fatalf("shared subscription got %d messages, want %d", n, shared)
+	}
+	back := dialV5(t, e.addr, v5Options{id: "dev", noClean: true, expiry: 300})
+	if m := back.waitN(t, 1)[0]; m.Topic != "cmd/dev/x" || string(m.Payload) != "while-away" {
+		t.Fatalf("persistent session got %q %q", m.Topic, m.Payload)
+	}
 }
