@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os/exec"
 	"strconv"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mqstreams/mqstreams/auth"
 )
 
 // liveSub runs mosquitto_sub (MQTT 5) printing "MSG|topic|qos|retain|props|payload"
@@ -169,5 +172,42 @@ func TestKafkaToMQTT(t *testing.T) {
 	k := kcatClient{bin: NeedTool(t, "kcat"), addr: srv.KafkaAddr}
 	if n := len(k.consume(t, ctx, "cmds", "beginning")); n != 4 {
 		t.Fatalf("cmds holds %d records, want 4", n)
+	}
+}
+
+// A Kafka producer needs the MQTT publish grant on a record's topic for it to reach
+// MQTT subscribers: write on the stream stores it, nothing more (a forged mqtt.topic).
+func TestKafkaToMQTTNeedsPublishGrant(t *testing.T) {
+	const pw = "svc-pw-1"
+	c, err := auth.HashPassword(pw, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := StartServer(t, ServerOptions{Config: fmt.Sprintf(`streams:
+  - {name: cmds, filter: "cmd/#", shards: 1}
+kafka: {security_protocol: sasl_plaintext}
+auth:
+  users:
+    - username: svc
+      password_hash: %q
+      acl:
+        - {stream: cmds, allow: [write]}
+        - {topic: "cmd/svc/#", allow: [publish]}
+    - username: watcher
+      password_hash: %q
+      acl:
+        - {topic: "#", allow: [subscribe]}
+`, c.String(), c.String())})
+	ctx := Deadline(t, 2*startTimeout)
+	sub := startLiveSub(t, srv.MQTTAddr, 1, "-u", "watcher", "-P", pw, "-q", "1", "-t", "cmd/#")
+	sasl := []string{"-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN", "-X", "sasl.username=svc", "-X", "sasl.password=" + pw}
+	kcatProduce(t, ctx, srv.KafkaAddr, "cmds", "unlock\n", append(sasl, "-H", "mqtt.topic=cmd/victim/unlock")...)
+	kcatProduce(t, ctx, srv.KafkaAddr, "cmds", "mine\n", append(sasl, "-H", "mqtt.topic=cmd/svc/ok")...)
+	if got := sub.wait(t); len(got) != 1 || got[0] != "MSG|cmd/svc/ok|1|0||mine" {
+		t.Fatalf("mosquitto_sub got %v, want only cmd/svc/ok", got)
+	}
+	_, metrics := srv.HTTPGet(t, "/metrics")
+	if v, _ := metricValue(t, metrics, "mqstreams_kafka_produced_skipped_total", `reason="not_authorized"`); v != 1 {
+		t.Fatalf("not_authorized skips: %v, want 1", v)
 	}
 }
