@@ -221,3 +221,32 @@ func TestDeliverSessionsAndShared(t *testing.T) {
 		t.Fatalf("persistent session got %q %q", m.Topic, m.Payload)
 	}
 }
+
+func TestPublishSizeBound(t *testing.T) {
+	pf := byte(1)
+	exp := uint32(60)
+	for _, m := range []mapping.Message{
+		{Topic: "a", Payload: nil},
+		{Topic: "a/b/c", Payload: make([]byte, 300), ContentType: "text/plain", ResponseTopic: "r/t", CorrelationData: []byte("xyz"),
+			PayloadFormat: &pf, MessageExpiry: &exp, UserProperties: []mapping.UserProperty{{Key: "k", Value: "v"}, {Key: "", Value: ""}}},
+		{Topic: strings.Repeat("t", 200), Payload: make([]byte, 70000), UserProperties: make([]mapping.UserProperty, 1000)},
+	} {
+		d := newDeliverer(nil, mapping.NewRouter(), 1<<30, zerolog.Nop())
+		tmpl, _ := mapping.ParseTopicTemplate(mapping.DefaultPublishTopic)
+		rec := mapping.ToRecord(&m, nil)
+		var buf bytes.Buffer
+		pk, reason := d.packet(&Produced{Stream: "s"}, tmpl, &rec, &buf)
+		if reason != "" {
+			t.Fatal(reason)
+		}
+		pk.ProtocolVersion = 5
+		pk.Properties.SubscriptionIdentifier = nil
+		buf.Reset()
+		if err := pk.PublishEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if b := publishSizeBound(&pk); b < buf.Len() {
+			t.Fatalf("bound %d below the encoded size %d", b, buf.Len())
+		}
+	}
+}
