@@ -44,3 +44,34 @@ func TestProducedHandedOverWithPublishGrant(t *testing.T) {
 		t.Fatal("the producer's publish grant is not what decides")
 	}
 }
+
+// A record with 100,000 headers is stored once and handed over whole; the broker keeps
+// serving.
+func TestProduceManyHeaders(t *testing.T) {
+	got := make(chan Produced, 1)
+	sb := startSecureBroker(t, secureOpts{proto: "sasl_plaintext", deliver: func(p Produced) { got <- p }})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(sb.addr), kgo.SASL(plain.Auth{User: "admin", Pass: testPassword}.AsMechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	hs := make([]kgo.RecordHeader, 100000)
+	for i := range hs {
+		hs[i] = kgo.RecordHeader{Key: "h", Value: []byte("v")}
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "open", Value: []byte("many"), Headers: hs}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if p := <-got; len(p.Records) != 1 || len(p.Records[0].Headers) != 100000 {
+		t.Fatalf("handed over %d records", len(p.Records))
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "open", Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatalf("broker after the record: %v", err)
+	}
+	<-got
+	if _, hw, _ := sb.l.Stream("open").Offsets(0); hw != 3 {
+		t.Fatalf("high watermark %d, want 3 (fixture record + 2)", hw)
+	}
+}
