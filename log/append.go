@@ -34,8 +34,13 @@ func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult,
 		done(AppendResult{}, fmt.Errorf("append: %w", err))
 		return
 	}
-	p := &pending{stream: s, shard: shard, recs: recs, done: done, enqueued: time.Now()}
 	l := s.log
+	if err := l.store.writeErr(); err != nil {
+		l.observeRefusal(err)
+		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, err))
+		return
+	}
+	p := &pending{stream: s, shard: shard, recs: recs, done: done, enqueued: time.Now()}
 	l.queueMu.Lock()
 	if l.closed {
 		l.queueMu.Unlock()
@@ -206,7 +211,7 @@ func (l *Log) commit(q []*pending) {
 		sh.lastTS = ts
 	}
 	start := time.Now()
-	err := b.Commit(l.syncOpt())
+	err := l.guardWrite(b, l.syncOpt(), false)
 	l.opts.Observer.ObserveSync(time.Since(start))
 	if err != nil {
 		l.lg.Error().Err(err).Int("appends", len(q)).Msg("commit failed")
