@@ -217,9 +217,7 @@ func (l *Log) openPebble() (db *pebble.DB, err error) {
 		l.lg.Error().Int64("free_bytes", l.store.free.Load()).Uint64("min_free_bytes", l.store.minFree).Str("dir", opts.Dir).
 			Msg("disk full at start-up: serving reads only; writes resume when space returns")
 	}
-	popts := func(readOnly bool) *pebble.Options {
-		cache := pebble.NewCache(opts.CacheBytes)
-		defer cache.Unref()
+	popts := func(readOnly bool, cache *pebble.Cache) *pebble.Options {
 		return &pebble.Options{
 			Cache:                       cache,
 			Logger:                      pebbleLogger{opts.Logger.With().Str("lib", "pebble").Logger()},
@@ -250,7 +248,9 @@ func (l *Log) openPebble() (db *pebble.DB, err error) {
 				err = pf
 			}
 		}()
-		return pebble.Open(opts.Dir, popts(readOnly))
+		cache := pebble.NewCache(opts.CacheBytes)
+		defer cache.Unref()
+		return pebble.Open(opts.Dir, popts(readOnly, cache))
 	}
 	db, err = open(false)
 	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
