@@ -10,6 +10,8 @@ import (
 type metrics struct {
 	conns      prometheus.Gauge
 	fetchBytes *prometheus.CounterVec
+	refusals   *prometheus.CounterVec
+	timeouts   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,7 +36,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &metrics{conns: conns, fetchBytes: fetch}, nil
+	refusals, err := registerOrExisting(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "mqstreams_limit_refusals_total",
+		Help:        "Connections, requests or messages refused by a limit, by protocol and limit.",
+		ConstLabels: prometheus.Labels{"proto": "kafka"},
+	}, []string{"limit"}))
+	if err != nil {
+		return nil, err
+	}
+	timeouts, err := registerOrExisting(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "mqstreams_timeouts_total",
+		Help:        "Connections closed by a timeout, by protocol and timeout.",
+		ConstLabels: prometheus.Labels{"proto": "kafka"},
+	}, []string{"timeout"}))
+	if err != nil {
+		return nil, err
+	}
+	return &metrics{conns: conns, fetchBytes: fetch, refusals: refusals, timeouts: timeouts}, nil
 }
 
 func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
@@ -65,5 +83,17 @@ func (m *metrics) connClosed() {
 func (m *metrics) fetched(stream string, n int) {
 	if m != nil && n > 0 {
 		m.fetchBytes.WithLabelValues(stream).Add(float64(n))
+	}
+}
+
+func (m *metrics) refused(limit string) {
+	if m != nil {
+		m.refusals.WithLabelValues(limit).Inc()
+	}
+}
+
+func (m *metrics) timedOut(which string) {
+	if m != nil {
+		m.timeouts.WithLabelValues(which).Inc()
 	}
 }
