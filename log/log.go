@@ -8,8 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"os"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -126,6 +126,7 @@ func (p pebbleLogger) Infof(format string, args ...interface{}) {
 func (p pebbleLogger) Errorf(format string, args ...interface{}) {
 	p.lg.Error().Msgf(format, args...)
 }
+
 // Fatalf must not exit the process (a full disk is not a reason to die) nor return
 // (Pebble would report a failed commit as done): it panics with pebbleFatal, which the
 // write sites recover (storage.go guardWrite).
