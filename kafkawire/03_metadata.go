@@ -24,7 +24,7 @@ func init() { register(3, 0, 12, handleMetadata) }
 func handleMetadata(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.MetadataRequest)
 	if len(req.Topics) > s.cfg.MaxMetadataTopics {
-		s.metrics.refused("max_metadata_topics")
+		s.metrics.limitRefused("max_metadata_topics")
 		// Metadata has no top-level error code: the request cannot be answered.
 		return nil, fmt.Errorf("%w: metadata names %d topics (max %d)", errBadRequest, len(req.Topics), s.cfg.MaxMetadataTopics)
 	}

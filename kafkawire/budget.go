@@ -60,7 +60,7 @@ func (c *conn) charge(n int) bool {
 		return true
 	}
 	if !c.s.budget.sem.TryAcquire(int64(n)) {
-		c.s.metrics.refused("request_budget")
+		c.s.metrics.limitRefused("request_budget")
 		return false
 	}
 	c.held += int64(n)

@@ -78,7 +78,7 @@ func TestConnectionsPerIP(t *testing.T) {
 	b.roundTrip(apiVersionsReq(3))
 	c := dialRaw(t, tb.addr)
 	c.expectClosed()
-	if refusals(t, tb, "max_connections_per_ip") != 1 {
+	if testutil.ToFloat64(tb.s.metrics.refused.WithLabelValues("max_connections_per_ip")) != 1 {
 		t.Fatal("refusal not counted")
 	}
 	a.nc.Close()

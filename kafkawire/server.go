@@ -194,7 +194,7 @@ func (s *Server) Start() error {
 	}
 	lim := netlimit.Limits{MaxConns: max(s.cfg.MaxConnections, 0), MaxPerIP: max(s.cfg.MaxConnectionsPerIP, 0)}
 	ln = netlimit.Wrap(ln, lim, func(reason string, remote net.Addr) {
-		s.metrics.refused(reason)
+		s.metrics.refusedConn(reason)
 		s.lg.Warn().Str("remote", remote.String()).Str("reason", reason).Msg("kafka connection refused")
 	})
 	s.ln = s.listen(ln)

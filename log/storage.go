@@ -187,3 +187,23 @@ func fatalArgErr(format string, args []interface{}) error {
 	}
 	return errors.New(msg)
 }
+
+// flush flushes the memtable, a Pebble fatal error becoming ErrStorageFailed as in
+// guardWrite.
+func (l *Log) flush() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			pf, ok := r.(pebbleFatal)
+			if !ok {
+				panic(r)
+			}
+			e := fmt.Errorf("%w: %w", ErrStorageFailed, pf.err)
+			l.store.failed.CompareAndSwap(nil, &e)
+			err = e
+		}
+		if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+			l.store.setLow(true)
+		}
+	}()
+	return l.db.Flush()
+}
