@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -239,7 +240,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 
 // limitConn wraps a client connection (TCP, TLS or WebSocket) in a limitConn.
 func (s *Server) limitConn(c net.Conn) net.Conn {
-	return &limitConn{Conn: c, maxPacket: uint32(s.cfg.MaxPacketBytes), lg: s.lg, oversized: s.met.packetTooLarge}
+	lc := &limitConn{Conn: c, maxPacket: uint32(s.cfg.MaxPacketBytes), lg: s.lg, oversized: s.met.packetTooLarge,
+		connectBy: time.Now().Add(s.cfg.ConnectTimeout), connectTimeout: s.cfg.ConnectTimeout, packetTimeout: s.cfg.PacketTimeout,
+		timedOut: func(reason string) { s.met.refused.WithLabelValues(reason).Inc() }}
+	return lc
 }
 
 // limitConn follows the MQTT framing of what mochi reads, to answer a packet over the
@@ -264,6 +268,20 @@ type limitConn struct {
 	closed   bool
 	clientID atomic.Pointer[string]
 	v5       atomic.Bool
+
+	// Timeouts (timeouts.go): mochi v2.7.9 reads CONNECT with no deadline and then
+	// sets only its keep-alive one; the read deadline applied is the earliest of
+	// mochi's, the CONNECT timeout (until mochi sets its own) and, inside a packet,
+	// the packet timeout.
+	dlMu           sync.Mutex
+	connectBy      time.Time // zero once mochi set its own deadline
+	connectTimeout time.Duration
+	packetTimeout  time.Duration
+	pktStart       time.Time // first byte of the packet being read
+	mochiDL        time.Time
+	applied        time.Time
+	appliedSet     bool
+	timedOut       func(reason string)
 }
 
 func (c *limitConn) setClient(id string, version byte) {
@@ -273,10 +291,16 @@ func (c *limitConn) setClient(id string, version byte) {
 
 // Read passes bytes on, following packet boundaries.
 func (c *limitConn) Read(p []byte) (int, error) {
+	reason := c.armDeadline()
 	n, err := c.Conn.Read(p)
+	if err != nil && reason != "" {
+		c.reportTimeout(reason, err)
+	}
+	started := false
 	for _, b := range p[:n] {
 		switch c.state {
 		case 0:
+			started = true
 			c.state, c.remaining, c.mult, c.lenBytes = 1, 0, 1, 0
 		case 1:
 			c.remaining += uint64(b&0x7f) * c.mult
@@ -297,6 +321,11 @@ func (c *limitConn) Read(p []byte) (int, error) {
 				c.state = 0
 			}
 		}
+	}
+	if started && c.state != 0 {
+		c.dlMu.Lock()
+		c.pktStart = time.Now()
+		c.dlMu.Unlock()
 	}
 	return n, err
 }

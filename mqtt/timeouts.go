@@ -1,0 +1,65 @@
+package mqtt
+
+import (
+	"errors"
+	"net"
+	"time"
+)
+
+// armDeadline applies the earliest read deadline due and names it when it is one of
+// ours ("connect_timeout", "packet_timeout"), "" when it is mochi's keep-alive.
+func (c *limitConn) armDeadline() string {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	dl, reason := c.mochiDL, ""
+	if !c.connectBy.IsZero() && (dl.IsZero() || c.connectBy.Before(dl)) {
+		dl, reason = c.connectBy, "connect_timeout"
+	}
+	if c.state != 0 && c.packetTimeout > 0 {
+		if pd := c.pktStart.Add(c.packetTimeout); dl.IsZero() || pd.Before(dl) {
+			dl, reason = pd, "packet_timeout"
+		}
+	}
+	if !c.appliedSet || !dl.Equal(c.applied) {
+		_ = c.Conn.SetReadDeadline(dl)
+		c.applied, c.appliedSet = dl, true
+	}
+	return reason
+}
+
+func (c *limitConn) reportTimeout(reason string, err error) {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return
+	}
+	ev := c.lg.Warn().Str("remote", c.RemoteAddr().String())
+	if id := c.clientID.Load(); id != nil {
+		ev = ev.Str("client", *id)
+	}
+	switch reason {
+	case "connect_timeout":
+		ev.Dur("timeout", c.connectTimeout).Msg("mqtt connection closed: no CONNECT in time")
+	default:
+		ev.Dur("timeout", c.packetTimeout).Msg("mqtt connection closed: packet not completed in time")
+	}
+	if c.timedOut != nil {
+		c.timedOut(reason)
+	}
+}
+
+// SetDeadline is mochi's keep-alive deadline (set before each packet read once the
+// client is connected); it replaces the CONNECT timeout.
+func (c *limitConn) SetDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	c.mochiDL, c.connectBy, c.appliedSet = t, time.Time{}, false
+	c.dlMu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline is treated as SetDeadline's read half.
+func (c *limitConn) SetReadDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	c.mochiDL, c.connectBy, c.appliedSet = t, time.Time{}, false
+	c.dlMu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
