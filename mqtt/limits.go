@@ -242,7 +242,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 func (s *Server) limitConn(c net.Conn) net.Conn {
 	lc := &limitConn{Conn: c, maxPacket: uint32(s.cfg.MaxPacketBytes), lg: s.lg, oversized: s.met.packetTooLarge,
 		connectBy: time.Now().Add(s.cfg.ConnectTimeout), connectTimeout: s.cfg.ConnectTimeout, packetTimeout: s.cfg.PacketTimeout,
-		timedOut: func(reason string) { s.met.refused.WithLabelValues(reason).Inc() }}
+		timedOut: func(reason string) { s.met.refused.WithLabelValues(reason).Inc() }, maxConnect: s.cfg.MaxConnectBytes}
 	return lc
 }
 
@@ -282,6 +282,7 @@ type limitConn struct {
 	applied        time.Time
 	appliedSet     bool
 	timedOut       func(reason string)
+	maxConnect     int
 }
 
 func (c *limitConn) setClient(id string, version byte) {
@@ -297,10 +298,12 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		c.reportTimeout(reason, err)
 	}
 	started := false
-	for _, b := range p[:n] {
+	startIdx := 0 // where the packet being parsed began in p (0: in an earlier read)
+	for i, b := range p[:n] {
 		switch c.state {
 		case 0:
 			started = true
+			startIdx = i
 			c.state, c.remaining, c.mult, c.lenBytes = 1, 0, 1, 0
 		case 1:
 			c.remaining += uint64(b&0x7f) * c.mult
@@ -311,6 +314,13 @@ func (c *limitConn) Read(p []byte) (int, error) {
 			}
 			if c.maxPacket > 0 && c.remaining+1 > uint64(c.maxPacket) {
 				c.tooLarge.Store(true)
+			}
+			if c.maxConnect > 0 && c.remaining > uint64(c.maxConnect) && c.beforeConnect() {
+				// mochi v2.7.9 allocates a packet's announced length before reading
+				// it: a client not yet identified may not make it allocate more than
+				// max_connect_bytes. The packet's header never reaches mochi.
+				c.refuseConnect()
+				return startIdx, errConnectTooLarge
 			}
 			c.state = 2
 			if c.remaining == 0 {

@@ -48,6 +48,10 @@ type Config struct {
 	// client and a QoS 1/2 one disconnects it (slowclient.go).
 	MaxQueuedPackets int
 	MaxQueuedBytes   int64
+	// MaxConnectBytes caps the first packet (CONNECT) of a connection (default 64 KiB):
+	// mochi allocates a packet's announced size before reading it, so this bounds what
+	// a client that has not identified itself can make the server hold.
+	MaxConnectBytes int
 }
 
 // Default configuration values.
@@ -123,6 +127,9 @@ func New(o Options) (*Server, error) {
 	}
 	if cfg.PacketTimeout <= 0 {
 		cfg.PacketTimeout = 30 * time.Second
+	}
+	if cfg.MaxConnectBytes <= 0 {
+		cfg.MaxConnectBytes = 64 << 10
 	}
 	if cfg.MaxQueuedPackets <= 0 {
 		cfg.MaxQueuedPackets = 1000

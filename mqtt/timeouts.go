@@ -63,3 +63,21 @@ func (c *limitConn) SetReadDeadline(t time.Time) error {
 	c.dlMu.Unlock()
 	return c.Conn.SetReadDeadline(t)
 }
+
+// errConnectTooLarge ends a connection whose first packet announces more than
+// Config.MaxConnectBytes.
+var errConnectTooLarge = errors.New("first packet over mqtt.max_connect_bytes")
+
+func (c *limitConn) beforeConnect() bool {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	return !c.connectBy.IsZero()
+}
+
+func (c *limitConn) refuseConnect() {
+	c.lg.Warn().Str("remote", c.RemoteAddr().String()).Uint64("announced_bytes", c.remaining).Int("max_connect_bytes", c.maxConnect).
+		Msg("mqtt connection closed: CONNECT over its size limit")
+	if c.timedOut != nil {
+		c.timedOut("connect_too_large")
+	}
+}

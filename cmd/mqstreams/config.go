@@ -55,6 +55,7 @@ type MQTTConfig struct {
 	PacketTimeoutMS     int64
 	MaxQueuedPackets    int64
 	MaxQueuedBytes      int64
+	MaxConnectBytes     int64
 }
 
 // TLSConfig names a certificate and key in PEM files, and optionally the CA bundle that
@@ -132,7 +133,7 @@ func DefaultConfig() Config {
 		MQTT: MQTTConfig{Addr: ":1883", MaxPacketBytes: 1 << 20, ReceiveMaximum: 1024, TopicAliasMaximum: 65535,
 			MaximumQoS: 2, RetainAvailable: true, WildcardSubscriptions: true, SharedSubscriptions: true,
 			MaxConnections: 10000, MaxConnectionsPerIP: 1000, ConnectTimeoutMS: 10000, PacketTimeoutMS: 30000,
-			MaxQueuedPackets: 1000, MaxQueuedBytes: 16 << 20},
+			MaxQueuedPackets: 1000, MaxQueuedBytes: 16 << 20, MaxConnectBytes: 64 << 10},
 		Kafka: KafkaConfig{Addr: ":9092", MaxRequestBytes: 100 << 20, SecurityProtocol: "plaintext",
 			MaxConnections: 1000, MaxConnectionsPerIP: 256, QueuedMaxRequestBytes: 128 << 20, FrameTimeoutMS: 30000,
 			MaxFetchPartitions: 10000, MaxMetadataTopics: 10000},
@@ -231,6 +232,7 @@ func ParseConfig(data []byte) (Config, error) {
 			"packet_timeout_ms":      intRange(&c.MQTT.PacketTimeoutMS, 1, math.MaxInt32),
 			"max_queued_packets":     intRange(&c.MQTT.MaxQueuedPackets, 1, math.MaxInt32),
 			"max_queued_bytes":       byteSize(&c.MQTT.MaxQueuedBytes, math.MaxInt64),
+			"max_connect_bytes":      byteSize(&c.MQTT.MaxConnectBytes, maxMQTTPacket),
 			"tls":                    tlsSection(&c.MQTT.TLS),
 		}),
 		"kafka": section(fields{

@@ -243,6 +243,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 			PacketTimeout:       time.Duration(cfg.MQTT.PacketTimeoutMS) * time.Millisecond,
 			MaxQueuedPackets:    int(cfg.MQTT.MaxQueuedPackets),
 			MaxQueuedBytes:      cfg.MQTT.MaxQueuedBytes,
+			MaxConnectBytes:     int(cfg.MQTT.MaxConnectBytes),
 		},
 		Auth:       s.auth,
 		TLS:        s.tls.mqtt,
