@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 )
 
@@ -73,6 +74,8 @@ type Options struct {
 	DiskCheckInterval time.Duration
 	// statfs replaces the free-space measurement in tests.
 	statfs func(dir string) (uint64, error)
+	// fs replaces the filesystem in tests (failing writes).
+	fs vfs.FS
 }
 
 // Pebble tuning for disk use (docs/operations.md, "Disk use"). Pebble preallocates
@@ -291,6 +294,7 @@ func (l *Log) openPebble() (db *pebble.DB, err error) {
 			MemTableStopWritesThreshold: memTableStopWritesThreshold,
 			FormatMajorVersion:          formatMajorVersion,
 			ReadOnly:                    readOnly,
+			FS:                          opts.fs,
 			EventListener: &pebble.EventListener{
 				// Background flushes and compactions retry by themselves; a failure is
 				// logged (rate-limited by Pebble's own retry pacing) and, when it is a

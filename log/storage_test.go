@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // TestDiskFullRefusesAndResumes drives the free-space guard with a measured value the
@@ -126,4 +128,48 @@ func TestPebbleFatalIsAnError(t *testing.T) {
 	}()
 	var _ pebble.Logger = pebbleLogger{}
 	pebbleLogger{}.Fatalf("pebble: fatal commit error: %v", syscall.ENOSPC)
+}
+
+// TestWALNoSpace makes the filesystem fail every write with ENOSPC under a running log
+// with the free-space guard off, so Pebble's own failure path runs: the append is
+// refused with an error wrapping ENOSPC (never acknowledged), the process does not
+// exit, later writes are refused and reads keep serving.
+func TestWALNoSpace(t *testing.T) {
+	var fail atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if fail.Load() && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+			return syscall.ENOSPC
+		}
+		return nil
+	}))
+	l, err := Open(Options{Dir: t.TempDir(), RetentionInterval: time.Hour, MinFreeBytes: -1, fs: fs,
+		Coalesce: CoalesceOptions{Disabled: true}, IdleFlush: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(0, []Record{rec(0)}); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	if _, err := s.Append(0, []Record{rec(1)}); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("append on a failing disk: %v, want ENOSPC", err)
+	}
+	if h := l.Health(); h.Writable {
+		t.Fatal("log still writable after a failed commit")
+	}
+	if _, err := s.Append(0, []Record{rec(2)}); err == nil {
+		t.Fatal("append accepted after a failed commit")
+	}
+	if _, hwm, _ := s.Offsets(0); hwm != 1 {
+		t.Fatalf("high watermark %d after a failed commit, want 1", hwm)
+	}
+	if bs, err := s.Read(0, 0, 1<<20); err != nil || len(bs) != 1 {
+		t.Fatalf("read after a failed commit: %d batches, %v", len(bs), err)
+	}
+	fail.Store(false)
+	_ = l.Close()
 }
