@@ -3,6 +3,8 @@ package kafkawire
 import (
 	"context"
 	"errors"
+	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -25,8 +27,9 @@ const smallFrame = 64 << 10
 // each wait for the other's memory); inflation is charged as it grows and refused,
 // rather than waited for, when the budget is spent.
 type requestBudget struct {
-	sem   *semaphore.Weighted
-	total int64
+	sem     *semaphore.Weighted
+	total   int64
+	freeing atomic.Bool
 }
 
 func newRequestBudget(total int64) *requestBudget {
@@ -71,6 +74,25 @@ func (c *conn) charge(n int) bool {
 func (c *conn) releaseHeld() {
 	if c.held > 0 && c.s.budget != nil {
 		c.s.budget.sem.Release(c.held)
+		if c.held >= largeRelease {
+			c.s.budget.returnMemory()
+		}
 	}
 	c.held = 0
+}
+
+// largeRelease is the budget release after which memory is handed back to the OS.
+const largeRelease = 16 << 20
+
+// returnMemory hands the memory of large requests back to the OS a second after the
+// last one: an idle server runs no garbage collection for minutes, and a burst of
+// large or hostile requests would otherwise keep its peak RSS that long.
+func (b *requestBudget) returnMemory() {
+	if !b.freeing.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(time.Second, func() {
+		b.freeing.Store(false)
+		debug.FreeOSMemory()
+	})
 }

@@ -204,7 +204,9 @@ func readLimited(r io.Reader, limit int, hint int, charge chargeFunc) ([]byte, e
 				return nil, fmt.Errorf("%w of %d bytes", errInflatedTooLarge, limit)
 			}
 			grow := min(max(cap(buf), 64<<10), limit+1-cap(buf))
-			if charge != nil && !charge(grow) {
+			// The whole new buffer is charged: the old one stays allocated (garbage)
+			// until a collection, so the charges bound what inflation allocates.
+			if charge != nil && !charge(cap(buf)+grow) {
 				return nil, errBudget
 			}
 			nb := make([]byte, len(buf), cap(buf)+grow)

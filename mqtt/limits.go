@@ -360,8 +360,14 @@ func (c *limitConn) Write(p []byte) (int, error) {
 var disconnectTooLarge = []byte{0xE0, 0x02, packets.ErrPacketTooLarge.Code, 0x00}
 
 // Close sends DISCONNECT 0x95 first when the connection ends over an oversized packet.
+//
+// A write blocked on a client that stopped reading holds the write lock: Close then
+// closes the connection without the DISCONNECT (which could not be written anyway), so
+// it never waits on a slow consumer.
 func (c *limitConn) Close() error {
-	c.wmu.Lock()
+	if !c.wmu.TryLock() {
+		return c.Conn.Close()
+	}
 	first := !c.closed
 	c.closed = true
 	if first && c.tooLarge.Load() {

@@ -2,8 +2,10 @@ package mqtt
 
 import (
 	"errors"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -39,7 +41,8 @@ type slowClientHook struct {
 	met      *metrics
 	lg       zerolog.Logger
 
-	queues sync.Map // client id -> *clientQueue
+	queues  sync.Map // client id -> *clientQueue
+	freeing atomic.Bool
 }
 
 type clientQueue struct {
@@ -110,7 +113,20 @@ func (h *slowClientHook) OnACLCheck(cl *mochi.Client, _ string, write bool) bool
 	h.lg.Warn().Str("client", cl.ID).Str("remote", cl.Net.Remote).Int64("max_queued_bytes", h.maxBytes).
 		Msg("mqtt slow consumer disconnected: outbound queue over its byte cap")
 	cl.Stop(errSlowConsumer)
+	h.returnMemory()
 	return false
+}
+
+// returnMemory hands the dropped queue's memory back to the OS a second after a slow
+// consumer was cut off: an idle broker runs no garbage collection for minutes.
+func (h *slowClientHook) returnMemory() {
+	if !h.freeing.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(time.Second, func() {
+		h.freeing.Store(false)
+		debug.FreeOSMemory()
+	})
 }
 
 // OnPublishDropped counts a message mochi dropped for a full packet queue.
@@ -128,6 +144,7 @@ func (h *slowClientHook) OnPublishDropped(cl *mochi.Client, pk packets.Packet) {
 	h.lg.Warn().Str("client", cl.ID).Str("remote", cl.Net.Remote).
 		Msg("mqtt slow consumer disconnected: outbound packet queue full (mqtt.max_queued_packets)")
 	go cl.Stop(errSlowConsumer)
+	h.returnMemory()
 }
 
 // OnDisconnect forgets the client's queue.
