@@ -242,7 +242,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 func (s *Server) limitConn(c net.Conn) net.Conn {
 	lc := &limitConn{Conn: c, maxPacket: uint32(s.cfg.MaxPacketBytes), lg: s.lg, oversized: s.met.packetTooLarge,
 		connectBy: time.Now().Add(s.cfg.ConnectTimeout), connectTimeout: s.cfg.ConnectTimeout, packetTimeout: s.cfg.PacketTimeout,
-		timedOut: func(reason string) { s.met.refused.WithLabelValues(reason).Inc() }, maxConnect: s.cfg.MaxConnectBytes}
+		timedOut: func(reason string) { s.met.refused.WithLabelValues(reason).Inc() }, maxConnect: s.cfg.MaxConnectBytes, first: true}
 	return lc
 }
 
@@ -283,6 +283,15 @@ type limitConn struct {
 	appliedSet     bool
 	timedOut       func(reason string)
 	maxConnect     int
+
+	// The body of an MQTT 5 SUBSCRIBE being read, checked before mochi decodes it.
+	ptype   byte
+	collect bool
+	body    []byte
+	// first is true while the first packet (CONNECT) is read; pos and nameLen find
+	// its protocol version.
+	first        bool
+	pos, nameLen int
 }
 
 func (c *limitConn) setClient(id string, version byte) {
@@ -305,6 +314,7 @@ func (c *limitConn) Read(p []byte) (int, error) {
 			started = true
 			startIdx = i
 			c.state, c.remaining, c.mult, c.lenBytes = 1, 0, 1, 0
+			c.ptype = b >> 4
 		case 1:
 			c.remaining += uint64(b&0x7f) * c.mult
 			c.mult *= 128
@@ -323,12 +333,35 @@ func (c *limitConn) Read(p []byte) (int, error) {
 				return startIdx, errConnectTooLarge
 			}
 			c.state = 2
+			c.collect = c.ptype == packets.Subscribe && c.v5.Load() && c.remaining <= uint64(max(c.maxPacket, 1<<16))
+			c.body = c.body[:0]
 			if c.remaining == 0 {
 				c.state = 0
 			}
 		case 2:
+			if c.collect {
+				c.body = append(c.body, b)
+			}
+			if c.first {
+				// CONNECT: protocol name length (2 bytes), name, then the version;
+				// needed before OnConnect when packets follow in the same read.
+				switch {
+				case c.pos < 2:
+					c.nameLen = c.nameLen<<8 | int(b)
+				case c.pos == 2+c.nameLen:
+					c.v5.Store(b == 5)
+				}
+				c.pos++
+			}
 			if c.remaining--; c.remaining == 0 {
 				c.state = 0
+				c.first = false
+				if c.collect && !subscribeDecodable(c.body) {
+					// The packet's last byte never reaches mochi: its read fails and
+					// the connection ends the ordinary way (timeouts.go).
+					c.refuseMalformed()
+					return i, errMalformedSubscribe
+				}
 			}
 		}
 	}

@@ -81,3 +81,57 @@ func (c *limitConn) refuseConnect() {
 		c.timedOut("connect_too_large")
 	}
 }
+
+// errMalformedSubscribe ends a connection whose MQTT 5 SUBSCRIBE mochi could not decode
+// safely.
+var errMalformedSubscribe = errors.New("malformed SUBSCRIBE: topic filter without subscription options")
+
+// subscribeDecodable reports whether mochi v2.7.9's SubscribeDecode can read an MQTT 5
+// SUBSCRIBE body without panicking: it indexes the options byte after each topic
+// filter without a bounds check, so a body ending right after a filter crashes the
+// broker. Every other malformation is left to mochi, which refuses it with an error.
+func subscribeDecodable(body []byte) bool {
+	off := 2 // packet identifier
+	if off > len(body) {
+		return true
+	}
+	props, n := 0, 0
+	for shift := 0; ; shift += 7 {
+		if off+n >= len(body) || n == 4 {
+			return true // malformed properties length: mochi refuses it
+		}
+		b := body[off+n]
+		props |= int(b&0x7f) << shift
+		n++
+		if b&0x80 == 0 {
+			break
+		}
+	}
+	off += n + props
+	for off < len(body) {
+		if off+2 > len(body) {
+			return true
+		}
+		l := int(body[off])<<8 | int(body[off+1])
+		off += 2 + l
+		if off > len(body) {
+			return true
+		}
+		if off == len(body) {
+			return false
+		}
+		off++ // subscription options
+	}
+	return true
+}
+
+func (c *limitConn) refuseMalformed() {
+	ev := c.lg.Warn().Str("remote", c.RemoteAddr().String())
+	if id := c.clientID.Load(); id != nil {
+		ev = ev.Str("client", *id)
+	}
+	ev.Msg("mqtt connection closed: malformed SUBSCRIBE (topic filter without options)")
+	if c.timedOut != nil {
+		c.timedOut("malformed_packet")
+	}
+}
