@@ -51,16 +51,16 @@ func (c *limitConn) reportTimeout(reason string, err error) {
 // client is connected); it replaces the CONNECT timeout.
 func (c *limitConn) SetDeadline(t time.Time) error {
 	c.dlMu.Lock()
-	c.mochiDL, c.connectBy, c.appliedSet = t, time.Time{}, false
-	c.dlMu.Unlock()
+	defer c.dlMu.Unlock()
+	c.mochiDL, c.connectBy, c.applied, c.appliedSet = t, time.Time{}, t, true
 	return c.Conn.SetDeadline(t)
 }
 
 // SetReadDeadline is treated as SetDeadline's read half.
 func (c *limitConn) SetReadDeadline(t time.Time) error {
 	c.dlMu.Lock()
-	c.mochiDL, c.connectBy, c.appliedSet = t, time.Time{}, false
-	c.dlMu.Unlock()
+	defer c.dlMu.Unlock()
+	c.mochiDL, c.connectBy, c.applied, c.appliedSet = t, time.Time{}, t, true
 	return c.Conn.SetReadDeadline(t)
 }
 
