@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	pahov3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -108,6 +109,20 @@ func TestFaultDiskFull(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("publishes still acknowledged on a full disk")
 		}
+	}
+	// MQTT 3.1.1 has no refusal: the publisher is disconnected without an ack.
+	lost := make(chan error, 1)
+	o := pahov3.NewClientOptions().AddBroker("tcp://" + srv.MQTTAddr).SetClientID("disk-pub3").SetProtocolVersion(4).
+		SetAutoReconnect(false).SetConnectionLostHandler(func(_ pahov3.Client, err error) { lost <- err })
+	c3 := pahov3.NewClient(o)
+	if tok := c3.Connect(); !tok.WaitTimeout(startTimeout) || tok.Error() != nil {
+		t.Fatalf("3.1.1 connect: %v", tok.Error())
+	}
+	c3.Publish("disk/v3", 1, false, []byte("refused"))
+	select {
+	case <-lost:
+	case <-time.After(30 * time.Second):
+		t.Fatal("3.1.1 publisher not disconnected on a full disk")
 	}
 	code, body := srv.HTTPGet(t, "/readyz")
 	if code != 503 || !strings.Contains(body, "disk full") {
