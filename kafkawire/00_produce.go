@@ -107,7 +107,7 @@ func handleProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 // startProduce decodes one partition's batch and queues its append (or, for a retried
 // batch of an idempotent producer, notes the original append to answer with).
 func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.ProduceRequestTopicPartition, p *kmsg.ProduceResponseTopicPartition) (*produceAppend, *batchError) {
-	b, berr := decodeProduced(rp.Records, version, int(s.cfg.MaxRequestBytes))
+	b, berr := decodeProduced(rp.Records, version, int(s.cfg.MaxRequestBytes), c.charge)
 	if berr != nil {
 		return nil, berr
 	}
