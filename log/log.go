@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 )
 
@@ -47,6 +49,12 @@ type Options struct {
 	Logger zerolog.Logger
 	// NoSync skips fsync on commit: only for benchmarks of everything but the disk.
 	NoSync bool
+	// Durability is when appends are acknowledged (default fsync); a stream's
+	// StreamSpec.Durability overrides it.
+	Durability Durability
+	// SyncInterval bounds how long written appends stay unsynced under `write`
+	// durability (default 10ms).
+	SyncInterval time.Duration
 	// RetentionInterval is how often retention runs (default 10s).
 	RetentionInterval time.Duration
 	// Now is the clock (default time.Now); tests move it.
@@ -77,6 +85,17 @@ type Log struct {
 	queue   []*pending
 	closed  bool
 	wake    chan struct{}
+
+	// Commits applied to Pebble (written, not yet synced), handed from the committer
+	// to the syncer in commit order (sync.go).
+	wfs          *walFS
+	appliedMu    sync.Mutex
+	appliedQ     []*applied
+	appliedCount int  // appends in appliedQ
+	committerEnd bool // the committer has stopped: the syncer drains and stops
+	failed       error
+	applied      chan struct{}
+	unsynced     atomic.Bool // `write` appends acknowledged since the last fsync
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -133,10 +152,21 @@ func Open(opts Options) (*Log, error) {
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 64 << 20
 	}
+	if opts.Durability == DurabilityDefault {
+		opts.Durability = DurabilityFsync
+	}
+	if _, err := ParseDurability(string(opts.Durability)); err != nil {
+		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = 10 * time.Millisecond
+	}
+	wfs := newWALFS(vfs.Default, opts.Observer.ObserveSync)
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
 	db, err := pebble.Open(opts.Dir, &pebble.Options{
 		Cache:                       cache,
+		FS:                          wfs,
 		Logger:                      pebbleLogger{opts.Logger.With().Str("lib", "pebble").Logger()},
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
@@ -147,6 +177,8 @@ func Open(opts Options) (*Log, error) {
 	}
 	l := &Log{
 		db:      db,
+		wfs:     wfs,
+		applied: make(chan struct{}, 1),
 		opts:    opts,
 		lg:      opts.Logger,
 		streams: map[string]*Stream{},
@@ -159,8 +191,10 @@ func Open(opts Options) (*Log, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	l.wg.Add(2)
+	l.wg.Add(4)
 	go l.commitLoop()
+	go l.syncLoop()
+	go l.intervalSyncLoop()
 	go l.retentionLoop()
 	if !opts.Coalesce.Disabled {
 		l.wg.Add(1)
