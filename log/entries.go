@@ -49,7 +49,7 @@ func (l *Log) PutEntries(kind string, entries []Entry) error {
 			_ = b.Set(k, e.Value, nil)
 		}
 	}
-	if err := b.Commit(l.syncOpt()); err != nil {
+	if err := l.commitSync(b); err != nil {
 		return fmt.Errorf("put %d %s entries: %w", len(entries), kind, err)
 	}
 	return nil

@@ -330,11 +330,21 @@ func (l *Log) streamByID(id uint32) *Stream {
 	return nil
 }
 
-func (l *Log) syncOpt() *pebble.WriteOptions {
-	if l.opts.NoSync {
-		return pebble.NoSync
+// commitSync commits b and returns once it is on disk (with NoSync, once written).
+// pebble.Sync alone is not enough: WAL syncs go through walfs.go, which leaves the
+// fsync to the log; every synced write of the log goes through here or the syncer.
+func (l *Log) commitSync(b *pebble.Batch) error {
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
 	}
-	return pebble.Sync
+	if l.opts.NoSync {
+		return nil
+	}
+	if _, err := l.wfs.fsync(); err != nil {
+		l.fail(err)
+		return fmt.Errorf("fsync: %w", err)
+	}
+	return nil
 }
 
 func (l *Log) nowUS() int64 { return l.opts.Now().UnixMicro() }
