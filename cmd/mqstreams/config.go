@@ -11,16 +11,22 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // Config is the server configuration: the YAML file's shape, with defaults filled in.
 type Config struct {
-	DataDir    string
+	DataDir string
+	// Durability is when appends are acknowledged: fsync (on disk) or write (in the
+	// operating system, fsynced at least every SyncInterval); streams may override it.
+	Durability   log.Durability
+	SyncInterval time.Duration
 	MQTT       MQTTConfig
 	Kafka      KafkaConfig
 	HTTP       HTTPConfig
@@ -96,7 +102,9 @@ const maxMQTTPacket = 268435455 + 5
 // DefaultConfig is the embedded configuration used when no file is given.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:    "./data",
+		DataDir:      "./data",
+		Durability:   log.DurabilityFsync,
+		SyncInterval: 10 * time.Millisecond,
 		MQTT:       MQTTConfig{Addr: ":1883", MaxPacketBytes: 1 << 20},
 		Kafka:      KafkaConfig{Addr: ":9092", MaxRequestBytes: 100 << 20, SecurityProtocol: "plaintext"},
 		HTTP:       HTTPConfig{Addr: ":8080"},
@@ -177,6 +185,15 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if err := decodeMap(root, "", fields{
 		"data_dir": str(&c.DataDir, true),
+		"durability": func(n *yaml.Node, path string) error {
+			var v string
+			if err := oneOf(&v, string(log.DurabilityFsync), string(log.DurabilityWrite))(n, path); err != nil {
+				return err
+			}
+			c.Durability = log.Durability(v)
+			return nil
+		},
+		"sync_interval": positiveDuration(&c.SyncInterval),
 		"mqtt": section(fields{
 			"addr":             addr(&c.MQTT.Addr),
 			"ws_addr":          addr(&c.MQTT.WSAddr),
@@ -444,6 +461,21 @@ func oneOf(dst *string, values ...string) func(*yaml.Node, string) error {
 			}
 		}
 		return fieldErr(n, path, "unknown value %q (known: %s)", n.Value, strings.Join(values, ", "))
+	}
+}
+
+// positiveDuration parses a duration such as 10ms, 1s or 2m.
+func positiveDuration(dst *time.Duration) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "a duration such as 10ms"); err != nil {
+			return err
+		}
+		d, err := mapping.ParseDuration(n.Value)
+		if err != nil || d <= 0 {
+			return fieldErr(n, path, "expected a positive duration such as 10ms, got %s", describe(n))
+		}
+		*dst = d
+		return nil
 	}
 }
 

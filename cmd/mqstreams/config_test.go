@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/log"
 )
 
 func TestParseConfigFull(t *testing.T) {
 	c, err := ParseConfig([]byte(`
 data_dir: /var/lib/mqstreams
+durability: write
+sync_interval: 25ms
 mqtt:  { addr: ":1884", max_packet_bytes: 2MiB }
 kafka: { addr: "127.0.0.1:9093", advertised_addr: "broker.example:9093", max_request_bytes: 1048576 }
 http:  { addr: ":8081" }
@@ -30,6 +33,9 @@ streams:
 `))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Durability != log.DurabilityWrite || c.SyncInterval != 25*time.Millisecond {
+		t.Errorf("durability %q, sync_interval %v", c.Durability, c.SyncInterval)
 	}
 	if c.DataDir != "/var/lib/mqstreams" || c.MQTT.Addr != ":1884" || c.MQTT.MaxPacketBytes != 2<<20 {
 		t.Errorf("data_dir/mqtt: %+v %+v", c.DataDir, c.MQTT)
@@ -61,7 +67,8 @@ func TestParseConfigDefaults(t *testing.T) {
 			t.Fatalf("%q: %v", src, err)
 		}
 		d := DefaultConfig()
-		if c.DataDir != d.DataDir || c.MQTT != d.MQTT || c.Kafka != d.Kafka || c.HTTP != d.HTTP || c.AutoCreate != d.AutoCreate {
+		if c.DataDir != d.DataDir || c.MQTT != d.MQTT || c.Kafka != d.Kafka || c.HTTP != d.HTTP || c.AutoCreate != d.AutoCreate ||
+			c.Durability != log.DurabilityFsync || c.SyncInterval != 10*time.Millisecond {
 			t.Errorf("%q: got %+v, want defaults %+v", src, c, d)
 		}
 		if c.StreamsSet {
@@ -99,6 +106,9 @@ func TestParseConfigErrors(t *testing.T) {
 		want []string // substrings of the one-line message
 	}{
 		{"unknown top key", "foo: 1\n", []string{"config line 1: foo: unknown field"}},
+		{"bad durability", "durability: lazy\n", []string{"config line 1: durability: unknown value \"lazy\" (known: fsync, write)"}},
+		{"bad sync_interval", "sync_interval: 0s\n", []string{"sync_interval: expected a positive duration"}},
+		{"bad stream durability", "streams: [{name: a, filter: a, durability: off}]\n", []string{"durability"}},
 		{"unknown nested key", "mqtt:\n  addr: \":1\"\n  port: 3\n", []string{"config line 3: mqtt.port: unknown field", "known: addr, max_packet_bytes, tls"}},
 		{"unknown tls key", "mqtt: {tls: {crt: a}}\n", []string{"mqtt.tls.crt: unknown field"}},
 		{"duplicate key", "http: {addr: \":1\"}\nhttp: {addr: \":2\"}\n", []string{"config line 2: http: duplicate key (first at line 1)"}},

@@ -19,6 +19,7 @@ type logMetrics struct {
 	bytes         *prometheus.CounterVec
 	appendLatency *prometheus.HistogramVec
 	syncLatency   prometheus.Histogram
+	commitRecords prometheus.Histogram
 
 	// perStream caches the label lookups: ObserveAppend runs once per durable append.
 	perStream sync.Map // stream name -> *streamMetrics
@@ -50,14 +51,19 @@ func newLogMetrics() *logMetrics {
 		}, []string{"stream"}),
 		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mqstreams_fsync_latency_seconds",
-			Help:    "Duration of each synced commit of the log (one fsync shared by a group of appends).",
+			Help:    "Duration of each fsync of the log's write-ahead log (one fsync shared by a group of commits).",
 			Buckets: latencyBuckets,
+		}),
+		commitRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mqstreams_commit_records",
+			Help:    "Records per durable commit group (one WAL write, at most one fsync).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 16),
 		}),
 	}
 }
 
 func (m *logMetrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.appendLatency, m.syncLatency} {
+	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.appendLatency, m.syncLatency, m.commitRecords} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -89,6 +95,11 @@ func (m *logMetrics) ObserveAppend(stream string, records, bytes int, latency ti
 // ObserveSync implements log.Observer.
 func (m *logMetrics) ObserveSync(latency time.Duration) {
 	m.syncLatency.Observe(latency.Seconds())
+}
+
+// ObserveCommit implements log.CommitObserver.
+func (m *logMetrics) ObserveCommit(_, records int) {
+	m.commitRecords.Observe(float64(records))
 }
 
 // shardCollector reports each shard's retained size and offsets when scraped, so the

@@ -157,7 +157,13 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	}
 	// The log opens before any listener binds: whether the server may listen beyond
 	// loopback depends on the users stored in it.
-	if s.log, err = openLog(cfg.DataDir, lg, metrics); err != nil {
+	if s.log, err = openLog(log.Options{
+		Dir:          cfg.DataDir,
+		Logger:       lg.With().Str("component", "log").Logger(),
+		Observer:     metrics,
+		Durability:   cfg.Durability,
+		SyncInterval: cfg.SyncInterval,
+	}); err != nil {
 		return s, err
 	}
 	reg.MustRegister(newShardCollector(s.log))
@@ -237,12 +243,9 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 }
 
 // openLog opens the data dir, turning Pebble's lock error into an operator's message.
-func openLog(dir string, lg zerolog.Logger, obs log.Observer) (*log.Log, error) {
-	l, err := log.Open(log.Options{
-		Dir:      dir,
-		Logger:   lg.With().Str("component", "log").Logger(),
-		Observer: obs,
-	})
+func openLog(o log.Options) (*log.Log, error) {
+	dir := o.Dir
+	l, err := log.Open(o)
 	if err != nil {
 		// fcntl reports a held lock as a bare EAGAIN/EACCES; an EACCES with a path is
 		// a permission problem instead, reported as it is.

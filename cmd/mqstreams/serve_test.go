@@ -40,7 +40,7 @@ func names(defs []mapping.Definition) string {
 
 func openTestLog(t *testing.T, dir string) *log.Log {
 	t.Helper()
-	l, err := openLog(dir, zerolog.Nop(), nil)
+	l, err := openLog(log.Options{Dir: dir, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestDataDirInUse(t *testing.T) {
 	dir := t.TempDir()
 	l := openTestLog(t, dir)
 	defer l.Close()
-	if _, err := openLog(dir, zerolog.Nop(), nil); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+	if _, err := openLog(log.Options{Dir: dir, Logger: zerolog.Nop()}); err == nil || !strings.Contains(err.Error(), "in use by another process") {
 		t.Fatalf("second open: %v", err)
 	}
 }
@@ -283,12 +283,16 @@ func TestLogMetricsObserver(t *testing.T) {
 	m.ObserveAppend("a", 2, 50, time.Millisecond)
 	m.ObserveAppend("b", 1, 7, time.Millisecond)
 	m.ObserveSync(time.Millisecond)
+	m.ObserveCommit(2, 40)
 	value := func(c prometheus.Metric) *dto.Metric {
 		var d dto.Metric
 		if err := c.Write(&d); err != nil {
 			t.Fatal(err)
 		}
 		return &d
+	}
+	if h := value(m.commitRecords).GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() != 40 {
+		t.Errorf("commit records: %v", h)
 	}
 	if v := value(m.messages.WithLabelValues("a")).GetCounter().GetValue(); v != 5 {
 		t.Errorf("messages a = %v", v)

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/log"
 )
 
 // hashPasswordCmd is "mqstreams hash-password".
@@ -201,7 +202,7 @@ func (c usersPasswdCmd) Run(e env) error {
 // offline opens the data dir of a stopped server and runs f on its user store (users
 // of a config file are not known here, so names are checked against stored ones only).
 func (t usersTarget) offline(f func(*auth.Store) error) error {
-	l, err := openLog(t.DataDir, zerolog.Nop(), nil)
+	l, err := openLog(log.Options{Dir: t.DataDir, Logger: zerolog.Nop()})
 	if err != nil {
 		return err
 	}
