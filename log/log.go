@@ -63,9 +63,35 @@ type Options struct {
 	Observer Observer
 	// CacheBytes sizes Pebble's block cache (default 64 MiB).
 	CacheBytes int64
+	// IdleFlush is how long after the last commit the memtable is flushed, so an idle
+	// log keeps its data in compact tables rather than in the write-ahead log (default
+	// DefaultIdleFlush).
+	IdleFlush time.Duration
 	// Coalesce tunes the background merging of small batches (coalesce.go).
 	Coalesce CoalesceOptions
 }
+
+// Pebble tuning for disk use (docs/operations.md, "Disk use"). Pebble preallocates
+// each write-ahead log file at 1.1 × the memtable size and keeps up to
+// MemTableStopWritesThreshold + 1 obsolete ones for reuse; with the 64 MiB memtables
+// tuned for throughput that was ~70 MiB per file and ~560 MiB before any data.
+const (
+	memTableSize                = 8 << 20
+	memTableStopWritesThreshold = 2
+	// DefaultIdleFlush is the default Options.IdleFlush.
+	DefaultIdleFlush = 2 * time.Second
+	// DiskOverheadBytes bounds the data dir beyond twice the bytes the streams hold: the
+	// live and recycled write-ahead logs (at most 2 × (threshold + 1) files of 1.1 ×
+	// memtable size), the memtable's worth of data not yet in tables, the manifest and
+	// options files. TestDiskUseBounded checks it.
+	DiskOverheadBytes = 64 << 20
+)
+
+// formatMajorVersion pins Pebble's on-disk format: a newer Pebble must not change the
+// format of existing data dirs by itself. Raising it is a one-way upgrade of every data
+// dir the new binary opens (older binaries then refuse it); see docs/operations.md,
+// "Upgrading".
+const formatMajorVersion = pebble.FormatValueSeparation
 
 // Log is an open stream log.
 type Log struct {
@@ -91,7 +117,7 @@ type Log struct {
 	wfs          *walFS
 	appliedMu    sync.Mutex
 	appliedQ     []*applied
-	appliedCount int  // appends in appliedQ
+	appliedCount int  // appends and entry changes in appliedQ
 	committerEnd bool // the committer has stopped: the syncer drains and stops
 	failed       error
 	applied      chan struct{}
@@ -100,6 +126,10 @@ type Log struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// lastCommit (UnixNano) and dirty drive the idle flush.
+	lastCommit atomic.Int64
+	dirty      atomic.Bool
+
 	// maintMu serialises the rewriters of stored batches below the high watermark:
 	// retention, last-value compaction and coalescing.
 	maintMu      sync.Mutex
@@ -107,15 +137,42 @@ type Log struct {
 	coalesceWake chan struct{}
 }
 
+// idleFlushLoop flushes the memtable once commits have stopped for IdleFlush.
+func (l *Log) idleFlushLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.opts.IdleFlush / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			if !l.dirty.Load() || time.Since(time.Unix(0, l.lastCommit.Load())) < l.opts.IdleFlush {
+				continue
+			}
+			l.dirty.Store(false)
+			if err := l.db.Flush(); err != nil {
+				l.lg.Warn().Err(err).Msg("idle flush")
+			}
+		}
+	}
+}
+
+// unflushed reports whether commits since the last idle flush wait for one.
+func (l *Log) unflushed() bool { return l.dirty.Load() }
+
 type pending struct {
-	stream   *Stream
-	shard    int32
-	recs     []Record
-	done     func(AppendResult, error)
-	enqueued time.Time
-	bytes    int
-	base     int64
-	tsUS     int64
+	stream *Stream
+	shard  int32
+	recs   []Record
+	ops    []EntryOp // entry changes committed with recs (or alone when stream is nil)
+	done   func(AppendResult, error)
+	// entriesDone answers an entries-only pending (stream nil).
+	entriesDone func(error)
+	enqueued    time.Time
+	bytes       int
+	base        int64
+	tsUS        int64
 }
 
 // AppendResult tells where an append landed.
@@ -162,15 +219,18 @@ func Open(opts Options) (*Log, error) {
 		opts.SyncInterval = 10 * time.Millisecond
 	}
 	wfs := newWALFS(vfs.Default, opts.Observer.ObserveSync)
+	if opts.IdleFlush <= 0 {
+		opts.IdleFlush = DefaultIdleFlush
+	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
 	db, err := pebble.Open(opts.Dir, &pebble.Options{
 		Cache:                       cache,
 		FS:                          wfs,
 		Logger:                      pebbleLogger{opts.Logger.With().Str("lib", "pebble").Logger()},
-		MemTableSize:                64 << 20,
-		MemTableStopWritesThreshold: 4,
-		FormatMajorVersion:          pebble.FormatNewest,
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: memTableStopWritesThreshold,
+		FormatMajorVersion:          formatMajorVersion,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
@@ -191,11 +251,12 @@ func Open(opts Options) (*Log, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	l.wg.Add(4)
+	l.wg.Add(5)
 	go l.commitLoop()
 	go l.syncLoop()
 	go l.intervalSyncLoop()
 	go l.retentionLoop()
+	go l.idleFlushLoop()
 	if !opts.Coalesce.Disabled {
 		l.wg.Add(1)
 		go l.coalesceLoop()

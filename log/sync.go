@@ -10,6 +10,7 @@ import (
 // applied is one commit written to Pebble but not yet acknowledged.
 type applied struct {
 	groups  []*shardGroup
+	entries []*pending // entry-only changes (PutEntriesAsync), acknowledged first
 	appends int
 	records int
 	fsync   bool // holds an append to a stream with `fsync` durability
@@ -25,7 +26,7 @@ type CommitObserver interface {
 func (l *Log) handToSyncer(a *applied) {
 	l.appliedMu.Lock()
 	l.appliedQ = append(l.appliedQ, a)
-	l.appliedCount += a.appends
+	l.appliedCount += a.appends + len(a.entries)
 	l.appliedMu.Unlock()
 	select {
 	case l.applied <- struct{}{}:
@@ -126,11 +127,13 @@ func (l *Log) nextGroup(last int, timer *time.Timer) (group []*applied, end bool
 	return group, l.committerEnd && len(group) == 0
 }
 
-// syncGroup makes a group durable and acknowledges it; it returns its append count.
+// syncGroup makes a group durable and acknowledges it; it returns how many appends and
+// entry changes it held.
 func (l *Log) syncGroup(group []*applied) int {
-	appends, records, fsync := 0, 0, false
+	appends, items, records, fsync := 0, 0, 0, false
 	for _, a := range group {
 		appends += a.appends
+		items += a.appends + len(a.entries)
 		records += a.records
 		fsync = fsync || a.fsync
 	}
@@ -154,6 +157,13 @@ func (l *Log) syncGroup(group []*applied) int {
 	done := time.Now()
 	wakeCoalescer := false
 	for _, a := range group {
+		for _, p := range a.entries {
+			if err != nil {
+				p.entriesDone(fmt.Errorf("write %d entries: %w", len(p.ops), err))
+			} else {
+				p.entriesDone(nil)
+			}
+		}
 		for _, g := range a.groups {
 			if err != nil {
 				for _, p := range g.items {
@@ -176,7 +186,7 @@ func (l *Log) syncGroup(group []*applied) int {
 	if wakeCoalescer && !l.opts.Coalesce.Disabled {
 		l.wakeCoalescer()
 	}
-	return appends
+	return items
 }
 
 // intervalSyncLoop fsyncs what `write` durability acknowledged unsynced, at least
