@@ -99,6 +99,16 @@ func (l *Log) nextGroup(last int, timer *time.Timer) (group []*applied, end bool
 		defer l.appliedMu.Unlock()
 		return l.appliedCount, l.committerEnd
 	}
+	needsFsync := func() bool {
+		l.appliedMu.Lock()
+		defer l.appliedMu.Unlock()
+		for _, a := range l.appliedQ {
+			if a.fsync {
+				return true
+			}
+		}
+		return false
+	}
 	for {
 		n, ended := state()
 		if n > 0 || ended {
@@ -106,7 +116,8 @@ func (l *Log) nextGroup(last int, timer *time.Timer) (group []*applied, end bool
 		}
 		<-l.applied
 	}
-	if n, ended := state(); !ended && last > 1 && n < last {
+	// Only an fsync is worth waiting for: a `write` group costs one write(2).
+	if n, ended := state(); !ended && last > 1 && n < last && needsFsync() {
 		timer.Reset(maxGatherWait)
 	wait:
 		for {
