@@ -1,6 +1,7 @@
 package log
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -24,7 +25,8 @@ func (s *Stream) Append(shard int32, recs []Record) (AppendResult, error) {
 }
 
 // AppendAsync queues recs for the shard and calls done once they are durable (or
-// failed) as the stream's durability defines it. Appends are committed in the order
+// failed) as the stream's durability defines it. While the append queue is full
+// (Options.QueueBytes) it blocks. Appends are committed in the order
 // they are queued; done runs on the syncer goroutine, in commit order, and must not
 // block. An append refused up front (unknown shard, closed log) calls done before
 // AppendAsync returns.
@@ -35,6 +37,12 @@ func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult,
 // AppendAsyncWith is AppendAsync that also writes the entry changes ops in the same
 // Pebble batch as the records: both are durable, or neither is.
 func (s *Stream) AppendAsyncWith(shard int32, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
+	s.AppendAsyncAdmit(context.Background(), AppendBlock, shard, recs, ops, done)
+}
+
+// AppendAsyncAdmit is AppendAsyncWith with what to do when the append queue is full
+// (queue.go): block, drop (ErrQueueFull at once) or wait until ctx ends.
+func (s *Stream) AppendAsyncAdmit(ctx context.Context, mode Admission, shard int32, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
 	if len(recs) == 0 {
 		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.spec.Name, shard))
 		return
@@ -50,9 +58,7 @@ func (s *Stream) AppendAsyncWith(shard int32, recs []Record, ops []EntryOp, done
 		}
 	}
 	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now()}
-	if !s.log.enqueue(p) {
-		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, ErrClosed))
-	}
+	s.log.submit(ctx, p, int64(estimateSize(recs)+opsSize(ops)), mode)
 }
 
 // enqueue hands p to the committer; false means the log is closed.

@@ -52,6 +52,9 @@ type Options struct {
 	// Durability is when appends are acknowledged (default fsync); a stream's
 	// StreamSpec.Durability overrides it.
 	Durability Durability
+	// QueueBytes bounds the appends queued or written and not yet acknowledged
+	// (default DefaultQueueBytes); see queue.go for what a full queue does.
+	QueueBytes int64
 	// SyncInterval bounds how long written appends stay unsynced under `write`
 	// durability (default 10ms).
 	SyncInterval time.Duration
@@ -67,6 +70,8 @@ type Options struct {
 	// log keeps its data in compact tables rather than in the write-ahead log (default
 	// DefaultIdleFlush).
 	IdleFlush time.Duration
+	// testBeforeSync, when set, runs before each group's WAL sync (tests stall it).
+	testBeforeSync func()
 	// Coalesce tunes the background merging of small batches (coalesce.go).
 	Coalesce CoalesceOptions
 }
@@ -107,6 +112,7 @@ type Log struct {
 	// so a stream is never written to after its deletion.
 	commitMu sync.Mutex
 
+	adm     admission
 	queueMu sync.Mutex
 	queue   []*pending
 	closed  bool
@@ -215,6 +221,9 @@ func Open(opts Options) (*Log, error) {
 	if _, err := ParseDurability(string(opts.Durability)); err != nil {
 		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
 	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = 10 * time.Millisecond
 	}
@@ -247,6 +256,7 @@ func Open(opts Options) (*Log, error) {
 
 		coalesceWake: make(chan struct{}, 1),
 	}
+	l.adm.limit = opts.QueueBytes
 	if err := l.load(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -353,6 +363,7 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.queueMu.Unlock()
+	l.closeAdmission()
 	close(l.stop)
 	l.wg.Wait()
 	if err := l.db.Close(); err != nil {

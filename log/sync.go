@@ -148,6 +148,9 @@ func (l *Log) syncGroup(group []*applied) int {
 		records += a.records
 		fsync = fsync || a.fsync
 	}
+	if l.opts.testBeforeSync != nil {
+		l.opts.testBeforeSync()
+	}
 	err := l.failure()
 	if err == nil && !l.opts.NoSync {
 		// A synced empty record: Pebble returns once its WAL flush loop has written
