@@ -14,6 +14,7 @@ type metrics struct {
 	connections prometheus.GaugeFunc
 	appended    *prometheus.CounterVec
 	failed      *prometheus.CounterVec
+	dropped     *prometheus.CounterVec
 	unmatched   prometheus.Counter
 	fallbacks   *prometheus.CounterVec
 	refused     *prometheus.CounterVec
@@ -52,6 +53,10 @@ func newMetrics(broker *mochi.Server) *metrics {
 			Name: "mqstreams_mqtt_append_failures_total",
 			Help: "MQTT publishes whose append to a stream failed.",
 		}, []string{"stream"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_dropped_total",
+			Help: "MQTT publishes nobody waits for (QoS 0, wills) not appended, by reason: queue_full when the append queue was full.",
+		}, []string{"reason"}),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mqstreams_key_fallbacks_total",
 			Help: "MQTT publishes whose stream key expression yielded nothing (say a JSON path missing from the payload), so the stream's key_fallback gave the key.",
@@ -85,7 +90,7 @@ func newMetrics(broker *mochi.Server) *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.loginFailures, m.unmatched, m.fallbacks, m.refused, m.bytesIn, m.bytesOut} {
+	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.dropped, m.loginFailures, m.unmatched, m.fallbacks, m.refused, m.bytesIn, m.bytesOut} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

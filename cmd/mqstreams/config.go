@@ -27,11 +27,13 @@ type Config struct {
 	// operating system, fsynced at least every SyncInterval); streams may override it.
 	Durability   log.Durability
 	SyncInterval time.Duration
-	MQTT         MQTTConfig
-	Kafka        KafkaConfig
-	HTTP         HTTPConfig
-	Auth         AuthConfig
-	AutoCreate   AutoCreateConfig
+	// AppendQueueBytes bounds the appends awaiting their commit (back-pressure beyond).
+	AppendQueueBytes int64
+	MQTT             MQTTConfig
+	Kafka            KafkaConfig
+	HTTP             HTTPConfig
+	Auth             AuthConfig
+	AutoCreate       AutoCreateConfig
 	// Streams are the configured stream definitions, validated.
 	Streams []mapping.Definition
 	// StreamsSet tells whether the file had a streams key at all: an explicit empty list
@@ -109,9 +111,10 @@ const maxMQTTPacket = 268435455 + 5
 // DefaultConfig is the embedded configuration used when no file is given.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:      "./data",
-		Durability:   log.DurabilityFsync,
-		SyncInterval: 10 * time.Millisecond,
+		DataDir:          "./data",
+		Durability:       log.DurabilityFsync,
+		SyncInterval:     10 * time.Millisecond,
+		AppendQueueBytes: log.DefaultQueueBytes,
 		MQTT: MQTTConfig{Addr: ":1883", MaxPacketBytes: 1 << 20, ReceiveMaximum: 1024, TopicAliasMaximum: 65535,
 			MaximumQoS: 2, RetainAvailable: true, WildcardSubscriptions: true, SharedSubscriptions: true},
 		Kafka:      KafkaConfig{Addr: ":9092", MaxRequestBytes: 100 << 20, SecurityProtocol: "plaintext"},
@@ -202,6 +205,15 @@ func ParseConfig(data []byte) (Config, error) {
 			return nil
 		},
 		"sync_interval": positiveDuration(&c.SyncInterval),
+		"append_queue_bytes": func(n *yaml.Node, path string) error {
+			if err := byteSize(&c.AppendQueueBytes, math.MaxInt64)(n, path); err != nil {
+				return err
+			}
+			if c.AppendQueueBytes < 1<<20 {
+				return fieldErr(n, path, "must be at least 1MiB, got %s", describe(n))
+			}
+			return nil
+		},
 		"mqtt": section(fields{
 			"addr":                   addr(&c.MQTT.Addr),
 			"ws_addr":                addr(&c.MQTT.WSAddr),

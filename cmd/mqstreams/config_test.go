@@ -17,6 +17,7 @@ func TestParseConfigFull(t *testing.T) {
 data_dir: /var/lib/mqstreams
 durability: write
 sync_interval: 25ms
+append_queue_bytes: 16MiB
 mqtt:  { addr: ":1884", max_packet_bytes: 2MiB, receive_maximum: 100, topic_alias_maximum: 0, maximum_qos: 1, retain_available: false, wildcard_subscriptions: false, shared_subscriptions: false }
 kafka: { addr: "127.0.0.1:9093", advertised_addr: "broker.example:9093", max_request_bytes: 1048576 }
 http:  { addr: ":8081" }
@@ -34,7 +35,7 @@ streams:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Durability != log.DurabilityWrite || c.SyncInterval != 25*time.Millisecond {
+	if c.Durability != log.DurabilityWrite || c.SyncInterval != 25*time.Millisecond || c.AppendQueueBytes != 16<<20 {
 		t.Errorf("durability %q, sync_interval %v", c.Durability, c.SyncInterval)
 	}
 	if c.DataDir != "/var/lib/mqstreams" || c.MQTT.Addr != ":1884" || c.MQTT.MaxPacketBytes != 2<<20 {
@@ -113,6 +114,7 @@ func TestParseConfigErrors(t *testing.T) {
 	}{
 		{"unknown top key", "foo: 1\n", []string{"config line 1: foo: unknown field"}},
 		{"bad durability", "durability: lazy\n", []string{"config line 1: durability: unknown value \"lazy\" (known: fsync, write)"}},
+		{"small append_queue_bytes", "append_queue_bytes: 1000\n", []string{"append_queue_bytes: must be at least 1MiB"}},
 		{"bad sync_interval", "sync_interval: 0s\n", []string{"sync_interval: expected a positive duration"}},
 		{"bad stream durability", "streams: [{name: a, filter: a, durability: off}]\n", []string{"durability"}},
 		{"unknown nested key", "mqtt:\n  addr: \":1\"\n  port: 3\n", []string{"config line 3: mqtt.port: unknown field", "known: addr, max_packet_bytes, maximum_qos, receive_maximum, retain_available, shared_subscriptions, tls, topic_alias_maximum, wildcard_subscriptions"}},

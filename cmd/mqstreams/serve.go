@@ -163,6 +163,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		Observer:     metrics,
 		Durability:   cfg.Durability,
 		SyncInterval: cfg.SyncInterval,
+		QueueBytes:   cfg.AppendQueueBytes,
 	}); err != nil {
 		return s, err
 	}
