@@ -154,3 +154,71 @@ func TestQueueCloseFailsWaiters(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPipelinedCommit stalls the sync of one commit and checks the next commit is built
+// and written meanwhile, while neither is visible (high watermark) nor acknowledged
+// until durable, and both are then acknowledged in commit order.
+func TestPipelinedCommit(t *testing.T) {
+	release := make(chan struct{})
+	var stall atomic.Bool
+	entered := make(chan struct{}, 16)
+	l, err := Open(Options{Dir: t.TempDir(), testBeforeSync: func() {
+		if stall.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { stall.Store(false); close(release) }) }
+	defer l.Close()
+	defer unblock()
+	s, err := l.CreateStream(StreamSpec{Name: "p", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stall.Store(true)
+	var mu sync.Mutex
+	var order []int64
+	acked := make(chan struct{}, 2)
+	appendOne := func(v string) {
+		s.AppendAsync(0, []Record{{Value: []byte(v)}}, func(r AppendResult, err error) {
+			if err != nil {
+				t.Errorf("append %s: %v", v, err)
+			}
+			mu.Lock()
+			order = append(order, r.BaseOffset)
+			mu.Unlock()
+			acked <- struct{}{}
+		})
+	}
+	appendOne("first")
+	<-entered // the syncer holds the first commit
+	appendOne("second")
+	waitFor(t, "the second commit to be written while the first syncs", func() bool {
+		l.appliedMu.Lock()
+		defer l.appliedMu.Unlock()
+		return len(l.appliedQ) == 1
+	})
+	if _, hwm, _ := s.Offsets(0); hwm != 0 {
+		t.Fatalf("hwm %d before any sync, want 0", hwm)
+	}
+	select {
+	case <-acked:
+		t.Fatal("an append was acknowledged before its sync")
+	default:
+	}
+	unblock()
+	<-acked
+	<-acked
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 2 || order[0] != 0 || order[1] != 1 {
+		t.Fatalf("acknowledged offsets %v, want [0 1]", order)
+	}
+	if _, hwm, _ := s.Offsets(0); hwm != 2 {
+		t.Fatalf("hwm %d, want 2", hwm)
+	}
+}
