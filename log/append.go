@@ -51,6 +51,11 @@ func (s *Stream) AppendAsyncAdmit(ctx context.Context, mode Admission, shard int
 		done(AppendResult{}, fmt.Errorf("append: %w", err))
 		return
 	}
+	if err := s.log.store.writeErr(); err != nil {
+		s.log.observeRefusal(err)
+		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, err))
+		return
+	}
 	for _, op := range ops {
 		if _, err := entryPrefix(op.Kind); err != nil {
 			done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, err))
@@ -226,7 +231,7 @@ func (l *Log) commit(q []*pending) {
 		}
 	}
 	// Written to Pebble's WAL buffer and memtable; the syncer makes it durable.
-	err := l.db.Apply(b, pebble.NoSync)
+	err := l.guardCommit(b, pebble.NoSync, false)
 	l.lastCommit.Store(time.Now().UnixNano())
 	l.dirty.Store(true)
 	if err != nil {

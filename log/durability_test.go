@@ -124,14 +124,15 @@ func TestBadDurability(t *testing.T) {
 }
 
 // TestSyncedWritesGoThroughTheLog guards walfs.go's contract: Pebble's own WAL sync only
-// reaches the operating system, so a write of this package that must be on disk uses
-// commitSync (or the committer), never pebble.Sync alone.
+// reaches the operating system, so a write of this package that must be on disk goes
+// through guardWrite (which fsyncs) or the committer and syncer, never a bare Commit or
+// Apply of Pebble.
 func TestSyncedWritesGoThroughTheLog(t *testing.T) {
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := map[string]bool{"log.go": true, "sync.go": true, "walfs.go": true}
+	allowed := map[string]bool{"storage.go": true}
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") || allowed[f] {
 			continue
@@ -141,8 +142,14 @@ func TestSyncedWritesGoThroughTheLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, line := range strings.Split(string(src), "\n") {
-			if strings.Contains(line, "pebble.Sync") && !strings.HasPrefix(strings.TrimSpace(line), "//") {
-				t.Errorf("%s:%d uses pebble.Sync: use Log.commitSync, which fsyncs (walfs.go)", f, i+1)
+			code := strings.TrimSpace(line)
+			if strings.HasPrefix(code, "//") {
+				continue
+			}
+			for _, bare := range []string{".Commit(pebble.Sync", ".Commit(l.syncOpt", "db.Apply(", "db.LogData("} {
+				if strings.Contains(code, bare) {
+					t.Errorf("%s:%d commits with Pebble directly (%s): use guardWrite, which fsyncs (walfs.go)", f, i+1, bare)
+				}
 			}
 		}
 	}

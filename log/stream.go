@@ -108,7 +108,7 @@ func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
 	if err := putMeta(b, id, spec); err != nil {
 		return nil, err
 	}
-	if err := l.commitSync(b); err != nil {
+	if err := l.guardWrite(b, pebble.Sync, false); err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", spec.Name, err)
 	}
 	l.nextID = id
@@ -151,7 +151,7 @@ func (l *Log) UpdateStream(spec StreamSpec) (*Stream, error) {
 	if err := putMeta(b, s.id, spec); err != nil {
 		return nil, err
 	}
-	if err := l.commitSync(b); err != nil {
+	if err := l.guardWrite(b, pebble.Sync, false); err != nil {
 		return nil, fmt.Errorf("update stream %s: %w", spec.Name, err)
 	}
 	for i := s.spec.Shards; i < spec.Shards; i++ {
@@ -187,7 +187,7 @@ func (l *Log) DeleteStream(name string) error {
 	if err := l.deleteStreamOffsets(b, s.id); err != nil {
 		return fmt.Errorf("delete stream %s: %w", name, err)
 	}
-	if err := l.commitSync(b); err != nil {
+	if err := l.guardWrite(b, pebble.Sync, true); err != nil {
 		return fmt.Errorf("delete stream %s: %w", name, err)
 	}
 	s.mu.Lock()

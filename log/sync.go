@@ -48,19 +48,19 @@ func (l *Log) endCommitter() {
 // failure is the sticky error of a failed WAL write or fsync: after one, what the
 // operating system holds is unknown (a failed fsync may drop dirty pages), so the log
 // refuses every later append until it is reopened and recovers from the disk.
+// The error is the storage's (storage.go), shared with Pebble's own fatal errors.
 func (l *Log) failure() error {
-	l.appliedMu.Lock()
-	defer l.appliedMu.Unlock()
-	return l.failed
+	if p := l.store.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (l *Log) fail(err error) {
-	l.appliedMu.Lock()
-	if l.failed == nil {
-		l.failed = fmt.Errorf("log failed, restart to recover: %w", err)
-		l.lg.Error().Err(err).Msg("WAL write or sync failed; refusing appends until restart")
+	e := fmt.Errorf("%w: %w", ErrStorageFailed, err)
+	if l.store.failed.CompareAndSwap(nil, &e) {
+		l.lg.Error().Err(err).Msg("WAL write or fsync failed: writes refused until restart, reads keep serving")
 	}
-	l.appliedMu.Unlock()
 }
 
 // maxGatherWait bounds how long the syncer waits for the writers of the previous group
@@ -155,7 +155,12 @@ func (l *Log) syncGroup(group []*applied) int {
 	if err == nil && !l.opts.NoSync {
 		// A synced empty record: Pebble returns once its WAL flush loop has written
 		// every earlier record to the file, i.e. the group reached the operating system.
-		if err = l.db.LogData(nil, pebble.Sync); err == nil && fsync {
+		// Always allowed (a full disk refuses new appends, not these).
+		b := l.db.NewBatch()
+		_ = b.LogData(nil, nil)
+		err = l.guardCommit(b, pebble.Sync, true)
+		_ = b.Close()
+		if err == nil && fsync {
 			_, err = l.wfs.fsync()
 		} else if err == nil {
 			l.unsynced.Store(true)

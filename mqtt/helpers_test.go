@@ -33,6 +33,8 @@ type envOptions struct {
 	dir            string
 	observer       log.Observer
 	queueBytes     int64
+	// connectTimeout and packetTimeout shorten the timeouts (0: defaults).
+	connectTimeout, packetTimeout time.Duration
 }
 
 // syncCounter observes the log's synced commits, for benchmarks to report.
@@ -55,7 +57,7 @@ func newEnv(tb testing.TB, o envOptions, defs ...mapping.Definition) *testEnv {
 	l, router := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync, Observer: o.observer, QueueBytes: o.queueBytes}, defs)
 	reg := prometheus.NewRegistry()
 	srv, err := New(Options{
-		Config:     Config{Addr: "127.0.0.1:0", MaxPacketBytes: o.maxPacketBytes},
+		Config:     Config{Addr: "127.0.0.1:0", MaxPacketBytes: o.maxPacketBytes, ConnectTimeout: o.connectTimeout, PacketTimeout: o.packetTimeout},
 		Log:        l,
 		Router:     router,
 		Logger:     zerolog.Nop(),

@@ -296,7 +296,7 @@ func (h *ingestHook) appendOne(t mapping.Target, it *item) { h.appendWith(t, it,
 func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 	done := func(_ log.AppendResult, err error) {
 		if it == nil && errors.Is(err, log.ErrQueueFull) {
-			h.met.dropped.WithLabelValues("queue_full").Inc()
+			h.met.ingestDropped.WithLabelValues("queue_full").Inc()
 			return
 		}
 		if err != nil {

@@ -19,7 +19,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/auth"
-	"github.com/mqstreams/mqstreams/log"
 )
 
 // hashPasswordCmd is "mqstreams hash-password".
@@ -202,7 +201,7 @@ func (c usersPasswdCmd) Run(e env) error {
 // offline opens the data dir of a stopped server and runs f on its user store (users
 // of a config file are not known here, so names are checked against stored ones only).
 func (t usersTarget) offline(f func(*auth.Store) error) error {
-	l, err := openLog(log.Options{Dir: t.DataDir, Logger: zerolog.Nop()})
+	l, err := openLog(t.DataDir, zerolog.Nop(), nil)
 	if err != nil {
 		return err
 	}
