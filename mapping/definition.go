@@ -45,6 +45,9 @@ type Definition struct {
 	// Compression is how stored batches are compressed once merged: none (also ""),
 	// lz4 or zstd.
 	Compression string
+	// Durability overrides the server's durability for this stream: fsync, write, or ""
+	// (the server's).
+	Durability log.Durability
 	// PublishTopic is the template of the MQTT topic a record produced over Kafka is
 	// delivered to when it has no mqtt.topic header (publish_topic.go); empty means
 	// DefaultPublishTopic.
@@ -307,6 +310,17 @@ func (p *fieldParser) field(name string, v any) error {
 		}
 		d.DeliverProduced = &b
 		return p.claim(name, name, nil)
+	case "durability":
+		s, ok := v.(string)
+		if !ok {
+			return typeErr(name, "fsync or write", v)
+		}
+		dur, err := log.ParseDurability(s)
+		if err != nil || dur == log.DurabilityDefault {
+			return fmt.Errorf("durability: %q is not one of fsync, write", s)
+		}
+		d.Durability = dur
+		return p.claim(name, name, nil)
 	case "data_retention_period":
 		return p.maxAge(name, v)
 	case "retention":
@@ -337,7 +351,7 @@ var knownTopField = map[string]bool{
 	"name": true, "filter": true, "filters": true, "topic_filter": true, "shards": true,
 	"key": true, "key_expression": true, "key_fallback": true, "last_value": true, "is_lastvalue": true,
 	"data_retention_period": true, "retention": true, "limits": true, "read_max_unacked": true,
-	"compression": true, "publish_topic": true, "deliver_produced": true,
+	"compression": true, "publish_topic": true, "deliver_produced": true, "durability": true,
 }
 
 // section parses a nested object (retention, limits) field by field; a key it does not
@@ -558,6 +572,7 @@ type definitionJSON struct {
 	Compression         string        `json:"compression,omitempty"`
 	PublishTopic        string        `json:"publish_topic,omitempty"`
 	DeliverProduced     *bool         `json:"deliver_produced,omitempty"`
+	Durability          string        `json:"durability,omitempty"`
 }
 
 type retentionJSON struct {
@@ -593,6 +608,7 @@ func (d Definition) MarshalJSON() ([]byte, error) {
 		Compression:     d.Compression,
 		PublishTopic:    d.PublishTopic,
 		DeliverProduced: d.DeliverProduced,
+		Durability:      string(d.Durability),
 	}
 	if j.Filters == nil {
 		j.Filters = []string{}
@@ -688,6 +704,9 @@ func (d *Definition) validate() error {
 	if _, err := d.TopicTemplate(); err != nil {
 		return err
 	}
+	if _, err := log.ParseDurability(string(d.Durability)); err != nil {
+		return fmt.Errorf("durability: %q is not one of fsync, write", d.Durability)
+	}
 	return nil
 }
 
@@ -738,7 +757,7 @@ func (d Definition) Spec() log.StreamSpec {
 	if c == log.CompressionNone {
 		c = "" // the log's default; specs stored before compression existed say the same
 	}
-	return log.StreamSpec{Name: d.Name, Shards: d.Shards, Retention: r, LastValue: d.LastValue, Compression: c, Meta: meta}
+	return log.StreamSpec{Name: d.Name, Shards: d.Shards, Retention: r, LastValue: d.LastValue, Compression: c, Durability: d.Durability, Meta: meta}
 }
 
 // DefinitionFromSpec rebuilds a definition from a spec the log stored, validated.
@@ -760,6 +779,7 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 		Compression:     s.Compression,
 		PublishTopic:    meta.PublishTopic,
 		DeliverProduced: meta.DeliverProduced,
+		Durability:      s.Durability,
 	}
 	if d.Retention.MaxAge == 0 {
 		// Specs hold validated definitions, whose only zero age is "no bound".
