@@ -15,6 +15,7 @@ run: build
 # every test, the compat tests against a real server process included.
 test: test-deps build
 	$(GO) test -race -timeout 15m ./...
+	cd bench && $(GO) test -race ./...
 
 test-deps:
 	@./compat-tests/install-deps.sh

@@ -65,7 +65,7 @@ func versions(bin string) Versions {
 	if out, err := exec.Command("kcat", "-V").Output(); err == nil {
 		for _, l := range strings.Split(string(out), "\n") {
 			if strings.HasPrefix(strings.TrimSpace(l), "Version") {
-				v.Kcat = strings.TrimSpace(l)
+				v.Kcat, _, _ = strings.Cut(strings.TrimSpace(l), " builtin.features")
 				break
 			}
 		}
