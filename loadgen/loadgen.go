@@ -158,6 +158,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 
+	// A publisher blocked writing to a broker that stopped reading only wakes when
+	// its connection closes.
+	stopClose := context.AfterFunc(ctx, func() {
+		for _, p := range pubs {
+			p.conn.Close()
+		}
+	})
+	defer stopClose()
 	var sent, acked atomic.Int64
 	start := time.Now()
 	var deadline time.Time

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,5 +156,42 @@ func TestHistogramQuantiles(t *testing.T) {
 	m.Merge(&h)
 	if m.Count() != 20000 || m.Quantile(0.5) != h.Quantile(0.5) || m.Max() != 10*time.Millisecond {
 		t.Fatalf("merged: n %d p50 %v max %v", m.Count(), m.Quantile(0.5), m.Max())
+	}
+}
+
+func TestRunStopsOnCancelWhileBlocked(t *testing.T) {
+	// A listener that accepts, answers CONNACK, then never reads: the publisher's
+	// writes block once the socket buffers fill.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 256)
+			_, _ = c.Read(buf)
+			_, _ = c.Write([]byte{pktConnack << 4, 2, 0, 0})
+			defer c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Config{Addr: ln.Addr().String(), QoS: 0, Duration: time.Hour, PayloadSize: 1000})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("no error from a cancelled run")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run still blocked 20s after its context ended")
 	}
 }

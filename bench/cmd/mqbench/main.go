@@ -73,6 +73,7 @@ bench:
 	notes := flag.String("notes", "notes.md", "hand-written analysis included in the report when present")
 	sections := flag.String("sections", "ingest,replay,e2e,lookup", "sections to run")
 	maxLookup := flag.Int64("lookup-max", 0, "largest time-lookup partition size (0: the mode's)")
+	rssLimit := flag.Float64("rss-limit-mb", 2048, "stop a load run when a broker's RSS passes this (protects a shared machine)")
 	flag.Parse()
 
 	sc := fullScale
@@ -109,9 +110,10 @@ bench:
 	defer stop()
 
 	b := &bench{
-		sc: sc, bin: absBin, tmp: tmp, ctx: ctx, t0: time.Now(),
+		sc: sc, bin: absBin, tmp: tmp, ctx: ctx, t0: time.Now(), rssLimit: *rssLimit,
 		res: &Results{Started: time.Now().UTC(), Mode: mode, Command: strings.Join(os.Args, " ")},
 	}
+	b.res.RSSLimitMB = *rssLimit
 	b.res.Machine = machine()
 	b.res.Versions = versions(absBin)
 	b.logf("mqbench %s run: mqstreams %s, mosquitto %s, %d cores, load %s", mode, b.res.Versions.MQStreams, b.res.Versions.Mosquitto, b.res.Machine.Cores, b.res.Machine.LoadStart)
@@ -181,7 +183,33 @@ type bench struct {
 	mu    sync.Mutex // guards procs, phase and res.RSS
 	procs []*proc
 	phase string
-	step  int
+	// rssLimit and guard stop the running load when a broker grows past the limit.
+	rssLimit float64
+	guard    *runGuard
+	restarts int
+}
+
+// runGuard is the running load's cancel and, once fired, why.
+type runGuard struct {
+	cancel context.CancelFunc
+	reason string
+}
+
+// guarded returns a context for one load run that the sampler cancels when a broker's
+// RSS passes the limit, and a function returning that reason ("" if it did not fire).
+func (b *bench) guarded() (context.Context, func() string) {
+	ctx, cancel := context.WithCancel(b.ctx)
+	g := &runGuard{cancel: cancel}
+	b.mu.Lock()
+	b.guard = g
+	b.mu.Unlock()
+	return ctx, func() string {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.guard = nil
+		cancel()
+		return g.reason
+	}
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -254,6 +282,10 @@ func (b *bench) startSampler() func() {
 			for _, p := range b.procs {
 				if mb := p.rssMB(); mb > 0 {
 					b.res.RSS = append(b.res.RSS, RSSSample{Broker: p.name, Seconds: now, MB: mb, Phase: b.phase})
+					if g := b.guard; g != nil && g.reason == "" && b.rssLimit > 0 && mb > b.rssLimit {
+						g.reason = fmt.Sprintf("stopped: %s RSS %.0f MB passed the %.0f MB limit", p.name, mb, b.rssLimit)
+						g.cancel()
+					}
 				}
 			}
 			b.mu.Unlock()

@@ -12,8 +12,10 @@ type Results struct {
 	Versions Versions  `json:"versions"`
 	// Durability lists the mqstreams durability modes measured; "write" appears only
 	// when the binary accepts `durability: write`.
-	Durability []string          `json:"durability"`
-	Notes      []string          `json:"notes,omitempty"`
+	Durability []string `json:"durability"`
+	Notes      []string `json:"notes,omitempty"`
+	// RSSLimitMB is the resident memory at which a load run was stopped.
+	RSSLimitMB float64           `json:"rss_limit_mb"`
 	Ingest     []IngestResult    `json:"ingest"`
 	PubLines   []PubLinesResult  `json:"mosquitto_pub_lines,omitempty"`
 	Replay     []ReplayResult    `json:"replay"`
@@ -113,7 +115,8 @@ type LookupResult struct {
 // FootprintResult is memory and disk use.
 type FootprintResult struct {
 	RSSIdleMB        float64 `json:"rss_idle_mb"`
-	RSSLoadMaxMB     float64 `json:"rss_under_load_max_mb"`
+	RSSLoadMaxMB     float64 `json:"rss_under_qos1_load_max_mb"`
+	RSSQoS0MaxMB     float64 `json:"rss_under_qos0_load_max_mb"`
 	MosquittoMaxMB   float64 `json:"mosquitto_rss_max_mb"`
 	MochiMaxMB       float64 `json:"mochi_rss_max_mb"`
 	StoredRecords    int64   `json:"stored_records"`
