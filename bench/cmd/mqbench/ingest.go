@@ -90,7 +90,9 @@ func (b *bench) ingest() error {
 					}
 					n++
 					r := IngestResult{Broker: t.name, QoS: qos, Publishers: pubs, Payload: size}
-					runCtx, guardReason := b.guarded()
+					before, _ := t.p.scrapeCommitStats()
+					genCPU, brokerCPU, wall := selfCPUSeconds(), t.p.cpuSeconds(), time.Now()
+					runCtx, guardReason := b.guarded(t.p)
 					res, err := loadgen.Run(runCtx, loadgen.Config{
 						Addr: t.p.mqttAddr, QoS: byte(qos), Publishers: pubs, Duration: b.sc.ingestDur,
 						PayloadSize: size, InFlight: 20, Topic: "bench/%d", ClientIDPrefix: fmt.Sprintf("ing%d", n),
@@ -113,6 +115,33 @@ func (b *bench) ingest() error {
 						b.errorf("ingest %s QoS %d %d publishers %d B: %v", t.name, qos, pubs, size, err)
 					}
 					r.InFlight, r.Messages, r.Seconds, r.MsgPerSec = res.InFlight, res.Acked, res.Elapsed.Seconds(), res.MsgPerSec()
+					// CPU shares over the load (before any backlog drain): on a 2-core
+					// machine generator + broker near 200% means the machine, not the
+					// broker alone, set the figure.
+					if w := time.Since(wall).Seconds(); w > 0 && r.Error == "" {
+						r.GenCPU = (selfCPUSeconds() - genCPU) / w * 100
+						r.BrokerCPU = (t.p.cpuSeconds() - brokerCPU) / w * 100
+					}
+					if qos == 0 && r.Error == "" && t.p.httpAddr != "" {
+						// mqstreams reads QoS 0 publishes faster than it stores them: wait
+						// for the backlog, so the next cell starts clean, and report the
+						// stored rate too.
+						r.StoredPerSec = b.drain(t.p, before.appended, res.Elapsed)
+						if r.StoredPerSec == 0 {
+							b.logf("[ingest %d/%d] %s still storing its QoS 0 backlog after 60 s; restarting it", n, total, t.name)
+							np, rerr := b.restart(t)
+							if rerr != nil {
+								return rerr
+							}
+							ts[ti].p = np
+							t.p = np
+						}
+					}
+					if after, err := t.p.scrapeCommitStats(); err == nil && after.fsyncs > before.fsyncs {
+						n := after.fsyncs - before.fsyncs
+						r.RecordsPerFsync = (after.appended - before.appended) / n
+						r.FsyncMeanUs = (after.fsyncSeconds - before.fsyncSeconds) / n * 1e6
+					}
 					if res.Latency.Count() > 0 {
 						r.P50us, r.P99us, r.P999us = us(res.Latency.Quantile(0.5)), us(res.Latency.Quantile(0.99)), us(res.Latency.Quantile(0.999))
 					}
@@ -124,7 +153,13 @@ func (b *bench) ingest() error {
 					if r.P99us > 0 {
 						lat = fmt.Sprintf("  ack p50 %.2fms p99 %.2fms", r.P50us/1000, r.P99us/1000)
 					}
-					b.logf("[ingest %d/%d] %-16s QoS %d %4d pubs %5d B: %9.0f msg/s%s", n, total, t.name, qos, pubs, size, r.MsgPerSec, lat)
+					if r.StoredPerSec > 0 {
+						lat += fmt.Sprintf("  stored %.0f msg/s", r.StoredPerSec)
+					}
+					if r.RecordsPerFsync > 0 {
+						lat += fmt.Sprintf("  %.0f records/fsync, fsync mean %.2fms", r.RecordsPerFsync, r.FsyncMeanUs/1000)
+					}
+					b.logf("[ingest %d/%d] %-16s QoS %d %4d pubs %5d B: %9.0f msg/s  cpu broker %3.0f%% generator %3.0f%%%s", n, total, t.name, qos, pubs, size, r.MsgPerSec, r.BrokerCPU, r.GenCPU, lat)
 				}
 			}
 		}
@@ -189,6 +224,33 @@ func (b *bench) pubLines(ts []target) {
 		b.res.PubLines = append(b.res.PubLines, r)
 		b.logf("[mosquitto_pub -l] %-16s %d lines QoS 1 in %.2fs (%.0f msg/s)", t.name, r.Messages, r.Seconds, float64(r.Messages)/r.Seconds)
 	}
+}
+
+// drain waits until mqstreams' appended counter stops moving (at most 60 s) and returns
+// the records stored per second from the start of the load to the end of the backlog.
+func (b *bench) drain(p *proc, before float64, loadTime time.Duration) float64 {
+	start := time.Now().Add(-loadTime)
+	last, stable := -1.0, 0
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) && b.ctx.Err() == nil {
+		st, err := p.scrapeCommitStats()
+		if err != nil {
+			return 0
+		}
+		if st.appended == last {
+			stable++
+			if stable >= 2 {
+				// The counter has not moved for two polls; it stopped at the
+				// first of them.
+				return (st.appended - before) / (time.Since(start) - 400*time.Millisecond).Seconds()
+			}
+		} else {
+			stable = 0
+		}
+		last = st.appended
+		time.Sleep(200 * time.Millisecond)
+	}
+	return 0
 }
 
 // restart kills a broker that outgrew the RSS limit (a graceful stop would first store

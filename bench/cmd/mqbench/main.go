@@ -37,13 +37,13 @@ type scale struct {
 }
 
 var quickScale = scale{
-	ingestDur: time.Second, publishers: []int{1, 16}, payloads: []int{100}, qos: []int{0, 1},
+	ingestDur: time.Second, publishers: []int{1, 16}, payloads: []int{100}, qos: []int{1, 0},
 	pubLines: 5000, replayRecords: 100_000, replayRuns: 1, kcatRuns: 1,
 	e2eRates: []int{1000}, e2eDur: 2 * time.Second, lookupSizes: []int64{10_000, 100_000}, lookups: 200,
 }
 
 var fullScale = scale{
-	ingestDur: 4 * time.Second, publishers: []int{1, 16, 256}, payloads: []int{100, 1024}, qos: []int{0, 1},
+	ingestDur: 4 * time.Second, publishers: []int{1, 16, 256}, payloads: []int{100, 1024}, qos: []int{1, 0},
 	pubLines: 30_000, replayRecords: 1_000_000, replayRuns: 3, kcatRuns: 2,
 	e2eRates: []int{1000, 10000}, e2eDur: 10 * time.Second, lookupSizes: []int64{10_000, 1_000_000, 10_000_000}, lookups: 2000,
 }
@@ -189,17 +189,18 @@ type bench struct {
 	restarts int
 }
 
-// runGuard is the running load's cancel and, once fired, why.
+// runGuard is the running load's broker, its cancel and, once fired, why.
 type runGuard struct {
+	p      *proc
 	cancel context.CancelFunc
 	reason string
 }
 
 // guarded returns a context for one load run that the sampler cancels when a broker's
 // RSS passes the limit, and a function returning that reason ("" if it did not fire).
-func (b *bench) guarded() (context.Context, func() string) {
+func (b *bench) guarded(p *proc) (context.Context, func() string) {
 	ctx, cancel := context.WithCancel(b.ctx)
-	g := &runGuard{cancel: cancel}
+	g := &runGuard{p: p, cancel: cancel}
 	b.mu.Lock()
 	b.guard = g
 	b.mu.Unlock()
@@ -282,7 +283,7 @@ func (b *bench) startSampler() func() {
 			for _, p := range b.procs {
 				if mb := p.rssMB(); mb > 0 {
 					b.res.RSS = append(b.res.RSS, RSSSample{Broker: p.name, Seconds: now, MB: mb, Phase: b.phase})
-					if g := b.guard; g != nil && g.reason == "" && b.rssLimit > 0 && mb > b.rssLimit {
+					if g := b.guard; g != nil && g.p == p && g.reason == "" && b.rssLimit > 0 && mb > b.rssLimit {
 						g.reason = fmt.Sprintf("stopped: %s RSS %.0f MB passed the %.0f MB limit", p.name, mb, b.rssLimit)
 						g.cancel()
 					}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -34,6 +35,7 @@ type proc struct {
 	cmd       *exec.Cmd
 	mqttAddr  string
 	kafkaAddr string
+	httpAddr  string
 	dataDir   string
 	started   time.Time
 	ready     time.Duration // start to ready
@@ -102,10 +104,11 @@ func startMQStreamsNamed(name, bin, dataDir, config string) (*proc, error) {
 				Message   string `json:"message"`
 				MQTTAddr  string `json:"mqtt_addr"`
 				KafkaAddr string `json:"kafka_addr"`
+				HTTPAddr  string `json:"http_addr"`
 			}
 			if json.Unmarshal(line, &m) == nil && m.Message == "ready" {
 				p.ready = time.Since(p.started)
-				p.mqttAddr, p.kafkaAddr = m.MQTTAddr, m.KafkaAddr
+				p.mqttAddr, p.kafkaAddr, p.httpAddr = m.MQTTAddr, m.KafkaAddr, m.HTTPAddr
 				sent = true
 				ready <- nil
 			}
@@ -309,4 +312,72 @@ func waitSignal() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
+}
+
+// commitStats are the counters of mqstreams' /metrics that tell what bounds durable
+// ingest: how many fsyncs, how long they took, how many records they covered.
+type commitStats struct {
+	fsyncs, fsyncSeconds, appended float64
+}
+
+// scrapeCommitStats reads them; zero stats when the server has no HTTP address.
+func (p *proc) scrapeCommitStats() (commitStats, error) {
+	var st commitStats
+	if p.httpAddr == "" {
+		return st, nil
+	}
+	cl := http.Client{Timeout: 10 * time.Second}
+	resp, err := cl.Get("http://" + p.httpAddr + "/metrics")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case name == "mqstreams_fsync_latency_seconds_count":
+			st.fsyncs = v
+		case name == "mqstreams_fsync_latency_seconds_sum":
+			st.fsyncSeconds = v
+		case strings.HasPrefix(name, "mqstreams_messages_appended_total{"):
+			st.appended += v
+		}
+	}
+	return st, sc.Err()
+}
+
+// cpuSeconds is the user+system CPU time the process has used so far.
+func (p *proc) cpuSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start after the last ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// selfCPUSeconds is this process's (the load generator's) CPU time so far.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

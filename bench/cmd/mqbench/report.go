@@ -226,11 +226,11 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 		for _, b := range brokers {
 			p(" %s |", b)
 		}
-		p(" fsync ÷ Mosquitto | fsync ÷ mochi | mqstreams ack p50 / p99 (ms) |\n|---|---|---|")
+		p(" fsync ÷ Mosquitto | fsync ÷ mochi | mqstreams ack p50 / p99 (ms) | records per fsync, mean fsync (ms) |\n|---|---|---|")
 		for range brokers {
 			p("---|")
 		}
-		p("---|---|---|\n")
+		p("---|---|---|---|\n")
 		type cell struct{ qos, payload, pubs int }
 		var cells []cell
 		cs := map[cell]bool{}
@@ -265,7 +265,13 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 			mq := findIngest(r, "mqstreams-fsync", c.qos, c.pubs, c.payload)
 			mos := findIngest(r, "mosquitto", c.qos, c.pubs, c.payload)
 			mo := findIngest(r, "mochi", c.qos, c.pubs, c.payload)
-			var a, b, lat string = "—", "—", "—"
+			var a, b, lat, fs string = "—", "—", "—", "—"
+			if mq != nil && mq.RecordsPerFsync > 0 {
+				fs = fmt.Sprintf("%.0f, %.2f", mq.RecordsPerFsync, mq.FsyncMeanUs/1000)
+			}
+			if mq != nil && mq.StoredPerSec > 0 {
+				fs += fmt.Sprintf("; stored %s/s", kfmt(mq.StoredPerSec))
+			}
 			if mq != nil && mos != nil {
 				a = ratio(mq.MsgPerSec, mos.MsgPerSec)
 			}
@@ -275,7 +281,27 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 			if mq != nil && mq.P99us > 0 {
 				lat = fmt.Sprintf("%.2f / %.2f", mq.P50us/1000, mq.P99us/1000)
 			}
-			p(" %s | %s | %s |\n", a, b, lat)
+			p(" %s | %s | %s | %s |\n", a, b, lat, fs)
+		}
+		p("\nCPU over each cell, percent of one core, broker / load generator (the machine has %d cores in all):\n\n| QoS | payload | publishers |", r.Machine.Cores)
+		for _, b := range brokers {
+			p(" %s |", b)
+		}
+		p("\n|---|---|---|")
+		for range brokers {
+			p("---|")
+		}
+		p("\n")
+		for _, c := range cells {
+			p("| %d | %d B | %d |", c.qos, c.payload, c.pubs)
+			for _, b := range brokers {
+				if in := findIngest(r, b, c.qos, c.pubs, c.payload); in != nil {
+					p(" %.0f / %.0f |", in.BrokerCPU, in.GenCPU)
+				} else {
+					p(" — |")
+				}
+			}
+			p("\n")
 		}
 		p("\nRatios are throughput ratios (above 1: mqstreams faster). ")
 		if len(r.Durability) == 1 {

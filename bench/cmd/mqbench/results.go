@@ -63,7 +63,17 @@ type IngestResult struct {
 	P50us      float64 `json:"ack_p50_us,omitempty"`
 	P99us      float64 `json:"ack_p99_us,omitempty"`
 	P999us     float64 `json:"ack_p999_us,omitempty"`
-	Error      string  `json:"error,omitempty"`
+	// RecordsPerFsync and FsyncMeanUs come from mqstreams' /metrics over the cell.
+	RecordsPerFsync float64 `json:"records_per_fsync,omitempty"`
+	FsyncMeanUs     float64 `json:"fsync_mean_us,omitempty"`
+	// StoredPerSec is, for mqstreams at QoS 0, the records stored per second from the
+	// start of the load until its backlog was written.
+	StoredPerSec float64 `json:"stored_per_sec,omitempty"`
+	// BrokerCPU and GenCPU are the CPU used by the broker and by the load generator
+	// over the load, in percent of one core.
+	BrokerCPU float64 `json:"broker_cpu_pct"`
+	GenCPU    float64 `json:"generator_cpu_pct"`
+	Error     string  `json:"error,omitempty"`
 }
 
 // PubLinesResult is one `mosquitto_pub -l` run (issue 10's measure).
