@@ -114,11 +114,13 @@ func startMQStreamsNamed(name, bin, dataDir, config string) (*proc, error) {
 			}
 		}
 		_, _ = io.Copy(io.Discard, pr)
+		// Wait closes the pipe: only after every line was read (os/exec's rule).
+		_ = cmd.Wait()
+		close(p.exited)
 		if !sent {
 			ready <- errors.New("exited before ready")
 		}
 	}()
-	go func() { _ = cmd.Wait(); close(p.exited) }()
 	select {
 	case err := <-ready:
 		if err != nil {
