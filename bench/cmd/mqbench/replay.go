@@ -113,6 +113,8 @@ func (b *bench) replay() error {
 		return fmt.Errorf("restart: %w", err)
 	}
 	fp.StartupSeconds, fp.StartupRecords, fp.StartupDiskBytes = mq2.ready.Seconds(), int64(n), fp.DiskBytes
+	time.Sleep(time.Second)
+	fp.RSSSmallIdleMB = mq2.rssMB()
 	b.logf("[footprint] %d records of 100 B use %.1f MB on disk (%.0f B/record); restart to ready %.0f ms", n, float64(fp.DiskBytes)/1e6, fp.BytesPerRecord, mq2.ready.Seconds()*1000)
 	mq2.stop()
 	return nil

@@ -136,6 +136,16 @@ type FootprintResult struct {
 	StartupSeconds   float64 `json:"startup_seconds"`
 	StartupRecords   int64   `json:"startup_stored_records"`
 	StartupDiskBytes int64   `json:"startup_disk_bytes"`
+	// The stored section: an empty server, then one filled with large values by Kafka
+	// Produce and restarted.
+	RSSEmptyMB float64 `json:"rss_empty_mb,omitempty"`
+	// RSSSmallIdleMB is the idle RSS after a restart with the replay section's data.
+	RSSSmallIdleMB       float64 `json:"rss_small_idle_mb,omitempty"`
+	RSSFillMaxMB         float64 `json:"rss_fill_max_mb,omitempty"`
+	StoredValueBytes     int64   `json:"stored_value_bytes,omitempty"`
+	StoredBytesDisk      int64   `json:"stored_disk_bytes,omitempty"`
+	StoredStartupSeconds float64 `json:"stored_startup_seconds,omitempty"`
+	RSSStoredIdleMB      float64 `json:"rss_stored_idle_mb,omitempty"`
 }
 
 // RSSSample is one reading of a broker's resident memory.
