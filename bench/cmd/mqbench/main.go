@@ -35,20 +35,21 @@ type scale struct {
 	lookupSizes   []int64
 	lookups       int
 	storedBytes   int64
+	streamCounts  []int
 }
 
 var quickScale = scale{
 	ingestDur: time.Second, publishers: []int{1, 16}, payloads: []int{100}, qos: []int{1, 0},
 	pubLines: 5000, replayRecords: 100_000, replayRuns: 1, kcatRuns: 1,
 	e2eRates: []int{1000}, e2eDur: 2 * time.Second, lookupSizes: []int64{10_000, 100_000}, lookups: 200,
-	storedBytes: 200e6,
+	storedBytes: 200e6, streamCounts: []int{1, 1000},
 }
 
 var fullScale = scale{
 	ingestDur: 4 * time.Second, publishers: []int{1, 16, 256}, payloads: []int{100, 1024}, qos: []int{1, 0},
 	pubLines: 30_000, replayRecords: 1_000_000, replayRuns: 3, kcatRuns: 2,
 	e2eRates: []int{1000, 10000}, e2eDur: 10 * time.Second, lookupSizes: []int64{10_000, 1_000_000, 10_000_000}, lookups: 2000,
-	storedBytes: 10e9,
+	storedBytes: 10e9, streamCounts: []int{1, 1000, 100_000},
 }
 
 func main() {
@@ -74,7 +75,7 @@ bench:
 	out := flag.String("out", ".", "directory for results.json and the PNG plots")
 	md := flag.String("md", "../BENCHMARKS.md", "Markdown report to write (empty: none)")
 	notes := flag.String("notes", "notes.md", "hand-written analysis included in the report when present")
-	sections := flag.String("sections", "ingest,replay,e2e,lookup,stored", "sections to run")
+	sections := flag.String("sections", "ingest,replay,e2e,lookup,stored,streams", "sections to run")
 	storedGB := flag.Float64("stored-gb", 0, "data stored for the start-up and memory section, GB (0: the mode's)")
 	maxLookup := flag.Int64("lookup-max", 0, "largest time-lookup partition size (0: the mode's)")
 	rssLimit := flag.Float64("rss-limit-mb", 2048, "stop a load run when a broker's RSS passes this (protects a shared machine)")
@@ -133,7 +134,7 @@ bench:
 		name string
 		fn   func() error
 	}{
-		{"ingest", b.ingest}, {"replay", b.replay}, {"e2e", b.e2e}, {"lookup", b.lookup}, {"stored", b.stored},
+		{"ingest", b.ingest}, {"replay", b.replay}, {"e2e", b.e2e}, {"lookup", b.lookup}, {"stored", b.stored}, {"streams", b.streams},
 	} {
 		if !want[s.name] || ctx.Err() != nil {
 			continue

@@ -73,6 +73,11 @@ func startMQStreams(bin, dataDir, config string) (*proc, error) {
 
 // startMQStreamsNamed is startMQStreams with the name the RSS samples carry.
 func startMQStreamsNamed(name, bin, dataDir, config string) (*proc, error) {
+	return startMQStreamsWait(name, bin, dataDir, config, time.Minute)
+}
+
+// startMQStreamsWait is startMQStreamsNamed with a longer wait for readiness.
+func startMQStreamsWait(name, bin, dataDir, config string, wait time.Duration) (*proc, error) {
 	cfgPath := filepath.Join(filepath.Dir(dataDir), filepath.Base(dataDir)+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		return nil, err
@@ -127,9 +132,9 @@ func startMQStreamsNamed(name, bin, dataDir, config string) (*proc, error) {
 			<-p.exited
 			return nil, fmt.Errorf("mqstreams %w: %s", err, strings.TrimSpace(p.stderr.String()))
 		}
-	case <-time.After(60 * time.Second):
+	case <-time.After(wait):
 		p.stop()
-		return nil, errors.New("mqstreams not ready within 60s")
+		return nil, fmt.Errorf("mqstreams not ready within %v", wait)
 	}
 	return p, nil
 }

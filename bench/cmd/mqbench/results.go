@@ -22,6 +22,7 @@ type Results struct {
 	E2E        []LatencyResult   `json:"e2e"`
 	Lookup     []LookupResult    `json:"time_lookup"`
 	Footprint  *FootprintResult  `json:"footprint,omitempty"`
+	Streams    []StreamsResult   `json:"streams,omitempty"`
 	RSS        []RSSSample       `json:"rss_samples,omitempty"`
 	Errors     []string          `json:"errors,omitempty"`
 	Extra      map[string]string `json:"extra,omitempty"`
@@ -154,4 +155,15 @@ type RSSSample struct {
 	Seconds float64 `json:"t"`
 	MB      float64 `json:"mb"`
 	Phase   string  `json:"phase"`
+}
+
+// StreamsResult is the cost of one number of streams.
+type StreamsResult struct {
+	Streams           int     `json:"streams"`
+	FirstStartSeconds float64 `json:"first_start_seconds"`
+	RestartSeconds    float64 `json:"restart_seconds"`
+	RSSIdleMB         float64 `json:"rss_idle_mb"`
+	MsgPerSec         float64 `json:"qos1_16pub_msg_per_sec"`
+	P99us             float64 `json:"ack_p99_us"`
+	Error             string  `json:"error,omitempty"`
 }
