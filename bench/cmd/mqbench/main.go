@@ -79,7 +79,14 @@ bench:
 	storedGB := flag.Float64("stored-gb", 0, "data stored for the start-up and memory section, GB (0: the mode's)")
 	maxLookup := flag.Int64("lookup-max", 0, "largest time-lookup partition size (0: the mode's)")
 	rssLimit := flag.Float64("rss-limit-mb", 2048, "stop a load run when a broker's RSS passes this (protects a shared machine)")
+	reportOnly := flag.Bool("report-only", false, "rewrite the plots and the report from the results.json in -out, running nothing")
 	flag.Parse()
+	if *reportOnly {
+		if err := rewriteReport(*out, *md, *notes); err != nil {
+			fatal(err)
+		}
+		return
+	}
 
 	sc := fullScale
 	mode := "full"
@@ -152,23 +159,8 @@ bench:
 	if err := os.WriteFile(filepath.Join(*out, "results.json"), append(js, '\n'), 0o644); err != nil {
 		fatal(err)
 	}
-	plots, err := writePlots(b.res, *out)
-	if err != nil {
-		b.errorf("plots: %v", err)
-	}
-	if *md != "" {
-		var noteText string
-		if nb, err := os.ReadFile(*notes); err == nil {
-			noteText = string(nb)
-		}
-		absOut, _ := filepath.Abs(*out)
-		absMD, _ := filepath.Abs(*md)
-		if rel, err := filepath.Rel(filepath.Dir(absMD), absOut); err == nil {
-			plotDirRel = rel
-		}
-		if err := os.WriteFile(*md, []byte(report(b.res, plots, filepath.Dir(*md), noteText)), 0o644); err != nil {
-			fatal(err)
-		}
+	if err := writeReport(b.res, *out, *md, *notes); err != nil {
+		b.errorf("report: %v", err)
 	}
 	b.logf("done in %.0fs: %s", b.res.Seconds, filepath.Join(*out, "results.json"))
 	for _, t := range targets(b.res) {
@@ -306,4 +298,39 @@ func (b *bench) startSampler() func() {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "mqbench:", err)
 	os.Exit(1)
+}
+
+// writeReport writes the plots into out and, when md is set, the Markdown report.
+func writeReport(r *Results, out, md, notes string) error {
+	plots, err := writePlots(r, out)
+	if err != nil {
+		return fmt.Errorf("plots: %w", err)
+	}
+	if md == "" {
+		return nil
+	}
+	var noteText string
+	if nb, err := os.ReadFile(notes); err == nil {
+		noteText = string(nb)
+	}
+	absOut, _ := filepath.Abs(out)
+	absMD, _ := filepath.Abs(md)
+	if rel, err := filepath.Rel(filepath.Dir(absMD), absOut); err == nil {
+		plotDirRel = rel
+	}
+	return os.WriteFile(md, []byte(report(r, plots, filepath.Dir(md), noteText)), 0o644)
+}
+
+// rewriteReport is -report-only: the report again from a stored results.json, e.g.
+// after the notes were edited.
+func rewriteReport(out, md, notes string) error {
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		return err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	return writeReport(&r, out, md, notes)
 }

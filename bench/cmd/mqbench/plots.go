@@ -55,7 +55,10 @@ func writePlots(r *Results, dir string) ([]plotFile, error) {
 	})
 	for _, k := range keys {
 		p := plot.New()
-		p.Title.Text = fmt.Sprintf("MQTT ingest, QoS %d, %d B payload, 20 in flight per publisher", k.qos, k.payload)
+		p.Title.Text = fmt.Sprintf("MQTT ingest, QoS %d, %d B payload", k.qos, k.payload)
+		if k.qos > 0 {
+			p.Title.Text += ", 20 in flight per publisher"
+		}
 		p.X.Label.Text = "publishers (connections)"
 		p.Y.Label.Text = "thousand msg/s"
 		p.X.Scale = plot.LogScale{}
@@ -152,6 +155,16 @@ func writePlots(r *Results, dir string) ([]plotFile, error) {
 			if err := addLine(p, "p99", p99, plotutil.Color(1)); err != nil {
 				return out, err
 			}
+			// The target (p99 ≤ 1 ms at 10^7), so "flat" is read against it.
+			tl, err := plotter.NewLine(plotter.XYs{{X: p50[0].X, Y: 1}, {X: p50[len(p50)-1].X, Y: 1}})
+			if err != nil {
+				return out, err
+			}
+			tl.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			tl.Color = color.Gray{Y: 0x80}
+			p.Add(tl)
+			p.Legend.Add("target p99", tl)
+			p.Y.Max = 1.2
 			name := "time-lookup.png"
 			if err := p.Save(6*vg.Inch, 3.6*vg.Inch, filepath.Join(dir, name)); err != nil {
 				return out, err
@@ -163,26 +176,36 @@ func writePlots(r *Results, dir string) ([]plotFile, error) {
 	// RSS over the run, one line per broker process name.
 	if len(r.RSS) > 0 {
 		p := plot.New()
-		p.Title.Text = "Resident memory over the run"
+		p.Title.Text = "Resident memory over the run (ingest section, then mqstreams filled by Produce)"
 		p.X.Label.Text = "seconds since start"
-		p.Y.Label.Text = "RSS (MB)"
-		p.Y.Min = 0
+		p.Y.Label.Text = "RSS (MB, log scale)"
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.Y.Min = 5
 		p.Legend.Top = true
 		p.Legend.Left = true
+		// The brokers compared under the same load, and mqstreams filled with the most
+		// data; the other instances would only crowd the picture.
+		shown := []struct {
+			name string
+			c    color.Color
+		}{
+			{"mqstreams (ingest-fsync)", brokerColors["mqstreams-fsync"]},
+			{"mqstreams (ingest-write)", brokerColors["mqstreams-write"]},
+			{"mosquitto", brokerColors["mosquitto"]},
+			{"mochi", brokerColors["mochi"]},
+			{"mqstreams (stored)", color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}},
+		}
 		series := map[string]plotter.XYs{}
-		var names []string
 		maxY := 0.0
 		for _, s := range r.RSS {
-			if _, ok := series[s.Broker]; !ok {
-				names = append(names, s.Broker)
-			}
 			series[s.Broker] = append(series[s.Broker], plotter.XY{X: s.Seconds, Y: s.MB})
 			maxY = math.Max(maxY, s.MB)
 		}
-		for i, n := range names {
-			c := brokerColors[n]
-			if c == nil {
-				c = plotutil.Color(i)
+		for _, sh := range shown {
+			n, c := sh.name, sh.c
+			if len(series[n]) == 0 {
+				continue
 			}
 			s, err := plotter.NewScatter(series[n])
 			if err != nil {
@@ -194,9 +217,9 @@ func writePlots(r *Results, dir string) ([]plotFile, error) {
 			p.Add(s)
 			p.Legend.Add(n, s)
 		}
-		p.Y.Max = maxY * 1.4
+		p.Y.Max = maxY * 4 // log scale: room for the legend
 		name := "rss.png"
-		if err := p.Save(7*vg.Inch, 3.6*vg.Inch, filepath.Join(dir, name)); err != nil {
+		if err := p.Save(8*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, name)); err != nil {
 			return out, err
 		}
 		out = append(out, plotFile{name, p.Title.Text})
