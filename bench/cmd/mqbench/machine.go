@@ -66,6 +66,9 @@ func versions(bin string) Versions {
 		for _, l := range strings.Split(string(out), "\n") {
 			if strings.HasPrefix(strings.TrimSpace(l), "Version") {
 				v.Kcat, _, _ = strings.Cut(strings.TrimSpace(l), " builtin.features")
+				if strings.Count(v.Kcat, "(") > strings.Count(v.Kcat, ")") {
+					v.Kcat += ")"
+				}
 				break
 			}
 		}

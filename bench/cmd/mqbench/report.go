@@ -87,7 +87,7 @@ func targets(r *Results) []targetRow {
 	}
 	if pl != nil && pm != nil && pl.Error == "" && pm.Error == "" {
 		ratio := pl.Seconds / pm.Seconds
-		ts = append(ts, targetRow{fmt.Sprintf("one `mosquitto_pub -l`, QoS 1, %d lines (issue 10, fsync)", pl.Messages), "≤ 1.25× Mosquitto's time",
+		ts = append(ts, targetRow{fmt.Sprintf("one `mosquitto_pub -l`, QoS 1, %s lines (issue 10, fsync)", kfmt(float64(pl.Messages))), "≤ 1.25× Mosquitto's time",
 			fmt.Sprintf("%.2f× (%.2f s vs %.2f s)", ratio, pl.Seconds, pm.Seconds), status(ratio <= 1.25)})
 	}
 	for _, d := range []struct {
