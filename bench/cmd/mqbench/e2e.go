@@ -109,6 +109,8 @@ func (b *bench) e2e() error {
 	time.Sleep(200 * time.Millisecond)
 
 	for _, rate := range b.sc.e2eRates {
+		fsyncBefore, _ := mq.scrapeHistogram("mqstreams_fsync_latency_seconds", "")
+		appendBefore, _ := mq.scrapeHistogram("mqstreams_append_latency_seconds", `stream="e2e"`)
 		kafka.reset()
 		stream.reset()
 		pubs := 4
@@ -123,6 +125,19 @@ func (b *bench) e2e() error {
 		for (kafka.n.Load() < res.Acked || stream.n.Load() < res.Acked) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
+		// Where the time goes: the server's own histograms over the same interval
+		// (bucket upper bounds, so "at most").
+		fsyncAfter, _ := mq.scrapeHistogram("mqstreams_fsync_latency_seconds", "")
+		appendAfter, _ := mq.scrapeHistogram("mqstreams_append_latency_seconds", `stream="e2e"`)
+		server := LatencyResult{Path: "server: append to durable commit (bucket bound)", Rate: rate,
+			P50us: appendAfter.quantileSince(appendBefore, 0.5) * 1e6, P99us: appendAfter.quantileSince(appendBefore, 0.99) * 1e6,
+			P999us: appendAfter.quantileSince(appendBefore, 0.999) * 1e6}
+		fsync := LatencyResult{Path: "server: fsync (bucket bound)", Rate: rate,
+			P50us: fsyncAfter.quantileSince(fsyncBefore, 0.5) * 1e6, P99us: fsyncAfter.quantileSince(fsyncBefore, 0.99) * 1e6,
+			P999us: fsyncAfter.quantileSince(fsyncBefore, 0.999) * 1e6}
+		b.res.E2EServer = append(b.res.E2EServer, server, fsync)
+		b.logf("[e2e] server at %5d msg/s: append→commit p50 ≤ %.2fms p99 ≤ %.2fms p999 ≤ %.2fms; fsync p50 ≤ %.2fms p99 ≤ %.2fms p999 ≤ %.2fms",
+			rate, server.P50us/1000, server.P99us/1000, server.P999us/1000, fsync.P50us/1000, fsync.P99us/1000, fsync.P999us/1000)
 		for _, s := range []struct {
 			path string
 			sink *latencySink

@@ -155,7 +155,10 @@ bench:
 	b.res.Machine.LoadEnd = loadavg()
 	b.res.Seconds = time.Since(b.t0).Seconds()
 
-	js, _ := json.MarshalIndent(b.res, "", "  ")
+	js, err := json.MarshalIndent(b.res, "", "  ")
+	if err != nil {
+		fatal(fmt.Errorf("results: %w", err))
+	}
 	if err := os.WriteFile(filepath.Join(*out, "results.json"), append(js, '\n'), 0o644); err != nil {
 		fatal(err)
 	}

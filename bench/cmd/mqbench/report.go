@@ -359,6 +359,12 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 		for _, e := range r.E2E {
 			p("| %s | %s | %s | %.2f | %.2f | %.2f | %.2f |\n", e.Path, kfmt(float64(e.Rate)), kfmt(float64(e.Count)), e.P50us/1000, e.P99us/1000, e.P999us/1000, e.MaxUs/1000)
 		}
+		if len(r.E2EServer) > 0 {
+			p("\nThe server's own histograms over the same intervals (`/metrics`; Prometheus bucket bounds, so each figure is an upper bound):\n\n| server stage | msg/s | p50 ≤ (ms) | p99 ≤ (ms) | p999 ≤ (ms) |\n|---|---|---|---|---|\n")
+			for _, e := range r.E2EServer {
+				p("| %s | %s | %s | %s | %s |\n", strings.TrimSuffix(strings.TrimPrefix(e.Path, "server: "), " (bucket bound)"), kfmt(float64(e.Rate)), msBound(e.P50us), msBound(e.P99us), msBound(e.P999us))
+			}
+		}
 		p("\n")
 		for _, pf := range plots {
 			if strings.HasPrefix(pf.Name, "e2e-") {
@@ -448,3 +454,10 @@ func relPlot(mdDir, name string) string {
 
 // plotDirRel is the plot directory as seen from the report's directory.
 var plotDirRel = "."
+
+func msBound(us float64) string {
+	if us < 0 {
+		return "beyond the last bucket"
+	}
+	return fmt.Sprintf("%.2f", us/1000)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,20 @@ func TestKfmt(t *testing.T) {
 		if got := kfmt(in); got != want {
 			t.Errorf("kfmt(%v) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestHistogramQuantileSince(t *testing.T) {
+	before := histogram{0.001: 10, 0.01: 10, math.Inf(1): 10}
+	after := histogram{0.001: 100, 0.01: 109, math.Inf(1): 110}
+	// 100 new observations: 90 ≤ 1 ms, 9 in (1, 10] ms, 1 beyond.
+	if got := after.quantileSince(before, 0.5); got != 0.001 {
+		t.Errorf("p50 = %v, want 0.001", got)
+	}
+	if got := after.quantileSince(before, 0.99); got != 0.01 {
+		t.Errorf("p99 = %v, want 0.01", got)
+	}
+	if got := after.quantileSince(before, 0.999); got != -1 {
+		t.Errorf("p999 = %v, want -1 (beyond the last bound)", got)
 	}
 }

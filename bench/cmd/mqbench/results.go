@@ -15,17 +15,19 @@ type Results struct {
 	Durability []string `json:"durability"`
 	Notes      []string `json:"notes,omitempty"`
 	// RSSLimitMB is the resident memory at which a load run was stopped.
-	RSSLimitMB float64           `json:"rss_limit_mb"`
-	Ingest     []IngestResult    `json:"ingest"`
-	PubLines   []PubLinesResult  `json:"mosquitto_pub_lines,omitempty"`
-	Replay     []ReplayResult    `json:"replay"`
-	E2E        []LatencyResult   `json:"e2e"`
-	Lookup     []LookupResult    `json:"time_lookup"`
-	Footprint  *FootprintResult  `json:"footprint,omitempty"`
-	Streams    []StreamsResult   `json:"streams,omitempty"`
-	RSS        []RSSSample       `json:"rss_samples,omitempty"`
-	Errors     []string          `json:"errors,omitempty"`
-	Extra      map[string]string `json:"extra,omitempty"`
+	RSSLimitMB float64          `json:"rss_limit_mb"`
+	Ingest     []IngestResult   `json:"ingest"`
+	PubLines   []PubLinesResult `json:"mosquitto_pub_lines,omitempty"`
+	Replay     []ReplayResult   `json:"replay"`
+	E2E        []LatencyResult  `json:"e2e"`
+	// E2EServer are mqstreams' own append and fsync histograms over each e2e rate.
+	E2EServer []LatencyResult   `json:"e2e_server,omitempty"`
+	Lookup    []LookupResult    `json:"time_lookup"`
+	Footprint *FootprintResult  `json:"footprint,omitempty"`
+	Streams   []StreamsResult   `json:"streams,omitempty"`
+	RSS       []RSSSample       `json:"rss_samples,omitempty"`
+	Errors    []string          `json:"errors,omitempty"`
+	Extra     map[string]string `json:"extra,omitempty"`
 }
 
 // Machine describes where the run happened.
