@@ -75,7 +75,7 @@ bench:
 	out := flag.String("out", ".", "directory for results.json and the PNG plots")
 	md := flag.String("md", "../BENCHMARKS.md", "Markdown report to write (empty: none)")
 	notes := flag.String("notes", "notes.md", "hand-written analysis included in the report when present")
-	sections := flag.String("sections", "ingest,replay,e2e,lookup,stored,streams", "sections to run")
+	sections := flag.String("sections", "ingest,replay,e2e,lookup,compression,stored,streams", "sections to run")
 	storedGB := flag.Float64("stored-gb", 0, "data stored for the start-up and memory section, GB (0: the mode's)")
 	maxLookup := flag.Int64("lookup-max", 0, "largest time-lookup partition size (0: the mode's)")
 	rssLimit := flag.Float64("rss-limit-mb", 2048, "stop a load run when a broker's RSS passes this (protects a shared machine)")
@@ -141,7 +141,7 @@ bench:
 		name string
 		fn   func() error
 	}{
-		{"ingest", b.ingest}, {"replay", b.replay}, {"e2e", b.e2e}, {"lookup", b.lookup}, {"stored", b.stored}, {"streams", b.streams},
+		{"ingest", b.ingest}, {"replay", b.replay}, {"e2e", b.e2e}, {"lookup", b.lookup}, {"compression", b.compression}, {"stored", b.stored}, {"streams", b.streams},
 	} {
 		if !want[s.name] || ctx.Err() != nil {
 			continue

@@ -21,13 +21,15 @@ type Results struct {
 	Replay     []ReplayResult   `json:"replay"`
 	E2E        []LatencyResult  `json:"e2e"`
 	// E2EServer are mqstreams' own append and fsync histograms over each e2e rate.
-	E2EServer []LatencyResult   `json:"e2e_server,omitempty"`
-	Lookup    []LookupResult    `json:"time_lookup"`
-	Footprint *FootprintResult  `json:"footprint,omitempty"`
-	Streams   []StreamsResult   `json:"streams,omitempty"`
-	RSS       []RSSSample       `json:"rss_samples,omitempty"`
-	Errors    []string          `json:"errors,omitempty"`
-	Extra     map[string]string `json:"extra,omitempty"`
+	E2EServer []LatencyResult  `json:"e2e_server,omitempty"`
+	Lookup    []LookupResult   `json:"time_lookup"`
+	Footprint *FootprintResult `json:"footprint,omitempty"`
+	Streams   []StreamsResult  `json:"streams,omitempty"`
+	// Compression is bytes at rest and replay speed per stored-batch compression.
+	Compression []CompressionResult `json:"compression,omitempty"`
+	RSS         []RSSSample         `json:"rss_samples,omitempty"`
+	Errors      []string            `json:"errors,omitempty"`
+	Extra       map[string]string   `json:"extra,omitempty"`
 }
 
 // Machine describes where the run happened.
@@ -168,4 +170,16 @@ type StreamsResult struct {
 	MsgPerSec         float64 `json:"qos1_16pub_msg_per_sec"`
 	P99us             float64 `json:"ack_p99_us"`
 	Error             string  `json:"error,omitempty"`
+}
+
+// CompressionResult is one stored-batch compression setting.
+type CompressionResult struct {
+	Codec           string  `json:"codec"`
+	Records         int64   `json:"records"`
+	ValueBytes      int64   `json:"value_bytes"`
+	DiskBytes       int64   `json:"disk_bytes"`
+	BytesPerRecord  float64 `json:"disk_bytes_per_record"`
+	ReplayRecPerSec float64 `json:"franz_go_replay_records_per_sec"`
+	ReplayMBPerSec  float64 `json:"franz_go_replay_mb_per_sec"`
+	Error           string  `json:"error,omitempty"`
 }
