@@ -92,11 +92,22 @@ func (b *bench) ingest() error {
 					r := IngestResult{Broker: t.name, QoS: qos, Publishers: pubs, Payload: size}
 					before, _ := t.p.scrapeCommitStats()
 					genCPU, brokerCPU, wall := selfCPUSeconds(), t.p.cpuSeconds(), time.Now()
+					var profDone func() *Profile
+					if t.name == "mqstreams-fsync" && qos == 1 && pubs == 1 && size == b.sc.payloads[0] && b.ingestDurOK() {
+						// The cell of the headline target: where does the broker's time go?
+						profDone = startProfile(b.ctx, b.tmp, t.p, b.sc.ingestDur-time.Second)
+					}
 					runCtx, guardReason := b.guarded(t.p)
 					res, err := loadgen.Run(runCtx, loadgen.Config{
 						Addr: t.p.mqttAddr, QoS: byte(qos), Publishers: pubs, Duration: b.sc.ingestDur,
 						PayloadSize: size, InFlight: 20, Topic: "bench/%d", ClientIDPrefix: fmt.Sprintf("ing%d", n),
 					})
+					if profDone != nil {
+						if prof := profDone(); prof != nil {
+							prof.Cell = fmt.Sprintf("%s, QoS %d, %d publisher, %d B, %s msg/s", t.name, qos, pubs, size, kfmt(res.MsgPerSec()))
+							b.res.Profile = prof
+						}
+					}
 					if reason := guardReason(); reason != "" {
 						// The broker holds what it could not store yet: start a fresh one
 						// so the next cell does not pay for this one's backlog.
@@ -300,3 +311,6 @@ func splitHostPort(addr string) (string, string) {
 	i := strings.LastIndex(addr, ":")
 	return addr[:i], addr[i+1:]
 }
+
+// ingestDurOK tells whether a cell lasts long enough to profile.
+func (b *bench) ingestDurOK() bool { return b.sc.ingestDur >= 2*time.Second }

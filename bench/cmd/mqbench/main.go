@@ -79,6 +79,7 @@ bench:
 	storedGB := flag.Float64("stored-gb", 0, "data stored for the start-up and memory section, GB (0: the mode's)")
 	maxLookup := flag.Int64("lookup-max", 0, "largest time-lookup partition size (0: the mode's)")
 	rssLimit := flag.Float64("rss-limit-mb", 2048, "stop a load run when a broker's RSS passes this (protects a shared machine)")
+	ingestDur := flag.Duration("ingest-dur", 0, "length of each ingest cell (0: the mode's)")
 	reportOnly := flag.Bool("report-only", false, "rewrite the plots and the report from the results.json in -out, running nothing")
 	flag.Parse()
 	if *reportOnly {
@@ -101,6 +102,9 @@ bench:
 			}
 		}
 		sc.lookupSizes = sizes
+	}
+	if *ingestDur > 0 {
+		sc.ingestDur = *ingestDur
 	}
 	if *storedGB > 0 {
 		sc.storedBytes = int64(*storedGB * 1e9)

@@ -296,7 +296,7 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 			}
 			p(" %s | %s | %s | %s |\n", a, b, lat, fs)
 		}
-		p("\nCPU over each cell, percent of one core, broker / load generator (the machine has %d cores in all):\n\n| QoS | payload | publishers |", r.Machine.Cores)
+		p("\nCPU over each cell, percent of one core, broker / load generator, and in brackets the broker's CPU time per message (the machine has %d cores in all):\n\n| QoS | payload | publishers |", r.Machine.Cores)
 		for _, b := range brokers {
 			p(" %s |", b)
 		}
@@ -309,7 +309,7 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 			p("| %d | %d B | %d |", c.qos, c.payload, c.pubs)
 			for _, b := range brokers {
 				if in := findIngest(r, b, c.qos, c.pubs, c.payload); in != nil {
-					p(" %.0f / %.0f |", in.BrokerCPU, in.GenCPU)
+					p(" %.0f / %.0f (%.1f µs) |", in.BrokerCPU, in.GenCPU, in.BrokerCPU/100/in.MsgPerSec*1e6)
 				} else {
 					p(" — |")
 				}
@@ -339,6 +339,25 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 		}
 	}
 
+	if pr := r.Profile; pr != nil {
+		p("Where mqstreams' CPU goes in the one-publisher QoS 1 cell (%s), from `perf record -g` on the broker process, share of its samples:\n\n| by binary | %% | | top symbols | %% |\n|---|---|---|---|---|\n", pr.Cell)
+		rows := max(len(pr.DSOs), len(pr.Symbols))
+		for i := 0; i < rows; i++ {
+			var a, b string = "|", "|"
+			if i < len(pr.DSOs) {
+				a = fmt.Sprintf("%s | %.1f", pr.DSOs[i].Name, pr.DSOs[i].Pct)
+			} else {
+				a = " | "
+			}
+			if i < len(pr.Symbols) {
+				b = fmt.Sprintf("`%s` | %.1f", pr.Symbols[i].Name, pr.Symbols[i].Pct)
+			} else {
+				b = " | "
+			}
+			p("| %s | | %s |\n", a, b)
+		}
+		p("\n")
+	}
 	if len(r.Replay) > 0 {
 		p("## 2. Kafka replay\n\nReading every record of a 4-partition topic from the start with a fresh consumer (franz-go with default fetch settings; kcat `-C -o beginning -e`), median of the runs. The records were published to mqstreams over MQTT (100 B payloads, key = client id, the `mqtt.*` headers), then copied unchanged (partition, key, headers, value) into kfake. MB/s counts key + value bytes (kcat: values only).\n\n")
 		p("| client | mqstreams records/s | MB/s | kfake records/s | MB/s | mqstreams ÷ kfake |\n|---|---|---|---|---|---|\n")

@@ -28,8 +28,10 @@ type Results struct {
 	// Compression is bytes at rest and replay speed per stored-batch compression.
 	Compression []CompressionResult `json:"compression,omitempty"`
 	RSS         []RSSSample         `json:"rss_samples,omitempty"`
-	Errors      []string            `json:"errors,omitempty"`
-	Extra       map[string]string   `json:"extra,omitempty"`
+	// Profile is perf\'s view of mqstreams over the one-publisher QoS 1 cell.
+	Profile *Profile          `json:"profile,omitempty"`
+	Errors  []string          `json:"errors,omitempty"`
+	Extra   map[string]string `json:"extra,omitempty"`
 }
 
 // Machine describes where the run happened.
