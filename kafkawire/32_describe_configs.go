@@ -120,7 +120,7 @@ func topicConfigs(spec log.StreamSpec) []configEntry {
 
 func (s *Server) brokerConfigs() []configEntry {
 	return []configEntry{
-		{"advertised.listeners", "PLAINTEXT://" + s.advertised(), false, kmsg.ConfigTypeString, "The address given to clients."},
+		{"advertised.listeners", strings.ToUpper(s.proto) + "://" + s.advertised(), false, kmsg.ConfigTypeString, "The address given to clients."},
 		{"auto.create.topics.enable", "false", false, kmsg.ConfigTypeBoolean, "Topics are streams, defined in the configuration."},
 		{"broker.id", strconv.Itoa(int(nodeID)), false, kmsg.ConfigTypeInt, "This broker's node id."},
 		{"log.message.timestamp.type", "LogAppendTime", false, kmsg.ConfigTypeString, "Records carry the time they were appended."},
