@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -216,6 +217,13 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 		p("\n")
 	}
 
+	if sum := summary(r); len(sum) > 0 {
+		p("## In short\n\n")
+		for _, l := range sum {
+			p("- %s\n", l)
+		}
+		p("\n")
+	}
 	ts := targets(r)
 	if len(ts) > 0 {
 		p("## Targets (issue 12)\n\n| target | wanted | measured | |\n|---|---|---|---|\n")
@@ -493,4 +501,59 @@ func msBound(us float64) string {
 		return "beyond the last bucket"
 	}
 	return fmt.Sprintf("%.2f", us/1000)
+}
+
+// summary is a few sentences of the run's main ratios, computed from the results.
+func summary(r *Results) []string {
+	var out []string
+	for _, qos := range []int{1, 0} {
+		lo, hi := math.Inf(1), 0.0
+		for _, in := range r.Ingest {
+			if in.Broker != "mqstreams-fsync" || in.QoS != qos || in.Error != "" {
+				continue
+			}
+			if m := findIngest(r, "mosquitto", qos, in.Publishers, in.Payload); m != nil && m.MsgPerSec > 0 {
+				x := in.MsgPerSec / m.MsgPerSec
+				lo, hi = math.Min(lo, x), math.Max(hi, x)
+			}
+		}
+		if hi > 0 {
+			what := "acknowledged after fsync, against Mosquitto's acknowledgement from memory"
+			if qos == 0 {
+				what = "read by the broker"
+			}
+			line := fmt.Sprintf("MQTT QoS %d ingest: mqstreams reaches %.2f–%.2f× Mosquitto's msg/s (%s)", qos, lo, hi, what)
+			stopped := 0
+			for _, in := range r.Ingest {
+				if in.Broker == "mqstreams-fsync" && in.QoS == qos && strings.Contains(in.Error, "RSS") {
+					stopped++
+				}
+			}
+			if stopped > 0 {
+				line += fmt.Sprintf("; %d of its cells were stopped when its memory passed %.0f MB (unbounded queue)", stopped, r.RSSLimitMB)
+			}
+			out = append(out, line+".")
+		}
+	}
+	if m, k := findReplay(r, "franz-go", "mqstreams"), findReplay(r, "franz-go", "kfake"); m != nil && k != nil {
+		line := fmt.Sprintf("Kafka replay with franz-go: %s records/s, %.2f× kfake", kfmt(m.RecPerSec), m.RecPerSec/k.RecPerSec)
+		if mc, kc := findReplay(r, "kcat", "mqstreams"), findReplay(r, "kcat", "kfake"); mc != nil && kc != nil {
+			line += fmt.Sprintf("; with kcat %.2f× kfake", mc.RecPerSec/kc.RecPerSec)
+		}
+		out = append(out, line+".")
+	}
+	top := 0
+	for _, e := range r.E2E {
+		top = max(top, e.Rate)
+	}
+	for _, e := range r.E2E {
+		if e.Rate == top && strings.Contains(e.Path, "Kafka") {
+			out = append(out, fmt.Sprintf("End-to-end MQTT → Kafka consumer at %s msg/s: p50 %.2f ms, p99 %.2f ms, p999 %.2f ms.", kfmt(float64(e.Rate)), e.P50us/1000, e.P99us/1000, e.P999us/1000))
+		}
+	}
+	if n := len(r.Lookup); n > 0 {
+		f, l := r.Lookup[0], r.Lookup[n-1]
+		out = append(out, fmt.Sprintf("ListOffsets by time: p99 %.3f ms at %s records per partition, %.3f ms at %s.", f.P99us/1000, kfmt(float64(f.Records)), l.P99us/1000, kfmt(float64(l.Records))))
+	}
+	return out
 }
