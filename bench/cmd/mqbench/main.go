@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -289,7 +290,8 @@ func (b *bench) startSampler() func() {
 			now := time.Since(b.t0).Seconds()
 			for _, p := range b.procs {
 				if mb := p.rssMB(); mb > 0 {
-					b.res.RSS = append(b.res.RSS, RSSSample{Broker: p.name, Seconds: now, MB: mb, Phase: b.phase})
+					// Rounded: a run holds thousands of samples.
+					b.res.RSS = append(b.res.RSS, RSSSample{Broker: p.name, Seconds: math.Round(now*100) / 100, MB: math.Round(mb*10) / 10, Phase: b.phase})
 					if g := b.guard; g != nil && g.p == p && g.reason == "" && b.rssLimit > 0 && mb > b.rssLimit {
 						g.reason = fmt.Sprintf("stopped: %s RSS %.0f MB passed the %.0f MB limit", p.name, mb, b.rssLimit)
 						g.cancel()
