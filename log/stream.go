@@ -103,7 +103,7 @@ func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
 	if err := putMeta(b, id, spec); err != nil {
 		return nil, err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := l.guardWrite(b, pebble.Sync, false); err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", spec.Name, err)
 	}
 	l.nextID = id
@@ -146,7 +146,7 @@ func (l *Log) UpdateStream(spec StreamSpec) (*Stream, error) {
 	if err := putMeta(b, s.id, spec); err != nil {
 		return nil, err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := l.guardWrite(b, pebble.Sync, false); err != nil {
 		return nil, fmt.Errorf("update stream %s: %w", spec.Name, err)
 	}
 	for i := s.spec.Shards; i < spec.Shards; i++ {
@@ -182,7 +182,7 @@ func (l *Log) DeleteStream(name string) error {
 	if err := l.deleteStreamOffsets(b, s.id); err != nil {
 		return fmt.Errorf("delete stream %s: %w", name, err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := l.guardWrite(b, pebble.Sync, true); err != nil {
 		return fmt.Errorf("delete stream %s: %w", name, err)
 	}
 	s.mu.Lock()
