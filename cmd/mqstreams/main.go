@@ -20,6 +20,7 @@ type cli struct {
 	Users        usersCmd        `cmd:"" help:"Manage users: of a running server through its HTTP API, or of a stopped one with --data-dir."`
 	HashPassword hashPasswordCmd `cmd:"" name:"hash-password" help:"Read one password line on stdin and print the hash for auth.users[].password_hash."`
 	Version      versionCmd      `cmd:"" help:"Print the version."`
+	Bench        benchCmd        `cmd:"" help:"Load generators: bench mqtt publishes to any MQTT broker and reports msg/s and ack latency."`
 }
 
 // env is what every command runs with, so tests can drive run() in process.
