@@ -141,8 +141,8 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 	}
 	s.log.commitMu.Lock()
 	defer s.log.commitMu.Unlock()
-	if s.Deleted() {
-		return nil
+	if s.Deleted() || target <= sh.start.Load() {
+		return nil // deleted, or moved past target meanwhile (DeleteRecords and retention race)
 	}
 	b := s.log.db.NewBatch()
 	defer b.Close()

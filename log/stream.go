@@ -1,6 +1,7 @@
 package log
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -156,13 +157,38 @@ func (l *Log) EnsureStream(spec StreamSpec) (*Stream, error) {
 	return l.UpdateStream(spec)
 }
 
-// DeleteStream removes a stream with its data and its committed group offsets.
+// DeleteStream removes a stream with its data and its committed group offsets in one
+// write, then compacts the stream's key ranges so the disk space is given back.
 func (l *Log) DeleteStream(name string) error {
+	id, err := l.deleteStream(name)
+	if err != nil {
+		return err
+	}
+	// Range deletions only hide the data; compacting the ranges drops it from disk.
+	for _, p := range []byte{prefixBatch, prefixTime} {
+		sp := streamPrefix(p, id)
+		if err := l.db.Compact(context.Background(), sp, prefixEnd(sp), false); err != nil {
+			l.lg.Warn().Err(err).Str("stream", name).Msg("compact deleted stream")
+		}
+	}
+	return nil
+}
+
+// DiskUsage estimates the bytes the log's files take on disk.
+func (l *Log) DiskUsage() uint64 {
+	n, err := l.db.EstimateDiskUsage([]byte{0}, []byte{0xff})
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+func (l *Log) deleteStream(name string) (uint32, error) {
 	l.commitMu.Lock()
 	defer l.commitMu.Unlock()
 	s := l.Stream(name)
 	if s == nil {
-		return fmt.Errorf("delete stream %s: %w", name, ErrUnknownStream)
+		return 0, fmt.Errorf("delete stream %s: %w", name, ErrUnknownStream)
 	}
 	b := l.db.NewBatch()
 	defer b.Close()
@@ -172,10 +198,10 @@ func (l *Log) DeleteStream(name string) error {
 	}
 	_ = b.Delete(metaKey(name), nil)
 	if err := l.deleteStreamOffsets(b, s.id); err != nil {
-		return fmt.Errorf("delete stream %s: %w", name, err)
+		return 0, fmt.Errorf("delete stream %s: %w", name, err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("delete stream %s: %w", name, err)
+		return 0, fmt.Errorf("delete stream %s: %w", name, err)
 	}
 	s.mu.Lock()
 	s.deleted = true
@@ -187,7 +213,32 @@ func (l *Log) DeleteStream(name string) error {
 	for _, sh := range shards {
 		sh.appended() // wake long polls so they see the deletion
 	}
-	return nil
+	return s.id, nil
+}
+
+// DeleteRecordsBefore advances the shard's log start to offset (Kafka DeleteRecords);
+// -1 means the high watermark. Records below it are deleted; an offset below the
+// current start changes nothing; one past the high watermark is ErrOffsetOutOfRange.
+// It returns the new log start.
+func (s *Stream) DeleteRecordsBefore(shard int32, offset int64) (int64, error) {
+	sh, err := s.shard(shard)
+	if err != nil {
+		return 0, err
+	}
+	start, hwm := sh.start.Load(), sh.hwm.Load()
+	if offset == -1 {
+		offset = hwm
+	}
+	if offset < 0 || offset > hwm {
+		return 0, fmt.Errorf("delete records %s/%d before %d (log %d..%d): %w", s.spec.Name, shard, offset, start, hwm, ErrOffsetOutOfRange)
+	}
+	if offset <= start {
+		return start, nil
+	}
+	if err := s.truncateBefore(shard, sh, offset); err != nil {
+		return 0, err
+	}
+	return sh.start.Load(), nil
 }
 
 // Name is the stream's name (its Kafka topic).

@@ -547,13 +547,22 @@ func limitJSON(n int64) any {
 // Validate fills defaults (shards 4, key clientid, max age 7d) and checks every field;
 // errors name the stream and the field.
 func (d *Definition) Validate() error {
-	if err := d.validate(); err != nil {
+	if err := d.validate(true); err != nil {
 		return fmt.Errorf("stream %q: %w", d.Name, err)
 	}
 	return nil
 }
 
-func (d *Definition) validate() error {
+// ValidateKafkaOnly is Validate for a stream that may have no topic filter: one created
+// through Kafka's CreateTopics that only Kafka producers write.
+func (d *Definition) ValidateKafkaOnly() error {
+	if err := d.validate(false); err != nil {
+		return fmt.Errorf("stream %q: %w", d.Name, err)
+	}
+	return nil
+}
+
+func (d *Definition) validate(needFilter bool) error {
 	if err := ValidName(d.Name); err != nil {
 		return fmt.Errorf("name: %w", err)
 	}
@@ -563,7 +572,7 @@ func (d *Definition) validate() error {
 	if d.Shards < 1 || d.Shards > MaxShards {
 		return fmt.Errorf("shards: %d out of range 1..%d", d.Shards, MaxShards)
 	}
-	if len(d.Filters) == 0 {
+	if needFilter && len(d.Filters) == 0 {
 		return errors.New("filter: at least one topic filter is required")
 	}
 	for i, f := range d.Filters {
@@ -658,7 +667,7 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 		// Specs hold validated definitions, whose only zero age is "no bound".
 		d.Retention.MaxAge = NoMaxAge
 	}
-	if err := d.Validate(); err != nil {
+	if err := d.ValidateKafkaOnly(); err != nil {
 		return Definition{}, err
 	}
 	return d, nil

@@ -43,8 +43,9 @@ const (
 type Options struct {
 	Config Config
 	Log    *log.Log
-	Router *mapping.Router
-	Logger zerolog.Logger
+	// Catalog owns the stream definitions and the router publishes are routed with.
+	Catalog *mapping.Catalog
+	Logger  zerolog.Logger
 	// Registerer receives the MQTT metrics; nil means none are registered.
 	Registerer prometheus.Registerer
 	// Hooks are further mochi hooks (stream replay, ...), added in order after the
@@ -82,8 +83,8 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		return nil, errors.New("mqtt: Options.Log is required")
 	}
-	if o.Router == nil {
-		return nil, errors.New("mqtt: Options.Router is required")
+	if o.Catalog == nil {
+		return nil, errors.New("mqtt: Options.Catalog is required")
 	}
 	cfg := o.Config
 	if cfg.Addr == "" {
@@ -117,7 +118,7 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(newAuthHook(), nil); err != nil {
 		return nil, fmt.Errorf("mqtt auth hook: %w", err)
 	}
-	replay, err := NewReplayHook(ReplayOptions{Log: o.Log, Router: o.Router, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker})
+	replay, err := NewReplayHook(ReplayOptions{Log: o.Log, Catalog: o.Catalog, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker})
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +130,7 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("mqtt hook %s: %w", hk.ID(), err)
 		}
 	}
-	ingest := newIngestHook(broker, o.Log, o.Router, lg, met, int(caps.ReceiveMaximum))
+	ingest := newIngestHook(broker, o.Log, o.Catalog.Router(), lg, met, int(caps.ReceiveMaximum))
 	if err := broker.AddHook(ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt ingest hook: %w", err)
 	}

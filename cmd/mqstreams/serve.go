@@ -112,14 +112,14 @@ func serve(o Overrides, level, format string, stderr io.Writer) int {
 
 // server is the running process: the log and the three listeners around it.
 type server struct {
-	lg     zerolog.Logger
-	log    *log.Log
-	auth   *auth.Store
-	tls    tlsSources
-	router *mapping.Router
-	mqtt   *mqtt.Server
-	kafka  *kafkawire.Server
-	http   *httpServer
+	lg      zerolog.Logger
+	log     *log.Log
+	auth    *auth.Store
+	tls     tlsSources
+	streams *mapping.Catalog
+	mqtt    *mqtt.Server
+	kafka   *kafkawire.Server
+	http    *httpServer
 }
 
 // startServer opens the log, applies the configured streams and binds every listener.
@@ -173,15 +173,13 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	usersAPI{store: s.auth}.register(s.http, guard)
 	s.http.Start()
 
-	defs, err := applyStreams(s.log, cfg)
-	if err != nil {
+	if s.streams, err = mapping.OpenCatalog(s.log); err != nil {
 		return s, err
 	}
-	s.router = mapping.NewRouter()
-	if err := s.router.Set(defs); err != nil {
-		return s, fmt.Errorf("streams: %w", err)
+	if err := applyStreams(s.streams, cfg, lg); err != nil {
+		return s, err
 	}
-	for _, d := range defs {
+	for _, d := range s.streams.Definitions() {
 		lg.Info().Str("stream", d.Name).Strs("filters", d.Filters).Int32("shards", d.Shards).Str("key", d.Key).Msg("stream")
 	}
 
@@ -196,6 +194,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		Auth:       s.auth,
 		TLS:        s.tls.kafka,
 		Log:        s.log,
+		Catalog:    s.streams,
 		Logger:     lg.With().Str("proto", "kafka").Logger(),
 		Registerer: reg,
 	}); err != nil {
@@ -217,7 +216,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		Auth:       s.auth,
 		TLS:        s.tls.mqtt,
 		Log:        s.log,
-		Router:     s.router,
+		Catalog:    s.streams,
 		AutoCreate: mqtt.AutoCreate{Enabled: cfg.AutoCreate.Enabled, Shards: cfg.AutoCreate.Shards},
 		Logger:     lg.With().Str("proto", "mqtt").Logger(),
 		Registerer: reg,
@@ -254,31 +253,28 @@ func openLog(dir string, lg zerolog.Logger, obs log.Observer) (*log.Log, error) 
 }
 
 // applyStreams creates or updates the configured streams (or the embedded default in an
-// empty data dir) and returns the definitions of every stream in the log, those stored
-// by earlier runs included: the config adds and updates streams, it never deletes them.
-func applyStreams(l *log.Log, cfg Config) ([]mapping.Definition, error) {
+// empty data dir) through the catalog. The config adds and updates streams, it never
+// deletes them; where it and a stored definition disagree the file wins, and the fields
+// it changed are logged.
+func applyStreams(c *mapping.Catalog, cfg Config, lg zerolog.Logger) error {
 	configured := cfg.Streams
-	if !cfg.StreamsSet && len(l.Streams()) == 0 {
+	if !cfg.StreamsSet && len(c.Definitions()) == 0 {
 		d, err := DefaultStream()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		configured = []mapping.Definition{d}
 	}
 	for _, d := range configured {
-		if _, err := l.EnsureStream(d.Spec()); err != nil {
-			return nil, fmt.Errorf("stream %q: %w", d.Name, err)
-		}
-	}
-	var defs []mapping.Definition
-	for _, s := range l.Streams() {
-		d, err := mapping.DefinitionFromSpec(s.Spec())
+		changed, _, err := c.Ensure(d)
 		if err != nil {
-			return nil, fmt.Errorf("stored stream %q: %w", s.Name(), err)
+			return fmt.Errorf("stream %q: %w", d.Name, err)
 		}
-		defs = append(defs, d)
+		if len(changed) > 0 {
+			lg.Warn().Str("stream", d.Name).Strs("changed", changed).Msg("config file differs from the stored definition; the file wins")
+		}
 	}
-	return defs, nil
+	return nil
 }
 
 // Close stops the listeners (no new connections, no new appends), then closes the log,
