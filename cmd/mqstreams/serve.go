@@ -179,6 +179,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	if err := applyStreams(s.streams, cfg, lg); err != nil {
 		return s, err
 	}
+	streamsAPI{cat: s.streams, lg: httpLog}.register(s.http, guard)
 	for _, d := range s.streams.Definitions() {
 		lg.Info().Str("stream", d.Name).Strs("filters", d.Filters).Int32("shards", d.Shards).Str("key", d.Key).Msg("stream")
 	}
