@@ -159,21 +159,26 @@ func (c *Catalog) Delete(name string) error {
 
 // Ensure creates d or, when it exists, makes it match d (the config file wins over a
 // stored definition). changed lists the fields that differed, for the operator's log.
-func (c *Catalog) Ensure(d Definition) (changed []string, created bool, err error) {
+// Shards never shrink: when d asks fewer than stored (grown at run time), the stored
+// count stays and keptShards says so.
+func (c *Catalog) Ensure(d Definition) (changed []string, keptShards int32, err error) {
 	if err := check(&d, true); err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	cur, ok := c.Definition(d.Name)
 	if !ok {
 		_, err := c.Create(d, true)
-		return nil, err == nil, err
+		return nil, 0, err
+	}
+	if d.Shards < cur.Shards {
+		d.Shards, keptShards = cur.Shards, cur.Shards
 	}
 	changed = Diff(cur, d)
 	if len(changed) == 0 {
-		return nil, false, nil
+		return nil, keptShards, nil
 	}
 	_, err = c.Alter(d, true)
-	return changed, false, err
+	return changed, keptShards, err
 }
 
 // Diff names the fields in which a and b differ.

@@ -267,9 +267,12 @@ func applyStreams(c *mapping.Catalog, cfg Config, lg zerolog.Logger) error {
 		configured = []mapping.Definition{d}
 	}
 	for _, d := range configured {
-		changed, _, err := c.Ensure(d)
+		changed, kept, err := c.Ensure(d)
 		if err != nil {
 			return fmt.Errorf("stream %q: %w", d.Name, err)
+		}
+		if kept > 0 {
+			lg.Warn().Str("stream", d.Name).Int32("config_shards", d.Shards).Int32("shards", kept).Msg("config file asks fewer shards than the stream has; shards cannot shrink, keeping the stored count")
 		}
 		if len(changed) > 0 {
 			lg.Warn().Str("stream", d.Name).Strs("changed", changed).Msg("config file differs from the stored definition; the file wins")
