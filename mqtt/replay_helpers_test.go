@@ -21,6 +21,7 @@ type replayEnv struct {
 	srv    *Server
 	log    *log.Log
 	router *mapping.Router
+	cat    *mapping.Catalog
 	hook   *ReplayHook
 	addr   string
 	dir    string
@@ -53,7 +54,7 @@ func newReplayEnv(tb testing.TB, o replayEnvOptions, defs ...mapping.Definition)
 	if err := srv.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	e := &replayEnv{srv: srv, log: l, router: cat.Router(), hook: srv.replay, addr: srv.Addr().String(), dir: o.dir}
+	e := &replayEnv{srv: srv, log: l, router: cat.Router(), cat: cat, hook: srv.replay, addr: srv.Addr().String(), dir: o.dir}
 	tb.Cleanup(func() { e.close(tb) })
 	return e
 }
