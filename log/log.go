@@ -183,6 +183,15 @@ func (l *Log) load() error {
 			if err != nil {
 				return fmt.Errorf("recover %s/%d: %w", ss.Spec.Name, i, err)
 			}
+			if ss.Spec.LastValue {
+				// Compaction shrank batches below their cumulative positions: sum the
+				// sizes the shard holds (small, for a last-value stream).
+				n, err := storedBytes(l.db, ss.ID, i, sh.next)
+				if err != nil {
+					return fmt.Errorf("recover %s/%d: %w", ss.Spec.Name, i, err)
+				}
+				sh.bytes.Store(n)
+			}
 			s.shards = append(s.shards, sh)
 		}
 		l.streams[ss.Spec.Name] = s
