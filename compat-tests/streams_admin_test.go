@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestStreamsHTTPAPI drives each path of the stream API with curl, as each kind of
@@ -325,3 +326,97 @@ func publishAs(t *testing.T, addr, user, password, topic, payload string) {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
+
+// TestGroupsCLI runs mqstreams groups against the binary around a real consumer group.
+func TestGroupsCLI(t *testing.T) {
+	t.Parallel()
+	ctx := Deadline(t, 2*time.Minute)
+	srv := StartServer(t, ServerOptions{Config: `
+streams:
+  - { name: orders, filter: "orders/#", shards: 2 }
+`})
+	for i := 0; i < 6; i++ {
+		publishMosquitto(t, srv.MQTTAddr, fmt.Sprintf("dev%d", i), "orders/x", fmt.Sprintf("o%d", i))
+	}
+	server := "--server=http://" + srv.HTTPAddr
+	run := func(args ...string) (string, error) {
+		return cli(t, ctx, "", nil, append(append([]string{"groups"}, args...), server)...)
+	}
+	// A group member reads everything and commits, and stays while we try a reset.
+	member, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr), kgo.ClientID("billing-1"), kgo.ConsumerGroup("billing"),
+		kgo.ConsumeTopics("orders"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
+	for n := 0; n < 6; {
+		fs := member.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("member read %d of 6", n)
+		}
+		n += len(fs.Records())
+	}
+	if err := member.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run("reset-offsets", "billing", "--to-earliest"); err == nil || !strings.Contains(out, "409") {
+		t.Fatalf("reset with an active member: %v\n%s", err, out)
+	}
+	out, err := run("describe", "billing")
+	if err != nil || !strings.Contains(out, "billing-1") || !strings.Contains(out, "Stable") {
+		t.Fatalf("describe: %v\n%s", err, out)
+	}
+	member.Close()
+	committed := func() int64 {
+		t.Helper()
+		out, err := run("describe", "billing", "-o", "json")
+		if err != nil {
+			t.Fatalf("describe: %v\n%s", err, out)
+		}
+		var d struct {
+			Offsets []struct {
+				Committed int64 `json:"committed"`
+			} `json:"offsets"`
+		}
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("describe JSON: %v\n%s", err, out)
+		}
+		var sum int64
+		for _, o := range d.Offsets {
+			sum += o.Committed
+		}
+		return sum
+	}
+	waitFor(t, ctx, "group empty with all committed", func() (bool, string) {
+		out, _ := run("describe", "billing")
+		return strings.Contains(out, "Empty") && committed() == 6, out
+	})
+	if out, err = run("list"); err != nil || !strings.Contains(out, "billing") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if out, err = run("reset-offsets", "billing", "--to-earliest", "--dry-run"); err != nil || committed() != 6 {
+		t.Fatalf("dry run changed offsets: %v\n%s", err, out)
+	}
+	if out, err = run("reset-offsets", "billing", "--topic", "orders", "--to-earliest"); err != nil || committed() != 0 {
+		t.Fatalf("to earliest: %v\n%s", err, out)
+	}
+	if out, err = run("reset-offsets", "billing", "--to-latest"); err != nil || committed() != 6 {
+		t.Fatalf("to latest: %v\n%s", err, out)
+	}
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if out, err = run("reset-offsets", "billing", "--to-datetime", future); err != nil || committed() != 6 {
+		t.Fatalf("to a future time: %v\n%s", err, out)
+	}
+	if out, err = run("reset-offsets", "billing", "--to-datetime", "2000-01-01T00:00:00Z"); err != nil || committed() != 0 {
+		t.Fatalf("to a past time: %v\n%s", err, out)
+	}
+	if out, err = run("reset-offsets", "billing", "--to-datetime", "yesterday"); err == nil {
+		t.Fatalf("bad datetime accepted:\n%s", out)
+	}
+	if out, err = run("delete", "billing"); err != nil {
+		t.Fatalf("delete: %v\n%s", err, out)
+	}
+	if out, err = run("describe", "billing"); err == nil || !strings.Contains(out, "404") {
+		t.Fatalf("describe deleted group: %v\n%s", err, out)
+	}
+}

@@ -207,6 +207,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	}
 	reg.MustRegister(newGroupLagCollector(s.kafka.GroupLags))
 	s.http.Handle("GET /api/v1/groups", guard.require(readAny, groupsHandler(s.kafka.GroupLags)))
+	groupsAPI{groups: s.kafka, lg: httpLog}.register(s.http, guard)
 
 	if s.mqtt, err = mqtt.New(mqtt.Options{
 		Config: mqtt.Config{
