@@ -105,6 +105,10 @@ streams:
 			t.Errorf("%s: error without EMQX shape: %s", s.name, body)
 		}
 	}
+	// The OpenAPI document is public, like EMQX's API docs.
+	if code, body := curl(t, ctx, "http://"+srv.HTTPAddr+"/api/v5/openapi.json"); code != 200 || !strings.Contains(body, `"/api/v5/message_streams/streams/{name}"`) {
+		t.Errorf("openapi.json: %d %.200s", code, body)
+	}
 	// Nothing half-changed by the refusals: the stream list is as the good steps left it.
 	if _, body := req("root:rootpw", "GET", "", ""); strings.Count(body, `"name"`) != 2 {
 		t.Errorf("streams after the bad input: %s", body)
