@@ -54,9 +54,15 @@ func TestCatalogLifecycle(t *testing.T) {
 	}{
 		{"exists", func() error { _, err := c.Create(Definition{Name: "tele", Filters: []string{"x"}}, true); return err }, ErrStreamExists},
 		{"bad filter", func() error { _, err := c.Create(Definition{Name: "x", Filters: []string{"a/#/b"}}, true); return err }, ErrInvalid},
-		{"bad name", func() error { _, err := c.Create(Definition{Name: "bad name!", Filters: []string{"a"}}, true); return err }, ErrInvalid},
+		{"bad name", func() error {
+			_, err := c.Create(Definition{Name: "bad name!", Filters: []string{"a"}}, true)
+			return err
+		}, ErrInvalid},
 		{"no filter", func() error { _, err := c.Create(Definition{Name: "x"}, true); return err }, ErrInvalid},
-		{"shrink", func() error { _, err := c.Alter(Definition{Name: "tele", Filters: []string{"t/#"}, Shards: 1}, true); return err }, ErrInvalid},
+		{"shrink", func() error {
+			_, err := c.Alter(Definition{Name: "tele", Filters: []string{"t/#"}, Shards: 1}, true)
+			return err
+		}, ErrInvalid},
 		{"alter unknown", func() error { _, err := c.Alter(Definition{Name: "nope", Filters: []string{"t"}}, true); return err }, ErrUnknownStream},
 		{"delete unknown", func() error { return c.Delete("nope") }, ErrUnknownStream},
 		{"rename", func() error {
