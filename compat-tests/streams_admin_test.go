@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +106,37 @@ streams:
 			t.Errorf("%s: error without EMQX shape: %s", s.name, body)
 		}
 	}
+	// Admins changing one stream at once: each change is applied whole, none is lost.
+	changes := []string{`{"data_retention_period":"5d"}`, `{"limits":{"max_shard_message_count":500}}`, `{"key_expression":"topic"}`, `{"shards":6}`}
+	errs := make(chan error, len(changes))
+	for _, body := range changes {
+		go func() {
+			r, err := http.NewRequest(http.MethodPut, "http://"+srv.HTTPAddr+"/api/v5/message_streams/streams/other", strings.NewReader(body))
+			if err != nil {
+				errs <- err
+				return
+			}
+			r.SetBasicAuth("root", "rootpw")
+			resp, err := http.DefaultClient.Do(r)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("%s: HTTP %d", body, resp.StatusCode)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range changes {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, body := req("root:rootpw", "GET", "/other", ""); !strings.Contains(body, `"max_age":"5d"`) || !strings.Contains(body, `"max_messages":500`) ||
+		!strings.Contains(body, `"key":"topic"`) || !strings.Contains(body, `"shards":6`) {
+		t.Errorf("concurrent changes lost one: %s", body)
+	}
+
 	// The OpenAPI document is public, like EMQX's API docs.
 	if code, body := curl(t, ctx, "http://"+srv.HTTPAddr+"/api/v5/openapi.json"); code != 200 || !strings.Contains(body, `"/api/v5/message_streams/streams/{name}"`) {
 		t.Errorf("openapi.json: %d %.200s", code, body)

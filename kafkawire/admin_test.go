@@ -64,6 +64,15 @@ func TestAdminTopicsKadm(t *testing.T) {
 	if d, ok := tb.cat.Definition("connect-offsets"); !ok || !d.LastValue || len(d.Filters) != 0 {
 		t.Fatalf("connect-offsets: %+v", d)
 	}
+	// Kafka producers write it; consumers read it back.
+	kcl := tb.client(t, kgo.DefaultProduceTopic("connect-offsets"))
+	if err := kcl.ProduceSync(ctx, &kgo.Record{Key: []byte("k"), Value: []byte("offset-1")}).FirstErr(); err != nil {
+		t.Fatalf("produce to a Kafka-only topic: %v", err)
+	}
+	rcl := tb.client(t, kgo.ConsumeTopics("connect-offsets"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if got := pollN(t, rcl, 1, 30*time.Second); string(got[0].Value) != "offset-1" {
+		t.Fatalf("read back %q", got[0].Value)
+	}
 
 	bad := []struct {
 		name    string
