@@ -234,7 +234,10 @@ func (a *acl) group(name string, op Op) bool {
 // filterNode is a trie of granted topic filters, one level per node.
 type filterNode struct {
 	children map[string]*filterNode
-	end      bool // a granted filter ends here
+	// hash and plus are children["#"] and children["+"], kept apart so a check does
+	// not hash a wildcard at every level.
+	hash, plus *filterNode
+	end        bool // a granted filter ends here
 }
 
 func (n *filterNode) insert(filter string) {
@@ -246,6 +249,12 @@ func (n *filterNode) insert(filter string) {
 		if c == nil {
 			c = &filterNode{}
 			n.children[l] = c
+			switch l {
+			case "#":
+				n.hash = c
+			case "+":
+				n.plus = c
+			}
 		}
 		n = c
 	}
@@ -254,38 +263,37 @@ func (n *filterNode) insert(filter string) {
 
 // covers tells whether some granted filter matches every topic the filter (or topic
 // name) f matches. A granted filter starting with a wildcard does not reach topics
-// starting with $ (MQTT 4.7.2), so "#" never grants $SYS or $stream.
+// starting with $ (MQTT 4.7.2), so "#" never grants $SYS or $stream. It runs on every
+// publish and delivery, so it walks f in place instead of splitting it.
 func (n *filterNode) covers(f string) bool {
-	levels := strings.Split(f, "/")
-	return n.walk(levels, 0)
+	return n.walk(f, false, strings.HasPrefix(f, "$"))
 }
 
-func (n *filterNode) walk(levels []string, i int) bool {
+// walk matches the levels of rest against the trie below n; done means no level is
+// left (rest "" with done false is one empty level). dollar is set for the first level
+// of a $ topic, which wildcards do not match.
+func (n *filterNode) walk(rest string, done, dollar bool) bool {
 	if n.children == nil {
-		return n.end && i == len(levels)
+		return n.end && done
 	}
-	dollar := i == 0 && strings.HasPrefix(levels[0], "$")
-	if h := n.children["#"]; h != nil && h.end && !dollar {
+	if h := n.hash; h != nil && h.end && !dollar {
 		return true // # covers this level and everything below, even the parent itself
 	}
-	if i == len(levels) {
+	if done {
 		return n.end
 	}
-	l := levels[i]
+	l, next, last := rest, "", true
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		l, next, last = rest[:i], rest[i+1:], false
+	}
 	switch l {
 	case "#":
 		return false // only a granted # covers a requested #
 	case "+":
-		if p := n.children["+"]; p != nil && !dollar && p.walk(levels, i+1) {
-			return true
-		}
-		return false
+		return n.plus != nil && !dollar && n.plus.walk(next, last, false)
 	}
-	if c := n.children[l]; c != nil && c.walk(levels, i+1) {
+	if c := n.children[l]; c != nil && c.walk(next, last, false) {
 		return true
 	}
-	if p := n.children["+"]; p != nil && !dollar && p.walk(levels, i+1) {
-		return true
-	}
-	return false
+	return n.plus != nil && !dollar && n.plus.walk(next, last, false)
 }

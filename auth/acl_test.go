@@ -28,6 +28,16 @@ func TestFilterCovers(t *testing.T) {
 		{[]string{"$SYS/#"}, "$SYS/broker/load", true},
 		{[]string{"a/+/c", "a/b/#"}, "a/b/c/d", true},
 		{[]string{"a/+/c"}, "a/b/d", false},
+		{[]string{"a/+/b"}, "a//b", true},
+		{[]string{"a/+"}, "a/", true},
+		{[]string{"a/+"}, "a", false},
+		{[]string{"a"}, "a/", false},
+		{[]string{"a"}, "a/b", false},
+		{[]string{"a/b"}, "a", false},
+		{[]string{"+"}, "a", true},
+		{[]string{"+/#"}, "$x/y", false},
+		{[]string{"$SYS/+"}, "$SYS/x", true},
+		{[]string{"a/#"}, "a/", true},
 		{nil, "a", false},
 	}
 	for _, tt := range tests {

@@ -202,7 +202,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad duration", "streams:\n  - {name: s, filter: \"a\", retention: {max_age: soon}}\n",
 			regexp.MustCompile(`config line 2: streams\[0\] \\"s\\": retention\.max_age: invalid duration`)},
 		{"invalid filter", "streams:\n  - {name: s, filter: \"a/#/b\"}\n", regexp.MustCompile(`streams\[0\] \\"s\\": filter`)},
-		{"auth not enforced", "auth: {users: [{username: u, password_hash: h}]}\n", regexp.MustCompile(`auth\.users: authentication and ACLs are not implemented`)},
+		{"bad password hash", "auth: {users: [{username: u, password_hash: h}]}\n", regexp.MustCompile(`config line 1: auth\.users\[0\]\.password_hash: not a password hash`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@
 //	srv := StartServer(t, ServerOptions{})            // embedded default: stream "mqtt" on "#"
 //	srv := StartServer(t, ServerOptions{Config: yaml}) // YAML written to a file, --config
 //	srv.MQTTAddr, srv.KafkaAddr, srv.HTTPAddr           // "127.0.0.1:PORT", from the "ready" log line
+//	srv.MQTTWSAddr                                      // MQTT over WebSocket, when mqtt.ws_addr is configured
 //	host, port := SplitAddr(t, srv.MQTTAddr)            // for CLI tools (-h host -p port)
 //	srv.DataDir                                         // survives Restart; t.TempDir() unless given
 //	code, body := srv.HTTPGet(t, "/metrics")
@@ -112,7 +113,9 @@ type Server struct {
 	MQTTAddr  string
 	KafkaAddr string
 	HTTPAddr  string
-	DataDir   string
+	// MQTTWSAddr is the MQTT over WebSocket address; empty without mqtt.ws_addr.
+	MQTTWSAddr string
+	DataDir    string
 
 	opts       ServerOptions
 	configFile string
@@ -186,6 +189,7 @@ func (s *Server) start(t testing.TB, mqttAddr, kafkaAddr, httpAddr string) {
 		t.Fatalf("mqstreams did not become ready: %v", err)
 	}
 	s.MQTTAddr, s.KafkaAddr, s.HTTPAddr = ready.MQTTAddr, ready.KafkaAddr, ready.HTTPAddr
+	s.MQTTWSAddr = ready.MQTTWSAddr
 	if s.MQTTAddr == "" || s.KafkaAddr == "" || s.HTTPAddr == "" {
 		t.Fatalf("ready line without addresses: %+v", ready)
 	}
@@ -377,12 +381,13 @@ func Deadline(t testing.TB, d time.Duration) context.Context {
 
 // logLine is the part of a JSON log line the harness reads.
 type logLine struct {
-	Level     string `json:"level"`
-	Message   string `json:"message"`
-	Error     string `json:"error"`
-	MQTTAddr  string `json:"mqtt_addr"`
-	KafkaAddr string `json:"kafka_addr"`
-	HTTPAddr  string `json:"http_addr"`
+	Level      string `json:"level"`
+	Message    string `json:"message"`
+	Error      string `json:"error"`
+	MQTTAddr   string `json:"mqtt_addr"`
+	MQTTWSAddr string `json:"mqtt_ws_addr"`
+	KafkaAddr  string `json:"kafka_addr"`
+	HTTPAddr   string `json:"http_addr"`
 }
 
 // logBuffer collects a process's output and wakes waiters on each complete line.

@@ -274,6 +274,7 @@ func (c *rawClient) readPacket() (packets.Packet, error) {
 	if err != nil {
 		return pk, err
 	}
+	pk.FixedHeader.Remaining = n // ack decoders read the reason code only when it is there
 	body := make([]byte, n)
 	if _, err := io.ReadFull(c.r, body); err != nil {
 		return pk, err

@@ -12,6 +12,8 @@ type metrics struct {
 	connections prometheus.GaugeFunc
 	appended    *prometheus.CounterVec
 	failed      *prometheus.CounterVec
+	// loginFailures counts refused CONNECTs (credentials, rate limit, will, client id).
+	loginFailures prometheus.Counter
 }
 
 func newMetrics(broker *mochi.Server) *metrics {
@@ -31,11 +33,15 @@ func newMetrics(broker *mochi.Server) *metrics {
 			Name: "mqstreams_mqtt_append_failures_total",
 			Help: "MQTT publishes whose append to a stream failed.",
 		}, []string{"stream"}),
+		loginFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_login_failures_total",
+			Help: "MQTT connections refused at login (bad credentials, rate-limited, will or client id not allowed).",
+		}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed} {
+	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.loginFailures} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

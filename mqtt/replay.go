@@ -56,6 +56,11 @@ type ReplayOptions struct {
 	// CommitInterval is how often the positions of persistent sessions are stored in the
 	// log (default DefaultReplayCommitInterval); they are also stored at disconnect.
 	CommitInterval time.Duration
+	// Authorize decides a stream subscription on the stream it reads (filter is the
+	// topic filter an auto-created stream would capture, create whether it would be
+	// created); nil allows every one. A refused subscription gets SUBACK 0x87 (0x80
+	// on MQTT 3.1.1).
+	Authorize func(cl *mochi.Client, stream, filter string, create bool) bool
 }
 
 // ReplayHook is the mochi hook that serves `$stream/...` and `$s/...` subscriptions by
@@ -287,6 +292,17 @@ func (h *ReplayHook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Pa
 			p = &pendingSubscribe{results: make([]*subResult, len(pk.Filters))}
 		}
 		r := h.prepare(f, pk.Properties.User)
+		if h.opts.Authorize != nil {
+			// Authorization comes before any other answer, so a client not allowed to
+			// read a stream learns nothing of it (whether it exists, its filters).
+			name := r.topic.name
+			if r.stream != nil {
+				name = r.stream.Name()
+			}
+			if name != "" && !h.opts.Authorize(cl, name, r.topic.filter, r.create) {
+				r.err = &subError{code: packets.ErrNotAuthorized, msg: fmt.Sprintf("%q: not authorized to read stream %q", f, name)}
+			}
+		}
 		p.results[i] = r
 		if r.err != nil {
 			pk.Filters[i].Filter = "" // mochi answers "topic filter invalid" and subscribes nothing

@@ -158,6 +158,8 @@ type v5Options struct {
 	noClean bool
 	// problemInfo asks for reason strings (paho's default asks for none).
 	problemInfo bool
+	// user and password log in (servers with a user store).
+	user, password string
 }
 
 func dialV5(tb testing.TB, addr string, o v5Options) *v5Client {
@@ -181,6 +183,10 @@ func dialV5(tb testing.TB, addr string, o v5Options) *v5Client {
 		}},
 	})
 	cp := &paho.Connect{ClientID: o.id, CleanStart: !o.noClean, KeepAlive: 60, Properties: &paho.ConnectProperties{RequestProblemInfo: o.problemInfo}}
+	if o.user != "" {
+		cp.UsernameFlag, cp.Username = true, o.user
+		cp.PasswordFlag, cp.Password = true, []byte(o.password)
+	}
 	if o.rm > 0 {
 		cp.Properties.ReceiveMaximum = &o.rm
 	}

@@ -75,6 +75,13 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 				if w.out.Cap() > 4*sendBufferBytes {
 					w.release()
 				}
+				// Grants are checked again before every read, so revoking read on the
+				// stream stops an open replay; it starts again, checked, when the
+				// client reconnects.
+				if authz := s.h.opts.Authorize; authz != nil && !authz(run.cl, st.Name(), "", false) {
+					lg.Info().Msg("replay stops: read on the stream is no longer granted")
+					return
+				}
 				appended, err := st.Appended(shard)
 				if err != nil {
 					lg.Info().Err(err).Msg("replay ends: stream gone")

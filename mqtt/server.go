@@ -58,25 +58,33 @@ type Options struct {
 	Auth *auth.Store
 	// TLS, when set, serves MQTT (and MQTT over WebSocket) over TLS only.
 	TLS *certs.Source
+	// LoginLimiter rate-limits failed logins per remote address (default
+	// DefaultLoginFailBurst per DefaultLoginFailWindow).
+	LoginLimiter *auth.Limiter
 }
 
 // Server is the embedded MQTT broker with the stream ingest hook.
 type Server struct {
 	cfg    Config
+	tls    *certs.Source
 	lg     zerolog.Logger
 	broker *mochi.Server
 	ingest *ingestHook
 	met    *metrics
 	replay *ReplayHook
 
-	mu       sync.Mutex
-	listener net.Listener
-	started  bool
-	closed   bool
+	mu         sync.Mutex
+	listener   net.Listener
+	wsListener net.Listener
+	started    bool
+	closed     bool
 }
 
-// listenerID names our one TCP listener inside mochi.
-const listenerID = "mqtt-tcp"
+// Listener ids inside mochi.
+const (
+	listenerID   = "mqtt-tcp"
+	wsListenerID = "mqtt-ws"
+)
 
 // New builds the broker and its hooks; Start binds and serves.
 func New(o Options) (*Server, error) {
@@ -103,7 +111,7 @@ func New(o Options) (*Server, error) {
 
 	broker := mochi.New(&mochi.Options{
 		Capabilities: caps,
-		Logger:       slog.New(zerolog.NewSlogHandler(lg.With().Str("lib", "mochi").Logger())),
+		Logger:       slog.New(quietRefusals{zerolog.NewSlogHandler(lg.With().Str("lib", "mochi").Logger())}),
 	})
 
 	met := newMetrics(broker)
@@ -115,10 +123,17 @@ func New(o Options) (*Server, error) {
 
 	// Hook order matters: authorization (OnACLCheck) is consulted before OnPublish, and
 	// the ingest hook must be the last OnPublish so it sees the packet other hooks leave.
-	if err := broker.AddHook(newAuthHook(), nil); err != nil {
+	ro := ReplayOptions{Log: o.Log, Catalog: o.Catalog, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker}
+	authz := newAllowAllHook()
+	if o.Auth != nil {
+		ah := newAuthHook(o.Auth, o.LoginLimiter, met.loginFailures, lg)
+		ro.Authorize = ah.streamAllowed
+		authz = ah
+	}
+	if err := broker.AddHook(authz, nil); err != nil {
 		return nil, fmt.Errorf("mqtt auth hook: %w", err)
 	}
-	replay, err := NewReplayHook(ReplayOptions{Log: o.Log, Catalog: o.Catalog, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker})
+	replay, err := NewReplayHook(ro)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +149,7 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt ingest hook: %w", err)
 	}
-	return &Server{cfg: cfg, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay}, nil
+	return &Server{cfg: cfg, tls: o.TLS, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay}, nil
 }
 
 // Start binds the TCP listener and serves; it returns once the listener is bound.
@@ -148,18 +163,58 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("mqtt listen %s: %w", s.cfg.Addr, err)
 	}
-	if err := s.broker.AddListener(listeners.NewNet(listenerID, ln)); err != nil {
+	var ws net.Listener
+	if s.cfg.WSAddr != "" {
+		if ws, err = net.Listen("tcp", s.cfg.WSAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("mqtt websocket listen %s: %w", s.cfg.WSAddr, err)
+		}
+	}
+	closeAll := func() {
 		_ = ln.Close()
+		if ws != nil {
+			_ = ws.Close()
+		}
+	}
+	mqttLn := ln
+	if s.tls != nil {
+		mqttLn = tlsLogListener{Listener: s.tls.Listen(ln), lg: s.lg}
+	}
+	if err := s.broker.AddListener(listeners.NewNet(listenerID, mqttLn)); err != nil {
+		closeAll()
 		return fmt.Errorf("mqtt listener: %w", err)
 	}
+	if ws != nil {
+		wsLn := ws
+		if s.tls != nil {
+			wsLn = s.tls.Listen(ws)
+		}
+		if err := s.broker.AddListener(newWSListener(wsListenerID, wsLn, s.tls != nil)); err != nil {
+			closeAll()
+			return fmt.Errorf("mqtt websocket listener: %w", err)
+		}
+	}
 	if err := s.broker.Serve(); err != nil {
-		_ = ln.Close()
+		closeAll()
 		return fmt.Errorf("mqtt serve: %w", err)
 	}
-	s.listener = ln
+	s.listener, s.wsListener = ln, ws
 	s.started = true
-	s.lg.Info().Str("addr", ln.Addr().String()).Msg("mqtt listening")
+	s.lg.Info().Str("addr", ln.Addr().String()).Bool("tls", s.tls != nil).Msg("mqtt listening")
+	if ws != nil {
+		s.lg.Info().Str("addr", ws.Addr().String()).Bool("tls", s.tls != nil).Msg("mqtt websocket listening")
+	}
 	return nil
+}
+
+// WSAddr is the bound MQTT over WebSocket address (nil before Start or without one).
+func (s *Server) WSAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wsListener == nil {
+		return nil
+	}
+	return s.wsListener.Addr()
 }
 
 // Addr is the bound listen address (nil before Start).

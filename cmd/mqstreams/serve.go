@@ -66,11 +66,14 @@ func serve(o Overrides, level, format string, stderr io.Writer) int {
 		lg.Error().Msg(err.Error())
 		return 1
 	}
-	lg.Info().
+	ready := lg.Info().
 		Str("version", version).
 		Str("data_dir", cfg.DataDir).
-		Str("mqtt_addr", s.mqtt.Addr().String()).
-		Str("kafka_addr", s.kafka.Addr().String()).
+		Str("mqtt_addr", s.mqtt.Addr().String())
+	if ws := s.mqtt.WSAddr(); ws != nil {
+		ready = ready.Str("mqtt_ws_addr", ws.String())
+	}
+	ready.Str("kafka_addr", s.kafka.Addr().String()).
 		Str("http_addr", s.http.Addr().String()).
 		Msg("ready")
 
