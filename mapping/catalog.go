@@ -147,11 +147,15 @@ func (c *Catalog) alter(name string, change func(Definition) (Definition, error)
 func (c *Catalog) Delete(name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.router.Definition(name); !ok {
+	cur, ok := c.router.Definition(name)
+	if !ok {
 		return fmt.Errorf("stream %q: %w", name, ErrUnknownStream)
 	}
 	c.router.Remove(name)
 	if err := c.log.DeleteStream(name); err != nil {
+		if c.log.Stream(name) != nil {
+			_ = c.router.Put(cur) // the stream is still there: route to it again
+		}
 		return err
 	}
 	return nil
