@@ -266,6 +266,33 @@ func TestKafkaAdminClients(t *testing.T) {
 		if got := consume(t, srv.KafkaAddr, "kadm-t", 1); len(got) != 1 || got[0].value != "from-mqtt" {
 			t.Fatalf("kadm-t got %v", got)
 		}
+		// kcat's view follows: the topic, then its grown partition count.
+		kcatPartitions := func() int {
+			t.Helper()
+			out, err := exec.CommandContext(ctx, NeedTool(t, "kcat"), "-b", srv.KafkaAddr, "-L", "-t", "kadm-t", "-J").Output()
+			if err != nil {
+				t.Fatalf("kcat -L: %v", err)
+			}
+			var md struct {
+				Topics []struct {
+					Topic      string            `json:"topic"`
+					Partitions []json.RawMessage `json:"partitions"`
+				} `json:"topics"`
+			}
+			if err := json.Unmarshal(out, &md); err != nil || len(md.Topics) != 1 {
+				t.Fatalf("kcat -L -J: %v\n%s", err, out)
+			}
+			return len(md.Topics[0].Partitions)
+		}
+		if n := kcatPartitions(); n != 2 {
+			t.Fatalf("kcat sees %d partitions, want 2", n)
+		}
+		if r, err := adm.CreatePartitions(ctx, 3, "kadm-t"); err != nil || r["kadm-t"].Err != nil {
+			t.Fatalf("create partitions: %v %+v", err, r)
+		}
+		if n := kcatPartitions(); n != 5 {
+			t.Fatalf("kcat sees %d partitions after growing, want 5", n)
+		}
 		if r, err := adm.DeleteTopics(ctx, "kadm-t"); err != nil || r["kadm-t"].Err != nil {
 			t.Fatalf("delete: %v %+v", err, r)
 		}
