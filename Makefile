@@ -25,6 +25,9 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./log/ ./mqtt/ ./kafkawire/
+	# Replay of MQTT-ingested records through the binary against kfake (issue 16): each
+	# iteration times both, so read the ratios (time-vs-kfake), not the absolute figures.
+	$(GO) test -run '^$$' -bench KafkaReplayMQTT -benchtime 3x -v ./compat-tests/
 
 clean:
 	rm -rf bin

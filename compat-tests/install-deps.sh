@@ -14,6 +14,9 @@ command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 "$PYTHON" -c 'import kafka' 2>/dev/null || need+=(python3-kafka)
 "$PYTHON" -c 'import confluent_kafka' 2>/dev/null || need+=(python3-confluent-kafka)
 "$PYTHON" -c 'import paho.mqtt' 2>/dev/null || need+=(python3-paho-mqtt)
+# kafka-python decompresses lz4 and zstd record batches (stored compressed streams) with these.
+"$PYTHON" -c 'import lz4.frame' 2>/dev/null || need+=(python3-lz4)
+"$PYTHON" -c 'import zstandard' 2>/dev/null || need+=(python3-zstandard)
 if [ -f package.json ]; then
 	command -v node >/dev/null || need+=(nodejs)
 	command -v npm >/dev/null || need+=(npm)

@@ -95,11 +95,18 @@ func kafkaLiveTopic(client string) string { return "live-" + client }
 // client, and publishes the data set over MQTT 5 with QoS 1.
 func startKafkaFixture(t *testing.T, clients ...string) *kafkaFixture {
 	t.Helper()
+	return startKafkaFixtureWith(t, "", clients...)
+}
+
+// startKafkaFixtureWith is startKafkaFixture with more stream fields (", field: value")
+// for every stream.
+func startKafkaFixtureWith(t *testing.T, fields string, clients ...string) *kafkaFixture {
+	t.Helper()
 	var cfg strings.Builder
 	cfg.WriteString("streams:\n")
-	fmt.Fprintf(&cfg, "  - {name: %s, filter: \"plant/#\", shards: %d, key: topic}\n", kafkaTopic, kafkaPartitions)
+	fmt.Fprintf(&cfg, "  - {name: %s, filter: \"plant/#\", shards: %d, key: topic%s}\n", kafkaTopic, kafkaPartitions, fields)
 	for _, c := range clients {
-		fmt.Fprintf(&cfg, "  - {name: %s, filter: \"live/%s/#\", shards: 1, key: topic}\n", kafkaLiveTopic(c), c)
+		fmt.Fprintf(&cfg, "  - {name: %s, filter: \"live/%s/#\", shards: 1, key: topic%s}\n", kafkaLiveTopic(c), c, fields)
 	}
 	fx := &kafkaFixture{srv: StartServer(t, ServerOptions{Config: cfg.String()})}
 	fx.msgs = kafkaDataSet()
@@ -197,7 +204,7 @@ func kafkaMQTTConnect(t testing.TB, ctx context.Context, addr, clientID string) 
 	if err != nil {
 		t.Fatalf("dial mqtt %s: %v", addr, err)
 	}
-	c := paho.NewClient(paho.ClientConfig{ClientID: clientID, Conn: conn})
+	c := paho.NewClient(paho.ClientConfig{ClientID: clientID, Conn: conn, PacketTimeout: startTimeout})
 	ack, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30})
 	if err != nil {
 		t.Fatalf("mqtt connect %s: %v", clientID, err)

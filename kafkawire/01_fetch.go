@@ -46,6 +46,7 @@ func handleFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		resp, waits, done := f.read()
 		if done || req.MaxWaitMillis <= 0 || expired {
 			f.account(resp)
+			f.sizeResponse(resp)
 			return resp, nil
 		}
 		if timer == nil {
@@ -64,6 +65,7 @@ func handleFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		switch i, _, _ := reflect.Select(cases); i {
 		case 0:
 			f.account(resp)
+			f.sizeResponse(resp)
 			return resp, nil
 		case 1:
 			// Deadline: read once more and answer whatever there is.
@@ -101,6 +103,9 @@ func (f *fetch) read() (resp *kmsg.FetchResponse, waits []<-chan struct{}, done 
 	// stall the garbage collector, so many 8 MiB responses beat a few 64 MiB ones.
 	// The first batch still goes out whole, whatever its size.
 	maxBytes := min(int(req.MaxBytes), responseMaxBytes)
+	if cap(f.c.fbuf) == 0 {
+		f.c.fbuf = takeBuf()
+	}
 	f.buf = f.c.fbuf[:0]
 	defer func() {
 		if cap(f.buf) <= maxKeptFetchBuf {
@@ -169,6 +174,14 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 		return 0, nil // response full; the client asks again
 	}
 	limit := min(int(rp.PartitionMaxBytes), remaining)
+	// Size the buffer once for what this read is likely to add (the shard's bytes
+	// behind off, up to the limit) instead of letting appends double it, copying
+	// what it holds each time; a live tail stays small.
+	if want := min(limit, behindBytes(st.Size(rp.Partition), start, hwm, off)); cap(f.buf)-len(f.buf) < want {
+		grown := make([]byte, len(f.buf), len(f.buf)+want)
+		copy(grown, f.buf)
+		f.buf = grown
+	}
 	from := len(f.buf)
 	f.buf, err = st.ReadBytes(f.buf, rp.Partition, off, max(limit, 0))
 	if err != nil {
@@ -191,6 +204,68 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 	}
 	p.RecordBatches = data
 	return len(data), nil
+}
+
+// behindBytes estimates the stored bytes from off to the high watermark from the shard's
+// size, as if its records were all the same size.
+func behindBytes(size, start, hwm, off int64) int {
+	if hwm <= start || size <= 0 {
+		return 0
+	}
+	return int(float64(size) * float64(hwm-off) / float64(hwm-start))
+}
+
+// maxKeptResponseBuf bounds the encoded-response buffer a connection keeps: a capped
+// fetch response (its batches plus the per-partition fields) fits.
+const maxKeptResponseBuf = maxKeptFetchBuf + 1<<20
+
+// fetchBufs recycles a few fetch and response buffers of closed connections, so that
+// consumers connecting for a replay reuse multi-MiB buffers instead of allocating and
+// clearing new ones. A few only: idle buffers are memory nobody uses (and a sync.Pool
+// would drop them at every garbage collection).
+var fetchBufs = make(chan []byte, 4)
+
+func takeBuf() []byte {
+	select {
+	case b := <-fetchBufs:
+		return b[:0]
+	default:
+		return nil
+	}
+}
+
+// releaseBuffers hands a closing connection's big buffers to the next connections.
+func (c *conn) releaseBuffers() {
+	for _, b := range []*[]byte{&c.fbuf, &c.wbuf} {
+		if cap(*b) >= 1<<20 && cap(*b) <= maxKeptResponseBuf {
+			select {
+			case fetchBufs <- (*b)[:0]:
+			default:
+			}
+		}
+		*b = nil
+	}
+}
+
+// sizeResponse makes the connection's response buffer big enough for resp before it is
+// encoded, so that encoding copies the batches once instead of growing the buffer as
+// it goes.
+func (f *fetch) sizeResponse(resp *kmsg.FetchResponse) {
+	need := 64
+	for _, t := range resp.Topics {
+		need += len(t.Topic) + 16
+		for _, p := range t.Partitions {
+			need += len(p.RecordBatches) + 64
+		}
+	}
+	if cap(f.c.wbuf) >= need {
+		return
+	}
+	if b := takeBuf(); cap(b) >= need {
+		f.c.wbuf = b
+		return
+	}
+	f.c.wbuf = make([]byte, 0, need)
 }
 
 // account records the bytes a response carries in the fetch metrics.

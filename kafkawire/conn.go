@@ -60,6 +60,7 @@ var (
 // only.
 func (c *conn) serve() {
 	defer c.nc.Close()
+	defer c.releaseBuffers()
 	defer func() {
 		if r := recover(); r != nil {
 			c.lg.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("kafka request handler panicked; closing connection")
@@ -94,7 +95,7 @@ func (c *conn) serve() {
 			c.lg.Debug().Err(err).Msg("kafka connection closed on write")
 			return
 		}
-		if cap(out) > 8<<20 {
+		if cap(out) > maxKeptResponseBuf {
 			c.wbuf = nil
 		} else {
 			c.wbuf = out[:0]

@@ -219,14 +219,21 @@ func (l *Log) commit(q []*pending) {
 		return
 	}
 	done := time.Now()
+	wakeCoalescer := false
 	for _, g := range order {
 		g.sh.bytes.Add(g.sh.cum - g.cum)
 		g.sh.hwm.Store(g.sh.next)
+		if g.sh.co.noteCommit(&l.opts.Coalesce, g.sh.next, g.sh.cum, done) {
+			wakeCoalescer = true
+		}
 		g.sh.appended()
 		for _, p := range g.items {
 			l.opts.Observer.ObserveAppend(g.stream.spec.Name, len(p.recs), p.bytes, done.Sub(p.enqueued))
 			p.done(AppendResult{BaseOffset: p.base, TimestampUS: p.tsUS}, nil)
 		}
+	}
+	if wakeCoalescer && !l.opts.Coalesce.Disabled {
+		l.wakeCoalescer()
 	}
 }
 

@@ -37,6 +37,10 @@ type Batch struct {
 	LastOffset  int64
 	TimestampUS int64
 	Data        []byte
+
+	// segs is a merged batch's append-time table (coalesce.go), nil for a batch as
+	// committed; it gives each record back its own append time in µs.
+	segs []byte
 }
 
 // valueHeaderLen is the prefix of every stored batch value: append time in µs (Kafka
@@ -51,6 +55,8 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 // errCorruptBatch reports stored bytes that do not parse as a batch we wrote.
 var errCorruptBatch = errors.New("corrupt stored batch")
@@ -109,12 +115,35 @@ func encodeValueDeltas(dst []byte, base, tsUS, cumBytes int64, recs []Record, de
 	return dst
 }
 
-// decodeValue splits a stored value into its header fields and batch bytes.
+// decodeValue splits a stored value into its header fields and batch bytes. A merged
+// batch's value carries a trailer after the batch (see coalesce.go), which batch
+// excludes: the batch's own length field says where it ends.
 func decodeValue(v []byte) (tsUS, cumBytes int64, batch []byte, err error) {
 	if len(v) < valueHeaderLen+batchHeaderLen {
 		return 0, 0, nil, errCorruptBatch
 	}
-	return int64(binary.BigEndian.Uint64(v[0:8])), int64(binary.BigEndian.Uint64(v[8:16])), v[valueHeaderLen:], nil
+	n := 12 + int(binary.BigEndian.Uint32(v[valueHeaderLen+8:valueHeaderLen+12]))
+	if n < batchHeaderLen || valueHeaderLen+n > len(v) {
+		return 0, 0, nil, errCorruptBatch
+	}
+	return int64(binary.BigEndian.Uint64(v[0:8])), int64(binary.BigEndian.Uint64(v[8:16])), v[valueHeaderLen : valueHeaderLen+n], nil
+}
+
+// recordOffsetDelta reads a record body's offset delta (after its attributes and
+// timestamp delta); -1 if the body is cut short.
+func recordOffsetDelta(body []byte) int64 {
+	if len(body) < 1 {
+		return -1
+	}
+	_, n1 := kbin.Varlong(body[1:])
+	if n1 <= 0 {
+		return -1
+	}
+	od, n2 := kbin.Varint(body[1+n1:])
+	if n2 <= 0 {
+		return -1
+	}
+	return int64(od)
 }
 
 // batchLastOffset reads base offset + last offset delta from raw batch bytes.
@@ -122,40 +151,88 @@ func batchLastOffset(b []byte) int64 {
 	return int64(binary.BigEndian.Uint64(b[0:8])) + int64(int32(binary.BigEndian.Uint32(b[23:27])))
 }
 
-// Records decodes the batch into records, skipping those before from.
+// Records decodes the batch into records, skipping those before from. It reads the
+// batches the committer writes (LogAppendTime, one time for all) and merged ones
+// (CreateTime with per-record deltas, possibly compressed).
 func (b Batch) Records(from int64) ([]StoredRecord, error) {
+	r, err := b.Reader(from)
+	if err != nil {
+		return nil, err
+	}
+	return r.Next(make([]StoredRecord, 0, r.left), int(r.left))
+}
+
+// RecordReader decodes a batch's records in offset order, a few at a time: a reader
+// that can only send a few (a replay waiting for its client's window) does not decode
+// a merged batch's thousands of records each time it reads it.
+type RecordReader struct {
+	b       Batch
+	raw     []byte // the records not read yet, decompressed
+	left    int32
+	i       int32
+	from    int64
+	appendT bool // LogAppendTime: every record has the batch's time
+	firstTS int64
+	segs    segTable
+}
+
+// Reader returns a reader of the batch's records from offset from on; a compressed
+// batch is decompressed once, here.
+func (b Batch) Reader(from int64) (*RecordReader, error) {
 	var rb kmsg.RecordBatch
 	if err := rb.ReadFrom(b.Data); err != nil {
 		return nil, fmt.Errorf("decode batch at %d: %w", b.BaseOffset, err)
 	}
-	if rb.Attributes&0x07 != 0 {
-		return nil, fmt.Errorf("decode batch at %d: compressed batches are not stored", b.BaseOffset)
+	raw, err := decompress(nil, rb.Records, codecOf(rb.Attributes))
+	if err != nil {
+		return nil, fmt.Errorf("decode batch at %d: %w", b.BaseOffset, err)
 	}
-	out := make([]StoredRecord, 0, rb.NumRecords)
-	raw := rb.Records
-	for i := int32(0); i < rb.NumRecords; i++ {
+	return &RecordReader{b: b, raw: raw, left: max(rb.NumRecords, 0), from: from, appendT: rb.Attributes&attrLogAppendTime != 0,
+		firstTS: rb.FirstTimestamp, segs: segTable(b.segs)}, nil
+}
+
+// Done reports whether every record has been read.
+func (r *RecordReader) Done() bool { return r.i >= r.left }
+
+// Next appends up to limit more records (those before from skipped) to dst.
+func (r *RecordReader) Next(dst []StoredRecord, limit int) ([]StoredRecord, error) {
+	b := r.b
+	for n := 0; n < limit && r.i < r.left; r.i++ {
+		raw := r.raw
+		l, k := kbin.Varint(raw)
+		if k <= 0 || int(l) < 0 || len(raw) < k+int(l) {
+			return dst, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, r.i, errCorruptBatch)
+		}
+		r.raw = raw[k+int(l):]
+		if r.from > b.BaseOffset && recordOffsetDelta(raw[k:k+int(l)]) < r.from-b.BaseOffset {
+			continue // before from (a merged batch read from its middle): not decoded
+		}
 		var kr kmsg.Record
-		l, n := kbin.Varint(raw)
-		if n <= 0 || int(l) < 0 || len(raw) < n+int(l) {
-			return nil, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, i, errCorruptBatch)
+		if err := kr.ReadFrom(raw[:k+int(l)]); err != nil {
+			return dst, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, r.i, err)
 		}
-		if err := kr.ReadFrom(raw[:n+int(l)]); err != nil {
-			return nil, fmt.Errorf("decode batch at %d record %d: %w", b.BaseOffset, i, err)
-		}
-		raw = raw[n+int(l):]
 		off := b.BaseOffset + int64(kr.OffsetDelta)
-		if off < from {
+		if off < r.from {
 			continue
 		}
-		r := StoredRecord{Offset: off, TimestampUS: b.TimestampUS}
-		r.Key, r.Value = kr.Key, kr.Value
+		ts := b.TimestampUS
+		switch {
+		case r.appendT:
+		case r.segs.n() > 0:
+			ts = r.segs.timeOf(kr.OffsetDelta)
+		default:
+			ts = (r.firstTS + kr.TimestampDelta64) * 1000
+		}
+		rec := StoredRecord{Offset: off, TimestampUS: ts}
+		rec.Key, rec.Value = kr.Key, kr.Value
 		if len(kr.Headers) > 0 {
-			r.Headers = make([]Header, len(kr.Headers))
+			rec.Headers = make([]Header, len(kr.Headers))
 			for j, h := range kr.Headers {
-				r.Headers[j] = Header{Key: h.Key, Value: h.Value}
+				rec.Headers[j] = Header{Key: h.Key, Value: h.Value}
 			}
 		}
-		out = append(out, r)
+		dst = append(dst, rec)
+		n++
 	}
-	return out, nil
+	return dst, nil
 }

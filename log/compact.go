@@ -19,7 +19,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 	newest := map[string]int64{}
 	type stored struct {
 		b    Batch
-		cum  int64
+		sv   storedValue
 		recs []StoredRecord
 	}
 	var batches []stored
@@ -29,12 +29,12 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 		return fmt.Errorf("compact %s/%d: %w", s.spec.Name, shard, err)
 	}
 	for it.First(); it.Valid(); it.Next() {
-		ts, cum, raw, err := decodeValue(it.Value())
+		sv, err := parseStored(append([]byte(nil), it.Value()...))
 		if err != nil {
 			it.Close()
 			return fmt.Errorf("compact %s/%d: %w", s.spec.Name, shard, err)
 		}
-		b := Batch{BaseOffset: batchKeyOffset(it.Key()), LastOffset: batchLastOffset(raw), TimestampUS: ts, Data: append([]byte(nil), raw...)}
+		b := Batch{BaseOffset: batchKeyOffset(it.Key()), LastOffset: batchLastOffset(sv.batch), TimestampUS: sv.tsUS, Data: sv.batch, segs: sv.segs}
 		recs, err := b.Records(start)
 		if err != nil {
 			it.Close()
@@ -45,7 +45,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 				newest[string(r.Key)] = r.Offset
 			}
 		}
-		batches = append(batches, stored{b: b, cum: cum, recs: recs})
+		batches = append(batches, stored{b: b, sv: sv, recs: recs})
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("compact %s/%d: %w", s.spec.Name, shard, err)
@@ -55,6 +55,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 	defer wb.Close()
 	saved := int64(0)
 	var val []byte
+	var m merger
 	for _, st := range batches {
 		var keep []Record
 		var deltas []int32
@@ -71,10 +72,34 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 		if len(keep) == 0 {
 			_ = wb.Delete(key, nil)
 			_ = wb.Delete(timeKey(s.id, shard, st.b.TimestampUS, st.b.BaseOffset), nil)
+			for i := 0; i < st.sv.segs.n(); i++ {
+				d, ts := st.sv.segs.at(i)
+				_ = wb.Delete(timeKey(s.id, shard, ts, st.b.BaseOffset+int64(d)), nil)
+			}
 			saved += int64(len(st.b.Data))
 			continue
 		}
-		val = encodeValueDeltas(val[:0], st.b.BaseOffset, st.b.TimestampUS, st.cum, keep, deltas, int32(st.b.LastOffset-st.b.BaseOffset))
+		if st.sv.segs != nil {
+			// A merged batch keeps its records' own times, its codec and its
+			// append-time table.
+			kept := make(map[int64]bool, len(deltas))
+			for _, d := range deltas {
+				kept[st.b.BaseOffset+int64(d)] = true
+			}
+			m.reset(st.b.BaseOffset, st.sv.tsUS)
+			err := m.add(st.b.BaseOffset, st.sv, func(off int64) bool { return kept[off] })
+			if err == nil {
+				val, err = m.finish(val[:0], st.sv.cum, st.sv.codec())
+			}
+			if err != nil {
+				return fmt.Errorf("compact %s/%d at %d: %w", s.spec.Name, shard, st.b.BaseOffset, err)
+			}
+			_ = wb.Set(key, val, nil)
+			_, _, nb, _ := decodeValue(val)
+			saved += int64(len(st.b.Data) - len(nb))
+			continue
+		}
+		val = encodeValueDeltas(val[:0], st.b.BaseOffset, st.b.TimestampUS, st.sv.cum, keep, deltas, int32(st.b.LastOffset-st.b.BaseOffset))
 		_ = wb.Set(key, val, nil)
 		saved += int64(len(st.b.Data) - (len(val) - valueHeaderLen))
 	}

@@ -10,9 +10,15 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
-const crashEnv = "MQSTREAMS_LOG_CRASH_CHILD_DIR"
+const (
+	crashEnv = "MQSTREAMS_LOG_CRASH_CHILD_DIR"
+	// crashMergeEnv makes the child merge batches all the time (small merged batches,
+	// compressed), so the kill lands during merges.
+	crashMergeEnv = "MQSTREAMS_LOG_CRASH_CHILD_MERGE"
+)
 
 // TestCrashChild is the child half of TestCrashRecovery: it appends from many
 // goroutines until killed, printing each record only after its append is acknowledged.
@@ -21,12 +27,18 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("only runs as the child of TestCrashRecovery")
 	}
-	l, err := Open(Options{Dir: dir})
+	opts := Options{Dir: dir}
+	spec := StreamSpec{Name: "crash", Shards: 2}
+	if os.Getenv(crashMergeEnv) != "" {
+		opts.Coalesce = CoalesceOptions{Records: 40, Delay: time.Millisecond}
+		spec.Compression = CompressionLZ4
+	}
+	l, err := Open(opts)
 	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(1)
 	}
-	s, err := l.EnsureStream(StreamSpec{Name: "crash", Shards: 2})
+	s, err := l.EnsureStream(spec)
 	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(1)
@@ -45,7 +57,7 @@ func TestCrashChild(t *testing.T) {
 					return
 				}
 				mu.Lock()
-				fmt.Fprintf(out, "%d %d %s\n", w%2, res.BaseOffset, v)
+				fmt.Fprintf(out, "%d %d %s %d\n", w%2, res.BaseOffset, v, res.TimestampUS)
 				out.Flush()
 				mu.Unlock()
 			}
@@ -56,7 +68,13 @@ func TestCrashChild(t *testing.T) {
 
 // TestCrashRecovery kills a writer process with SIGKILL mid-append and checks that every
 // acknowledged record is there after reopening, with contiguous offsets.
-func TestCrashRecovery(t *testing.T) {
+func TestCrashRecovery(t *testing.T) { crashRounds(t, false) }
+
+// TestCrashDuringCoalesce is TestCrashRecovery with batches merged all the time: every
+// acknowledged record keeps its offset, value and append time, and merging resumes.
+func TestCrashDuringCoalesce(t *testing.T) { crashRounds(t, true) }
+
+func crashRounds(t *testing.T, merge bool) {
 	if os.Getenv(crashEnv) != "" {
 		t.Skip("child")
 	}
@@ -64,6 +82,9 @@ func TestCrashRecovery(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+		if merge {
+			cmd.Env = append(cmd.Env, crashMergeEnv+"=1")
+		}
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -71,12 +92,16 @@ func TestCrashRecovery(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		acked := map[int32]map[int64]string{0: {}, 1: {}}
+		type ack struct {
+			v  string
+			ts int64
+		}
+		acked := map[int32]map[int64]ack{0: {}, 1: {}}
 		sc := bufio.NewScanner(stdout)
 		n := 0
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
-			if len(f) != 3 {
+			if len(f) != 4 {
 				if strings.HasPrefix(sc.Text(), "ERR") {
 					t.Fatal(sc.Text())
 				}
@@ -84,7 +109,8 @@ func TestCrashRecovery(t *testing.T) {
 			}
 			sh, _ := strconv.Atoi(f[0])
 			off, _ := strconv.ParseInt(f[1], 10, 64)
-			acked[int32(sh)][off] = f[2]
+			ts, _ := strconv.ParseInt(f[3], 10, 64)
+			acked[int32(sh)][off] = ack{f[2], ts}
 			if n++; n == 2000 {
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 			}
@@ -95,9 +121,10 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		l := openTest(t, dir, nil)
 		s := l.Stream("crash")
+		merged := 0
 		for sh := int32(0); sh < 2; sh++ {
 			_, hwm, _ := s.Offsets(sh)
-			seen := map[int64]string{}
+			seen := map[int64]ack{}
 			next := int64(0)
 			for next < hwm {
 				bs, err := s.Read(sh, next, 1<<20)
@@ -105,6 +132,9 @@ func TestCrashRecovery(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, b := range bs {
+					if b.segs != nil {
+						merged++
+					}
 					rs, err := b.Records(next)
 					if err != nil {
 						t.Fatal(err)
@@ -113,16 +143,19 @@ func TestCrashRecovery(t *testing.T) {
 						if r.Offset != next {
 							t.Fatalf("shard %d: offset %d, want %d (gap)", sh, r.Offset, next)
 						}
-						seen[r.Offset] = string(r.Value)
+						seen[r.Offset] = ack{string(r.Value), r.TimestampUS}
 						next++
 					}
 				}
 			}
-			for off, v := range acked[sh] {
-				if seen[off] != v {
-					t.Fatalf("round %d shard %d: acknowledged %q at %d, stored %q", round, sh, v, off, seen[off])
+			for off, a := range acked[sh] {
+				if seen[off] != a {
+					t.Fatalf("round %d shard %d: acknowledged %+v at %d, stored %+v", round, sh, a, off, seen[off])
 				}
 			}
+		}
+		if merge && merged == 0 {
+			t.Fatalf("round %d: no merged batch: the kill did not come during merging", round)
 		}
 		l.Close()
 	}

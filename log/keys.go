@@ -19,6 +19,8 @@ const (
 	prefixNextID = 'n'
 	prefixGroup  = 'g'
 	prefixEntry  = 'e'
+	// c <sid u32> <shard u32> -> offset below which batches are merged u64 (coalesce.go)
+	prefixCoalesce = 'c'
 )
 
 func shardPrefix(p byte, sid uint32, shard int32) []byte {

@@ -55,6 +55,8 @@ type Options struct {
 	Observer Observer
 	// CacheBytes sizes Pebble's block cache (default 64 MiB).
 	CacheBytes int64
+	// Coalesce tunes the background merging of small batches (coalesce.go).
+	Coalesce CoalesceOptions
 }
 
 // Log is an open stream log.
@@ -78,6 +80,12 @@ type Log struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// maintMu serialises the rewriters of stored batches below the high watermark:
+	// retention, last-value compaction and coalescing.
+	maintMu      sync.Mutex
+	coalesceMu   sync.Mutex // one Coalesce call at a time
+	coalesceWake chan struct{}
 }
 
 type pending struct {
@@ -121,6 +129,7 @@ func Open(opts Options) (*Log, error) {
 	if opts.RetentionInterval <= 0 {
 		opts.RetentionInterval = 10 * time.Second
 	}
+	opts.Coalesce.defaults()
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 64 << 20
 	}
@@ -143,6 +152,8 @@ func Open(opts Options) (*Log, error) {
 		streams: map[string]*Stream{},
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
+
+		coalesceWake: make(chan struct{}, 1),
 	}
 	if err := l.load(); err != nil {
 		_ = db.Close()
@@ -151,6 +162,10 @@ func Open(opts Options) (*Log, error) {
 	l.wg.Add(2)
 	go l.commitLoop()
 	go l.retentionLoop()
+	if !opts.Coalesce.Disabled {
+		l.wg.Add(1)
+		go l.coalesceLoop()
+	}
 	return l, nil
 }
 
@@ -218,13 +233,16 @@ func (l *Log) recoverShard(sid uint32, shard int32) (*shardState, error) {
 	}
 	defer it.Close()
 	if it.Last() {
-		ts, cum, b, err := decodeValue(it.Value())
+		sv, err := parseStored(it.Value())
 		if err != nil {
 			return nil, fmt.Errorf("last batch: %w", err)
 		}
-		sh.next = batchLastOffset(b) + 1
-		sh.lastTS = ts
-		sh.cum = cum + int64(len(b))
+		sh.next = batchLastOffset(sv.batch) + 1
+		sh.lastTS = sv.tsUS
+		if sv.segs.n() > 0 {
+			_, sh.lastTS = sv.segs.at(sv.segs.n() - 1)
+		}
+		sh.cum = sv.cum + sv.logical
 	}
 	if it.First() {
 		_, cum, _, err := decodeValue(it.Value())
@@ -234,6 +252,9 @@ func (l *Log) recoverShard(sid uint32, shard int32) (*shardState, error) {
 		sh.bytes.Store(sh.cum - cum)
 	}
 	sh.hwm.Store(sh.next)
+	if err := l.recoverCoalesce(sid, shard, sh); err != nil {
+		return nil, err
+	}
 	return sh, it.Error()
 }
 

@@ -28,7 +28,10 @@ func (l *Log) retentionLoop() {
 func (l *Log) ApplyRetention() {
 	for _, s := range l.Streams() {
 		for i := int32(0); i < s.Shards(); i++ {
-			if err := s.applyRetention(i); err != nil {
+			l.maintMu.Lock()
+			err := s.applyRetention(i)
+			l.maintMu.Unlock()
+			if err != nil {
 				l.lg.Warn().Err(err).Str("stream", s.Name()).Int32("shard", i).Msg("retention")
 			}
 		}
@@ -132,6 +135,7 @@ func storedBytes(db *pebble.DB, sid uint32, shard int32, end int64) (int64, erro
 // batchInfo describes one stored batch without its records.
 type batchInfo struct {
 	base, tsUS, cum, last, size int64
+	lastTS                      int64 // append time of its last commit (merged batches hold several)
 }
 
 // batchAt returns the stored batch that holds offset, or the last one before it.
@@ -145,11 +149,15 @@ func (s *Stream) batchAt(shard int32, offset int64) (batchInfo, bool, error) {
 	if !it.SeekLT(batchKey(s.id, shard, offset+1)) {
 		return batchInfo{}, false, it.Error()
 	}
-	ts, c, b, err := decodeValue(it.Value())
+	sv, err := parseStored(it.Value())
 	if err != nil {
 		return batchInfo{}, false, err
 	}
-	return batchInfo{base: batchKeyOffset(it.Key()), tsUS: ts, cum: c, last: batchLastOffset(b), size: int64(len(b))}, true, nil
+	bi := batchInfo{base: batchKeyOffset(it.Key()), tsUS: sv.tsUS, cum: sv.cum, last: batchLastOffset(sv.batch), size: sv.logical, lastTS: sv.tsUS}
+	if n := sv.segs.n(); n > 0 {
+		_, bi.lastTS = sv.segs.at(n - 1)
+	}
+	return bi, true, nil
 }
 
 // offsetForBytes finds, by binary search over the cumulative byte positions stored with
@@ -190,7 +198,9 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 	if straddles {
 		keepBase, keepTS, keepCum = bi.base, bi.tsUS, bi.cum
 	} else if ok {
-		keepTS = bi.tsUS + 1 // every batch up to and including this one goes
+		// Every batch up to and including this one goes: their time entries are
+		// stamped at most its last commit's time and start below target.
+		keepTS = bi.lastTS
 	}
 	s.log.commitMu.Lock()
 	defer s.log.commitMu.Unlock()
@@ -210,7 +220,7 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 	if straddles {
 		_ = b.DeleteRange(timeKey(s.id, shard, 0, 0), timeKey(s.id, shard, keepTS, keepBase), nil)
 	} else {
-		_ = b.DeleteRange(timeKey(s.id, shard, 0, 0), timeKey(s.id, shard, keepTS, 0), nil)
+		_ = b.DeleteRange(timeKey(s.id, shard, 0, 0), timeKey(s.id, shard, keepTS, target), nil)
 	}
 	_ = b.Set(startKey(s.id, shard), binary.BigEndian.AppendUint64(nil, uint64(target)), nil)
 	if err := b.Commit(pebble.Sync); err != nil {

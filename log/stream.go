@@ -22,11 +22,14 @@ type Retention struct {
 // StreamSpec is what the log needs to know of a stream; Meta carries the rest of the
 // definition (filters, key) for the layers above, stored with it and returned unchanged.
 type StreamSpec struct {
-	Name      string          `json:"name"`
-	Shards    int32           `json:"shards"`
-	Retention Retention       `json:"retention"`
-	LastValue bool            `json:"last_value,omitempty"`
-	Meta      json.RawMessage `json:"meta,omitempty"`
+	Name      string    `json:"name"`
+	Shards    int32     `json:"shards"`
+	Retention Retention `json:"retention"`
+	LastValue bool      `json:"last_value,omitempty"`
+	// Compression is the codec merged batches are stored with: "" or "none", "lz4",
+	// "zstd" (coalesce.go). Kafka consumers decompress them themselves.
+	Compression string          `json:"compression,omitempty"`
+	Meta        json.RawMessage `json:"meta,omitempty"`
 }
 
 // Stream is one named stream of the log.
@@ -52,6 +55,8 @@ type shardState struct {
 
 	compactedTo atomic.Int64 // hwm at the last last-value compaction
 
+	co coalesceState
+
 	notifyMu sync.Mutex
 	notify   chan struct{}
 }
@@ -75,6 +80,9 @@ func (spec StreamSpec) validate() error {
 	}
 	if spec.Retention.MaxAge < 0 || spec.Retention.MaxBytes < 0 || spec.Retention.MaxMessages < 0 {
 		return fmt.Errorf("%w: stream %s: negative retention", ErrInvalidSpec, spec.Name)
+	}
+	if _, err := parseCodec(spec.Compression); err != nil {
+		return fmt.Errorf("%w: stream %s: %w", ErrInvalidSpec, spec.Name, err)
 	}
 	return nil
 }
@@ -192,7 +200,7 @@ func (l *Log) deleteStream(name string) (uint32, error) {
 	}
 	b := l.db.NewBatch()
 	defer b.Close()
-	for _, p := range []byte{prefixBatch, prefixTime, prefixStart} {
+	for _, p := range []byte{prefixBatch, prefixTime, prefixStart, prefixCoalesce} {
 		sp := streamPrefix(p, s.id)
 		_ = b.DeleteRange(sp, prefixEnd(sp), nil)
 	}
@@ -317,8 +325,8 @@ func (s *Stream) Appended(shard int32) (<-chan struct{}, error) {
 // watermark returns nothing; outside [start, hwm] it is ErrOffsetOutOfRange.
 func (s *Stream) Read(shard int32, offset int64, maxBytes int) ([]Batch, error) {
 	var out []Batch
-	err := s.scan(shard, offset, maxBytes, func(base, last, tsUS int64, b []byte) {
-		out = append(out, Batch{BaseOffset: base, LastOffset: last, TimestampUS: tsUS, Data: append([]byte(nil), b...)})
+	err := s.scan(shard, offset, maxBytes, func(base, last int64, sv storedValue) {
+		out = append(out, Batch{BaseOffset: base, LastOffset: last, TimestampUS: sv.tsUS, Data: append([]byte(nil), sv.batch...), segs: append([]byte(nil), sv.segs...)})
 	})
 	return out, err
 }
@@ -326,13 +334,13 @@ func (s *Stream) Read(shard int32, offset int64, maxBytes int) ([]Batch, error) 
 // ReadBytes is Read for a Kafka fetch: it appends the same batches' bytes, back to back
 // as a fetch response carries them, to dst, with one copy and no allocation per batch.
 func (s *Stream) ReadBytes(dst []byte, shard int32, offset int64, maxBytes int) ([]byte, error) {
-	err := s.scan(shard, offset, maxBytes, func(_, _, _ int64, b []byte) { dst = append(dst, b...) })
+	err := s.scan(shard, offset, maxBytes, func(_, _ int64, sv storedValue) { dst = append(dst, sv.batch...) })
 	return dst, err
 }
 
-// scan calls fn, in offset order, for the batches Read returns; b is only valid during
+// scan calls fn, in offset order, for the batches Read returns; sv is only valid during
 // the call.
-func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, last, tsUS int64, b []byte)) error {
+func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, last int64, sv storedValue)) error {
 	sh, err := s.shard(shard)
 	if err != nil {
 		return err
@@ -356,20 +364,19 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 	}
 	total := 0
 	for ; it.Valid(); it.Next() {
-		v := it.Value()
-		if total > 0 && total+len(v)-valueHeaderLen > maxBytes {
-			break
-		}
-		ts, _, b, err := decodeValue(v)
+		sv, err := parseStored(it.Value())
 		if err != nil {
 			return fmt.Errorf("read %s/%d at %d: %w", s.spec.Name, shard, batchKeyOffset(it.Key()), err)
 		}
-		last := batchLastOffset(b)
+		if total > 0 && total+len(sv.batch) > maxBytes {
+			break
+		}
+		last := batchLastOffset(sv.batch)
 		if last < offset {
 			continue // a compacted batch that ends before offset
 		}
-		fn(batchKeyOffset(it.Key()), last, ts, b)
-		total += len(b)
+		fn(batchKeyOffset(it.Key()), last, sv)
+		total += len(sv.batch)
 		if total >= maxBytes {
 			break
 		}
@@ -398,21 +405,24 @@ func (s *Stream) OffsetForTime(shard int32, tsUS int64) (offset, foundTS int64, 
 	if tsUS < 0 {
 		tsUS = 0
 	}
-	// Every record of a batch carries the batch's append time, so the first batch
-	// stamped at or after T starts with the answer.
-	for ok := it.SeekGE(timeKey(s.id, shard, tsUS, 0)); ok; ok = it.Next() {
+	// There is one entry per commit (merging batches keeps them), and every record of
+	// a commit carries its append time, so the first entry stamped at or after T
+	// starts with the answer.
+	for ok := it.SeekGE(timeKey(s.id, shard, tsUS, 0)); ok; {
 		ts, base := timeKeyParts(it.Key())
 		if base >= hwm {
 			break
 		}
+		ok = it.Next()
 		if base < start {
-			// The batch straddles the log start; its retained records share its time.
-			bi, ok, err := s.batchAt(shard, base)
-			if err != nil {
-				return 0, 0, fmt.Errorf("time lookup %s/%d: %w", s.spec.Name, shard, err)
+			// The commit's records run up to the next entry's; keep those retained.
+			if ok {
+				if _, nb := timeKeyParts(it.Key()); nb <= start {
+					continue // wholly below the start
+				}
 			}
-			if !ok || bi.base != base || bi.last < start {
-				continue // gone, or wholly below the start
+			if start >= hwm {
+				break
 			}
 			base = start
 		}

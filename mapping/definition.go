@@ -38,6 +38,9 @@ type Definition struct {
 	Key       string
 	Retention log.Retention
 	LastValue bool
+	// Compression is how stored batches are compressed once merged: none (also ""),
+	// lz4 or zstd.
+	Compression string
 }
 
 // UnmarshalYAML reads a definition strictly: an unknown or mistyped field is an error
@@ -265,6 +268,18 @@ func (p *fieldParser) field(name string, v any) error {
 			return err
 		}
 		d.LastValue = b
+	case "compression":
+		s, ok := v.(string)
+		if !ok {
+			return typeErr(name, "none, lz4 or zstd", v)
+		}
+		switch s {
+		case log.CompressionNone, log.CompressionLZ4, log.CompressionZstd:
+		default:
+			return fmt.Errorf("compression: %q is not one of none, lz4, zstd", s)
+		}
+		d.Compression = s
+		return p.claim(name, name, nil)
 	case "data_retention_period":
 		return p.maxAge(name, v)
 	case "retention":
@@ -295,6 +310,7 @@ var knownTopField = map[string]bool{
 	"name": true, "filter": true, "filters": true, "topic_filter": true, "shards": true,
 	"key": true, "key_expression": true, "last_value": true, "is_lastvalue": true,
 	"data_retention_period": true, "retention": true, "limits": true, "read_max_unacked": true,
+	"compression": true,
 }
 
 // section parses a nested object (retention, limits) field by field; a key it does not
@@ -511,6 +527,7 @@ type definitionJSON struct {
 	Limits              limitsJSON    `json:"limits"`
 	LastValue           bool          `json:"last_value"`
 	IsLastValue         bool          `json:"is_lastvalue"`
+	Compression         string        `json:"compression,omitempty"`
 }
 
 type retentionJSON struct {
@@ -542,6 +559,7 @@ func (d Definition) MarshalJSON() ([]byte, error) {
 		},
 		LastValue:   d.LastValue,
 		IsLastValue: d.LastValue,
+		Compression: d.Compression,
 	}
 	if j.Filters == nil {
 		j.Filters = []string{}
@@ -631,6 +649,11 @@ func (d *Definition) validate(needFilter bool) error {
 	if r.MaxMessages < 0 {
 		return errors.New("retention.max_messages: must not be negative")
 	}
+	switch d.Compression {
+	case "", log.CompressionNone, log.CompressionLZ4, log.CompressionZstd:
+	default:
+		return fmt.Errorf("compression: %q is not one of none, lz4, zstd", d.Compression)
+	}
 	return nil
 }
 
@@ -666,7 +689,11 @@ func (d Definition) Spec() log.StreamSpec {
 	if r.MaxAge < 0 {
 		r.MaxAge = 0
 	}
-	return log.StreamSpec{Name: d.Name, Shards: d.Shards, Retention: r, LastValue: d.LastValue, Meta: meta}
+	c := d.Compression
+	if c == log.CompressionNone {
+		c = "" // the log's default; specs stored before compression existed say the same
+	}
+	return log.StreamSpec{Name: d.Name, Shards: d.Shards, Retention: r, LastValue: d.LastValue, Compression: c, Meta: meta}
 }
 
 // DefinitionFromSpec rebuilds a definition from a spec the log stored, validated.
@@ -678,12 +705,13 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 		}
 	}
 	d := Definition{
-		Name:      s.Name,
-		Filters:   meta.Filters,
-		Shards:    s.Shards,
-		Key:       meta.Key,
-		Retention: s.Retention,
-		LastValue: s.LastValue,
+		Name:        s.Name,
+		Filters:     meta.Filters,
+		Shards:      s.Shards,
+		Key:         meta.Key,
+		Retention:   s.Retention,
+		LastValue:   s.LastValue,
+		Compression: s.Compression,
 	}
 	if d.Retention.MaxAge == 0 {
 		// Specs hold validated definitions, whose only zero age is "no bound".

@@ -87,6 +87,11 @@ read_max_unacked: 1000
 			want: Definition{Name: "forever", Filters: []string{"x"}, Shards: 4, Key: "clientid", Retention: log.Retention{MaxAge: NoMaxAge}},
 		},
 		{
+			name: "compression",
+			src:  "name: z\nfilter: a\ncompression: zstd\n",
+			want: Definition{Name: "z", Filters: []string{"a"}, Shards: 4, Key: "clientid", Retention: log.Retention{MaxAge: 7 * 24 * time.Hour}, Compression: "zstd"},
+		},
+		{
 			name: "agreeing alias",
 			src:  "name: s\nfilter: a\ntopic_filter: a\nkey: topic\nkey_expression: topic\n",
 			want: Definition{Name: "s", Filters: []string{"a"}, Shards: 4, Key: "topic", Retention: log.Retention{MaxAge: 7 * 24 * time.Hour}},
@@ -185,6 +190,8 @@ func TestDefinitionErrors(t *testing.T) {
 		{"bad count", "name: t\nfilter: a\nlimits: {max_shard_message_count: lots}", `limits.max_shard_message_count: want a number`},
 		{"last_value type", "name: t\nfilter: a\nlast_value: yes", `last_value: want true or false, not "yes"`},
 		{"retention type", "name: t\nfilter: a\nretention: 7d", `retention: want a mapping`},
+		{"bad compression", "name: t\nfilter: a\ncompression: gzip", `compression: "gzip" is not one of none, lz4, zstd`},
+		{"compression type", "name: t\nfilter: a\ncompression: true", `compression: want none, lz4 or zstd`},
 		{"disagreeing alias", "name: t\nfilter: a\ntopic_filter: b", `"filter" and "topic_filter" disagree`},
 		{"disagreeing key", "name: t\nfilter: a\nkey: topic\nkey_expression: message.from", `"key" and "key_expression" disagree`},
 		{"disagreeing age", "name: t\nfilter: a\nretention: {max_age: 1h}\ndata_retention_period: 2h", `"retention.max_age" and "data_retention_period" disagree`},
@@ -251,6 +258,7 @@ func TestDefinitionJSONRoundTrip(t *testing.T) {
 		{Name: "b", Filters: []string{"x/#", "y/+"}, Shards: 12, Key: "json:id", LastValue: true,
 			Retention: log.Retention{MaxAge: 36 * time.Hour, MaxBytes: 5 << 20, MaxMessages: 99}},
 		{Name: "c", Filters: []string{"$SYS/#"}, Key: "none", Retention: log.Retention{MaxAge: NoMaxAge}},
+		{Name: "d", Filters: []string{"d/#"}, Compression: "lz4"},
 	}
 	for _, d := range defs {
 		if err := d.Validate(); err != nil {

@@ -58,6 +58,7 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 	defer hold.Stop()
 	var (
 		batches []log.Batch
+		rr      *log.RecordReader // the batch being decoded, a chunk at a time
 		recs    []log.StoredRecord
 		last    int64 // last offset of the batch recs come from
 	)
@@ -66,6 +67,22 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 			return
 		}
 		if len(recs) == 0 {
+			if rr != nil && !rr.Done() {
+				var err error
+				if recs, err = rr.Next(nil, replayDecodeRecords); err != nil {
+					lg.Error().Err(err).Int64("offset", last).Msg("replay skips the rest of an undecodable batch")
+					recs = nil
+				} else if len(recs) > 0 {
+					continue
+				}
+			}
+			if rr != nil {
+				rr = nil
+				if last >= next {
+					next, w.next = last+1, last+1 // records compacted away at the batch's end
+				}
+				continue
+			}
 			if len(batches) == 0 {
 				// One write for all that one read brought.
 				if err := w.flush(); err != nil {
@@ -120,13 +137,14 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 			}
 			b := batches[0]
 			batches = batches[1:]
-			var err error
-			if recs, err = b.Records(next); err != nil {
-				lg.Error().Err(err).Int64("offset", b.BaseOffset).Msg("replay skips an undecodable batch")
-			}
 			last = b.LastOffset
-			if len(recs) == 0 && last >= next {
-				next, w.next = last+1, last+1 // records compacted away
+			var err error
+			if rr, err = b.Reader(next); err != nil {
+				lg.Error().Err(err).Int64("offset", b.BaseOffset).Msg("replay skips an undecodable batch")
+				rr = nil
+				if last >= next {
+					next, w.next = last+1, last+1
+				}
 			}
 			continue
 		}
@@ -147,7 +165,7 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 			}
 			// A slow or stalled client: wait holding nothing read, so it costs its
 			// window only; the log is read again from next once there is room.
-			batches, recs = nil, nil
+			batches, recs, rr = nil, nil, nil
 			w.release()
 			s.parked.Add(1)
 			err := waitRoom(run, w.wake, w.own)
@@ -165,11 +183,12 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 		}
 		next = recs[0].Offset + 1
 		recs = recs[1:]
-		if len(recs) == 0 && last >= next {
-			next, w.next = last+1, last+1 // records compacted away at the batch's end
-		}
 	}
 }
+
+// replayDecodeRecords is how many records a shard reader decodes at a time: a merged
+// batch holds thousands, and a reader waiting for window room drops what it decoded.
+const replayDecodeRecords = 256
 
 // windowHold is how long a reader whose window is full keeps what it read, expecting
 // acknowledgements, before it lets go of it and waits as a stalled reader.
