@@ -110,6 +110,7 @@ func handleDescribeConfigs(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response
 // broker default it overrides.
 var topicConfig = map[string]configEntry{
 	mapping.KafkaCleanupPolicy:  {typ: kmsg.ConfigTypeList, doc: "delete, or compact for a last-value stream.", brokerName: "log.cleanup.policy", defaultValue: "delete"},
+	mapping.KafkaCompression:    {typ: kmsg.ConfigTypeString, doc: "Compression of stored batches once merged: uncompressed, lz4 or zstd.", brokerName: "compression.type", defaultValue: "uncompressed"},
 	mapping.KafkaKey:            {typ: kmsg.ConfigTypeString, doc: "The stream key template: the Kafka record key.", defaultValue: mapping.DefaultKey},
 	mapping.KafkaTopicFilter:    {typ: kmsg.ConfigTypeList, doc: "MQTT topic filters whose publishes are appended to the stream; empty for a stream only Kafka producers write."},
 	mapping.KafkaRetentionBytes: {typ: kmsg.ConfigTypeLong, doc: "Bytes kept per partition (shard); -1 is unbounded.", brokerName: "log.retention.bytes", defaultValue: "-1"},

@@ -31,7 +31,7 @@ func (s *Server) alterTopicConfigs(c *conn, topic string, changes []configChange
 	change := func(d mapping.Definition) (mapping.Definition, error) {
 		if replace {
 			// The mapping (mqtt.*) is the stream's identity and stays unless named.
-			for _, name := range []string{mapping.KafkaRetentionMS, mapping.KafkaRetentionBytes, mapping.KafkaCleanupPolicy} {
+			for _, name := range []string{mapping.KafkaRetentionMS, mapping.KafkaRetentionBytes, mapping.KafkaCleanupPolicy, mapping.KafkaCompression} {
 				_ = d.SetKafkaConfig(name, nil)
 			}
 		}

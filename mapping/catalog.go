@@ -200,6 +200,7 @@ func Diff(a, b Definition) []string {
 	add("retention.max_age", a.Retention.MaxAge != b.Retention.MaxAge)
 	add("retention.max_bytes", a.Retention.MaxBytes != b.Retention.MaxBytes)
 	add("retention.max_messages", a.Retention.MaxMessages != b.Retention.MaxMessages)
+	add("compression", a.Spec().Compression != b.Spec().Compression) // "" and none are one
 	return out
 }
 

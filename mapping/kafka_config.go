@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mqstreams/mqstreams/log"
 )
 
 // Kafka topic config names a definition maps to (DescribeConfigs shows them,
@@ -16,10 +18,11 @@ const (
 	KafkaRetentionMS    = "retention.ms"
 	KafkaRetentionBytes = "retention.bytes"
 	KafkaCleanupPolicy  = "cleanup.policy"
+	KafkaCompression    = "compression.type"
 )
 
 // KafkaConfigNames lists the topic configs a definition answers for, sorted.
-var KafkaConfigNames = []string{KafkaCleanupPolicy, KafkaTopicFilter, KafkaKey, KafkaRetentionBytes, KafkaRetentionMS}
+var KafkaConfigNames = []string{KafkaCleanupPolicy, KafkaCompression, KafkaTopicFilter, KafkaKey, KafkaRetentionBytes, KafkaRetentionMS}
 
 // ErrUnknownConfig is returned by SetKafkaConfig for a config name it does not know.
 var ErrUnknownConfig = errors.New("unknown topic config")
@@ -78,6 +81,17 @@ func (d *Definition) SetKafkaConfig(name string, value *string) error {
 		default:
 			return fmt.Errorf("%s: want delete or compact, not %q", name, v)
 		}
+	case KafkaCompression:
+		// Kafka's producer (keep what producers sent) is how batches arrive; stored
+		// batches are compressed as the stream says once merged.
+		switch v {
+		case "", "producer", "uncompressed", "none":
+			d.Compression = ""
+		case log.CompressionLZ4, log.CompressionZstd:
+			d.Compression = v
+		default:
+			return fmt.Errorf("%s: want uncompressed, lz4 or zstd, not %q", name, v)
+		}
 	default:
 		return fmt.Errorf("%w %q (known: %s)", ErrUnknownConfig, name, strings.Join(KafkaConfigNames, ", "))
 	}
@@ -104,8 +118,13 @@ func (d Definition) KafkaConfigs() []KafkaConfig {
 	if d.LastValue {
 		policy = "compact"
 	}
+	compression := "uncompressed"
+	if c := d.Spec().Compression; c != "" {
+		compression = c
+	}
 	return []KafkaConfig{
 		{KafkaCleanupPolicy, policy, !d.LastValue},
+		{KafkaCompression, compression, compression == "uncompressed"},
 		{KafkaKey, d.Key, d.Key == DefaultKey},
 		{KafkaTopicFilter, strings.Join(d.Filters, ","), len(d.Filters) == 0},
 		{KafkaRetentionBytes, strconv.FormatInt(retBytes, 10), retBytes < 0},

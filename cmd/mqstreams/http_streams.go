@@ -290,6 +290,9 @@ func mergeDefinition(cur mapping.Definition, fields map[string]json.RawMessage) 
 		"key":        cur.Key,
 		"last_value": cur.LastValue,
 	}
+	if cur.Compression != "" {
+		base["compression"] = cur.Compression
+	}
 	// Which base entries a given field replaces.
 	groups := map[string][]string{
 		"filter": {"filters"}, "filters": {"filters"}, "topic_filter": {"filters"},

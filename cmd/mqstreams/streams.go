@@ -125,6 +125,7 @@ type streamFlags struct {
 	MaxAge      *string  `help:"Retention by age, e.g. 72h, 7d, infinity."`
 	MaxBytes    *string  `help:"Retention by bytes per shard, e.g. 10GiB, infinity."`
 	MaxMessages *string  `help:"Retention by records per shard, or infinity."`
+	Compression *string  `help:"Compression of stored batches once merged: none, lz4 or zstd."`
 }
 
 func (f streamFlags) body(name string) map[string]any {
@@ -143,6 +144,9 @@ func (f streamFlags) body(name string) map[string]any {
 	}
 	if f.LastValue != nil {
 		b["last_value"] = *f.LastValue
+	}
+	if f.Compression != nil {
+		b["compression"] = *f.Compression
 	}
 	ret := map[string]any{}
 	if f.MaxAge != nil {
