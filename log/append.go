@@ -27,7 +27,7 @@ func (s *Stream) Append(shard int32, recs []Record) (AppendResult, error) {
 // shard, closed log) calls done before AppendAsync returns.
 func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult, error)) {
 	if len(recs) == 0 {
-		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.spec.Name, shard))
+		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.name, shard))
 		return
 	}
 	if _, err := s.shard(shard); err != nil {
@@ -39,7 +39,7 @@ func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult,
 	l.queueMu.Lock()
 	if l.closed {
 		l.queueMu.Unlock()
-		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, ErrClosed))
+		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, ErrClosed))
 		return
 	}
 	l.queue = append(l.queue, p)
@@ -213,7 +213,7 @@ func (l *Log) commit(q []*pending) {
 		for _, g := range order {
 			g.sh.next, g.sh.lastTS, g.sh.cum = g.next, g.lastTS, g.cum
 			for _, p := range g.items {
-				p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", g.stream.spec.Name, g.shard, err))
+				p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", g.stream.name, g.shard, err))
 			}
 		}
 		return
@@ -228,7 +228,7 @@ func (l *Log) commit(q []*pending) {
 		}
 		g.sh.appended()
 		for _, p := range g.items {
-			l.opts.Observer.ObserveAppend(g.stream.spec.Name, len(p.recs), p.bytes, done.Sub(p.enqueued))
+			l.opts.Observer.ObserveAppend(g.stream.name, len(p.recs), p.bytes, done.Sub(p.enqueued))
 			p.done(AppendResult{BaseOffset: p.base, TimestampUS: p.tsUS}, nil)
 		}
 	}

@@ -192,7 +192,7 @@ func (l *Log) load() error {
 		if err := json.Unmarshal(it.Value(), &ss); err != nil {
 			return fmt.Errorf("load stream %q: %w", it.Key()[1:], err)
 		}
-		s := &Stream{log: l, id: ss.ID, spec: ss.Spec}
+		s := &Stream{log: l, id: ss.ID, name: ss.Spec.Name, spec: ss.Spec}
 		for i := int32(0); i < ss.Spec.Shards; i++ {
 			sh, err := l.recoverShard(ss.ID, i)
 			if err != nil {
@@ -283,7 +283,7 @@ func (l *Log) Streams() []*Stream {
 		out = append(out, s)
 	}
 	l.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].spec.Name < out[j].spec.Name })
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
 

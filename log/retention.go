@@ -209,7 +209,7 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 	}
 	// A compacted shard's cumulative positions overcount; its dropped bytes are summed.
 	dropped := int64(-1)
-	if s.spec.LastValue {
+	if s.Spec().LastValue {
 		if dropped, err = s.storedBytes(shard, keepBase); err != nil {
 			return err
 		}
@@ -224,7 +224,7 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 	}
 	_ = b.Set(startKey(s.id, shard), binary.BigEndian.AppendUint64(nil, uint64(target)), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("retention %s/%d to %d: %w", s.spec.Name, shard, target, err)
+		return fmt.Errorf("retention %s/%d to %d: %w", s.name, shard, target, err)
 	}
 	sh.start.Store(target)
 	if dropped >= 0 {

@@ -36,6 +36,8 @@ type StreamSpec struct {
 type Stream struct {
 	log *Log
 	id  uint32
+	// name is spec.Name, which never changes: read without the lock that guards spec.
+	name string
 
 	mu      sync.RWMutex
 	spec    StreamSpec
@@ -108,7 +110,7 @@ func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
 		return nil, fmt.Errorf("create stream %s: %w", spec.Name, err)
 	}
 	l.nextID = id
-	s := &Stream{log: l, id: id, spec: spec}
+	s := &Stream{log: l, id: id, name: spec.Name, spec: spec}
 	for i := int32(0); i < spec.Shards; i++ {
 		s.shards = append(s.shards, newShardState())
 	}
@@ -238,7 +240,7 @@ func (s *Stream) DeleteRecordsBefore(shard int32, offset int64) (int64, error) {
 		offset = hwm
 	}
 	if offset < 0 || offset > hwm {
-		return 0, fmt.Errorf("delete records %s/%d before %d (log %d..%d): %w", s.spec.Name, shard, offset, start, hwm, ErrOffsetOutOfRange)
+		return 0, fmt.Errorf("delete records %s/%d before %d (log %d..%d): %w", s.name, shard, offset, start, hwm, ErrOffsetOutOfRange)
 	}
 	if offset <= start {
 		return start, nil
@@ -250,7 +252,7 @@ func (s *Stream) DeleteRecordsBefore(shard int32, offset int64) (int64, error) {
 }
 
 // Name is the stream's name (its Kafka topic).
-func (s *Stream) Name() string { return s.spec.Name }
+func (s *Stream) Name() string { return s.name }
 
 // ID is the stream's internal numeric id (unique for the life of the data dir).
 func (s *Stream) ID() uint32 { return s.id }
@@ -280,10 +282,10 @@ func (s *Stream) shard(i int32) (*shardState, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.deleted {
-		return nil, fmt.Errorf("stream %s: %w", s.spec.Name, ErrUnknownStream)
+		return nil, fmt.Errorf("stream %s: %w", s.name, ErrUnknownStream)
 	}
 	if i < 0 || int(i) >= len(s.shards) {
-		return nil, fmt.Errorf("stream %s shard %d: %w", s.spec.Name, i, ErrUnknownShard)
+		return nil, fmt.Errorf("stream %s shard %d: %w", s.name, i, ErrUnknownShard)
 	}
 	return s.shards[i], nil
 }
@@ -348,7 +350,7 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 	hwm := sh.hwm.Load()
 	start := sh.start.Load()
 	if offset < start || offset > hwm {
-		return fmt.Errorf("read %s/%d at %d (log %d..%d): %w", s.spec.Name, shard, offset, start, hwm, ErrOffsetOutOfRange)
+		return fmt.Errorf("read %s/%d at %d (log %d..%d): %w", s.name, shard, offset, start, hwm, ErrOffsetOutOfRange)
 	}
 	if offset == hwm {
 		return nil
@@ -356,7 +358,7 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 	p := shardPrefix(prefixBatch, s.id, shard)
 	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, hwm)})
 	if err != nil {
-		return fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("read %s/%d: %w", s.name, shard, err)
 	}
 	defer it.Close()
 	if !it.SeekLT(batchKey(s.id, shard, offset+1)) {
@@ -366,7 +368,7 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 	for ; it.Valid(); it.Next() {
 		sv, err := parseStored(it.Value())
 		if err != nil {
-			return fmt.Errorf("read %s/%d at %d: %w", s.spec.Name, shard, batchKeyOffset(it.Key()), err)
+			return fmt.Errorf("read %s/%d at %d: %w", s.name, shard, batchKeyOffset(it.Key()), err)
 		}
 		if total > 0 && total+len(sv.batch) > maxBytes {
 			break
@@ -382,7 +384,7 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 		}
 	}
 	if err := it.Error(); err != nil {
-		return fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("read %s/%d: %w", s.name, shard, err)
 	}
 	return nil
 }
@@ -399,7 +401,7 @@ func (s *Stream) OffsetForTime(shard int32, tsUS int64) (offset, foundTS int64, 
 	p := shardPrefix(prefixTime, s.id, shard)
 	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
-		return 0, 0, fmt.Errorf("time lookup %s/%d: %w", s.spec.Name, shard, err)
+		return 0, 0, fmt.Errorf("time lookup %s/%d: %w", s.name, shard, err)
 	}
 	defer it.Close()
 	if tsUS < 0 {
