@@ -86,7 +86,7 @@ func validateNew(s *Server, d mapping.Definition) error {
 		return fmt.Errorf("stream %q: %w", d.Name, mapping.ErrStreamExists)
 	}
 	if err := d.ValidateKafkaOnly(); err != nil {
-		return fmt.Errorf("%w: %w", mapping.ErrInvalid, err)
+		return mapping.Invalid(err)
 	}
 	return nil
 }

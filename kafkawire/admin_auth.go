@@ -40,7 +40,7 @@ func catalogError(err error) (int16, string) {
 	case errors.Is(err, errBadConfig):
 		return kerr.InvalidConfig.Code, err.Error()
 	case errors.Is(err, mapping.ErrInvalid):
-		return kerr.InvalidConfig.Code, mapping.InvalidReason(err)
+		return kerr.InvalidConfig.Code, err.Error()
 	}
 	return kerr.UnknownServerError.Code, err.Error()
 }

@@ -42,7 +42,7 @@ func (s *Server) alterTopicConfigs(c *conn, topic string, changes []configChange
 		}
 		if validateOnly {
 			if err := d.ValidateKafkaOnly(); err != nil {
-				return d, fmt.Errorf("%w: %w", mapping.ErrInvalid, err)
+				return d, mapping.Invalid(err)
 			}
 			return d, errValidated
 		}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/mqstreams/mqstreams/log"
@@ -124,13 +123,13 @@ func (c *Catalog) alter(name string, change func(Definition) (Definition, error)
 		return Definition{}, err
 	}
 	if d.Name != name {
-		return Definition{}, fmt.Errorf("%w: stream %q: name: cannot be changed (to %q)", ErrInvalid, name, d.Name)
+		return Definition{}, Invalidf("stream %q: name: cannot be changed (to %q)", name, d.Name)
 	}
 	if err := check(&d, needFilter); err != nil {
 		return Definition{}, err
 	}
 	if d.Shards < cur.Shards {
-		return Definition{}, fmt.Errorf("%w: stream %q: shards: cannot shrink from %d to %d", ErrInvalid, name, cur.Shards, d.Shards)
+		return Definition{}, Invalidf("stream %q: shards: cannot shrink from %d to %d", name, cur.Shards, d.Shards)
 	}
 	if _, err := c.log.UpdateStream(d.Spec()); err != nil {
 		return Definition{}, err
@@ -214,13 +213,20 @@ func check(d *Definition, needFilter bool) error {
 		err = d.ValidateKafkaOnly()
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+		return Invalid(err)
 	}
 	return nil
 }
 
-// InvalidReason is the message of a refused definition without the ErrInvalid prefix,
-// for protocol errors that carry their own code.
-func InvalidReason(err error) string {
-	return strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
-}
+// Invalid marks err as a refused definition or change: errors.Is(…, ErrInvalid) holds,
+// and its message is err's alone, ready for a protocol's own error (400, INVALID_CONFIG).
+func Invalid(err error) error { return invalidError{err} }
+
+// Invalidf is Invalid(fmt.Errorf(format, args...)).
+func Invalidf(format string, args ...any) error { return invalidError{fmt.Errorf(format, args...)} }
+
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string        { return e.err.Error() }
+func (e invalidError) Unwrap() error        { return e.err }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }

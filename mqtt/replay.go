@@ -385,7 +385,7 @@ func (h *ReplayHook) createStream(t streamTopic) (*log.Stream, *subError) {
 		return st, nil
 	}
 	if errors.Is(err, mapping.ErrInvalid) {
-		return nil, invalidFilter("auto-create: %s", mapping.InvalidReason(err))
+		return nil, invalidFilter("auto-create: %s", err)
 	}
 	if err != nil {
 		return nil, implError("auto-create stream %q: %v", t.name, err)

@@ -132,10 +132,10 @@ func (a streamsAPI) update(w http.ResponseWriter, r *http.Request) {
 		}
 		var d mapping.Definition
 		if err := json.Unmarshal(merged, &d); err != nil {
-			return cur, fmt.Errorf("%w: %s", mapping.ErrInvalid, jsonReason(err))
+			return cur, mapping.Invalid(errors.New(jsonReason(err)))
 		}
 		if d.Name != name {
-			return cur, fmt.Errorf("%w: name: %q differs from the path's %q (streams cannot be renamed)", mapping.ErrInvalid, d.Name, name)
+			return cur, mapping.Invalidf("name: %q differs from the path's %q (streams cannot be renamed)", d.Name, name)
 		}
 		// The REST API, as EMQX, wants a topic filter, except on a stream that has
 		// none (created through Kafka) and keeps none.
@@ -144,7 +144,7 @@ func (a streamsAPI) update(w http.ResponseWriter, r *http.Request) {
 			check = d.ValidateKafkaOnly
 		}
 		if err := check(); err != nil {
-			return cur, fmt.Errorf("%w: %w", mapping.ErrInvalid, err)
+			return cur, mapping.Invalid(err)
 		}
 		return d, nil
 	})
@@ -267,7 +267,7 @@ func catalogAPIError(w http.ResponseWriter, err error) {
 	case errors.Is(err, mapping.ErrUnknownStream):
 		apiError(w, http.StatusNotFound, "NOT_FOUND", err.Error())
 	case errors.Is(err, mapping.ErrInvalid):
-		apiError(w, http.StatusBadRequest, "BAD_REQUEST", mapping.InvalidReason(err))
+		apiError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
 	default:
 		apiError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
 	}
@@ -306,7 +306,7 @@ func mergeDefinition(cur mapping.Definition, fields map[string]json.RawMessage) 
 		case "retention", "limits":
 			var sub map[string]json.RawMessage
 			if err := json.Unmarshal(v, &sub); err != nil {
-				return nil, fmt.Errorf("%w: %s: want an object", mapping.ErrInvalid, k)
+				return nil, mapping.Invalidf("%s: want an object", k)
 			}
 			for sk := range sub {
 				switch k + "." + sk {
