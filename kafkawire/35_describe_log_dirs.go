@@ -3,7 +3,6 @@ package kafkawire
 import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/mqstreams/mqstreams/auth"
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -58,10 +57,4 @@ func handleDescribeLogDirs(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response
 	}
 	resp.Dirs = append(resp.Dirs, dir)
 	return resp, nil
-}
-
-// mayDescribe tells whether the principal may see a stream's definition and sizes:
-// reading or administering it is enough.
-func (s *Server) mayDescribe(c *conn, stream string) bool {
-	return s.authorizeStream(c, stream, auth.OpRead) || s.authorizeStream(c, stream, auth.OpAdmin)
 }

@@ -9,23 +9,19 @@ import (
 	"github.com/mqstreams/mqstreams/mapping"
 )
 
-// authorizeStream is the one place the admin APIs (CreateTopics, DeleteTopics,
-// CreatePartitions, the AlterConfigs pair, DeleteRecords, DescribeConfigs,
-// DescribeLogDirs) decide whether the connection's principal holds op on a stream.
-// Without an auth store everything is allowed (tests of other features).
+// authorizeStream is the one place the stream admin APIs (CreateTopics, DeleteTopics,
+// CreatePartitions, the AlterConfigs pair, DeleteRecords, DescribeLogDirs) decide
+// whether the connection's principal holds op on a stream; authorized (authz.go) lets
+// those requests through to their handlers, which answer each refused topic with
+// TOPIC_AUTHORIZATION_FAILED. Without a user store everything is allowed.
 func (s *Server) authorizeStream(c *conn, stream string, op auth.Op) bool {
-	if s.auth == nil {
-		return true
-	}
-	p, ok := c.principal()
-	return ok && p.CanStream(stream, op)
+	return s.auth == nil || c.sec.principal.CanStream(stream, op)
 }
 
-// principal is who the connection acts for. Until a SASL exchange authenticates
-// connections, every connection is the anonymous client, which holds only what the
-// store grants anonymous clients (everything in open mode, nothing when refused).
-func (c *conn) principal() (auth.Principal, bool) {
-	return c.s.auth.Anonymous()
+// mayDescribe tells whether the principal may see a stream's configuration and sizes:
+// any operation on it, as Metadata and DescribeConfigs decide (authz.go).
+func (s *Server) mayDescribe(c *conn, stream string) bool {
+	return s.auth == nil || canDescribe(c.sec.principal, stream)
 }
 
 // catalogError maps a catalog error to a Kafka error code and message.
@@ -35,11 +31,7 @@ func catalogError(err error) (int16, string) {
 		return kerr.TopicAlreadyExists.Code, err.Error()
 	case errors.Is(err, mapping.ErrUnknownStream):
 		return kerr.UnknownTopicOrPartition.Code, err.Error()
-	case errors.Is(err, mapping.ErrUnknownConfig):
-		return kerr.InvalidConfig.Code, err.Error()
-	case errors.Is(err, errBadConfig):
-		return kerr.InvalidConfig.Code, err.Error()
-	case errors.Is(err, mapping.ErrInvalid):
+	case errors.Is(err, mapping.ErrUnknownConfig), errors.Is(err, errBadConfig), errors.Is(err, mapping.ErrInvalid):
 		return kerr.InvalidConfig.Code, err.Error()
 	}
 	return kerr.UnknownServerError.Code, err.Error()

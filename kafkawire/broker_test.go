@@ -76,7 +76,7 @@ func (tb *testBroker) stream(t testing.TB, spec log.StreamSpec) *log.Stream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.cat.Create(d, false); err != nil {
+	if _, err := tb.s.cat.Create(d, false); err != nil {
 		t.Fatal(err)
 	}
 	return tb.l.Stream(spec.Name)

@@ -38,6 +38,9 @@ type conn struct {
 	// fbuf holds a fetch's record batches until the response is encoded; reused so a
 	// replaying consumer costs one copy out of the log and no garbage per fetch.
 	fbuf []byte
+
+	// sec is the connection's principal and SASL progress (security.go).
+	sec connSecurity
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -67,6 +70,9 @@ func (c *conn) serve() {
 		}
 	}()
 	c.lg.Debug().Msg("kafka connection opened")
+	if err := c.setupSecurity(); err != nil {
+		return
+	}
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
@@ -85,7 +91,9 @@ func (c *conn) serve() {
 			c.rbuf = nil
 		}
 		if err != nil {
-			c.lg.Info().Err(err).Msg("kafka connection closed: bad request")
+			if !errors.Is(err, errSASLFailed) { // logged once where it failed
+				c.lg.Info().Err(err).Msg("kafka connection closed: bad request")
+			}
 			return
 		}
 		if out == nil {
@@ -93,6 +101,9 @@ func (c *conn) serve() {
 		}
 		if _, err := c.nc.Write(out); err != nil {
 			c.lg.Debug().Err(err).Msg("kafka connection closed on write")
+			return
+		}
+		if c.sec.closeAfterWrite {
 			return
 		}
 		if cap(out) > maxKeptResponseBuf {
@@ -139,6 +150,9 @@ func readFrame(r io.Reader, maxBytes int32, buf []byte) ([]byte, error) {
 // response frame (into c.wbuf), or nil when a handler answers nothing (a nil response).
 // An error means the connection must close.
 func (c *conn) dispatch(body []byte) ([]byte, error) {
+	if c.rawSASLPending() {
+		return c.rawSASL(body)
+	}
 	r := kbin.Reader{Src: body}
 	key := r.Int16()
 	version := r.Int16()
@@ -161,6 +175,9 @@ func (c *conn) dispatch(body []byte) ([]byte, error) {
 		// client can learn the versions we speak; its body is not read.
 		return c.encode(corr, unsupportedApiVersions()), nil
 	}
+	if err := c.gate(key); err != nil {
+		return nil, err
+	}
 	if version < 0 || version > req.MaxVersion() {
 		return nil, fmt.Errorf("%w: %s v%d", errBadVersion, kmsg.NameForKey(key), version)
 	}
@@ -181,7 +198,7 @@ func (c *conn) dispatch(body []byte) ([]byte, error) {
 		}
 		return c.encode(corr, resp), nil
 	}
-	resp, err := a.handle(c.s, c, req)
+	resp, err := c.s.authorized(c, a.handle, req)
 	if err != nil {
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
 	}

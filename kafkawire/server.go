@@ -72,7 +72,6 @@ type Server struct {
 	cfg     Config
 	log     *log.Log
 	cat     Catalog
-	auth    *auth.Store
 	lg      zerolog.Logger
 	metrics *metrics
 	coord   *coordinator
@@ -80,6 +79,13 @@ type Server struct {
 	producers *producers
 
 	clusterID string
+
+	// proto is the listener's security protocol (security.go); auth and tls its user
+	// store (nil allows everything) and certificates (nil without TLS).
+	proto   string
+	auth    *auth.Store
+	tls     *certs.Source
+	limiter *auth.Limiter
 
 	ln        net.Listener
 	advHost   string
@@ -114,6 +120,10 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("kafkawire: advertised address: %w", err)
 		}
 	}
+	proto, err := checkSecurity(o)
+	if err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("kafkawire: metrics: %w", err)
@@ -133,12 +143,15 @@ func New(o Options) (*Server, error) {
 		cfg:       cfg,
 		log:       o.Log,
 		cat:       cat,
-		auth:      o.Auth,
 		lg:        lg,
 		metrics:   m,
 		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()),
 		producers: newProducers(time.Now),
 		clusterID: id,
+		proto:     proto,
+		auth:      o.Auth,
+		tls:       o.TLS,
+		limiter:   auth.NewLimiter(loginFailBurst, loginFailWindow),
 		done:      make(chan struct{}),
 		conns:     map[*conn]struct{}{},
 	}, nil
@@ -164,10 +177,10 @@ func (s *Server) Start() error {
 		_ = ln.Close()
 		return fmt.Errorf("kafka advertised address %s: %w", adv, err)
 	}
-	s.ln = ln
+	s.ln = s.listen(ln)
 	s.wg.Add(1)
 	go s.accept()
-	s.lg.Info().Str("addr", ln.Addr().String()).Str("advertised", adv).Str("cluster_id", s.clusterID).Msg("kafka listening")
+	s.lg.Info().Str("addr", ln.Addr().String()).Str("advertised", adv).Str("cluster_id", s.clusterID).Str("security_protocol", s.proto).Msg("kafka listening")
 	return nil
 }
 

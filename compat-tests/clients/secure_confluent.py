@@ -1,0 +1,60 @@
+"""confluent-kafka-python (librdkafka) against a secured listener; JSON lines on stdout.
+
+usage: secure_confluent.py BOOTSTRAP MECHANISM USER CAFILE metadata | read TOPIC N
+The password comes from $MQS_PASSWORD (never on the command line). read subscribes with
+a group (app-confluent-PID) from the earliest offset and prints N records, or the first
+error.
+"""
+import os
+import sys
+
+from confluent_kafka import Consumer, KafkaError
+
+from compat_output import emit, record
+
+TIMEOUT = 30
+
+
+def main():
+    if len(sys.argv) < 6:
+        sys.exit("usage: secure_confluent.py BOOTSTRAP MECHANISM USER CAFILE metadata | read TOPIC N")
+    bootstrap, mechanism, user, cafile, mode = sys.argv[1:6]
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": mechanism,
+            "sasl.username": user,
+            "sasl.password": os.environ["MQS_PASSWORD"],
+            "ssl.ca.location": cafile,
+            "group.id": "app-confluent-%d" % os.getpid(),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "error_cb": lambda err: emit({"type": "error", "error": str(err)}),
+        }
+    )
+    try:
+        if mode == "metadata":
+            md = c.list_topics(timeout=TIMEOUT)
+            emit({"type": "metadata", "topics": {t: len(m.partitions) for t, m in md.topics.items() if m.error is None}})
+            return
+        topic, n = sys.argv[6], int(sys.argv[7])
+        c.subscribe([topic])
+        got = 0
+        while got < n:
+            msg = c.poll(TIMEOUT)
+            if msg is None:
+                sys.exit("no record within %ss" % TIMEOUT)
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                emit({"type": "error", "error": msg.error().str(), "code": msg.error().name()})
+                sys.exit(1)
+            _, ts = msg.timestamp()
+            record(msg.partition(), msg.offset(), ts, msg.key(), msg.value(), msg.headers())
+            got += 1
+    finally:
+        c.close()
+
+
+main()
