@@ -158,6 +158,13 @@ func TestEndToEnd(t *testing.T) {
 		{"mqstreams_log_high_watermark", []string{`stream="mqtt"`}, 2},
 		{"mqstreams_log_size_bytes", []string{`stream="mqtt"`}, -1},
 		{"mqstreams_build_info", []string{`version="` + testVersion + `"`}, 1},
+		{"mqstreams_kafka_requests_total", []string{`api="Fetch"`}, -1},
+		{"mqstreams_kafka_request_duration_seconds_count", []string{`api="Metadata"`}, -1},
+		{"mqstreams_received_bytes_total", []string{`proto="mqtt"`}, -1},
+		{"mqstreams_received_bytes_total", []string{`proto="kafka"`}, -1},
+		{"mqstreams_sent_bytes_total", []string{`proto="mqtt"`}, -1},
+		{"mqstreams_sent_bytes_total", []string{`proto="kafka"`}, -1},
+		{"mqstreams_mqtt_publishes_unmatched_total", nil, 0}, // the default stream takes "#"
 		{"go_goroutines", nil, -1},
 		{"process_resident_memory_bytes", nil, -1},
 	} {

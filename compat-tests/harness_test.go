@@ -22,6 +22,7 @@
 //	srv.RestartSamePorts(t)    // Stop (if running), then start on the same dir and the same ports
 //	srv.Logs()                 // everything the process wrote to stdout/stderr so far
 //	srv.WaitLog(t, "kafka listening") // waits for a log line whose message contains a string
+//	srv.Signal(t, syscall.SIGHUP)      // e.g. reload TLS certificates
 //	out, code := RunBinary(t, 30*time.Second, "serve", "--config", f) // a short-lived run
 //	NeedTool(t, "kcat")        // fails (not skips) when a client tool is missing
 //	Python(t)                  // the interpreter with the Debian python3-* client libraries
@@ -283,6 +284,17 @@ func (s *Server) RestartSamePorts(t testing.TB) {
 		s.Stop(t)
 	}
 	s.start(t, s.MQTTAddr, s.KafkaAddr, s.HTTPAddr)
+}
+
+// Signal sends a signal to the running process (SIGHUP reloads TLS certificates).
+func (s *Server) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if !s.running() {
+		t.Fatal("Signal: server is not running")
+	}
+	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
+	}
 }
 
 // Logs returns everything the process (and its restarts) wrote so far.

@@ -459,7 +459,7 @@ func requireLibrdkafkaMsgVer2(t *testing.T, addr string) {
 	if !has(0, 3) || !has(1, 4) {
 		t.Fatalf("server bug: ApiVersions must advertise Produce (key 0) v3 and Fetch (key 1) v4 "+
 			"for librdkafka to enable record batch v2 (its MsgVer2 feature); Produce v3 advertised: %v, "+
-			"Fetch v4: %v. Without them librdkafka sends Fetch v2, which the server does not serve (spec/kafka.md)",
+			"Fetch v4: %v. Without them librdkafka sends Fetch v2, which the server does not serve (docs/mapping.md, Kafka APIs)",
 			has(0, 3), has(1, 4))
 	}
 }

@@ -26,11 +26,32 @@ func TestKafkaPythonClients(t *testing.T) {
 		t.Parallel()
 		requireLibrdkafkaMsgVer2(t, fx.srv.KafkaAddr)
 		runKafkaClient(t, fx, "confluent", scriptClient{argv: confluent, addr: fx.srv.KafkaAddr})
+		t.Run("by-time-future", func(t *testing.T) { checkFutureOffsets(t, fx, scriptClient{argv: confluent, addr: fx.srv.KafkaAddr}) })
 	})
 	t.Run("kafkapython", func(t *testing.T) {
 		t.Parallel()
 		runKafkaClient(t, fx, "kafkapython", scriptClient{argv: kafkaPython, addr: fx.srv.KafkaAddr})
+		t.Run("by-time-future", func(t *testing.T) { checkFutureOffsets(t, fx, scriptClient{argv: kafkaPython, addr: fx.srv.KafkaAddr}) })
 	})
+}
+
+// checkFutureOffsets: a timestamp newer than every record resolves to offset -1 on every
+// partition, as Kafka answers (kafka-python returns None, printed as -1; confluent-kafka
+// returns OFFSET_END, -1), and nothing is replayed from it.
+func checkFutureOffsets(t *testing.T, fx *kafkaFixture, c scriptClient) {
+	ms := time.Now().Add(time.Hour).UnixMilli()
+	offsets, recs := c.ByTime(t, Deadline(t, 60*time.Second), kafkaTopic, ms)
+	if len(offsets) != kafkaPartitions {
+		t.Fatalf("offsets for %d: %v, want all %d partitions", ms, offsets, kafkaPartitions)
+	}
+	for p, o := range offsets {
+		if o != -1 {
+			t.Errorf("partition %d: offset %d for a time after every record, want -1", p, o)
+		}
+	}
+	if len(recs) != 0 {
+		t.Errorf("replayed %d records from a time after every record", len(recs))
+	}
 }
 
 func TestKafkaJS(t *testing.T) {

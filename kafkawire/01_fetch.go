@@ -17,14 +17,14 @@ import (
 // Returns the stored v2 record batches as they are (no re-encoding). Limits: max_bytes
 // bounds the response and partition_max_bytes each partition, except that a
 // partition's first batch is always returned whole when it is the first data in the
-// response or still fits in max_bytes (pitfall 4: otherwise the consumer stalls on a
+// response or still fits in max_bytes (docs/mapping.md, Kafka pitfall 4: otherwise the consumer stalls on a
 // big batch). min_bytes/max_wait_ms are a long poll woken by the shards' append
 // notifications, ending at the deadline or when the server closes; an error on any
 // partition answers at once. Outside [log start, high watermark] is OFFSET_OUT_OF_RANGE;
 // an unknown topic or partition UNKNOWN_TOPIC_OR_PARTITION. Every partition carries
 // its high watermark, last stable offset (= high watermark, there are no transactions)
 // and log start (v5+). A read below the high watermark that finds no batch (a gap)
-// answers an empty batch spanning the gap so the consumer moves on (pitfall 5).
+// answers an empty batch spanning the gap so the consumer moves on (docs/mapping.md, Kafka pitfall 5).
 // Fetch sessions (v7+) are declined: the response's session id is always 0 and every
 // request, incremental ones included, is served in full. v4 is the oldest version with
 // v2 record batches (kafka-python uses it); v11 adds the rack (ignored) and preferred

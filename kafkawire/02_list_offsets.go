@@ -15,9 +15,10 @@ import (
 // Timestamp -2 is the log start, -1 the high watermark (only durable records; read
 // committed or not, there are no transactions), -3 (v7) the newest record with its
 // time. T >= 0 is the first offset whose append time is >= T ms with that real time
-// (v1+), or the high watermark with timestamp -1 when no record is that new. Other
-// negative timestamps are treated as 0. v0 answers in OldStyleOffsets (at most
-// MaxNumOffsets, which is one offset here). v4+ leader epochs are -1.
+// (v1+), or offset -1 with timestamp -1 when no record is that new, as Kafka answers
+// (kafka-python's offsets_for_times then returns None). Other negative timestamps are
+// treated as 0. v0 answers in OldStyleOffsets (at most MaxNumOffsets, which is one
+// offset here; the high watermark when no record is that new). v4+ leader epochs are -1.
 
 func init() { register(2, 0, 7, handleListOffsets) }
 
@@ -40,6 +41,9 @@ func handleListOffsets(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 				case err != nil:
 					p.ErrorCode = offsetsErrorCode(err)
 				case req.Version == 0:
+					if off < 0 && rp.Timestamp >= 0 {
+						_, off, _ = st.Offsets(rp.Partition)
+					}
 					if rp.MaxNumOffsets > 0 {
 						p.OldStyleOffsets = []int64{off}
 					}
@@ -78,12 +82,15 @@ func listOffset(st *log.Stream, shard int32, ts int64) (offset, tsMS int64, err 
 	}
 	if ts > math.MaxInt64/1000 {
 		// Beyond any append time (and µs would overflow): no record is that new.
-		_, hwm, err := st.Offsets(shard)
-		return hwm, -1, err
+		_, _, err := st.Offsets(shard)
+		return -1, -1, err
 	}
 	off, us, err := st.OffsetForTime(shard, ts*1000)
-	if err != nil || us < 0 {
+	if err != nil {
 		return off, -1, err
+	}
+	if us < 0 {
+		return -1, -1, nil
 	}
 	return off, us / 1000, nil
 }

@@ -265,7 +265,7 @@ func TestListOffsets(t *testing.T) {
 	check("end", lo, err, map[int32][2]int64{0: {5, -1}, 1: {0, -1}})
 	lo, err = adm.ListOffsetsAfterMilli(ctx, t1/1000, "times")
 	check("at t1", lo, err, map[int32][2]int64{0: {0, t1 / 1000}})
-	// First offset at or after the time, not the last before it (pitfall 1).
+	// First offset at or after the time, not the last before it (docs/mapping.md, Kafka pitfall 1).
 	lo, err = adm.ListOffsetsAfterMilli(ctx, t1/1000+1, "times")
 	check("after t1", lo, err, map[int32][2]int64{0: {3, t2 / 1000}})
 	lo, err = adm.ListOffsetsAfterMilli(ctx, t2/1000+1, "times")
@@ -417,6 +417,13 @@ func TestMetrics(t *testing.T) {
 	appendRecs(t, st, 0, log.Record{Value: []byte("hello")})
 	cl := tb.client(t, kgo.ConsumeTopics("m"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	pollN(t, cl, 1, 30*time.Second)
+	// An error code in a response, then a request that closes its connection.
+	rc := dialRaw(t, tb.addr)
+	rc.roundTrip(listOffsetsReq(1, "nope", -1))
+	rc.write([]byte{0, 0, 0, 6, 0x7f, 0x7f, 0, 0, 0, 1}) // unknown API key 32639
+	if _, err := rc.readFrame(30 * time.Second); err == nil {
+		t.Fatal("unknown API answered")
+	}
 	fams, err := tb.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +435,21 @@ func TestMetrics(t *testing.T) {
 			for _, lp := range m.GetLabel() {
 				name += "," + lp.GetName() + "=" + lp.GetValue()
 			}
-			got[name] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			got[name] = m.GetGauge().GetValue() + m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	for _, want := range []string{
+		"mqstreams_kafka_requests_total,api=Fetch",
+		"mqstreams_kafka_requests_total,api=Metadata",
+		"mqstreams_kafka_request_duration_seconds,api=Fetch",
+		"mqstreams_kafka_errors_total,api=ListOffsets,error=UNKNOWN_TOPIC_OR_PARTITION",
+		"mqstreams_kafka_errors_total,api=unknown,error=connection_closed",
+		"mqstreams_connections_refused_total,proto=kafka,reason=bad_request",
+		"mqstreams_received_bytes_total,proto=kafka",
+		"mqstreams_sent_bytes_total,proto=kafka",
+	} {
+		if got[want] <= 0 {
+			t.Errorf("%s = %v, want > 0", want, got[want])
 		}
 	}
 	if n := got["mqstreams_kafka_fetch_bytes_total,stream=m"]; n <= 0 {

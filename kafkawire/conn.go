@@ -23,7 +23,7 @@ const idleTimeout = 10 * time.Minute
 
 // conn is one client connection and the state kept for it between requests.
 // Requests are handled one at a time in arrival order, so responses go out in request
-// order even when the client pipelines (design.md, "Kafka connections").
+// order even when the client pipelines (docs/design.md, "Kafka connections").
 type conn struct {
 	s      *Server
 	nc     net.Conn // nil when dispatch is driven directly (fuzz tests)
@@ -66,7 +66,7 @@ func (c *conn) serve() {
 	defer c.releaseBuffers()
 	defer func() {
 		if r := recover(); r != nil {
-			c.lg.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("kafka request handler panicked; closing connection")
+			c.lg.Error().Str("client_id", c.clientID).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("kafka request handler panicked; closing connection")
 		}
 	}()
 	c.lg.Debug().Msg("kafka connection opened")
@@ -78,11 +78,15 @@ func (c *conn) serve() {
 		_ = c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
 		body, err := readFrame(br, c.s.cfg.MaxRequestBytes, c.rbuf)
 		if err != nil {
+			if errors.Is(err, errFrameTooLarge) {
+				c.s.metrics.failed(-1, "frame_too_large")
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.lg.Debug().Err(err).Msg("kafka connection closed on read")
+				c.lg.Debug().Err(err).Str("client_id", c.clientID).Msg("kafka connection closed on read")
 			}
 			return
 		}
+		c.s.metrics.traffic(len(body)+4, 0)
 		out, err := c.dispatch(body)
 		// Keep a modest read buffer; a rare huge request should not pin its memory.
 		if cap(body) <= 1<<20 {
@@ -91,16 +95,25 @@ func (c *conn) serve() {
 			c.rbuf = nil
 		}
 		if err != nil {
-			if !errors.Is(err, errSASLFailed) { // logged once where it failed
-				c.lg.Info().Err(err).Msg("kafka connection closed: bad request")
+			key := int16(-1)
+			if len(body) >= 2 {
+				key = int16(binary.BigEndian.Uint16(body))
 			}
+			reason := "bad_request"
+			if errors.Is(err, errSASLFailed) {
+				reason = "sasl_failed"
+			} else { // a failed SASL exchange is logged once where it failed
+				c.lg.Info().Err(err).Str("client_id", c.clientID).Msg("kafka connection closed: bad request")
+			}
+			c.s.metrics.failed(key, reason)
 			return
 		}
 		if out == nil {
 			continue // a request Kafka does not answer (Produce with acks=0)
 		}
+		c.s.metrics.traffic(0, len(out))
 		if _, err := c.nc.Write(out); err != nil {
-			c.lg.Debug().Err(err).Msg("kafka connection closed on write")
+			c.lg.Debug().Err(err).Str("client_id", c.clientID).Msg("kafka connection closed on write")
 			return
 		}
 		if c.sec.closeAfterWrite {
@@ -198,7 +211,11 @@ func (c *conn) dispatch(body []byte) ([]byte, error) {
 		}
 		return c.encode(corr, resp), nil
 	}
+	start := time.Now()
 	resp, err := c.s.authorized(c, a.handle, req)
+	if err == nil {
+		c.s.metrics.request(key, time.Since(start), resp)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
 	}

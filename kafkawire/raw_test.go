@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -267,7 +268,8 @@ func TestRawListOffsets(t *testing.T) {
 		{-1, 3, 3, -1},
 		{5_000_000, 0, 0, 5_000_000},
 		{5_000_001, 2, 2, 9_000_000},
-		{9_000_001, 3, 3, -1},
+		{9_000_001, 3, -1, -1}, // newer than every record: Kafka's -1/-1 (v0: the end)
+		{math.MaxInt64, 3, -1, -1},
 	} {
 		r0 := rc.roundTrip(listOffsetsReq(0, "lo", tc.ts)).(*kmsg.ListOffsetsResponse)
 		p0 := r0.Topics[0].Partitions[0]

@@ -26,6 +26,12 @@ func (s *Stream) Append(shard int32, recs []Record) (AppendResult, error) {
 // goroutine, in commit order, and must not block. An append refused up front (unknown
 // shard, closed log) calls done before AppendAsync returns.
 func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult, error)) {
+	s.AppendAsyncWith(shard, recs, nil, done)
+}
+
+// AppendAsyncWith is AppendAsync that also writes the entry changes ops in the same
+// Pebble batch as the records: both are durable, or neither is.
+func (s *Stream) AppendAsyncWith(shard int32, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
 	if len(recs) == 0 {
 		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.name, shard))
 		return
@@ -34,13 +40,24 @@ func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult,
 		done(AppendResult{}, fmt.Errorf("append: %w", err))
 		return
 	}
-	p := &pending{stream: s, shard: shard, recs: recs, done: done, enqueued: time.Now()}
-	l := s.log
+	for _, op := range ops {
+		if _, err := entryPrefix(op.Kind); err != nil {
+			done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, err))
+			return
+		}
+	}
+	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now()}
+	if !s.log.enqueue(p) {
+		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, ErrClosed))
+	}
+}
+
+// enqueue hands p to the committer; false means the log is closed.
+func (l *Log) enqueue(p *pending) bool {
 	l.queueMu.Lock()
 	if l.closed {
 		l.queueMu.Unlock()
-		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, ErrClosed))
-		return
+		return false
 	}
 	l.queue = append(l.queue, p)
 	l.queueMu.Unlock()
@@ -48,6 +65,7 @@ func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult,
 	case l.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // commitLoop is the single sequencer: it takes every append queued while the previous
@@ -79,7 +97,7 @@ func (l *Log) commitLoop() {
 
 // maxCommitBytes bounds one commit, so a burst of queued appends becomes several
 // commits of bounded size rather than one huge Pebble batch.
-const maxCommitBytes = 8 << 20
+const maxCommitBytes = 4 << 20 // at most half a memtable (log.go), so a commit is an ordinary batch
 
 // take removes from the queue the appends for the next commit: all of them, or as many
 // as fit in maxCommitBytes (at least one). What stays queued wakes the loop again.
@@ -88,7 +106,7 @@ func (l *Log) take() []*pending {
 	defer l.queueMu.Unlock()
 	n, size := 0, 0
 	for ; n < len(l.queue); n++ {
-		sz := estimateSize(l.queue[n].recs)
+		sz := estimateSize(l.queue[n].recs) + opsSize(l.queue[n].ops)
 		if n > 0 && size+sz > maxCommitBytes {
 			break
 		}
@@ -150,7 +168,15 @@ func (l *Log) commit(q []*pending) {
 
 	groups := make(map[*shardState]*shardGroup)
 	var order []*shardGroup
+	var entryOnly []*pending
+	b := l.db.NewBatch()
+	defer b.Close()
 	for _, p := range q {
+		if p.stream == nil {
+			writeOps(b, p.ops)
+			entryOnly = append(entryOnly, p)
+			continue
+		}
 		sh, err := p.stream.shard(p.shard)
 		if err != nil {
 			p.done(AppendResult{}, fmt.Errorf("append: %w", err))
@@ -163,12 +189,11 @@ func (l *Log) commit(q []*pending) {
 			order = append(order, g)
 		}
 		g.items = append(g.items, p)
+		writeOps(b, p.ops)
 	}
-	if len(order) == 0 {
+	if len(order) == 0 && len(entryOnly) == 0 {
 		return
 	}
-	b := l.db.NewBatch()
-	defer b.Close()
 	now := l.nowUS()
 	var recs []Record
 	var val []byte
@@ -208,6 +233,8 @@ func (l *Log) commit(q []*pending) {
 	start := time.Now()
 	err := b.Commit(l.syncOpt())
 	l.opts.Observer.ObserveSync(time.Since(start))
+	l.lastCommit.Store(time.Now().UnixNano())
+	l.dirty.Store(true)
 	if err != nil {
 		l.lg.Error().Err(err).Int("appends", len(q)).Msg("commit failed")
 		for _, g := range order {
@@ -216,7 +243,13 @@ func (l *Log) commit(q []*pending) {
 				p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", g.stream.name, g.shard, err))
 			}
 		}
+		for _, p := range entryOnly {
+			p.entriesDone(fmt.Errorf("write %d entries: %w", len(p.ops), err))
+		}
 		return
+	}
+	for _, p := range entryOnly {
+		p.entriesDone(nil)
 	}
 	done := time.Now()
 	wakeCoalescer := false

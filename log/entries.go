@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -84,4 +85,49 @@ func (l *Log) Entries(kind string) ([]Entry, error) {
 		return nil, fmt.Errorf("list %s entries: %w", kind, err)
 	}
 	return out, nil
+}
+
+// EntryOp is one change to a record of a kind: a nil Value deletes it.
+type EntryOp struct {
+	Kind  string
+	Name  string
+	Value []byte
+}
+
+func opsSize(ops []EntryOp) int {
+	n := 0
+	for _, op := range ops {
+		n += len(op.Kind) + len(op.Name) + len(op.Value) + 2
+	}
+	return n
+}
+
+// writeOps adds ops to a batch; their kinds were checked when they were queued.
+func writeOps(b *pebble.Batch, ops []EntryOp) {
+	for _, op := range ops {
+		p, _ := entryPrefix(op.Kind)
+		k := append(p, op.Name...)
+		if op.Value == nil {
+			_ = b.Delete(k, nil)
+		} else {
+			_ = b.Set(k, op.Value, nil)
+		}
+	}
+}
+
+// PutEntriesAsync queues entry changes for the next group commit, where they share the
+// Pebble batch and the fsync of the appends queued around them, and calls done once
+// they are durable (or failed). Changes are applied in the order they are queued; done
+// runs on the committer goroutine and must not block. An empty ops is a barrier: done
+// runs once everything queued before it is durable.
+func (l *Log) PutEntriesAsync(ops []EntryOp, done func(error)) {
+	for _, op := range ops {
+		if _, err := entryPrefix(op.Kind); err != nil {
+			done(err)
+			return
+		}
+	}
+	if !l.enqueue(&pending{ops: ops, entriesDone: done, enqueued: time.Now()}) {
+		done(fmt.Errorf("write %d entries: %w", len(ops), ErrClosed))
+	}
 }

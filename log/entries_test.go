@@ -51,3 +51,44 @@ func TestEntriesPersistAndDelete(t *testing.T) {
 		t.Fatalf("empty kind: got %v, want ErrInvalidEntry", err)
 	}
 }
+
+func TestPutEntriesAsyncWithAppends(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, nil)
+	s, err := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	s.AppendAsyncWith(0, []Record{{Value: []byte("v")}}, []EntryOp{{Kind: "ret", Name: "a/b", Value: []byte("1")}},
+		func(_ AppendResult, err error) { errs <- err })
+	l.PutEntriesAsync([]EntryOp{{Kind: "ret", Name: "c", Value: []byte("2")}, {Kind: "sub", Name: "x", Value: []byte("3")}}, func(err error) { errs <- err })
+	l.PutEntriesAsync([]EntryOp{{Kind: "ret", Name: "c"}}, func(err error) { errs <- err })
+	l.PutEntriesAsync(nil, func(err error) { errs <- err }) // barrier
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.PutEntriesAsync([]EntryOp{{Kind: "", Name: "x"}}, func(err error) { errs <- err })
+	if err := <-errs; !errors.Is(err, ErrInvalidEntry) {
+		t.Fatalf("empty kind: got %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l.PutEntriesAsync([]EntryOp{{Kind: "ret", Name: "late", Value: []byte("x")}}, func(err error) { errs <- err })
+	if err := <-errs; !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: got %v", err)
+	}
+	l = openTest(t, dir, nil)
+	defer l.Close()
+	ret, _ := l.Entries("ret")
+	sub, _ := l.Entries("sub")
+	if len(ret) != 1 || ret[0].Name != "a/b" || len(sub) != 1 || sub[0].Name != "x" {
+		t.Fatalf("got ret %v sub %v", ret, sub)
+	}
+	if _, hw, err := l.Stream("s").Offsets(0); err != nil || hw != 1 {
+		t.Fatalf("high watermark %d (%v), want 1", hw, err)
+	}
+}

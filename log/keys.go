@@ -2,7 +2,7 @@ package log
 
 import "encoding/binary"
 
-// Key layout (big-endian so keys sort numerically; see shared/spec/design.md):
+// Key layout (big-endian so keys sort numerically; see docs/design.md):
 //
 //	b <sid u32> <shard u32> <base u64>                 -> value header + Kafka v2 record batch
 //	t <sid u32> <shard u32> <ts_us u64> <base u64>      -> empty (time index, one per batch)

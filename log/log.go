@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -55,9 +56,35 @@ type Options struct {
 	Observer Observer
 	// CacheBytes sizes Pebble's block cache (default 64 MiB).
 	CacheBytes int64
+	// IdleFlush is how long after the last commit the memtable is flushed, so an idle
+	// log keeps its data in compact tables rather than in the write-ahead log (default
+	// DefaultIdleFlush).
+	IdleFlush time.Duration
 	// Coalesce tunes the background merging of small batches (coalesce.go).
 	Coalesce CoalesceOptions
 }
+
+// Pebble tuning for disk use (docs/operations.md, "Disk use"). Pebble preallocates
+// each write-ahead log file at 1.1 × the memtable size and keeps up to
+// MemTableStopWritesThreshold + 1 obsolete ones for reuse; with the 64 MiB memtables
+// tuned for throughput that was ~70 MiB per file and ~560 MiB before any data.
+const (
+	memTableSize                = 8 << 20
+	memTableStopWritesThreshold = 2
+	// DefaultIdleFlush is the default Options.IdleFlush.
+	DefaultIdleFlush = 2 * time.Second
+	// DiskOverheadBytes bounds the data dir beyond twice the bytes the streams hold: the
+	// live and recycled write-ahead logs (at most 2 × (threshold + 1) files of 1.1 ×
+	// memtable size), the memtable's worth of data not yet in tables, the manifest and
+	// options files. TestDiskUseBounded checks it.
+	DiskOverheadBytes = 64 << 20
+)
+
+// formatMajorVersion pins Pebble's on-disk format: a newer Pebble must not change the
+// format of existing data dirs by itself. Raising it is a one-way upgrade of every data
+// dir the new binary opens (older binaries then refuse it); see docs/operations.md,
+// "Upgrading".
+const formatMajorVersion = pebble.FormatValueSeparation
 
 // Log is an open stream log.
 type Log struct {
@@ -81,6 +108,10 @@ type Log struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// lastCommit (UnixNano) and dirty drive the idle flush.
+	lastCommit atomic.Int64
+	dirty      atomic.Bool
+
 	// maintMu serialises the rewriters of stored batches below the high watermark:
 	// retention, last-value compaction and coalescing.
 	maintMu      sync.Mutex
@@ -88,15 +119,42 @@ type Log struct {
 	coalesceWake chan struct{}
 }
 
+// idleFlushLoop flushes the memtable once commits have stopped for IdleFlush.
+func (l *Log) idleFlushLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.opts.IdleFlush / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			if !l.dirty.Load() || time.Since(time.Unix(0, l.lastCommit.Load())) < l.opts.IdleFlush {
+				continue
+			}
+			l.dirty.Store(false)
+			if err := l.db.Flush(); err != nil {
+				l.lg.Warn().Err(err).Msg("idle flush")
+			}
+		}
+	}
+}
+
+// unflushed reports whether commits since the last idle flush wait for one.
+func (l *Log) unflushed() bool { return l.dirty.Load() }
+
 type pending struct {
-	stream   *Stream
-	shard    int32
-	recs     []Record
-	done     func(AppendResult, error)
-	enqueued time.Time
-	bytes    int
-	base     int64
-	tsUS     int64
+	stream *Stream
+	shard  int32
+	recs   []Record
+	ops    []EntryOp // entry changes committed with recs (or alone when stream is nil)
+	done   func(AppendResult, error)
+	// entriesDone answers an entries-only pending (stream nil).
+	entriesDone func(error)
+	enqueued    time.Time
+	bytes       int
+	base        int64
+	tsUS        int64
 }
 
 // AppendResult tells where an append landed.
@@ -133,14 +191,17 @@ func Open(opts Options) (*Log, error) {
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 64 << 20
 	}
+	if opts.IdleFlush <= 0 {
+		opts.IdleFlush = DefaultIdleFlush
+	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
 	db, err := pebble.Open(opts.Dir, &pebble.Options{
 		Cache:                       cache,
 		Logger:                      pebbleLogger{opts.Logger.With().Str("lib", "pebble").Logger()},
-		MemTableSize:                64 << 20,
-		MemTableStopWritesThreshold: 4,
-		FormatMajorVersion:          pebble.FormatNewest,
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: memTableStopWritesThreshold,
+		FormatMajorVersion:          formatMajorVersion,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
@@ -159,9 +220,10 @@ func Open(opts Options) (*Log, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	l.wg.Add(2)
+	l.wg.Add(3)
 	go l.commitLoop()
 	go l.retentionLoop()
+	go l.idleFlushLoop()
 	if !opts.Coalesce.Disabled {
 		l.wg.Add(1)
 		go l.coalesceLoop()

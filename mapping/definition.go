@@ -17,7 +17,7 @@ import (
 	"github.com/mqstreams/mqstreams/log"
 )
 
-// Definition defaults and limits (spec/streams.md).
+// Definition defaults and limits (docs/mapping.md).
 const (
 	DefaultShards = 4
 	MaxShards     = 10000
@@ -32,12 +32,16 @@ const NoMaxAge time.Duration = -1
 // Definition is one stream's definition as written in the config file (YAML) or sent
 // to the admin API (JSON), EMQX field names included.
 type Definition struct {
-	Name      string
-	Filters   []string
-	Shards    int32
-	Key       string
-	Retention log.Retention
-	LastValue bool
+	Name    string
+	Filters []string
+	Shards  int32
+	Key     string
+	// KeyFallback is the key expression used when Key yields nothing (a JSON path missing
+	// from the payload, an absent user property...); `none` gives a null key spread
+	// round robin. Empty means DefaultKeyFallback, the client id.
+	KeyFallback string
+	Retention   log.Retention
+	LastValue   bool
 	// Compression is how stored batches are compressed once merged: none (also ""),
 	// lz4 or zstd.
 	Compression string
@@ -259,6 +263,15 @@ func (p *fieldParser) field(name string, v any) error {
 			return err
 		}
 		d.Key = s
+	case "key_fallback":
+		s, ok := v.(string)
+		if !ok {
+			return typeErr(name, "a string", v)
+		}
+		if err := p.claim("key_fallback", name, func() bool { return s == d.KeyFallback }); err != nil {
+			return err
+		}
+		d.KeyFallback = s
 	case "last_value", "is_lastvalue":
 		b, ok := v.(bool)
 		if !ok {
@@ -308,7 +321,7 @@ func (p *fieldParser) field(name string, v any) error {
 
 var knownTopField = map[string]bool{
 	"name": true, "filter": true, "filters": true, "topic_filter": true, "shards": true,
-	"key": true, "key_expression": true, "last_value": true, "is_lastvalue": true,
+	"key": true, "key_expression": true, "key_fallback": true, "last_value": true, "is_lastvalue": true,
 	"data_retention_period": true, "retention": true, "limits": true, "read_max_unacked": true,
 	"compression": true,
 }
@@ -522,6 +535,7 @@ type definitionJSON struct {
 	Shards              int32         `json:"shards,omitempty"`
 	Key                 string        `json:"key,omitempty"`
 	KeyExpression       string        `json:"key_expression,omitempty"`
+	KeyFallback         string        `json:"key_fallback,omitempty"`
 	Retention           retentionJSON `json:"retention"`
 	DataRetentionPeriod string        `json:"data_retention_period,omitempty"`
 	Limits              limitsJSON    `json:"limits"`
@@ -549,6 +563,7 @@ func (d Definition) MarshalJSON() ([]byte, error) {
 		Shards:        d.Shards,
 		Key:           d.Key,
 		KeyExpression: d.Key,
+		KeyFallback:   d.KeyFallback,
 		Retention: retentionJSON{
 			MaxBytes:    d.Retention.MaxBytes,
 			MaxMessages: d.Retention.MaxMessages,
@@ -636,6 +651,13 @@ func (d *Definition) validate(needFilter bool) error {
 	if k.None() && d.LastValue {
 		return errors.New("key: a last_value stream keeps the newest record per key, so its key cannot be none")
 	}
+	fb, err := ParseKey(d.keyFallback())
+	if err != nil {
+		return fmt.Errorf("key_fallback: %w", err)
+	}
+	if fb.None() && d.LastValue {
+		return errors.New("key_fallback: a last_value stream keeps the newest record per key, so its fallback cannot be none")
+	}
 	r := &d.Retention
 	switch {
 	case r.MaxAge == 0:
@@ -655,6 +677,14 @@ func (d *Definition) validate(needFilter bool) error {
 		return fmt.Errorf("compression: %q is not one of none, lz4, zstd", d.Compression)
 	}
 	return nil
+}
+
+// keyFallback is the fallback key expression in effect.
+func (d Definition) keyFallback() string {
+	if d.KeyFallback == "" {
+		return DefaultKeyFallback
+	}
+	return d.KeyFallback
 }
 
 // ValidName reports why name cannot name a stream (and Kafka topic), or nil.
@@ -678,13 +708,14 @@ func ValidName(name string) error {
 
 // specMeta is what the log stores for the mapping alongside a stream's spec.
 type specMeta struct {
-	Filters []string `json:"filters"`
-	Key     string   `json:"key"`
+	Filters     []string `json:"filters"`
+	Key         string   `json:"key"`
+	KeyFallback string   `json:"key_fallback,omitempty"`
 }
 
 // Spec is the log's view of the definition; filters and key travel in Meta.
 func (d Definition) Spec() log.StreamSpec {
-	meta, _ := json.Marshal(specMeta{Filters: d.Filters, Key: d.Key}) // cannot fail: strings only
+	meta, _ := json.Marshal(specMeta{Filters: d.Filters, Key: d.Key, KeyFallback: d.KeyFallback}) // cannot fail: strings only
 	r := d.Retention
 	if r.MaxAge < 0 {
 		r.MaxAge = 0
@@ -709,6 +740,7 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 		Filters:     meta.Filters,
 		Shards:      s.Shards,
 		Key:         meta.Key,
+		KeyFallback: meta.KeyFallback,
 		Retention:   s.Retention,
 		LastValue:   s.LastValue,
 		Compression: s.Compression,

@@ -52,6 +52,11 @@ retention: { max_age: 72h, max_bytes: 10GiB }
 				Retention: log.Retention{MaxAge: 72 * time.Hour, MaxBytes: 10 << 30}},
 		},
 		{
+			name: "key fallback",
+			src:  "name: j\nfilter: 'd/#'\nkey: json:device.id\nkey_fallback: topic\n",
+			want: Definition{Name: "j", Filters: []string{"d/#"}, Shards: 4, Key: "json:device.id", KeyFallback: "topic", Retention: log.Retention{MaxAge: 7 * 24 * time.Hour}},
+		},
+		{
 			name: "defaults",
 			src:  "name: all\nfilter: '#'\n",
 			want: Definition{Name: "all", Filters: []string{"#"}, Shards: 4, Key: "clientid", Retention: log.Retention{MaxAge: 7 * 24 * time.Hour}},
@@ -336,5 +341,19 @@ func TestDefinitionSpec(t *testing.T) {
 	// A stream without filters is one only Kafka producers write (CreateTopics).
 	if d, err := DefinitionFromSpec(log.StreamSpec{Name: "x", Shards: 1}); err != nil || len(d.Filters) != 0 {
 		t.Errorf("spec without filters: %+v %v", d, err)
+	}
+}
+
+func TestDefinitionKeyFallbackStored(t *testing.T) {
+	d := Definition{Name: "j", Filters: []string{"d/#"}, Key: "json:id", KeyFallback: "none"}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := DefinitionFromSpec(d.Spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.KeyFallback != "none" {
+		t.Fatalf("stored key_fallback %q, want none", got.KeyFallback)
 	}
 }

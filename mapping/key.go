@@ -36,6 +36,9 @@ type KeyExpr struct {
 // DefaultKey is the key expression of a stream that names none.
 const DefaultKey = "clientid"
 
+// DefaultKeyFallback is the key used when a stream's key expression yields nothing.
+const DefaultKeyFallback = "clientid"
+
 // emqxUserProperty prefixes EMQX's variform path to an MQTT 5 user property.
 const emqxUserProperty = "message.headers.properties.User-Property."
 

@@ -26,7 +26,7 @@ type Message struct {
 // UserProperty is one MQTT 5 user property; order and duplicates are significant.
 type UserProperty struct{ Key, Value string }
 
-// Record header names for the MQTT fields (spec/kafka.md "Record mapping").
+// Record header names for the MQTT fields (docs/mapping.md, "Records").
 const (
 	HeaderTopic           = "mqtt.topic"
 	HeaderQoS             = "mqtt.qos"

@@ -16,6 +16,9 @@ type Target struct {
 	Stream string
 	Shard  int32
 	Record log.Record
+	// KeyFallback is set when the stream's key expression yielded nothing and its
+	// key_fallback gave the key.
+	KeyFallback bool
 }
 
 // Router finds the streams whose filters match a topic. Route reads an immutable
@@ -35,8 +38,9 @@ type routeTable struct {
 
 // route is a stream as the router uses it.
 type route struct {
-	def Definition
-	key KeyExpr
+	def      Definition
+	key      KeyExpr
+	fallback KeyExpr
 	// multi is set when the stream has several filters, so one topic can reach it twice.
 	multi bool
 }
@@ -65,7 +69,11 @@ func newRoute(def Definition) (*route, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream %q: %w", def.Name, err)
 	}
-	return &route{def: def, key: k, multi: len(def.Filters) > 1}, nil
+	fb, err := ParseKey(def.keyFallback())
+	if err != nil {
+		return nil, fmt.Errorf("stream %q: key_fallback: %w", def.Name, err)
+	}
+	return &route{def: def, key: k, fallback: fb, multi: len(def.Filters) > 1}, nil
 }
 
 // Set replaces all streams with defs; nothing changes when any of them is invalid or
@@ -175,8 +183,9 @@ func (rt *route) definition() Definition {
 }
 
 // Route appends one Target per stream with a filter matching m.Topic. The key comes
-// from the stream's key expression, or the client id when that yields nothing; key
-// `none` gives a null key and shard ConnSeq % shards. The targets share m.Payload and
+// from the stream's key expression or, when that yields nothing, from its key_fallback
+// (the client id by default; Target.KeyFallback tells); key `none` gives a null key and
+// shard ConnSeq % shards. The targets share m.Payload and
 // one header slice: treat them as read-only.
 func (r *Router) Route(m *Message, dst []Target) []Target {
 	t := r.cur.Load()
@@ -198,17 +207,22 @@ next:
 		}
 		rec := base
 		var shard int32
-		if rt.key.None() {
+		fellBack := false
+		expr := rt.key
+		key, ok := expr.Eval(m)
+		if !ok && !expr.None() {
+			fellBack, expr = true, rt.fallback
+			if key, ok = expr.Eval(m); !ok && !expr.None() {
+				key = []byte(m.ClientID) // the fallback yields nothing either
+			}
+		}
+		if expr.None() {
 			shard = int32(m.ConnSeq % uint64(rt.def.Shards))
 		} else {
-			key, ok := rt.key.Eval(m)
-			if !ok {
-				key = []byte(m.ClientID)
-			}
 			rec.Key = key
 			shard = Shard(key, rt.def.Shards)
 		}
-		dst = append(dst, Target{Stream: rt.def.Name, Shard: shard, Record: rec})
+		dst = append(dst, Target{Stream: rt.def.Name, Shard: shard, Record: rec, KeyFallback: fellBack})
 	}
 	return dst
 }

@@ -372,3 +372,50 @@ func BenchmarkRouterPut(b *testing.B) {
 		}
 	}
 }
+
+func TestRouterKeyFallback(t *testing.T) {
+	r := NewRouter()
+	mustSet(t, r,
+		Definition{Name: "default", Filters: []string{"d/#"}, Shards: 8, Key: "json:device.id"},
+		Definition{Name: "to-topic", Filters: []string{"d/#"}, Shards: 8, Key: "json:device.id", KeyFallback: "topic"},
+		Definition{Name: "to-none", Filters: []string{"d/#"}, Shards: 3, Key: "json:device.id", KeyFallback: "none"},
+		Definition{Name: "to-empty", Filters: []string{"d/#"}, Shards: 8, Key: "json:device.id", KeyFallback: "username"},
+	)
+	tests := []struct {
+		payload  string
+		stream   string
+		key      string // "" means a null key
+		fallback bool
+	}{
+		{`{"device":{"id":"dev-9"}}`, "default", "dev-9", false},
+		{`{"device":{"id":"dev-9"}}`, "to-none", "dev-9", false},
+		{`{"device":{}}`, "default", "client-1", true},
+		{`{"device":{}}`, "to-topic", "d/x", true},
+		{`{"device":{}}`, "to-none", "", true},
+		{`{"device":{}}`, "to-empty", "client-1", true}, // the fallback yields nothing either
+		{`not json`, "to-topic", "d/x", true},
+	}
+	for _, tt := range tests {
+		m := &Message{Topic: "d/x", Payload: []byte(tt.payload), ClientID: "client-1", ConnSeq: 4}
+		for _, tg := range r.Route(m, nil) {
+			if tg.Stream != tt.stream {
+				continue
+			}
+			if tt.key == "" {
+				if tg.Record.Key != nil || tg.Shard != 4%3 || !tg.KeyFallback {
+					t.Errorf("%s %s: key %q shard %d fallback %v, want null key, round robin", tt.stream, tt.payload, tg.Record.Key, tg.Shard, tg.KeyFallback)
+				}
+				continue
+			}
+			if string(tg.Record.Key) != tt.key || tg.KeyFallback != tt.fallback {
+				t.Errorf("%s %s: key %q fallback %v, want %q %v", tt.stream, tt.payload, tg.Record.Key, tg.KeyFallback, tt.key, tt.fallback)
+			}
+		}
+	}
+	if err := r.Set([]Definition{{Name: "bad", Filters: []string{"x"}, KeyFallback: "json:"}}); err == nil {
+		t.Error("a bad key_fallback was accepted")
+	}
+	if err := r.Set([]Definition{{Name: "lv", Filters: []string{"x"}, LastValue: true, KeyFallback: "none"}}); err == nil {
+		t.Error("key_fallback none was accepted on a last_value stream")
+	}
+}

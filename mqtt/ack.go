@@ -71,7 +71,7 @@ func (h *ingestHook) handBack(it *item, fanOut bool) {
 	c.inj.Store(nil)
 	if err != nil {
 		// The publisher is gone (or mochi refused it): it resends after reconnecting.
-		h.lg.Debug().Err(err).Str("client", c.cl.ID).Uint16("packet_id", it.pk.PacketID).Msg("publish acknowledgement not delivered")
+		h.lg.Debug().Err(err).Str("client", c.cl.ID).Str("remote", c.cl.Net.Remote).Uint16("packet_id", it.pk.PacketID).Msg("publish acknowledgement not delivered")
 		return
 	}
 	// InjectPacket counts the packet as received a second time.
@@ -87,7 +87,7 @@ func (h *ingestHook) reject(it *item, err error) {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		code = packets.ErrQuotaExceeded
 	}
-	h.lg.Warn().Err(err).Str("client", c.cl.ID).Str("topic", it.pk.TopicName).
+	h.lg.Warn().Err(err).Str("client", c.cl.ID).Str("remote", c.cl.Net.Remote).Str("topic", it.pk.TopicName).
 		Uint16("packet_id", it.pk.PacketID).Msg("publish not stored")
 	if c.cl.Properties.ProtocolVersion < 5 {
 		return
@@ -102,6 +102,6 @@ func (h *ingestHook) reject(it *item, err error) {
 		ack.FixedHeader.Type = packets.Pubrec
 	}
 	if werr := c.cl.WritePacket(ack); werr != nil {
-		h.lg.Debug().Err(werr).Str("client", c.cl.ID).Msg("publish rejection not delivered")
+		h.lg.Debug().Err(werr).Str("client", c.cl.ID).Str("remote", c.cl.Net.Remote).Msg("publish rejection not delivered")
 	}
 }

@@ -43,6 +43,7 @@ type authEnvOptions struct {
 	tls     bool
 	limiter *auth.Limiter
 	ws      bool
+	dir     string // data dir; empty means a new temporary one
 }
 
 const testPassword = "s3cret"
@@ -67,7 +68,10 @@ func testUsers(tb testing.TB) []auth.User {
 
 func newAuthEnv(tb testing.TB, o authEnvOptions) *authEnv {
 	tb.Helper()
-	dir := tb.TempDir()
+	dir := o.dir
+	if dir == "" {
+		dir = tb.TempDir()
+	}
 	l, cat := openStreams(tb, log.Options{Dir: dir, Logger: zerolog.Nop(), NoSync: true},
 		[]mapping.Definition{streamDef("plant", 1, "topic", "plant/#")})
 	store, err := auth.NewStore(auth.Options{Users: testUsers(tb), Logger: zerolog.Nop()})
@@ -544,5 +548,38 @@ func TestAuthReplayRevoked(t *testing.T) {
 	waitFor(t, "the replay to stop", func() bool { return strings.Contains(logs.String(), "replay stops") })
 	if n := bob.count(); n != 1 {
 		t.Fatalf("bob received %d replayed messages, want 1 (read revoked before the second)", n)
+	}
+}
+
+// TestAuthClientIDOwnerAfterRestart: a persistent session restored from the broker
+// state store still belongs to its user: another user cannot take it over after a
+// restart, its owner can.
+func TestAuthClientIDOwnerAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	e := newAuthEnv(t, authEnvOptions{dir: dir})
+	bob := dialV5(t, e.addr, v5Options{id: "kept", user: "bob", password: testPassword, noClean: true, expiry: 3600})
+	bob.subscribe(t, "", 1, "plant/#")
+	if err := bob.c.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob offline", func() bool {
+		cl, ok := e.srv.broker.Clients.Get("kept")
+		return ok && cl.Closed()
+	})
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := newAuthEnv(t, authEnvOptions{dir: dir})
+	if _, ok := e2.srv.broker.Clients.Get("kept"); !ok {
+		t.Fatal("bob's session was not restored")
+	}
+	if _, code := connectRaw(t, dialTCP(t, e2.addr), "kept", 5, "alice", testPassword, ""); code != 0x87 {
+		t.Fatalf("alice taking bob's restored session: CONNACK %#x, want 0x87", code)
+	}
+	if _, code := connectRaw(t, dialTCP(t, e2.addr), "kept", 5, "bob", testPassword, ""); code != 0 {
+		t.Fatalf("bob back: CONNACK %#x", code)
 	}
 }

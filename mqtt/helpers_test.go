@@ -280,6 +280,7 @@ func (c *rawClient) readPacket() (packets.Packet, error) {
 		return pk, err
 	}
 	pk.ProtocolVersion = c.version
+	pk.FixedHeader.Remaining = n
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
 		err = pk.ConnackDecode(body)

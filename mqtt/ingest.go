@@ -35,6 +35,9 @@ type ingestHook struct {
 	lg         zerolog.Logger
 	met        *metrics
 	maxPending int
+	// storeRetained, when set, writes a retained publish's retained message in the same
+	// commit as its stream appends (see storeHook).
+	storeRetained bool
 
 	mu       sync.RWMutex
 	conns    map[*mochi.Client]*conn
@@ -81,7 +84,9 @@ type item struct {
 	err   error
 
 	sess *session // set on a QoS 2 original tracked for exactly-once
-	orig *item    // set on a QoS 2 redelivery: no append, the original's outcome decides
+	// retainStored: the retained message was written with the appends.
+	retainStored bool
+	orig         *item // set on a QoS 2 redelivery: no append, the original's outcome decides
 
 	// Set while the drainer hands the packet back to mochi (drainer goroutine only).
 	fanOut       bool
@@ -187,6 +192,10 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	msg := toMessage(cl.ID, string(cl.Properties.Username), &pk, c.seq.Add(1)-1)
 	c.route = h.router.Route(&msg, c.route[:0])
 	targets := c.route
+	if len(targets) == 0 {
+		h.met.unmatched.Inc()
+	}
+	h.met.countFallbacks(targets)
 	qos := pk.FixedHeader.Qos
 	if qos == 0 {
 		// At most once: appended without anyone waiting, fanned out at once.
@@ -259,10 +268,19 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 			h.mu.Unlock()
 			it.sess = s
 		}
+		var ops []log.EntryOp
+		if pk.FixedHeader.Retain && h.storeRetained && h.broker.Options.Capabilities.RetainAvailable != 0 {
+			ops = []log.EntryOp{retainedOp(cl, pk)}
+			it.retainStored = true
+		}
 		it.remaining.Store(int32(len(targets)))
 		c.enqueue(it)
-		for _, t := range targets {
-			h.appendOne(t, it)
+		for i, t := range targets {
+			if i == 0 {
+				h.appendWith(t, it, ops)
+			} else {
+				h.appendOne(t, it)
+			}
 		}
 	}
 	return pk, packets.ErrRejectPacket
@@ -270,7 +288,10 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 
 // appendOne appends one routed record; it (nil for QoS 0 and wills) completes when
 // the append is durable or failed.
-func (h *ingestHook) appendOne(t mapping.Target, it *item) {
+func (h *ingestHook) appendOne(t mapping.Target, it *item) { h.appendWith(t, it, nil) }
+
+// appendWith is appendOne that also commits the entry changes ops with the record.
+func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 	done := func(_ log.AppendResult, err error) {
 		if err != nil {
 			h.met.failed.WithLabelValues(t.Stream).Inc()
@@ -289,7 +310,18 @@ func (h *ingestHook) appendOne(t mapping.Target, it *item) {
 		done(log.AppendResult{}, fmt.Errorf("append %s: %w", t.Stream, log.ErrUnknownStream))
 		return
 	}
-	s.AppendAsync(t.Shard, []log.Record{t.Record}, done)
+	s.AppendAsyncWith(t.Shard, []log.Record{t.Record}, ops, done)
+}
+
+// retainedStored reports whether pk is a publish being handed back whose retained
+// message was already written with its stream appends.
+func (h *ingestHook) retainedStored(cl *mochi.Client, pk packets.Packet) bool {
+	c := h.lookup(cl)
+	if c == nil {
+		return false
+	}
+	it := c.inj.Load()
+	return it != nil && it.retainStored && it.matches(pk)
 }
 
 // OnPublished notes that a handed-back publish was fanned out to subscribers.
@@ -369,7 +401,9 @@ func (h *ingestHook) OnClientExpired(cl *mochi.Client) {
 // one is waiting for an acknowledgement.
 func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 	msg := toMessage(cl.ID, string(cl.Properties.Username), &pk, 0)
-	for _, t := range h.router.Route(&msg, nil) {
+	targets := h.router.Route(&msg, nil)
+	h.met.countFallbacks(targets)
+	for _, t := range targets {
 		h.appendOne(t, nil)
 	}
 }

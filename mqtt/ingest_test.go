@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"net"
 	"strconv"
 	"sync"
@@ -447,6 +448,7 @@ func TestOversizedPacketRefused(t *testing.T) {
 	e := newEnv(t, envOptions{maxPacketBytes: 1024}, plantStream(1, "clientid"))
 	c, _ := dialRaw(t, e.addr, "big", 5, true)
 	c.send(publishPacket("plant/big", 1, 1, string(make([]byte, 4096))))
+	var disconnect *packets.Packet
 	for {
 		pk, err := c.readPacket()
 		if err != nil {
@@ -455,6 +457,26 @@ func TestOversizedPacketRefused(t *testing.T) {
 		if pk.FixedHeader.Type == packets.Puback {
 			t.Fatalf("oversized publish acknowledged: reason %#x", pk.ReasonCode)
 		}
+		if pk.FixedHeader.Type == packets.Disconnect {
+			disconnect = &pk
+		}
+	}
+	// MQTT 5 is told why before the connection closes.
+	if disconnect == nil || disconnect.ReasonCode != packets.ErrPacketTooLarge.Code {
+		t.Fatalf("no DISCONNECT 0x95 before the close: %+v", disconnect)
+	}
+	// MQTT 3.1.1 has no DISCONNECT from the server: the connection just closes.
+	c3, _ := dialRaw(t, e.addr, "big3", 4, true)
+	c3.send(publishPacket("plant/big", 1, 1, string(make([]byte, 4096))))
+	for {
+		pk, err := c3.readPacket()
+		if err != nil {
+			break
+		}
+		t.Fatalf("MQTT 3.1.1 got packet type %d after an oversized publish", pk.FixedHeader.Type)
+	}
+	if v := gatherMetrics(t, e.reg)["mqstreams_connections_refused_total,proto=mqtt,reason=packet_too_large"]; v != 2 {
+		t.Fatalf("refused connections for packet size: %v, want 2", v)
 	}
 	// The server is still up and takes a normal publish.
 	c2, _ := dialRaw(t, e.addr, "small", 5, true)
@@ -472,7 +494,27 @@ func TestMetrics(t *testing.T) {
 	c.expect(packets.Puback, 1)
 	c.expect(packets.Puback, 2)
 
-	mfs, err := e.reg.Gather()
+	c.send(publishPacket("elsewhere/a", 1, 3, "z"))
+	c.expect(packets.Puback, 3)
+	found := gatherMetrics(t, e.reg)
+	if v := found["mqstreams_mqtt_publishes_unmatched_total"]; v != 1 {
+		t.Errorf("unmatched counter %v, want 1 (%v)", v, found)
+	}
+	if found["mqstreams_received_bytes_total,proto=mqtt"] < 10 || found["mqstreams_sent_bytes_total,proto=mqtt"] < 10 {
+		t.Errorf("byte counters: %v", found)
+	}
+	if v := found["mqstreams_mqtt_publishes_appended_total,stream=plant"]; v != 2 {
+		t.Errorf("appended counter %v, want 2 (%v)", v, found)
+	}
+	if v := found["mqstreams_connections,proto=mqtt"]; v != 1 {
+		t.Errorf("connections gauge %v, want 1 (%v)", v, found)
+	}
+}
+
+// gatherMetrics returns every sample of the registry by "name,label=value,...".
+func gatherMetrics(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,10 +533,28 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
-	if v := found["mqstreams_mqtt_publishes_appended_total,stream=plant"]; v != 2 {
-		t.Errorf("appended counter %v, want 2 (%v)", v, found)
+	return found
+}
+
+// TestKeyFallbackCounted: a JSON key path missing from a publish falls back to the
+// stream's key_fallback, and the fallback is counted per stream.
+func TestKeyFallbackCounted(t *testing.T) {
+	def := mapping.Definition{Name: "plant", Filters: []string{"plant/#"}, Shards: 2, Key: "json:device.id", KeyFallback: "topic"}
+	e := newEnv(t, envOptions{}, def)
+	c, _ := dialRaw(t, e.addr, "fb", 5, true)
+	c.send(publishPacket("plant/a", 1, 1, `{"device":{"id":"d1"}}`), publishPacket("plant/b", 1, 2, `{"other":1}`))
+	c.expect(packets.Puback, 1)
+	c.expect(packets.Puback, 2)
+	keys := map[string]bool{}
+	for shard := int32(0); shard < 2; shard++ {
+		for _, r := range e.records(t, "plant", shard) {
+			keys[string(r.Key)] = true
+		}
 	}
-	if v := found["mqstreams_connections,proto=mqtt"]; v != 1 {
-		t.Errorf("connections gauge %v, want 1 (%v)", v, found)
+	if !keys["d1"] || !keys["plant/b"] || len(keys) != 2 {
+		t.Fatalf("record keys %v, want d1 and the fallback topic plant/b", keys)
+	}
+	if v := gatherMetrics(t, e.reg)["mqstreams_key_fallbacks_total,stream=plant"]; v != 1 {
+		t.Fatalf("key fallbacks counted %v, want 1", v)
 	}
 }

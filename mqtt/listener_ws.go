@@ -29,7 +29,9 @@ type wsListener struct {
 	log      *slog.Logger
 	// establish is set by Serve before the HTTP server starts, so every request sees it.
 	establish listeners.EstablishFn
-	once      sync.Once
+	// wrap, when set, wraps each connection before mochi sees it (limitConn).
+	wrap func(net.Conn) net.Conn
+	once sync.Once
 }
 
 func newWSListener(id string, ln net.Listener, isTLS bool) *wsListener {
@@ -71,7 +73,11 @@ func (l *wsListener) Init(lg *slog.Logger) error {
 				return // the upgrader has answered with an HTTP error
 			}
 			defer c.Close()
-			if err := l.establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil {
+			var conn net.Conn = &wsConn{Conn: c.NetConn(), c: c}
+			if l.wrap != nil {
+				conn = l.wrap(conn)
+			}
+			if err := l.establish(l.id, conn); err != nil {
 				l.log.Debug("websocket client ended", "error", err, "remote", r.RemoteAddr)
 			}
 		}),

@@ -5,6 +5,8 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // metrics are the MQTT side's Prometheus series.
@@ -12,9 +14,26 @@ type metrics struct {
 	connections prometheus.GaugeFunc
 	appended    *prometheus.CounterVec
 	failed      *prometheus.CounterVec
+	unmatched   prometheus.Counter
+	fallbacks   *prometheus.CounterVec
+	refused     *prometheus.CounterVec
+	bytesIn     prometheus.CounterFunc
+	bytesOut    prometheus.CounterFunc
 	// loginFailures counts refused CONNECTs (credentials, rate limit, will, client id).
 	loginFailures prometheus.Counter
 }
+
+// countFallbacks counts the targets whose key came from the stream's key_fallback.
+func (m *metrics) countFallbacks(targets []mapping.Target) {
+	for i := range targets {
+		if targets[i].KeyFallback {
+			m.fallbacks.WithLabelValues(targets[i].Stream).Inc()
+		}
+	}
+}
+
+// packetTooLarge counts a connection ended for a packet over the maximum size.
+func (m *metrics) packetTooLarge() { m.refused.WithLabelValues("packet_too_large").Inc() }
 
 func newMetrics(broker *mochi.Server) *metrics {
 	return &metrics{
@@ -33,6 +52,31 @@ func newMetrics(broker *mochi.Server) *metrics {
 			Name: "mqstreams_mqtt_append_failures_total",
 			Help: "MQTT publishes whose append to a stream failed.",
 		}, []string{"stream"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqstreams_key_fallbacks_total",
+			Help: "MQTT publishes whose stream key expression yielded nothing (say a JSON path missing from the payload), so the stream's key_fallback gave the key.",
+		}, []string{"stream"}),
+		unmatched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_publishes_unmatched_total",
+			Help: "MQTT publishes that matched no stream (delivered to subscribers only).",
+		}),
+		// Const proto labels, like connections, so the Kafka side registers the same
+		// series names with proto="kafka".
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "mqstreams_connections_refused_total",
+			Help:        "Connections refused or ended by the server, by protocol and reason.",
+			ConstLabels: prometheus.Labels{"proto": "mqtt"},
+		}, []string{"reason"}),
+		bytesIn: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "mqstreams_received_bytes_total",
+			Help:        "Bytes received from clients, by protocol.",
+			ConstLabels: prometheus.Labels{"proto": "mqtt"},
+		}, func() float64 { return float64(atomic.LoadInt64(&broker.Info.BytesReceived)) }),
+		bytesOut: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "mqstreams_sent_bytes_total",
+			Help:        "Bytes sent to clients, by protocol.",
+			ConstLabels: prometheus.Labels{"proto": "mqtt"},
+		}, func() float64 { return float64(atomic.LoadInt64(&broker.Info.BytesSent)) }),
 		loginFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mqstreams_mqtt_login_failures_total",
 			Help: "MQTT connections refused at login (bad credentials, rate-limited, will or client id not allowed).",
@@ -41,7 +85,7 @@ func newMetrics(broker *mochi.Server) *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.loginFailures} {
+	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.loginFailures, m.unmatched, m.fallbacks, m.refused, m.bytesIn, m.bytesOut} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

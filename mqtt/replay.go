@@ -221,10 +221,46 @@ func (h *ReplayHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 func (h *ReplayHook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	s := h.session(cl.ID)
 	if s == nil {
+		if !pk.Connect.Clean {
+			h.restore(cl)
+		}
 		return
 	}
 	s.stopReaders()
 	s.resume(cl)
+}
+
+// restore resumes the stream subscriptions of a persistent session that mochi loaded
+// from the broker state store (a server restart) and that this hook has no session for:
+// each continues from its stored position, as a SUBSCRIBE again would.
+func (h *ReplayHook) restore(cl *mochi.Client) {
+	var s *replaySession
+	for filter, sub := range cl.State.Subscriptions.GetAll() {
+		if !isStreamFilter(filter) {
+			continue
+		}
+		r := h.prepare(filter, nil)
+		if r.err != nil || r.create {
+			h.lg.Warn().Str("client", cl.ID).Str("remote", cl.Net.Remote).Str("filter", filter).
+				Msg("stored stream subscription not resumed: its stream is gone")
+			continue
+		}
+		if s == nil {
+			if s = h.sessionFor(cl); s == nil {
+				return
+			}
+		}
+		rs, fresh, err := s.subscribe(cl, r, sub, sub.Qos)
+		if err != nil {
+			continue
+		}
+		if fresh {
+			s.startSub(cl, rs)
+		}
+	}
+	if s != nil {
+		pinSendQuota(cl)
+	}
 }
 
 // OnDisconnect stops the connection's readers; a session that ends with the connection

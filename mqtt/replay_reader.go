@@ -52,7 +52,7 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 	next := sub.next[shard]
 	s.mu.Unlock()
 	st := sub.stream
-	lg := s.h.lg.With().Str("client_id", s.id).Str("stream", st.Name()).Int32("shard", shard).Logger()
+	lg := s.h.lg.With().Str("client", s.id).Str("remote", run.cl.Net.Remote).Str("stream", st.Name()).Int32("shard", shard).Logger()
 	w := &shardSender{s: s, run: run, sub: sub, shard: shard, next: next}
 	hold := time.NewTimer(windowHold)
 	defer hold.Stop()
@@ -342,6 +342,9 @@ func waitRoom(run *readerSet, wake <-chan struct{}, own bool) error {
 func (w *shardSender) encode(cl *mochi.Client, pk *packets.Packet) error {
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion
 	pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
+	// As mochi's WritePacket: a PUBLISH may carry response topic and correlation data
+	// (the encoder drops them unless told so).
+	pk.Mods.AllowResponseInfo = true
 	w.scratch.Reset()
 	if err := pk.PublishEncode(&w.scratch); err != nil {
 		return err

@@ -153,7 +153,7 @@ func (s *replaySession) subscribe(cl *mochi.Client, r *subResult, sub packets.Su
 	}
 	s.subs[r.filter] = rs
 	s.dirty = true
-	s.h.lg.Debug().Str("client_id", s.id).Str("filter", r.filter).Str("stream", r.stream.Name()).
+	s.h.lg.Debug().Str("client", s.id).Str("remote", cl.Net.Remote).Str("filter", r.filter).Str("stream", r.stream.Name()).
 		Str("start", start.String()).Ints64("next", next).Msg("stream subscription")
 	return rs, true, nil
 }
@@ -416,7 +416,7 @@ func (s *replaySession) commit() {
 			if errors.Is(err, log.ErrUnknownStream) || errors.Is(err, log.ErrUnknownShard) {
 				continue // the stream went away; its readers have stopped
 			}
-			s.h.lg.Warn().Err(err).Str("client_id", s.id).Str("group", p.group).Msg("store replay position")
+			s.h.lg.Warn().Err(err).Str("client", s.id).Str("group", p.group).Msg("store replay position")
 			s.mu.Lock()
 			s.dirty = true
 			s.mu.Unlock()

@@ -91,6 +91,11 @@ func TestReplayTimestampBoundary(t *testing.T) {
 		{"just after first", "$stream/ts", strconv.FormatInt(t1+1, 10), 5},
 		{"just before second", "$stream/ts", strconv.FormatInt(t2-1, 10), 5},
 		{"at second", "$stream/ts", strconv.FormatInt(t2, 10), 5},
+		{"at second, ms", "$stream/ts", strconv.FormatInt(t2/1000, 10) + "ms", 5},
+		{"just after first, ms", "$stream/ts", strconv.FormatInt(t1/1000+1, 10) + "ms", 5},
+		{"at second, us", "$stream/ts", strconv.FormatInt(t2, 10) + "us", 5},
+		{"at second, RFC 3339", "$stream/ts", time.UnixMicro(t2).UTC().Format(time.RFC3339Nano), 5},
+		{"before first, s", "$stream/ts", strconv.FormatInt(t1/1_000_000, 10) + "s", 0},
 		{"legacy $s", "$s/" + strconv.FormatInt(t2, 10) + "/ts/#", "", 5},
 		{"topic form", "$stream/ts@" + strconv.FormatInt(t2, 10), "", 5},
 		{"filter form", "$stream/ts/ts/#", strconv.FormatInt(t2, 10), 5},
@@ -336,6 +341,9 @@ func TestReplaySubscribeErrors(t *testing.T) {
 		{"$s/0/no/such", "", 0x8F, "no stream"},
 		{"$stream/s", "bogus", 0x83, "stream-offset"},
 		{"$stream/s", "-3", 0x83, "stream-offset"},
+		{"$stream/s", "1732540000000", 0x83, "looks like milliseconds: write 1732540000000ms"},
+		{"$stream/s", "12345", 0x83, "microseconds (16 digits)"},
+		{"$stream/s", "5h", 0x83, "unit"},
 		{"$stream/s", "9:0", 0x83, "shard 9"},
 		{"$stream/s", "0:999999", 0x83, "past the end"},
 		{"$stream/s@earliest", "latest", 0x83, "both"},
@@ -595,4 +603,67 @@ func TestReplayV3Earliest(t *testing.T) {
 			t.Fatalf("message %d: %s %q", i, m.Topic(), m.Payload())
 		}
 	}
+}
+
+// TestReplayRequestResponseProperties: `$stream` deliveries, replayed and live, carry
+// the MQTT 5 response topic, correlation data and content type as a plain subscriber
+// gets them.
+func TestReplayRequestResponseProperties(t *testing.T) {
+	e := newReplayEnv(t, replayEnvOptions{}, streamDef("rr", 1, "clientid", "rr/#"))
+	pub := dialV5(t, e.addr, v5Options{id: "rr-pub"})
+	plain := dialV5(t, e.addr, v5Options{id: "rr-plain"})
+	plain.subscribe(t, "", 1, "rr/#")
+	publish := func(n int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := pub.c.Publish(ctx, &paho.Publish{Topic: "rr/req", QoS: 1, Payload: []byte(strconv.Itoa(n)),
+			Properties: &paho.PublishProperties{ResponseTopic: "reply/" + strconv.Itoa(n), CorrelationData: []byte{byte(n), 0, 'c'}, ContentType: "text/plain"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(1) // replayed
+	sub := dialV5(t, e.addr, v5Options{id: "rr-sub"})
+	sub.subscribe(t, "earliest", 1, "$stream/rr")
+	sub.waitN(t, 1)
+	publish(2) // live
+	for name, c := range map[string]*v5Client{"$stream": sub, "plain": plain} {
+		msgs := c.waitN(t, 2)
+		for i, m := range msgs[:2] {
+			n := i + 1
+			if m.Properties == nil || m.Properties.ResponseTopic != "reply/"+strconv.Itoa(n) ||
+				string(m.Properties.CorrelationData) != string([]byte{byte(n), 0, 'c'}) || m.Properties.ContentType != "text/plain" {
+				t.Errorf("%s message %d: properties %+v", name, n, m.Properties)
+			}
+		}
+	}
+}
+
+// TestReplayResumesAfterRestartWithoutSubscribe: the stream subscription of a
+// persistent session is part of the stored session, so after a server restart the
+// client reconnects without subscribing again and continues after what it acknowledged.
+func TestReplayResumesAfterRestartWithoutSubscribe(t *testing.T) {
+	dir := t.TempDir()
+	e := newReplayEnv(t, replayEnvOptions{dir: dir}, streamDef("rr2", 1, "topic", "rr2/#"))
+	const n = 50
+	e.fill(t, testMessages(n, "rr2/%d"))
+	a := dialV5(t, e.addr, v5Options{id: "dev", noClean: true, expiry: 300, rm: 10, manual: true})
+	a.subscribe(t, "earliest", 1, "$stream/rr2")
+	for _, m := range a.waitN(t, 10)[:6] {
+		if err := a.c.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.waitN(t, 16)
+	_ = a.c.Disconnect(&paho.Disconnect{})
+	waitFor(t, "disconnect", func() bool { s := e.hook.session("dev"); return s != nil && s.isClient(nil) })
+	e.close(t)
+
+	e2 := newReplayEnv(t, replayEnvOptions{dir: dir})
+	b := dialV5(t, e2.addr, v5Options{id: "dev", noClean: true, expiry: 300})
+	checkShards(t, b.waitN(t, n-6), []int64{6}, []int64{n})
+	// Live records follow the replay.
+	e2.fill(t, testMessages(1, "rr2/%d"))
+	b.waitN(t, n-6+1)
 }

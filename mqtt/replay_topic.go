@@ -3,16 +3,18 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstreams/mqstreams/mapping"
 )
 
-// Prefixes of stream subscription filters (spec/mqtt.md "Stream subscriptions").
+// Prefixes of stream subscription filters (docs/mapping.md, "`$stream/` subscriptions").
 const (
 	streamPrefix       = "$stream/"
 	legacyStreamPrefix = "$s/"
@@ -118,8 +120,12 @@ func timeStart(us int64) startPoint {
 	return startPoint{kind: startTime, tsUS: us}
 }
 
-// parseStartValue parses a start point: `earliest`, `latest`, a Unix timestamp in
-// microseconds (0 = earliest) and, when offsets is true, `<shard>:<offset>[,...]`.
+// parseStartValue parses a start point: `earliest`, `latest`, a time and, when offsets
+// is true, `<shard>:<offset>[,...]`. A time is a number with a unit (`1732540000000ms`,
+// `1732540000000000us`, `1732540000s`), an RFC 3339 time, or a bare Unix time in
+// microseconds (`0` = earliest). A bare number that is not plausibly microseconds (16
+// digits, 2001 to 2286) is refused: 13 digits are the milliseconds Kafka users have at
+// hand, and taken as µs they would silently replay everything.
 func parseStartValue(v string, offsets bool) (startPoint, error) {
 	switch strings.ToLower(v) {
 	case "earliest":
@@ -129,15 +135,17 @@ func parseStartValue(v string, offsets bool) (startPoint, error) {
 	case "":
 		return startPoint{}, errors.New("empty")
 	}
-	if !strings.Contains(v, ":") {
-		us, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || us < 0 {
-			return startPoint{}, errors.New("want earliest, latest, a timestamp in microseconds or <shard>:<offset>[,...]")
+	if us, ok, err := parseStartTime(v); ok {
+		if err != nil {
+			return startPoint{}, err
 		}
 		return timeStart(us), nil
 	}
+	if !strings.Contains(v, ":") {
+		return startPoint{}, errors.New("want earliest, latest, a time (1732540000000ms, 1732540000000000us, an RFC 3339 time) or <shard>:<offset>[,...]")
+	}
 	if !offsets {
-		return startPoint{}, errors.New("want earliest, latest or a timestamp in microseconds")
+		return startPoint{}, errors.New("want earliest, latest or a time (1732540000000ms, 1732540000000000us, an RFC 3339 time)")
 	}
 	sp := startPoint{kind: startOffsets, offsets: map[int32]int64{}}
 	for _, part := range strings.Split(v, ",") {
@@ -159,6 +167,69 @@ func parseStartValue(v string, offsets bool) (startPoint, error) {
 		sp.offsets[int32(shard)] = off
 	}
 	return sp, nil
+}
+
+// Bounds of a bare number taken as Unix µs: 2001-09-09 to 2286-11-20.
+const (
+	minBareUS = 1_000_000_000_000_000
+	maxBareUS = 10_000_000_000_000_000 - 1
+)
+
+// timeUnits are the suffixes a start time may carry, longest first, in µs.
+var timeUnits = []struct {
+	suffix string
+	us     int64
+}{{"ms", 1000}, {"us", 1}, {"µs", 1}, {"s", 1_000_000}}
+
+// parseStartTime parses v as a start time in Unix µs; ok is false when v is not
+// written as a time at all (a keyword or shard offsets).
+func parseStartTime(v string) (us int64, ok bool, err error) {
+	if len(v) >= 20 && v[4] == '-' && (v[10] == 'T' || v[10] == 't') {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return 0, true, fmt.Errorf("not an RFC 3339 time: %v", err)
+		}
+		if t.Before(time.Unix(0, 0)) {
+			return 0, true, errors.New("time before 1970")
+		}
+		return t.UnixMicro(), true, nil
+	}
+	digits := strings.TrimLeft(v, "0123456789")
+	if digits == v || strings.Contains(v, ":") {
+		if strings.HasPrefix(v, "-") {
+			return 0, true, errors.New("a time cannot be negative")
+		}
+		return 0, false, nil
+	}
+	num := v[:len(v)-len(digits)]
+	n, perr := strconv.ParseInt(num, 10, 64)
+	if perr != nil {
+		return 0, true, fmt.Errorf("%q is out of range", num)
+	}
+	if digits == "" {
+		if n == 0 || (n >= minBareUS && n <= maxBareUS) {
+			return n, true, nil
+		}
+		hint := ""
+		switch len(num) {
+		case 13:
+			hint = fmt.Sprintf(" (%s looks like milliseconds: write %sms)", num, num)
+		case 10:
+			hint = fmt.Sprintf(" (%s looks like seconds: write %ss)", num, num)
+		case 19:
+			hint = fmt.Sprintf(" (%s looks like nanoseconds: write %sus)", num, num[:16])
+		}
+		return 0, true, fmt.Errorf("a bare number is a Unix time in microseconds (16 digits)%s; give the unit (ms, us, s) or an RFC 3339 time", hint)
+	}
+	for _, u := range timeUnits {
+		if digits == u.suffix {
+			if n > math.MaxInt64/u.us {
+				return 0, true, fmt.Errorf("%s is out of range", v)
+			}
+			return n * u.us, true, nil
+		}
+	}
+	return 0, true, fmt.Errorf("unknown time unit %q: want ms, us or s", digits)
 }
 
 // subscriptionStart combines the start point of the topic with the SUBSCRIBE packet's

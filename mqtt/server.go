@@ -26,11 +26,13 @@ import (
 type Config struct {
 	// Addr is the TCP listen address (default ":1883"; "127.0.0.1:0" picks a free port).
 	Addr string
-	// MaxPacketBytes is the largest MQTT packet accepted (default 1 MiB); larger ones
-	// end the connection as mochi's maximum packet size prescribes.
+	// MaxPacketBytes is the largest MQTT packet accepted (default 1 MiB), advertised in
+	// CONNACK; a larger one ends the connection, with DISCONNECT 0x95 on MQTT 5.
 	MaxPacketBytes int
 	// WSAddr is the MQTT over WebSocket listen address; empty means none.
 	WSAddr string
+	// Capabilities are advertised in CONNACK and enforced; nil means DefaultCapabilities.
+	Capabilities *Capabilities
 }
 
 // Default configuration values.
@@ -72,6 +74,7 @@ type Server struct {
 	ingest *ingestHook
 	met    *metrics
 	replay *ReplayHook
+	store  *storeHook
 
 	mu         sync.Mutex
 	listener   net.Listener
@@ -103,16 +106,29 @@ func New(o Options) (*Server, error) {
 	}
 	lg := o.Logger.With().Str("component", "mqtt").Logger()
 
+	ours := DefaultCapabilities()
+	if cfg.Capabilities != nil {
+		ours = *cfg.Capabilities
+	}
+	if ours.ReceiveMaximum == 0 || ours.MaximumQoS > 2 {
+		return nil, fmt.Errorf("mqtt: receive maximum %d and maximum QoS %d: want at least 1 and at most 2", ours.ReceiveMaximum, ours.MaximumQoS)
+	}
 	caps := mochi.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = uint32(cfg.MaxPacketBytes)
+	ours.apply(caps, cfg.MaxPacketBytes)
+	// mochi's default drops every retained and queued message a day after it was
+	// published, whatever its own expiry: a device's retained status must last until
+	// it is replaced, so only a message's own expiry interval applies.
+	caps.MaximumMessageExpiryInterval = 0
 	// Acks echo no publish properties: user properties of a large publish would
 	// otherwise be sent back in every PUBACK.
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 
+	logHandler, logBroker := newClientLogHandler(zerolog.NewSlogHandler(lg.With().Str("lib", "mochi").Logger()))
 	broker := mochi.New(&mochi.Options{
 		Capabilities: caps,
-		Logger:       slog.New(quietRefusals{zerolog.NewSlogHandler(lg.With().Str("lib", "mochi").Logger())}),
+		Logger:       slog.New(quietRefusals{logHandler}),
 	})
+	logBroker.Store(broker)
 
 	met := newMetrics(broker)
 	if o.Registerer != nil {
@@ -125,13 +141,17 @@ func New(o Options) (*Server, error) {
 	// the ingest hook must be the last OnPublish so it sees the packet other hooks leave.
 	ro := ReplayOptions{Log: o.Log, Catalog: o.Catalog, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker}
 	authz := newAllowAllHook()
+	var ah *authHook
 	if o.Auth != nil {
-		ah := newAuthHook(o.Auth, o.LoginLimiter, met.loginFailures, lg)
+		ah = newAuthHook(o.Auth, o.LoginLimiter, met.loginFailures, lg)
 		ro.Authorize = ah.streamAllowed
 		authz = ah
 	}
 	if err := broker.AddHook(authz, nil); err != nil {
 		return nil, fmt.Errorf("mqtt auth hook: %w", err)
+	}
+	if err := broker.AddHook(newLimitsHook(ours, cfg.MaxPacketBytes, met), nil); err != nil {
+		return nil, fmt.Errorf("mqtt limits hook: %w", err)
 	}
 	replay, err := NewReplayHook(ro)
 	if err != nil {
@@ -140,16 +160,27 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(replay, nil); err != nil {
 		return nil, fmt.Errorf("mqtt replay hook: %w", err)
 	}
+	store := newStoreHook(o.Log, broker, lg)
+	if ah != nil {
+		// A restored session still belongs to its user: the auth hook learns the owner
+		// before any connection can claim its client id.
+		store.onRestored = func(cl *mochi.Client) { ah.principal(cl) }
+	}
+	if err := broker.AddHook(store, nil); err != nil {
+		return nil, fmt.Errorf("mqtt store hook: %w", err)
+	}
 	for _, hk := range o.Hooks {
 		if err := broker.AddHook(hk, nil); err != nil {
 			return nil, fmt.Errorf("mqtt hook %s: %w", hk.ID(), err)
 		}
 	}
 	ingest := newIngestHook(broker, o.Log, o.Catalog.Router(), lg, met, int(caps.ReceiveMaximum))
+	ingest.storeRetained = true
+	store.retainedStored = ingest.retainedStored
 	if err := broker.AddHook(ingest, nil); err != nil {
 		return nil, fmt.Errorf("mqtt ingest hook: %w", err)
 	}
-	return &Server{cfg: cfg, tls: o.TLS, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay}, nil
+	return &Server{cfg: cfg, tls: o.TLS, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay, store: store}, nil
 }
 
 // Start binds the TCP listener and serves; it returns once the listener is bound.
@@ -180,6 +211,7 @@ func (s *Server) Start() error {
 	if s.tls != nil {
 		mqttLn = tlsLogListener{Listener: s.tls.Listen(ln), lg: s.lg}
 	}
+	mqttLn = &limitListener{Listener: mqttLn, wrap: s.limitConn}
 	if err := s.broker.AddListener(listeners.NewNet(listenerID, mqttLn)); err != nil {
 		closeAll()
 		return fmt.Errorf("mqtt listener: %w", err)
@@ -189,7 +221,9 @@ func (s *Server) Start() error {
 		if s.tls != nil {
 			wsLn = s.tls.Listen(ws)
 		}
-		if err := s.broker.AddListener(newWSListener(wsListenerID, wsLn, s.tls != nil)); err != nil {
+		wl := newWSListener(wsListenerID, wsLn, s.tls != nil)
+		wl.wrap = s.limitConn
+		if err := s.broker.AddListener(wl); err != nil {
 			closeAll()
 			return fmt.Errorf("mqtt websocket listener: %w", err)
 		}

@@ -40,6 +40,13 @@ type MQTTConfig struct {
 	WSAddr         string
 	MaxPacketBytes int64
 	TLS            TLSConfig
+	// Limits advertised in the MQTT 5 CONNACK and enforced (mqtt.Capabilities).
+	ReceiveMaximum        int64
+	TopicAliasMaximum     int64
+	MaximumQoS            int64
+	RetainAvailable       bool
+	WildcardSubscriptions bool
+	SharedSubscriptions   bool
 }
 
 // TLSConfig names a certificate and key in PEM files, and optionally the CA bundle that
@@ -96,8 +103,9 @@ const maxMQTTPacket = 268435455 + 5
 // DefaultConfig is the embedded configuration used when no file is given.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:    "./data",
-		MQTT:       MQTTConfig{Addr: ":1883", MaxPacketBytes: 1 << 20},
+		DataDir: "./data",
+		MQTT: MQTTConfig{Addr: ":1883", MaxPacketBytes: 1 << 20, ReceiveMaximum: 1024, TopicAliasMaximum: 65535,
+			MaximumQoS: 2, RetainAvailable: true, WildcardSubscriptions: true, SharedSubscriptions: true},
 		Kafka:      KafkaConfig{Addr: ":9092", MaxRequestBytes: 100 << 20, SecurityProtocol: "plaintext"},
 		HTTP:       HTTPConfig{Addr: ":8080"},
 		AutoCreate: AutoCreateConfig{Shards: 4},
@@ -178,10 +186,16 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := decodeMap(root, "", fields{
 		"data_dir": str(&c.DataDir, true),
 		"mqtt": section(fields{
-			"addr":             addr(&c.MQTT.Addr),
-			"ws_addr":          addr(&c.MQTT.WSAddr),
-			"max_packet_bytes": byteSize(&c.MQTT.MaxPacketBytes, maxMQTTPacket),
-			"tls":              tlsSection(&c.MQTT.TLS),
+			"addr":                   addr(&c.MQTT.Addr),
+			"ws_addr":                addr(&c.MQTT.WSAddr),
+			"max_packet_bytes":       byteSize(&c.MQTT.MaxPacketBytes, maxMQTTPacket),
+			"receive_maximum":        intRange(&c.MQTT.ReceiveMaximum, 1, 65535),
+			"topic_alias_maximum":    intRange(&c.MQTT.TopicAliasMaximum, 0, 65535),
+			"maximum_qos":            intRange(&c.MQTT.MaximumQoS, 0, 2),
+			"retain_available":       boolean(&c.MQTT.RetainAvailable),
+			"wildcard_subscriptions": boolean(&c.MQTT.WildcardSubscriptions),
+			"shared_subscriptions":   boolean(&c.MQTT.SharedSubscriptions),
+			"tls":                    tlsSection(&c.MQTT.TLS),
 		}),
 		"kafka": section(fields{
 			"addr":                addr(&c.Kafka.Addr),
@@ -329,6 +343,21 @@ func positiveInt32(dst *int32) func(*yaml.Node, string) error {
 			return fieldErr(n, path, "expected a whole number of at least 1, got %s", describe(n))
 		}
 		*dst = int32(v)
+		return nil
+	}
+}
+
+// intRange accepts a whole number from min to max.
+func intRange(dst *int64, min, max int64) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "a whole number"); err != nil {
+			return err
+		}
+		v, err := strconv.ParseInt(n.Value, 10, 64)
+		if err != nil || v < min || v > max {
+			return fieldErr(n, path, "expected a whole number from %d to %d, got %s", min, max, describe(n))
+		}
+		*dst = v
 		return nil
 	}
 }

@@ -14,7 +14,7 @@ import (
 func TestParseConfigFull(t *testing.T) {
 	c, err := ParseConfig([]byte(`
 data_dir: /var/lib/mqstreams
-mqtt:  { addr: ":1884", max_packet_bytes: 2MiB }
+mqtt:  { addr: ":1884", max_packet_bytes: 2MiB, receive_maximum: 100, topic_alias_maximum: 0, maximum_qos: 1, retain_available: false, wildcard_subscriptions: false, shared_subscriptions: false }
 kafka: { addr: "127.0.0.1:9093", advertised_addr: "broker.example:9093", max_request_bytes: 1048576 }
 http:  { addr: ":8081" }
 auto_create: { enabled: false, shards: 2 }
@@ -33,6 +33,12 @@ streams:
 	}
 	if c.DataDir != "/var/lib/mqstreams" || c.MQTT.Addr != ":1884" || c.MQTT.MaxPacketBytes != 2<<20 {
 		t.Errorf("data_dir/mqtt: %+v %+v", c.DataDir, c.MQTT)
+	}
+	if m := c.MQTT; m.ReceiveMaximum != 100 || m.TopicAliasMaximum != 0 || m.MaximumQoS != 1 || m.RetainAvailable || m.WildcardSubscriptions || m.SharedSubscriptions {
+		t.Errorf("mqtt limits: %+v", m)
+	}
+	if d := DefaultConfig().MQTT; d.ReceiveMaximum != 1024 || d.TopicAliasMaximum != 65535 || d.MaximumQoS != 2 || !d.RetainAvailable || !d.WildcardSubscriptions || !d.SharedSubscriptions {
+		t.Errorf("default mqtt limits: %+v", d)
 	}
 	if c.Kafka.Addr != "127.0.0.1:9093" || c.Kafka.AdvertisedAddr != "broker.example:9093" || c.Kafka.MaxRequestBytes != 1<<20 {
 		t.Errorf("kafka: %+v", c.Kafka)
@@ -99,7 +105,7 @@ func TestParseConfigErrors(t *testing.T) {
 		want []string // substrings of the one-line message
 	}{
 		{"unknown top key", "foo: 1\n", []string{"config line 1: foo: unknown field"}},
-		{"unknown nested key", "mqtt:\n  addr: \":1\"\n  port: 3\n", []string{"config line 3: mqtt.port: unknown field", "known: addr, max_packet_bytes, tls"}},
+		{"unknown nested key", "mqtt:\n  addr: \":1\"\n  port: 3\n", []string{"config line 3: mqtt.port: unknown field", "known: addr, max_packet_bytes, maximum_qos, receive_maximum, retain_available, shared_subscriptions, tls, topic_alias_maximum, wildcard_subscriptions"}},
 		{"unknown tls key", "mqtt: {tls: {crt: a}}\n", []string{"mqtt.tls.crt: unknown field"}},
 		{"duplicate key", "http: {addr: \":1\"}\nhttp: {addr: \":2\"}\n", []string{"config line 2: http: duplicate key (first at line 1)"}},
 		{"section not a map", "mqtt: 1883\n", []string{"config line 1: mqtt: expected a mapping"}},
@@ -108,6 +114,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"advertised without host", "kafka: {advertised_addr: \":9092\"}\n", []string{"kafka.advertised_addr"}},
 		{"advertised port 0", "kafka: {advertised_addr: \"h:0\"}\n", []string{"kafka.advertised_addr"}},
 		{"bad size", "mqtt: {max_packet_bytes: lots}\n", []string{"mqtt.max_packet_bytes", "lots"}},
+		{"bad qos", "mqtt: {maximum_qos: 3}\n", []string{"mqtt.maximum_qos: expected a whole number from 0 to 2"}},
+		{"zero receive maximum", "mqtt: {receive_maximum: 0}\n", []string{"mqtt.receive_maximum: expected a whole number from 1 to 65535"}},
+		{"bad alias maximum", "mqtt: {topic_alias_maximum: 70000}\n", []string{"mqtt.topic_alias_maximum"}},
+		{"bad retain", "mqtt: {retain_available: 1}\n", []string{"mqtt.retain_available: expected true or false"}},
 		{"size too big", "kafka: {max_request_bytes: 4GiB}\n", []string{"kafka.max_request_bytes: must be from 1 to"}},
 		{"zero size", "kafka: {max_request_bytes: 0}\n", []string{"kafka.max_request_bytes: must be from 1"}},
 		{"bad bool", "auto_create: {enabled: maybe}\n", []string{"auto_create.enabled: expected true or false"}},

@@ -1,0 +1,246 @@
+package mqtt
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
+)
+
+// startStore starts a server over dir whose store hook sees the clock now (nil: the
+// real one), for tests that restart the broker on the same data dir.
+func startStore(tb testing.TB, dir string, now func() time.Time, defs ...mapping.Definition) (*Server, *log.Log) {
+	tb.Helper()
+	l, cat := openStreams(tb, log.Options{Dir: dir, Logger: zerolog.Nop()}, defs)
+	srv, err := New(Options{Config: Config{Addr: "127.0.0.1:0"}, Log: l, Catalog: cat, Logger: zerolog.Nop()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if now != nil {
+		srv.store.now = now
+	}
+	if err := srv.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return srv, l
+}
+
+func stopStore(tb testing.TB, srv *Server, l *log.Log) {
+	tb.Helper()
+	if err := srv.Close(); err != nil {
+		tb.Error(err)
+	}
+	if err := l.Close(); err != nil {
+		tb.Error(err)
+	}
+}
+
+// connectV5 connects a paho client and returns it with the CONNACK's session present.
+func connectV5(tb testing.TB, addr, id string, clean bool, expiry uint32, got chan<- *paho.Publish) (*paho.Client, bool) {
+	tb.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: id,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			if got != nil {
+				got <- pr.Packet
+			}
+			return true, nil
+		}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cp := &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 60, Properties: &paho.ConnectProperties{}}
+	if expiry > 0 {
+		cp.Properties.SessionExpiryInterval = &expiry
+	}
+	ca, err := c.Connect(ctx, cp)
+	if err != nil || ca.ReasonCode != 0 {
+		tb.Fatalf("connect %s: %v %+v", id, err, ca)
+	}
+	return c, ca.SessionPresent
+}
+
+func publishV5(tb testing.TB, c *paho.Client, topic string, qos byte, retain bool, payload string, expiry uint32) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := &paho.Publish{Topic: topic, QoS: qos, Retain: retain, Payload: []byte(payload), Properties: &paho.PublishProperties{}}
+	if expiry > 0 {
+		p.Properties.MessageExpiry = &expiry
+	}
+	if _, err := c.Publish(ctx, p); err != nil {
+		tb.Fatalf("publish %s: %v", topic, err)
+	}
+}
+
+func subscribeV5(tb testing.TB, c *paho.Client, qos byte, filters ...string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := &paho.Subscribe{}
+	for _, f := range filters {
+		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: qos})
+	}
+	sa, err := c.Subscribe(ctx, s)
+	if err != nil {
+		tb.Fatalf("subscribe %v: %v", filters, err)
+	}
+	for i, r := range sa.Reasons {
+		if r >= 0x80 {
+			tb.Fatalf("subscribe %s: reason %#x", filters[i], r)
+		}
+	}
+}
+
+// collect reads n messages (topic → payload) within a deadline.
+func collect(tb testing.TB, got <-chan *paho.Publish, n int) map[string]string {
+	tb.Helper()
+	out := map[string]string{}
+	deadline := time.After(20 * time.Second)
+	for len(out) < n {
+		select {
+		case p := <-got:
+			out[p.Topic] = string(p.Payload)
+		case <-deadline:
+			tb.Fatalf("got %d of %d messages: %v", len(out), n, out)
+		}
+	}
+	return out
+}
+
+// TestStoreSurvivesRestart: retained messages (stream-matched and plain), a persistent
+// session's subscriptions and the QoS 1 messages queued for it while offline are all
+// there after the broker and the log are closed and reopened on the same data dir.
+func TestStoreSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	def := streamDef("status", 1, "none", "status/#")
+	srv, l := startStore(t, dir, nil, def)
+	addr := srv.Addr().String()
+
+	sub, _ := connectV5(t, addr, "dev-sub", true, 3600, nil)
+	subscribeV5(t, sub, 1, "cmd/#")
+	_ = sub.Disconnect(&paho.Disconnect{})
+	waitFor(t, "subscriber offline", func() bool {
+		cl, ok := srv.broker.Clients.Get("dev-sub")
+		return ok && cl.Closed()
+	})
+
+	pub, _ := connectV5(t, addr, "dev-pub", true, 0, nil)
+	publishV5(t, pub, "status/dev1", 1, true, "online", 0)
+	publishV5(t, pub, "plain/dev1", 1, true, "plain", 0)
+	publishV5(t, pub, "status/gone", 1, true, "short", 1) // expires before the restart below
+	for _, topic := range []string{"cmd/a", "cmd/b", "cmd/c"} {
+		publishV5(t, pub, topic, 1, false, topic, 0)
+	}
+	publishV5(t, pub, "cmd/short", 1, false, "short", 1)
+	_ = pub.Disconnect(&paho.Disconnect{})
+	stopStore(t, srv, l)
+
+	later := func() time.Time { return time.Now().Add(time.Minute) }
+	srv, l = startStore(t, dir, later, def)
+	defer stopStore(t, srv, l)
+	addr = srv.Addr().String()
+
+	got := make(chan *paho.Publish, 16)
+	sub, present := connectV5(t, addr, "dev-sub", false, 3600, got)
+	defer sub.Disconnect(&paho.Disconnect{})
+	if !present {
+		t.Fatal("persistent session not present after restart")
+	}
+	queued := collect(t, got, 3)
+	for _, topic := range []string{"cmd/a", "cmd/b", "cmd/c"} {
+		if queued[topic] != topic {
+			t.Fatalf("queued messages after restart: %v", queued)
+		}
+	}
+	// The stored subscription still routes new publishes.
+	pub, _ = connectV5(t, addr, "dev-pub", true, 0, nil)
+	defer pub.Disconnect(&paho.Disconnect{})
+	publishV5(t, pub, "cmd/new", 1, false, "new", 0)
+	if m := collect(t, got, 1); m["cmd/new"] != "new" {
+		t.Fatalf("after restart the stored subscription got %v", m)
+	}
+
+	rgot := make(chan *paho.Publish, 16)
+	reader, _ := connectV5(t, addr, "reader", true, 0, rgot)
+	defer reader.Disconnect(&paho.Disconnect{})
+	subscribeV5(t, reader, 1, "status/#", "plain/#")
+	ret := collect(t, rgot, 2)
+	if ret["status/dev1"] != "online" || ret["plain/dev1"] != "plain" {
+		t.Fatalf("retained after restart: %v", ret)
+	}
+	select {
+	case p := <-rgot:
+		t.Fatalf("unexpected retained %s=%q (expired before the restart?)", p.Topic, p.Payload)
+	case p := <-got:
+		t.Fatalf("unexpected queued %s=%q", p.Topic, p.Payload)
+	case <-time.After(200 * time.Millisecond): // nothing else is due: bounded look for extras
+	}
+	if got := srv.broker.Options.Capabilities.MaximumMessageExpiryInterval; got != 0 {
+		t.Fatalf("retained and queued messages are dropped after %d s whatever their expiry", got)
+	}
+	if recs := readAll(t, l.Stream("status"), 0); len(recs) != 2 {
+		t.Fatalf("stream records: %d, want 2", len(recs))
+	}
+}
+
+// TestStoreSessionExpiryAcrossRestart: a session whose expiry interval passes while the
+// server is down is gone after the restart, with its subscriptions and queued messages.
+func TestStoreSessionExpiryAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	srv, l := startStore(t, dir, nil)
+	addr := srv.Addr().String()
+	for _, id := range []string{"short", "long"} {
+		expiry := uint32(30)
+		if id == "long" {
+			expiry = 3600
+		}
+		c, _ := connectV5(t, addr, id, true, expiry, nil)
+		subscribeV5(t, c, 1, "cmd/#")
+		_ = c.Disconnect(&paho.Disconnect{})
+	}
+	waitFor(t, "subscribers offline", func() bool {
+		a, ok1 := srv.broker.Clients.Get("short")
+		b, ok2 := srv.broker.Clients.Get("long")
+		return ok1 && ok2 && a.Closed() && b.Closed()
+	})
+	pub, _ := connectV5(t, addr, "pub", true, 0, nil)
+	publishV5(t, pub, "cmd/x", 1, false, "x", 0)
+	_ = pub.Disconnect(&paho.Disconnect{})
+	stopStore(t, srv, l)
+
+	srv, l = startStore(t, dir, func() time.Time { return time.Now().Add(10 * time.Minute) })
+	defer stopStore(t, srv, l)
+	if _, ok := srv.broker.Clients.Get("short"); ok {
+		t.Fatal("session with a 30 s expiry survived 10 minutes of downtime")
+	}
+	cl, ok := srv.broker.Clients.Get("long")
+	if !ok {
+		t.Fatal("session with a 1 h expiry lost")
+	}
+	if got := cl.Properties.Props.SessionExpiryInterval; got > 3600-600 || got < 3600-700 {
+		t.Fatalf("remaining session expiry %d s, want about %d", got, 3600-600)
+	}
+	if n := cl.State.Inflight.Len(); n != 1 {
+		t.Fatalf("queued for long: %d, want 1", n)
+	}
+	for _, kind := range []string{kindClient, kindSub, kindInflight} {
+		es, err := l.Entries(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if len(e.Name) >= 5 && e.Name[:5] == "short" {
+				t.Fatalf("%s entry %q of the expired session kept", kind, e.Name)
+			}
+		}
+	}
+}
