@@ -1,6 +1,7 @@
 package kafkawire
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -49,7 +50,7 @@ func handleCreatePartitions(s *Server, c *conn, kreq kmsg.Request) (kmsg.Respons
 			}
 			d, err := s.cat.Update(rt.Topic, grow)
 			switch {
-			case err == errValidated:
+			case errors.Is(err, errValidated):
 			case err != nil && isShrink(err):
 				fail(kerr.InvalidPartitions.Code, err.Error())
 			case err != nil:

@@ -52,9 +52,6 @@ func OpenCatalog(l *log.Log) (*Catalog, error) {
 // Router is the router the catalog keeps current; MQTT ingest routes with it.
 func (c *Catalog) Router() *Router { return c.router }
 
-// Log is the log whose streams the catalog defines.
-func (c *Catalog) Log() *log.Log { return c.log }
-
 // Definition returns the named stream's definition.
 func (c *Catalog) Definition(name string) (Definition, bool) { return c.router.Definition(name) }
 
