@@ -10,8 +10,7 @@ import (
 )
 
 // TestReplayStreamDeleted: a client replaying a stream that is deleted is disconnected
-// with reason 0x98 rather than left waiting; subscribing again fails in the SUBACK, and
-// the stream's stored positions are gone with it.
+// with reason 0x98 rather than left waiting; subscribing again fails in the SUBACK.
 func TestReplayStreamDeleted(t *testing.T) {
 	e := newReplayEnv(t, replayEnvOptions{noSync: true}, streamDef("gone", 2, "topic", "gone/#"))
 	e.fill(t, testMessages(10, "gone/%d"))
@@ -68,7 +67,39 @@ func TestReplayStreamDeleted(t *testing.T) {
 	if sa := c2.subscribe(t, "earliest", 1, "$stream/gone"); len(sa.Reasons) != 1 || sa.Reasons[0] < 0x80 {
 		t.Fatalf("subscribe to the deleted stream: %+v", sa)
 	}
-	if offs, err := e.log.GroupOffsets(groupName("reader", "$stream/gone")); err != nil || len(offs) != 0 {
-		t.Fatalf("positions of the deleted stream: %v %v", offs, err)
+}
+
+// TestStreamDeleteDropsReplayPositions: the positions a persistent session stored for a
+// stream go with the stream.
+func TestStreamDeleteDropsReplayPositions(t *testing.T) {
+	e := newReplayEnv(t, replayEnvOptions{noSync: true}, streamDef("kept", 1, "topic", "kept/#"))
+	e.fill(t, testMessages(5, "kept/%d"))
+	c := dialV5(t, e.addr, v5Options{id: "durable", noClean: true, expiry: 300})
+	if sa := c.subscribe(t, "earliest", 1, "$stream/kept"); sa.Reasons[0] != 1 {
+		t.Fatalf("suback %v", sa.Reasons)
+	}
+	c.waitN(t, 5)
+	group := groupName("durable", "$stream/kept")
+	// Positions are stored at disconnect; wait for them rather than for the disconnect.
+	_ = c.c.Disconnect(&paho.Disconnect{})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		offs, err := e.log.GroupOffsets(group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(offs) == 1 && offs[0].Offset == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("positions not stored: %+v", offs)
+		}
+		time.Sleep(10 * time.Millisecond) // polls a condition, with a deadline
+	}
+	if err := e.cat.Delete("kept"); err != nil {
+		t.Fatal(err)
+	}
+	if offs, err := e.log.GroupOffsets(group); err != nil || len(offs) != 0 {
+		t.Fatalf("positions after delete: %+v %v", offs, err)
 	}
 }
