@@ -91,6 +91,7 @@ func TestAdminTopicsKadm(t *testing.T) {
 		{"unknown config", 1, 1, map[string]*string{"segment.bytes": kadm.StringPtr("1")}, "cfg1", kerr.InvalidConfig},
 		{"bad filter", 1, 1, map[string]*string{"mqtt.topic.filter": kadm.StringPtr("a/#/b")}, "cfg2", kerr.InvalidConfig},
 		{"bad retention", 1, 1, map[string]*string{"retention.ms": kadm.StringPtr("soon")}, "cfg3", kerr.InvalidConfig},
+		{"gzip storage", 1, 1, map[string]*string{"compression.type": kadm.StringPtr("gzip")}, "cfg4", kerr.InvalidConfig},
 	}
 	for _, b := range bad {
 		_, err := adm.CreateTopic(ctx, b.parts, b.rf, b.configs, b.topic)
@@ -108,6 +109,13 @@ func TestAdminTopicsKadm(t *testing.T) {
 	}
 	if v := cfg["retention.bytes"]; v.MaybeValue() != "-1" || v.Source != kmsg.ConfigSourceDefaultConfig {
 		t.Fatalf("retention.bytes: %+v", v)
+	}
+
+	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"compression.type": kadm.StringPtr("zstd")}, "zstd-t"); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := tb.cat.Definition("zstd-t"); d.Compression != "zstd" || topicConfigMap(t, adm, ctx, "zstd-t")["compression.type"].MaybeValue() != "zstd" {
+		t.Fatalf("compression.type: %+v", d)
 	}
 
 	// Incremental: set one, the rest stays; append a filter.
