@@ -110,10 +110,11 @@ func (a streamsAPI) create(w http.ResponseWriter, r *http.Request) {
 // scripts send whole definitions, which this treats the same as a replacement.
 func (a streamsAPI) update(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if _, ok := a.visible(w, r); !ok {
+	// Admin first: a refusal says nothing of whether the stream exists.
+	if !mayAdmin(w, r, name) {
 		return
 	}
-	if !mayAdmin(w, r, name) {
+	if _, ok := a.visible(w, r); !ok {
 		return
 	}
 	body, ok := readBody(w, r)
@@ -158,10 +159,10 @@ func (a streamsAPI) update(w http.ResponseWriter, r *http.Request) {
 
 func (a streamsAPI) delete(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if _, ok := a.visible(w, r); !ok {
+	if !mayAdmin(w, r, name) {
 		return
 	}
-	if !mayAdmin(w, r, name) {
+	if _, ok := a.visible(w, r); !ok {
 		return
 	}
 	if err := a.cat.Delete(name); err != nil {
