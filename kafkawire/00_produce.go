@@ -77,7 +77,7 @@ func handleProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 				berr = refuse(kerr.UnknownTopicOrPartition, "topic %q has no partition %d", rt.Topic, rp.Partition)
 			default:
 				var a *produceAppend
-				a, berr = s.startProduce(req.Version, st, rp, p)
+				a, berr = s.startProduce(c, req.Version, st, rp, p)
 				if a != nil {
 					appends = append(appends, a)
 				}
@@ -105,8 +105,8 @@ func handleProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 
 // startProduce decodes one partition's batch and queues its append (or, for a retried
 // batch of an idempotent producer, notes the original append to answer with).
-func (s *Server) startProduce(version int16, st *log.Stream, rp kmsg.ProduceRequestTopicPartition, p *kmsg.ProduceResponseTopicPartition) (*produceAppend, *batchError) {
-	b, berr := decodeProduced(rp.Records, version, int(s.cfg.MaxRequestBytes))
+func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.ProduceRequestTopicPartition, p *kmsg.ProduceResponseTopicPartition) (*produceAppend, *batchError) {
+	b, berr := decodeProduced(rp.Records, version, int(s.cfg.MaxRequestBytes), c.charge)
 	if berr != nil {
 		return nil, berr
 	}

@@ -1,6 +1,7 @@
 package kafkawire
 
 import (
+	"fmt"
 	"hash/crc32"
 	"math"
 	"reflect"
@@ -39,6 +40,16 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func handleFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FetchRequest)
+	if n := fetchPartitions(req); n > s.cfg.MaxFetchPartitions {
+		s.metrics.limitRefused("max_fetch_partitions")
+		if req.Version < 7 {
+			// No top-level error code before v7: the request cannot be answered.
+			return nil, fmt.Errorf("%w: fetch names %d partitions (max %d)", errBadRequest, n, s.cfg.MaxFetchPartitions)
+		}
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		return resp, nil
+	}
 	f := fetch{s: s, c: c, req: req}
 	var timer *time.Timer
 	expired := false
@@ -55,6 +66,9 @@ func handleFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		}
 		// Wait for an append to any fetched shard, the deadline or shutdown; the
 		// notification channels were taken before reading, so no append is missed.
+		// One case per distinct shard: a request naming one partition many times
+		// must not build more cases than reflect.Select takes (65536).
+		waits = distinctWaits(waits)
 		cases := make([]reflect.SelectCase, 0, len(waits)+2)
 		cases = append(cases,
 			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.done)},
@@ -307,4 +321,25 @@ func gapBatch(first, last int64) []byte {
 	b = rb.AppendTo(b[:0])
 	rb.CRC = int32(crc32.Checksum(b[21:], castagnoli))
 	return rb.AppendTo(b[:0])
+}
+
+func fetchPartitions(req *kmsg.FetchRequest) int {
+	n := 0
+	for _, t := range req.Topics {
+		n += len(t.Partitions)
+	}
+	return n
+}
+
+// distinctWaits drops repeated notification channels (the same shard named twice).
+func distinctWaits(waits []<-chan struct{}) []<-chan struct{} {
+	seen := make(map[<-chan struct{}]struct{}, len(waits))
+	out := waits[:0]
+	for _, w := range waits {
+		if _, dup := seen[w]; !dup {
+			seen[w] = struct{}{}
+			out = append(out, w)
+		}
+	}
+	return out
 }

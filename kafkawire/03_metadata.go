@@ -1,6 +1,7 @@
 package kafkawire
 
 import (
+	"fmt"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -22,6 +23,11 @@ func init() { register(3, 0, 12, handleMetadata) }
 
 func handleMetadata(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.MetadataRequest)
+	if len(req.Topics) > s.cfg.MaxMetadataTopics {
+		s.metrics.limitRefused("max_metadata_topics")
+		// Metadata has no top-level error code: the request cannot be answered.
+		return nil, fmt.Errorf("%w: metadata names %d topics (max %d)", errBadRequest, len(req.Topics), s.cfg.MaxMetadataTopics)
+	}
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 
 	b := kmsg.NewMetadataResponseBroker()

@@ -34,6 +34,12 @@ type testBroker struct {
 
 func startBroker(t testing.TB, noSync bool) *testBroker {
 	t.Helper()
+	return startBrokerWith(t, noSync, Config{})
+}
+
+// startBrokerWith starts a broker with cfg (its address is always 127.0.0.1:0).
+func startBrokerWith(t testing.TB, noSync bool, cfg Config) *testBroker {
+	t.Helper()
 	tb := &testBroker{reg: prometheus.NewRegistry()}
 	l, err := log.Open(log.Options{
 		Dir:               t.TempDir(),
@@ -55,7 +61,8 @@ func startBroker(t testing.TB, noSync bool) *testBroker {
 		t.Fatal(err)
 	}
 	tb.cat = cat
-	s, err := New(Options{Config: Config{Addr: "127.0.0.1:0"}, Log: l, Catalog: cat, Logger: zerolog.Nop(), Registerer: tb.reg})
+	cfg.Addr = "127.0.0.1:0"
+	s, err := New(Options{Config: cfg, Log: l, Catalog: cat, Logger: zerolog.Nop(), Registerer: tb.reg})
 	if err != nil {
 		t.Fatal(err)
 	}

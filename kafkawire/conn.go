@@ -39,6 +39,9 @@ type conn struct {
 	// replaying consumer costs one copy out of the log and no garbage per fetch.
 	fbuf []byte
 
+	// held is the request budget taken by the request being handled (budget.go).
+	held int64
+
 	// sec is the connection's principal and SASL progress (security.go).
 	sec connSecurity
 }
@@ -74,20 +77,33 @@ func (c *conn) serve() {
 		return
 	}
 	br := bufio.NewReaderSize(c.nc, 64<<10)
+	defer c.releaseHeld()
 	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
-		body, err := readFrame(br, c.s.cfg.MaxRequestBytes, c.rbuf)
+		body, err := c.readRequest(br)
 		if err != nil {
-			if errors.Is(err, errFrameTooLarge) {
+			var ne net.Error
+			switch {
+			case errors.Is(err, errFrameTimeout):
+				c.s.metrics.timedOut("frame")
+				c.s.metrics.refusedConn("frame_timeout")
+				c.lg.Warn().Str("client", c.clientID).Dur("timeout", c.s.cfg.FrameTimeout).Msg("kafka connection closed: request frame not completed in time")
+			case errors.Is(err, errBudget):
+				c.s.metrics.refusedConn("request_budget")
+				c.lg.Warn().Str("client", c.clientID).Msg("kafka connection closed: request-memory budget exhausted (kafka.queued_max_request_bytes)")
+			case errors.Is(err, errFrameTooLarge):
 				c.s.metrics.failed(-1, "frame_too_large")
-			}
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.lg.Info().Err(err).Str("client", c.clientID).Msg("kafka connection closed")
+			case errors.As(err, &ne) && ne.Timeout():
+				c.s.metrics.timedOut("idle")
+				c.lg.Debug().Str("client", c.clientID).Msg("kafka connection closed: idle")
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 				c.lg.Debug().Err(err).Str("client_id", c.clientID).Msg("kafka connection closed on read")
 			}
 			return
 		}
 		c.s.metrics.traffic(len(body)+4, 0)
 		out, err := c.dispatch(body)
+		c.releaseHeld()
 		// Keep a modest read buffer; a rare huge request should not pin its memory.
 		if cap(body) <= 1<<20 {
 			c.rbuf = body[:0]
@@ -125,6 +141,42 @@ func (c *conn) serve() {
 			c.wbuf = out[:0]
 		}
 	}
+}
+
+// errFrameTimeout ends a connection whose request frame, once begun, did not arrive
+// whole within Config.FrameTimeout (a slowloris client).
+var errFrameTimeout = errors.New("request frame not completed in time")
+
+// readRequest reads the next request frame: up to idleTimeout for its first byte, then
+// FrameTimeout for the rest. A frame above smallFrame first reserves its size from the
+// server's request budget; the reservation is released after the request is handled.
+func (c *conn) readRequest(br *bufio.Reader) ([]byte, error) {
+	_ = c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+	if _, err := br.Peek(1); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(c.s.cfg.FrameTimeout)
+	_ = c.nc.SetReadDeadline(deadline)
+	timedOut := func(err error) error {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("%w: %w", errFrameTimeout, err)
+		}
+		return err
+	}
+	sz, err := br.Peek(4)
+	if err != nil {
+		return nil, timedOut(err)
+	}
+	n := int32(binary.BigEndian.Uint32(sz))
+	if n > smallFrame && n <= c.s.cfg.MaxRequestBytes && c.s.budget != nil {
+		if err := c.s.budget.reserve(int64(n), deadline, c.s.done); err != nil {
+			return nil, err
+		}
+		c.held += int64(n)
+	}
+	body, err := readFrame(br, c.s.cfg.MaxRequestBytes, c.rbuf)
+	return body, timedOut(err)
 }
 
 // readFrame reads one size-prefixed request. The body buffer grows as bytes arrive, so a

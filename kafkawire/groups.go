@@ -1233,8 +1233,12 @@ func (c *coordinator) storeCommit(group string, req *kmsg.OffsetCommitRequest, c
 			continue
 		}
 		c.lg.Error().Err(err).Str("group", group).Msg("offset commit")
+		code := kerr.CoordinatorNotAvailable.Code
+		if errors.Is(err, log.ErrDiskFull) || errors.Is(err, log.ErrStorageFailed) {
+			code = kerr.KafkaStorageError.Code // as Kafka passes a storage error through
+		}
 		for _, w := range where {
-			codes[w[0]][w[1]] = kerr.CoordinatorNotAvailable.Code
+			codes[w[0]][w[1]] = code
 		}
 		return
 	}

@@ -20,6 +20,8 @@ type metrics struct {
 	refused    *prometheus.CounterVec
 	bytesIn    prometheus.Counter
 	bytesOut   prometheus.Counter
+	refusals   *prometheus.CounterVec
+	timeouts   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,7 +46,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &metrics{conns: conns, fetchBytes: fetch}
+	refusals, err := registerOrExisting(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "mqstreams_limit_refusals_total",
+		Help:        "Connections, requests or messages refused by a limit, by protocol and limit.",
+		ConstLabels: prometheus.Labels{"proto": "kafka"},
+	}, []string{"limit"}))
+	if err != nil {
+		return nil, err
+	}
+	timeouts, err := registerOrExisting(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "mqstreams_timeouts_total",
+		Help:        "Connections closed by a timeout, by protocol and timeout.",
+		ConstLabels: prometheus.Labels{"proto": "kafka"},
+	}, []string{"timeout"}))
+	if err != nil {
+		return nil, err
+	}
+	m := &metrics{conns: conns, fetchBytes: fetch, refusals: refusals, timeouts: timeouts}
 	if m.requests, err = registerOrExisting(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mqstreams_kafka_requests_total",
 		Help: "Kafka requests handled, by API.",
@@ -198,5 +216,25 @@ func (m *metrics) connClosed() {
 func (m *metrics) fetched(stream string, n int) {
 	if m != nil && n > 0 {
 		m.fetchBytes.WithLabelValues(stream).Add(float64(n))
+	}
+}
+
+// limitRefused counts a request (or part of one) refused by a limit.
+func (m *metrics) limitRefused(limit string) {
+	if m != nil {
+		m.refusals.WithLabelValues(limit).Inc()
+	}
+}
+
+// refusedConn counts a connection refused or ended by a limit.
+func (m *metrics) refusedConn(reason string) {
+	if m != nil {
+		m.refused.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *metrics) timedOut(which string) {
+	if m != nil {
+		m.timeouts.WithLabelValues(which).Inc()
 	}
 }

@@ -70,10 +70,10 @@ const (
 // log validator does and decodes them. Produce v3+ carries exactly one v2 batch per
 // partition, v0-2 a message set (produce_legacy.go); compressed records are inflated
 // to at most maxBytes.
-func decodeProduced(raw []byte, version int16, maxBytes int) (producedBatch, *batchError) {
+func decodeProduced(raw []byte, version int16, maxBytes int, charge chargeFunc) (producedBatch, *batchError) {
 	out := producedBatch{producerID: -1}
 	if version < 3 {
-		recs, berr := decodeMessageSet(raw, maxBytes)
+		recs, berr := decodeMessageSet(raw, maxBytes, charge)
 		out.records = recs
 		return out, berr
 	}
@@ -115,10 +115,13 @@ func decodeProduced(raw []byte, version int16, maxBytes int) (producedBatch, *ba
 	if codec == codecZstd && version < 7 {
 		return out, refuse(kerr.UnsupportedCompressionType, "zstd needs Produce v7, the request is v%d", version)
 	}
-	body, err := decompress(codec, rb.Records, maxBytes)
+	body, err := decompress(codec, rb.Records, maxBytes, charge)
 	if err != nil {
 		if errors.Is(err, errInflatedTooLarge) {
 			return out, refuse(kerr.MessageTooLarge, "%v", err)
+		}
+		if errors.Is(err, errBudget) {
+			return out, refuse(kerr.RequestTimedOut, "%v", err)
 		}
 		return out, refuse(kerr.CorruptMessage, "%v", err)
 	}
@@ -168,38 +171,65 @@ func decodeRecords(raw []byte, n int32) ([]log.Record, error) {
 var errInflatedTooLarge = errors.New("decompressed records exceed the limit")
 
 // decompress inflates a batch's records section by its codec, to at most limit bytes.
-func decompress(codec int16, in []byte, limit int) ([]byte, error) {
+// charge, when not nil, is asked for the inflated bytes as they are produced; its
+// refusal stops the inflation (errBudget).
+func decompress(codec int16, in []byte, limit int, charge chargeFunc) ([]byte, error) {
 	switch codec {
 	case codecNone:
 		return in, nil
 	case codecGzip:
-		return inflateGzip(in, limit)
+		return inflateGzip(in, limit, charge)
 	case codecSnappy:
-		return inflateSnappy(in, limit)
+		return inflateSnappy(in, limit, charge)
 	case codecLZ4:
-		return inflateLZ4(in, limit)
+		return inflateLZ4(in, limit, charge)
 	case codecZstd:
-		return inflateZstd(in, limit)
+		return inflateZstd(in, limit, charge)
 	}
 	return nil, fmt.Errorf("unknown compression codec %d", codec)
 }
 
 // readLimited reads r to its end, failing once it yields more than limit bytes.
-func readLimited(r io.Reader, limit int, hint int) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, min(max(hint, 512), limit+1)))
-	n, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return nil, err
+// Each growth of the output is charged first, so concurrent decompression bombs stop
+// at the server's request-bytes budget rather than after inflating.
+func readLimited(r io.Reader, limit int, hint int, charge chargeFunc) ([]byte, error) {
+	size := min(max(hint, 512), limit+1)
+	if charge != nil && !charge(size) {
+		return nil, errBudget
 	}
-	if n > int64(limit) {
-		return nil, fmt.Errorf("%w of %d bytes", errInflatedTooLarge, limit)
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				return nil, fmt.Errorf("%w of %d bytes", errInflatedTooLarge, limit)
+			}
+			grow := min(max(cap(buf), 64<<10), limit+1-cap(buf))
+			// The whole new buffer is charged: the old one stays allocated (garbage)
+			// until a collection, so the charges bound what inflation allocates.
+			if charge != nil && !charge(cap(buf)+grow) {
+				return nil, errBudget
+			}
+			nb := make([]byte, len(buf), cap(buf)+grow)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return nil, fmt.Errorf("%w of %d bytes", errInflatedTooLarge, limit)
+		}
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	return buf.Bytes(), nil
 }
 
 var gzipReaders sync.Pool // *gzip.Reader
 
-func inflateGzip(in []byte, limit int) ([]byte, error) {
+func inflateGzip(in []byte, limit int, charge chargeFunc) ([]byte, error) {
 	zr, _ := gzipReaders.Get().(*gzip.Reader)
 	var err error
 	if zr == nil {
@@ -211,7 +241,7 @@ func inflateGzip(in []byte, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("gzip: %w", err)
 	}
 	defer gzipReaders.Put(zr)
-	out, err := readLimited(zr, limit, 4*len(in))
+	out, err := readLimited(zr, limit, 4*len(in), charge)
 	if err != nil {
 		return nil, fmt.Errorf("gzip: %w", err)
 	}
@@ -220,11 +250,11 @@ func inflateGzip(in []byte, limit int) ([]byte, error) {
 
 var lz4Readers = sync.Pool{New: func() any { return lz4.NewReader(nil) }}
 
-func inflateLZ4(in []byte, limit int) ([]byte, error) {
+func inflateLZ4(in []byte, limit int, charge chargeFunc) ([]byte, error) {
 	zr := lz4Readers.Get().(*lz4.Reader)
 	defer lz4Readers.Put(zr)
 	zr.Reset(bytes.NewReader(in))
-	out, err := readLimited(zr, limit, 4*len(in))
+	out, err := readLimited(zr, limit, 4*len(in), charge)
 	if err != nil {
 		return nil, fmt.Errorf("lz4: %w", err)
 	}
@@ -239,7 +269,7 @@ const zstdMaxWindow = 64 << 20
 // decoder dropped by the pool needs no Close).
 var zstdReaders sync.Pool // *zstd.Decoder
 
-func inflateZstd(in []byte, limit int) ([]byte, error) {
+func inflateZstd(in []byte, limit int, charge chargeFunc) ([]byte, error) {
 	zr, _ := zstdReaders.Get().(*zstd.Decoder)
 	var err error
 	if zr == nil {
@@ -254,7 +284,7 @@ func inflateZstd(in []byte, limit int) ([]byte, error) {
 		_ = zr.Reset(nil) // drop the reference to the request
 		zstdReaders.Put(zr)
 	}()
-	out, err := readLimited(zr, limit, 4*len(in))
+	out, err := readLimited(zr, limit, 4*len(in), charge)
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
@@ -269,9 +299,9 @@ var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
 
 const xerialHeaderLen = 16
 
-func inflateSnappy(in []byte, limit int) ([]byte, error) {
+func inflateSnappy(in []byte, limit int, charge chargeFunc) ([]byte, error) {
 	if !bytes.HasPrefix(in, xerialMagic) {
-		return snappyBlock(nil, in, limit)
+		return snappyBlock(nil, in, limit, charge)
 	}
 	if len(in) < xerialHeaderLen {
 		return nil, errors.New("snappy: xerial header cut short")
@@ -287,7 +317,7 @@ func inflateSnappy(in []byte, limit int) ([]byte, error) {
 			return nil, fmt.Errorf("snappy: xerial block of %d bytes, %d left", n, len(rest))
 		}
 		var err error
-		if out, err = snappyBlock(out, rest[:n], limit); err != nil {
+		if out, err = snappyBlock(out, rest[:n], limit, charge); err != nil {
 			return nil, err
 		}
 		rest = rest[n:]
@@ -297,13 +327,16 @@ func inflateSnappy(in []byte, limit int) ([]byte, error) {
 
 // snappyBlock appends one raw snappy block to dst, refusing before allocation when the
 // block announces more than the limit allows.
-func snappyBlock(dst, block []byte, limit int) ([]byte, error) {
+func snappyBlock(dst, block []byte, limit int, charge chargeFunc) ([]byte, error) {
 	n, err := snappy.DecodedLen(block)
 	if err != nil {
 		return nil, fmt.Errorf("snappy: %w", err)
 	}
 	if n > limit-len(dst) {
 		return nil, fmt.Errorf("snappy: %w of %d bytes", errInflatedTooLarge, limit)
+	}
+	if charge != nil && !charge(n) {
+		return nil, errBudget
 	}
 	if cap(dst)-len(dst) < n {
 		grown := make([]byte, len(dst), len(dst)+n)

@@ -27,7 +27,7 @@ const (
 
 // decodeMessageSet decodes a v0/v1 message set, inflating compressed wrapper messages
 // (whose value is an inner message set of uncompressed messages).
-func decodeMessageSet(raw []byte, maxBytes int) ([]log.Record, *batchError) {
+func decodeMessageSet(raw []byte, maxBytes int, charge chargeFunc) ([]log.Record, *batchError) {
 	if len(raw) == 0 {
 		return nil, refuse(kerr.CorruptMessage, "empty message set")
 	}
@@ -42,10 +42,13 @@ func decodeMessageSet(raw []byte, maxBytes int) ([]log.Record, *batchError) {
 		if codec == codecZstd {
 			return refuse(kerr.UnsupportedCompressionType, "zstd needs record batches (magic 2), not magic %d", magic)
 		}
-		inner, err := decompress(codec, value, maxBytes-inflated)
+		inner, err := decompress(codec, value, maxBytes-inflated, charge)
 		if err != nil {
 			if errors.Is(err, errInflatedTooLarge) {
 				return refuse(kerr.MessageTooLarge, "%v", err)
+			}
+			if errors.Is(err, errBudget) {
+				return refuse(kerr.RequestTimedOut, "%v", err)
 			}
 			return refuse(kerr.CorruptMessage, "%v", err)
 		}

@@ -538,16 +538,16 @@ func TestProduceCodecsRaw(t *testing.T) {
 	}
 	// Raw (unframed) snappy, as librdkafka and franz-go send it.
 	raw := []byte("raw snappy block")
-	if out, err := inflateSnappy(snappy.Encode(nil, raw), 1<<20); err != nil || !bytes.Equal(out, raw) {
+	if out, err := inflateSnappy(snappy.Encode(nil, raw), 1<<20, nil); err != nil || !bytes.Equal(out, raw) {
 		t.Fatalf("raw snappy: %q, %v", out, err)
 	}
 	// Xerial framing with several blocks.
 	big := bytes.Repeat([]byte("0123456789"), 10000)
 	framed := xerial.Encode(nil, big)
-	if out, err := inflateSnappy(framed, 1<<20); err != nil || !bytes.Equal(out, big) {
+	if out, err := inflateSnappy(framed, 1<<20, nil); err != nil || !bytes.Equal(out, big) {
 		t.Fatalf("xerial snappy: %d bytes, %v", len(out), err)
 	}
-	if _, err := inflateSnappy(framed[:len(framed)-5], 1<<20); err == nil {
+	if _, err := inflateSnappy(framed[:len(framed)-5], 1<<20, nil); err == nil {
 		t.Fatal("cut xerial frame accepted")
 	}
 }
@@ -561,11 +561,11 @@ func TestProduceDecompressionBomb(t *testing.T) {
 		if len(b) > 64<<10 {
 			t.Fatalf("codec %d: bomb of %d bytes does not compress", codec, len(b))
 		}
-		_, berr := decodeProduced(b, 9, 64<<10)
+		_, berr := decodeProduced(b, 9, 64<<10, nil)
 		if berr == nil || berr.err != kerr.MessageTooLarge {
 			t.Errorf("codec %d: %v, want MESSAGE_TOO_LARGE", codec, berr)
 		}
-		if _, berr := decodeProduced(b, 9, 1<<20); berr != nil {
+		if _, berr := decodeProduced(b, 9, 1<<20, nil); berr != nil {
 			t.Errorf("codec %d under the limit: %v", codec, berr)
 		}
 	}

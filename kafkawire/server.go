@@ -24,6 +24,7 @@ import (
 	"github.com/mqstreams/mqstreams/certs"
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/netlimit"
 )
 
 // Config is the Kafka listener's configuration.
@@ -41,6 +42,19 @@ type Config struct {
 	SecurityProtocol string
 	// SessionLifetime bounds an authenticated SASL session (KIP-368); 0 means none.
 	SessionLifetime time.Duration
+	// QueuedMaxRequestBytes is the server-wide budget of request bytes read but not
+	// yet handled, inflated records included (Kafka's queued.max.request.bytes;
+	// default 128 MiB, at least MaxRequestBytes).
+	QueuedMaxRequestBytes int64
+	// MaxConnections caps the listener's connections (default 1000); MaxConnectionsPerIP
+	// those from one remote IP (default 256). Negative means unlimited.
+	MaxConnections, MaxConnectionsPerIP int
+	// FrameTimeout is how long a request frame may take to arrive once its first byte
+	// has (default 30s): the slowloris bound.
+	FrameTimeout time.Duration
+	// MaxFetchPartitions caps the partitions one Fetch may name (default 10000);
+	// MaxMetadataTopics the topics one Metadata may name (default 10000).
+	MaxFetchPartitions, MaxMetadataTopics int
 }
 
 // Options are what New needs.
@@ -86,6 +100,7 @@ type Server struct {
 	auth    *auth.Store
 	tls     *certs.Source
 	limiter *auth.Limiter
+	budget  *requestBudget
 
 	ln        net.Listener
 	advHost   string
@@ -114,6 +129,25 @@ func New(o Options) (*Server, error) {
 	}
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = defaultMaxRequestBytes
+	}
+	if cfg.QueuedMaxRequestBytes <= 0 {
+		cfg.QueuedMaxRequestBytes = 128 << 20
+	}
+	cfg.QueuedMaxRequestBytes = max(cfg.QueuedMaxRequestBytes, int64(cfg.MaxRequestBytes))
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = 1000
+	}
+	if cfg.MaxConnectionsPerIP == 0 {
+		cfg.MaxConnectionsPerIP = 256
+	}
+	if cfg.FrameTimeout <= 0 {
+		cfg.FrameTimeout = 30 * time.Second
+	}
+	if cfg.MaxFetchPartitions <= 0 {
+		cfg.MaxFetchPartitions = 10000
+	}
+	if cfg.MaxMetadataTopics <= 0 {
+		cfg.MaxMetadataTopics = 10000
 	}
 	if cfg.AdvertisedAddr != "" {
 		if _, _, err := splitHostPort(cfg.AdvertisedAddr); err != nil {
@@ -154,6 +188,7 @@ func New(o Options) (*Server, error) {
 		limiter:   auth.NewLimiter(loginFailBurst, loginFailWindow),
 		done:      make(chan struct{}),
 		conns:     map[*conn]struct{}{},
+		budget:    newRequestBudget(cfg.QueuedMaxRequestBytes),
 	}, nil
 }
 
@@ -177,6 +212,11 @@ func (s *Server) Start() error {
 		_ = ln.Close()
 		return fmt.Errorf("kafka advertised address %s: %w", adv, err)
 	}
+	lim := netlimit.Limits{MaxConns: max(s.cfg.MaxConnections, 0), MaxPerIP: max(s.cfg.MaxConnectionsPerIP, 0)}
+	ln = netlimit.Wrap(ln, lim, func(reason string, remote net.Addr) {
+		s.metrics.refusedConn(reason)
+		s.lg.Warn().Str("remote", remote.String()).Str("reason", reason).Msg("kafka connection refused")
+	})
 	s.ln = s.listen(ln)
 	s.wg.Add(1)
 	go s.accept()

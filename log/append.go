@@ -40,15 +40,20 @@ func (s *Stream) AppendAsyncWith(shard int32, recs []Record, ops []EntryOp, done
 		done(AppendResult{}, fmt.Errorf("append: %w", err))
 		return
 	}
+	if err := s.log.store.writeErr(); err != nil {
+		s.log.observeRefusal(err)
+		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, err))
+		return
+	}
 	for _, op := range ops {
 		if _, err := entryPrefix(op.Kind); err != nil {
-			done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, err))
+			done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, err))
 			return
 		}
 	}
 	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now()}
 	if !s.log.enqueue(p) {
-		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, ErrClosed))
+		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, ErrClosed))
 	}
 }
 
@@ -231,7 +236,7 @@ func (l *Log) commit(q []*pending) {
 		sh.lastTS = ts
 	}
 	start := time.Now()
-	err := b.Commit(l.syncOpt())
+	err := l.guardWrite(b, l.syncOpt(), false)
 	l.opts.Observer.ObserveSync(time.Since(start))
 	l.lastCommit.Store(time.Now().UnixNano())
 	l.dirty.Store(true)

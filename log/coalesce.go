@@ -285,6 +285,9 @@ func (l *Log) wakeCoalescer() {
 
 // coalescePass looks at every shard once and merges where there is work.
 func (l *Log) coalescePass() {
+	if l.store.writeErr() != nil {
+		return // merging writes: wait until the disk has room
+	}
 	o := &l.opts.Coalesce
 	now := time.Now().UnixNano()
 	for _, s := range l.Streams() {
@@ -411,7 +414,7 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 			}
 			// No sync: the write is atomic either way, and the next commit's sync
 			// makes it durable; losing it in a crash loses nothing.
-			err := wb.Commit(pebble.NoSync)
+			err := l.guardWrite(wb, pebble.NoSync, false)
 			l.commitMu.Unlock()
 			if err != nil {
 				return fmt.Errorf("coalesce %s/%d at %d: %w", s.name, shard, first.base, err)

@@ -109,7 +109,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 		return nil
 	}
 	if !wb.Empty() {
-		if err := wb.Commit(pebble.Sync); err != nil {
+		if err := s.log.guardWrite(wb, pebble.Sync, false); err != nil {
 			return fmt.Errorf("compact %s/%d: %w", s.name, shard, err)
 		}
 		sh.bytes.Add(-saved)

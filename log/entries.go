@@ -50,7 +50,7 @@ func (l *Log) PutEntries(kind string, entries []Entry) error {
 			_ = b.Set(k, e.Value, nil)
 		}
 	}
-	if err := b.Commit(l.syncOpt()); err != nil {
+	if err := l.guardWrite(b, l.syncOpt(), false); err != nil {
 		return fmt.Errorf("put %d %s entries: %w", len(entries), kind, err)
 	}
 	return nil

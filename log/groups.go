@@ -40,7 +40,7 @@ func (l *Log) CommitOffsets(group string, offsets []CommittedOffset) error {
 		}
 		_ = b.Set(groupKey(group, s.id, c.Shard), encodeCommitted(c), nil)
 	}
-	if err := b.Commit(l.syncOpt()); err != nil {
+	if err := l.guardWrite(b, l.syncOpt(), false); err != nil {
 		return fmt.Errorf("commit offsets for %s: %w", group, err)
 	}
 	return nil
@@ -91,7 +91,7 @@ func (l *Log) DeleteGroupOffsets(group, stream string, shards []int32) error {
 	for _, sh := range shards {
 		_ = b.Delete(groupKey(group, s.id, sh), nil)
 	}
-	if err := b.Commit(l.syncOpt()); err != nil {
+	if err := l.guardWrite(b, l.syncOpt(), true); err != nil {
 		return fmt.Errorf("delete offsets %s %s: %w", group, stream, err)
 	}
 	return nil
@@ -100,7 +100,10 @@ func (l *Log) DeleteGroupOffsets(group, stream string, shards []int32) error {
 // DeleteGroup removes every committed offset of the group.
 func (l *Log) DeleteGroup(group string) error {
 	p := groupPrefix(group)
-	if err := l.db.DeleteRange(p, prefixEnd(p), l.syncOpt()); err != nil {
+	b := l.db.NewBatch()
+	defer b.Close()
+	_ = b.DeleteRange(p, prefixEnd(p), nil)
+	if err := l.guardWrite(b, l.syncOpt(), true); err != nil {
 		return fmt.Errorf("delete group %s: %w", group, err)
 	}
 	return nil

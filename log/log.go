@@ -8,12 +8,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 )
 
@@ -62,6 +65,17 @@ type Options struct {
 	IdleFlush time.Duration
 	// Coalesce tunes the background merging of small batches (coalesce.go).
 	Coalesce CoalesceOptions
+	// MinFreeBytes: writes are refused with ErrDiskFull while the data directory has
+	// less free space than this, so Pebble keeps room to flush and compact (0: 64 MiB;
+	// negative: never refuse).
+	MinFreeBytes int64
+	// DiskCheckInterval is how often free space is measured (default 250ms); writes
+	// resume within one interval of space returning.
+	DiskCheckInterval time.Duration
+	// statfs replaces the free-space measurement in tests.
+	statfs func(dir string) (uint64, error)
+	// fs replaces the filesystem in tests (failing writes).
+	fs vfs.FS
 }
 
 // Pebble tuning for disk use (docs/operations.md, "Disk use"). Pebble preallocates
@@ -117,6 +131,8 @@ type Log struct {
 	maintMu      sync.Mutex
 	coalesceMu   sync.Mutex // one Coalesce call at a time
 	coalesceWake chan struct{}
+
+	store storage
 }
 
 // idleFlushLoop flushes the memtable once commits have stopped for IdleFlush.
@@ -132,8 +148,11 @@ func (l *Log) idleFlushLoop() {
 			if !l.dirty.Load() || time.Since(time.Unix(0, l.lastCommit.Load())) < l.opts.IdleFlush {
 				continue
 			}
+			if l.store.writeErr() != nil {
+				continue // a flush writes: wait until the disk has room
+			}
 			l.dirty.Store(false)
-			if err := l.db.Flush(); err != nil {
+			if err := l.flush(); err != nil {
 				l.lg.Warn().Err(err).Msg("idle flush")
 			}
 		}
@@ -171,8 +190,14 @@ func (p pebbleLogger) Infof(format string, args ...interface{}) {
 func (p pebbleLogger) Errorf(format string, args ...interface{}) {
 	p.lg.Error().Msgf(format, args...)
 }
+
+// Fatalf must not exit the process (a full disk is not a reason to die) nor return
+// (Pebble would report a failed commit as done): it panics with pebbleFatal, which the
+// write sites recover (storage.go guardWrite).
 func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
-	p.lg.Fatal().Msgf(format, args...)
+	err := fatalArgErr(format, args)
+	p.lg.Error().Err(err).Msg("pebble fatal error")
+	panic(pebbleFatal{err})
 }
 
 // Open opens (creating if needed) the log in opts.Dir and recovers every shard's
@@ -191,23 +216,19 @@ func Open(opts Options) (*Log, error) {
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 64 << 20
 	}
+	if opts.MinFreeBytes == 0 {
+		opts.MinFreeBytes = 64 << 20
+	}
+	if opts.DiskCheckInterval <= 0 {
+		opts.DiskCheckInterval = 250 * time.Millisecond
+	}
+	if opts.statfs == nil {
+		opts.statfs = statfsFree
+	}
 	if opts.IdleFlush <= 0 {
 		opts.IdleFlush = DefaultIdleFlush
 	}
-	cache := pebble.NewCache(opts.CacheBytes)
-	defer cache.Unref()
-	db, err := pebble.Open(opts.Dir, &pebble.Options{
-		Cache:                       cache,
-		Logger:                      pebbleLogger{opts.Logger.With().Str("lib", "pebble").Logger()},
-		MemTableSize:                memTableSize,
-		MemTableStopWritesThreshold: memTableStopWritesThreshold,
-		FormatMajorVersion:          formatMajorVersion,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
-	}
 	l := &Log{
-		db:      db,
 		opts:    opts,
 		lg:      opts.Logger,
 		streams: map[string]*Stream{},
@@ -216,19 +237,105 @@ func Open(opts Options) (*Log, error) {
 
 		coalesceWake: make(chan struct{}, 1),
 	}
+	minFree := uint64(0)
+	if opts.MinFreeBytes > 0 {
+		minFree = uint64(opts.MinFreeBytes)
+	}
+	l.store = storage{dir: opts.Dir, minFree: minFree, statfs: opts.statfs}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
+	}
+	db, err := l.openPebble()
+	if err != nil {
+		return nil, err
+	}
+	l.db = db
 	if err := l.load(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	l.wg.Add(3)
+	l.store.mu.Lock()
+	l.store.onLow = func(low bool) {
+		if low {
+			l.lg.Error().Int64("free_bytes", l.store.free.Load()).Uint64("min_free_bytes", l.store.minFree).Str("dir", opts.Dir).
+				Msg("disk full: refusing writes until space returns; reads keep serving")
+		} else {
+			l.lg.Info().Int64("free_bytes", l.store.free.Load()).Str("dir", opts.Dir).Msg("disk space back: writes resume")
+		}
+	}
+	l.store.mu.Unlock()
+	l.wg.Add(4)
 	go l.commitLoop()
 	go l.retentionLoop()
+	go l.diskLoop(opts.DiskCheckInterval)
 	go l.idleFlushLoop()
 	if !opts.Coalesce.Disabled {
 		l.wg.Add(1)
 		go l.coalesceLoop()
 	}
 	return l, nil
+}
+
+// openPebble opens the database. On a disk already below the free-space threshold
+// the log comes up refusing writes (one log line, no retry loop); if Pebble cannot
+// even write its start-up files, the database is opened read-only and stays so
+// until a restart.
+func (l *Log) openPebble() (db *pebble.DB, err error) {
+	opts := l.opts
+	if l.store.check() {
+		l.lg.Error().Int64("free_bytes", l.store.free.Load()).Uint64("min_free_bytes", l.store.minFree).Str("dir", opts.Dir).
+			Msg("disk full at start-up: serving reads only; writes resume when space returns")
+	}
+	popts := func(readOnly bool, cache *pebble.Cache) *pebble.Options {
+		return &pebble.Options{
+			Cache:                       cache,
+			Logger:                      pebbleLogger{opts.Logger.With().Str("lib", "pebble").Logger()},
+			MemTableSize:                memTableSize,
+			MemTableStopWritesThreshold: memTableStopWritesThreshold,
+			FormatMajorVersion:          formatMajorVersion,
+			ReadOnly:                    readOnly,
+			FS:                          opts.fs,
+			EventListener: &pebble.EventListener{
+				// Background flushes and compactions retry by themselves; a failure is
+				// logged (rate-limited by Pebble's own retry pacing) and, when it is a
+				// lack of space, turns writes away until space returns.
+				BackgroundError: func(err error) {
+					if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+						l.store.setLow(true)
+					}
+					l.lg.Warn().Err(err).Msg("storage background error")
+				},
+			},
+		}
+	}
+	open := func(readOnly bool) (db *pebble.DB, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				pf, ok := r.(pebbleFatal)
+				if !ok {
+					panic(r)
+				}
+				err = pf
+			}
+		}()
+		cache := pebble.NewCache(opts.CacheBytes)
+		defer cache.Unref()
+		return pebble.Open(opts.Dir, popts(readOnly, cache))
+	}
+	db, err = open(false)
+	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		rdb, rerr := open(true)
+		if rerr == nil {
+			l.lg.Error().Err(err).Str("dir", opts.Dir).Msg("disk full at start-up: opened read-only; free space and restart to accept writes")
+			e := fmt.Errorf("%w: opened read-only on a full disk: %w", ErrStorageFailed, err)
+			l.store.failed.Store(&e)
+			return rdb, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
+	}
+	return db, nil
 }
 
 // storedStream is the persisted form of a stream definition.

@@ -223,7 +223,7 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 		_ = b.DeleteRange(timeKey(s.id, shard, 0, 0), timeKey(s.id, shard, keepTS, target), nil)
 	}
 	_ = b.Set(startKey(s.id, shard), binary.BigEndian.AppendUint64(nil, uint64(target)), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.log.guardWrite(b, pebble.Sync, true); err != nil {
 		return fmt.Errorf("retention %s/%d to %d: %w", s.name, shard, target, err)
 	}
 	sh.start.Store(target)

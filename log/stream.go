@@ -106,7 +106,7 @@ func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
 	if err := putMeta(b, id, spec); err != nil {
 		return nil, err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := l.guardWrite(b, pebble.Sync, false); err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", spec.Name, err)
 	}
 	l.nextID = id
@@ -149,7 +149,7 @@ func (l *Log) UpdateStream(spec StreamSpec) (*Stream, error) {
 	if err := putMeta(b, s.id, spec); err != nil {
 		return nil, err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := l.guardWrite(b, pebble.Sync, false); err != nil {
 		return nil, fmt.Errorf("update stream %s: %w", spec.Name, err)
 	}
 	for i := s.spec.Shards; i < spec.Shards; i++ {
@@ -210,7 +210,7 @@ func (l *Log) deleteStream(name string) (uint32, error) {
 	if err := l.deleteStreamOffsets(b, s.id); err != nil {
 		return 0, fmt.Errorf("delete stream %s: %w", name, err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := l.guardWrite(b, pebble.Sync, true); err != nil {
 		return 0, fmt.Errorf("delete stream %s: %w", name, err)
 	}
 	s.mu.Lock()

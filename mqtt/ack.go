@@ -2,10 +2,13 @@ package mqtt
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqstreams/mqstreams/log"
 )
 
 // finish answers one queued publish whose appends (and predecessors) are done. It runs
@@ -84,12 +87,18 @@ func (h *ingestHook) handBack(it *item, fanOut bool) {
 func (h *ingestHook) reject(it *item, err error) {
 	c := it.c
 	code := packets.ErrUnspecifiedError
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, log.ErrStorageFailed) {
 		code = packets.ErrQuotaExceeded
 	}
 	h.lg.Warn().Err(err).Str("client", c.cl.ID).Str("remote", c.cl.Net.Remote).Str("topic", it.pk.TopicName).
 		Uint16("packet_id", it.pk.PacketID).Msg("publish not stored")
 	if c.cl.Properties.ProtocolVersion < 5 {
+		// 3.1.1 has no refusal: the publish stays unacknowledged. On a full disk the
+		// client is also disconnected, so it resends after reconnecting rather than
+		// publish on into a log that refuses everything.
+		if code == packets.ErrQuotaExceeded {
+			c.cl.Stop(fmt.Errorf("publish not stored: %w", err))
+		}
 		return
 	}
 	ack := packets.Packet{

@@ -32,6 +32,8 @@ type envOptions struct {
 	maxPacketBytes int
 	dir            string
 	observer       log.Observer
+	// connectTimeout and packetTimeout shorten the timeouts (0: defaults).
+	connectTimeout, packetTimeout time.Duration
 }
 
 // syncCounter observes the log's synced commits, for benchmarks to report.
@@ -54,7 +56,7 @@ func newEnv(tb testing.TB, o envOptions, defs ...mapping.Definition) *testEnv {
 	l, cat := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync, Observer: o.observer}, defs)
 	reg := prometheus.NewRegistry()
 	srv, err := New(Options{
-		Config:     Config{Addr: "127.0.0.1:0", MaxPacketBytes: o.maxPacketBytes},
+		Config:     Config{Addr: "127.0.0.1:0", MaxPacketBytes: o.maxPacketBytes, ConnectTimeout: o.connectTimeout, PacketTimeout: o.packetTimeout},
 		Log:        l,
 		Catalog:    cat,
 		Logger:     zerolog.Nop(),

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -239,7 +240,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 
 // limitConn wraps a client connection (TCP, TLS or WebSocket) in a limitConn.
 func (s *Server) limitConn(c net.Conn) net.Conn {
-	return &limitConn{Conn: c, maxPacket: uint32(s.cfg.MaxPacketBytes), lg: s.lg, oversized: s.met.packetTooLarge}
+	lc := &limitConn{Conn: c, maxPacket: uint32(s.cfg.MaxPacketBytes), lg: s.lg, oversized: s.met.packetTooLarge,
+		connectBy: time.Now().Add(s.cfg.ConnectTimeout), connectTimeout: s.cfg.ConnectTimeout, packetTimeout: s.cfg.PacketTimeout,
+		timedOut: func(reason string) { s.met.refused.WithLabelValues(reason).Inc() }, maxConnect: s.cfg.MaxConnectBytes, first: true}
+	return lc
 }
 
 // limitConn follows the MQTT framing of what mochi reads, to answer a packet over the
@@ -264,6 +268,30 @@ type limitConn struct {
 	closed   bool
 	clientID atomic.Pointer[string]
 	v5       atomic.Bool
+
+	// Timeouts (timeouts.go): mochi v2.7.9 reads CONNECT with no deadline and then
+	// sets only its keep-alive one; the read deadline applied is the earliest of
+	// mochi's, the CONNECT timeout (until mochi sets its own) and, inside a packet,
+	// the packet timeout.
+	dlMu           sync.Mutex
+	connectBy      time.Time // zero once mochi set its own deadline
+	connectTimeout time.Duration
+	packetTimeout  time.Duration
+	pktStart       time.Time // first byte of the packet being read
+	mochiDL        time.Time
+	applied        time.Time
+	appliedSet     bool
+	timedOut       func(reason string)
+	maxConnect     int
+
+	// The body of an MQTT 5 SUBSCRIBE being read, checked before mochi decodes it.
+	ptype   byte
+	collect bool
+	body    []byte
+	// first is true while the first packet (CONNECT) is read; pos and nameLen find
+	// its protocol version.
+	first        bool
+	pos, nameLen int
 }
 
 func (c *limitConn) setClient(id string, version byte) {
@@ -273,11 +301,20 @@ func (c *limitConn) setClient(id string, version byte) {
 
 // Read passes bytes on, following packet boundaries.
 func (c *limitConn) Read(p []byte) (int, error) {
+	reason := c.armDeadline()
 	n, err := c.Conn.Read(p)
-	for _, b := range p[:n] {
+	if err != nil && reason != "" {
+		c.reportTimeout(reason, err)
+	}
+	started := false
+	startIdx := 0 // where the packet being parsed began in p (0: in an earlier read)
+	for i, b := range p[:n] {
 		switch c.state {
 		case 0:
+			started = true
+			startIdx = i
 			c.state, c.remaining, c.mult, c.lenBytes = 1, 0, 1, 0
+			c.ptype = b >> 4
 		case 1:
 			c.remaining += uint64(b&0x7f) * c.mult
 			c.mult *= 128
@@ -288,15 +325,50 @@ func (c *limitConn) Read(p []byte) (int, error) {
 			if c.maxPacket > 0 && c.remaining+1 > uint64(c.maxPacket) {
 				c.tooLarge.Store(true)
 			}
+			if c.maxConnect > 0 && c.remaining > uint64(c.maxConnect) && c.beforeConnect() {
+				// mochi v2.7.9 allocates a packet's announced length before reading
+				// it: a client not yet identified may not make it allocate more than
+				// max_connect_bytes. The packet's header never reaches mochi.
+				c.refuseConnect()
+				return startIdx, errConnectTooLarge
+			}
 			c.state = 2
+			c.collect = c.ptype == packets.Subscribe && c.v5.Load() && c.remaining <= uint64(max(c.maxPacket, 1<<16))
+			c.body = c.body[:0]
 			if c.remaining == 0 {
 				c.state = 0
 			}
 		case 2:
+			if c.collect {
+				c.body = append(c.body, b)
+			}
+			if c.first {
+				// CONNECT: protocol name length (2 bytes), name, then the version;
+				// needed before OnConnect when packets follow in the same read.
+				switch {
+				case c.pos < 2:
+					c.nameLen = c.nameLen<<8 | int(b)
+				case c.pos == 2+c.nameLen:
+					c.v5.Store(b == 5)
+				}
+				c.pos++
+			}
 			if c.remaining--; c.remaining == 0 {
 				c.state = 0
+				c.first = false
+				if c.collect && !subscribeDecodable(c.body) {
+					// The packet's last byte never reaches mochi: its read fails and
+					// the connection ends the ordinary way (timeouts.go).
+					c.refuseMalformed()
+					return i, errMalformedSubscribe
+				}
 			}
 		}
+	}
+	if started && c.state != 0 {
+		c.dlMu.Lock()
+		c.pktStart = time.Now()
+		c.dlMu.Unlock()
 	}
 	return n, err
 }
@@ -321,8 +393,14 @@ func (c *limitConn) Write(p []byte) (int, error) {
 var disconnectTooLarge = []byte{0xE0, 0x02, packets.ErrPacketTooLarge.Code, 0x00}
 
 // Close sends DISCONNECT 0x95 first when the connection ends over an oversized packet.
+//
+// A write blocked on a client that stopped reading holds the write lock: Close then
+// closes the connection without the DISCONNECT (which could not be written anyway), so
+// it never waits on a slow consumer.
 func (c *limitConn) Close() error {
-	c.wmu.Lock()
+	if !c.wmu.TryLock() {
+		return c.Conn.Close()
+	}
 	first := !c.closed
 	c.closed = true
 	if first && c.tooLarge.Load() {

@@ -17,6 +17,7 @@ type metrics struct {
 	unmatched   prometheus.Counter
 	fallbacks   *prometheus.CounterVec
 	refused     *prometheus.CounterVec
+	dropped     *prometheus.CounterVec
 	bytesIn     prometheus.CounterFunc
 	bytesOut    prometheus.CounterFunc
 	// loginFailures counts refused CONNECTs (credentials, rate limit, will, client id).
@@ -67,6 +68,10 @@ func newMetrics(broker *mochi.Server) *metrics {
 			Help:        "Connections refused or ended by the server, by protocol and reason.",
 			ConstLabels: prometheus.Labels{"proto": "mqtt"},
 		}, []string{"reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_messages_dropped_total",
+			Help: "MQTT messages not delivered to a subscriber by a limit (queue_full: mqtt.max_queued_packets), or publishes refused (stream_topic: a PUBLISH to $stream/).",
+		}, []string{"reason"}),
 		bytesIn: prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "mqstreams_received_bytes_total",
 			Help:        "Bytes received from clients, by protocol.",
@@ -85,7 +90,7 @@ func newMetrics(broker *mochi.Server) *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.loginFailures, m.unmatched, m.fallbacks, m.refused, m.bytesIn, m.bytesOut} {
+	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.loginFailures, m.unmatched, m.fallbacks, m.refused, m.dropped, m.bytesIn, m.bytesOut} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

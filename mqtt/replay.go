@@ -61,6 +61,8 @@ type ReplayOptions struct {
 	// created); nil allows every one. A refused subscription gets SUBACK 0x87 (0x80
 	// on MQTT 3.1.1).
 	Authorize func(cl *mochi.Client, stream, filter string, create bool) bool
+	// OnRefusedPublish counts a PUBLISH to a `$stream/` topic refused (may be nil).
+	OnRefusedPublish func()
 }
 
 // ReplayHook is the mochi hook that serves `$stream/...` and `$s/...` subscriptions by
@@ -286,13 +288,37 @@ func (h *ReplayHook) OnClientExpired(cl *mochi.Client) {
 }
 
 // OnPublish refuses publishes to `$stream/` and `$s/` topics, so the literal stream
-// subscriptions mochi holds never match a publish.
+// subscriptions mochi holds never match a publish: MQTT 5 gets PUBACK (QoS 1) or
+// PUBREC (QoS 2) 0x90 Topic Name invalid, 3.1.1, which has no refusal for a publish,
+// is disconnected, and every refusal is logged and counted.
 func (h *ReplayHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if !isStreamFilter(pk.TopicName) || cl.Net.Inline {
 		return pk, nil
 	}
-	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
-		return pk, packets.ErrTopicNameInvalid
+	h.lg.Warn().Str("client", cl.ID).Str("remote", cl.Net.Remote).Str("topic", pk.TopicName).Uint8("qos", pk.FixedHeader.Qos).
+		Msg("publish to a $stream/ topic refused")
+	if h.opts.OnRefusedPublish != nil {
+		h.opts.OnRefusedPublish()
+	}
+	if cl.Properties.ProtocolVersion < 5 {
+		cl.Stop(packets.ErrTopicNameInvalid)
+		return pk, packets.ErrRejectPacket
+	}
+	if pk.FixedHeader.Qos == 0 {
+		return pk, packets.ErrRejectPacket
+	}
+	// mochi v2.7.9 answers a refused QoS 2 publish with a PUBACK; the flow needs PUBREC.
+	ack := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Puback},
+		PacketID:    pk.PacketID,
+		ReasonCode:  packets.ErrTopicNameInvalid.Code,
+		Properties:  packets.Properties{ReasonString: "publishing to $stream/ topics is not allowed"},
+	}
+	if pk.FixedHeader.Qos == 2 {
+		ack.FixedHeader.Type = packets.Pubrec
+	}
+	if err := cl.WritePacket(ack); err != nil {
+		h.lg.Debug().Err(err).Str("client", cl.ID).Msg("publish refusal not delivered")
 	}
 	return pk, packets.ErrRejectPacket
 }

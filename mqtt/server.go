@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -33,6 +35,23 @@ type Config struct {
 	WSAddr string
 	// Capabilities are advertised in CONNACK and enforced; nil means DefaultCapabilities.
 	Capabilities *Capabilities
+	// MaxConnections and MaxConnectionsPerIP cap each listener's connections, in all
+	// and per remote IP (0: unlimited).
+	MaxConnections, MaxConnectionsPerIP int
+	// ConnectTimeout closes a connection that has not sent CONNECT (default 10s).
+	ConnectTimeout time.Duration
+	// PacketTimeout closes a connection whose packet, once begun, has not arrived
+	// whole in this time (default 30s).
+	PacketTimeout time.Duration
+	// MaxQueuedPackets and MaxQueuedBytes cap what waits to be written to one client
+	// (defaults 1000 packets, 16 MiB): beyond them a QoS 0 message is dropped for that
+	// client and a QoS 1/2 one disconnects it (slowclient.go).
+	MaxQueuedPackets int
+	MaxQueuedBytes   int64
+	// MaxConnectBytes caps the first packet (CONNECT) of a connection (default 64 KiB):
+	// mochi allocates a packet's announced size before reading it, so this bounds what
+	// a client that has not identified itself can make the server hold.
+	MaxConnectBytes int
 }
 
 // Default configuration values.
@@ -104,6 +123,21 @@ func New(o Options) (*Server, error) {
 	if cfg.MaxPacketBytes <= 0 {
 		cfg.MaxPacketBytes = DefaultMaxPacketBytes
 	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.PacketTimeout <= 0 {
+		cfg.PacketTimeout = 30 * time.Second
+	}
+	if cfg.MaxConnectBytes <= 0 {
+		cfg.MaxConnectBytes = 64 << 10
+	}
+	if cfg.MaxQueuedPackets <= 0 {
+		cfg.MaxQueuedPackets = 1000
+	}
+	if cfg.MaxQueuedBytes <= 0 {
+		cfg.MaxQueuedBytes = 16 << 20
+	}
 	lg := o.Logger.With().Str("component", "mqtt").Logger()
 
 	ours := DefaultCapabilities()
@@ -115,6 +149,7 @@ func New(o Options) (*Server, error) {
 	}
 	caps := mochi.NewDefaultServerCapabilities()
 	ours.apply(caps, cfg.MaxPacketBytes)
+	caps.MaximumClientWritesPending = int32(min(cfg.MaxQueuedPackets, math.MaxInt32))
 	// mochi's default drops every retained and queued message a day after it was
 	// published, whatever its own expiry: a device's retained status must last until
 	// it is replaced, so only a message's own expiry interval applies.
@@ -139,13 +174,18 @@ func New(o Options) (*Server, error) {
 
 	// Hook order matters: authorization (OnACLCheck) is consulted before OnPublish, and
 	// the ingest hook must be the last OnPublish so it sees the packet other hooks leave.
-	ro := ReplayOptions{Log: o.Log, Catalog: o.Catalog, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker}
+	ro := ReplayOptions{Log: o.Log, Catalog: o.Catalog, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker,
+		OnRefusedPublish: func() { met.dropped.WithLabelValues("stream_topic").Inc() }}
 	authz := newAllowAllHook()
 	var ah *authHook
 	if o.Auth != nil {
 		ah = newAuthHook(o.Auth, o.LoginLimiter, met.loginFailures, lg)
 		ro.Authorize = ah.streamAllowed
 		authz = ah
+	}
+	// Before authorization: mochi stops asking OnACLCheck at the first hook that allows.
+	if err := broker.AddHook(newSlowClientHook(broker, cfg.MaxQueuedBytes, met, lg), nil); err != nil {
+		return nil, fmt.Errorf("mqtt slow-client hook: %w", err)
 	}
 	if err := broker.AddHook(authz, nil); err != nil {
 		return nil, fmt.Errorf("mqtt auth hook: %w", err)
@@ -207,7 +247,7 @@ func (s *Server) Start() error {
 			_ = ws.Close()
 		}
 	}
-	mqttLn := ln
+	mqttLn := s.limitListener(ln, listenerID)
 	if s.tls != nil {
 		mqttLn = tlsLogListener{Listener: s.tls.Listen(ln), lg: s.lg}
 	}
@@ -217,7 +257,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("mqtt listener: %w", err)
 	}
 	if ws != nil {
-		wsLn := ws
+		wsLn := s.limitListener(ws, wsListenerID)
 		if s.tls != nil {
 			wsLn = s.tls.Listen(ws)
 		}

@@ -24,6 +24,7 @@ type Config struct {
 	MQTT       MQTTConfig
 	Kafka      KafkaConfig
 	HTTP       HTTPConfig
+	Storage    StorageConfig
 	Auth       AuthConfig
 	AutoCreate AutoCreateConfig
 	// Streams are the configured stream definitions, validated.
@@ -47,6 +48,14 @@ type MQTTConfig struct {
 	RetainAvailable       bool
 	WildcardSubscriptions bool
 	SharedSubscriptions   bool
+	// Resource limits (SECURITY.md, "Limits"); 0 means unlimited where noted there.
+	MaxConnections      int64
+	MaxConnectionsPerIP int64
+	ConnectTimeoutMS    int64
+	PacketTimeoutMS     int64
+	MaxQueuedPackets    int64
+	MaxQueuedBytes      int64
+	MaxConnectBytes     int64
 }
 
 // TLSConfig names a certificate and key in PEM files, and optionally the CA bundle that
@@ -72,6 +81,13 @@ type KafkaConfig struct {
 	// SessionLifetimeMS bounds an authenticated SASL session (KIP-368); clients
 	// re-authenticate before it ends. 0 means no limit.
 	SessionLifetimeMS int64
+	// Resource limits (SECURITY.md, "Limits"); 0 means unlimited where noted there.
+	MaxConnections        int64
+	MaxConnectionsPerIP   int64
+	QueuedMaxRequestBytes int64
+	FrameTimeoutMS        int64
+	MaxFetchPartitions    int64
+	MaxMetadataTopics     int64
 }
 
 // HTTPConfig configures the HTTP listener (health, readiness, metrics, admin API).
@@ -80,6 +96,16 @@ type HTTPConfig struct {
 	TLS  TLSConfig
 	// MetricsAuth requires credentials for /metrics too (the probes stay open).
 	MetricsAuth bool
+	// ReadTimeoutMS bounds reading one request (headers and body); IdleTimeoutMS closes
+	// a keep-alive connection idle that long.
+	ReadTimeoutMS int64
+	IdleTimeoutMS int64
+}
+
+// StorageConfig configures the data directory's guards.
+type StorageConfig struct {
+	// MinFreeBytes: below this much free space writes are refused (0 turns the guard off).
+	MinFreeBytes int64
 }
 
 // AuthConfig lists the users allowed to connect and what anonymous clients may do.
@@ -105,9 +131,14 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir: "./data",
 		MQTT: MQTTConfig{Addr: ":1883", MaxPacketBytes: 1 << 20, ReceiveMaximum: 1024, TopicAliasMaximum: 65535,
-			MaximumQoS: 2, RetainAvailable: true, WildcardSubscriptions: true, SharedSubscriptions: true},
-		Kafka:      KafkaConfig{Addr: ":9092", MaxRequestBytes: 100 << 20, SecurityProtocol: "plaintext"},
-		HTTP:       HTTPConfig{Addr: ":8080"},
+			MaximumQoS: 2, RetainAvailable: true, WildcardSubscriptions: true, SharedSubscriptions: true,
+			MaxConnections: 10000, MaxConnectionsPerIP: 1000, ConnectTimeoutMS: 10000, PacketTimeoutMS: 30000,
+			MaxQueuedPackets: 1000, MaxQueuedBytes: 16 << 20, MaxConnectBytes: 64 << 10},
+		Kafka: KafkaConfig{Addr: ":9092", MaxRequestBytes: 100 << 20, SecurityProtocol: "plaintext",
+			MaxConnections: 1000, MaxConnectionsPerIP: 256, QueuedMaxRequestBytes: 128 << 20, FrameTimeoutMS: 30000,
+			MaxFetchPartitions: 10000, MaxMetadataTopics: 10000},
+		HTTP:       HTTPConfig{Addr: ":8080", ReadTimeoutMS: 30000, IdleTimeoutMS: 120000},
+		Storage:    StorageConfig{MinFreeBytes: 64 << 20},
 		AutoCreate: AutoCreateConfig{Shards: 4},
 	}
 }
@@ -195,20 +226,44 @@ func ParseConfig(data []byte) (Config, error) {
 			"retain_available":       boolean(&c.MQTT.RetainAvailable),
 			"wildcard_subscriptions": boolean(&c.MQTT.WildcardSubscriptions),
 			"shared_subscriptions":   boolean(&c.MQTT.SharedSubscriptions),
+			"max_connections":        intRange(&c.MQTT.MaxConnections, 0, math.MaxInt32),
+			"max_connections_per_ip": intRange(&c.MQTT.MaxConnectionsPerIP, 0, math.MaxInt32),
+			"connect_timeout_ms":     intRange(&c.MQTT.ConnectTimeoutMS, 1, math.MaxInt32),
+			"packet_timeout_ms":      intRange(&c.MQTT.PacketTimeoutMS, 1, math.MaxInt32),
+			"max_queued_packets":     intRange(&c.MQTT.MaxQueuedPackets, 1, math.MaxInt32),
+			"max_queued_bytes":       byteSize(&c.MQTT.MaxQueuedBytes, math.MaxInt64),
+			"max_connect_bytes":      byteSize(&c.MQTT.MaxConnectBytes, maxMQTTPacket),
 			"tls":                    tlsSection(&c.MQTT.TLS),
 		}),
 		"kafka": section(fields{
-			"addr":                addr(&c.Kafka.Addr),
-			"advertised_addr":     advertisedAddr(&c.Kafka.AdvertisedAddr),
-			"max_request_bytes":   byteSize(&c.Kafka.MaxRequestBytes, math.MaxInt32),
-			"security_protocol":   oneOf(&c.Kafka.SecurityProtocol, "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"),
-			"tls":                 tlsSection(&c.Kafka.TLS),
-			"session_lifetime_ms": nonNegativeInt64(&c.Kafka.SessionLifetimeMS),
+			"addr":                     addr(&c.Kafka.Addr),
+			"advertised_addr":          advertisedAddr(&c.Kafka.AdvertisedAddr),
+			"max_request_bytes":        byteSize(&c.Kafka.MaxRequestBytes, math.MaxInt32),
+			"security_protocol":        oneOf(&c.Kafka.SecurityProtocol, "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"),
+			"tls":                      tlsSection(&c.Kafka.TLS),
+			"session_lifetime_ms":      nonNegativeInt64(&c.Kafka.SessionLifetimeMS),
+			"max_connections":          intRange(&c.Kafka.MaxConnections, 0, math.MaxInt32),
+			"max_connections_per_ip":   intRange(&c.Kafka.MaxConnectionsPerIP, 0, math.MaxInt32),
+			"queued_max_request_bytes": byteSize(&c.Kafka.QueuedMaxRequestBytes, math.MaxInt64),
+			"frame_timeout_ms":         intRange(&c.Kafka.FrameTimeoutMS, 1, math.MaxInt32),
+			"max_fetch_partitions":     intRange(&c.Kafka.MaxFetchPartitions, 1, 60000),
+			"max_metadata_topics":      intRange(&c.Kafka.MaxMetadataTopics, 1, math.MaxInt32),
 		}),
 		"http": section(fields{
-			"addr":         addr(&c.HTTP.Addr),
-			"tls":          tlsSection(&c.HTTP.TLS),
-			"metrics_auth": boolean(&c.HTTP.MetricsAuth),
+			"addr":            addr(&c.HTTP.Addr),
+			"tls":             tlsSection(&c.HTTP.TLS),
+			"metrics_auth":    boolean(&c.HTTP.MetricsAuth),
+			"read_timeout_ms": intRange(&c.HTTP.ReadTimeoutMS, 1, math.MaxInt32),
+			"idle_timeout_ms": intRange(&c.HTTP.IdleTimeoutMS, 1, math.MaxInt32),
+		}),
+		"storage": section(fields{
+			"min_free_bytes": func(n *yaml.Node, path string) error {
+				if n.Kind == yaml.ScalarNode && n.Value == "0" {
+					c.Storage.MinFreeBytes = 0
+					return nil
+				}
+				return byteSize(&c.Storage.MinFreeBytes, math.MaxInt64)(n, path)
+			},
 		}),
 		"auth": section(fields{
 			"allow_anonymous": func(n *yaml.Node, path string) error {
@@ -234,6 +289,9 @@ func ParseConfig(data []byte) (Config, error) {
 		},
 	}); err != nil {
 		return c, err
+	}
+	if c.Kafka.QueuedMaxRequestBytes < c.Kafka.MaxRequestBytes {
+		return c, &ConfigError{Field: "kafka.queued_max_request_bytes", Msg: fmt.Sprintf("must be at least kafka.max_request_bytes (%d), got %d", c.Kafka.MaxRequestBytes, c.Kafka.QueuedMaxRequestBytes)}
 	}
 	return c, nil
 }

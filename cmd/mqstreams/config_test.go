@@ -105,7 +105,9 @@ func TestParseConfigErrors(t *testing.T) {
 		want []string // substrings of the one-line message
 	}{
 		{"unknown top key", "foo: 1\n", []string{"config line 1: foo: unknown field"}},
-		{"unknown nested key", "mqtt:\n  addr: \":1\"\n  port: 3\n", []string{"config line 3: mqtt.port: unknown field", "known: addr, max_packet_bytes, maximum_qos, receive_maximum, retain_available, shared_subscriptions, tls, topic_alias_maximum, wildcard_subscriptions"}},
+		{"queued below max request", "kafka:\n  max_request_bytes: 2MiB\n  queued_max_request_bytes: 1MiB\n", []string{"kafka.queued_max_request_bytes: must be at least kafka.max_request_bytes"}},
+		{"bad connect timeout", "mqtt:\n  connect_timeout_ms: 0\n", []string{"mqtt.connect_timeout_ms: expected a whole number from 1"}},
+		{"unknown nested key", "mqtt:\n  addr: \":1\"\n  port: 3\n", []string{"config line 3: mqtt.port: unknown field", "known: addr, connect_timeout_ms, max_connect_bytes, max_connections, max_connections_per_ip, max_packet_bytes, max_queued_bytes, max_queued_packets, maximum_qos, packet_timeout_ms, receive_maximum, retain_available, shared_subscriptions, tls, topic_alias_maximum, wildcard_subscriptions, ws_addr"}},
 		{"unknown tls key", "mqtt: {tls: {crt: a}}\n", []string{"mqtt.tls.crt: unknown field"}},
 		{"duplicate key", "http: {addr: \":1\"}\nhttp: {addr: \":2\"}\n", []string{"config line 2: http: duplicate key (first at line 1)"}},
 		{"section not a map", "mqtt: 1883\n", []string{"config line 1: mqtt: expected a mapping"}},

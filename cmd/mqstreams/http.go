@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,10 +29,13 @@ type httpServer struct {
 	mux     *http.ServeMux
 	routes  []string // patterns registered through Handle
 	ln      net.Listener
+	lg      zerolog.Logger
 	ready   atomic.Bool
 	started atomic.Bool
-	done    chan struct{} // closed when Serve returns
-	err     error         // Serve's error, set before done closes
+	// health, when set, can hold readiness down with a reason (a full disk).
+	health atomic.Pointer[func() (bool, string)]
+	done   chan struct{} // closed when Serve returns
+	err    error         // Serve's error, set before done closes
 }
 
 // newHTTPServer binds addr; the handlers answer as soon as serve starts.
@@ -44,7 +48,7 @@ func newHTTPServer(addr string, tlsSrc *certs.Source, gatherer prometheus.Gather
 	if tlsSrc != nil {
 		ln = tlsSrc.Listen(ln)
 	}
-	h := &httpServer{ln: ln, done: make(chan struct{})}
+	h := &httpServer{ln: ln, done: make(chan struct{}), lg: lg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -56,6 +60,13 @@ func newHTTPServer(addr string, tlsSrc *certs.Source, gatherer prometheus.Gather
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready\n"))
 			return
+		}
+		if f := h.health.Load(); f != nil {
+			if ok, why := (*f)(); !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("not ready: " + why + "\n"))
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
@@ -147,6 +158,41 @@ func (h *httpServer) Start() {
 		}
 		close(h.done)
 	}()
+}
+
+// SetHealth makes /readyz answer 503 with the reason while f reports false.
+func (h *httpServer) SetHealth(f func() (bool, string)) { h.health.Store(&f) }
+
+// setTimeouts bounds reading a request and keeping an idle keep-alive connection;
+// connections the server closes at either are logged and counted.
+func (h *httpServer) setTimeouts(read, idle time.Duration, reg prometheus.Registerer) {
+	h.srv.ReadTimeout, h.srv.IdleTimeout = read, idle
+	if h.srv.ReadHeaderTimeout > read {
+		h.srv.ReadHeaderTimeout = read
+	}
+	closed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "mqstreams_connections_refused_total",
+		Help:        "Connections refused or ended by the server, by protocol and reason.",
+		ConstLabels: prometheus.Labels{"proto": "http"},
+	}, []string{"reason"})
+	if reg != nil {
+		_ = reg.Register(closed)
+	}
+	var states sync.Map // net.Conn -> time the connection went idle
+	h.srv.ConnState = func(c net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateIdle:
+			states.Store(c, time.Now())
+		case http.StateActive:
+			states.Delete(c)
+		case http.StateClosed, http.StateHijacked:
+			v, wasIdle := states.LoadAndDelete(c)
+			if wasIdle && st == http.StateClosed && time.Since(v.(time.Time)) >= idle {
+				closed.WithLabelValues("idle_timeout").Inc()
+				h.lg.Debug().Str("remote", c.RemoteAddr().String()).Dur("idle_timeout", idle).Msg("http keep-alive connection closed: idle")
+			}
+		}
+	}
 }
 
 // SetReady flips /readyz.

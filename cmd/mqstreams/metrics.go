@@ -19,6 +19,7 @@ type logMetrics struct {
 	bytes         *prometheus.CounterVec
 	appendLatency *prometheus.HistogramVec
 	syncLatency   prometheus.Histogram
+	refused       *prometheus.CounterVec
 
 	// perStream caches the label lookups: ObserveAppend runs once per durable append.
 	perStream sync.Map // stream name -> *streamMetrics
@@ -48,6 +49,10 @@ func newLogMetrics() *logMetrics {
 			Help:    "Time from an append request to its durable commit.",
 			Buckets: latencyBuckets,
 		}, []string{"stream"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqstreams_storage_writes_refused_total",
+			Help: "Writes refused by the log: disk_full (below storage.min_free_bytes or out of space), storage_failed (Pebble failed; restart needed).",
+		}, []string{"reason"}),
 		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mqstreams_fsync_latency_seconds",
 			Help:    "Duration of each synced commit of the log (one fsync shared by a group of appends).",
@@ -57,7 +62,7 @@ func newLogMetrics() *logMetrics {
 }
 
 func (m *logMetrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.appendLatency, m.syncLatency} {
+	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.appendLatency, m.syncLatency, m.refused} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -89,6 +94,48 @@ func (m *logMetrics) ObserveAppend(stream string, records, bytes int, latency ti
 // ObserveSync implements log.Observer.
 func (m *logMetrics) ObserveSync(latency time.Duration) {
 	m.syncLatency.Observe(latency.Seconds())
+}
+
+// ObserveRefusal implements log.RefusalObserver.
+func (m *logMetrics) ObserveRefusal(reason string) {
+	m.refused.WithLabelValues(reason).Inc()
+}
+
+// storageCollector reports whether the log accepts writes and the data dir's free
+// space (as last measured) when scraped.
+type storageCollector struct {
+	log      *log.Log
+	writable *prometheus.Desc
+	free     *prometheus.Desc
+	minFree  *prometheus.Desc
+}
+
+func newStorageCollector(l *log.Log) *storageCollector {
+	return &storageCollector{
+		log:      l,
+		writable: prometheus.NewDesc("mqstreams_storage_writable", "1 while the log accepts writes, 0 while it refuses them (disk full or storage failed; see /readyz).", nil, nil),
+		free:     prometheus.NewDesc("mqstreams_storage_free_bytes", "Free bytes of the data directory's filesystem at the last check.", nil, nil),
+		minFree:  prometheus.NewDesc("mqstreams_storage_min_free_bytes", "storage.min_free_bytes: below it writes are refused.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *storageCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.writable
+	ch <- c.free
+	ch <- c.minFree
+}
+
+// Collect implements prometheus.Collector.
+func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.log.Health()
+	w := 0.0
+	if h.Writable {
+		w = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.writable, prometheus.GaugeValue, w)
+	ch <- prometheus.MustNewConstMetric(c.free, prometheus.GaugeValue, float64(h.FreeBytes))
+	ch <- prometheus.MustNewConstMetric(c.minFree, prometheus.GaugeValue, float64(h.MinFreeBytes))
 }
 
 // shardCollector reports each shard's retained size and offsets when scraped, so the

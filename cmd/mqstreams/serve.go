@@ -157,9 +157,10 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	}
 	// The log opens before any listener binds: whether the server may listen beyond
 	// loopback depends on the users stored in it.
-	if s.log, err = openLog(cfg.DataDir, lg, metrics); err != nil {
+	if s.log, err = openLogWith(cfg.DataDir, lg, metrics, minFreeBytes(cfg.Storage.MinFreeBytes)); err != nil {
 		return s, err
 	}
+	reg.MustRegister(newStorageCollector(s.log))
 	reg.MustRegister(newShardCollector(s.log))
 	if s.auth, err = newAuthStore(cfg, s.log, lg); err != nil {
 		return s, err
@@ -173,6 +174,11 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	if s.http, err = newHTTPServer(cfg.HTTP.Addr, s.tls.http, reg, guard, cfg.HTTP.MetricsAuth, httpLog); err != nil {
 		return s, err
 	}
+	s.http.setTimeouts(time.Duration(cfg.HTTP.ReadTimeoutMS)*time.Millisecond, time.Duration(cfg.HTTP.IdleTimeoutMS)*time.Millisecond, reg)
+	s.http.SetHealth(func() (bool, string) {
+		h := s.log.Health()
+		return h.Writable, h.Reason
+	})
 	usersAPI{store: s.auth}.register(s.http, guard)
 	s.http.Start()
 
@@ -194,6 +200,13 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 			MaxRequestBytes:  int32(cfg.Kafka.MaxRequestBytes),
 			SecurityProtocol: cfg.Kafka.SecurityProtocol,
 			SessionLifetime:  time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
+
+			QueuedMaxRequestBytes: cfg.Kafka.QueuedMaxRequestBytes,
+			MaxConnections:        unlimitedIfZero(cfg.Kafka.MaxConnections),
+			MaxConnectionsPerIP:   unlimitedIfZero(cfg.Kafka.MaxConnectionsPerIP),
+			FrameTimeout:          time.Duration(cfg.Kafka.FrameTimeoutMS) * time.Millisecond,
+			MaxFetchPartitions:    int(cfg.Kafka.MaxFetchPartitions),
+			MaxMetadataTopics:     int(cfg.Kafka.MaxMetadataTopics),
 		},
 		Auth:       s.auth,
 		TLS:        s.tls.kafka,
@@ -225,6 +238,13 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 				WildcardSubscriptions: cfg.MQTT.WildcardSubscriptions,
 				SharedSubscriptions:   cfg.MQTT.SharedSubscriptions,
 			},
+			MaxConnections:      int(cfg.MQTT.MaxConnections),
+			MaxConnectionsPerIP: int(cfg.MQTT.MaxConnectionsPerIP),
+			ConnectTimeout:      time.Duration(cfg.MQTT.ConnectTimeoutMS) * time.Millisecond,
+			PacketTimeout:       time.Duration(cfg.MQTT.PacketTimeoutMS) * time.Millisecond,
+			MaxQueuedPackets:    int(cfg.MQTT.MaxQueuedPackets),
+			MaxQueuedBytes:      cfg.MQTT.MaxQueuedBytes,
+			MaxConnectBytes:     int(cfg.MQTT.MaxConnectBytes),
 		},
 		Auth:       s.auth,
 		TLS:        s.tls.mqtt,
@@ -247,10 +267,32 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 
 // openLog opens the data dir, turning Pebble's lock error into an operator's message.
 func openLog(dir string, lg zerolog.Logger, obs log.Observer) (*log.Log, error) {
+	return openLogWith(dir, lg, obs, 0)
+}
+
+// unlimitedIfZero maps the config's 0 (unlimited) to the packages' negative.
+func unlimitedIfZero(v int64) int {
+	if v == 0 {
+		return -1
+	}
+	return int(v)
+}
+
+// minFreeBytes maps storage.min_free_bytes 0 (guard off) to log.Options' negative.
+func minFreeBytes(v int64) int64 {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// openLogWith is openLog with the free-space threshold (log.Options.MinFreeBytes).
+func openLogWith(dir string, lg zerolog.Logger, obs log.Observer, minFree int64) (*log.Log, error) {
 	l, err := log.Open(log.Options{
-		Dir:      dir,
-		Logger:   lg.With().Str("component", "log").Logger(),
-		Observer: obs,
+		Dir:          dir,
+		Logger:       lg.With().Str("component", "log").Logger(),
+		Observer:     obs,
+		MinFreeBytes: minFree,
 	})
 	if err != nil {
 		// fcntl reports a held lock as a bare EAGAIN/EACCES; an EACCES with a path is

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -407,5 +408,58 @@ func TestAutoCreateWired(t *testing.T) {
 	st := s.log.Stream("auto")
 	if st == nil || st.Shards() != 3 {
 		t.Fatalf("auto-created stream: %v", st)
+	}
+}
+
+// TestHTTPTimeouts: /readyz gives the health reason, and a keep-alive connection left
+// idle is closed at http.idle_timeout_ms and counted.
+func TestHTTPTimeouts(t *testing.T) {
+	reg := newRegistry()
+	h, err := newHTTPServer("127.0.0.1:0", nil, reg, nil, false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.setTimeouts(5*time.Second, 200*time.Millisecond, reg)
+	h.Start()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+	}()
+	h.SetReady(true)
+	h.SetHealth(func() (bool, string) { return false, "disk full: test" })
+	addr := h.Addr().String()
+	if code, body := httpGet(t, addr, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "disk full: test") {
+		t.Errorf("/readyz while unhealthy = %d %q", code, body)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The response, then EOF once the idle timeout closes the connection.
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("keep-alive connection not closed when idle: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mfs, _ := reg.Gather()
+		found := false
+		for _, mf := range mfs {
+			if mf.GetName() == "mqstreams_connections_refused_total" {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("idle timeout not counted")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
