@@ -1,8 +1,10 @@
 package kafkawire
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -29,7 +31,8 @@ import (
 // if any partition failed, the connection is closed instead, which is how Kafka tells
 // an acks=0 producer to refresh its metadata. Other acks are INVALID_REQUIRED_ACKS.
 // Idempotent producers' batches are deduplicated by sequence (see producers).
-// TimeoutMillis is not used: there is no replication to wait for. v1 adds the
+// TimeoutMillis bounds only the wait for room in a full append queue (REQUEST_TIMED_OUT):
+// there is no replication to wait for. v1 adds the
 // throttle time, v2 the append time, v3 record batches and the transactional id, v5
 // the log start offset, v7 zstd, v8 per-record errors (none are given; a batch is
 // refused whole) and an error message, v9 is flexible.
@@ -57,6 +60,9 @@ func handleProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	var appends []*produceAppend
+	// An append waits for room in a full append queue until the request's timeout,
+	// then fails with REQUEST_TIMED_OUT.
+	deadline := time.Now().Add(time.Duration(max(req.TimeoutMillis, 0)) * time.Millisecond)
 	for i, rt := range req.Topics {
 		t := &resp.Topics[i]
 		t.Default()
@@ -77,7 +83,7 @@ func handleProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 				berr = refuse(kerr.UnknownTopicOrPartition, "topic %q has no partition %d", rt.Topic, rp.Partition)
 			default:
 				var a *produceAppend
-				a, berr = s.startProduce(c, req.Version, st, rp, p)
+				a, berr = s.startProduce(c, req.Version, st, rp, p, deadline)
 				if a != nil {
 					appends = append(appends, a)
 				}
@@ -105,7 +111,7 @@ func handleProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 
 // startProduce decodes one partition's batch and queues its append (or, for a retried
 // batch of an idempotent producer, notes the original append to answer with).
-func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.ProduceRequestTopicPartition, p *kmsg.ProduceResponseTopicPartition) (*produceAppend, *batchError) {
+func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.ProduceRequestTopicPartition, p *kmsg.ProduceResponseTopicPartition, deadline time.Time) (*produceAppend, *batchError) {
 	b, berr := decodeProduced(rp.Records, version, int(s.cfg.MaxRequestBytes), c.charge)
 	if berr != nil {
 		return nil, berr
@@ -119,7 +125,9 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 	}
 	a := &produceAppend{p: p, st: st, shard: rp.Partition, result: make(chan appendOutcome, 1)}
 	start := func() {
-		st.AppendAsync(rp.Partition, b.records, func(res log.AppendResult, err error) {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		st.AppendAsyncAdmit(ctx, log.AppendWait, rp.Partition, b.records, nil, func(res log.AppendResult, err error) {
+			cancel()
 			a.result <- appendOutcome{res, err}
 		})
 	}
@@ -163,8 +171,11 @@ func (s *Server) finishProduces(version int16, appends []*produceAppend) {
 func (s *Server) answerProduce(version int16, a *produceAppend, res log.AppendResult, err error) {
 	if err != nil {
 		code := kerr.KafkaStorageError
-		if errors.Is(err, log.ErrUnknownShard) || errors.Is(err, log.ErrUnknownStream) {
+		switch {
+		case errors.Is(err, log.ErrUnknownShard) || errors.Is(err, log.ErrUnknownStream):
 			code = kerr.UnknownTopicOrPartition
+		case errors.Is(err, log.ErrQueueFull):
+			code = kerr.RequestTimedOut
 		}
 		s.lg.Warn().Err(err).Str("stream", a.st.Name()).Int32("shard", a.shard).Msg("kafka produce append failed")
 		setProduceError(version, a.p, &batchError{err: code, msg: err.Error()})

@@ -1,8 +1,11 @@
 package log
 
 import (
+	"context"
 	"fmt"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // maxBatchBytes caps one stored record batch so a burst of appends to one shard does not
@@ -21,10 +24,12 @@ func (s *Stream) Append(shard int32, recs []Record) (AppendResult, error) {
 	return r.res, r.err
 }
 
-// AppendAsync queues recs for the shard and calls done once they are durable (or failed).
-// Appends are committed in the order they are queued; done runs on the committer
-// goroutine, in commit order, and must not block. An append refused up front (unknown
-// shard, closed log) calls done before AppendAsync returns.
+// AppendAsync queues recs for the shard and calls done once they are durable (or
+// failed) as the stream's durability defines it. While the append queue is full
+// (Options.QueueBytes) it blocks. Appends are committed in the order
+// they are queued; done runs on the syncer goroutine, in commit order, and must not
+// block. An append refused up front (unknown shard, closed log) calls done before
+// AppendAsync returns.
 func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult, error)) {
 	s.AppendAsyncWith(shard, recs, nil, done)
 }
@@ -32,6 +37,12 @@ func (s *Stream) AppendAsync(shard int32, recs []Record, done func(AppendResult,
 // AppendAsyncWith is AppendAsync that also writes the entry changes ops in the same
 // Pebble batch as the records: both are durable, or neither is.
 func (s *Stream) AppendAsyncWith(shard int32, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
+	s.AppendAsyncAdmit(context.Background(), AppendBlock, shard, recs, ops, done)
+}
+
+// AppendAsyncAdmit is AppendAsyncWith with what to do when the append queue is full
+// (queue.go): block, drop (ErrQueueFull at once) or wait until ctx ends.
+func (s *Stream) AppendAsyncAdmit(ctx context.Context, mode Admission, shard int32, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
 	if len(recs) == 0 {
 		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.name, shard))
 		return
@@ -52,9 +63,7 @@ func (s *Stream) AppendAsyncWith(shard int32, recs []Record, ops []EntryOp, done
 		}
 	}
 	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now()}
-	if !s.log.enqueue(p) {
-		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, ErrClosed))
-	}
+	s.log.submit(ctx, p, int64(estimateSize(recs)+opsSize(ops)), mode)
 }
 
 // enqueue hands p to the committer; false means the log is closed.
@@ -73,18 +82,17 @@ func (l *Log) enqueue(p *pending) bool {
 	return true
 }
 
-// commitLoop is the single sequencer: it takes every append queued while the previous
-// commit was syncing, assigns offsets, writes one batch per shard and commits them all
-// in one synced Pebble batch — the group commit.
+// commitLoop is the single sequencer: it takes every append queued since its last
+// commit, assigns offsets, writes one batch per shard and applies them all in one Pebble
+// batch without waiting for the disk, then hands the commit to the syncer (sync.go).
+// So commit N+1 is built and written while commit N syncs; acknowledgements and high
+// watermarks still advance in commit order, and only once durable.
 func (l *Log) commitLoop() {
 	defer l.wg.Done()
-	last := 0
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	defer l.endCommitter()
 	for {
 		select {
 		case <-l.wake:
-			l.gather(last, timer)
 		case <-l.stop:
 			// Drain what was queued before Close.
 			for q := l.take(); len(q) > 0; q = l.take() {
@@ -92,11 +100,9 @@ func (l *Log) commitLoop() {
 			}
 			return
 		}
-		q := l.take()
-		if len(q) > 0 {
+		if q := l.take(); len(q) > 0 {
 			l.commit(q)
 		}
-		last = len(q)
 	}
 }
 
@@ -128,49 +134,31 @@ func (l *Log) take() []*pending {
 	return q
 }
 
-// maxGatherWait bounds how long the committer waits for the writers of the previous
-// commit to come back. Writers woken by a commit re-append a few microseconds apart;
-// without this pause the next commit takes only the first of them and the rest wait a
-// whole extra sync, which halves throughput with many writers.
-const maxGatherWait = 200 * time.Microsecond
-
-// gather waits, at most maxGatherWait, until as many appends are queued as the previous
-// commit held. A lone writer (last == 1) never waits.
-func (l *Log) gather(last int, timer *time.Timer) {
-	queued := func() int {
-		l.queueMu.Lock()
-		defer l.queueMu.Unlock()
-		return len(l.queue)
-	}
-	if last <= 1 || queued() >= last {
-		return
-	}
-	timer.Reset(maxGatherWait)
-	defer timer.Stop()
-	for queued() < last {
-		select {
-		case <-l.wake:
-		case <-timer.C:
-			return
-		case <-l.stop:
-			return
-		}
-	}
-}
-
 type shardGroup struct {
 	stream *Stream
 	shard  int32
 	sh     *shardState
 	items  []*pending
-	// saved committer state, restored if the commit fails
+	// committer state before the commit (restored if it cannot be applied) and after
+	// it (published by the syncer once durable)
 	next, lastTS, cum int64
+	newNext, newCum   int64
 }
 
 func (l *Log) commit(q []*pending) {
 	l.commitMu.Lock()
 	defer l.commitMu.Unlock()
 
+	if err := l.failure(); err != nil {
+		for _, p := range q {
+			if p.stream == nil {
+				p.entriesDone(fmt.Errorf("write %d entries: %w", len(p.ops), err))
+				continue
+			}
+			p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, err))
+		}
+		return
+	}
 	groups := make(map[*shardState]*shardGroup)
 	var order []*shardGroup
 	var entryOnly []*pending
@@ -202,6 +190,7 @@ func (l *Log) commit(q []*pending) {
 	now := l.nowUS()
 	var recs []Record
 	var val []byte
+	a := &applied{groups: order}
 	for _, g := range order {
 		sh := g.sh
 		ts := now
@@ -231,13 +220,18 @@ func (l *Log) commit(q []*pending) {
 			p.tsUS = ts
 			size += p.bytes
 			recs = append(recs, p.recs...)
+			a.appends++
+			a.records += len(p.recs)
 		}
 		flush()
 		sh.lastTS = ts
+		g.newNext, g.newCum = sh.next, sh.cum
+		if g.stream.durability(l.opts.Durability) == DurabilityFsync {
+			a.fsync = true
+		}
 	}
-	start := time.Now()
-	err := l.guardWrite(b, l.syncOpt(), false)
-	l.opts.Observer.ObserveSync(time.Since(start))
+	// Written to Pebble's WAL buffer and memtable; the syncer makes it durable.
+	err := l.guardCommit(b, pebble.NoSync, false)
 	l.lastCommit.Store(time.Now().UnixNano())
 	l.dirty.Store(true)
 	if err != nil {
@@ -253,26 +247,11 @@ func (l *Log) commit(q []*pending) {
 		}
 		return
 	}
-	for _, p := range entryOnly {
-		p.entriesDone(nil)
+	a.entries = entryOnly
+	if len(entryOnly) > 0 && l.opts.Durability == DurabilityFsync {
+		a.fsync = true // broker state follows the server's durability
 	}
-	done := time.Now()
-	wakeCoalescer := false
-	for _, g := range order {
-		g.sh.bytes.Add(g.sh.cum - g.cum)
-		g.sh.hwm.Store(g.sh.next)
-		if g.sh.co.noteCommit(&l.opts.Coalesce, g.sh.next, g.sh.cum, done) {
-			wakeCoalescer = true
-		}
-		g.sh.appended()
-		for _, p := range g.items {
-			l.opts.Observer.ObserveAppend(g.stream.name, len(p.recs), p.bytes, done.Sub(p.enqueued))
-			p.done(AppendResult{BaseOffset: p.base, TimestampUS: p.tsUS}, nil)
-		}
-	}
-	if wakeCoalescer && !l.opts.Coalesce.Disabled {
-		l.wakeCoalescer()
-	}
+	l.handToSyncer(a)
 }
 
 func estimateSize(recs []Record) int {

@@ -18,6 +18,9 @@ const (
 	// crashMergeEnv makes the child merge batches all the time (small merged batches,
 	// compressed), so the kill lands during merges.
 	crashMergeEnv = "MQSTREAMS_LOG_CRASH_CHILD_MERGE"
+	// crashWriteEnv makes the child acknowledge at `write` durability with fsyncs an
+	// hour apart, so nothing it acknowledged was fsynced when it is killed.
+	crashWriteEnv = "MQSTREAMS_LOG_CRASH_CHILD_WRITE"
 )
 
 // TestCrashChild is the child half of TestCrashRecovery: it appends from many
@@ -32,6 +35,10 @@ func TestCrashChild(t *testing.T) {
 	if os.Getenv(crashMergeEnv) != "" {
 		opts.Coalesce = CoalesceOptions{Records: 40, Delay: time.Millisecond}
 		spec.Compression = CompressionLZ4
+	}
+	if os.Getenv(crashWriteEnv) != "" {
+		opts.Durability = DurabilityWrite
+		opts.SyncInterval = time.Hour
 	}
 	l, err := Open(opts)
 	if err != nil {
@@ -68,22 +75,34 @@ func TestCrashChild(t *testing.T) {
 
 // TestCrashRecovery kills a writer process with SIGKILL mid-append and checks that every
 // acknowledged record is there after reopening, with contiguous offsets.
-func TestCrashRecovery(t *testing.T) { crashRounds(t, false) }
+func TestCrashRecovery(t *testing.T) { crashRounds(t, false, false) }
+
+// TestCrashRecoveryWrite is TestCrashRecovery at `write` durability with no fsync at all
+// before the kill: what was acknowledged is in the operating system and survives.
+func TestCrashRecoveryWrite(t *testing.T) { crashRounds(t, false, true) }
 
 // TestCrashDuringCoalesce is TestCrashRecovery with batches merged all the time: every
 // acknowledged record keeps its offset, value and append time, and merging resumes.
-func TestCrashDuringCoalesce(t *testing.T) { crashRounds(t, true) }
+func TestCrashDuringCoalesce(t *testing.T) { crashRounds(t, true, false) }
 
-func crashRounds(t *testing.T, merge bool) {
+// crashKillAfter is, per round, after how many acknowledgements the child is killed:
+// early (the first commits and WAL), mid-stream and later, so kills land at different
+// points of the commit pipeline.
+var crashKillAfter = []int{1, 300, 2000, 77, 5000}
+
+func crashRounds(t *testing.T, merge, write bool) {
 	if os.Getenv(crashEnv) != "" {
 		t.Skip("child")
 	}
 	dir := t.TempDir()
-	for round := 0; round < 3; round++ {
+	for round, killAt := range crashKillAfter {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
 		if merge {
 			cmd.Env = append(cmd.Env, crashMergeEnv+"=1")
+		}
+		if write {
+			cmd.Env = append(cmd.Env, crashWriteEnv+"=1")
 		}
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -111,12 +130,12 @@ func crashRounds(t *testing.T, merge bool) {
 			off, _ := strconv.ParseInt(f[1], 10, 64)
 			ts, _ := strconv.ParseInt(f[3], 10, 64)
 			acked[int32(sh)][off] = ack{f[2], ts}
-			if n++; n == 2000 {
+			if n++; n == killAt {
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 			}
 		}
 		_ = cmd.Wait()
-		if n < 2000 {
+		if n < killAt {
 			t.Fatalf("round %d: child acknowledged only %d appends", round, n)
 		}
 		l := openTest(t, dir, nil)
@@ -154,7 +173,7 @@ func crashRounds(t *testing.T, merge bool) {
 				}
 			}
 		}
-		if merge && merged == 0 {
+		if merge && merged == 0 && killAt >= 2000 {
 			t.Fatalf("round %d: no merged batch: the kill did not come during merging", round)
 		}
 		l.Close()

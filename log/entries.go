@@ -118,7 +118,7 @@ func writeOps(b *pebble.Batch, ops []EntryOp) {
 // PutEntriesAsync queues entry changes for the next group commit, where they share the
 // Pebble batch and the fsync of the appends queued around them, and calls done once
 // they are durable (or failed). Changes are applied in the order they are queued; done
-// runs on the committer goroutine and must not block. An empty ops is a barrier: done
+// runs on the syncer goroutine and must not block. An empty ops is a barrier: done
 // runs once everything queued before it is durable.
 func (l *Log) PutEntriesAsync(ops []EntryOp, done func(error)) {
 	for _, op := range ops {

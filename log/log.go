@@ -51,6 +51,15 @@ type Options struct {
 	Logger zerolog.Logger
 	// NoSync skips fsync on commit: only for benchmarks of everything but the disk.
 	NoSync bool
+	// Durability is when appends are acknowledged (default fsync); a stream's
+	// StreamSpec.Durability overrides it.
+	Durability Durability
+	// QueueBytes bounds the appends queued or written and not yet acknowledged
+	// (default DefaultQueueBytes); see queue.go for what a full queue does.
+	QueueBytes int64
+	// SyncInterval bounds how long written appends stay unsynced under `write`
+	// durability (default 10ms).
+	SyncInterval time.Duration
 	// RetentionInterval is how often retention runs (default 10s).
 	RetentionInterval time.Duration
 	// Now is the clock (default time.Now); tests move it.
@@ -63,6 +72,8 @@ type Options struct {
 	// log keeps its data in compact tables rather than in the write-ahead log (default
 	// DefaultIdleFlush).
 	IdleFlush time.Duration
+	// testBeforeSync, when set, runs before each group's WAL sync (tests stall it).
+	testBeforeSync func()
 	// Coalesce tunes the background merging of small batches (coalesce.go).
 	Coalesce CoalesceOptions
 	// MinFreeBytes: writes are refused with ErrDiskFull while the data directory has
@@ -114,10 +125,21 @@ type Log struct {
 	// so a stream is never written to after its deletion.
 	commitMu sync.Mutex
 
+	adm     admission
 	queueMu sync.Mutex
 	queue   []*pending
 	closed  bool
 	wake    chan struct{}
+
+	// Commits applied to Pebble (written, not yet synced), handed from the committer
+	// to the syncer in commit order (sync.go).
+	wfs          *walFS
+	appliedMu    sync.Mutex
+	appliedQ     []*applied
+	appliedCount int  // appends and entry changes in appliedQ
+	committerEnd bool // the committer has stopped: the syncer drains and stops
+	applied      chan struct{}
+	unsynced     atomic.Bool // `write` appends acknowledged since the last fsync
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -216,6 +238,18 @@ func Open(opts Options) (*Log, error) {
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 64 << 20
 	}
+	if opts.Durability == DurabilityDefault {
+		opts.Durability = DurabilityFsync
+	}
+	if _, err := ParseDurability(string(opts.Durability)); err != nil {
+		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = 10 * time.Millisecond
+	}
 	if opts.MinFreeBytes == 0 {
 		opts.MinFreeBytes = 64 << 20
 	}
@@ -229,6 +263,7 @@ func Open(opts Options) (*Log, error) {
 		opts.IdleFlush = DefaultIdleFlush
 	}
 	l := &Log{
+		applied: make(chan struct{}, 1),
 		opts:    opts,
 		lg:      opts.Logger,
 		streams: map[string]*Stream{},
@@ -237,6 +272,12 @@ func Open(opts Options) (*Log, error) {
 
 		coalesceWake: make(chan struct{}, 1),
 	}
+	l.adm.limit = opts.QueueBytes
+	base := opts.fs
+	if base == nil {
+		base = vfs.Default
+	}
+	l.wfs = newWALFS(base, opts.Observer.ObserveSync)
 	minFree := uint64(0)
 	if opts.MinFreeBytes > 0 {
 		minFree = uint64(opts.MinFreeBytes)
@@ -264,8 +305,10 @@ func Open(opts Options) (*Log, error) {
 		}
 	}
 	l.store.mu.Unlock()
-	l.wg.Add(4)
+	l.wg.Add(6)
 	go l.commitLoop()
+	go l.syncLoop()
+	go l.intervalSyncLoop()
 	go l.retentionLoop()
 	go l.diskLoop(opts.DiskCheckInterval)
 	go l.idleFlushLoop()
@@ -294,7 +337,7 @@ func (l *Log) openPebble() (db *pebble.DB, err error) {
 			MemTableStopWritesThreshold: memTableStopWritesThreshold,
 			FormatMajorVersion:          formatMajorVersion,
 			ReadOnly:                    readOnly,
-			FS:                          opts.fs,
+			FS:                          l.wfs,
 			EventListener: &pebble.EventListener{
 				// Background flushes and compactions retry by themselves; a failure is
 				// logged (rate-limited by Pebble's own retry pacing) and, when it is a
@@ -436,6 +479,7 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.queueMu.Unlock()
+	l.closeAdmission()
 	close(l.stop)
 	l.wg.Wait()
 	if err := l.db.Close(); err != nil {
@@ -474,6 +518,8 @@ func (l *Log) streamByID(id uint32) *Stream {
 	return nil
 }
 
+// syncOpt is how synced writes commit: written and fsynced by guardWrite, or only
+// written with Options.NoSync.
 func (l *Log) syncOpt() *pebble.WriteOptions {
 	if l.opts.NoSync {
 		return pebble.NoSync

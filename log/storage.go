@@ -134,7 +134,21 @@ func (l *Log) diskLoop(every time.Duration) {
 // pass always=true and are let through on a low disk, since they give space back.
 // A Pebble fatal error becomes ErrStorageFailed; ENOSPC marks the disk low until the
 // next measurement says otherwise.
-func (l *Log) guardWrite(b *pebble.Batch, opt *pebble.WriteOptions, always bool) (err error) {
+func (l *Log) guardWrite(b *pebble.Batch, opt *pebble.WriteOptions, always bool) error {
+	if err := l.guardCommit(b, opt, always); err != nil || !opt.Sync || l.opts.NoSync {
+		return err
+	}
+	// Pebble's WAL sync only reached the operating system (walfs.go): fsync.
+	if _, err := l.wfs.fsync(); err != nil {
+		l.fail(err)
+		return l.failure()
+	}
+	return nil
+}
+
+// guardCommit is guardWrite without the fsync: a synced commit returns once its WAL
+// write reached the operating system (the committer and the syncer, sync.go).
+func (l *Log) guardCommit(b *pebble.Batch, opt *pebble.WriteOptions, always bool) (err error) {
 	if werr := l.store.writeErr(); werr != nil && (!always || errors.Is(werr, ErrStorageFailed)) {
 		l.observeRefusal(werr)
 		return werr

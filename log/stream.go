@@ -28,8 +28,10 @@ type StreamSpec struct {
 	LastValue bool      `json:"last_value,omitempty"`
 	// Compression is the codec merged batches are stored with: "" or "none", "lz4",
 	// "zstd" (coalesce.go). Kafka consumers decompress them themselves.
-	Compression string          `json:"compression,omitempty"`
-	Meta        json.RawMessage `json:"meta,omitempty"`
+	Compression string `json:"compression,omitempty"`
+	// Durability overrides the log's Options.Durability for this stream's appends.
+	Durability Durability      `json:"durability,omitempty"`
+	Meta       json.RawMessage `json:"meta,omitempty"`
 }
 
 // Stream is one named stream of the log.
@@ -84,6 +86,9 @@ func (spec StreamSpec) validate() error {
 		return fmt.Errorf("%w: stream %s: negative retention", ErrInvalidSpec, spec.Name)
 	}
 	if _, err := parseCodec(spec.Compression); err != nil {
+		return fmt.Errorf("%w: stream %s: %w", ErrInvalidSpec, spec.Name, err)
+	}
+	if _, err := ParseDurability(string(spec.Durability)); err != nil {
 		return fmt.Errorf("%w: stream %s: %w", ErrInvalidSpec, spec.Name, err)
 	}
 	return nil
@@ -456,4 +461,15 @@ func (s *Stream) MaxTimestamp(shard int32) (offset, tsUS int64, err error) {
 		}
 	}
 	return -1, -1, it.Error()
+}
+
+// durability is the stream's effective durability, def unless its spec overrides it.
+func (s *Stream) durability(def Durability) Durability {
+	s.mu.RLock()
+	d := s.spec.Durability
+	s.mu.RUnlock()
+	if d == DurabilityDefault {
+		return def
+	}
+	return d
 }

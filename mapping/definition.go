@@ -45,6 +45,9 @@ type Definition struct {
 	// Compression is how stored batches are compressed once merged: none (also ""),
 	// lz4 or zstd.
 	Compression string
+	// Durability overrides the server's durability for this stream: fsync, write, or ""
+	// (the server's).
+	Durability log.Durability
 }
 
 // UnmarshalYAML reads a definition strictly: an unknown or mistyped field is an error
@@ -293,6 +296,17 @@ func (p *fieldParser) field(name string, v any) error {
 		}
 		d.Compression = s
 		return p.claim(name, name, nil)
+	case "durability":
+		s, ok := v.(string)
+		if !ok {
+			return typeErr(name, "fsync or write", v)
+		}
+		dur, err := log.ParseDurability(s)
+		if err != nil || dur == log.DurabilityDefault {
+			return fmt.Errorf("durability: %q is not one of fsync, write", s)
+		}
+		d.Durability = dur
+		return p.claim(name, name, nil)
 	case "data_retention_period":
 		return p.maxAge(name, v)
 	case "retention":
@@ -323,7 +337,7 @@ var knownTopField = map[string]bool{
 	"name": true, "filter": true, "filters": true, "topic_filter": true, "shards": true,
 	"key": true, "key_expression": true, "key_fallback": true, "last_value": true, "is_lastvalue": true,
 	"data_retention_period": true, "retention": true, "limits": true, "read_max_unacked": true,
-	"compression": true,
+	"compression": true, "durability": true,
 }
 
 // section parses a nested object (retention, limits) field by field; a key it does not
@@ -542,6 +556,7 @@ type definitionJSON struct {
 	LastValue           bool          `json:"last_value"`
 	IsLastValue         bool          `json:"is_lastvalue"`
 	Compression         string        `json:"compression,omitempty"`
+	Durability          string        `json:"durability,omitempty"`
 }
 
 type retentionJSON struct {
@@ -575,6 +590,7 @@ func (d Definition) MarshalJSON() ([]byte, error) {
 		LastValue:   d.LastValue,
 		IsLastValue: d.LastValue,
 		Compression: d.Compression,
+		Durability:  string(d.Durability),
 	}
 	if j.Filters == nil {
 		j.Filters = []string{}
@@ -676,6 +692,9 @@ func (d *Definition) validate(needFilter bool) error {
 	default:
 		return fmt.Errorf("compression: %q is not one of none, lz4, zstd", d.Compression)
 	}
+	if _, err := log.ParseDurability(string(d.Durability)); err != nil {
+		return fmt.Errorf("durability: %q is not one of fsync, write", d.Durability)
+	}
 	return nil
 }
 
@@ -724,7 +743,7 @@ func (d Definition) Spec() log.StreamSpec {
 	if c == log.CompressionNone {
 		c = "" // the log's default; specs stored before compression existed say the same
 	}
-	return log.StreamSpec{Name: d.Name, Shards: d.Shards, Retention: r, LastValue: d.LastValue, Compression: c, Meta: meta}
+	return log.StreamSpec{Name: d.Name, Shards: d.Shards, Retention: r, LastValue: d.LastValue, Compression: c, Durability: d.Durability, Meta: meta}
 }
 
 // DefinitionFromSpec rebuilds a definition from a spec the log stored, validated.
@@ -744,6 +763,7 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 		Retention:   s.Retention,
 		LastValue:   s.LastValue,
 		Compression: s.Compression,
+		Durability:  s.Durability,
 	}
 	if d.Retention.MaxAge == 0 {
 		// Specs hold validated definitions, whose only zero age is "no bound".

@@ -97,6 +97,11 @@ read_max_unacked: 1000
 			want: Definition{Name: "z", Filters: []string{"a"}, Shards: 4, Key: "clientid", Retention: log.Retention{MaxAge: 7 * 24 * time.Hour}, Compression: "zstd"},
 		},
 		{
+			name: "durability",
+			src:  "name: w\nfilter: a\ndurability: write\n",
+			want: Definition{Name: "w", Filters: []string{"a"}, Shards: 4, Key: "clientid", Retention: log.Retention{MaxAge: 7 * 24 * time.Hour}, Durability: log.DurabilityWrite},
+		},
+		{
 			name: "agreeing alias",
 			src:  "name: s\nfilter: a\ntopic_filter: a\nkey: topic\nkey_expression: topic\n",
 			want: Definition{Name: "s", Filters: []string{"a"}, Shards: 4, Key: "topic", Retention: log.Retention{MaxAge: 7 * 24 * time.Hour}},
@@ -197,6 +202,8 @@ func TestDefinitionErrors(t *testing.T) {
 		{"retention type", "name: t\nfilter: a\nretention: 7d", `retention: want a mapping`},
 		{"bad compression", "name: t\nfilter: a\ncompression: gzip", `compression: "gzip" is not one of none, lz4, zstd`},
 		{"compression type", "name: t\nfilter: a\ncompression: true", `compression: want none, lz4 or zstd`},
+		{"bad durability", "name: t\nfilter: a\ndurability: sometimes", `durability: "sometimes" is not one of fsync, write`},
+		{"durability type", "name: t\nfilter: a\ndurability: 1", `durability: want fsync or write`},
 		{"disagreeing alias", "name: t\nfilter: a\ntopic_filter: b", `"filter" and "topic_filter" disagree`},
 		{"disagreeing key", "name: t\nfilter: a\nkey: topic\nkey_expression: message.from", `"key" and "key_expression" disagree`},
 		{"disagreeing age", "name: t\nfilter: a\nretention: {max_age: 1h}\ndata_retention_period: 2h", `"retention.max_age" and "data_retention_period" disagree`},
@@ -264,6 +271,7 @@ func TestDefinitionJSONRoundTrip(t *testing.T) {
 			Retention: log.Retention{MaxAge: 36 * time.Hour, MaxBytes: 5 << 20, MaxMessages: 99}},
 		{Name: "c", Filters: []string{"$SYS/#"}, Key: "none", Retention: log.Retention{MaxAge: NoMaxAge}},
 		{Name: "d", Filters: []string{"d/#"}, Compression: "lz4"},
+		{Name: "e", Filters: []string{"e/#"}, Durability: log.DurabilityWrite},
 	}
 	for _, d := range defs {
 		if err := d.Validate(); err != nil {

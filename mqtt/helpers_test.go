@@ -32,6 +32,7 @@ type envOptions struct {
 	maxPacketBytes int
 	dir            string
 	observer       log.Observer
+	queueBytes     int64
 	// connectTimeout and packetTimeout shorten the timeouts (0: defaults).
 	connectTimeout, packetTimeout time.Duration
 }
@@ -53,7 +54,7 @@ func newEnv(tb testing.TB, o envOptions, defs ...mapping.Definition) *testEnv {
 	if o.dir == "" {
 		o.dir = tb.TempDir()
 	}
-	l, cat := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync, Observer: o.observer}, defs)
+	l, cat := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync, Observer: o.observer, QueueBytes: o.queueBytes}, defs)
 	reg := prometheus.NewRegistry()
 	srv, err := New(Options{
 		Config:     Config{Addr: "127.0.0.1:0", MaxPacketBytes: o.maxPacketBytes, ConnectTimeout: o.connectTimeout, PacketTimeout: o.packetTimeout},

@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -293,6 +295,10 @@ func (h *ingestHook) appendOne(t mapping.Target, it *item) { h.appendWith(t, it,
 // appendWith is appendOne that also commits the entry changes ops with the record.
 func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 	done := func(_ log.AppendResult, err error) {
+		if it == nil && errors.Is(err, log.ErrQueueFull) {
+			h.met.ingestDropped.WithLabelValues("queue_full").Inc()
+			return
+		}
 		if err != nil {
 			h.met.failed.WithLabelValues(t.Stream).Inc()
 			if it == nil {
@@ -310,7 +316,15 @@ func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 		done(log.AppendResult{}, fmt.Errorf("append %s: %w", t.Stream, log.ErrUnknownStream))
 		return
 	}
-	s.AppendAsyncWith(t.Shard, []log.Record{t.Record}, ops, done)
+	// Back-pressure when the append queue is full: a QoS 1/2 publish blocks mochi's read
+	// loop for this connection (TCP then slows the publisher, and nothing is acked
+	// before it is stored); a QoS 0 publish or a will, which nobody waits for, is
+	// dropped and counted.
+	mode := log.AppendBlock
+	if it == nil {
+		mode = log.AppendDrop
+	}
+	s.AppendAsyncAdmit(context.Background(), mode, t.Shard, []log.Record{t.Record}, ops, done)
 }
 
 // retainedStored reports whether pk is a publish being handed back whose retained

@@ -558,3 +558,44 @@ func TestKeyFallbackCounted(t *testing.T) {
 		t.Fatalf("key fallbacks counted %v, want 1", v)
 	}
 }
+
+// TestBackPressureQueueFull runs with an append queue of one byte, so one append is in
+// flight at a time: a burst of QoS 0 publishes finds it full and is partly dropped and
+// counted, while the QoS 1 publishes behind them are slowed (their connection is not
+// read) but all stored and acknowledged in order, without a disconnect.
+func TestBackPressureQueueFull(t *testing.T) {
+	e := newEnv(t, envOptions{queueBytes: 1}, plantStream(1, "clientid"))
+	c, _ := dialRaw(t, e.addr, "burst", 5, true)
+	const qos0, qos1 = 2000, 200
+	var pks []packets.Packet
+	for i := 0; i < qos0; i++ {
+		pks = append(pks, publishPacket("plant/0", 0, 0, strconv.Itoa(i)))
+	}
+	for i := 1; i <= qos1; i++ {
+		pks = append(pks, publishPacket("plant/1", 1, uint16(i), strconv.Itoa(i)))
+	}
+	c.send(pks...)
+	for i := 1; i <= qos1; i++ {
+		if ack := c.expect(packets.Puback, uint16(i)); ack.ReasonCode != 0 {
+			t.Fatalf("puback %d reason %#x", i, ack.ReasonCode)
+		}
+	}
+	found := gatherMetrics(t, e.reg)
+	dropped := int(found["mqstreams_mqtt_dropped_total,reason=queue_full"])
+	if dropped == 0 {
+		t.Fatalf("no QoS 0 publish dropped with a full queue (%v)", found)
+	}
+	recs := e.records(t, "plant", 0)
+	checkContiguous(t, recs)
+	if want := qos0 - dropped + qos1; len(recs) != want {
+		t.Fatalf("%d records stored, want %d (%d QoS 0 dropped)", len(recs), want, dropped)
+	}
+	// The queue's bytes are released just after the acknowledgement is handed over.
+	deadline := time.Now().Add(20 * time.Second)
+	for e.log.QueuedBytes() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes still queued", e.log.QueuedBytes())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -14,12 +14,14 @@ type metrics struct {
 	connections prometheus.GaugeFunc
 	appended    *prometheus.CounterVec
 	failed      *prometheus.CounterVec
-	unmatched   prometheus.Counter
-	fallbacks   *prometheus.CounterVec
-	refused     *prometheus.CounterVec
-	dropped     *prometheus.CounterVec
-	bytesIn     prometheus.CounterFunc
-	bytesOut    prometheus.CounterFunc
+	// ingestDropped counts publishes nobody waits for that the full append queue refused.
+	ingestDropped *prometheus.CounterVec
+	unmatched     prometheus.Counter
+	fallbacks     *prometheus.CounterVec
+	refused       *prometheus.CounterVec
+	dropped       *prometheus.CounterVec
+	bytesIn       prometheus.CounterFunc
+	bytesOut      prometheus.CounterFunc
 	// loginFailures counts refused CONNECTs (credentials, rate limit, will, client id).
 	loginFailures prometheus.Counter
 }
@@ -53,6 +55,10 @@ func newMetrics(broker *mochi.Server) *metrics {
 			Name: "mqstreams_mqtt_append_failures_total",
 			Help: "MQTT publishes whose append to a stream failed.",
 		}, []string{"stream"}),
+		ingestDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_dropped_total",
+			Help: "MQTT publishes nobody waits for (QoS 0, wills) not appended, by reason: queue_full when the append queue was full.",
+		}, []string{"reason"}),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mqstreams_key_fallbacks_total",
 			Help: "MQTT publishes whose stream key expression yielded nothing (say a JSON path missing from the payload), so the stream's key_fallback gave the key.",
@@ -90,7 +96,7 @@ func newMetrics(broker *mochi.Server) *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.loginFailures, m.unmatched, m.fallbacks, m.refused, m.dropped, m.bytesIn, m.bytesOut} {
+	for _, c := range []prometheus.Collector{m.connections, m.appended, m.failed, m.loginFailures, m.unmatched, m.fallbacks, m.refused, m.dropped, m.ingestDropped, m.bytesIn, m.bytesOut} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

@@ -364,7 +364,8 @@ func (w *shardSender) maybeFlush() error {
 	return nil
 }
 
-// flush writes the queued packets under the client's lock (as mochi's WritePacket) and
+// flush writes the queued packets under the client's lock (as mochi's WritePacket),
+// after anything mochi buffered (mochi_adapter.go), and
 // records the shard position they reach. The write blocks while the client does not
 // read: that is the back-pressure at QoS 0.
 func (w *shardSender) flush() error {
@@ -374,7 +375,7 @@ func (w *shardSender) flush() error {
 			return mochi.ErrConnectionClosed
 		}
 		cl.Lock()
-		n, err := cl.Net.Conn.Write(w.out.Bytes())
+		n, err := writeOrdered(cl, w.out.Bytes())
 		cl.Unlock()
 		if b := w.s.h.opts.Broker; b != nil {
 			atomic.AddInt64(&b.Info.BytesSent, int64(n))
@@ -420,22 +421,6 @@ func (s *replaySession) nextPacketID(cl *mochi.Client) (uint16, error) {
 		}
 	}
 	return 0, packets.ErrQuotaExceeded
-}
-
-// pinSendQuota turns mochi's own send quota off for a client with stream subscriptions.
-// mochi's Inflight.NextImmediate read-locks the in-flight store twice, which deadlocks
-// when a replay reader adds to the store in between; mochi calls it only while the
-// quota is positive, so the quota stays at zero, as mochi runs MQTT 3.1.1 clients. The
-// replay window keeps replays within the receive maximum. Call it on the client's own
-// goroutine (a hook of its read loop), before its readers start.
-func pinSendQuota(cl *mochi.Client) {
-	cl.State.Inflight.ResetSendQuota(0)
-	// Messages mochi parked for lack of quota would now never leave: send them.
-	for _, pk := range cl.State.Inflight.GetAll(true) {
-		pk.Expiry = 0
-		cl.State.Inflight.Set(pk)
-		_ = cl.WritePacket(pk)
-	}
 }
 
 func isClosed(c <-chan struct{}) bool {

@@ -11,22 +11,30 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // Config is the server configuration: the YAML file's shape, with defaults filled in.
 type Config struct {
-	DataDir    string
-	MQTT       MQTTConfig
-	Kafka      KafkaConfig
-	HTTP       HTTPConfig
-	Storage    StorageConfig
-	Auth       AuthConfig
-	AutoCreate AutoCreateConfig
+	DataDir string
+	// Durability is when appends are acknowledged: fsync (on disk) or write (in the
+	// operating system, fsynced at least every SyncInterval); streams may override it.
+	Durability   log.Durability
+	SyncInterval time.Duration
+	// AppendQueueBytes bounds the appends awaiting their commit (back-pressure beyond).
+	AppendQueueBytes int64
+	MQTT             MQTTConfig
+	Kafka            KafkaConfig
+	HTTP             HTTPConfig
+	Storage          StorageConfig
+	Auth             AuthConfig
+	AutoCreate       AutoCreateConfig
 	// Streams are the configured stream definitions, validated.
 	Streams []mapping.Definition
 	// StreamsSet tells whether the file had a streams key at all: an explicit empty list
@@ -129,7 +137,10 @@ const maxMQTTPacket = 268435455 + 5
 // DefaultConfig is the embedded configuration used when no file is given.
 func DefaultConfig() Config {
 	return Config{
-		DataDir: "./data",
+		DataDir:          "./data",
+		Durability:       log.DurabilityFsync,
+		SyncInterval:     10 * time.Millisecond,
+		AppendQueueBytes: log.DefaultQueueBytes,
 		MQTT: MQTTConfig{Addr: ":1883", MaxPacketBytes: 1 << 20, ReceiveMaximum: 1024, TopicAliasMaximum: 65535,
 			MaximumQoS: 2, RetainAvailable: true, WildcardSubscriptions: true, SharedSubscriptions: true,
 			MaxConnections: 10000, MaxConnectionsPerIP: 1000, ConnectTimeoutMS: 10000, PacketTimeoutMS: 30000,
@@ -216,6 +227,24 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if err := decodeMap(root, "", fields{
 		"data_dir": str(&c.DataDir, true),
+		"durability": func(n *yaml.Node, path string) error {
+			var v string
+			if err := oneOf(&v, string(log.DurabilityFsync), string(log.DurabilityWrite))(n, path); err != nil {
+				return err
+			}
+			c.Durability = log.Durability(v)
+			return nil
+		},
+		"sync_interval": positiveDuration(&c.SyncInterval),
+		"append_queue_bytes": func(n *yaml.Node, path string) error {
+			if err := byteSize(&c.AppendQueueBytes, math.MaxInt64)(n, path); err != nil {
+				return err
+			}
+			if c.AppendQueueBytes < 1<<20 {
+				return fieldErr(n, path, "must be at least 1MiB, got %s", describe(n))
+			}
+			return nil
+		},
 		"mqtt": section(fields{
 			"addr":                   addr(&c.MQTT.Addr),
 			"ws_addr":                addr(&c.MQTT.WSAddr),
@@ -531,6 +560,21 @@ func oneOf(dst *string, values ...string) func(*yaml.Node, string) error {
 			}
 		}
 		return fieldErr(n, path, "unknown value %q (known: %s)", n.Value, strings.Join(values, ", "))
+	}
+}
+
+// positiveDuration parses a duration such as 10ms, 1s or 2m.
+func positiveDuration(dst *time.Duration) func(*yaml.Node, string) error {
+	return func(n *yaml.Node, path string) error {
+		if err := scalar(n, path, "a duration such as 10ms"); err != nil {
+			return err
+		}
+		d, err := mapping.ParseDuration(n.Value)
+		if err != nil || d <= 0 {
+			return fieldErr(n, path, "expected a positive duration such as 10ms, got %s", describe(n))
+		}
+		*dst = d
+		return nil
 	}
 }
 

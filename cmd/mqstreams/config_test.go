@@ -9,11 +9,15 @@ import (
 	"time"
 
 	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/log"
 )
 
 func TestParseConfigFull(t *testing.T) {
 	c, err := ParseConfig([]byte(`
 data_dir: /var/lib/mqstreams
+durability: write
+sync_interval: 25ms
+append_queue_bytes: 16MiB
 mqtt:  { addr: ":1884", max_packet_bytes: 2MiB, receive_maximum: 100, topic_alias_maximum: 0, maximum_qos: 1, retain_available: false, wildcard_subscriptions: false, shared_subscriptions: false }
 kafka: { addr: "127.0.0.1:9093", advertised_addr: "broker.example:9093", max_request_bytes: 1048576 }
 http:  { addr: ":8081" }
@@ -30,6 +34,9 @@ streams:
 `))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Durability != log.DurabilityWrite || c.SyncInterval != 25*time.Millisecond || c.AppendQueueBytes != 16<<20 {
+		t.Errorf("durability %q, sync_interval %v", c.Durability, c.SyncInterval)
 	}
 	if c.DataDir != "/var/lib/mqstreams" || c.MQTT.Addr != ":1884" || c.MQTT.MaxPacketBytes != 2<<20 {
 		t.Errorf("data_dir/mqtt: %+v %+v", c.DataDir, c.MQTT)
@@ -67,7 +74,8 @@ func TestParseConfigDefaults(t *testing.T) {
 			t.Fatalf("%q: %v", src, err)
 		}
 		d := DefaultConfig()
-		if c.DataDir != d.DataDir || c.MQTT != d.MQTT || c.Kafka != d.Kafka || c.HTTP != d.HTTP || c.AutoCreate != d.AutoCreate {
+		if c.DataDir != d.DataDir || c.MQTT != d.MQTT || c.Kafka != d.Kafka || c.HTTP != d.HTTP || c.AutoCreate != d.AutoCreate ||
+			c.Durability != log.DurabilityFsync || c.SyncInterval != 10*time.Millisecond {
 			t.Errorf("%q: got %+v, want defaults %+v", src, c, d)
 		}
 		if c.StreamsSet {
@@ -105,6 +113,10 @@ func TestParseConfigErrors(t *testing.T) {
 		want []string // substrings of the one-line message
 	}{
 		{"unknown top key", "foo: 1\n", []string{"config line 1: foo: unknown field"}},
+		{"bad durability", "durability: lazy\n", []string{"config line 1: durability: unknown value \"lazy\" (known: fsync, write)"}},
+		{"small append_queue_bytes", "append_queue_bytes: 1000\n", []string{"append_queue_bytes: must be at least 1MiB"}},
+		{"bad sync_interval", "sync_interval: 0s\n", []string{"sync_interval: expected a positive duration"}},
+		{"bad stream durability", "streams: [{name: a, filter: a, durability: off}]\n", []string{"durability"}},
 		{"queued below max request", "kafka:\n  max_request_bytes: 2MiB\n  queued_max_request_bytes: 1MiB\n", []string{"kafka.queued_max_request_bytes: must be at least kafka.max_request_bytes"}},
 		{"bad connect timeout", "mqtt:\n  connect_timeout_ms: 0\n", []string{"mqtt.connect_timeout_ms: expected a whole number from 1"}},
 		{"unknown nested key", "mqtt:\n  addr: \":1\"\n  port: 3\n", []string{"config line 3: mqtt.port: unknown field", "known: addr, connect_timeout_ms, max_connect_bytes, max_connections, max_connections_per_ip, max_packet_bytes, max_queued_bytes, max_queued_packets, maximum_qos, packet_timeout_ms, receive_maximum, retain_available, shared_subscriptions, tls, topic_alias_maximum, wildcard_subscriptions, ws_addr"}},

@@ -19,6 +19,7 @@ type logMetrics struct {
 	bytes         *prometheus.CounterVec
 	appendLatency *prometheus.HistogramVec
 	syncLatency   prometheus.Histogram
+	commitRecords prometheus.Histogram
 	refused       *prometheus.CounterVec
 
 	// perStream caches the label lookups: ObserveAppend runs once per durable append.
@@ -55,14 +56,19 @@ func newLogMetrics() *logMetrics {
 		}, []string{"reason"}),
 		syncLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mqstreams_fsync_latency_seconds",
-			Help:    "Duration of each synced commit of the log (one fsync shared by a group of appends).",
+			Help:    "Duration of each fsync of the log's write-ahead log (one fsync shared by a group of commits).",
 			Buckets: latencyBuckets,
+		}),
+		commitRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mqstreams_commit_records",
+			Help:    "Records per durable commit group (one WAL write, at most one fsync).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 16),
 		}),
 	}
 }
 
 func (m *logMetrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.appendLatency, m.syncLatency, m.refused} {
+	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.appendLatency, m.syncLatency, m.commitRecords, m.refused} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -94,6 +100,11 @@ func (m *logMetrics) ObserveAppend(stream string, records, bytes int, latency ti
 // ObserveSync implements log.Observer.
 func (m *logMetrics) ObserveSync(latency time.Duration) {
 	m.syncLatency.Observe(latency.Seconds())
+}
+
+// ObserveCommit implements log.CommitObserver.
+func (m *logMetrics) ObserveCommit(_, records int) {
+	m.commitRecords.Observe(float64(records))
 }
 
 // ObserveRefusal implements log.RefusalObserver.

@@ -157,7 +157,15 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	}
 	// The log opens before any listener binds: whether the server may listen beyond
 	// loopback depends on the users stored in it.
-	if s.log, err = openLogWith(cfg.DataDir, lg, metrics, minFreeBytes(cfg.Storage.MinFreeBytes)); err != nil {
+	if s.log, err = openLogOptions(log.Options{
+		Dir:          cfg.DataDir,
+		Logger:       lg.With().Str("component", "log").Logger(),
+		Observer:     metrics,
+		MinFreeBytes: minFreeBytes(cfg.Storage.MinFreeBytes),
+		Durability:   cfg.Durability,
+		SyncInterval: cfg.SyncInterval,
+		QueueBytes:   cfg.AppendQueueBytes,
+	}); err != nil {
 		return s, err
 	}
 	reg.MustRegister(newStorageCollector(s.log))
@@ -288,12 +296,18 @@ func minFreeBytes(v int64) int64 {
 
 // openLogWith is openLog with the free-space threshold (log.Options.MinFreeBytes).
 func openLogWith(dir string, lg zerolog.Logger, obs log.Observer, minFree int64) (*log.Log, error) {
-	l, err := log.Open(log.Options{
+	return openLogOptions(log.Options{
 		Dir:          dir,
 		Logger:       lg.With().Str("component", "log").Logger(),
 		Observer:     obs,
 		MinFreeBytes: minFree,
 	})
+}
+
+// openLogOptions opens the log with every option (durability, queue bound) given.
+func openLogOptions(o log.Options) (*log.Log, error) {
+	dir := o.Dir
+	l, err := log.Open(o)
 	if err != nil {
 		// fcntl reports a held lock as a bare EAGAIN/EACCES; an EACCES with a path is
 		// a permission problem instead, reported as it is.

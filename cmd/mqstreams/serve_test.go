@@ -304,12 +304,16 @@ func TestLogMetricsObserver(t *testing.T) {
 	m.ObserveAppend("a", 2, 50, time.Millisecond)
 	m.ObserveAppend("b", 1, 7, time.Millisecond)
 	m.ObserveSync(time.Millisecond)
+	m.ObserveCommit(2, 40)
 	value := func(c prometheus.Metric) *dto.Metric {
 		var d dto.Metric
 		if err := c.Write(&d); err != nil {
 			t.Fatal(err)
 		}
 		return &d
+	}
+	if h := value(m.commitRecords).GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() != 40 {
+		t.Errorf("commit records: %v", h)
 	}
 	if v := value(m.messages.WithLabelValues("a")).GetCounter().GetValue(); v != 5 {
 		t.Errorf("messages a = %v", v)

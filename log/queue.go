@@ -1,0 +1,178 @@
+package log
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// ErrQueueFull is returned for an append refused because the append queue is full
+// (Options.QueueBytes): at once for AppendDrop, when its context ends for AppendWait.
+var ErrQueueFull = errors.New("append queue full")
+
+// DefaultQueueBytes bounds the appends queued or written but not yet acknowledged.
+const DefaultQueueBytes = 64 << 20
+
+// Admission is what an append does when the append queue is full.
+type Admission int
+
+const (
+	// AppendBlock blocks the caller until there is room: MQTT QoS 1/2, whose publisher
+	// is then slowed by its socket not being read.
+	AppendBlock Admission = iota
+	// AppendDrop refuses the append with ErrQueueFull: MQTT QoS 0 and wills.
+	AppendDrop
+	// AppendWait queues the append without blocking the caller; it fails with
+	// ErrQueueFull if its context ends before there is room (Kafka Produce's timeout).
+	AppendWait
+)
+
+// admission bounds the bytes of appends between AppendAsync and their acknowledgement,
+// so a disk slower than the publishers (or a stalled fsync) does not grow memory.
+// Waiting appends are admitted in arrival order.
+type admission struct {
+	mu      sync.Mutex
+	limit   int64
+	used    int64
+	waiters list.List // *waiter
+	closed  bool
+}
+
+type waiter struct {
+	p    *pending
+	n    int64
+	elem *list.Element
+	stop func() bool // stops the context watch
+}
+
+// QueuedBytes is the size of the appends admitted and not yet acknowledged.
+func (l *Log) QueuedBytes() int64 {
+	l.adm.mu.Lock()
+	defer l.adm.mu.Unlock()
+	return l.adm.used
+}
+
+// submit admits p (n bytes) to the commit queue, or makes it wait or fails it as mode
+// says. An append larger than the whole bound is admitted alone into an empty queue.
+func (l *Log) submit(ctx context.Context, p *pending, n int64, mode Admission) {
+	a := &l.adm
+	inner := p.done
+	p.done = func(r AppendResult, err error) {
+		inner(r, err)
+		l.release(n)
+	}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, ErrClosed))
+		return
+	}
+	if a.waiters.Len() == 0 && (a.used == 0 || a.used+n <= a.limit) {
+		a.used += n
+		ok := l.enqueue(p)
+		if !ok {
+			a.used -= n
+		}
+		a.mu.Unlock()
+		if !ok {
+			inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, ErrClosed))
+		}
+		return
+	}
+	if mode == AppendDrop || ctx.Err() != nil {
+		a.mu.Unlock()
+		inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, ErrQueueFull))
+		return
+	}
+	w := &waiter{p: p, n: n}
+	w.elem = a.waiters.PushBack(w)
+	var admitted chan struct{}
+	if mode == AppendBlock {
+		admitted = make(chan struct{})
+		w.stop = func() bool { close(admitted); return true }
+	} else {
+		w.stop = context.AfterFunc(ctx, func() { l.expire(w, inner) })
+	}
+	a.mu.Unlock()
+	if admitted != nil {
+		<-admitted
+	}
+}
+
+// expire fails a waiter whose context ended before it was admitted.
+func (l *Log) expire(w *waiter, inner func(AppendResult, error)) {
+	a := &l.adm
+	a.mu.Lock()
+	if w.elem == nil {
+		a.mu.Unlock()
+		return // admitted meanwhile
+	}
+	a.waiters.Remove(w.elem)
+	w.elem = nil
+	admitted, failed := l.admitWaiting() // the head may have been the one that did not fit
+	a.mu.Unlock()
+	finish(admitted, failed)
+	inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", w.p.stream.name, w.p.shard, ErrQueueFull))
+}
+
+// release returns an acknowledged append's bytes and admits waiters that now fit.
+func (l *Log) release(n int64) {
+	a := &l.adm
+	a.mu.Lock()
+	a.used -= n
+	admitted, failed := l.admitWaiting()
+	a.mu.Unlock()
+	finish(admitted, failed)
+}
+
+// admitWaiting moves the waiters at the head that fit into the commit queue, in order;
+// it runs under adm.mu, so admissions never reorder.
+func (l *Log) admitWaiting() (admitted, failed []*waiter) {
+	a := &l.adm
+	for e := a.waiters.Front(); e != nil; e = a.waiters.Front() {
+		w := e.Value.(*waiter)
+		if a.used > 0 && a.used+w.n > a.limit {
+			break
+		}
+		a.waiters.Remove(e)
+		w.elem = nil
+		a.used += w.n
+		if l.enqueue(w.p) {
+			admitted = append(admitted, w)
+		} else {
+			failed = append(failed, w) // closed: answered (and released) by finish
+		}
+	}
+	return admitted, failed
+}
+
+// finish wakes blocked callers and stops the context watches of admitted waiters, and
+// answers those the closed log refused. It runs without adm.mu.
+func finish(admitted, failed []*waiter) {
+	for _, w := range admitted {
+		w.stop()
+	}
+	for _, w := range failed {
+		w.stop()
+		w.p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", w.p.stream.name, w.p.shard, ErrClosed))
+	}
+}
+
+// closeAdmission fails every waiting append: the log is closing.
+func (l *Log) closeAdmission() {
+	a := &l.adm
+	a.mu.Lock()
+	a.closed = true
+	var ws []*waiter
+	for e := a.waiters.Front(); e != nil; e = a.waiters.Front() {
+		w := e.Value.(*waiter)
+		a.waiters.Remove(e)
+		w.elem = nil
+		a.used += w.n // released again by its done
+		ws = append(ws, w)
+	}
+	a.mu.Unlock()
+	finish(nil, ws)
+}

@@ -1,0 +1,224 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func heapAlloc() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestQueueBoundWhileSyncBlocked stalls the syncer and pushes 64 times the queue bound
+// at the log: the admitted bytes stay within the bound, memory does not grow with what
+// was pushed, drops are refused at once, a blocking append waits, a waiting one times
+// out, and once the sync resumes every admitted append is stored.
+func TestQueueBoundWhileSyncBlocked(t *testing.T) {
+	const bound = 1 << 20
+	release := make(chan struct{})
+	var blocked atomic.Bool
+	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: func() {
+		if blocked.Load() {
+			<-release
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { blocked.Store(false); close(release) }) }
+	defer l.Close()
+	defer unblock() // before Close, also when the test fails
+	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked.Store(true)
+	base := heapAlloc()
+
+	value := make([]byte, 1000)
+	var acked, dropped atomic.Int64
+	var pending sync.WaitGroup
+	for i := 0; i < 64*bound/len(value); i++ {
+		pending.Add(1)
+		s.AppendAsyncAdmit(context.Background(), AppendDrop, 0, []Record{{Value: value}}, nil, func(_ AppendResult, err error) {
+			defer pending.Done()
+			switch {
+			case err == nil:
+				acked.Add(1)
+			case errors.Is(err, ErrQueueFull):
+				dropped.Add(1)
+			default:
+				t.Errorf("append: %v", err)
+			}
+		})
+		if q := l.QueuedBytes(); q > bound {
+			t.Fatalf("queued %d bytes, bound %d", q, bound)
+		}
+	}
+	if acked.Load() != 0 {
+		t.Fatalf("%d appends acknowledged while the sync was stalled", acked.Load())
+	}
+	if dropped.Load() == 0 {
+		t.Fatal("nothing dropped with the sync stalled")
+	}
+	if grown := int64(heapAlloc()) - int64(base); grown > 16<<20 {
+		t.Fatalf("heap grew by %d bytes pushing 64 MiB at a 1 MiB queue", grown)
+	}
+
+	// A Kafka-style append waits, then times out.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	timedOut := make(chan error, 1)
+	s.AppendAsyncAdmit(ctx, AppendWait, 0, []Record{{Value: value}}, nil, func(_ AppendResult, err error) { timedOut <- err })
+	if err := <-timedOut; !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("waiting append: %v, want ErrQueueFull", err)
+	}
+
+	// An MQTT QoS 1 style append blocks its caller until there is room.
+	returned := make(chan struct{})
+	blockDone := make(chan error, 1)
+	go func() {
+		s.AppendAsyncAdmit(context.Background(), AppendBlock, 0, []Record{{Value: value}}, nil, func(_ AppendResult, err error) { blockDone <- err })
+		close(returned)
+	}()
+	waitFor(t, "the blocking append to wait", func() bool {
+		l.adm.mu.Lock()
+		defer l.adm.mu.Unlock()
+		return l.adm.waiters.Len() == 1
+	})
+	select {
+	case <-returned:
+		t.Fatal("a blocking append returned while the queue was full")
+	default:
+	}
+
+	unblock()
+	<-returned
+	if err := <-blockDone; err != nil {
+		t.Fatal(err)
+	}
+	pending.Wait()
+	if _, hwm, _ := s.Offsets(0); hwm != acked.Load()+1 {
+		t.Fatalf("hwm %d, want %d acknowledged + 1 blocked", hwm, acked.Load())
+	}
+	waitFor(t, "the queue to empty", func() bool { return l.QueuedBytes() == 0 })
+}
+
+// TestQueueCloseFailsWaiters checks Close answers appends waiting for room.
+func TestQueueCloseFailsWaiters(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: 100, testBeforeSync: func() { <-release }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer once.Do(func() { close(release) })
+	first := make(chan error, 1)
+	s.AppendAsyncAdmit(context.Background(), AppendDrop, 0, []Record{{Value: make([]byte, 200)}}, nil, func(_ AppendResult, err error) { first <- err })
+	waiting := make(chan error, 1)
+	s.AppendAsyncAdmit(context.Background(), AppendWait, 0, []Record{{Value: []byte("x")}}, nil, func(_ AppendResult, err error) { waiting <- err })
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	if err := <-waiting; !errors.Is(err, ErrClosed) {
+		t.Fatalf("waiting append at Close: %v, want ErrClosed", err)
+	}
+	once.Do(func() { close(release) })
+	if err := <-first; err != nil {
+		t.Fatalf("admitted append: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPipelinedCommit stalls the sync of one commit and checks the next commit is built
+// and written meanwhile, while neither is visible (high watermark) nor acknowledged
+// until durable, and both are then acknowledged in commit order.
+func TestPipelinedCommit(t *testing.T) {
+	release := make(chan struct{})
+	var stall atomic.Bool
+	entered := make(chan struct{}, 16)
+	l, err := Open(Options{Dir: t.TempDir(), testBeforeSync: func() {
+		if stall.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { stall.Store(false); close(release) }) }
+	defer l.Close()
+	defer unblock()
+	s, err := l.CreateStream(StreamSpec{Name: "p", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stall.Store(true)
+	var mu sync.Mutex
+	var order []int64
+	acked := make(chan struct{}, 2)
+	appendOne := func(v string) {
+		s.AppendAsync(0, []Record{{Value: []byte(v)}}, func(r AppendResult, err error) {
+			if err != nil {
+				t.Errorf("append %s: %v", v, err)
+			}
+			mu.Lock()
+			order = append(order, r.BaseOffset)
+			mu.Unlock()
+			acked <- struct{}{}
+		})
+	}
+	appendOne("first")
+	<-entered // the syncer holds the first commit
+	appendOne("second")
+	waitFor(t, "the second commit to be written while the first syncs", func() bool {
+		l.appliedMu.Lock()
+		defer l.appliedMu.Unlock()
+		return len(l.appliedQ) == 1
+	})
+	if _, hwm, _ := s.Offsets(0); hwm != 0 {
+		t.Fatalf("hwm %d before any sync, want 0", hwm)
+	}
+	select {
+	case <-acked:
+		t.Fatal("an append was acknowledged before its sync")
+	default:
+	}
+	unblock()
+	<-acked
+	<-acked
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 2 || order[0] != 0 || order[1] != 1 {
+		t.Fatalf("acknowledged offsets %v, want [0 1]", order)
+	}
+	if _, hwm, _ := s.Offsets(0); hwm != 2 {
+		t.Fatalf("hwm %d, want 2", hwm)
+	}
+}
