@@ -3,7 +3,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test test-deps lint bench clean
+.PHONY: build run test test-deps lint bench bench-quick bench-deps bench-go clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mqstreams ./cmd/mqstreams
@@ -15,6 +15,7 @@ run: build
 # every test, the compat tests against a real server process included.
 test: test-deps build
 	$(GO) test -race -timeout 15m ./...
+	cd bench && $(GO) test -race ./...
 
 test-deps:
 	@./compat-tests/install-deps.sh
@@ -22,8 +23,25 @@ test-deps:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
 
-bench:
+# bench runs mqstreams side by side with Mosquitto, mochi-mqtt and kfake (cmd/mqbench in
+# the bench module, which keeps gonum/plot out of the product's go.mod) and writes
+# BENCHMARKS.md, bench/results.json and bench/*.png. Under 20 minutes.
+bench: build bench-deps
+	cd bench && $(GO) run ./cmd/mqbench -bin ../bin/mqstreams -out . -md ../BENCHMARKS.md
+
+# bench-quick is the same program at small sizes (under 2 minutes, no thresholds): a CI
+# smoke test writing to a temporary directory, not to the repository.
+BENCH_QUICK_OUT ?= $(or $(TMPDIR),/tmp)/mqbench-quick
+bench-quick: build bench-deps
+	cd bench && $(GO) run ./cmd/mqbench -quick -bin ../bin/mqstreams -out $(BENCH_QUICK_OUT) -md $(BENCH_QUICK_OUT)/BENCHMARKS.md
+
+bench-deps:
+	@./bench/install-deps.sh
+
+# bench-go runs the Go micro-benchmarks of the log, MQTT and Kafka paths.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./log/ ./mqtt/ ./kafkawire/
 	# Replay of MQTT-ingested records through the binary against kfake (issue 16): each
 	# iteration times both, so read the ratios (time-vs-kfake), not the absolute figures.

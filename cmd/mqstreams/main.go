@@ -22,6 +22,7 @@ type cli struct {
 	Groups       groupsCmd       `cmd:"" help:"Inspect and manage consumer groups of a running server through its HTTP API."`
 	HashPassword hashPasswordCmd `cmd:"" name:"hash-password" help:"Read one password line on stdin and print the hash for auth.users[].password_hash."`
 	Version      versionCmd      `cmd:"" help:"Print the version."`
+	Bench        benchCmd        `cmd:"" help:"Load generators: bench mqtt publishes to any MQTT broker and reports msg/s and ack latency."`
 }
 
 // env is what every command runs with, so tests can drive run() in process.
