@@ -13,8 +13,8 @@ import (
 // One broker (node 0, the advertised host:port), the controller too. Every stream is a
 // topic and every shard a partition led by node 0 with leader epoch -1 (we do not serve
 // OffsetForLeaderEpoch). All topics are listed for v0's empty topic array and for v1+'s
-// null one. An unknown topic is UNKNOWN_TOPIC_OR_PARTITION: topics are never created
-// here (streams come from configuration). Topics are also found by id (v10+), unknown
+// null one. An unknown topic is UNKNOWN_TOPIC_OR_PARTITION: Metadata never creates
+// topics (CreateTopics does, through the catalog). Topics are also found by id (v10+), unknown
 // ids answer UNKNOWN_TOPIC_ID. Version notes: v1 controller/internal/rack, v2 cluster
 // id, v4 allow-auto-create (ignored), v5 offline replicas, v7 leader epoch, v8
 // authorized operations (not computed), v9 flexible, v10 topic ids.

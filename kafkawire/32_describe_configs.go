@@ -1,7 +1,6 @@
 package kafkawire
 
 import (
-	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -9,18 +8,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // DescribeConfigs: v0-4.
 //
-// A read-only view: a topic's configs come from its stream (retention.ms,
-// retention.bytes, cleanup.policy delete or compact for last-value streams,
-// message.timestamp.type LogAppendTime, and the MQTT mapping as mqtt.topic.filter and
-// mqtt.key); the broker (name "" or "0") lists a few fixed broker settings. Requested
-// names filter the list (unknown names are left out, as Kafka does); an unknown topic is
-// UNKNOWN_TOPIC_OR_PARTITION, other resource types INVALID_REQUEST. v1 adds sources and
-// synonyms (none), v3 types and documentation, v4 is flexible.
+// A topic's configs come from its typed definition in the catalog: retention.ms,
+// retention.bytes, cleanup.policy (compact for last-value streams), the MQTT mapping as
+// mqtt.topic.filter and mqtt.key (all alterable), and message.timestamp.type
+// LogAppendTime (read-only). A value set on the stream has source DYNAMIC_TOPIC_CONFIG
+// and, as synonyms (v1+), itself and the broker default it overrides; a default has
+// source DEFAULT_CONFIG. The broker (name "" or "0") lists a few fixed settings.
+// Requested names filter the list (unknown names are left out, as Kafka does); an
+// unknown topic is UNKNOWN_TOPIC_OR_PARTITION, one the principal may not describe
+// TOPIC_AUTHORIZATION_FAILED, other resource types INVALID_REQUEST. v3 adds types and
+// documentation, v4 is flexible.
 
 func init() { register(32, 0, 4, handleDescribeConfigs) }
 
@@ -28,8 +30,11 @@ func init() { register(32, 0, 4, handleDescribeConfigs) }
 type configEntry struct {
 	name, value string
 	isDefault   bool
+	readOnly    bool
 	typ         kmsg.ConfigType
 	doc         string
+	// defaultValue is the broker default a topic value overrides ("" for none).
+	brokerName, defaultValue string
 }
 
 func handleDescribeConfigs(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
@@ -42,13 +47,14 @@ func handleDescribeConfigs(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response
 		source := kmsg.ConfigSourceDynamicTopicConfig
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
-			st := s.stream(rr.ResourceName)
-			if st == nil {
+			// Topics the principal may not describe were answered by authz.go.
+			d, ok := s.cat.Definition(rr.ResourceName)
+			if !ok {
 				r.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				r.ErrorMessage = kmsg.StringPtr("unknown topic " + rr.ResourceName)
 				break
 			}
-			entries = topicConfigs(st.Spec())
+			entries = topicConfigs(d)
 		case kmsg.ConfigResourceTypeBroker:
 			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(nodeID)) {
 				r.ErrorCode = kerr.InvalidRequest.Code
@@ -65,65 +71,67 @@ func handleDescribeConfigs(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response
 			if rr.ConfigNames != nil && !slices.Contains(rr.ConfigNames, e.name) {
 				continue
 			}
-			c := kmsg.NewDescribeConfigsResponseResourceConfig()
-			c.Name = e.name
-			c.Value = kmsg.StringPtr(e.value)
-			c.ReadOnly = true
-			c.IsDefault = e.isDefault
-			c.Source = source
+			rc := kmsg.NewDescribeConfigsResponseResourceConfig()
+			rc.Name = e.name
+			rc.Value = kmsg.StringPtr(e.value)
+			rc.ReadOnly = e.readOnly
+			rc.IsDefault = e.isDefault
+			rc.Source = source
 			if e.isDefault {
-				c.Source = kmsg.ConfigSourceDefaultConfig
+				rc.Source = kmsg.ConfigSourceDefaultConfig
 			}
-			c.ConfigType = e.typ
+			if req.IncludeSynonyms {
+				if !e.isDefault {
+					syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+					syn.Name, syn.Value, syn.Source = e.name, kmsg.StringPtr(e.value), rc.Source
+					rc.ConfigSynonyms = append(rc.ConfigSynonyms, syn)
+				}
+				if e.brokerName != "" {
+					syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+					syn.Name, syn.Value, syn.Source = e.brokerName, kmsg.StringPtr(e.defaultValue), kmsg.ConfigSourceDefaultConfig
+					rc.ConfigSynonyms = append(rc.ConfigSynonyms, syn)
+				}
+			}
+			rc.ConfigType = e.typ
 			if req.IncludeDocumentation {
-				c.Documentation = kmsg.StringPtr(e.doc)
+				rc.Documentation = kmsg.StringPtr(e.doc)
 			}
-			r.Configs = append(r.Configs, c)
+			r.Configs = append(r.Configs, rc)
 		}
 		resp.Resources = append(resp.Resources, r)
 	}
 	return resp, nil
 }
 
-// streamMeta is the part of StreamSpec.Meta the mapping package stores that Kafka
-// clients are shown: the MQTT topic filters feeding the stream and its key template.
-type streamMeta struct {
-	Filters []string `json:"filters"`
-	Key     string   `json:"key"`
+// topicConfig describes each Kafka config of a definition: its type, its doc and the
+// broker default it overrides.
+var topicConfig = map[string]configEntry{
+	mapping.KafkaCleanupPolicy:  {typ: kmsg.ConfigTypeList, doc: "delete, or compact for a last-value stream.", brokerName: "log.cleanup.policy", defaultValue: "delete"},
+	mapping.KafkaCompression:    {typ: kmsg.ConfigTypeString, doc: "Compression of stored batches once merged: uncompressed, lz4 or zstd.", brokerName: "compression.type", defaultValue: "uncompressed"},
+	mapping.KafkaKey:            {typ: kmsg.ConfigTypeString, doc: "The stream key template: the Kafka record key.", defaultValue: mapping.DefaultKey},
+	mapping.KafkaTopicFilter:    {typ: kmsg.ConfigTypeList, doc: "MQTT topic filters whose publishes are appended to the stream; empty for a stream only Kafka producers write."},
+	mapping.KafkaRetentionBytes: {typ: kmsg.ConfigTypeLong, doc: "Bytes kept per partition (shard); -1 is unbounded.", brokerName: "log.retention.bytes", defaultValue: "-1"},
+	mapping.KafkaRetentionMS:    {typ: kmsg.ConfigTypeLong, doc: "Age after which records are deleted; -1 is unbounded.", brokerName: "log.retention.ms", defaultValue: strconv.FormatInt(mapping.DefaultMaxAge.Milliseconds(), 10)},
 }
 
-func topicConfigs(spec log.StreamSpec) []configEntry {
-	retMS, retBytes := int64(-1), int64(-1)
-	if spec.Retention.MaxAge > 0 {
-		retMS = spec.Retention.MaxAge.Milliseconds()
+func topicConfigs(d mapping.Definition) []configEntry {
+	var out []configEntry
+	for _, kc := range d.KafkaConfigs() {
+		e := topicConfig[kc.Name]
+		e.name, e.value, e.isDefault = kc.Name, kc.Value, kc.IsDefault
+		out = append(out, e)
 	}
-	if spec.Retention.MaxBytes > 0 {
-		retBytes = spec.Retention.MaxBytes
-	}
-	policy := "delete"
-	if spec.LastValue {
-		policy = "compact"
-	}
-	var meta streamMeta
-	if len(spec.Meta) > 0 {
-		_ = json.Unmarshal(spec.Meta, &meta) // an unparsable Meta shows as empty mapping
-	}
-	return []configEntry{
-		{"cleanup.policy", policy, !spec.LastValue, kmsg.ConfigTypeList, "delete, or compact for a last-value stream."},
-		{"message.timestamp.type", "LogAppendTime", false, kmsg.ConfigTypeString, "Records carry the time they were appended."},
-		{"mqtt.key", meta.Key, meta.Key == "", kmsg.ConfigTypeString, "The stream key template: the Kafka record key."},
-		{"mqtt.topic.filter", strings.Join(meta.Filters, ","), len(meta.Filters) == 0, kmsg.ConfigTypeList, "MQTT topic filters whose publishes are appended to the stream."},
-		{"retention.bytes", strconv.FormatInt(retBytes, 10), retBytes < 0, kmsg.ConfigTypeLong, "Bytes kept per partition (shard); -1 is unbounded."},
-		{"retention.ms", strconv.FormatInt(retMS, 10), retMS < 0, kmsg.ConfigTypeLong, "Age after which records are deleted; -1 is unbounded."},
-	}
+	out = append(out, configEntry{name: "message.timestamp.type", value: "LogAppendTime", readOnly: true, typ: kmsg.ConfigTypeString, doc: "Records carry the time they were appended."})
+	slices.SortFunc(out, func(a, b configEntry) int { return strings.Compare(a.name, b.name) })
+	return out
 }
 
 func (s *Server) brokerConfigs() []configEntry {
 	return []configEntry{
-		{"advertised.listeners", strings.ToUpper(s.proto) + "://" + s.advertised(), false, kmsg.ConfigTypeString, "The address given to clients."},
-		{"auto.create.topics.enable", "false", false, kmsg.ConfigTypeBoolean, "Topics are streams, defined in the configuration."},
-		{"broker.id", strconv.Itoa(int(nodeID)), false, kmsg.ConfigTypeInt, "This broker's node id."},
-		{"log.message.timestamp.type", "LogAppendTime", false, kmsg.ConfigTypeString, "Records carry the time they were appended."},
-		{"socket.request.max.bytes", strconv.Itoa(int(s.cfg.MaxRequestBytes)), false, kmsg.ConfigTypeInt, "The largest request accepted."},
+		{name: "advertised.listeners", value: strings.ToUpper(s.proto) + "://" + s.advertised(), readOnly: true, typ: kmsg.ConfigTypeString, doc: "The address given to clients."},
+		{name: "auto.create.topics.enable", value: "false", readOnly: true, typ: kmsg.ConfigTypeBoolean, doc: "Topics are streams: defined in the configuration, or created with CreateTopics."},
+		{name: "broker.id", value: strconv.Itoa(int(nodeID)), readOnly: true, typ: kmsg.ConfigTypeInt, doc: "This broker's node id."},
+		{name: "log.message.timestamp.type", value: "LogAppendTime", readOnly: true, typ: kmsg.ConfigTypeString, doc: "Records carry the time they were appended."},
+		{name: "socket.request.max.bytes", value: strconv.Itoa(int(s.cfg.MaxRequestBytes)), readOnly: true, typ: kmsg.ConfigTypeInt, doc: "The largest request accepted."},
 	}
 }

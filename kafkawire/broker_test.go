@@ -19,12 +19,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // testBroker is a real Server on 127.0.0.1:0 over a real log in a temp dir.
 type testBroker struct {
 	s     *Server
 	l     *log.Log
+	cat   *mapping.Catalog
 	addr  string
 	clock atomic.Int64 // µs since the epoch; 0 means the real clock
 	reg   *prometheus.Registry
@@ -54,8 +56,13 @@ func startBrokerWith(t testing.TB, noSync bool, cfg Config) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cat, err := mapping.OpenCatalog(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.cat = cat
 	cfg.Addr = "127.0.0.1:0"
-	s, err := New(Options{Config: cfg, Log: l, Logger: zerolog.Nop(), Registerer: tb.reg})
+	s, err := New(Options{Config: cfg, Log: l, Catalog: cat, Logger: zerolog.Nop(), Registerer: tb.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +79,14 @@ func startBrokerWith(t testing.TB, noSync bool, cfg Config) *testBroker {
 
 func (tb *testBroker) stream(t testing.TB, spec log.StreamSpec) *log.Stream {
 	t.Helper()
-	st, err := tb.l.CreateStream(spec)
+	d, err := mapping.DefinitionFromSpec(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st
+	if _, err := tb.s.cat.Create(d, false); err != nil {
+		t.Fatal(err)
+	}
+	return tb.l.Stream(spec.Name)
 }
 
 func appendRecs(t testing.TB, st *log.Stream, shard int32, recs ...log.Record) log.AppendResult {
@@ -354,7 +364,7 @@ func TestBatchLargerThanPartitionMaxBytes(t *testing.T) {
 
 func TestDescribeConfigs(t *testing.T) {
 	tb := startBroker(t, false)
-	meta, _ := json.Marshal(map[string]any{"filters": []string{"sensors/+/temp", "sensors/+/hum"}, "key": "{2}"})
+	meta, _ := json.Marshal(map[string]any{"filters": []string{"sensors/+/temp", "sensors/+/hum"}, "key": "topic-level:2"})
 	tb.stream(t, log.StreamSpec{Name: "cfg", Shards: 1, Retention: log.Retention{MaxAge: 48 * time.Hour, MaxBytes: 1 << 30}, Meta: meta})
 	tb.stream(t, log.StreamSpec{Name: "lv", Shards: 1, LastValue: true})
 	adm := kadm.NewClient(tb.client(t))
@@ -367,7 +377,7 @@ func TestDescribeConfigs(t *testing.T) {
 	want := map[string]map[string]string{
 		"cfg": {
 			"retention.ms": "172800000", "retention.bytes": "1073741824", "cleanup.policy": "delete",
-			"message.timestamp.type": "LogAppendTime", "mqtt.topic.filter": "sensors/+/temp,sensors/+/hum", "mqtt.key": "{2}",
+			"message.timestamp.type": "LogAppendTime", "mqtt.topic.filter": "sensors/+/temp,sensors/+/hum", "mqtt.key": "topic-level:2",
 		},
 		"lv": {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "compact", "mqtt.topic.filter": ""},
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/mqstreams/mqstreams/auth"
 	"github.com/mqstreams/mqstreams/certs"
 	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
 	"github.com/mqstreams/mqstreams/netlimit"
 )
 
@@ -73,12 +74,24 @@ type Options struct {
 	// Deliver receives every produced batch once durable, in commit order, to publish
 	// it to MQTT subscribers (deliver.go); nil delivers nothing. It must not block.
 	Deliver func(Produced)
+	// Catalog owns the stream definitions: the admin APIs change topics through it and
+	// DescribeConfigs reads typed definitions from it. Nil opens one on Log (tests).
+	Catalog Catalog
+}
+
+// Catalog is what the Kafka broker asks of the stream catalog (mapping.Catalog).
+type Catalog interface {
+	Definition(name string) (mapping.Definition, bool)
+	Create(d mapping.Definition, needFilter bool) (mapping.Definition, error)
+	Update(name string, change func(mapping.Definition) (mapping.Definition, error)) (mapping.Definition, error)
+	Delete(name string) error
 }
 
 // Server is the Kafka broker: node 0, every stream a topic, every shard a partition.
 type Server struct {
 	cfg     Config
 	log     *log.Log
+	cat     Catalog
 	lg      zerolog.Logger
 	metrics *metrics
 	coord   *coordinator
@@ -160,6 +173,12 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkawire: cluster id: %w", err)
 	}
+	cat := o.Catalog
+	if cat == nil {
+		if cat, err = mapping.OpenCatalog(o.Log); err != nil {
+			return nil, fmt.Errorf("kafkawire: %w", err)
+		}
+	}
 	lg := o.Logger.With().Str("component", "kafka").Logger()
 	prods, err := newProducers(o.Log, cfg.ProducerExpiration, time.Now, lg)
 	if err != nil {
@@ -168,6 +187,7 @@ func New(o Options) (*Server, error) {
 	return &Server{
 		cfg:       cfg,
 		log:       o.Log,
+		cat:       cat,
 		lg:        lg,
 		metrics:   m,
 		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()),

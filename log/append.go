@@ -44,7 +44,7 @@ func (s *Stream) AppendAsyncWith(shard int32, recs []Record, ops []EntryOp, done
 // (queue.go): block, drop (ErrQueueFull at once) or wait until ctx ends.
 func (s *Stream) AppendAsyncAdmit(ctx context.Context, mode Admission, shard int32, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
 	if len(recs) == 0 {
-		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.spec.Name, shard))
+		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.name, shard))
 		return
 	}
 	if _, err := s.shard(shard); err != nil {
@@ -53,12 +53,12 @@ func (s *Stream) AppendAsyncAdmit(ctx context.Context, mode Admission, shard int
 	}
 	if err := s.log.store.writeErr(); err != nil {
 		s.log.observeRefusal(err)
-		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, err))
+		done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, err))
 		return
 	}
 	for _, op := range ops {
 		if _, err := entryPrefix(op.Kind); err != nil {
-			done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.spec.Name, shard, err))
+			done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, err))
 			return
 		}
 	}
@@ -155,7 +155,7 @@ func (l *Log) commit(q []*pending) {
 				p.entriesDone(fmt.Errorf("write %d entries: %w", len(p.ops), err))
 				continue
 			}
-			p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.spec.Name, p.shard, err))
+			p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, err))
 		}
 		return
 	}
@@ -242,7 +242,7 @@ func (l *Log) commit(q []*pending) {
 		for _, g := range order {
 			g.sh.next, g.sh.lastTS, g.sh.cum = g.next, g.lastTS, g.cum
 			for _, p := range g.items {
-				p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", g.stream.spec.Name, g.shard, err))
+				p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", g.stream.name, g.shard, err))
 			}
 		}
 		for _, p := range entryOnly {

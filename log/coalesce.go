@@ -360,7 +360,7 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 	p := shardPrefix(prefixBatch, s.id, shard)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, hwm)})
 	if err != nil {
-		return fmt.Errorf("coalesce %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("coalesce %s/%d: %w", s.name, shard, err)
 	}
 	defer it.Close()
 	m := mergers.Get().(*merger)
@@ -392,11 +392,11 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 			m.grow(int(chunkBytes))
 			for _, src := range chunk {
 				if err := m.add(src.base, src.sv, nil); err != nil {
-					return fmt.Errorf("coalesce %s/%d at %d: %w", s.spec.Name, shard, src.base, err)
+					return fmt.Errorf("coalesce %s/%d at %d: %w", s.name, shard, src.base, err)
 				}
 			}
 			if m.val, err = m.finish(m.val[:0], first.sv.cum, c); err != nil {
-				return fmt.Errorf("coalesce %s/%d at %d: %w", s.spec.Name, shard, first.base, err)
+				return fmt.Errorf("coalesce %s/%d at %d: %w", s.name, shard, first.base, err)
 			}
 			_ = wb.Set(batchKey(s.id, shard, first.base), m.val, nil)
 			if len(chunk) > 1 {
@@ -417,7 +417,7 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 			err := l.guardWrite(wb, pebble.NoSync, false)
 			l.commitMu.Unlock()
 			if err != nil {
-				return fmt.Errorf("coalesce %s/%d at %d: %w", s.spec.Name, shard, first.base, err)
+				return fmt.Errorf("coalesce %s/%d at %d: %w", s.name, shard, first.base, err)
 			}
 		}
 		if full {
@@ -434,7 +434,7 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 	for ; ok; ok = it.Next() {
 		sv, err := parseStored(append([]byte(nil), it.Value()...))
 		if err != nil {
-			return fmt.Errorf("coalesce %s/%d at %d: %w", s.spec.Name, shard, batchKeyOffset(it.Key()), err)
+			return fmt.Errorf("coalesce %s/%d at %d: %w", s.name, shard, batchKeyOffset(it.Key()), err)
 		}
 		if batchLastOffset(sv.batch) < from {
 			continue
@@ -463,7 +463,7 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 		}
 	}
 	if err := it.Error(); err != nil {
-		return fmt.Errorf("coalesce %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("coalesce %s/%d: %w", s.name, shard, err)
 	}
 	if len(chunk) > 0 && tailCum >= 0 {
 		co.mergedCum.Store(tailCum)

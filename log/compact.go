@@ -26,19 +26,19 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 	p := shardPrefix(prefixBatch, s.id, shard)
 	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, hwm)})
 	if err != nil {
-		return fmt.Errorf("compact %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("compact %s/%d: %w", s.name, shard, err)
 	}
 	for it.First(); it.Valid(); it.Next() {
 		sv, err := parseStored(append([]byte(nil), it.Value()...))
 		if err != nil {
 			it.Close()
-			return fmt.Errorf("compact %s/%d: %w", s.spec.Name, shard, err)
+			return fmt.Errorf("compact %s/%d: %w", s.name, shard, err)
 		}
 		b := Batch{BaseOffset: batchKeyOffset(it.Key()), LastOffset: batchLastOffset(sv.batch), TimestampUS: sv.tsUS, Data: sv.batch, segs: sv.segs}
 		recs, err := b.Records(start)
 		if err != nil {
 			it.Close()
-			return fmt.Errorf("compact %s/%d: %w", s.spec.Name, shard, err)
+			return fmt.Errorf("compact %s/%d: %w", s.name, shard, err)
 		}
 		for _, r := range recs {
 			if r.Key != nil {
@@ -48,7 +48,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 		batches = append(batches, stored{b: b, sv: sv, recs: recs})
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("compact %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("compact %s/%d: %w", s.name, shard, err)
 	}
 
 	wb := s.log.db.NewBatch()
@@ -92,7 +92,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 				val, err = m.finish(val[:0], st.sv.cum, st.sv.codec())
 			}
 			if err != nil {
-				return fmt.Errorf("compact %s/%d at %d: %w", s.spec.Name, shard, st.b.BaseOffset, err)
+				return fmt.Errorf("compact %s/%d at %d: %w", s.name, shard, st.b.BaseOffset, err)
 			}
 			_ = wb.Set(key, val, nil)
 			_, _, nb, _ := decodeValue(val)
@@ -110,7 +110,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 	}
 	if !wb.Empty() {
 		if err := s.log.guardWrite(wb, pebble.Sync, false); err != nil {
-			return fmt.Errorf("compact %s/%d: %w", s.spec.Name, shard, err)
+			return fmt.Errorf("compact %s/%d: %w", s.name, shard, err)
 		}
 		sh.bytes.Add(-saved)
 	}

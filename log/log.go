@@ -404,11 +404,20 @@ func (l *Log) load() error {
 		if err := json.Unmarshal(it.Value(), &ss); err != nil {
 			return fmt.Errorf("load stream %q: %w", it.Key()[1:], err)
 		}
-		s := &Stream{log: l, id: ss.ID, spec: ss.Spec}
+		s := &Stream{log: l, id: ss.ID, name: ss.Spec.Name, spec: ss.Spec}
 		for i := int32(0); i < ss.Spec.Shards; i++ {
 			sh, err := l.recoverShard(ss.ID, i)
 			if err != nil {
 				return fmt.Errorf("recover %s/%d: %w", ss.Spec.Name, i, err)
+			}
+			if ss.Spec.LastValue {
+				// Compaction shrank batches below their cumulative positions: sum the
+				// sizes the shard holds (small, for a last-value stream).
+				n, err := storedBytes(l.db, ss.ID, i, sh.next)
+				if err != nil {
+					return fmt.Errorf("recover %s/%d: %w", ss.Spec.Name, i, err)
+				}
+				sh.bytes.Store(n)
 			}
 			s.shards = append(s.shards, sh)
 		}
@@ -487,7 +496,7 @@ func (l *Log) Streams() []*Stream {
 		out = append(out, s)
 	}
 	l.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].spec.Name < out[j].spec.Name })
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
 

@@ -66,7 +66,7 @@ func (l *Log) submit(ctx context.Context, p *pending, n int64, mode Admission) {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
-		inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.spec.Name, p.shard, ErrClosed))
+		inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, ErrClosed))
 		return
 	}
 	if a.waiters.Len() == 0 && (a.used == 0 || a.used+n <= a.limit) {
@@ -77,13 +77,13 @@ func (l *Log) submit(ctx context.Context, p *pending, n int64, mode Admission) {
 		}
 		a.mu.Unlock()
 		if !ok {
-			inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.spec.Name, p.shard, ErrClosed))
+			inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, ErrClosed))
 		}
 		return
 	}
 	if mode == AppendDrop || ctx.Err() != nil {
 		a.mu.Unlock()
-		inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.spec.Name, p.shard, ErrQueueFull))
+		inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, ErrQueueFull))
 		return
 	}
 	w := &waiter{p: p, n: n}
@@ -114,7 +114,7 @@ func (l *Log) expire(w *waiter, inner func(AppendResult, error)) {
 	admitted, failed := l.admitWaiting() // the head may have been the one that did not fit
 	a.mu.Unlock()
 	finish(admitted, failed)
-	inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", w.p.stream.spec.Name, w.p.shard, ErrQueueFull))
+	inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", w.p.stream.name, w.p.shard, ErrQueueFull))
 }
 
 // release returns an acknowledged append's bytes and admits waiters that now fit.
@@ -156,7 +156,7 @@ func finish(admitted, failed []*waiter) {
 	}
 	for _, w := range failed {
 		w.stop()
-		w.p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", w.p.stream.spec.Name, w.p.shard, ErrClosed))
+		w.p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", w.p.stream.name, w.p.shard, ErrClosed))
 	}
 }
 

@@ -43,7 +43,14 @@ func (s *Stream) applyRetention(shard int32) error {
 	if err != nil {
 		return nil // deleted meanwhile
 	}
-	r := s.Spec().Retention
+	spec := s.Spec()
+	r := spec.Retention
+	if spec.LastValue {
+		// Compact first: byte retention then weighs what the shard really keeps.
+		if err := s.compactShard(shard, sh); err != nil {
+			return err
+		}
+	}
 	start, hwm := sh.start.Load(), sh.hwm.Load()
 	target := start
 	if r.MaxMessages > 0 && hwm-r.MaxMessages > target {
@@ -60,7 +67,13 @@ func (s *Stream) applyRetention(shard int32) error {
 		}
 	}
 	if r.MaxBytes > 0 && sh.bytes.Load() > r.MaxBytes {
-		off, err := s.offsetForBytes(shard, start, hwm, r.MaxBytes)
+		find := s.offsetForBytes
+		if spec.LastValue {
+			// Compaction rewrote batches smaller; the cumulative positions stored with
+			// each batch count what was appended, so sizes are summed instead.
+			find = s.offsetForRetainedBytes
+		}
+		off, err := find(shard, start, hwm, r.MaxBytes)
 		if err != nil {
 			return err
 		}
@@ -73,10 +86,50 @@ func (s *Stream) applyRetention(shard int32) error {
 			return err
 		}
 	}
-	if s.Spec().LastValue {
-		return s.compactShard(shard, sh)
-	}
 	return nil
+}
+
+// offsetForRetainedBytes finds the first offset from which at most maxBytes are
+// retained, summing the stored sizes of the newest batches (a last-value shard is
+// small: compaction reads it whole each pass anyway).
+func (s *Stream) offsetForRetainedBytes(shard int32, start, hwm, maxBytes int64) (int64, error) {
+	p := shardPrefix(prefixBatch, s.id, shard)
+	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, hwm)})
+	if err != nil {
+		return start, err
+	}
+	defer it.Close()
+	cut, total := hwm, int64(0)
+	for ok := it.Last(); ok; ok = it.Prev() {
+		total += int64(len(it.Value()) - valueHeaderLen)
+		if total > maxBytes {
+			break
+		}
+		cut = batchKeyOffset(it.Key())
+	}
+	if cut < start {
+		cut = start
+	}
+	return cut, it.Error()
+}
+
+// storedBytes sums the sizes of the shard's stored batches below end.
+func (s *Stream) storedBytes(shard int32, end int64) (int64, error) {
+	return storedBytes(s.log.db, s.id, shard, end)
+}
+
+func storedBytes(db *pebble.DB, sid uint32, shard int32, end int64) (int64, error) {
+	p := shardPrefix(prefixBatch, sid, shard)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(sid, shard, end)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var n int64
+	for ok := it.First(); ok; ok = it.Next() {
+		n += int64(len(it.Value()) - valueHeaderLen)
+	}
+	return n, it.Error()
 }
 
 // batchInfo describes one stored batch without its records.
@@ -151,8 +204,15 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 	}
 	s.log.commitMu.Lock()
 	defer s.log.commitMu.Unlock()
-	if s.Deleted() {
-		return nil
+	if s.Deleted() || target <= sh.start.Load() {
+		return nil // deleted, or moved past target meanwhile (DeleteRecords and retention race)
+	}
+	// A compacted shard's cumulative positions overcount; its dropped bytes are summed.
+	dropped := int64(-1)
+	if s.Spec().LastValue {
+		if dropped, err = s.storedBytes(shard, keepBase); err != nil {
+			return err
+		}
 	}
 	b := s.log.db.NewBatch()
 	defer b.Close()
@@ -164,10 +224,12 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 	}
 	_ = b.Set(startKey(s.id, shard), binary.BigEndian.AppendUint64(nil, uint64(target)), nil)
 	if err := s.log.guardWrite(b, pebble.Sync, true); err != nil {
-		return fmt.Errorf("retention %s/%d to %d: %w", s.spec.Name, shard, target, err)
+		return fmt.Errorf("retention %s/%d to %d: %w", s.name, shard, target, err)
 	}
 	sh.start.Store(target)
-	if keepCum >= 0 {
+	if dropped >= 0 {
+		sh.bytes.Add(-dropped)
+	} else if keepCum >= 0 {
 		sh.bytes.Store(sh.cum - keepCum)
 	} else {
 		sh.bytes.Store(0)

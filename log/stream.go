@@ -1,6 +1,7 @@
 package log
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -37,6 +38,8 @@ type StreamSpec struct {
 type Stream struct {
 	log *Log
 	id  uint32
+	// name is spec.Name, which never changes: read without the lock that guards spec.
+	name string
 
 	mu      sync.RWMutex
 	spec    StreamSpec
@@ -112,7 +115,7 @@ func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
 		return nil, fmt.Errorf("create stream %s: %w", spec.Name, err)
 	}
 	l.nextID = id
-	s := &Stream{log: l, id: id, spec: spec}
+	s := &Stream{log: l, id: id, name: spec.Name, spec: spec}
 	for i := int32(0); i < spec.Shards; i++ {
 		s.shards = append(s.shards, newShardState())
 	}
@@ -169,13 +172,38 @@ func (l *Log) EnsureStream(spec StreamSpec) (*Stream, error) {
 	return l.UpdateStream(spec)
 }
 
-// DeleteStream removes a stream with its data and its committed group offsets.
+// DeleteStream removes a stream with its data and its committed group offsets in one
+// write, then compacts the stream's key ranges so the disk space is given back.
 func (l *Log) DeleteStream(name string) error {
+	id, err := l.deleteStream(name)
+	if err != nil {
+		return err
+	}
+	// Range deletions only hide the data; compacting the ranges drops it from disk.
+	for _, p := range []byte{prefixBatch, prefixTime} {
+		sp := streamPrefix(p, id)
+		if err := l.db.Compact(context.Background(), sp, prefixEnd(sp), false); err != nil {
+			l.lg.Warn().Err(err).Str("stream", name).Msg("compact deleted stream")
+		}
+	}
+	return nil
+}
+
+// DiskUsage estimates the bytes the log's files take on disk.
+func (l *Log) DiskUsage() uint64 {
+	n, err := l.db.EstimateDiskUsage([]byte{0}, []byte{0xff})
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+func (l *Log) deleteStream(name string) (uint32, error) {
 	l.commitMu.Lock()
 	defer l.commitMu.Unlock()
 	s := l.Stream(name)
 	if s == nil {
-		return fmt.Errorf("delete stream %s: %w", name, ErrUnknownStream)
+		return 0, fmt.Errorf("delete stream %s: %w", name, ErrUnknownStream)
 	}
 	b := l.db.NewBatch()
 	defer b.Close()
@@ -185,10 +213,10 @@ func (l *Log) DeleteStream(name string) error {
 	}
 	_ = b.Delete(metaKey(name), nil)
 	if err := l.deleteStreamOffsets(b, s.id); err != nil {
-		return fmt.Errorf("delete stream %s: %w", name, err)
+		return 0, fmt.Errorf("delete stream %s: %w", name, err)
 	}
 	if err := l.guardWrite(b, pebble.Sync, true); err != nil {
-		return fmt.Errorf("delete stream %s: %w", name, err)
+		return 0, fmt.Errorf("delete stream %s: %w", name, err)
 	}
 	s.mu.Lock()
 	s.deleted = true
@@ -200,11 +228,36 @@ func (l *Log) DeleteStream(name string) error {
 	for _, sh := range shards {
 		sh.appended() // wake long polls so they see the deletion
 	}
-	return nil
+	return s.id, nil
+}
+
+// DeleteRecordsBefore advances the shard's log start to offset (Kafka DeleteRecords);
+// -1 means the high watermark. Records below it are deleted; an offset below the
+// current start changes nothing; one past the high watermark is ErrOffsetOutOfRange.
+// It returns the new log start.
+func (s *Stream) DeleteRecordsBefore(shard int32, offset int64) (int64, error) {
+	sh, err := s.shard(shard)
+	if err != nil {
+		return 0, err
+	}
+	start, hwm := sh.start.Load(), sh.hwm.Load()
+	if offset == -1 {
+		offset = hwm
+	}
+	if offset < 0 || offset > hwm {
+		return 0, fmt.Errorf("delete records %s/%d before %d (log %d..%d): %w", s.name, shard, offset, start, hwm, ErrOffsetOutOfRange)
+	}
+	if offset <= start {
+		return start, nil
+	}
+	if err := s.truncateBefore(shard, sh, offset); err != nil {
+		return 0, err
+	}
+	return sh.start.Load(), nil
 }
 
 // Name is the stream's name (its Kafka topic).
-func (s *Stream) Name() string { return s.spec.Name }
+func (s *Stream) Name() string { return s.name }
 
 // ID is the stream's internal numeric id (unique for the life of the data dir).
 func (s *Stream) ID() uint32 { return s.id }
@@ -234,10 +287,10 @@ func (s *Stream) shard(i int32) (*shardState, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.deleted {
-		return nil, fmt.Errorf("stream %s: %w", s.spec.Name, ErrUnknownStream)
+		return nil, fmt.Errorf("stream %s: %w", s.name, ErrUnknownStream)
 	}
 	if i < 0 || int(i) >= len(s.shards) {
-		return nil, fmt.Errorf("stream %s shard %d: %w", s.spec.Name, i, ErrUnknownShard)
+		return nil, fmt.Errorf("stream %s shard %d: %w", s.name, i, ErrUnknownShard)
 	}
 	return s.shards[i], nil
 }
@@ -302,7 +355,7 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 	hwm := sh.hwm.Load()
 	start := sh.start.Load()
 	if offset < start || offset > hwm {
-		return fmt.Errorf("read %s/%d at %d (log %d..%d): %w", s.spec.Name, shard, offset, start, hwm, ErrOffsetOutOfRange)
+		return fmt.Errorf("read %s/%d at %d (log %d..%d): %w", s.name, shard, offset, start, hwm, ErrOffsetOutOfRange)
 	}
 	if offset == hwm {
 		return nil
@@ -310,7 +363,7 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 	p := shardPrefix(prefixBatch, s.id, shard)
 	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, hwm)})
 	if err != nil {
-		return fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("read %s/%d: %w", s.name, shard, err)
 	}
 	defer it.Close()
 	if !it.SeekLT(batchKey(s.id, shard, offset+1)) {
@@ -320,7 +373,7 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 	for ; it.Valid(); it.Next() {
 		sv, err := parseStored(it.Value())
 		if err != nil {
-			return fmt.Errorf("read %s/%d at %d: %w", s.spec.Name, shard, batchKeyOffset(it.Key()), err)
+			return fmt.Errorf("read %s/%d at %d: %w", s.name, shard, batchKeyOffset(it.Key()), err)
 		}
 		if total > 0 && total+len(sv.batch) > maxBytes {
 			break
@@ -336,7 +389,7 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 		}
 	}
 	if err := it.Error(); err != nil {
-		return fmt.Errorf("read %s/%d: %w", s.spec.Name, shard, err)
+		return fmt.Errorf("read %s/%d: %w", s.name, shard, err)
 	}
 	return nil
 }
@@ -353,7 +406,7 @@ func (s *Stream) OffsetForTime(shard int32, tsUS int64) (offset, foundTS int64, 
 	p := shardPrefix(prefixTime, s.id, shard)
 	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
-		return 0, 0, fmt.Errorf("time lookup %s/%d: %w", s.spec.Name, shard, err)
+		return 0, 0, fmt.Errorf("time lookup %s/%d: %w", s.name, shard, err)
 	}
 	defer it.Close()
 	if tsUS < 0 {

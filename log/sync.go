@@ -186,7 +186,7 @@ func (l *Log) syncGroup(group []*applied) int {
 		for _, g := range a.groups {
 			if err != nil {
 				for _, p := range g.items {
-					p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", g.stream.spec.Name, g.shard, err))
+					p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", g.stream.name, g.shard, err))
 				}
 				continue
 			}
@@ -197,7 +197,7 @@ func (l *Log) syncGroup(group []*applied) int {
 			}
 			g.sh.appended()
 			for _, p := range g.items {
-				l.opts.Observer.ObserveAppend(g.stream.spec.Name, len(p.recs), p.bytes, done.Sub(p.enqueued))
+				l.opts.Observer.ObserveAppend(g.stream.name, len(p.recs), p.bytes, done.Sub(p.enqueued))
 				p.done(AppendResult{BaseOffset: p.base, TimestampUS: p.tsUS}, nil)
 			}
 		}

@@ -76,7 +76,7 @@ func (d *Definition) UnmarshalYAML(node *yaml.Node) error {
 		node = node.Alias
 	}
 	if node.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: stream: want a mapping of fields", node.Line)
+		return &DefinitionError{Line: node.Line, Err: errors.New("want a mapping of fields")}
 	}
 	fields, err := yamlFields(node)
 	if err != nil {
@@ -92,7 +92,7 @@ func yamlFields(node *yaml.Node) ([]rawField, error) {
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		k, v := node.Content[i], node.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("line %d: stream: field names must be strings", k.Line)
+			return nil, &DefinitionError{Line: k.Line, Err: errors.New("field names must be strings")}
 		}
 		if k.Tag == "!!merge" {
 			srcs := []*yaml.Node{v}
@@ -104,7 +104,7 @@ func yamlFields(node *yaml.Node) ([]rawField, error) {
 					src = src.Alias
 				}
 				if src.Kind != yaml.MappingNode {
-					return nil, fmt.Errorf("line %d: stream: '<<' must merge a mapping", k.Line)
+					return nil, &DefinitionError{Line: k.Line, Err: errors.New("'<<' must merge a mapping")}
 				}
 				more, err := yamlFields(src)
 				if err != nil {
@@ -120,7 +120,7 @@ func yamlFields(node *yaml.Node) ([]rawField, error) {
 		}
 		var val any
 		if err := v.Decode(&val); err != nil {
-			return nil, fmt.Errorf("line %d: stream: %s: %w", v.Line, k.Value, err)
+			return nil, &DefinitionError{Line: v.Line, Err: fmt.Errorf("%s: %w", k.Value, err)}
 		}
 		fields = append(fields, rawField{name: k.Value, value: val, line: k.Line})
 	}
@@ -141,28 +141,57 @@ func (d *Definition) UnmarshalJSON(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if t, err := dec.Token(); err != nil {
-		return fmt.Errorf("stream: %w", err)
+		return &DefinitionError{Err: err}
 	} else if t != json.Delim('{') {
-		return errors.New("stream: want a JSON object")
+		return &DefinitionError{Err: errors.New("want a JSON object")}
 	}
 	var fields []rawField
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return fmt.Errorf("stream: %w", err)
+			return &DefinitionError{Err: err}
 		}
 		name, _ := t.(string)
 		var val any
 		if err := dec.Decode(&val); err != nil {
-			return fmt.Errorf("stream: %s: %w", name, err)
+			return &DefinitionError{Err: fmt.Errorf("%s: %w", name, err)}
 		}
 		fields = append(fields, rawField{name: name, value: val})
 	}
 	if _, err := dec.Token(); err != nil {
-		return fmt.Errorf("stream: %w", err)
+		return &DefinitionError{Err: err}
 	}
 	return d.fromFields(fields)
 }
+
+// DefinitionError is a refused stream definition: the line in the YAML source (0 for
+// JSON and for checks of the whole definition), the stream's name when known, and the
+// reason, which names the field. Callers that report the line and the stream their own
+// way (the config file's errors) take the parts instead of parsing the message.
+type DefinitionError struct {
+	Line   int
+	Stream string
+	// Named says the stream is quoted even when its name is empty (a missing name).
+	Named bool
+	Err   error
+}
+
+func (e *DefinitionError) Error() string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	b.WriteString("stream")
+	if e.Stream != "" || e.Named {
+		fmt.Fprintf(&b, " %q", e.Stream)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns the reason.
+func (e *DefinitionError) Unwrap() error { return e.Err }
 
 type rawField struct {
 	name  string
@@ -181,17 +210,10 @@ func (d *Definition) fromFields(fields []rawField) error {
 			}
 		}
 	}
-	prefix := "stream"
-	if d.Name != "" {
-		prefix = fmt.Sprintf("stream %q", d.Name)
-	}
 	p := fieldParser{d: d, seen: map[string]string{}}
 	for _, f := range fields {
 		if err := p.field(f.name, f.value); err != nil {
-			if f.line > 0 {
-				return fmt.Errorf("line %d: %s: %w", f.line, prefix, err)
-			}
-			return fmt.Errorf("%s: %w", prefix, err)
+			return &DefinitionError{Line: f.line, Stream: d.Name, Err: err}
 		}
 	}
 	return nil
@@ -636,13 +658,22 @@ func limitJSON(n int64) any {
 // Validate fills defaults (shards 4, key clientid, max age 7d) and checks every field;
 // errors name the stream and the field.
 func (d *Definition) Validate() error {
-	if err := d.validate(); err != nil {
-		return fmt.Errorf("stream %q: %w", d.Name, err)
+	if err := d.validate(true); err != nil {
+		return &DefinitionError{Stream: d.Name, Named: true, Err: err}
 	}
 	return nil
 }
 
-func (d *Definition) validate() error {
+// ValidateKafkaOnly is Validate for a stream that may have no topic filter: one created
+// through Kafka's CreateTopics that only Kafka producers write.
+func (d *Definition) ValidateKafkaOnly() error {
+	if err := d.validate(false); err != nil {
+		return &DefinitionError{Stream: d.Name, Named: true, Err: err}
+	}
+	return nil
+}
+
+func (d *Definition) validate(needFilter bool) error {
 	if err := ValidName(d.Name); err != nil {
 		return fmt.Errorf("name: %w", err)
 	}
@@ -652,7 +683,7 @@ func (d *Definition) validate() error {
 	if d.Shards < 1 || d.Shards > MaxShards {
 		return fmt.Errorf("shards: %d out of range 1..%d", d.Shards, MaxShards)
 	}
-	if len(d.Filters) == 0 {
+	if needFilter && len(d.Filters) == 0 {
 		return errors.New("filter: at least one topic filter is required")
 	}
 	for i, f := range d.Filters {
@@ -785,7 +816,7 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 		// Specs hold validated definitions, whose only zero age is "no bound".
 		d.Retention.MaxAge = NoMaxAge
 	}
-	if err := d.Validate(); err != nil {
+	if err := d.ValidateKafkaOnly(); err != nil {
 		return Definition{}, err
 	}
 	return d, nil

@@ -62,7 +62,7 @@ func NewRouter() *Router {
 
 func newRoute(def Definition) (*route, error) {
 	def.Filters = slices.Clone(def.Filters)
-	if err := def.Validate(); err != nil {
+	if err := def.ValidateKafkaOnly(); err != nil {
 		return nil, err
 	}
 	k, err := ParseKey(def.Key)

@@ -72,7 +72,7 @@ func newAuthEnv(tb testing.TB, o authEnvOptions) *authEnv {
 	if dir == "" {
 		dir = tb.TempDir()
 	}
-	l, router := openStreams(tb, log.Options{Dir: dir, Logger: zerolog.Nop(), NoSync: true},
+	l, cat := openStreams(tb, log.Options{Dir: dir, Logger: zerolog.Nop(), NoSync: true},
 		[]mapping.Definition{streamDef("plant", 1, "topic", "plant/#")})
 	store, err := auth.NewStore(auth.Options{Users: testUsers(tb), Logger: zerolog.Nop()})
 	if err != nil {
@@ -86,7 +86,7 @@ func newAuthEnv(tb testing.TB, o authEnvOptions) *authEnv {
 	opts := Options{
 		Config:       Config{Addr: "127.0.0.1:0"},
 		Log:          l,
-		Router:       router,
+		Catalog:      cat,
 		Logger:       lg,
 		Auth:         store,
 		LoginLimiter: o.limiter,
@@ -113,7 +113,7 @@ func newAuthEnv(tb testing.TB, o authEnvOptions) *authEnv {
 	if err := srv.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	e.testEnv = &testEnv{srv: srv, log: l, router: router, addr: srv.Addr().String()}
+	e.testEnv = &testEnv{srv: srv, log: l, router: cat.Router(), addr: srv.Addr().String()}
 	tb.Cleanup(func() {
 		if err := srv.Close(); err != nil {
 			tb.Error(err)

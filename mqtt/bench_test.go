@@ -199,10 +199,10 @@ func (h *blockingIngest) OnPublish(cl *mochi.Client, pk packets.Packet) (packets
 }
 
 func startBlockingBroker(b *testing.B) string {
-	l, router := openStreams(b, log.Options{Dir: b.TempDir(), Logger: zerolog.Nop()}, []mapping.Definition{plantStream(4, "clientid")})
+	l, cat := openStreams(b, log.Options{Dir: b.TempDir(), Logger: zerolog.Nop()}, []mapping.Definition{plantStream(4, "clientid")})
 	broker := mochi.New(&mochi.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	_ = broker.AddHook(newAllowAllHook(), nil)
-	_ = broker.AddHook(&blockingIngest{log: l, router: router}, nil)
+	_ = broker.AddHook(&blockingIngest{log: l, router: cat.Router()}, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

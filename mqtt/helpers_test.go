@@ -54,12 +54,12 @@ func newEnv(tb testing.TB, o envOptions, defs ...mapping.Definition) *testEnv {
 	if o.dir == "" {
 		o.dir = tb.TempDir()
 	}
-	l, router := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync, Observer: o.observer, QueueBytes: o.queueBytes}, defs)
+	l, cat := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), NoSync: o.noSync, Observer: o.observer, QueueBytes: o.queueBytes}, defs)
 	reg := prometheus.NewRegistry()
 	srv, err := New(Options{
 		Config:     Config{Addr: "127.0.0.1:0", MaxPacketBytes: o.maxPacketBytes, ConnectTimeout: o.connectTimeout, PacketTimeout: o.packetTimeout},
 		Log:        l,
-		Router:     router,
+		Catalog:    cat,
 		Logger:     zerolog.Nop(),
 		Registerer: reg,
 	})
@@ -69,7 +69,7 @@ func newEnv(tb testing.TB, o envOptions, defs ...mapping.Definition) *testEnv {
 	if err := srv.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	e := &testEnv{srv: srv, log: l, router: router, reg: reg, addr: srv.Addr().String()}
+	e := &testEnv{srv: srv, log: l, router: cat.Router(), reg: reg, addr: srv.Addr().String()}
 	tb.Cleanup(func() {
 		if err := srv.Close(); err != nil {
 			tb.Error(err)
@@ -89,9 +89,9 @@ func (e *testEnv) records(tb testing.TB, stream string, shard int32) []log.Store
 	return readAll(tb, s, shard)
 }
 
-// openStreams opens a log with the given streams (created or updated) and a router
+// openStreams opens a log with the given streams (created or updated) and a catalog
 // over every stream in it, those of an earlier run of the same data dir included.
-func openStreams(tb testing.TB, o log.Options, defs []mapping.Definition) (*log.Log, *mapping.Router) {
+func openStreams(tb testing.TB, o log.Options, defs []mapping.Definition) (*log.Log, *mapping.Catalog) {
 	tb.Helper()
 	l, err := log.Open(o)
 	if err != nil {
@@ -105,19 +105,11 @@ func openStreams(tb testing.TB, o log.Options, defs []mapping.Definition) (*log.
 			tb.Fatal(err)
 		}
 	}
-	var all []mapping.Definition
-	for _, st := range l.Streams() {
-		d, err := mapping.DefinitionFromSpec(st.Spec())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		all = append(all, d)
-	}
-	router := mapping.NewRouter()
-	if err := router.Set(all); err != nil {
+	cat, err := mapping.OpenCatalog(l)
+	if err != nil {
 		tb.Fatal(err)
 	}
-	return l, router
+	return l, cat
 }
 
 // readAll returns every stored record of a stream shard, reading batch by batch.

@@ -25,10 +25,10 @@ func TestConnackCapabilities(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l, router := openStreams(t, log.Options{Dir: t.TempDir(), Logger: zerolog.Nop()}, nil)
+			l, cat := openStreams(t, log.Options{Dir: t.TempDir(), Logger: zerolog.Nop()}, nil)
 			defer l.Close()
 			caps := tc.caps
-			srv, err := New(Options{Config: Config{Addr: "127.0.0.1:0", MaxPacketBytes: 4096, Capabilities: &caps}, Log: l, Router: router, Logger: zerolog.Nop()})
+			srv, err := New(Options{Config: Config{Addr: "127.0.0.1:0", MaxPacketBytes: 4096, Capabilities: &caps}, Log: l, Catalog: cat, Logger: zerolog.Nop()})
 			if err != nil {
 				t.Fatal(err)
 			}

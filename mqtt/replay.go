@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,8 +40,9 @@ const (
 
 // ReplayOptions configure the stream replay hook.
 type ReplayOptions struct {
-	Log        *log.Log
-	Router     *mapping.Router
+	Log *log.Log
+	// Catalog gives the streams' typed definitions and creates auto-created streams.
+	Catalog    *mapping.Catalog
 	AutoCreate AutoCreate
 	Logger     zerolog.Logger
 	// MaxInflight caps QoS 1/2 replay messages in flight to one client; the client's
@@ -87,8 +89,8 @@ type ReplayHook struct {
 
 // NewReplayHook returns the replay hook; add it to the broker before the ingest hook.
 func NewReplayHook(o ReplayOptions) (*ReplayHook, error) {
-	if o.Log == nil || o.Router == nil {
-		return nil, errors.New("replay hook: Log and Router are required")
+	if o.Log == nil || o.Catalog == nil {
+		return nil, errors.New("replay hook: Log and Catalog are required")
 	}
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = DefaultReplayMaxInflight
@@ -405,7 +407,10 @@ func (h *ReplayHook) prepare(f string, user []packets.UserProperty) *subResult {
 		}
 		return r
 	}
-	r.stream = h.opts.Log.Stream(t.name)
+	def, ok := h.opts.Catalog.Definition(t.name)
+	if ok {
+		r.stream = h.opts.Catalog.Stream(t.name)
+	}
 	if r.stream == nil {
 		if t.filter != "" && h.opts.AutoCreate.Enabled {
 			r.create = true
@@ -414,70 +419,45 @@ func (h *ReplayHook) prepare(f string, user []packets.UserProperty) *subResult {
 		r.err = invalidFilter("%q: stream %q does not exist", f, t.name)
 		return r
 	}
-	if t.filter != "" {
-		filters, ferr := streamFilters(r.stream)
-		if ferr != nil {
-			r.err = implError("%q: %v", f, ferr)
-			return r
-		}
-		if !containsString(filters, t.filter) {
-			r.err = invalidFilter("%q: stream %q has topic filter %s, not %q", f, t.name, strings.Join(filters, ", "), t.filter)
-		}
+	if t.filter != "" && !slices.Contains(def.Filters, t.filter) {
+		r.err = invalidFilter("%q: stream %q has topic filter %s, not %q", f, t.name, strings.Join(def.Filters, ", "), t.filter)
 	}
 	return r
 }
 
-func streamFilters(st *log.Stream) ([]string, error) {
-	def, err := mapping.DefinitionFromSpec(st.Spec())
-	if err != nil {
-		return nil, err
-	}
-	return def.Filters, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // streamByFilter finds the stream (first by name) one of whose filters is filter.
 func (h *ReplayHook) streamByFilter(filter string) *log.Stream {
-	for _, st := range h.opts.Log.Streams() {
-		if filters, err := streamFilters(st); err == nil && containsString(filters, filter) {
-			return st
-		}
+	if d, ok := h.opts.Catalog.StreamByFilter(filter); ok {
+		return h.opts.Catalog.Stream(d.Name)
 	}
 	return nil
 }
 
-// createStream makes the stream of an auto-creating subscription; a concurrent
-// creation of the same name is fine when its filter is the same.
+// createStream makes the stream of an auto-creating subscription through the catalog;
+// a concurrent creation of the same name is fine when its filter is the same.
 func (h *ReplayHook) createStream(t streamTopic) (*log.Stream, *subError) {
 	def := mapping.Definition{Name: t.name, Filters: []string{t.filter}, Shards: h.opts.AutoCreate.Shards}
-	if err := def.Validate(); err != nil {
-		return nil, invalidFilter("auto-create: %v", err)
-	}
-	st, err := h.opts.Log.CreateStream(def.Spec())
-	if errors.Is(err, log.ErrStreamExists) {
-		st = h.opts.Log.Stream(t.name)
-		if st == nil {
+	def, err := h.opts.Catalog.Create(def, true)
+	if errors.Is(err, mapping.ErrStreamExists) {
+		cur, ok := h.opts.Catalog.Definition(t.name)
+		st := h.opts.Catalog.Stream(t.name)
+		if !ok || st == nil {
 			return nil, implError("auto-create stream %q: deleted while being created", t.name)
 		}
-		filters, ferr := streamFilters(st)
-		if ferr != nil || !containsString(filters, t.filter) {
+		if !slices.Contains(cur.Filters, t.filter) {
 			return nil, invalidFilter("stream %q exists with another topic filter", t.name)
 		}
 		return st, nil
 	}
+	if errors.Is(err, mapping.ErrInvalid) {
+		return nil, invalidFilter("auto-create: %s", err)
+	}
 	if err != nil {
 		return nil, implError("auto-create stream %q: %v", t.name, err)
 	}
-	if err := h.opts.Router.Put(def); err != nil {
-		return nil, implError("auto-create stream %q: route: %v", t.name, err)
+	st := h.opts.Catalog.Stream(t.name)
+	if st == nil {
+		return nil, implError("auto-create stream %q: deleted while being created", t.name)
 	}
 	h.lg.Info().Str("stream", t.name).Str("filter", t.filter).Int32("shards", def.Shards).Msg("stream auto-created by subscription")
 	return st, nil

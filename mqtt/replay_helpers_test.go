@@ -21,6 +21,7 @@ type replayEnv struct {
 	srv    *Server
 	log    *log.Log
 	router *mapping.Router
+	cat    *mapping.Catalog
 	hook   *ReplayHook
 	addr   string
 	dir    string
@@ -39,11 +40,11 @@ func newReplayEnv(tb testing.TB, o replayEnvOptions, defs ...mapping.Definition)
 	if o.dir == "" {
 		o.dir = tb.TempDir()
 	}
-	l, router := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), Now: o.now, NoSync: o.noSync}, defs)
+	l, cat := openStreams(tb, log.Options{Dir: o.dir, Logger: zerolog.Nop(), Now: o.now, NoSync: o.noSync}, defs)
 	srv, err := New(Options{
 		Config:     Config{Addr: "127.0.0.1:0"},
 		Log:        l,
-		Router:     router,
+		Catalog:    cat,
 		Logger:     zerolog.Nop(),
 		AutoCreate: o.autoCreate,
 	})
@@ -53,7 +54,7 @@ func newReplayEnv(tb testing.TB, o replayEnvOptions, defs ...mapping.Definition)
 	if err := srv.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	e := &replayEnv{srv: srv, log: l, router: router, hook: srv.replay, addr: srv.Addr().String(), dir: o.dir}
+	e := &replayEnv{srv: srv, log: l, router: cat.Router(), cat: cat, hook: srv.replay, addr: srv.Addr().String(), dir: o.dir}
 	tb.Cleanup(func() { e.close(tb) })
 	return e
 }

@@ -103,9 +103,15 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 				appended, err := st.Appended(shard)
 				if err != nil {
 					lg.Info().Err(err).Msg("replay ends: stream gone")
+					s.streamDeleted(sub)
 					return
 				}
 				batches, err = st.Read(shard, next, s.h.opts.ReadBytes)
+				if errors.Is(err, log.ErrUnknownStream) {
+					lg.Info().Err(err).Msg("replay ends: stream gone")
+					s.streamDeleted(sub)
+					return
+				}
 				if errors.Is(err, log.ErrOffsetOutOfRange) {
 					start, hwm, oerr := st.Offsets(shard)
 					if oerr == nil && next < start {
@@ -499,4 +505,34 @@ func hasHeader(hs []log.Header, key string) bool {
 		}
 	}
 	return false
+}
+
+// streamDeleted ends a subscription whose stream was deleted. MQTT has no way for a
+// server to end one subscription, and one that silently stops delivering would leave
+// the client waiting forever: the subscription leaves the session (so a resumed
+// session does not find it again) and the client is disconnected, with reason 0x98
+// (administrative action) on MQTT 5. Subscribing again then fails in the SUBACK.
+func (s *replaySession) streamDeleted(sub *replaySub) {
+	s.mu.Lock()
+	cl := s.cl
+	if s.subs[sub.filter] != sub {
+		s.mu.Unlock()
+		return // another shard's reader got here first
+	}
+	s.dropSubLocked(sub)
+	s.mu.Unlock()
+	if cl == nil {
+		return
+	}
+	cl.State.Subscriptions.Delete(sub.filter)
+	s.h.lg.Info().Str("client_id", s.id).Str("filter", sub.filter).Msg("stream deleted: subscription ended, client disconnected")
+	// Not from this reader: the disconnect stops the session's readers and waits for them.
+	go func() {
+		if b := s.h.opts.Broker; b != nil {
+			b.Topics.Unsubscribe(sub.filter, cl.ID)
+			_ = b.DisconnectClient(cl, packets.ErrAdministrativeAction)
+			return
+		}
+		cl.Stop(packets.ErrAdministrativeAction)
+	}()
 }

@@ -111,7 +111,7 @@ func (s *replaySession) subscribe(cl *mochi.Client, r *subResult, sub packets.Su
 	rs := &replaySub{filter: r.filter, group: groupName(cl.ID, r.filter), stream: r.stream}
 	rs.opts.Store(opts)
 	if r.topic.filter != "" {
-		if filters, err := streamFilters(r.stream); err != nil || len(filters) != 1 || filters[0] != r.topic.filter {
+		if d, ok := s.h.opts.Catalog.Definition(r.stream.Name()); !ok || len(d.Filters) != 1 || d.Filters[0] != r.topic.filter {
 			rs.match = r.topic.filter
 		}
 	}

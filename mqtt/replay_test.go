@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -487,11 +488,11 @@ func (a *aclRecorder) OnACLCheck(_ *mochi.Client, topic string, _ bool) bool {
 // TestReplayAuthorization runs the replay hook under an authorization hook of its own:
 // `$stream/...` is checked as such, so allowing `s/#` does not allow the stream.
 func TestReplayAuthorization(t *testing.T) {
-	l, router := openStreams(t, log.Options{Dir: t.TempDir(), Logger: zerolog.Nop(), NoSync: true}, []mapping.Definition{streamDef("s", 1, "topic", "s/#")})
+	l, cat := openStreams(t, log.Options{Dir: t.TempDir(), Logger: zerolog.Nop(), NoSync: true}, []mapping.Definition{streamDef("s", 1, "topic", "s/#")})
 	defer l.Close()
 	broker := mochi.New(&mochi.Options{InlineClient: true})
 	acl := &aclRecorder{}
-	hook, err := NewReplayHook(ReplayOptions{Log: l, Router: router, Logger: zerolog.Nop(), Broker: broker})
+	hook, err := NewReplayHook(ReplayOptions{Log: l, Catalog: cat, Logger: zerolog.Nop(), Broker: broker})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +520,7 @@ func TestReplayAuthorization(t *testing.T) {
 	}
 	acl.mu.Lock()
 	defer acl.mu.Unlock()
-	if !containsString(acl.seen, "$stream/s") {
+	if !slices.Contains(acl.seen, "$stream/s") {
 		t.Fatalf("ACL was asked %v, not $stream/s", acl.seen)
 	}
 	if subs, _, _ := (&replayEnv{hook: hook}).sessionState("acl"); subs != 0 {

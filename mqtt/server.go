@@ -64,8 +64,9 @@ const (
 type Options struct {
 	Config Config
 	Log    *log.Log
-	Router *mapping.Router
-	Logger zerolog.Logger
+	// Catalog owns the stream definitions and the router publishes are routed with.
+	Catalog *mapping.Catalog
+	Logger  zerolog.Logger
 	// Registerer receives the MQTT metrics; nil means none are registered.
 	Registerer prometheus.Registerer
 	// Hooks are further mochi hooks (stream replay, ...), added in order after the
@@ -113,8 +114,8 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		return nil, errors.New("mqtt: Options.Log is required")
 	}
-	if o.Router == nil {
-		return nil, errors.New("mqtt: Options.Router is required")
+	if o.Catalog == nil {
+		return nil, errors.New("mqtt: Options.Catalog is required")
 	}
 	cfg := o.Config
 	if cfg.Addr == "" {
@@ -176,7 +177,7 @@ func New(o Options) (*Server, error) {
 
 	// Hook order matters: authorization (OnACLCheck) is consulted before OnPublish, and
 	// the ingest hook must be the last OnPublish so it sees the packet other hooks leave.
-	deliv := newDeliverer(broker, o.Router, cfg.MaxPacketBytes, lg)
+	deliv := newDeliverer(broker, o.Catalog.Router(), cfg.MaxPacketBytes, lg)
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{deliv.delivered, deliv.skipped} {
 			if err := o.Registerer.Register(c); err != nil {
@@ -184,7 +185,7 @@ func New(o Options) (*Server, error) {
 			}
 		}
 	}
-	ro := ReplayOptions{Log: o.Log, Router: o.Router, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker,
+	ro := ReplayOptions{Log: o.Log, Catalog: o.Catalog, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker,
 		InvalidTopic:     deliv.skipped.WithLabelValues(skipInvalidTopic).Inc,
 		OnRefusedPublish: func() { met.dropped.WithLabelValues("stream_topic").Inc() }}
 	authz := newAllowAllHook()
@@ -225,7 +226,7 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("mqtt hook %s: %w", hk.ID(), err)
 		}
 	}
-	ingest := newIngestHook(broker, o.Log, o.Router, lg, met, int(caps.ReceiveMaximum))
+	ingest := newIngestHook(broker, o.Log, o.Catalog.Router(), lg, met, int(caps.ReceiveMaximum))
 	ingest.storeRetained = true
 	store.retainedStored = ingest.retainedStored
 	if err := broker.AddHook(ingest, nil); err != nil {

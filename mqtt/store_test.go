@@ -17,8 +17,8 @@ import (
 // real one), for tests that restart the broker on the same data dir.
 func startStore(tb testing.TB, dir string, now func() time.Time, defs ...mapping.Definition) (*Server, *log.Log) {
 	tb.Helper()
-	l, router := openStreams(tb, log.Options{Dir: dir, Logger: zerolog.Nop()}, defs)
-	srv, err := New(Options{Config: Config{Addr: "127.0.0.1:0"}, Log: l, Router: router, Logger: zerolog.Nop()})
+	l, cat := openStreams(tb, log.Options{Dir: dir, Logger: zerolog.Nop()}, defs)
+	srv, err := New(Options{Config: Config{Addr: "127.0.0.1:0"}, Log: l, Catalog: cat, Logger: zerolog.Nop()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -702,20 +702,21 @@ func streams(n *yaml.Node, path string) ([]mapping.Definition, error) {
 	return defs, err
 }
 
-// streamErr reports a stream definition error under its streams[i] path, without the
-// "line N:" and "stream NAME:" prefixes the mapping package adds, which the path says.
+// streamErr reports a stream definition error under its streams[i] path, with the
+// line and stream name the mapping package's DefinitionError carries.
 func streamErr(n *yaml.Node, path, name string, err error) error {
-	line, msg := cutLine(err.Error())
+	line, msg := 0, err.Error()
+	var de *mapping.DefinitionError
+	if errors.As(err, &de) {
+		line, msg = de.Line, de.Err.Error()
+		if de.Stream != "" {
+			name = de.Stream
+		}
+	} else {
+		line, msg = cutLine(strings.TrimPrefix(msg, "yaml: "))
+	}
 	if line == 0 {
 		line = n.Line
-	}
-	if rest, ok := strings.CutPrefix(msg, "stream "); ok && strings.HasPrefix(rest, `"`) {
-		if q, err := strconv.QuotedPrefix(rest); err == nil {
-			if n, err := strconv.Unquote(q); err == nil && name == "" {
-				name = n
-			}
-			msg = strings.TrimPrefix(rest[len(q):], ": ")
-		}
 	}
 	if name != "" {
 		path = fmt.Sprintf("%s %q", path, name)

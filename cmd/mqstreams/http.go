@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 type httpServer struct {
 	srv     *http.Server
 	mux     *http.ServeMux
+	routes  []string // patterns registered through Handle
 	ln      net.Listener
 	lg      zerolog.Logger
 	ready   atomic.Bool
@@ -77,6 +79,10 @@ func newHTTPServer(addr string, tlsSrc *certs.Source, gatherer prometheus.Gather
 		metrics = guard.metrics(metrics)
 	}
 	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("GET /api/v5/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
 	if guard != nil {
 		mux.HandleFunc("POST /api/v5/login", guard.login)
 		// Every other /api/ path, served or not, asks for credentials first, so an
@@ -95,7 +101,16 @@ func newHTTPServer(addr string, tlsSrc *certs.Source, gatherer prometheus.Gather
 
 // Handle adds a route once the component behind it is up (ServeMux allows this while
 // serving).
-func (h *httpServer) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+func (h *httpServer) Handle(pattern string, handler http.Handler) {
+	h.mux.Handle(pattern, handler)
+	h.routes = append(h.routes, pattern)
+}
+
+// openAPI describes every path of the HTTP API (served at /api/v5/openapi.json; a test
+// checks that each registered route is in it).
+//
+//go:embed openapi.json
+var openAPI []byte
 
 // groupsHandler serves GET /api/v1/groups: the committed offsets and lag of every group
 // the caller may read ($mqtt/ groups name MQTT client ids: administrators only).

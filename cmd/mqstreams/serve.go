@@ -115,14 +115,14 @@ func serve(o Overrides, level, format string, stderr io.Writer) int {
 
 // server is the running process: the log and the three listeners around it.
 type server struct {
-	lg     zerolog.Logger
-	log    *log.Log
-	auth   *auth.Store
-	tls    tlsSources
-	router *mapping.Router
-	mqtt   *mqtt.Server
-	kafka  *kafkawire.Server
-	http   *httpServer
+	lg      zerolog.Logger
+	log     *log.Log
+	auth    *auth.Store
+	tls     tlsSources
+	streams *mapping.Catalog
+	mqtt    *mqtt.Server
+	kafka   *kafkawire.Server
+	http    *httpServer
 }
 
 // startServer opens the log, applies the configured streams and binds every listener.
@@ -190,15 +190,14 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	usersAPI{store: s.auth}.register(s.http, guard)
 	s.http.Start()
 
-	defs, err := applyStreams(s.log, cfg)
-	if err != nil {
+	if s.streams, err = mapping.OpenCatalog(s.log); err != nil {
 		return s, err
 	}
-	s.router = mapping.NewRouter()
-	if err := s.router.Set(defs); err != nil {
-		return s, fmt.Errorf("streams: %w", err)
+	if err := applyStreams(s.streams, cfg, lg); err != nil {
+		return s, err
 	}
-	for _, d := range defs {
+	streamsAPI{cat: s.streams, lg: httpLog}.register(s.http, guard)
+	for _, d := range s.streams.Definitions() {
 		lg.Info().Str("stream", d.Name).Strs("filters", d.Filters).Int32("shards", d.Shards).Str("key", d.Key).Msg("stream")
 	}
 
@@ -227,7 +226,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		Auth:       s.auth,
 		TLS:        s.tls.mqtt,
 		Log:        s.log,
-		Router:     s.router,
+		Catalog:    s.streams,
 		AutoCreate: mqtt.AutoCreate{Enabled: cfg.AutoCreate.Enabled, Shards: cfg.AutoCreate.Shards},
 		Logger:     lg.With().Str("proto", "mqtt").Logger(),
 		Registerer: reg,
@@ -257,6 +256,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 			broker.DeliverProduced(mqtt.Produced(p))
 		},
 		Log:        s.log,
+		Catalog:    s.streams,
 		Logger:     lg.With().Str("proto", "kafka").Logger(),
 		Registerer: reg,
 	}); err != nil {
@@ -268,6 +268,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	}
 	reg.MustRegister(newGroupLagCollector(s.kafka.GroupLags))
 	s.http.Handle("GET /api/v1/groups", guard.require(readAny, groupsHandler(s.kafka.GroupLags)))
+	groupsAPI{groups: s.kafka, lg: httpLog}.register(s.http, guard)
 
 	if err := s.mqtt.Start(); err != nil {
 		s.mqtt = nil
@@ -327,31 +328,31 @@ func openLogOptions(o log.Options) (*log.Log, error) {
 }
 
 // applyStreams creates or updates the configured streams (or the embedded default in an
-// empty data dir) and returns the definitions of every stream in the log, those stored
-// by earlier runs included: the config adds and updates streams, it never deletes them.
-func applyStreams(l *log.Log, cfg Config) ([]mapping.Definition, error) {
+// empty data dir) through the catalog. The config adds and updates streams, it never
+// deletes them; where it and a stored definition disagree the file wins, and the fields
+// it changed are logged.
+func applyStreams(c *mapping.Catalog, cfg Config, lg zerolog.Logger) error {
 	configured := cfg.Streams
-	if !cfg.StreamsSet && len(l.Streams()) == 0 {
+	if !cfg.StreamsSet && len(c.Definitions()) == 0 {
 		d, err := DefaultStream()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		configured = []mapping.Definition{d}
 	}
 	for _, d := range configured {
-		if _, err := l.EnsureStream(d.Spec()); err != nil {
-			return nil, fmt.Errorf("stream %q: %w", d.Name, err)
-		}
-	}
-	var defs []mapping.Definition
-	for _, s := range l.Streams() {
-		d, err := mapping.DefinitionFromSpec(s.Spec())
+		changed, kept, err := c.Ensure(d)
 		if err != nil {
-			return nil, fmt.Errorf("stored stream %q: %w", s.Name(), err)
+			return fmt.Errorf("stream %q: %w", d.Name, err)
 		}
-		defs = append(defs, d)
+		if kept > 0 {
+			lg.Warn().Str("stream", d.Name).Int32("config_shards", d.Shards).Int32("shards", kept).Msg("config file asks fewer shards than the stream has; shards cannot shrink, keeping the stored count")
+		}
+		if len(changed) > 0 {
+			lg.Warn().Str("stream", d.Name).Strs("changed", changed).Msg("config file differs from the stored definition; the file wins")
+		}
 	}
-	return defs, nil
+	return nil
 }
 
 // Close stops the listeners (no new connections, no new appends), then closes the log,

@@ -48,12 +48,28 @@ func openTestLog(t *testing.T, dir string) *log.Log {
 	return l
 }
 
+func openTestCatalog(t *testing.T, l *log.Log) *mapping.Catalog {
+	t.Helper()
+	c, err := mapping.OpenCatalog(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestApplyStreams(t *testing.T) {
 	dir := t.TempDir()
+	var logged bytes.Buffer
+	lg := zerolog.New(&logged)
+	apply := func(c *mapping.Catalog, cfg Config) ([]mapping.Definition, error) {
+		err := applyStreams(c, cfg, lg)
+		return c.Definitions(), err
+	}
 
 	// Empty data dir, no streams key: the embedded default.
 	l := openTestLog(t, dir)
-	defs, err := applyStreams(l, Config{})
+	cat := openTestCatalog(t, l)
+	defs, err := apply(cat, Config{})
 	if err != nil || names(defs) != "mqtt" || defs[0].Filters[0] != "#" || defs[0].Shards != 4 || defs[0].Key != "clientid" {
 		t.Fatalf("default: %+v %v", defs, err)
 	}
@@ -63,18 +79,22 @@ func TestApplyStreams(t *testing.T) {
 	if err := c.Streams[0].Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if defs, err = applyStreams(l, c); err != nil || names(defs) != "mqtt,tele" {
+	if defs, err = apply(cat, c); err != nil || names(defs) != "mqtt,tele" {
 		t.Fatalf("configured: %+v %v", defs, err)
 	}
 
-	// Growing shards updates the stored stream; shrinking is refused.
+	// Growing shards updates the stored stream, and the change is logged; shrinking is refused.
 	c.Streams[0].Shards = 3
-	if defs, err = applyStreams(l, c); err != nil || defs[1].Shards != 3 {
+	if defs, err = apply(cat, c); err != nil || defs[1].Shards != 3 {
 		t.Fatalf("grow: %+v %v", defs, err)
 	}
+	if !strings.Contains(logged.String(), `"changed":["shards"]`) {
+		t.Fatalf("grow not logged: %s", logged.String())
+	}
+	// Fewer shards than stored (grown at run time): the stored count stays, with a warning.
 	c.Streams[0].Shards = 1
-	if _, err = applyStreams(l, c); err == nil || !strings.Contains(err.Error(), `stream "tele"`) {
-		t.Fatalf("shrink: %v", err)
+	if defs, err = apply(cat, c); err != nil || defs[1].Shards != 3 || !strings.Contains(logged.String(), "cannot shrink") {
+		t.Fatalf("shrink: %+v %v", defs, err)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -83,14 +103,14 @@ func TestApplyStreams(t *testing.T) {
 	// Reopened without config: stored streams are served, no default is added.
 	l = openTestLog(t, dir)
 	defer l.Close()
-	if defs, err = applyStreams(l, Config{}); err != nil || names(defs) != "mqtt,tele" || defs[1].Shards != 3 {
+	if defs, err = apply(openTestCatalog(t, l), Config{}); err != nil || names(defs) != "mqtt,tele" || defs[1].Shards != 3 {
 		t.Fatalf("reopen: %+v %v", defs, err)
 	}
 
 	// streams: [] on an empty log means no streams at all.
 	l2 := openTestLog(t, t.TempDir())
 	defer l2.Close()
-	if defs, err = applyStreams(l2, Config{StreamsSet: true, Streams: []mapping.Definition{}}); err != nil || len(defs) != 0 {
+	if defs, err = apply(openTestCatalog(t, l2), Config{StreamsSet: true, Streams: []mapping.Definition{}}); err != nil || len(defs) != 0 {
 		t.Fatalf("explicit empty: %+v %v", defs, err)
 	}
 }

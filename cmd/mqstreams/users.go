@@ -56,11 +56,16 @@ func readPassword(r io.Reader) (string, error) {
 // usersTarget says where a users command acts: a running server's HTTP API, or the data
 // dir of a stopped server.
 type usersTarget struct {
-	Server  string `default:"http://localhost:8080" env:"MQSTREAMS_SERVER" help:"HTTP address of the running server."`
-	User    string `env:"MQSTREAMS_USER" help:"Administrator to authenticate as (password in MQSTREAMS_PASSWORD)."`
-	CACert  string `name:"cacert" help:"CA bundle to verify an https server with." placeholder:"FILE"`
+	apiTarget
 	DataDir string `help:"Act on the data dir of a stopped server instead of a running one." placeholder:"DIR"`
-	Output  string `short:"o" default:"table" enum:"table,json" help:"Output: table or json."`
+}
+
+// apiTarget is a running server's HTTP API, as the CLI's subcommands reach it.
+type apiTarget struct {
+	Server string `default:"http://localhost:8080" env:"MQSTREAMS_SERVER" help:"HTTP address of the running server."`
+	User   string `env:"MQSTREAMS_USER" help:"User to authenticate as (password in MQSTREAMS_PASSWORD)."`
+	CACert string `name:"cacert" help:"CA bundle to verify an https server with." placeholder:"FILE"`
+	Output string `short:"o" default:"table" enum:"table,json" help:"Output: table or json."`
 }
 
 // usersCmd is "mqstreams users ...".
@@ -216,7 +221,7 @@ func (t usersTarget) offline(f func(*auth.Store) error) error {
 }
 
 // call sends one API request and decodes the JSON answer into out (when not nil).
-func (t usersTarget) call(method, path string, body, out any) error {
+func (t apiTarget) call(method, path string, body, out any) error {
 	client := &http.Client{Timeout: 30 * time.Second}
 	if t.CACert != "" {
 		pem, err := os.ReadFile(t.CACert)

@@ -1,0 +1,56 @@
+package kafkawire
+
+import (
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// DeleteRecords: v0-2.
+//
+// Advances a partition's log start offset to the given offset (-1: the high
+// watermark), deleting the records below it; the answer is the new low watermark. An
+// offset past the high watermark is OFFSET_OUT_OF_RANGE. v2 is flexible.
+
+func init() { register(21, 0, 2, handleDeleteRecords) }
+
+func handleDeleteRecords(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DeleteRecordsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	for _, rt := range req.Topics {
+		t := kmsg.NewDeleteRecordsResponseTopic()
+		t.Topic = rt.Topic
+		st := s.stream(rt.Topic)
+		allowed := s.authorizeStream(c, rt.Topic, auth.OpAdmin)
+		for _, rp := range rt.Partitions {
+			p := kmsg.NewDeleteRecordsResponseTopicPartition()
+			p.Partition, p.LowWatermark = rp.Partition, -1
+			switch {
+			case !allowed:
+				p.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			case st == nil:
+				p.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				low, err := st.DeleteRecordsBefore(rp.Partition, rp.Offset)
+				switch {
+				case err == nil:
+					p.LowWatermark = low
+				case errors.Is(err, log.ErrOffsetOutOfRange):
+					p.ErrorCode = kerr.OffsetOutOfRange.Code
+				case errors.Is(err, log.ErrUnknownShard), errors.Is(err, log.ErrUnknownStream):
+					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				default:
+					s.lg.Warn().Err(err).Str("topic", rt.Topic).Int32("partition", rp.Partition).Msg("delete records")
+					p.ErrorCode = kerr.KafkaStorageError.Code
+				}
+			}
+			t.Partitions = append(t.Partitions, p)
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	return resp, nil
+}
