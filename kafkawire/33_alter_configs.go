@@ -1,9 +1,6 @@
 package kafkawire
 
-import (
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
-)
+import "github.com/twmb/franz-go/pkg/kmsg"
 
 // AlterConfigs: v0-2.
 //
@@ -20,20 +17,11 @@ func handleAlterConfigs(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, e
 	for _, rr := range req.Resources {
 		r := kmsg.NewAlterConfigsResponseResource()
 		r.ResourceType, r.ResourceName = rr.ResourceType, rr.ResourceName
-		var code int16
-		var msg string
-		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
-			code, msg = kerr.InvalidRequest.Code, "only topic configs can be altered; broker configs come from the config file"
-		} else {
-			changes := make([]configChange, 0, len(rr.Configs))
-			for _, cfg := range rr.Configs {
-				changes = append(changes, configChange{name: cfg.Name, op: kmsg.IncrementalAlterConfigOpSet, value: cfg.Value})
-			}
-			code, msg = s.alterTopicConfigs(c, rr.ResourceName, changes, true, req.ValidateOnly)
+		changes := make([]configChange, 0, len(rr.Configs))
+		for _, cfg := range rr.Configs {
+			changes = append(changes, configChange{name: cfg.Name, op: kmsg.IncrementalAlterConfigOpSet, value: cfg.Value})
 		}
-		if code != 0 {
-			r.ErrorCode, r.ErrorMessage = code, kmsg.StringPtr(msg)
-		}
+		r.ErrorCode, r.ErrorMessage = s.alterConfigsResource(c, rr.ResourceType, rr.ResourceName, changes, true, req.ValidateOnly)
 		resp.Resources = append(resp.Resources, r)
 	}
 	return resp, nil

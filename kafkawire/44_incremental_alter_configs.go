@@ -1,9 +1,6 @@
 package kafkawire
 
-import (
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
-)
+import "github.com/twmb/franz-go/pkg/kmsg"
 
 // IncrementalAlterConfigs: v0-1.
 //
@@ -18,20 +15,11 @@ func handleIncrementalAlterConfigs(s *Server, c *conn, kreq kmsg.Request) (kmsg.
 	for _, rr := range req.Resources {
 		r := kmsg.NewIncrementalAlterConfigsResponseResource()
 		r.ResourceType, r.ResourceName = rr.ResourceType, rr.ResourceName
-		var code int16
-		var msg string
-		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
-			code, msg = kerr.InvalidRequest.Code, "only topic configs can be altered; broker configs come from the config file"
-		} else {
-			changes := make([]configChange, 0, len(rr.Configs))
-			for _, cfg := range rr.Configs {
-				changes = append(changes, configChange{name: cfg.Name, op: cfg.Op, value: cfg.Value})
-			}
-			code, msg = s.alterTopicConfigs(c, rr.ResourceName, changes, false, req.ValidateOnly)
+		changes := make([]configChange, 0, len(rr.Configs))
+		for _, cfg := range rr.Configs {
+			changes = append(changes, configChange{name: cfg.Name, op: cfg.Op, value: cfg.Value})
 		}
-		if code != 0 {
-			r.ErrorCode, r.ErrorMessage = code, kmsg.StringPtr(msg)
-		}
+		r.ErrorCode, r.ErrorMessage = s.alterConfigsResource(c, rr.ResourceType, rr.ResourceName, changes, false, req.ValidateOnly)
 		resp.Resources = append(resp.Resources, r)
 	}
 	return resp, nil

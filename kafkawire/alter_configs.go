@@ -91,3 +91,16 @@ func applyConfigChange(d *mapping.Definition, ch configChange) error {
 	}
 	return fmt.Errorf("%w: %s: unknown operation %d", errBadConfig, ch.name, ch.op)
 }
+
+// alterConfigsResource answers one resource of AlterConfigs or IncrementalAlterConfigs:
+// topics change through the catalog, broker configs are read-only.
+func (s *Server) alterConfigsResource(c *conn, typ kmsg.ConfigResourceType, name string, changes []configChange, replace, validateOnly bool) (int16, *string) {
+	if typ != kmsg.ConfigResourceTypeTopic {
+		return kerr.InvalidRequest.Code, kmsg.StringPtr("only topic configs can be altered; broker configs come from the config file")
+	}
+	code, msg := s.alterTopicConfigs(c, name, changes, replace, validateOnly)
+	if code == 0 {
+		return 0, nil
+	}
+	return code, kmsg.StringPtr(msg)
+}

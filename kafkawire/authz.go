@@ -148,15 +148,7 @@ func (s *Server) mayWriteSomewhere(p auth.Principal) bool {
 
 func (s *Server) authorizeProduce(c *conn, h handler, r *kmsg.ProduceRequest) (kmsg.Response, error) {
 	p := c.sec.principal
-	var denied []kmsg.ProduceRequestTopic
-	kept := make([]kmsg.ProduceRequestTopic, 0, len(r.Topics))
-	for _, t := range r.Topics {
-		if p.CanStream(t.Topic, auth.OpWrite) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	kept, denied := split(r.Topics, func(t kmsg.ProduceRequestTopic) bool { return p.CanStream(t.Topic, auth.OpWrite) })
 	if len(denied) == 0 {
 		return h(s, c, r)
 	}
@@ -187,15 +179,7 @@ func (s *Server) authorizeProduce(c *conn, h handler, r *kmsg.ProduceRequest) (k
 
 func (s *Server) authorizeFetch(c *conn, h handler, r *kmsg.FetchRequest) (kmsg.Response, error) {
 	p := c.sec.principal
-	var denied []kmsg.FetchRequestTopic
-	kept := make([]kmsg.FetchRequestTopic, 0, len(r.Topics))
-	for _, t := range r.Topics {
-		if p.CanStream(t.Topic, auth.OpRead) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	kept, denied := split(r.Topics, func(t kmsg.FetchRequestTopic) bool { return p.CanStream(t.Topic, auth.OpRead) })
 	if len(denied) == 0 {
 		return h(s, c, r)
 	}
@@ -230,15 +214,7 @@ func (s *Server) authorizeFetch(c *conn, h handler, r *kmsg.FetchRequest) (kmsg.
 
 func (s *Server) authorizeListOffsets(c *conn, h handler, r *kmsg.ListOffsetsRequest) (kmsg.Response, error) {
 	p := c.sec.principal
-	var denied []kmsg.ListOffsetsRequestTopic
-	kept := make([]kmsg.ListOffsetsRequestTopic, 0, len(r.Topics))
-	for _, t := range r.Topics {
-		if p.CanStream(t.Topic, auth.OpRead) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	kept, denied := split(r.Topics, func(t kmsg.ListOffsetsRequestTopic) bool { return p.CanStream(t.Topic, auth.OpRead) })
 	if len(denied) == 0 {
 		return h(s, c, r)
 	}
@@ -368,15 +344,7 @@ func (s *Server) authorizeFindCoordinator(c *conn, h handler, r *kmsg.FindCoordi
 func (s *Server) authorizeOffsetCommit(c *conn, h handler, r *kmsg.OffsetCommitRequest) (kmsg.Response, error) {
 	p := c.sec.principal
 	groupOK := p.CanGroup(r.Group, auth.OpRead)
-	var denied []kmsg.OffsetCommitRequestTopic
-	kept := make([]kmsg.OffsetCommitRequestTopic, 0, len(r.Topics))
-	for _, t := range r.Topics {
-		if groupOK && p.CanStream(t.Topic, auth.OpRead) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	kept, denied := split(r.Topics, func(t kmsg.OffsetCommitRequestTopic) bool { return groupOK && p.CanStream(t.Topic, auth.OpRead) })
 	if len(denied) == 0 {
 		return h(s, c, r)
 	}
@@ -408,21 +376,27 @@ func (s *Server) authorizeOffsetCommit(c *conn, h handler, r *kmsg.OffsetCommitR
 	return resp, nil
 }
 
-// offsetFetchTopics splits a group's requested topics into those the principal may
+// split divides a request's items into those allowed and those refused, each in
+// request order.
+func split[T any](items []T, allowed func(T) bool) (kept, denied []T) {
+	kept = make([]T, 0, len(items))
+	for _, it := range items {
+		if allowed(it) {
+			kept = append(kept, it)
+		} else {
+			denied = append(denied, it)
+		}
+	}
+	return kept, denied
+}
+
+// offsetFetchSplit splits a group's requested topics into those the principal may
 // read and those it may not (nil topics, "all", stay nil).
 func offsetFetchSplit[T any](p auth.Principal, topics []T, name func(T) string) (kept, denied []T) {
 	if topics == nil {
 		return nil, nil
 	}
-	kept = make([]T, 0, len(topics))
-	for _, t := range topics {
-		if p.CanStream(name(t), auth.OpRead) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
-	return kept, denied
+	return split(topics, func(t T) bool { return p.CanStream(name(t), auth.OpRead) })
 }
 
 // authorizeOffsetFetch: a group the principal may not read is
@@ -546,15 +520,7 @@ func (s *Server) authorizeOffsetFetchGroups(c *conn, h handler, r *kmsg.OffsetFe
 
 func (s *Server) authorizeDescribeGroups(c *conn, h handler, r *kmsg.DescribeGroupsRequest) (kmsg.Response, error) {
 	p := c.sec.principal
-	var denied []string
-	kept := make([]string, 0, len(r.Groups))
-	for _, g := range r.Groups {
-		if canDescribeGroup(p, g) {
-			kept = append(kept, g)
-		} else {
-			denied = append(denied, g)
-		}
-	}
+	kept, denied := split(r.Groups, func(g string) bool { return canDescribeGroup(p, g) })
 	if len(denied) == 0 {
 		return h(s, c, r)
 	}
@@ -576,15 +542,7 @@ func (s *Server) authorizeDescribeGroups(c *conn, h handler, r *kmsg.DescribeGro
 
 func (s *Server) authorizeDeleteGroups(c *conn, h handler, r *kmsg.DeleteGroupsRequest) (kmsg.Response, error) {
 	p := c.sec.principal
-	var denied []string
-	kept := make([]string, 0, len(r.Groups))
-	for _, g := range r.Groups {
-		if p.CanGroup(g, auth.OpAdmin) {
-			kept = append(kept, g)
-		} else {
-			denied = append(denied, g)
-		}
-	}
+	kept, denied := split(r.Groups, func(g string) bool { return p.CanGroup(g, auth.OpAdmin) })
 	if len(denied) == 0 {
 		return h(s, c, r)
 	}
@@ -612,15 +570,7 @@ func (s *Server) authorizeOffsetDelete(c *conn, h handler, r *kmsg.OffsetDeleteR
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
-	var denied []kmsg.OffsetDeleteRequestTopic
-	kept := make([]kmsg.OffsetDeleteRequestTopic, 0, len(r.Topics))
-	for _, t := range r.Topics {
-		if p.CanStream(t.Topic, auth.OpRead) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	kept, denied := split(r.Topics, func(t kmsg.OffsetDeleteRequestTopic) bool { return p.CanStream(t.Topic, auth.OpRead) })
 	if len(denied) == 0 {
 		return h(s, c, r)
 	}
