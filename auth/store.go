@@ -60,6 +60,9 @@ type Options struct {
 	AllowAnonymous bool
 	// AnonymousRules are the grants of an anonymous client when AllowAnonymous is set.
 	AnonymousRules []Rule
+	// RefuseAnonymous is an explicit "no" to anonymous clients: without it a store
+	// with no user at all is in the open demo mode (see Open).
+	RefuseAnonymous bool
 	// Entries persists users and rules created at run time; nil keeps them in memory.
 	Entries Entries
 	// Logger receives one line per change; never a secret.
@@ -201,7 +204,7 @@ func (s *Store) rebuild() error {
 	case s.opts.AllowAnonymous:
 		rules := append(append([]Rule(nil), s.opts.AnonymousRules...), s.extra[AnonymousName]...)
 		snap.anonymous = &principalState{user: &User{Name: AnonymousName}, acl: compile(rules)}
-	case len(snap.users) == 0:
+	case len(snap.users) == 0 && !s.opts.RefuseAnonymous:
 		snap.open = true
 		snap.anonymous = &principalState{user: &User{Name: AnonymousName, Superuser: true}, acl: compile(nil)}
 	}

@@ -30,6 +30,14 @@ func TestStoreModes(t *testing.T) {
 		t.Fatal("open mode must allow everything")
 	}
 
+	refused, err := NewStore(Options{RefuseAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused.Open() || refused.AllowsAnonymous() {
+		t.Fatal("allow_anonymous: false with no users must not be the open demo mode")
+	}
+
 	alice := User{Name: "alice", Credentials: creds(t, "pw"), Rules: []Rule{
 		{Resource: ResTopic, Name: "plant/#", Ops: OpPublish | OpSubscribe},
 		StreamRule("telemetry", OpRead|OpWrite|OpAdmin),

@@ -79,11 +79,12 @@ func newAuthStore(cfg Config, l *log.Log, lg zerolog.Logger) (*auth.Store, error
 		}
 	}
 	s, err := auth.NewStore(auth.Options{
-		Users:          cfg.Auth.Users,
-		AllowAnonymous: allow,
-		AnonymousRules: rules,
-		Entries:        l,
-		Logger:         lg.With().Str("component", "auth").Logger(),
+		Users:           cfg.Auth.Users,
+		AllowAnonymous:  allow,
+		RefuseAnonymous: cfg.Auth.AllowAnonymous != nil && !allow,
+		AnonymousRules:  rules,
+		Entries:         l,
+		Logger:          lg.With().Str("component", "auth").Logger(),
 	})
 	if err != nil {
 		return nil, &ConfigError{Field: "auth", Msg: err.Error()}

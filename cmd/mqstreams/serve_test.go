@@ -467,3 +467,18 @@ func TestHTTPTimeouts(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestExplicitRefusalIsNotDemoMode: allow_anonymous: false with no user is a locked
+// server, not the open demo mode, so it may listen beyond loopback.
+func TestExplicitRefusalIsNotDemoMode(t *testing.T) {
+	c := testConfig(t, "auth: {allow_anonymous: false}\n")
+	c.MQTT.Addr = "0.0.0.0:0"
+	s, err := startServer(c, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if s.auth.Open() {
+		t.Fatal("store in demo mode although anonymous clients were refused")
+	}
+}
