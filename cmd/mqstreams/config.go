@@ -29,12 +29,15 @@ type Config struct {
 	SyncInterval time.Duration
 	// AppendQueueBytes bounds the appends awaiting their commit (back-pressure beyond).
 	AppendQueueBytes int64
-	MQTT             MQTTConfig
-	Kafka            KafkaConfig
-	HTTP             HTTPConfig
-	Storage          StorageConfig
-	Auth             AuthConfig
-	AutoCreate       AutoCreateConfig
+	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT); 0 leaves the
+	// runtime's own (unlimited, or the GOMEMLIMIT environment variable).
+	MemoryLimit int64
+	MQTT        MQTTConfig
+	Kafka       KafkaConfig
+	HTTP        HTTPConfig
+	Storage     StorageConfig
+	Auth        AuthConfig
+	AutoCreate  AutoCreateConfig
 	// Streams are the configured stream definitions, validated.
 	Streams []mapping.Definition
 	// StreamsSet tells whether the file had a streams key at all: an explicit empty list
@@ -248,6 +251,7 @@ func ParseConfig(data []byte) (Config, error) {
 			}
 			return nil
 		},
+		"memory_limit": byteSize(&c.MemoryLimit, math.MaxInt64),
 		"mqtt": section(fields{
 			"addr":                   addr(&c.MQTT.Addr),
 			"ws_addr":                addr(&c.MQTT.WSAddr),

@@ -153,6 +153,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"acl op on wrong resource", "auth: {users: [{username: u, password_hash: \"" + testHash + "\", acl: [{topic: a, allow: [read]}]}]}\n", []string{"auth.users[0].acl[0]: topic \"a\": read does not apply to a topic"}},
 		{"acl two resources", "auth: {users: [{username: u, password_hash: \"" + testHash + "\", acl: [{topic: a, stream: b, allow: [read]}]}]}\n", []string{"auth.users[0].acl[0]: a rule names exactly one of topic, stream or group"}},
 		{"acl bad filter", "auth: {anonymous_acl: [{topic: \"a/#/b\", allow: [publish]}]}\n", []string{"auth.anonymous_acl[0]: topic filter \"a/#/b\""}},
+		{"bad memory limit", "memory_limit: lots\n", []string{"memory_limit:"}},
 		{"bad security protocol", "kafka: {security_protocol: tls}\n", []string{"kafka.security_protocol: unknown value \"tls\" (known: plaintext, ssl, sasl_plaintext, sasl_ssl)"}},
 		{"tls without key", "http: {tls: {cert: c.pem}}\n", []string{"http.tls: cert and key are both required"}},
 		{"allow_anonymous not bool", "auth: {allow_anonymous: yes please}\n", []string{"auth.allow_anonymous: expected true or false"}},
@@ -255,5 +256,15 @@ auth:
 	}
 	if !c.Auth.Users[0].Credentials.VerifyPassword("pw") {
 		t.Fatal("password hash not decoded")
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	c, err := ParseConfig([]byte("memory_limit: 200MiB\n"))
+	if err != nil || c.MemoryLimit != 200<<20 {
+		t.Fatalf("memory_limit: %d %v", c.MemoryLimit, err)
+	}
+	if c := DefaultConfig(); c.MemoryLimit != 0 {
+		t.Fatalf("default memory_limit %d, want none", c.MemoryLimit)
 	}
 }

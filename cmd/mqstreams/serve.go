@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +58,12 @@ func serve(o Overrides, level, format string, stderr io.Writer) int {
 	if err != nil {
 		lg.Error().Msg(err.Error())
 		return 1
+	}
+	if cfg.MemoryLimit > 0 {
+		// A soft limit: the garbage collector works harder as the heap nears it, so a
+		// burst (a QoS 0 flood) does not leave the process holding twice its live heap.
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+		lg.Info().Int64("memory_limit", cfg.MemoryLimit).Msg("go runtime memory limit set")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
