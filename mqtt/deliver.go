@@ -5,7 +5,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -262,30 +261,7 @@ func (d *deliverer) packet(p *Produced, tmpl *mapping.TopicTemplate, r *log.Reco
 		PacketID: uint16(qos),
 		Created:  time.Now().Unix(),
 	}
-	// Header values are bytes; MQTT strings must be UTF-8 (and a response topic a valid
-	// topic name), else the client would drop the connection: such fields are left out.
-	props := &pk.Properties
-	if utf8.ValidString(msg.ContentType) {
-		props.ContentType = msg.ContentType
-	}
-	if msg.ResponseTopic != "" && mapping.ValidTopic(msg.ResponseTopic) == nil {
-		props.ResponseTopic = msg.ResponseTopic
-	}
-	props.CorrelationData = msg.CorrelationData
-	if msg.PayloadFormat != nil {
-		props.PayloadFormat, props.PayloadFormatFlag = *msg.PayloadFormat, true
-	}
-	if msg.MessageExpiry != nil {
-		props.MessageExpiryInterval = *msg.MessageExpiry
-	}
-	if len(msg.UserProperties) > 0 {
-		props.User = make([]packets.UserProperty, 0, len(msg.UserProperties))
-		for _, u := range msg.UserProperties {
-			if utf8.ValidString(u.Key) && utf8.ValidString(u.Value) {
-				props.User = append(props.User, packets.UserProperty{Key: u.Key, Val: u.Value})
-			}
-		}
-	}
+	pk.Properties.User = setProperties(&pk.Properties, &msg, 0)
 	// Our own limit, for MQTT 5 encoding (the largest): a larger PUBLISH is sent to no
 	// one. Encoding only to measure is skipped when a cheap upper bound fits.
 	if publishSizeBound(&pk) > d.maxPacket {

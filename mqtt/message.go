@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"unicode/utf8"
+
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstreams/mqstreams/mapping"
@@ -36,4 +38,34 @@ func toMessage(clientID, username string, pk *packets.Packet, seq uint64) mappin
 		}
 	}
 	return m
+}
+
+// setProperties is toMessage's inverse for delivery: it sets the MQTT 5 properties of a
+// stored message on p and returns its user properties with room for extra more.
+// Records produced over Kafka carry bytes where MQTT wants UTF-8 strings (and a topic
+// name): such fields are left out rather than break the client's connection.
+func setProperties(p *packets.Properties, msg *mapping.Message, extra int) []packets.UserProperty {
+	if utf8.ValidString(msg.ContentType) {
+		p.ContentType = msg.ContentType
+	}
+	if msg.ResponseTopic != "" && mapping.ValidTopic(msg.ResponseTopic) == nil {
+		p.ResponseTopic = msg.ResponseTopic
+	}
+	p.CorrelationData = msg.CorrelationData
+	if msg.PayloadFormat != nil {
+		p.PayloadFormat, p.PayloadFormatFlag = *msg.PayloadFormat, true
+	}
+	if msg.MessageExpiry != nil {
+		p.MessageExpiryInterval = *msg.MessageExpiry
+	}
+	if len(msg.UserProperties)+extra == 0 {
+		return nil
+	}
+	user := make([]packets.UserProperty, 0, len(msg.UserProperties)+extra)
+	for _, u := range msg.UserProperties {
+		if utf8.ValidString(u.Key) && utf8.ValidString(u.Value) {
+			user = append(user, packets.UserProperty{Key: u.Key, Val: u.Value})
+		}
+	}
+	return user
 }

@@ -462,30 +462,10 @@ func (s *replaySession) packet(cl *mochi.Client, sub *replaySub, o *subOptions, 
 	if cl.Properties.ProtocolVersion < 5 {
 		return pk // 3.1.1 has no properties
 	}
-	// Records produced over Kafka carry bytes where MQTT wants UTF-8 strings (and a
-	// topic name): such fields are left out rather than break the client's connection.
 	p := &pk.Properties
-	if utf8.ValidString(msg.ContentType) {
-		p.ContentType = msg.ContentType
-	}
-	if msg.ResponseTopic != "" && mapping.ValidTopic(msg.ResponseTopic) == nil {
-		p.ResponseTopic = msg.ResponseTopic
-	}
-	p.CorrelationData = msg.CorrelationData
-	if msg.PayloadFormat != nil {
-		p.PayloadFormat, p.PayloadFormatFlag = *msg.PayloadFormat, true
-	}
-	if msg.MessageExpiry != nil {
-		p.MessageExpiryInterval = *msg.MessageExpiry
-	}
+	user := setProperties(p, msg, 4)
 	if o.subID > 0 {
 		p.SubscriptionIdentifier = []int{o.subID}
-	}
-	user := make([]packets.UserProperty, 0, len(msg.UserProperties)+4)
-	for _, u := range msg.UserProperties {
-		if utf8.ValidString(u.Key) && utf8.ValidString(u.Value) {
-			user = append(user, packets.UserProperty{Key: u.Key, Val: u.Value})
-		}
 	}
 	if utf8.Valid(rec.Key) { // a Kafka producer's key may be any bytes
 		user = append(user, packets.UserProperty{Key: PropKey, Val: string(rec.Key)})
