@@ -172,14 +172,20 @@ type streamsCreateCmd struct {
 
 // Run creates the stream.
 func (c streamsCreateCmd) Run(e env) error {
+	return c.change(e, http.MethodPost, streamsPath, c.body(c.Name), "stream "+c.Name+" created")
+}
+
+// change sends a create or alter and prints the stream the server answers with (-o
+// json) or one line saying what was done.
+func (t apiTarget) change(e env, method, path string, body any, done string) error {
 	var out json.RawMessage
-	if err := c.call(http.MethodPost, streamsPath, c.body(c.Name), &out); err != nil {
+	if err := t.call(method, path, body, &out); err != nil {
 		return err
 	}
-	if c.Output == "json" {
+	if t.Output == "json" {
 		return printJSON(e, out)
 	}
-	fmt.Fprintf(e.stderr, "stream %s created\n", c.Name)
+	fmt.Fprintln(e.stderr, done)
 	return nil
 }
 
@@ -195,15 +201,7 @@ func (c streamsAlterCmd) Run(e env) error {
 	if len(b) == 0 {
 		return fmt.Errorf("nothing to change: give at least one of --filter, --shards, --key, --last-value, --max-age, --max-bytes, --max-messages")
 	}
-	var out json.RawMessage
-	if err := c.call(http.MethodPut, streamsPath+"/"+url.PathEscape(c.Name), b, &out); err != nil {
-		return err
-	}
-	if c.Output == "json" {
-		return printJSON(e, out)
-	}
-	fmt.Fprintf(e.stderr, "stream %s altered\n", c.Name)
-	return nil
+	return c.change(e, http.MethodPut, streamsPath+"/"+url.PathEscape(c.Name), b, "stream "+c.Name+" altered")
 }
 
 type streamsDeleteCmd struct {
