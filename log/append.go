@@ -221,7 +221,7 @@ func (l *Log) commit(q []*pending) {
 	a := &applied{groups: order}
 	for _, g := range order {
 		sh := g.sh
-		last := sh.lastTS     // the latest append time written to the shard
+		last := sh.lastTS    // the latest append time written to the shard
 		ts := max(now, last) // timestamps never decrease within a shard
 		flush := func() {
 			if len(recs) == 0 {
