@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,13 +22,18 @@ import (
 // Raft group id and members). Every node is a voter. Its state is small: one JSON
 // value, saved with its applied index in one write, and it is its own snapshot.
 type catalogState struct {
-	Applied   uint64                      `json:"applied"`
-	NextGroup uint64                      `json:"next_group"`
-	Nodes     map[uint64]Addrs            `json:"nodes"`
-	Streams   map[string]*streamPlacement `json:"streams"`
+	Applied   uint64 `json:"applied"`
+	ClusterID string `json:"cluster_id,omitempty"`
+	NextGroup uint64 `json:"next_group"`
+	// NextStream is the id the next new stream gets: a stream has the same id on every
+	// node (Kafka topic ids derive from it).
+	NextStream uint32                      `json:"next_stream"`
+	Nodes      map[uint64]Addrs            `json:"nodes"`
+	Streams    map[string]*streamPlacement `json:"streams"`
 }
 
 type streamPlacement struct {
+	ID     uint32           `json:"id"`
 	Spec   log.StreamSpec   `json:"spec"`
 	RF     int              `json:"replication_factor"`
 	Shards []shardPlacement `json:"shards"`
@@ -43,7 +50,7 @@ const firstShardGroup = 100
 var catalogKey = []byte("c")
 
 func newCatalogState() *catalogState {
-	return &catalogState{Applied: initialIndex, NextGroup: firstShardGroup, Nodes: map[uint64]Addrs{}, Streams: map[string]*streamPlacement{}}
+	return &catalogState{Applied: initialIndex, NextGroup: firstShardGroup, NextStream: 1, Nodes: map[uint64]Addrs{}, Streams: map[string]*streamPlacement{}}
 }
 
 func loadCatalog(l *log.Log) (*catalogState, error) {
@@ -87,13 +94,21 @@ func (cs *catalogState) streamNames() []string {
 	return out
 }
 
-// catalogCmd is one catalog change (exactly one of Node, Put, Delete).
+// catalogCmd is one catalog change (exactly one of the fields after Origin).
 type catalogCmd struct {
-	ID     uint64   `json:"id"`
-	Origin uint64   `json:"origin"`
-	Node   *nodeReg `json:"node,omitempty"`
-	Put    *putCmd  `json:"put,omitempty"`
-	Delete string   `json:"delete,omitempty"`
+	ID        uint64      `json:"id"`
+	Origin    uint64      `json:"origin"`
+	Node      *nodeReg    `json:"node,omitempty"`
+	Put       *putCmd     `json:"put,omitempty"`
+	Delete    string      `json:"delete,omitempty"`
+	ClusterID string      `json:"cluster_id,omitempty"` // set once: the first one applied wins
+	Offsets   *offsetsCmd `json:"offsets,omitempty"`
+}
+
+// offsetsCmd is a consumer group's offset commit, stored on every node.
+type offsetsCmd struct {
+	Group   string                `json:"group"`
+	Offsets []log.CommittedOffset `json:"offsets"`
 }
 
 type nodeReg struct {
@@ -236,7 +251,11 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 	n.mu.RUnlock()
 	next := cur.clone()
 	changed := false
-	var done []*catalogCmd
+	type catDone struct {
+		id  uint64
+		err error
+	}
+	var done []catDone
 	if !raft.IsEmptySnap(snap) && snap.GetMetadata().GetIndex() > cur.Applied {
 		cs, err := decodeCatalog(snap.GetData())
 		if err != nil {
@@ -269,9 +288,18 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 			n.lg.Error().Err(err).Uint64("index", e.GetIndex()).Msg("bad catalog entry")
 			continue
 		}
+		var cerr error
 		switch {
 		case cmd.Node != nil:
 			next.Nodes[cmd.Node.ID] = cmd.Node.Addrs
+		case cmd.ClusterID != "":
+			if next.ClusterID == "" {
+				next.ClusterID = cmd.ClusterID
+			}
+		case cmd.Offsets != nil:
+			if cerr = n.l.CommitOffsets(cmd.Offsets.Group, cmd.Offsets.Offsets); cerr != nil {
+				n.lg.Error().Err(cerr).Str("group", cmd.Offsets.Group).Msg("apply offset commit")
+			}
 		case cmd.Put != nil:
 			n.applyPut(next, cmd.Put)
 		case cmd.Delete != "":
@@ -281,7 +309,7 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 			}
 		}
 		if cmd.Origin == n.Self() {
-			done = append(done, &cmd)
+			done = append(done, catDone{cmd.ID, cerr})
 		}
 	}
 	if !changed {
@@ -298,9 +326,9 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 	n.mu.Unlock()
 	g.setApplied(next.Applied, 0)
 	n.waitMu.Lock()
-	for _, cmd := range done {
-		if ch := n.catWait[cmd.ID]; ch != nil {
-			ch <- nil
+	for _, d := range done {
+		if ch := n.catWait[d.id]; ch != nil {
+			ch <- d.err
 		}
 	}
 	n.waitMu.Unlock()
@@ -311,7 +339,8 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 func (n *Node) applyPut(cs *catalogState, put *putCmd) {
 	sp := cs.Streams[put.Spec.Name]
 	if sp == nil {
-		sp = &streamPlacement{RF: put.RF}
+		sp = &streamPlacement{ID: cs.NextStream, RF: put.RF}
+		cs.NextStream++
 		cs.Streams[put.Spec.Name] = sp
 	}
 	spec := put.Spec
@@ -333,7 +362,7 @@ func (n *Node) applyPut(cs *catalogState, put *putCmd) {
 // ensureStream applies a stream's definition locally and starts this node's replicas.
 func (n *Node) ensureStream(cs *catalogState, name string) {
 	sp := cs.Streams[name]
-	if err := n.streams.PutStream(sp.Spec); err != nil {
+	if err := n.streams.PutStream(sp.Spec, sp.ID); err != nil {
 		n.lg.Error().Err(err).Str("stream", name).Msg("apply stream definition")
 		return
 	}
@@ -362,12 +391,17 @@ func (n *Node) register() {
 	for {
 		n.mu.RLock()
 		cur, ok := n.cat.Nodes[n.Self()]
+		cid := n.cat.ClusterID
 		n.mu.RUnlock()
-		if ok && cur == n.o.Advertise {
+		cmd := &catalogCmd{Node: &nodeReg{ID: n.Self(), Addrs: n.o.Advertise}}
+		switch {
+		case cid == "":
+			cmd = &catalogCmd{ClusterID: newClusterID()}
+		case ok && cur == n.o.Advertise:
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := n.changeCatalog(ctx, &catalogCmd{Node: &nodeReg{ID: n.Self(), Addrs: n.o.Advertise}})
+		err := n.changeCatalog(ctx, cmd)
 		cancel()
 		if errors.Is(err, ErrClosed) {
 			return
@@ -383,8 +417,8 @@ func (n *Node) register() {
 // logStreams applies stream definitions straight to the log (no mapping catalog).
 type logStreams struct{ l *log.Log }
 
-func (s logStreams) PutStream(spec log.StreamSpec) error {
-	_, err := s.l.EnsureStream(spec)
+func (s logStreams) PutStream(spec log.StreamSpec, id uint32) error {
+	_, err := s.l.EnsureStreamID(spec, id)
 	return err
 }
 
@@ -393,4 +427,39 @@ func (s logStreams) DeleteStream(name string) error {
 		return err
 	}
 	return nil
+}
+
+// CommitOffsets stores a consumer group's committed offsets on every node, through
+// the catalog group, and returns once this node has them.
+func (n *Node) CommitOffsets(group string, offsets []log.CommittedOffset) error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.o.AppendTimeout)
+	defer cancel()
+	return n.changeCatalog(ctx, &catalogCmd{Offsets: &offsetsCmd{Group: group, Offsets: offsets}})
+}
+
+// ClusterID is the cluster's id (the Kafka cluster id every node reports), chosen once
+// by the first node to propose one; it waits until the catalog has it.
+func (n *Node) ClusterID(ctx context.Context) (string, error) {
+	for {
+		n.mu.RLock()
+		id := n.cat.ClusterID
+		n.mu.RUnlock()
+		if id != "" {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("cluster id: %w", ctx.Err())
+		case <-n.stop:
+			return "", ErrClosed
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// newClusterID makes a Kafka-style cluster id: 16 random bytes in URL-safe base64.
+func newClusterID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }

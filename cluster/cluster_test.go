@@ -440,3 +440,74 @@ func TestNotLeaderAndUnknownStream(t *testing.T) {
 		t.Fatalf("high watermark on the leader: %d, %v; want %d", hwm, err, res.BaseOffset+1)
 	}
 }
+
+func TestCatalogReplicatesIDsOffsetsMessagesAndDeletes(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.putStream("a", 1)
+	c.putStream("b", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// One cluster id and the same stream ids on every node.
+	var cid string
+	for i, n := range c.nodes {
+		id, err := n.ClusterID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cid != "" && id != cid {
+			t.Fatalf("node %d reports cluster id %s, node 1 %s", i+1, id, cid)
+		}
+		cid = id
+		for _, name := range []string{"a", "b"} {
+			if got, want := c.logs[i].Stream(name).ID(), c.logs[0].Stream(name).ID(); got != want {
+				t.Fatalf("node %d: stream %s has id %d, node 1 %d", i+1, name, got, want)
+			}
+		}
+	}
+	// Offsets committed through one node are stored on every node.
+	if err := c.nodes[1].CommitOffsets("g1", []log.CommittedOffset{{Stream: "b", Shard: 1, Offset: 42}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "offsets on every node", func() bool {
+		for _, l := range c.logs {
+			offs, err := l.GroupOffsets("g1")
+			if err != nil || len(offs) != 1 || offs[0].Offset != 42 {
+				return false
+			}
+		}
+		return true
+	})
+	// Typed messages between nodes.
+	got := make(chan string, 1)
+	c.nodes[2].Handle(KindMQTT, func(from uint64, msg []byte) { got <- fmt.Sprintf("%d:%s", from, msg) })
+	waitFor(t, 10*time.Second, "a link from node 1 to node 3", func() bool { return c.nodes[0].Send(3, KindMQTT, []byte("hi")) == nil })
+	select {
+	case m := <-got:
+		if m != "1:hi" {
+			t.Fatalf("node 3 got %q", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("message not delivered")
+	}
+	if err := c.nodes[0].Send(9, KindMQTT, nil); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("send to an unknown node: %v", err)
+	}
+	// A deleted stream goes from every node, with its Raft groups.
+	if err := c.nodes[2].DeleteStream(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "b gone everywhere", func() bool {
+		for i, l := range c.logs {
+			if l.Stream("b") != nil && !l.Stream("b").Deleted() {
+				return false
+			}
+			if len(c.nodes[i].Status().Groups) != 2 { // catalog + a/0
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := appendVia(c.nodes[0], "a", 0, rec("k", 1)); err != nil {
+		t.Fatal(err)
+	}
+}

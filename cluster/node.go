@@ -31,7 +31,8 @@ type Addrs struct {
 // calls must be idempotent (a change is applied again after a crash before its
 // catalog state was saved).
 type StreamApplier interface {
-	PutStream(spec log.StreamSpec) error
+	// PutStream creates the stream with the cluster-wide id, or updates it.
+	PutStream(spec log.StreamSpec, id uint32) error
 	DeleteStream(name string) error
 }
 
@@ -209,6 +210,25 @@ func (n *Node) Close() error {
 		p.finish(log.AppendResult{}, ErrClosed)
 	}
 	return nil
+}
+
+// Handle registers the handler of a message kind (KindMQTT and up); it runs on the
+// receiving link's goroutine, in the order the peer sent, and must not block long.
+func (n *Node) Handle(k Kind, h func(from uint64, msg []byte)) {
+	if k < KindMQTT {
+		panic(fmt.Sprintf("cluster: message kind %d is reserved", k))
+	}
+	n.tr.handle(k, h)
+}
+
+// Send queues msg for node to, best effort: it never blocks, and an error means it was
+// not queued (unknown node, link down, queue full). Messages to one node arrive in the
+// order sent while its link stays up.
+func (n *Node) Send(to uint64, k Kind, msg []byte) error {
+	if k < KindMQTT {
+		return fmt.Errorf("cluster: message kind %d is reserved", k)
+	}
+	return n.tr.send(to, k, msg)
 }
 
 // Self is this node's id.
