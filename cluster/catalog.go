@@ -117,8 +117,10 @@ type nodeReg struct {
 }
 
 type putCmd struct {
-	Spec log.StreamSpec `json:"spec"`
-	RF   int            `json:"replication_factor"`
+	// Create: fail if the stream exists when the command applies.
+	Create bool           `json:"create,omitempty"`
+	Spec   log.StreamSpec `json:"spec"`
+	RF     int            `json:"replication_factor"`
 	// Replicas per shard, chosen by the proposer; used for shards the stream does not
 	// have yet (existing shards never move here).
 	Replicas [][]uint64 `json:"replicas"`
@@ -143,17 +145,28 @@ func place(members []uint64, name string, shard int32, rf int) []uint64 {
 // grow); rf is its replication factor for new shards (0: DefaultReplicationFactor,
 // capped at the node count). It returns once the change is applied on this node.
 func (n *Node) PutStream(ctx context.Context, spec log.StreamSpec, rf int) error {
+	return n.putStream(ctx, spec, rf, false)
+}
+
+// CreateStream is PutStream for a stream that must not exist yet: log.ErrStreamExists
+// if it does when the change applies.
+func (n *Node) CreateStream(ctx context.Context, spec log.StreamSpec, rf int) error {
+	return n.putStream(ctx, spec, rf, true)
+}
+
+func (n *Node) putStream(ctx context.Context, spec log.StreamSpec, rf int, create bool) error {
 	if rf <= 0 {
 		rf = DefaultReplicationFactor
 	}
-	put := &putCmd{Spec: spec, RF: rf}
+	put := &putCmd{Create: create, Spec: spec, RF: rf}
 	for i := int32(0); i < spec.Shards; i++ {
 		put.Replicas = append(put.Replicas, place(n.members, spec.Name, i, rf))
 	}
 	return n.changeCatalog(ctx, &catalogCmd{Put: put})
 }
 
-// DeleteStream removes a stream from the cluster (every replica's data with it).
+// DeleteStream removes a stream from the cluster (every replica's data with it);
+// log.ErrUnknownStream if there is none when the change applies.
 func (n *Node) DeleteStream(ctx context.Context, name string) error {
 	return n.changeCatalog(ctx, &catalogCmd{Delete: name})
 }
@@ -301,12 +314,18 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 				n.lg.Error().Err(cerr).Str("group", cmd.Offsets.Group).Msg("apply offset commit")
 			}
 		case cmd.Put != nil:
+			if cmd.Put.Create && next.Streams[cmd.Put.Spec.Name] != nil {
+				cerr = fmt.Errorf("stream %q: %w", cmd.Put.Spec.Name, log.ErrStreamExists)
+				break
+			}
 			n.applyPut(next, cmd.Put)
 		case cmd.Delete != "":
-			if next.Streams[cmd.Delete] != nil {
-				n.dropStream(next, cmd.Delete)
-				delete(next.Streams, cmd.Delete)
+			if next.Streams[cmd.Delete] == nil {
+				cerr = fmt.Errorf("stream %q: %w", cmd.Delete, log.ErrUnknownStream)
+				break
 			}
+			n.dropStream(next, cmd.Delete)
+			delete(next.Streams, cmd.Delete)
 		}
 		if cmd.Origin == n.Self() {
 			done = append(done, catDone{cmd.ID, cerr})
@@ -362,7 +381,7 @@ func (n *Node) applyPut(cs *catalogState, put *putCmd) {
 // ensureStream applies a stream's definition locally and starts this node's replicas.
 func (n *Node) ensureStream(cs *catalogState, name string) {
 	sp := cs.Streams[name]
-	if err := n.streams.PutStream(sp.Spec, sp.ID); err != nil {
+	if err := n.streams.ApplyStream(sp.Spec, sp.ID); err != nil {
 		n.lg.Error().Err(err).Str("stream", name).Msg("apply stream definition")
 		return
 	}
@@ -379,7 +398,7 @@ func (n *Node) dropStream(cs *catalogState, name string) {
 	for _, sh := range cs.Streams[name].Shards {
 		n.stopShard(sh.Group)
 	}
-	if err := n.streams.DeleteStream(name); err != nil {
+	if err := n.streams.ApplyStreamDelete(name); err != nil {
 		n.lg.Error().Err(err).Str("stream", name).Msg("apply stream deletion")
 	}
 }
@@ -417,12 +436,12 @@ func (n *Node) register() {
 // logStreams applies stream definitions straight to the log (no mapping catalog).
 type logStreams struct{ l *log.Log }
 
-func (s logStreams) PutStream(spec log.StreamSpec, id uint32) error {
+func (s logStreams) ApplyStream(spec log.StreamSpec, id uint32) error {
 	_, err := s.l.EnsureStreamID(spec, id)
 	return err
 }
 
-func (s logStreams) DeleteStream(name string) error {
+func (s logStreams) ApplyStreamDelete(name string) error {
 	if err := s.l.DeleteStream(name); err != nil && !errors.Is(err, log.ErrUnknownStream) {
 		return err
 	}

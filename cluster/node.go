@@ -31,9 +31,10 @@ type Addrs struct {
 // calls must be idempotent (a change is applied again after a crash before its
 // catalog state was saved).
 type StreamApplier interface {
-	// PutStream creates the stream with the cluster-wide id, or updates it.
-	PutStream(spec log.StreamSpec, id uint32) error
-	DeleteStream(name string) error
+	// ApplyStream creates the stream with the cluster-wide id, or updates it.
+	ApplyStream(spec log.StreamSpec, id uint32) error
+	// ApplyStreamDelete removes it (nothing if it is gone).
+	ApplyStreamDelete(name string) error
 }
 
 // Options are what Open needs besides the Config.

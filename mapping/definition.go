@@ -55,6 +55,9 @@ type Definition struct {
 	// DeliverProduced tells whether records produced over Kafka reach live MQTT
 	// subscribers; nil means true.
 	DeliverProduced *bool
+	// ReplicationFactor is how many nodes of a cluster keep each shard (0: the
+	// cluster's default, 3 capped at the node count; a single node keeps one copy).
+	ReplicationFactor int32
 }
 
 // Delivers tells whether records produced over Kafka into the stream are published to
@@ -332,6 +335,16 @@ func (p *fieldParser) field(name string, v any) error {
 		}
 		d.DeliverProduced = &b
 		return p.claim(name, name, nil)
+	case "replication_factor":
+		n, err := integer(name, v)
+		if err != nil {
+			return err
+		}
+		if n < 1 || n > MaxReplicationFactor {
+			return fmt.Errorf("replication_factor: %d out of range 1..%d", n, MaxReplicationFactor)
+		}
+		d.ReplicationFactor = int32(n)
+		return p.claim(name, name, nil)
 	case "durability":
 		s, ok := v.(string)
 		if !ok {
@@ -374,7 +387,12 @@ var knownTopField = map[string]bool{
 	"key": true, "key_expression": true, "key_fallback": true, "last_value": true, "is_lastvalue": true,
 	"data_retention_period": true, "retention": true, "limits": true, "read_max_unacked": true,
 	"compression": true, "publish_topic": true, "deliver_produced": true, "durability": true,
+	"replication_factor": true,
 }
+
+// MaxReplicationFactor bounds replication_factor (a cluster's shards have at most this
+// many replicas).
+const MaxReplicationFactor = 7
 
 // section parses a nested object (retention, limits) field by field; a key it does not
 // know is an error naming its full path.
@@ -775,11 +793,12 @@ type specMeta struct {
 	KeyFallback     string   `json:"key_fallback,omitempty"`
 	PublishTopic    string   `json:"publish_topic,omitempty"`
 	DeliverProduced *bool    `json:"deliver_produced,omitempty"`
+	Replication     int32    `json:"replication_factor,omitempty"`
 }
 
 // Spec is the log's view of the definition; filters and key travel in Meta.
 func (d Definition) Spec() log.StreamSpec {
-	meta, _ := json.Marshal(specMeta{Filters: d.Filters, Key: d.Key, KeyFallback: d.KeyFallback, PublishTopic: d.PublishTopic, DeliverProduced: d.DeliverProduced}) // cannot fail: strings only
+	meta, _ := json.Marshal(specMeta{Filters: d.Filters, Key: d.Key, KeyFallback: d.KeyFallback, PublishTopic: d.PublishTopic, DeliverProduced: d.DeliverProduced, Replication: d.ReplicationFactor}) // cannot fail: strings and numbers only
 	r := d.Retention
 	if r.MaxAge < 0 {
 		r.MaxAge = 0
@@ -812,6 +831,7 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 		DeliverProduced: meta.DeliverProduced,
 		Durability:      s.Durability,
 	}
+	d.ReplicationFactor = meta.Replication
 	if d.Retention.MaxAge == 0 {
 		// Specs hold validated definitions, whose only zero age is "no bound".
 		d.Retention.MaxAge = NoMaxAge
