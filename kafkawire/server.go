@@ -80,6 +80,9 @@ type Options struct {
 	// Cluster names the nodes, partition leaders and group coordinators (cluster.go);
 	// nil is a server alone, node 0, leading and coordinating everything.
 	Cluster Cluster
+	// Writer is where Produce appends: nil means Log (a single node); a cluster passes
+	// its replicated writer. Fetch and the other APIs read Log.
+	Writer log.Writer
 }
 
 // Catalog is what the Kafka broker asks of the stream catalog (mapping.Catalog).
@@ -95,6 +98,7 @@ type Catalog interface {
 type Server struct {
 	cfg     Config
 	log     *log.Log
+	writer  log.Writer // Produce appends here (Options.Writer or log)
 	cat     Catalog
 	lg      zerolog.Logger
 	metrics *metrics
@@ -195,6 +199,7 @@ func New(o Options) (*Server, error) {
 	srv := &Server{
 		cfg:       cfg,
 		log:       o.Log,
+		writer:    writerOf(o),
 		cat:       cat,
 		lg:        lg,
 		metrics:   m,

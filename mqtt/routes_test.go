@@ -20,6 +20,7 @@ import (
 type memNet struct {
 	mu    sync.Mutex
 	srv   map[uint64]*Server
+	logs  map[uint64]*log.Log
 	cut   map[[2]uint64]bool
 	queue map[[2]uint64]chan []byte
 	wg    sync.WaitGroup
@@ -27,7 +28,7 @@ type memNet struct {
 }
 
 func newMemNet() *memNet {
-	return &memNet{srv: map[uint64]*Server{}, cut: map[[2]uint64]bool{}, queue: map[[2]uint64]chan []byte{}, done: make(chan struct{})}
+	return &memNet{srv: map[uint64]*Server{}, logs: map[uint64]*log.Log{}, cut: map[[2]uint64]bool{}, queue: map[[2]uint64]chan []byte{}, done: make(chan struct{})}
 }
 
 func (m *memNet) close() {
@@ -119,6 +120,7 @@ func startRouteCluster(t *testing.T, n int) (*memNet, []*Server) {
 		}
 		mn.mu.Lock()
 		mn.srv[id] = srv
+		mn.logs[id] = l
 		mn.mu.Unlock()
 		srvs = append(srvs, srv)
 		t.Cleanup(func() {
@@ -188,7 +190,7 @@ func noPublish(t *testing.T, c *rawClient) {
 }
 
 func TestRoutesPublishReachesSubscribersOnOtherNodes(t *testing.T) {
-	_, srvs := startRouteCluster(t, 3)
+	mn, srvs := startRouteCluster(t, 3)
 	sub2, _ := dialRaw(t, srvs[1].Addr().String(), "sub2", 5, true)
 	routeSubscribe(sub2, 1, "a/+/c")
 	sub3, _ := dialRaw(t, srvs[2].Addr().String(), "sub3", 4, true)
@@ -218,8 +220,8 @@ func TestRoutesPublishReachesSubscribersOnOtherNodes(t *testing.T) {
 	if got.TopicName != "s/x" || string(got.Payload) != "stored" || got.FixedHeader.Qos != 1 {
 		t.Fatalf("node 3 subscriber got %+v", got)
 	}
-	for i, s := range srvs {
-		_, hwm, err := s.ingest.log.Stream("s").Offsets(0)
+	for i := range srvs {
+		_, hwm, err := mn.logs[uint64(i+1)].Stream("s").Offsets(0)
 		if err != nil {
 			t.Fatal(err)
 		}
