@@ -403,8 +403,20 @@ func (n *Node) dropStream(cs *catalogState, name string) {
 	}
 }
 
-// register writes this node's advertised addresses into the catalog, once there is a
-// leader, and again whenever they differ from what is stored.
+// SetAdvertise changes what this node advertises (its listeners are bound after it
+// joined); the catalog gets it shortly.
+func (n *Node) SetAdvertise(a Addrs) {
+	n.advMu.Lock()
+	n.adv = a
+	n.advMu.Unlock()
+	select {
+	case n.advKick <- struct{}{}:
+	default:
+	}
+}
+
+// register keeps the catalog's entry for this node equal to what it advertises, and
+// has the catalog choose a cluster id if it has none yet.
 func (n *Node) register() {
 	defer n.wg.Done()
 	for {
@@ -412,12 +424,23 @@ func (n *Node) register() {
 		cur, ok := n.cat.Nodes[n.Self()]
 		cid := n.cat.ClusterID
 		n.mu.RUnlock()
-		cmd := &catalogCmd{Node: &nodeReg{ID: n.Self(), Addrs: n.o.Advertise}}
+		n.advMu.Lock()
+		adv := n.adv
+		n.advMu.Unlock()
+		var cmd *catalogCmd
 		switch {
 		case cid == "":
 			cmd = &catalogCmd{ClusterID: newClusterID()}
-		case ok && cur == n.o.Advertise:
-			return
+		case !ok || cur != adv:
+			cmd = &catalogCmd{Node: &nodeReg{ID: n.Self(), Addrs: adv}}
+		}
+		if cmd == nil {
+			select {
+			case <-n.stop:
+				return
+			case <-n.advKick:
+			}
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := n.changeCatalog(ctx, cmd)
@@ -428,7 +451,7 @@ func (n *Node) register() {
 		select {
 		case <-n.stop:
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

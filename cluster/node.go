@@ -109,6 +109,10 @@ type Node struct {
 	closed atomic.Bool
 	wg     sync.WaitGroup
 
+	advMu   sync.Mutex
+	adv     Addrs
+	advKick chan struct{}
+
 	propSeq atomic.Uint64 // starts random: ids of an earlier run never match
 	waitMu  sync.Mutex
 	waiters map[uint64]*proposal
@@ -158,6 +162,8 @@ func Open(cfg Config, o Options) (*Node, error) {
 		waiters: map[uint64]*proposal{},
 		catWait: map[uint64]chan error{},
 		reads:   map[uint64]*readWait{},
+		adv:     o.Advertise,
+		advKick: make(chan struct{}, 1),
 	}
 	if n.streams == nil {
 		n.streams = logStreams{o.Log}

@@ -65,8 +65,8 @@ func (n *Node) publishStatus(withProgress bool) {
 			prog = map[uint64]ReplicaStatus{}
 			g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
 				st := pr.State.String()
-				if !pr.RecentActive && id != n.Self() {
-					st = "inactive"
+				if id != n.Self() && !n.tr.reachable(id) {
+					st = "unreachable"
 				}
 				prog[id] = ReplicaStatus{Node: id, Match: pr.Match, Lag: last - min(pr.Match, last), State: st}
 			})
@@ -127,8 +127,7 @@ type PartitionState struct {
 	Leader   uint64
 	Replicas []uint64
 	// ISR are the replicas in sync: on the leader, those whose log is within isrLag
-	// entries and that answered within an election timeout; elsewhere the replicas
-	// this node can reach.
+	// entries and whose link is up; elsewhere the replicas this node can reach.
 	ISR []uint64
 	// Epoch is the group's Raft term (the Kafka leader epoch).
 	Epoch uint64
@@ -151,7 +150,7 @@ func (n *Node) Partition(stream string, shard int32) (PartitionState, bool) {
 	for _, id := range sp.Replicas {
 		if g.isLeader && g.progress != nil {
 			pr, ok := g.progress[id]
-			if id == n.Self() || (ok && pr.State != "inactive" && pr.Lag <= isrLag) {
+			if id == n.Self() || (ok && pr.State != "unreachable" && pr.Lag <= isrLag) {
 				ps.ISR = append(ps.ISR, id)
 			}
 		} else if id == n.Self() || id == g.leader || n.tr.reachable(id) {
