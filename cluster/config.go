@@ -5,12 +5,13 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"net"
 	"sort"
 	"time"
+
+	"github.com/mqstreams/mqstreams/conf"
 )
 
 // Config is the `cluster:` section of the config file.
@@ -34,29 +35,29 @@ type Peer struct {
 // Validate checks ids and addresses.
 func (c Config) Validate() error {
 	if c.NodeID == 0 || c.NodeID > math.MaxInt32 {
-		return fmt.Errorf("cluster.node_id %d: must be 1..%d", c.NodeID, math.MaxInt32)
+		return conf.Fieldf("node_id", "must be 1..%d, got %d", math.MaxInt32, c.NodeID)
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
-		return fmt.Errorf("cluster.raft_addr %q: %w", c.RaftAddr, err)
+		return conf.Fieldf("raft_addr", "%q: %v", c.RaftAddr, err)
 	}
 	seen := map[uint64]bool{}
 	for i, p := range c.Peers {
 		if p.ID == 0 || p.ID > math.MaxInt32 {
-			return fmt.Errorf("cluster.peers[%d].id %d: must be 1..%d", i, p.ID, math.MaxInt32)
+			return conf.Fieldf(fmt.Sprintf("peers[%d].id", i), "must be 1..%d, got %d", math.MaxInt32, p.ID)
 		}
 		if seen[p.ID] {
-			return fmt.Errorf("cluster.peers[%d].id %d: listed twice", i, p.ID)
+			return conf.Fieldf(fmt.Sprintf("peers[%d].id", i), "node %d listed twice", p.ID)
 		}
 		seen[p.ID] = true
 		if p.ID == c.NodeID {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(p.RaftAddr); err != nil {
-			return fmt.Errorf("cluster.peers[%d].raft_addr %q: %w", i, p.RaftAddr, err)
+			return conf.Fieldf(fmt.Sprintf("peers[%d].raft_addr", i), "%q: %v", p.RaftAddr, err)
 		}
 	}
 	if len(c.others()) == 0 {
-		return errors.New("cluster.peers: no other node")
+		return conf.Fieldf("peers", "names no other node")
 	}
 	return nil
 }
