@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"net"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,4 +116,101 @@ func benchCluster(b *testing.B) []*Node {
 		b.Cleanup(func() { _ = n.Close(); _ = l.Close() })
 	}
 	return nodes
+}
+
+// BenchmarkFailover stops a shard's leader 20 times (production tick settings: 50 ms
+// ticks, election after 15) and reports how long until an append through a surviving
+// node succeeds again: p50, p99 and max over the kills. The stopped node comes back
+// and catches up before the next kill.
+//
+//	go test -run XXX -bench Failover -benchtime 1x ./cluster/
+func BenchmarkFailover(b *testing.B) {
+	const kills = 20
+	lns := make([]net.Listener, 3)
+	var peers []Peer
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		lns[i] = ln
+		peers = append(peers, Peer{ID: uint64(i + 1), RaftAddr: ln.Addr().String()})
+	}
+	dirs := []string{b.TempDir(), b.TempDir(), b.TempDir()}
+	nodes := make([]*Node, 3)
+	logs := make([]*log.Log, 3)
+	start := func(i int, ln net.Listener) {
+		l, err := log.Open(log.Options{Dir: dirs[i], Logger: zerolog.Nop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for ln == nil {
+			if ln, err = net.Listen("tcp", peers[i].RaftAddr); err != nil {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		n, err := Open(Config{NodeID: uint64(i + 1), RaftAddr: peers[i].RaftAddr, Peers: peers}, Options{Log: l, Logger: zerolog.Nop(), listener: ln})
+		if err != nil {
+			b.Fatal(err)
+		}
+		nodes[i], logs[i] = n, l
+	}
+	stop := func(i int) {
+		_ = nodes[i].Close()
+		_ = logs[i].Close()
+		nodes[i], logs[i] = nil, nil
+	}
+	for i := range nodes {
+		start(i, lns[i])
+	}
+	defer func() {
+		for i := range nodes {
+			if nodes[i] != nil {
+				stop(i)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := nodes[0].PutStream(ctx, log.StreamSpec{Name: "s", Shards: 1}, 3); err != nil {
+		b.Fatal(err)
+	}
+	appendVia := func(n *Node) error {
+		ch := make(chan error, 1)
+		actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n.Append(actx, log.AppendBlock, "s", 0, []log.Record{{Value: []byte("x")}}, nil, func(_ log.AppendResult, err error) { ch <- err })
+		return <-ch
+	}
+	leader := func() int {
+		for {
+			ps, _ := nodes[0].Partition("s", 0)
+			if i := int(ps.Leader) - 1; ps.Leader != 0 && nodes[i] != nil {
+				if appendVia(nodes[i]) == nil {
+					return i
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+			if ps, _ = nodes[1].Partition("s", 0); ps.Leader != 0 && nodes[ps.Leader-1] != nil {
+				if appendVia(nodes[ps.Leader-1]) == nil {
+					return int(ps.Leader - 1)
+				}
+			}
+		}
+	}
+	var times []time.Duration
+	for k := 0; k < kills; k++ {
+		lead := leader()
+		other := (lead + 1) % 3
+		killed := time.Now()
+		stop(lead)
+		for appendVia(nodes[other]) != nil {
+		}
+		times = append(times, time.Since(killed))
+		start(lead, nil)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	b.ReportMetric(float64(times[len(times)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(times[len(times)*99/100].Milliseconds()), "p99-ms")
+	b.ReportMetric(float64(times[len(times)-1].Milliseconds()), "max-ms")
 }
