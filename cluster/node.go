@@ -288,11 +288,7 @@ func (n *Node) run() {
 			return
 		case <-t.C:
 			ticks++
-			n.mu.RLock()
-			for _, g := range n.groups {
-				g.rn.Tick()
-			}
-			n.mu.RUnlock()
+			n.tick()
 			n.publishStatus(ticks%10 == 0)
 			if ticks%20 == 0 {
 				n.compactLogs()
@@ -350,8 +346,14 @@ func (n *Node) step(in []inbound) {
 		if g == nil {
 			continue // a group this node does not have (yet): raft retries
 		}
+		if g.quiesced && wakes(m.m) {
+			g.wake()
+		}
 		if err := g.rn.Step(m.m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			n.lg.Debug().Err(err).Uint64("group", m.group).Msg("raft step")
+		}
+		if isQuiesce(m.m) {
+			g.quiesceFollower(m.m)
 		}
 	}
 }

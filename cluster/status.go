@@ -58,6 +58,10 @@ func (n *Node) publishStatus(withProgress bool) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for _, g := range n.groups {
+		if g.quiesced && g.published {
+			continue // nothing moves in a quiesced group
+		}
+		g.published = true
 		bs := g.rn.BasicStatus()
 		var prog map[uint64]ReplicaStatus
 		if withProgress && bs.RaftState == raft.StateLeader {
@@ -192,6 +196,7 @@ func (n *Node) HighWatermark(ctx context.Context, stream string, shard int32) (i
 	}()
 	var lerr error
 	if err := n.do(func() {
+		g.wake() // a quiesced leader resumes its heartbeats and quorum checks
 		bs := g.rn.BasicStatus()
 		if bs.RaftState != raft.StateLeader {
 			lerr = &NotLeaderError{Leader: bs.Lead}

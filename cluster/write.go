@@ -165,6 +165,7 @@ func (n *Node) flushProposals() {
 	for _, g := range gs {
 		ps := g.pending
 		g.pending = nil
+		g.wake()
 		bs := g.rn.BasicStatus()
 		if bs.RaftState != raft.StateLeader {
 			for _, p := range ps {
