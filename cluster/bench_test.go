@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,7 +92,9 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 // benchCluster starts three nodes with real fsync and production tick settings.
-func benchCluster(b *testing.B) []*Node {
+func benchCluster(b *testing.B) []*Node { return benchClusterWith(b, nil) }
+
+func benchClusterWith(b *testing.B, opt func(*Options)) []*Node {
 	b.Helper()
 	lns := make([]net.Listener, 3)
 	var peers []Peer
@@ -108,7 +112,11 @@ func benchCluster(b *testing.B) []*Node {
 		if err != nil {
 			b.Fatal(err)
 		}
-		n, err := Open(Config{NodeID: uint64(i + 1), RaftAddr: peers[i].RaftAddr, Peers: peers}, Options{Log: l, Logger: zerolog.Nop(), listener: lns[i]})
+		o := Options{Log: l, Logger: zerolog.Nop(), listener: lns[i]}
+		if opt != nil {
+			opt(&o)
+		}
+		n, err := Open(Config{NodeID: uint64(i + 1), RaftAddr: peers[i].RaftAddr, Peers: peers}, o)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -213,4 +221,30 @@ func BenchmarkFailover(b *testing.B) {
 	b.ReportMetric(float64(times[len(times)/2].Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(times[len(times)*99/100].Milliseconds()), "p99-ms")
 	b.ReportMetric(float64(times[len(times)-1].Milliseconds()), "max-ms")
+}
+
+// BenchmarkIdle measures the CPU three nodes spend on 100 idle shards (300 replicas)
+// once they settled, with and without quiescence, in CPU milliseconds per second.
+//
+//	go test -run XXX -bench Idle -benchtime 1x ./cluster/
+func BenchmarkIdle(b *testing.B) {
+	for _, quiesce := range []bool{true, false} {
+		b.Run(fmt.Sprintf("quiesce=%v", quiesce), func(b *testing.B) {
+			nodes := benchClusterWith(b, func(o *Options) { o.noQuiesce = !quiesce })
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := nodes[0].PutStream(ctx, log.StreamSpec{Name: "idle", Shards: 100}, 3); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(5 * time.Second) // settle: elections, then quiescence after 1 s idle
+			cpu := func() time.Duration {
+				var ru syscall.Rusage
+				_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+				return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			}
+			c0, t0 := cpu(), time.Now()
+			time.Sleep(3 * time.Second)
+			b.ReportMetric(float64((cpu()-c0).Milliseconds())/time.Since(t0).Seconds(), "cpu-ms/s")
+		})
+	}
 }

@@ -59,6 +59,8 @@ type Options struct {
 
 	// listener, when set, is the transport's listener (tests: ports picked up front).
 	listener net.Listener
+	// noQuiesce keeps idle groups ticking (benchmarks compare).
+	noQuiesce bool
 	// testSkipApply, when set and true for an index, makes a shard replica drop that
 	// entry unapplied, as a crash between the Raft write and the apply would.
 	testSkipApply func(group, index uint64) bool

@@ -47,11 +47,15 @@ func (g *group) wake() {
 // tick advances every group that is not quiesced, wakes the quiesced ones whose peers
 // went silent, and quiesces idle leaders (on the Raft loop).
 func (n *Node) tick() {
+	alive := make(map[uint64]bool, len(n.members))
+	for _, id := range n.members {
+		alive[id] = id == n.Self() || n.tr.alive(id)
+	}
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for _, g := range n.groups {
 		if g.quiesced {
-			if !n.peersAlive(g) {
+			if !g.peersAlive(alive) {
 				g.wake()
 			} else {
 				continue
@@ -60,7 +64,7 @@ func (n *Node) tick() {
 		if g.isLeaderNow() {
 			if len(g.pending) > 0 {
 				g.idleTicks = 0
-			} else if g.idleTicks++; g.idleTicks >= quiesceTicks && n.canQuiesce(g) {
+			} else if g.idleTicks++; g.idleTicks >= quiesceTicks && !n.o.noQuiesce && n.canQuiesce(g) {
 				// Before this tick's heartbeats: the marked one must be the last
 				// message the followers get.
 				n.quiesce(g)
@@ -72,14 +76,17 @@ func (n *Node) tick() {
 }
 
 // peersAlive: for a quiesced leader, every follower's node is alive; for a follower,
-// its leader's.
-func (n *Node) peersAlive(g *group) bool {
-	bs := g.rn.BasicStatus()
-	if bs.RaftState != raft.StateLeader {
-		return bs.Lead != 0 && n.tr.alive(bs.Lead)
+// its leader's (a quiesced group's leader does not change, so the published one is
+// current).
+func (g *group) peersAlive(alive map[uint64]bool) bool {
+	g.mu.Lock()
+	lead, leads := g.leader, g.isLeader
+	g.mu.Unlock()
+	if !leads {
+		return lead != 0 && alive[lead]
 	}
 	for _, id := range g.replicas {
-		if id != n.Self() && !n.tr.alive(id) {
+		if !alive[id] {
 			return false
 		}
 	}
