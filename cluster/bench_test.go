@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,12 +18,18 @@ import (
 	"github.com/mqstreams/mqstreams/log"
 )
 
+// ingestWriters is BenchmarkIngest's concurrency (INGEST_WRITERS overrides).
+var ingestWriters = 64
+
 // BenchmarkIngest compares appends to one shard through a three-node cluster (all
 // three on this machine, sharing its cores and disk, fsync on) with the log alone:
 // 64 writers, one record of 100 bytes per append, as MQTT QoS 1 publishers make them.
 //
 //	go test -run XXX -bench Ingest -benchtime 20000x ./cluster/
 func BenchmarkIngest(b *testing.B) {
+	if w, err := strconv.Atoi(os.Getenv("INGEST_WRITERS")); err == nil && w > 0 {
+		ingestWriters = w
+	}
 	val := make([]byte, 100)
 	run := func(b *testing.B, appendOne func(i int, done func(error))) {
 		var next atomic.Int64
@@ -29,7 +37,7 @@ func BenchmarkIngest(b *testing.B) {
 		var failed atomic.Int64
 		start := time.Now()
 		b.ResetTimer()
-		for w := 0; w < 64; w++ {
+		for w := 0; w < ingestWriters; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
