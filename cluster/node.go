@@ -118,6 +118,8 @@ type Node struct {
 	adv     Addrs
 	advKick chan struct{}
 
+	hints leaderHints // leaders of groups without a replica here (leaders.go)
+
 	propSeq atomic.Uint64 // starts random: ids of an earlier run never match
 	waitMu  sync.Mutex
 	waiters map[uint64]*proposal
@@ -183,6 +185,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	}
 	n.tr = tr
 	tr.handle(kindRaft, n.onRaft)
+	tr.handle(kindLeaders, n.onLeaders)
 	tr.register(methodAppend, n.onForwardedAppend)
 	tr.register(methodCatalog, n.onForwardedCatalog)
 	tr.register(methodReadShard, n.onReadShard)
@@ -294,6 +297,9 @@ func (n *Node) run() {
 			n.publishStatus(ticks%10 == 0)
 			if ticks%20 == 0 {
 				n.compactLogs()
+			}
+			if ticks%leadersEvery == 0 {
+				n.announceLeaders()
 			}
 		case in := <-n.inbox:
 			n.step(in)
