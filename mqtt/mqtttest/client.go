@@ -74,6 +74,7 @@ type Client struct {
 	inflight    map[uint16]bool
 	maxInflight int
 	disconnect  *packets.Packet
+	closing     bool // Close or Disconnect called: the end is ours, whatever the reader sees
 	err         error
 	done        chan struct{}
 }
@@ -356,6 +357,14 @@ func (c *Client) WaitMessages(ctx context.Context, n int) ([]packets.Packet, err
 	}
 }
 
+// Inflight returns how many QoS 1/2 publishes from the server are not yet fully
+// acknowledged (QoS 2 until the PUBCOMP is written).
+func (c *Client) Inflight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.inflight)
+}
+
 // MaxInflight returns the most QoS 1/2 publishes the server had sent this client and
 // not yet had acknowledged at any one time (QoS 2 counts until PUBCOMP).
 func (c *Client) MaxInflight() int {
@@ -373,6 +382,9 @@ func (c *Client) Disconnect() error {
 // sent, or a session expiry interval property) and closes the connection.
 func (c *Client) DisconnectWith(pk packets.Packet) error {
 	pk.FixedHeader.Type = packets.Disconnect
+	c.mu.Lock()
+	c.closing = true // the server may close first, once it has read the DISCONNECT
+	c.mu.Unlock()
 	err := c.write(pk)
 	c.finish(ErrClosed)
 	return err
@@ -408,6 +420,9 @@ func (c *Client) ServerDisconnect() (packets.Packet, bool) {
 // finish records why the connection ended (first reason wins) and closes it.
 func (c *Client) finish(err error) {
 	c.mu.Lock()
+	if c.closing {
+		err = ErrClosed
+	}
 	if c.err == nil {
 		c.err = err
 		close(c.done)

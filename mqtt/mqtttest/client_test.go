@@ -198,6 +198,15 @@ func TestManualAck(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// The QoS 2 delivery ends with the server's PUBREL: wait for it, so the next
+		// round starts from none in flight.
+		deadline := time.Now().Add(30 * time.Second)
+		for sub.Inflight() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d deliveries still in flight after the acks", round, sub.Inflight())
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 
