@@ -77,6 +77,11 @@ streams:
 		{"plus inside a level", "root:rootpw", "POST", "", `{"name":"f2","topic_filter":"+x"}`, 400, "+x"},
 		{"unknown field", "root:rootpw", "POST", "", `{"name":"f3","topic_filter":"x","colour":"red"}`, 400, "colour"},
 		{"wrong type", "root:rootpw", "POST", "", `{"name":"f4","topic_filter":"x","shards":"many"}`, 400, "shards"},
+		{"negative limit", "root:rootpw", "POST", "", `{"name":"f6","topic_filter":"x","limits":{"max_shard_message_bytes":-1}}`, 400, "limits.max_shard_message_bytes: must not be negative"},
+		{"bad duration", "root:rootpw", "POST", "", `{"name":"f7","topic_filter":"x","data_retention_period":"soon"}`, 400, `data_retention_period: invalid duration \"soon\"`},
+		{"bad key expression", "root:rootpw", "POST", "", `{"name":"f8","topic_filter":"x","key_expression":"concat(topic"}`, 400, "key_expression: "},
+		{"aliases disagree", "root:rootpw", "POST", "", `{"name":"f9","topic_filter":"x","filter":"y"}`, 400, "topic_filter: disagrees with filter"},
+		{"unknown nested field", "root:rootpw", "PUT", "/tele", `{"limits":{"max_bytes":1}}`, 400, "limits.max_bytes: unknown field"},
 		{"not JSON", "root:rootpw", "POST", "", `hello`, 400, "JSON"},
 		{"no filter", "root:rootpw", "POST", "", `{"name":"f5"}`, 400, "filter"},
 		{"10 MB body", "root:rootpw", "POST", "", "@" + big, 413, "1 MiB"},
@@ -146,6 +151,19 @@ streams:
 	// Nothing half-changed by the refusals: the stream list is as the good steps left it.
 	if _, body := req("root:rootpw", "GET", "", ""); strings.Count(body, `"name"`) != 2 {
 		t.Errorf("streams after the bad input: %s", body)
+	}
+
+	// PUT changes what it gives and keeps every other field, ours as well as EMQX's.
+	if code, body := req("root:rootpw", "POST", "", `{"name":"kept","filter":"k/#","key":"json:id","key_fallback":"topic","publish_topic":"out/{key}","durability":"write","compression":"lz4","deliver_produced":false}`); code != 201 {
+		t.Fatalf("create kept: %d %s", code, body)
+	}
+	if code, body := req("root:rootpw", "PUT", "/kept", `{"shards":5,"limits":{"max_shard_message_bytes":"1MB"}}`); code != 200 ||
+		!strings.Contains(body, `"shards":5`) || !strings.Contains(body, `"max_bytes":1000000`) {
+		t.Fatalf("alter kept: %d %s", code, body)
+	}
+	if _, body := req("root:rootpw", "GET", "/kept", ""); !strings.Contains(body, `"key_fallback":"topic"`) || !strings.Contains(body, `"publish_topic":"out/{key}"`) ||
+		!strings.Contains(body, `"durability":"write"`) || !strings.Contains(body, `"compression":"lz4"`) || !strings.Contains(body, `"deliver_produced":false`) || !strings.Contains(body, `"key":"json:id"`) {
+		t.Errorf("PUT lost fields it did not give: %s", body)
 	}
 
 	// A stream created a moment before takes the next publish (QoS 1: acked once durable).
