@@ -276,6 +276,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	reg.MustRegister(newGroupLagCollector(s.kafka.GroupLags))
 	s.http.Handle("GET /api/v1/groups", guard.require(readAny, groupsHandler(s.kafka.GroupLags)))
 	groupsAPI{groups: s.kafka, lg: httpLog}.register(s.http, guard)
+	clusterAPI{log: s.log}.register(s.http, guard)
 
 	if err := s.mqtt.Start(); err != nil {
 		s.mqtt = nil
