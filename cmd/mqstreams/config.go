@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"os"
@@ -360,6 +361,10 @@ func DefaultStream() (mapping.Definition, error) {
 func LoadConfigFile(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path leads the message already
+		}
 		return Config{}, &conf.Error{File: path, Err: err}
 	}
 	return parseConfig(path, data)
