@@ -58,6 +58,9 @@ type Config struct {
 	// MaxFetchPartitions caps the partitions one Fetch may name (default 10000);
 	// MaxMetadataTopics the topics one Metadata may name (default 10000).
 	MaxFetchPartitions, MaxMetadataTopics int
+	// TransactionMaxTimeout bounds the timeout a transactional producer may ask for
+	// (Kafka's transaction.max.timeout.ms; default DefaultTransactionMaxTimeout).
+	TransactionMaxTimeout time.Duration
 }
 
 // Options are what New needs.
@@ -97,6 +100,7 @@ type Server struct {
 	coord   *coordinator
 	// producers gives out producer ids and dedupes idempotent produces.
 	producers *producers
+	txns      *txns
 	deliver   func(Produced)
 
 	clusterID string
@@ -184,7 +188,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkawire: %w", err)
 	}
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		log:       o.Log,
 		cat:       cat,
@@ -201,7 +205,11 @@ func New(o Options) (*Server, error) {
 		done:      make(chan struct{}),
 		conns:     map[*conn]struct{}{},
 		budget:    newRequestBudget(cfg.QueuedMaxRequestBytes),
-	}, nil
+	}
+	if s.txns, err = newTxns(s, cfg.TransactionMaxTimeout, cfg.ProducerExpiration, lg); err != nil {
+		return nil, fmt.Errorf("kafkawire: %w", err)
+	}
+	return s, nil
 }
 
 // Start binds the listener and serves connections in the background; it returns once
@@ -230,6 +238,7 @@ func (s *Server) Start() error {
 		s.lg.Warn().Str("remote", remote.String()).Str("reason", reason).Msg("kafka connection refused")
 	})
 	s.ln = s.listen(ln)
+	s.txns.start()
 	s.wg.Add(1)
 	go s.accept()
 	s.lg.Info().Str("addr", ln.Addr().String()).Str("advertised", adv).Str("cluster_id", s.clusterID).Str("security_protocol", s.proto).Msg("kafka listening")
@@ -258,6 +267,9 @@ func (s *Server) Close() error {
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
+		if s.ln != nil {
+			s.txns.close()
+		}
 		s.coord.close()
 	})
 	if err != nil {
