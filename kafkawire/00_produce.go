@@ -153,10 +153,12 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 			a.result <- appendOutcome{res, err}
 		}
 		if b.transactional {
+			// Transactions are a single node's (docs/transactions.md, "Cluster"): the
+			// local log, which owns the markers and the last stable offset.
 			st.AppendTxnAsync(ctx, log.AppendWait, rp.Partition, log.Txn{ProducerID: b.producerID, Epoch: b.producerEpoch}, b.records, ops, done)
 			return
 		}
-		st.AppendAsyncAdmit(ctx, log.AppendWait, rp.Partition, b.records, ops, done)
+		s.writer.Append(ctx, log.AppendWait, st.Name(), rp.Partition, b.records, ops, done)
 	}
 	if !b.idempotent() {
 		start(nil)
@@ -225,4 +227,12 @@ func setProduceError(version int16, p *kmsg.ProduceResponseTopicPartition, e *ba
 		msg := e.msg
 		p.ErrorMessage = &msg
 	}
+}
+
+// writerOf is where o's produces are appended: o.Writer, or the local log.
+func writerOf(o Options) log.Writer {
+	if o.Writer != nil {
+		return o.Writer
+	}
+	return o.Log
 }

@@ -80,6 +80,9 @@ type Options struct {
 	// Catalog owns the stream definitions: the admin APIs change topics through it and
 	// DescribeConfigs reads typed definitions from it. Nil opens one on Log (tests).
 	Catalog Catalog
+	// Writer is where Produce appends: nil means Log (a single node); a cluster passes
+	// its replicated writer. Fetch and the other APIs read Log.
+	Writer log.Writer
 }
 
 // Catalog is what the Kafka broker asks of the stream catalog (mapping.Catalog).
@@ -94,6 +97,7 @@ type Catalog interface {
 type Server struct {
 	cfg     Config
 	log     *log.Log
+	writer  log.Writer // Produce appends here (Options.Writer or log)
 	cat     Catalog
 	lg      zerolog.Logger
 	metrics *metrics
@@ -191,6 +195,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		log:       o.Log,
+		writer:    writerOf(o),
 		cat:       cat,
 		lg:        lg,
 		metrics:   m,

@@ -64,6 +64,9 @@ const (
 type Options struct {
 	Config Config
 	Log    *log.Log
+	// Writer is where publishes are appended: nil means Log (a single node); a cluster
+	// passes its replicated writer. Replay and broker state always use Log.
+	Writer log.Writer
 	// Catalog owns the stream definitions and the router publishes are routed with.
 	Catalog *mapping.Catalog
 	Logger  zerolog.Logger
@@ -226,7 +229,7 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("mqtt hook %s: %w", hk.ID(), err)
 		}
 	}
-	ingest := newIngestHook(broker, o.Log, o.Catalog.Router(), lg, met, int(caps.ReceiveMaximum))
+	ingest := newIngestHook(broker, writerOf(o), o.Catalog.Router(), lg, met, int(caps.ReceiveMaximum))
 	ingest.storeRetained = true
 	store.retainedStored = ingest.retainedStored
 	if err := broker.AddHook(ingest, nil); err != nil {
