@@ -95,6 +95,9 @@ type KafkaConfig struct {
 	// ProducerIDExpirationMS drops idempotent producer state idle this long
 	// (Kafka's transactional.id.expiration.ms); 0 means the default, 7 days.
 	ProducerIDExpirationMS int64
+	// TransactionMaxTimeoutMS bounds the transaction timeout a producer may ask for
+	// (Kafka's transaction.max.timeout.ms); 0 means the default, 15 minutes.
+	TransactionMaxTimeoutMS int64
 	// Resource limits (SECURITY.md, "Limits"); 0 means unlimited where noted there.
 	MaxConnections        int64
 	MaxConnectionsPerIP   int64
@@ -272,19 +275,20 @@ func ParseConfig(data []byte) (Config, error) {
 			"tls":                    tlsSection(&c.MQTT.TLS),
 		}),
 		"kafka": section(fields{
-			"addr":                      addr(&c.Kafka.Addr),
-			"advertised_addr":           advertisedAddr(&c.Kafka.AdvertisedAddr),
-			"max_request_bytes":         byteSize(&c.Kafka.MaxRequestBytes, math.MaxInt32),
-			"security_protocol":         oneOf(&c.Kafka.SecurityProtocol, "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"),
-			"tls":                       tlsSection(&c.Kafka.TLS),
-			"session_lifetime_ms":       nonNegativeInt64(&c.Kafka.SessionLifetimeMS),
-			"max_connections":           intRange(&c.Kafka.MaxConnections, 0, math.MaxInt32),
-			"max_connections_per_ip":    intRange(&c.Kafka.MaxConnectionsPerIP, 0, math.MaxInt32),
-			"queued_max_request_bytes":  byteSize(&c.Kafka.QueuedMaxRequestBytes, math.MaxInt64),
-			"frame_timeout_ms":          intRange(&c.Kafka.FrameTimeoutMS, 1, math.MaxInt32),
-			"max_fetch_partitions":      intRange(&c.Kafka.MaxFetchPartitions, 1, 60000),
-			"max_metadata_topics":       intRange(&c.Kafka.MaxMetadataTopics, 1, math.MaxInt32),
-			"producer_id_expiration_ms": nonNegativeInt64(&c.Kafka.ProducerIDExpirationMS),
+			"addr":                       addr(&c.Kafka.Addr),
+			"advertised_addr":            advertisedAddr(&c.Kafka.AdvertisedAddr),
+			"max_request_bytes":          byteSize(&c.Kafka.MaxRequestBytes, math.MaxInt32),
+			"security_protocol":          oneOf(&c.Kafka.SecurityProtocol, "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"),
+			"tls":                        tlsSection(&c.Kafka.TLS),
+			"session_lifetime_ms":        nonNegativeInt64(&c.Kafka.SessionLifetimeMS),
+			"max_connections":            intRange(&c.Kafka.MaxConnections, 0, math.MaxInt32),
+			"max_connections_per_ip":     intRange(&c.Kafka.MaxConnectionsPerIP, 0, math.MaxInt32),
+			"queued_max_request_bytes":   byteSize(&c.Kafka.QueuedMaxRequestBytes, math.MaxInt64),
+			"frame_timeout_ms":           intRange(&c.Kafka.FrameTimeoutMS, 1, math.MaxInt32),
+			"max_fetch_partitions":       intRange(&c.Kafka.MaxFetchPartitions, 1, 60000),
+			"max_metadata_topics":        intRange(&c.Kafka.MaxMetadataTopics, 1, math.MaxInt32),
+			"producer_id_expiration_ms":  nonNegativeInt64(&c.Kafka.ProducerIDExpirationMS),
+			"transaction_max_timeout_ms": nonNegativeInt64(&c.Kafka.TransactionMaxTimeoutMS),
 		}),
 		"http": section(fields{
 			"addr":            addr(&c.HTTP.Addr),
