@@ -80,6 +80,9 @@ type Options struct {
 	// Catalog owns the stream definitions: the admin APIs change topics through it and
 	// DescribeConfigs reads typed definitions from it. Nil opens one on Log (tests).
 	Catalog Catalog
+	// Cluster names the nodes, partition leaders and group coordinators (cluster.go);
+	// nil is a server alone, node 0, leading and coordinating everything.
+	Cluster Cluster
 	// Writer is where Produce appends: nil means Log (a single node); a cluster passes
 	// its replicated writer. Fetch and the other APIs read Log.
 	Writer log.Writer
@@ -93,7 +96,8 @@ type Catalog interface {
 	Delete(name string) error
 }
 
-// Server is the Kafka broker: node 0, every stream a topic, every shard a partition.
+// Server is the Kafka broker: one node (alone, node 0), every stream a topic, every
+// shard a partition.
 type Server struct {
 	cfg     Config
 	log     *log.Log
@@ -108,6 +112,10 @@ type Server struct {
 	deliver   func(Produced)
 
 	clusterID string
+	// cluster answers who leads and coordinates what; clustered is false for a server
+	// alone, whose requests skip the placement checks.
+	cluster   Cluster
+	clustered bool
 
 	// proto is the listener's security protocol (security.go); auth and tls its user
 	// store (nil allows everything) and certificates (nil without TLS).
@@ -192,7 +200,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkawire: %w", err)
 	}
-	s := &Server{
+	srv := &Server{
 		cfg:       cfg,
 		log:       o.Log,
 		writer:    writerOf(o),
@@ -210,11 +218,16 @@ func New(o Options) (*Server, error) {
 		done:      make(chan struct{}),
 		conns:     map[*conn]struct{}{},
 		budget:    newRequestBudget(cfg.QueuedMaxRequestBytes),
+		cluster:   o.Cluster,
+		clustered: o.Cluster != nil,
 	}
-	if s.txns, err = newTxns(s, cfg.TransactionMaxTimeout, cfg.ProducerExpiration, lg); err != nil {
+	if srv.cluster == nil {
+		srv.cluster = singleNode{srv}
+	}
+	if srv.txns, err = newTxns(srv, cfg.TransactionMaxTimeout, cfg.ProducerExpiration, lg); err != nil {
 		return nil, fmt.Errorf("kafkawire: %w", err)
 	}
-	return s, nil
+	return srv, nil
 }
 
 // Start binds the listener and serves connections in the background; it returns once
