@@ -246,6 +246,9 @@ func (n *Node) Send(to uint64, k Kind, msg []byte) error {
 	return n.tr.send(to, k, msg)
 }
 
+// Done is closed when the node closes.
+func (n *Node) Done() <-chan struct{} { return n.stop }
+
 // Self is this node's id.
 func (n *Node) Self() uint64 { return n.cfg.NodeID }
 
@@ -529,6 +532,11 @@ func (n *Node) Nodes() []NodeInfo {
 	out := make([]NodeInfo, 0, len(n.members))
 	for _, id := range n.members {
 		ni := NodeInfo{ID: id, RaftAddr: addrs[id], Addrs: cat.Nodes[id], Reachable: id == n.Self() || n.tr.reachable(id)}
+		if id == n.Self() {
+			n.advMu.Lock()
+			ni.Addrs = n.adv // its own, even before the catalog has it
+			n.advMu.Unlock()
+		}
 		out = append(out, ni)
 	}
 	return out
