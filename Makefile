@@ -3,13 +3,18 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test test-deps lint bench bench-quick bench-deps bench-go clean
+.PHONY: build run run-cluster test test-deps lint bench bench-quick bench-deps bench-go clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mqstreams ./cmd/mqstreams
 
 run: build
 	./bin/mqstreams serve
+
+# run-cluster starts three nodes on loopback as one cluster: Kafka 9092-9094, MQTT
+# 1883-1885, HTTP 8080-8082, data under ./data-cluster/; Ctrl-C stops all three.
+run-cluster: build
+	./scripts/run-cluster.sh bin/mqstreams
 
 # test installs what the compat tests need (Debian packages, npm modules) and runs
 # every test of the three modules: the product's, compat-tests/ (real clients against a
@@ -54,6 +59,8 @@ bench-go:
 	cd compat-tests && $(GO) test -run '^$$' -bench KafkaReplayMQTT -benchtime 3x -v .
 	# Kafka produce → MQTT subscriber latency at 1,000 and 10,000 records/s (issue 11).
 	cd compat-tests && $(GO) test -run '^$$' -bench KafkaToMQTTLatency -benchtime 1x -v .
+	# Cluster leader failover: SIGKILL the leader 20 times, time until writable again (issue 13).
+	cd compat-tests && $(GO) test -run '^$$$$' -bench ClusterFailover -benchtime 1x -timeout 20m -v .
 
 clean:
 	rm -rf bin
