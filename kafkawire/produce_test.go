@@ -490,7 +490,7 @@ func TestProduceRefusals(t *testing.T) {
 		{"two batches", 9, -1, "strict", 0, append(bytes.Clone(good), good...), kerr.InvalidRecord.Code},
 		{"magic 1", 3, -1, "strict", 0, magic1, kerr.InvalidRecord.Code},
 		{"control batch", 9, -1, "strict", 0, attrs(attrControl), kerr.InvalidRecord.Code},
-		{"transactional batch", 9, -1, "strict", 0, attrs(attrTransactional), kerr.InvalidRecord.Code},
+		{"transactional batch without a producer", 9, -1, "strict", 0, attrs(attrTransactional), kerr.InvalidProducerIDMapping.Code},
 		{"unknown codec", 9, -1, "strict", 0, attrs(5), kerr.CorruptMessage.Code},
 		{"record count mismatch", 9, -1, "strict", 0, countMismatch, kerr.InvalidRecord.Code},
 		{"bytes after the records", 9, -1, "strict", 0, trailing, kerr.CorruptMessage.Code},
@@ -623,31 +623,6 @@ func TestProduceAcksZeroRaw(t *testing.T) {
 	// An acks=0 produce that fails closes the connection, Kafka's only way to tell.
 	rc.send(produceReq(9, 0, "nope", 0, rawBatch(t, codecNone, -1, -1, -1, valueRecs("3")...)))
 	rc.expectClosed()
-}
-
-func TestInitProducerIDTransactional(t *testing.T) {
-	tb := startBroker(t, true)
-	rc := dialRaw(t, tb.addr)
-	for _, v := range []int16{0, 4} {
-		req := kmsg.NewPtrInitProducerIDRequest()
-		req.Version = v
-		req.TransactionalID = kmsg.StringPtr("txn")
-		resp := rc.roundTrip(req).(*kmsg.InitProducerIDResponse)
-		if resp.ErrorCode != kerr.InvalidRequest.Code || resp.ProducerID != -1 {
-			t.Fatalf("v%d transactional: %v id %d", v, kerr.ErrorForCode(resp.ErrorCode), resp.ProducerID)
-		}
-	}
-	// A franz-go transactional producer fails at once instead of retrying.
-	cl := tb.client(t, kgo.TransactionalID("txn"))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := cl.BeginTransaction()
-	if err == nil {
-		err = cl.ProduceSync(ctx, &kgo.Record{Topic: "x", Value: []byte("v")}).FirstErr()
-	}
-	if !errors.Is(err, kerr.InvalidRequest) {
-		t.Fatalf("transactional producer: %v, want INVALID_REQUEST", err)
-	}
 }
 
 func TestProduceApiVersions(t *testing.T) {

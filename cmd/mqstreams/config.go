@@ -128,6 +128,9 @@ type KafkaConfig struct {
 	// ProducerIDExpirationMS drops idempotent producer state idle this long
 	// (Kafka's transactional.id.expiration.ms); 0 means the default, 7 days.
 	ProducerIDExpirationMS int64 `yaml:"producer_id_expiration_ms"`
+	// TransactionMaxTimeoutMS bounds the transaction timeout a producer may ask for
+	// (Kafka's transaction.max.timeout.ms); 0 means the default, 15 minutes.
+	TransactionMaxTimeoutMS int64 `yaml:"transaction_max_timeout_ms"`
 	// Resource limits (SECURITY.md, "Limits"); 0 means unlimited where noted there.
 	MaxConnections        int64            `yaml:"max_connections"`
 	MaxConnectionsPerIP   int64            `yaml:"max_connections_per_ip"`
@@ -152,6 +155,7 @@ func (k *KafkaConfig) Validate() error {
 		intRange("max_fetch_partitions", k.MaxFetchPartitions, 1, 60000),
 		intRange("max_metadata_topics", k.MaxMetadataTopics, 1, math.MaxInt32),
 		intRange("producer_id_expiration_ms", k.ProducerIDExpirationMS, 0, math.MaxInt64),
+		intRange("transaction_max_timeout_ms", k.TransactionMaxTimeoutMS, 0, math.MaxInt64),
 	)
 	if err == nil && k.QueuedMaxRequestBytes < k.MaxRequestBytes {
 		err = conf.Fieldf("queued_max_request_bytes", "must be at least kafka.max_request_bytes (%d), got %d", k.MaxRequestBytes, k.QueuedMaxRequestBytes)
