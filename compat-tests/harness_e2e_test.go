@@ -204,12 +204,17 @@ func TestConfigErrors(t *testing.T) {
 		want         *regexp.Regexp
 	}{
 		{"duplicate stream", "streams:\n  - {name: telemetry, filter: \"a/#\"}\n  - {name: telemetry, filter: \"b/#\"}\n",
-			regexp.MustCompile(`config line 3: streams\[1\] \\"telemetry\\": duplicate stream name`)},
-		{"unknown field", "mqtt:\n  addr: \":1883\"\n  foo: 1\n", regexp.MustCompile(`config line 3: mqtt\.foo: unknown field`)},
+			regexp.MustCompile(`bad\.yaml:3: streams\[1\]\.name: duplicate stream name \\"telemetry\\" \(also streams\[0\]\)`)},
+		{"unknown field", "mqtt:\n  addr: \":1883\"\n  foo: 1\n", regexp.MustCompile(`bad\.yaml:3: mqtt\.foo: unknown field \(known: addr, `)},
+		{"unknown stream field", "streams:\n  - name: s\n    filter: a\n    retention:\n      max_size: 1GiB\n",
+			regexp.MustCompile(`bad\.yaml:5: streams\[0\]\.retention\.max_size: unknown field \(known: max_age, max_bytes, max_messages\) \(in \\"s\\"\)`)},
 		{"bad duration", "streams:\n  - {name: s, filter: \"a\", retention: {max_age: soon}}\n",
-			regexp.MustCompile(`config line 2: streams\[0\] \\"s\\": retention\.max_age: invalid duration`)},
-		{"invalid filter", "streams:\n  - {name: s, filter: \"a/#/b\"}\n", regexp.MustCompile(`streams\[0\] \\"s\\": filter`)},
-		{"bad password hash", "auth: {users: [{username: u, password_hash: h}]}\n", regexp.MustCompile(`config line 1: auth\.users\[0\]\.password_hash: not a password hash`)},
+			regexp.MustCompile(`bad\.yaml:2: streams\[0\]\.retention\.max_age: invalid duration \\"soon\\"`)},
+		{"negative size", "streams:\n  - name: s\n    filter: a\n    retention:\n      max_bytes: -1\n",
+			regexp.MustCompile(`bad\.yaml:5: streams\[0\]\.retention\.max_bytes: must not be negative`)},
+		{"invalid filter", "streams:\n  - {name: s, filter: \"a/#/b\"}\n", regexp.MustCompile(`bad\.yaml:2: streams\[0\]\.filter: \\"a/#/b\\": '#' must be the last level`)},
+		{"wrong type", "mqtt:\n  receive_maximum: lots\n", regexp.MustCompile(`bad\.yaml:2: mqtt\.receive_maximum: expected a whole number, got \\"lots\\"`)},
+		{"bad password hash", "auth: {users: [{username: u, password_hash: h}]}\n", regexp.MustCompile(`bad\.yaml:1: auth\.users\[0\]\.password_hash: not a password hash`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -128,7 +128,7 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 	deliver := s.deliverer(c, st, rp.Partition, b.records)
 	start := func(ops []log.EntryOp) {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		st.AppendAsyncAdmit(ctx, log.AppendWait, rp.Partition, b.records, ops, func(res log.AppendResult, err error) {
+		s.writer.Append(ctx, log.AppendWait, st.Name(), rp.Partition, b.records, ops, func(res log.AppendResult, err error) {
 			cancel()
 			if err == nil && deliver != nil {
 				deliver() // in commit order, once durable
@@ -200,4 +200,12 @@ func setProduceError(version int16, p *kmsg.ProduceResponseTopicPartition, e *ba
 		msg := e.msg
 		p.ErrorMessage = &msg
 	}
+}
+
+// writerOf is where o's produces are appended: o.Writer, or the local log.
+func writerOf(o Options) log.Writer {
+	if o.Writer != nil {
+		return o.Writer
+	}
+	return o.Log
 }

@@ -10,9 +10,11 @@ import (
 
 // Metadata: v0-12.
 //
-// One broker (node 0, the advertised host:port), the controller too. Every stream is a
-// topic and every shard a partition led by node 0 with leader epoch -1 (we do not serve
-// OffsetForLeaderEpoch). All topics are listed for v0's empty topic array and for v1+'s
+// Every node of the cluster with its advertised host:port (alone: node 0, the controller
+// too; cluster.go). Every stream is a topic and every shard a partition with its
+// leader, replicas and in-sync replicas (alone: node 0 for all three), leader epoch -1
+// (we do not serve OffsetForLeaderEpoch); a partition with no leader yet is
+// LEADER_NOT_AVAILABLE, which clients retry. All topics are listed for v0's empty topic array and for v1+'s
 // null one. An unknown topic is UNKNOWN_TOPIC_OR_PARTITION: Metadata never creates
 // topics (CreateTopics does, through the catalog). Topics are also found by id (v10+), unknown
 // ids answer UNKNOWN_TOPIC_ID. Version notes: v1 controller/internal/rack, v2 cluster
@@ -30,12 +32,14 @@ func handleMetadata(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error
 	}
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID = nodeID
-	b.Host, b.Port = s.advHost, s.advPort
-	resp.Brokers = append(resp.Brokers, b)
+	for _, n := range s.cluster.Brokers() {
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID = n.ID
+		b.Host, b.Port = n.Host, n.Port
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	resp.ClusterID = kmsg.StringPtr(s.clusterID)
-	resp.ControllerID = nodeID
+	resp.ControllerID = s.cluster.Controller()
 
 	all := req.Topics == nil || req.Version == 0 && len(req.Topics) == 0
 	if all {
@@ -88,12 +92,16 @@ func (s *Server) metadataTopic(st *log.Stream) kmsg.MetadataResponseTopic {
 	t.Partitions = make([]kmsg.MetadataResponseTopicPartition, 0, n)
 	for i := int32(0); i < n; i++ {
 		p := kmsg.NewMetadataResponseTopicPartition()
+		ps := s.cluster.Partition(st.Name(), i)
 		p.Partition = i
-		p.Leader = nodeID
+		p.Leader = ps.Leader
 		p.LeaderEpoch = -1
-		p.Replicas = []int32{nodeID}
-		p.ISR = []int32{nodeID}
+		p.Replicas = ps.Replicas
+		p.ISR = ps.ISR
 		p.OfflineReplicas = []int32{}
+		if ps.Leader < 0 {
+			p.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
 		t.Partitions = append(t.Partitions, p)
 	}
 	return t

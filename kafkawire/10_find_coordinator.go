@@ -7,8 +7,8 @@ import (
 
 // FindCoordinator: v0-4.
 //
-// This broker (node 0, the advertised host:port) coordinates every group and every
-// transactional id. v1 adds the key type (0 group, 1 transaction; others are
+// The node the cluster names for the key (cluster.go; alone, this broker coordinates
+// every group and every transactional id); COORDINATOR_NOT_AVAILABLE while it names none. v1 adds the key type (0 group, 1 transaction; others are
 // INVALID_REQUEST) and an error message, v3 is flexible, v4 batches keys
 // (CoordinatorKeys, answered in Coordinators). An empty group key is INVALID_REQUEST.
 
@@ -24,7 +24,11 @@ func handleFindCoordinator(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response
 		case key == "" && req.CoordinatorType == 0:
 			return kerr.InvalidRequest.Code, -1, "", -1
 		}
-		return 0, nodeID, s.advHost, s.advPort
+		b, ok := s.broker(s.cluster.Coordinator(req.CoordinatorType, key))
+		if !ok {
+			return kerr.CoordinatorNotAvailable.Code, -1, "", -1
+		}
+		return 0, b.ID, b.Host, b.Port
 	}
 	if req.Version >= 4 {
 		for _, key := range req.CoordinatorKeys {

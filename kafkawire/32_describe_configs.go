@@ -56,7 +56,7 @@ func handleDescribeConfigs(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response
 			}
 			entries = topicConfigs(d)
 		case kmsg.ConfigResourceTypeBroker:
-			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(nodeID)) {
+			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(s.cluster.Self())) {
 				r.ErrorCode = kerr.InvalidRequest.Code
 				r.ErrorMessage = kmsg.StringPtr("unknown broker " + rr.ResourceName)
 				break
@@ -130,7 +130,7 @@ func (s *Server) brokerConfigs() []configEntry {
 	return []configEntry{
 		{name: "advertised.listeners", value: strings.ToUpper(s.proto) + "://" + s.advertised(), readOnly: true, typ: kmsg.ConfigTypeString, doc: "The address given to clients."},
 		{name: "auto.create.topics.enable", value: "false", readOnly: true, typ: kmsg.ConfigTypeBoolean, doc: "Topics are streams: defined in the configuration, or created with CreateTopics."},
-		{name: "broker.id", value: strconv.Itoa(int(nodeID)), readOnly: true, typ: kmsg.ConfigTypeInt, doc: "This broker's node id."},
+		{name: "broker.id", value: strconv.Itoa(int(s.cluster.Self())), readOnly: true, typ: kmsg.ConfigTypeInt, doc: "This broker's node id."},
 		{name: "log.message.timestamp.type", value: "LogAppendTime", readOnly: true, typ: kmsg.ConfigTypeString, doc: "Records carry the time they were appended."},
 		{name: "socket.request.max.bytes", value: strconv.Itoa(int(s.cfg.MaxRequestBytes)), readOnly: true, typ: kmsg.ConfigTypeInt, doc: "The largest request accepted."},
 	}

@@ -7,7 +7,7 @@ import (
 
 // DescribeCluster: v0-2.
 //
-// This broker, node 0, is the whole cluster and its controller. v1 adds the endpoint
+// Every node of the cluster (alone: this broker, node 0, also the controller). v1 adds the endpoint
 // type: brokers (1) are described, controllers (2) are UNSUPPORTED_ENDPOINT_TYPE as
 // on a Kafka broker. v2 adds fenced brokers (never). Authorized operations are not
 // computed.
@@ -24,10 +24,12 @@ func handleDescribeCluster(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response
 		return resp, nil
 	}
 	resp.ClusterID = s.clusterID
-	resp.ControllerID = nodeID
-	b := kmsg.NewDescribeClusterResponseBroker()
-	b.NodeID = nodeID
-	b.Host, b.Port = s.advHost, s.advPort
-	resp.Brokers = append(resp.Brokers, b)
+	resp.ControllerID = s.cluster.Controller()
+	for _, n := range s.cluster.Brokers() {
+		b := kmsg.NewDescribeClusterResponseBroker()
+		b.NodeID = n.ID
+		b.Host, b.Port = n.Host, n.Port
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	return resp, nil
 }

@@ -264,7 +264,7 @@ func (c *conn) dispatch(body []byte) ([]byte, error) {
 		return c.encode(corr, resp), nil
 	}
 	start := time.Now()
-	resp, err := c.s.authorized(c, a.handle, req)
+	resp, err := c.s.authorized(c, c.s.placed(a.handle), req)
 	if err == nil {
 		c.s.metrics.request(key, time.Since(start), resp)
 	}

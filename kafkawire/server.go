@@ -77,6 +77,12 @@ type Options struct {
 	// Catalog owns the stream definitions: the admin APIs change topics through it and
 	// DescribeConfigs reads typed definitions from it. Nil opens one on Log (tests).
 	Catalog Catalog
+	// Cluster names the nodes, partition leaders and group coordinators (cluster.go);
+	// nil is a server alone, node 0, leading and coordinating everything.
+	Cluster Cluster
+	// Writer is where Produce appends: nil means Log (a single node); a cluster passes
+	// its replicated writer. Fetch and the other APIs read Log.
+	Writer log.Writer
 }
 
 // Catalog is what the Kafka broker asks of the stream catalog (mapping.Catalog).
@@ -87,10 +93,12 @@ type Catalog interface {
 	Delete(name string) error
 }
 
-// Server is the Kafka broker: node 0, every stream a topic, every shard a partition.
+// Server is the Kafka broker: one node (alone, node 0), every stream a topic, every
+// shard a partition.
 type Server struct {
 	cfg     Config
 	log     *log.Log
+	writer  log.Writer // Produce appends here (Options.Writer or log)
 	cat     Catalog
 	lg      zerolog.Logger
 	metrics *metrics
@@ -100,6 +108,10 @@ type Server struct {
 	deliver   func(Produced)
 
 	clusterID string
+	// cluster answers who leads and coordinates what; clustered is false for a server
+	// alone, whose requests skip the placement checks.
+	cluster   Cluster
+	clustered bool
 
 	// proto is the listener's security protocol (security.go); auth and tls its user
 	// store (nil allows everything) and certificates (nil without TLS).
@@ -184,9 +196,10 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkawire: %w", err)
 	}
-	return &Server{
+	srv := &Server{
 		cfg:       cfg,
 		log:       o.Log,
+		writer:    writerOf(o),
 		cat:       cat,
 		lg:        lg,
 		metrics:   m,
@@ -201,7 +214,13 @@ func New(o Options) (*Server, error) {
 		done:      make(chan struct{}),
 		conns:     map[*conn]struct{}{},
 		budget:    newRequestBudget(cfg.QueuedMaxRequestBytes),
-	}, nil
+		cluster:   o.Cluster,
+		clustered: o.Cluster != nil,
+	}
+	if srv.cluster == nil {
+		srv.cluster = singleNode{srv}
+	}
+	return srv, nil
 }
 
 // Start binds the listener and serves connections in the background; it returns once

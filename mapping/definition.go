@@ -1,19 +1,15 @@
 package mapping
 
 import (
-	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/mqstreams/mqstreams/conf"
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -55,6 +51,10 @@ type Definition struct {
 	// DeliverProduced tells whether records produced over Kafka reach live MQTT
 	// subscribers; nil means true.
 	DeliverProduced *bool
+
+	// decodeErr is a problem found while decoding (aliases that disagree, a value out
+	// of range), reported by Validate.
+	decodeErr error
 }
 
 // Delivers tells whether records produced over Kafka into the stream are published to
@@ -69,107 +69,188 @@ func (d *Definition) TopicTemplate() (*TopicTemplate, error) {
 	return ParseTopicTemplate(d.PublishTopic)
 }
 
-// UnmarshalYAML reads a definition strictly: an unknown or mistyped field is an error
-// naming it. Defaults are filled by Validate.
-func (d *Definition) UnmarshalYAML(node *yaml.Node) error {
-	if node.Kind == yaml.AliasNode && node.Alias != nil {
-		node = node.Alias
-	}
-	if node.Kind != yaml.MappingNode {
-		return &DefinitionError{Line: node.Line, Err: errors.New("want a mapping of fields")}
-	}
-	fields, err := yamlFields(node)
-	if err != nil {
+// definitionDoc is a definition as the config file (YAML) and the REST API (JSON) write
+// it: our field names and EMQX's, each value of a type that checks its own syntax. It is
+// decoded strictly (an unknown field is an error), then turned into a Definition.
+type definitionDoc struct {
+	Name                *string       `yaml:"name" json:"name"`
+	Filter              *Filters      `yaml:"filter" json:"filter"`
+	Filters             *Filters      `yaml:"filters" json:"filters"`
+	TopicFilter         *Filters      `yaml:"topic_filter" json:"topic_filter"`
+	Shards              *int64        `yaml:"shards" json:"shards"`
+	Key                 *KeyExpr      `yaml:"key" json:"key"`
+	KeyExpression       *KeyExpr      `yaml:"key_expression" json:"key_expression"`
+	KeyFallback         *KeyExpr      `yaml:"key_fallback" json:"key_fallback"`
+	LastValue           *bool         `yaml:"last_value" json:"last_value"`
+	IsLastValue         *bool         `yaml:"is_lastvalue" json:"is_lastvalue"`
+	Retention           *retentionDoc `yaml:"retention" json:"retention"`
+	DataRetentionPeriod *MaxAge       `yaml:"data_retention_period" json:"data_retention_period"`
+	Limits              *limitsDoc    `yaml:"limits" json:"limits"`
+	// ReadMaxUnacked is EMQX's replay window; MQTT flow control (receive maximum) plays
+	// that role here, so it is checked and accepted for pasted EMQX definitions, then
+	// not used.
+	ReadMaxUnacked  *int64         `yaml:"read_max_unacked" json:"read_max_unacked"`
+	Compression     *string        `yaml:"compression" json:"compression"`
+	PublishTopic    *topicTemplate `yaml:"publish_topic" json:"publish_topic"`
+	DeliverProduced *bool          `yaml:"deliver_produced" json:"deliver_produced"`
+	Durability      *string        `yaml:"durability" json:"durability"`
+}
+
+type retentionDoc struct {
+	MaxAge      *MaxAge     `yaml:"max_age" json:"max_age"`
+	MaxBytes    *ByteLimit  `yaml:"max_bytes" json:"max_bytes"`
+	MaxMessages *CountLimit `yaml:"max_messages" json:"max_messages"`
+}
+
+type limitsDoc struct {
+	MaxShardMessageCount *CountLimit `yaml:"max_shard_message_count" json:"max_shard_message_count"`
+	MaxShardMessageBytes *ByteLimit  `yaml:"max_shard_message_bytes" json:"max_shard_message_bytes"`
+}
+
+// UnmarshalYAML reads a definition. It takes yaml.v3's older unmarshal-function form on
+// purpose: that one decodes with the caller's decoder, so the config file's KnownFields
+// applies inside definitions too (a *yaml.Node's Decode would not be strict). Checks of
+// the whole definition, and defaults, are Validate's.
+func (d *Definition) UnmarshalYAML(unmarshal func(any) error) error {
+	var doc definitionDoc
+	if err := unmarshal(&doc); err != nil {
 		return err
 	}
-	return d.fromFields(fields)
+	*d = doc.definition()
+	return nil
 }
 
-// yamlFields lists a mapping's fields; YAML merge keys ("<<: *defaults") contribute the
-// fields the mapping does not set itself.
-func yamlFields(node *yaml.Node) ([]rawField, error) {
-	var fields, merged []rawField
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		k, v := node.Content[i], node.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			return nil, &DefinitionError{Line: k.Line, Err: errors.New("field names must be strings")}
-		}
-		if k.Tag == "!!merge" {
-			srcs := []*yaml.Node{v}
-			if v.Kind == yaml.SequenceNode {
-				srcs = v.Content
-			}
-			for _, src := range srcs {
-				if src.Kind == yaml.AliasNode && src.Alias != nil {
-					src = src.Alias
-				}
-				if src.Kind != yaml.MappingNode {
-					return nil, &DefinitionError{Line: k.Line, Err: errors.New("'<<' must merge a mapping")}
-				}
-				more, err := yamlFields(src)
-				if err != nil {
-					return nil, err
-				}
-				for _, f := range more {
-					if !slices.ContainsFunc(merged, func(g rawField) bool { return g.name == f.name }) {
-						merged = append(merged, f)
-					}
-				}
-			}
-			continue
-		}
-		var val any
-		if err := v.Decode(&val); err != nil {
-			return nil, &DefinitionError{Line: v.Line, Err: fmt.Errorf("%s: %w", k.Value, err)}
-		}
-		fields = append(fields, rawField{name: k.Value, value: val, line: k.Line})
-	}
-	for _, f := range merged {
-		if !slices.ContainsFunc(fields, func(g rawField) bool { return g.name == f.name }) {
-			fields = append(fields, f)
-		}
-	}
-	return fields, nil
-}
-
-// UnmarshalJSON reads a definition strictly, accepting the same fields as YAML plus
-// EMQX's names; an alias given together with its field must agree with it.
+// UnmarshalJSON reads a definition strictly, with the same fields as YAML; errors name
+// the field. Checks of the whole definition, and defaults, are Validate's.
 func (d *Definition) UnmarshalJSON(b []byte) error {
-	if string(bytes.TrimSpace(b)) == "null" {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if t, err := dec.Token(); err != nil {
-		return &DefinitionError{Err: err}
-	} else if t != json.Delim('{') {
-		return &DefinitionError{Err: errors.New("want a JSON object")}
-	}
-	var fields []rawField
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return &DefinitionError{Err: err}
+	var doc definitionDoc
+	if err := conf.DecodeJSON(b, &doc); err != nil {
+		name := ""
+		var probe struct {
+			Name string `json:"name"`
 		}
-		name, _ := t.(string)
-		var val any
-		if err := dec.Decode(&val); err != nil {
-			return &DefinitionError{Err: fmt.Errorf("%s: %w", name, err)}
+		if json.Unmarshal(b, &probe) == nil {
+			name = probe.Name
 		}
-		fields = append(fields, rawField{name: name, value: val})
+		return &DefinitionError{Stream: name, Err: err}
 	}
-	if _, err := dec.Token(); err != nil {
-		return &DefinitionError{Err: err}
-	}
-	return d.fromFields(fields)
+	*d = doc.definition()
+	return nil
 }
 
-// DefinitionError is a refused stream definition: the line in the YAML source (0 for
-// JSON and for checks of the whole definition), the stream's name when known, and the
-// reason, which names the field. Callers that report the line and the stream their own
-// way (the config file's errors) take the parts instead of parsing the message.
+// definition turns the document into a Definition. A field given under two names (ours
+// and EMQX's) must agree; when they do not, or a value is out of range, the definition
+// carries the problem and Validate reports it, where the caller knows where the
+// definition came from (streams[i] of the config file, a request body).
+func (doc *definitionDoc) definition() Definition { return doc.over(Definition{}) }
+
+// over lays the fields the document gives over base; the others keep base's values.
+func (doc *definitionDoc) over(base Definition) Definition {
+	d := base
+	d.Filters = slices.Clone(base.Filters)
+	if doc.Name != nil {
+		d.Name = *doc.Name
+	}
+	var bad error
+	// pick returns the first given of the aliases, or records their disagreement.
+	pick := func(names []string, given []bool, same func(i, j int) bool) int {
+		first := -1
+		for i, g := range given {
+			if !g {
+				continue
+			}
+			if first < 0 {
+				first = i
+			} else if bad == nil && !same(first, i) {
+				bad = conf.Fieldf(names[i], "disagrees with %s", names[first])
+			}
+		}
+		return first
+	}
+	filters := []*Filters{doc.Filter, doc.Filters, doc.TopicFilter}
+	if i := pick([]string{"filter", "filters", "topic_filter"}, []bool{filters[0] != nil, filters[1] != nil, filters[2] != nil},
+		func(i, j int) bool { return slices.Equal(*filters[i], *filters[j]) }); i >= 0 {
+		d.Filters = []string(*filters[i])
+	}
+	if doc.Shards != nil {
+		if *doc.Shards < 1 || *doc.Shards > MaxShards {
+			bad = cmp.Or(bad, conf.Fieldf("shards", "%d out of range 1..%d", *doc.Shards, MaxShards))
+		} else {
+			d.Shards = int32(*doc.Shards)
+		}
+	}
+	keys := []*KeyExpr{doc.Key, doc.KeyExpression}
+	if i := pick([]string{"key", "key_expression"}, []bool{keys[0] != nil, keys[1] != nil},
+		func(i, j int) bool { return keys[i].String() == keys[j].String() }); i >= 0 {
+		d.Key = keys[i].String()
+	}
+	if doc.KeyFallback != nil {
+		d.KeyFallback = doc.KeyFallback.String()
+	}
+	lv := []*bool{doc.LastValue, doc.IsLastValue}
+	if i := pick([]string{"last_value", "is_lastvalue"}, []bool{lv[0] != nil, lv[1] != nil},
+		func(i, j int) bool { return *lv[i] == *lv[j] }); i >= 0 {
+		d.LastValue = *lv[i]
+	}
+	var ret retentionDoc
+	if doc.Retention != nil {
+		ret = *doc.Retention
+	}
+	var lim limitsDoc
+	if doc.Limits != nil {
+		lim = *doc.Limits
+	}
+	ages := []*MaxAge{ret.MaxAge, doc.DataRetentionPeriod}
+	if i := pick([]string{"retention.max_age", "data_retention_period"}, []bool{ages[0] != nil, ages[1] != nil},
+		func(i, j int) bool { return *ages[i] == *ages[j] }); i >= 0 {
+		d.Retention.MaxAge = time.Duration(*ages[i])
+	}
+	byteCaps := []*ByteLimit{ret.MaxBytes, lim.MaxShardMessageBytes}
+	if i := pick([]string{"retention.max_bytes", "limits.max_shard_message_bytes"}, []bool{byteCaps[0] != nil, byteCaps[1] != nil},
+		func(i, j int) bool { return *byteCaps[i] == *byteCaps[j] }); i >= 0 {
+		d.Retention.MaxBytes = int64(*byteCaps[i])
+	}
+	counts := []*CountLimit{ret.MaxMessages, lim.MaxShardMessageCount}
+	if i := pick([]string{"retention.max_messages", "limits.max_shard_message_count"}, []bool{counts[0] != nil, counts[1] != nil},
+		func(i, j int) bool { return *counts[i] == *counts[j] }); i >= 0 {
+		d.Retention.MaxMessages = int64(*counts[i])
+	}
+	if doc.Compression != nil {
+		d.Compression = *doc.Compression
+		if d.Compression == "" {
+			bad = cmp.Or(bad, conf.Fieldf("compression", "expected none, lz4 or zstd, got \"\""))
+		}
+	}
+	if doc.PublishTopic != nil {
+		d.PublishTopic = string(*doc.PublishTopic)
+	}
+	if doc.DeliverProduced != nil {
+		d.DeliverProduced = doc.DeliverProduced
+	}
+	if doc.Durability != nil {
+		d.Durability = log.Durability(*doc.Durability)
+		if d.Durability == log.DurabilityDefault {
+			bad = cmp.Or(bad, conf.Fieldf("durability", "expected fsync or write, got \"\""))
+		}
+	}
+	d.decodeErr = bad
+	return d
+}
+
+// UpdateJSON lays the fields of a JSON object over d, as a REST update does: a field
+// given (under our name or EMQX's) replaces d's value, one not given keeps it. The
+// result is not validated yet.
+func (d Definition) UpdateJSON(b []byte) (Definition, error) {
+	var doc definitionDoc
+	if err := conf.DecodeJSON(b, &doc); err != nil {
+		return d, &DefinitionError{Stream: d.Name, Err: err}
+	}
+	return doc.over(d), nil
+}
+
+// DefinitionError is a refused stream definition: the stream's name when known, and
+// the reason, a *conf.FieldError when it is about one field.
 type DefinitionError struct {
-	Line   int
 	Stream string
 	// Named says the stream is quoted even when its name is empty (a missing name).
 	Named bool
@@ -178,9 +259,6 @@ type DefinitionError struct {
 
 func (e *DefinitionError) Error() string {
 	var b strings.Builder
-	if e.Line > 0 {
-		fmt.Fprintf(&b, "line %d: ", e.Line)
-	}
 	b.WriteString("stream")
 	if e.Stream != "" || e.Named {
 		fmt.Fprintf(&b, " %q", e.Stream)
@@ -192,390 +270,6 @@ func (e *DefinitionError) Error() string {
 
 // Unwrap returns the reason.
 func (e *DefinitionError) Unwrap() error { return e.Err }
-
-type rawField struct {
-	name  string
-	value any
-	line  int // YAML only
-}
-
-// fromFields fills d from decoded fields, reporting the first problem with the stream's
-// name and the field's name (and line, from YAML).
-func (d *Definition) fromFields(fields []rawField) error {
-	*d = Definition{}
-	for _, f := range fields {
-		if f.name == "name" {
-			if s, ok := f.value.(string); ok {
-				d.Name = s
-			}
-		}
-	}
-	p := fieldParser{d: d, seen: map[string]string{}}
-	for _, f := range fields {
-		if err := p.field(f.name, f.value); err != nil {
-			return &DefinitionError{Line: f.line, Stream: d.Name, Err: err}
-		}
-	}
-	return nil
-}
-
-type fieldParser struct {
-	d *Definition
-	// seen maps a canonical field to the name it was first given under, so an alias
-	// given too must agree, and a field given twice is an error.
-	seen map[string]string
-}
-
-func (p *fieldParser) claim(canonical, as string, same func() bool) error {
-	prev, ok := p.seen[canonical]
-	if !ok {
-		p.seen[canonical] = as
-		return nil
-	}
-	if prev == as {
-		return fmt.Errorf("field %q given twice", as)
-	}
-	if !same() {
-		return fmt.Errorf("%q and %q disagree", prev, as)
-	}
-	return nil
-}
-
-func (p *fieldParser) field(name string, v any) error {
-	d := p.d
-	if v == nil {
-		// An explicit null (JSON null, YAML "key:") leaves the default.
-		if !knownTopField[name] {
-			return fmt.Errorf("unknown field %q", name)
-		}
-		return nil
-	}
-	switch name {
-	case "name":
-		s, ok := v.(string)
-		if !ok {
-			return typeErr(name, "a string", v)
-		}
-		return p.claim("name", name, func() bool { return s == d.Name })
-	case "filter", "filters", "topic_filter":
-		fs, err := stringList(name, v)
-		if err != nil {
-			return err
-		}
-		if err := p.claim("filters", name, func() bool { return slices.Equal(fs, d.Filters) }); err != nil {
-			return err
-		}
-		d.Filters = fs
-	case "shards":
-		n, err := integer(name, v)
-		if err != nil {
-			return err
-		}
-		if n < 1 || n > MaxShards {
-			return fmt.Errorf("shards: %d out of range 1..%d", n, MaxShards)
-		}
-		d.Shards = int32(n)
-		return p.claim("shards", name, nil)
-	case "key", "key_expression":
-		s, ok := v.(string)
-		if !ok {
-			return typeErr(name, "a string", v)
-		}
-		if err := p.claim("key", name, func() bool { return s == d.Key }); err != nil {
-			return err
-		}
-		d.Key = s
-	case "key_fallback":
-		s, ok := v.(string)
-		if !ok {
-			return typeErr(name, "a string", v)
-		}
-		if err := p.claim("key_fallback", name, func() bool { return s == d.KeyFallback }); err != nil {
-			return err
-		}
-		d.KeyFallback = s
-	case "last_value", "is_lastvalue":
-		b, ok := v.(bool)
-		if !ok {
-			return typeErr(name, "true or false", v)
-		}
-		if err := p.claim("last_value", name, func() bool { return b == d.LastValue }); err != nil {
-			return err
-		}
-		d.LastValue = b
-	case "compression":
-		s, ok := v.(string)
-		if !ok {
-			return typeErr(name, "none, lz4 or zstd", v)
-		}
-		switch s {
-		case log.CompressionNone, log.CompressionLZ4, log.CompressionZstd:
-		default:
-			return fmt.Errorf("compression: %q is not one of none, lz4, zstd", s)
-		}
-		d.Compression = s
-		return p.claim(name, name, nil)
-	case "publish_topic":
-		s, ok := v.(string)
-		if !ok {
-			return typeErr(name, "a string", v)
-		}
-		if _, err := ParseTopicTemplate(s); err != nil {
-			return err
-		}
-		d.PublishTopic = s
-		return p.claim(name, name, nil)
-	case "deliver_produced":
-		b, ok := v.(bool)
-		if !ok {
-			return typeErr(name, "true or false", v)
-		}
-		d.DeliverProduced = &b
-		return p.claim(name, name, nil)
-	case "durability":
-		s, ok := v.(string)
-		if !ok {
-			return typeErr(name, "fsync or write", v)
-		}
-		dur, err := log.ParseDurability(s)
-		if err != nil || dur == log.DurabilityDefault {
-			return fmt.Errorf("durability: %q is not one of fsync, write", s)
-		}
-		d.Durability = dur
-		return p.claim(name, name, nil)
-	case "data_retention_period":
-		return p.maxAge(name, v)
-	case "retention":
-		return p.section(name, v, map[string]func(string, any) error{
-			"max_age":      p.maxAge,
-			"max_bytes":    p.maxBytes,
-			"max_messages": p.maxMessages,
-		})
-	case "limits":
-		return p.section(name, v, map[string]func(string, any) error{
-			"max_shard_message_count": p.maxMessages,
-			"max_shard_message_bytes": p.maxBytes,
-		})
-	case "read_max_unacked":
-		// EMQX's replay window; MQTT flow control (receive maximum) plays that role here,
-		// so it is checked and accepted for pasted EMQX definitions, then not used.
-		if _, err := integer(name, v); err != nil {
-			return err
-		}
-		return p.claim(name, name, nil)
-	default:
-		return fmt.Errorf("unknown field %q", name)
-	}
-	return nil
-}
-
-var knownTopField = map[string]bool{
-	"name": true, "filter": true, "filters": true, "topic_filter": true, "shards": true,
-	"key": true, "key_expression": true, "key_fallback": true, "last_value": true, "is_lastvalue": true,
-	"data_retention_period": true, "retention": true, "limits": true, "read_max_unacked": true,
-	"compression": true, "publish_topic": true, "deliver_produced": true, "durability": true,
-}
-
-// section parses a nested object (retention, limits) field by field; a key it does not
-// know is an error naming its full path.
-func (p *fieldParser) section(name string, v any, fields map[string]func(string, any) error) error {
-	m, err := object(name, v)
-	if err != nil {
-		return err
-	}
-	if err := p.claim(name, name, nil); err != nil {
-		return err
-	}
-	for _, k := range sortedKeys(m) {
-		sub := name + "." + k
-		parse, ok := fields[k]
-		if !ok {
-			return fmt.Errorf("unknown field %q", sub)
-		}
-		if err := parse(sub, m[k]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *fieldParser) maxAge(name string, v any) error {
-	if v == nil {
-		return nil
-	}
-	var age time.Duration
-	switch x := v.(type) {
-	case string:
-		if isInfinity(x) {
-			age = NoMaxAge
-		} else {
-			var err error
-			if age, err = ParseDuration(x); err != nil {
-				return fmt.Errorf("%s: %w (want e.g. \"72h\", \"7d\", \"infinity\")", name, err)
-			}
-		}
-	default:
-		n, err := integer(name, v)
-		if err != nil || n != 0 {
-			return fmt.Errorf("%s: want a duration such as \"72h\" or \"7d\", not %v", name, v)
-		}
-	}
-	if age == 0 {
-		// An explicit zero, like the byte and count caps, means no bound.
-		age = NoMaxAge
-	}
-	if err := p.claim("max_age", name, func() bool { return age == p.d.Retention.MaxAge }); err != nil {
-		return err
-	}
-	p.d.Retention.MaxAge = age
-	return nil
-}
-
-func (p *fieldParser) maxBytes(name string, v any) error {
-	n, ok, err := limit(name, v, func(s string) (int64, error) {
-		n, err := ParseBytes(s)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", name, err)
-		}
-		return n, nil
-	})
-	if err != nil || !ok {
-		return err
-	}
-	if err := p.claim("max_bytes", name, func() bool { return n == p.d.Retention.MaxBytes }); err != nil {
-		return err
-	}
-	p.d.Retention.MaxBytes = n
-	return nil
-}
-
-func (p *fieldParser) maxMessages(name string, v any) error {
-	n, ok, err := limit(name, v, func(s string) (int64, error) {
-		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s: want a number of messages or \"infinity\", not %q", name, s)
-		}
-		return n, nil
-	})
-	if err != nil || !ok {
-		return err
-	}
-	if err := p.claim("max_messages", name, func() bool { return n == p.d.Retention.MaxMessages }); err != nil {
-		return err
-	}
-	p.d.Retention.MaxMessages = n
-	return nil
-}
-
-// limit reads a per-shard cap: an integer, a string parsed by parse, or "infinity"
-// (0, no cap); never negative. ok is false when the field is null (left unset).
-func limit(name string, v any, parse func(string) (int64, error)) (n int64, ok bool, err error) {
-	if v == nil {
-		return 0, false, nil
-	}
-	if s, isString := v.(string); isString {
-		if !isInfinity(s) {
-			if n, err = parse(s); err != nil {
-				return 0, false, err
-			}
-		}
-	} else if n, err = integer(name, v); err != nil {
-		return 0, false, err
-	}
-	if n < 0 {
-		return 0, false, fmt.Errorf("%s: must not be negative", name)
-	}
-	return n, true, nil
-}
-
-func isInfinity(s string) bool {
-	s = strings.TrimSpace(s)
-	return strings.EqualFold(s, "infinity") || strings.EqualFold(s, "unlimited")
-}
-
-func typeErr(name, want string, v any) error {
-	return fmt.Errorf("%s: want %s, not %s", name, want, describe(v))
-}
-
-func describe(v any) string {
-	switch x := v.(type) {
-	case string:
-		return strconv.Quote(x)
-	case map[string]any, map[any]any:
-		return "a mapping"
-	case []any:
-		return "a list"
-	default:
-		return fmt.Sprint(x)
-	}
-}
-
-func stringList(name string, v any) ([]string, error) {
-	switch x := v.(type) {
-	case string:
-		return []string{x}, nil
-	case []any:
-		out := make([]string, 0, len(x))
-		for i, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("%s[%d]: want a string, not %s", name, i, describe(e))
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	}
-	return nil, typeErr(name, "a topic filter or a list of them", v)
-}
-
-func integer(name string, v any) (int64, error) {
-	switch x := v.(type) {
-	case int:
-		return int64(x), nil
-	case int64:
-		return x, nil
-	case uint64:
-		if x <= math.MaxInt64 {
-			return int64(x), nil
-		}
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<62 {
-			return int64(x), nil
-		}
-	case json.Number:
-		if n, err := x.Int64(); err == nil {
-			return n, nil
-		}
-	}
-	return 0, typeErr(name, "a whole number", v)
-}
-
-func object(name string, v any) (map[string]any, error) {
-	switch x := v.(type) {
-	case map[string]any:
-		return x, nil
-	case map[any]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			s, ok := k.(string)
-			if !ok {
-				return nil, fmt.Errorf("%s: field names must be strings", name)
-			}
-			m[s] = e
-		}
-		return m, nil
-	}
-	return nil, typeErr(name, "a mapping", v)
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 // definitionJSON is the JSON form: our names plus EMQX's, so EMQX scripts read it too.
 type definitionJSON struct {
@@ -674,45 +368,45 @@ func (d *Definition) ValidateKafkaOnly() error {
 }
 
 func (d *Definition) validate(needFilter bool) error {
+	if d.decodeErr != nil {
+		return d.decodeErr
+	}
 	if err := ValidName(d.Name); err != nil {
-		return fmt.Errorf("name: %w", err)
+		return conf.Field("name", err)
 	}
 	if d.Shards == 0 {
 		d.Shards = DefaultShards
 	}
 	if d.Shards < 1 || d.Shards > MaxShards {
-		return fmt.Errorf("shards: %d out of range 1..%d", d.Shards, MaxShards)
+		return conf.Fieldf("shards", "%d out of range 1..%d", d.Shards, MaxShards)
 	}
 	if needFilter && len(d.Filters) == 0 {
-		return errors.New("filter: at least one topic filter is required")
+		return conf.Fieldf("filter", "at least one topic filter is required")
 	}
 	for i, f := range d.Filters {
-		if err := ValidFilter(f); err != nil {
-			return fmt.Errorf("filter %q: %w", f, err)
-		}
-		if strings.HasPrefix(f, "$share/") || strings.HasPrefix(f, "$queue/") {
-			return fmt.Errorf("filter %q: a shared subscription filter cannot feed a stream", f)
+		if err := checkFilter(f); err != nil {
+			return conf.Field("filter", err)
 		}
 		if slices.Contains(d.Filters[:i], f) {
-			return fmt.Errorf("filter %q: listed twice", f)
+			return conf.Fieldf("filter", "%q: listed twice", f)
 		}
 	}
 	if d.Key == "" {
 		d.Key = DefaultKey
 	}
-	k, err := ParseKey(d.Key)
+	k, err := compileKey(d.Key)
 	if err != nil {
-		return err
+		return conf.Field("key", err)
 	}
 	if k.None() && d.LastValue {
-		return errors.New("key: a last_value stream keeps the newest record per key, so its key cannot be none")
+		return conf.Fieldf("key", "a last_value stream keeps the newest record per key, so its key cannot be none")
 	}
-	fb, err := ParseKey(d.keyFallback())
+	fb, err := compileKey(d.keyFallback())
 	if err != nil {
-		return fmt.Errorf("key_fallback: %w", err)
+		return conf.Field("key_fallback", err)
 	}
 	if fb.None() && d.LastValue {
-		return errors.New("key_fallback: a last_value stream keeps the newest record per key, so its fallback cannot be none")
+		return conf.Fieldf("key_fallback", "a last_value stream keeps the newest record per key, so its fallback cannot be none")
 	}
 	r := &d.Retention
 	switch {
@@ -722,21 +416,21 @@ func (d *Definition) validate(needFilter bool) error {
 		r.MaxAge = NoMaxAge
 	}
 	if r.MaxBytes < 0 {
-		return errors.New("retention.max_bytes: must not be negative")
+		return conf.Fieldf("retention.max_bytes", "must not be negative")
 	}
 	if r.MaxMessages < 0 {
-		return errors.New("retention.max_messages: must not be negative")
+		return conf.Fieldf("retention.max_messages", "must not be negative")
 	}
 	switch d.Compression {
 	case "", log.CompressionNone, log.CompressionLZ4, log.CompressionZstd:
 	default:
-		return fmt.Errorf("compression: %q is not one of none, lz4, zstd", d.Compression)
+		return conf.Fieldf("compression", "%q is not one of none, lz4, zstd", d.Compression)
 	}
 	if _, err := d.TopicTemplate(); err != nil {
-		return err
+		return conf.Field("publish_topic", err)
 	}
 	if _, err := log.ParseDurability(string(d.Durability)); err != nil {
-		return fmt.Errorf("durability: %q is not one of fsync, write", d.Durability)
+		return conf.Fieldf("durability", "%q is not one of fsync, write", d.Durability)
 	}
 	return nil
 }
@@ -821,3 +515,6 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 	}
 	return d, nil
 }
+
+// Shape tells conf which struct describes a definition's keys (for error messages).
+func (Definition) Shape() any { return definitionDoc{} }

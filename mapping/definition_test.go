@@ -2,23 +2,20 @@ package mapping
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/mqstreams/mqstreams/conf"
 	"github.com/mqstreams/mqstreams/log"
 )
 
 func parseYAMLDef(t *testing.T, src string) (Definition, error) {
 	t.Helper()
 	var d Definition
-	err := yaml.Unmarshal([]byte(src), &d)
-	if err == nil {
-		err = d.Validate()
-	}
+	err := conf.Decode("s.yaml", []byte(src), &d)
 	return d, err
 }
 
@@ -125,15 +122,16 @@ func TestDefinitionYAMLInConfigList(t *testing.T) {
 		Streams []Definition `yaml:"streams"`
 	}
 	src := "streams:\n  - name: a\n    filter: x/#\n  - name: b\n    filters: [y, z]\n"
-	if err := yaml.Unmarshal([]byte(src), &cfg); err != nil {
+	if err := conf.Decode("c.yaml", []byte(src), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Streams) != 2 || cfg.Streams[1].Filters[1] != "z" {
+	if len(cfg.Streams) != 2 || cfg.Streams[1].Filters[1] != "z" || cfg.Streams[1].Shards != DefaultShards {
 		t.Fatalf("got %+v", cfg.Streams)
 	}
 	src = "streams:\n  - name: a\n    filter: x/#\n  - name: b\n    filtr: y\n"
-	err := yaml.Unmarshal([]byte(src), &cfg)
-	if err == nil || !strings.Contains(err.Error(), `line 5: stream "b": unknown field "filtr"`) {
+	err := conf.Decode("c.yaml", []byte(src), &cfg)
+	if err == nil || !strings.HasPrefix(err.Error(), `c.yaml:5: streams[1].filtr: unknown field (known: compression, data_retention_period, deliver_produced, durability, filter, filters, `) ||
+		!strings.HasSuffix(err.Error(), `(in "b")`) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -154,13 +152,10 @@ streams:
     filter: x
     key: username
 `
-	if err := yaml.Unmarshal([]byte(src), &cfg); err != nil {
+	if err := conf.Decode("c.yaml", []byte(src), &cfg); err != nil {
 		t.Fatal(err)
 	}
 	got := cfg.Streams[0]
-	if err := got.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	want := Definition{Name: "a", Filters: []string{"x"}, Shards: 2, Key: "username", Retention: log.Retention{MaxAge: time.Hour}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v want %+v", got, want)
@@ -168,47 +163,54 @@ streams:
 }
 
 func TestDefinitionErrors(t *testing.T) {
+	// Each bad value kind, with the line and field named.
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown field", "name: t\nfilter: a\nfiltr: b", `stream "t": unknown field "filtr"`},
-		{"unknown field no name", "filtr: b", `stream: unknown field "filtr"`},
-		{"unknown retention field", "name: t\nfilter: a\nretention: {max_agee: 1h}", `stream "t": unknown field "retention.max_agee"`},
-		{"unknown limits field", "name: t\nfilter: a\nlimits: {count: 1}", `unknown field "limits.count"`},
-		{"bad filter", "name: telemetry\nfilter: a/#/b", `stream "telemetry": filter "a/#/b": '#' must be the last level`},
-		{"no filter", "name: t", `stream "t": filter: at least one topic filter is required`},
+		{"unknown field", "name: t\nfilter: a\nfiltr: b", `s.yaml:3: filtr: unknown field (known: compression, data_retention_period,`},
+		{"unknown field no name", "filtr: b", `s.yaml:1: filtr: unknown field`},
+		{"unknown retention field", "name: t\nfilter: a\nretention: {max_agee: 1h}", `s.yaml:3: retention.max_agee: unknown field (known: max_age, max_bytes, max_messages)`},
+		{"unknown limits field", "name: t\nfilter: a\nlimits: {count: 1}", `s.yaml:3: limits.count: unknown field (known: max_shard_message_bytes, max_shard_message_count)`},
+		{"bad filter", "name: telemetry\nfilter: a/#/b", `s.yaml:2: filter: "a/#/b": '#' must be the last level`},
+		{"bad filter in list", "name: t\nfilters:\n  - a\n  - +x", `s.yaml:4: filters[1]: "+x": '+' must occupy a whole level`},
+		{"no filter", "name: t", `s.yaml:1: filter: at least one topic filter is required`},
 		{"empty filter list", "name: t\nfilters: []", `filter: at least one`},
-		{"duplicate filter", "name: t\nfilters: [a, a]", `filter "a": listed twice`},
-		{"shared filter", "name: t\nfilter: $share/g/a", `filter "$share/g/a": a shared subscription`},
-		{"filter type", "name: t\nfilter: {a: 1}", `filter: want a topic filter or a list of them`},
-		{"filter elem type", "name: t\nfilters: [a, 5]", `filters[1]: want a string`},
-		{"no name", "filter: a", `stream "": name: required`},
-		{"bad name", "name: a/b\nfilter: a", `name: "a/b": only A-Z`},
+		{"duplicate filter", "name: t\nfilters: [a, a]", `filter: "a": listed twice`},
+		{"shared filter", "name: t\nfilter: $share/g/a", `s.yaml:2: filter: "$share/g/a": a shared subscription`},
+		{"filter type", "name: t\nfilter: {a: 1}", `s.yaml:2: filter: expected a topic filter or a list of them, got a mapping`},
+		{"filter elem type", "name: t\nfilters: [a, [b]]", `filters[1]: expected a topic filter or a list of them, got a list`},
+		{"no name", "filter: a", `s.yaml:1: name: required`},
+		{"bad name", "name: a/b\nfilter: a", `s.yaml:1: name: "a/b": only A-Z`},
 		{"dot name", "name: ..\nfilter: a", `name: ".." is not allowed`},
 		{"long name", "name: " + strings.Repeat("n", 250) + "\nfilter: a", `longer than 249`},
-		{"shards zero range", "name: t\nfilter: a\nshards: 10001", `shards: 10001 out of range 1..10000`},
+		{"shards range", "name: t\nfilter: a\nshards: 10001", `s.yaml:3: shards: 10001 out of range 1..10000`},
+		{"shards zero", "name: t\nfilter: a\nshards: 0", `s.yaml:3: shards: 0 out of range 1..10000`},
 		{"shards negative", "name: t\nfilter: a\nshards: -1", `shards: -1 out of range`},
-		{"shards type", "name: t\nfilter: a\nshards: four", `shards: want a whole number, not "four"`},
-		{"shards fraction", "name: t\nfilter: a\nshards: 1.5", `shards: want a whole number`},
-		{"bad key", "name: t\nfilter: a\nkey: nope", `stream "t": key "nope": unknown key expression`},
-		{"last value without key", "name: t\nfilter: a\nkey: none\nlast_value: true", `stream "t": key: a last_value stream`},
-		{"bad age", "name: t\nfilter: a\nretention: {max_age: soon}", `retention.max_age: invalid duration "soon"`},
-		{"age number", "name: t\nfilter: a\nretention: {max_age: 3600}", `retention.max_age: want a duration`},
-		{"bad bytes", "name: t\nfilter: a\nretention: {max_bytes: 10XB}", `retention.max_bytes: invalid byte size "10XB"`},
+		{"shards type", "name: t\nfilter: a\nshards: four", `s.yaml:3: shards: expected a whole number, got "four"`},
+		{"shards fraction", "name: t\nfilter: a\nshards: 1.5", `s.yaml:3: shards: expected a whole number, got "1.5"`},
+		{"bad key", "name: t\nfilter: a\nkey: nope", `s.yaml:3: key: "nope": unknown key expression`},
+		{"bad key fallback", "name: t\nfilter: a\nkey_fallback: topic-level:x", `s.yaml:3: key_fallback: "topic-level:x": topic-level needs`},
+		{"bad concat", "name: t\nfilter: a\nkey_expression: concat(topic", `s.yaml:3: key_expression: "concat(topic": unknown key expression`},
+		{"last value without key", "name: t\nfilter: a\nkey: none\nlast_value: true", `s.yaml:3: key: a last_value stream`},
+		{"bad age", "name: t\nfilter: a\nretention: {max_age: soon}", `s.yaml:3: retention.max_age: invalid duration "soon"`},
+		{"negative age", "name: t\nfilter: a\nretention:\n  max_age: -1h", `s.yaml:4: retention.max_age: negative duration "-1h"`},
+		{"age number", "name: t\nfilter: a\nretention: {max_age: 3600}", `retention.max_age: expected a duration such as "72h"`},
+		{"bad bytes", "name: t\nfilter: a\nretention: {max_bytes: 10XB}", `s.yaml:3: retention.max_bytes: invalid byte size "10XB"`},
 		{"negative bytes", "name: t\nfilter: a\nretention: {max_bytes: -1}", `retention.max_bytes: must not be negative`},
 		{"negative messages", "name: t\nfilter: a\nretention: {max_messages: -1}", `retention.max_messages: must not be negative`},
-		{"bad count", "name: t\nfilter: a\nlimits: {max_shard_message_count: lots}", `limits.max_shard_message_count: want a number`},
-		{"last_value type", "name: t\nfilter: a\nlast_value: yes", `last_value: want true or false, not "yes"`},
-		{"retention type", "name: t\nfilter: a\nretention: 7d", `retention: want a mapping`},
+		{"negative limit", "name: t\nfilter: a\nlimits:\n  max_shard_message_bytes: -5", `s.yaml:4: limits.max_shard_message_bytes: must not be negative`},
+		{"bad count", "name: t\nfilter: a\nlimits: {max_shard_message_count: lots}", `limits.max_shard_message_count: expected a number of messages or "infinity", got "lots"`},
+		{"last_value type", "name: t\nfilter: a\nlast_value: maybe", `s.yaml:3: last_value: expected true or false, got "maybe"`},
+		{"retention type", "name: t\nfilter: a\nretention: 7d", `s.yaml:3: retention: expected a mapping, got "7d"`},
 		{"bad compression", "name: t\nfilter: a\ncompression: gzip", `compression: "gzip" is not one of none, lz4, zstd`},
-		{"compression type", "name: t\nfilter: a\ncompression: true", `compression: want none, lz4 or zstd`},
 		{"bad durability", "name: t\nfilter: a\ndurability: sometimes", `durability: "sometimes" is not one of fsync, write`},
-		{"durability type", "name: t\nfilter: a\ndurability: 1", `durability: want fsync or write`},
-		{"disagreeing alias", "name: t\nfilter: a\ntopic_filter: b", `"filter" and "topic_filter" disagree`},
-		{"disagreeing key", "name: t\nfilter: a\nkey: topic\nkey_expression: message.from", `"key" and "key_expression" disagree`},
-		{"disagreeing age", "name: t\nfilter: a\nretention: {max_age: 1h}\ndata_retention_period: 2h", `"retention.max_age" and "data_retention_period" disagree`},
-		{"duplicate key", "name: t\nfilter: a\nshards: 2\nshards: 3", `line 4: stream "t": field "shards" given twice`},
-		{"not a mapping", "- a\n- b", `stream: want a mapping`},
+		{"bad publish topic", "name: t\nfilter: a\npublish_topic: \"x/{nope}\"", `s.yaml:3: publish_topic: "x/{nope}": unknown placeholder`},
+		{"read_max_unacked type", "name: t\nfilter: a\nread_max_unacked: many", `read_max_unacked: expected a whole number`},
+		{"disagreeing alias", "name: t\nfilter: a\ntopic_filter: b", `s.yaml:3: topic_filter: disagrees with filter`},
+		{"disagreeing key", "name: t\nfilter: a\nkey: topic\nkey_expression: message.from", `s.yaml:4: key_expression: disagrees with key`},
+		{"disagreeing age", "name: t\nfilter: a\nretention: {max_age: 1h}\ndata_retention_period: 2h", `s.yaml:4: data_retention_period: disagrees with retention.max_age`},
+		{"duplicate key", "name: t\nfilter: a\nshards: 2\nshards: 3", `s.yaml:4: shards: duplicate key (first at line 3)`},
+		{"not a mapping", "- a\n- b", `s.yaml:1: expected a mapping, got a list`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -238,14 +240,26 @@ func TestDefinitionJSON(t *testing.T) {
 	}
 
 	errs := []struct{ src, want string }{
-		{`{"name":"s","filter":"a","bogus":1}`, `stream "s": unknown field "bogus"`},
-		{`{"name":"s","filter":"a","shards":"4"}`, `shards: want a whole number, not "4"`},
-		{`{"name":"s","filter":"a","shards":4.5}`, `shards: want a whole number`},
-		{`{"name":"s","filter":"a","retention":{"max_bytes":1,"x":2}}`, `unknown field "retention.x"`},
-		{`{"name":"s","filter":"a","name":"s"}`, `field "name" given twice`},
-		{`{"name":"s","filters":["a/#/b"]}`, `stream "s": filter "a/#/b": '#' must be the last level`},
+		{`{"name":"s","filter":"a","bogus":1}`, `stream "s": bogus: unknown field (known: compression,`},
+		{`{"name":"s","filter":"a","shards":"4"}`, `stream "s": shards: expected a whole number, got "4"`},
+		{`{"name":"s","filter":"a","shards":4.5}`, `shards: expected a whole number, got 4.5`},
+		{`{"name":"s","filter":"a","shards":0}`, `shards: 0 out of range 1..10000`},
+		{`{"name":"s","filter":"a","retention":{"max_bytes":1,"x":2}}`, `retention.x: unknown field (known: max_age, max_bytes, max_messages)`},
+		{`{"name":"s","filter":"a","retention":{"max_bytes":"5XB"}}`, `retention.max_bytes: invalid byte size "5XB"`},
+		{`{"name":"s","filter":"a","retention":{"max_age":"-1h"}}`, `retention.max_age: negative duration "-1h"`},
+		{`{"name":"s","filter":"a","retention":{"max_age":3600}}`, `retention.max_age: expected a duration such as "72h" or "7d", got 3600`},
+		{`{"name":"s","filter":"a","retention":{"max_messages":-1}}`, `retention.max_messages: must not be negative`},
+		{`{"name":"s","filter":"a","retention":7}`, `retention: expected an object, got 7`},
+		{`{"name":"s","filter":"a","key":"nope"}`, `key: "nope": unknown key expression`},
+		{`{"name":"s","filter":"a","key":5}`, `key: expected a key expression string, got 5`},
+		{`{"name":"s","filter":"a","is_lastvalue":"yes"}`, `is_lastvalue: expected true or false, got "yes"`},
+		{`{"name":"s","filter":"a","name":"s"}`, `name: given twice`},
+		{`{"name":"s","filters":["a/#/b"]}`, `stream "s": filters[0]: "a/#/b": '#' must be the last level`},
+		{`{"name":"s","filters":["a",3]}`, `stream "s": filters[1]: expected a topic filter, got 3`},
+		{`{"name":"s","topic_filter":"a","filter":"b"}`, `stream "s": topic_filter: disagrees with filter`},
 		{`{"name":"s","filter":"a","limits":{"max_shard_message_bytes":-5}}`, `limits.max_shard_message_bytes: must not be negative`},
-		{`["a"]`, `want a JSON object`},
+		{`{"name":"s","filter":"a","limits":{"max_shard_message_count":1.5}}`, `limits.max_shard_message_count: expected a number of messages, or "infinity", got 1.5`},
+		{`["a"]`, `expected an object`},
 		{`{"name":"s",`, `unexpected end of JSON input`},
 	}
 	for _, e := range errs {
@@ -363,5 +377,76 @@ func TestDefinitionKeyFallbackStored(t *testing.T) {
 	}
 	if got.KeyFallback != "none" {
 		t.Fatalf("stored key_fallback %q, want none", got.KeyFallback)
+	}
+}
+
+// TestDefinitionUpdateJSON: a REST update replaces the fields it gives, under either
+// name, and keeps every other field (key_fallback, publish_topic, durability...).
+func TestDefinitionUpdateJSON(t *testing.T) {
+	no := false
+	cur := Definition{Name: "s", Filters: []string{"a/#"}, Shards: 2, Key: "json:id", KeyFallback: "topic",
+		Compression: "lz4", Durability: log.DurabilityWrite, PublishTopic: "out/{key}", DeliverProduced: &no, LastValue: true,
+		Retention: log.Retention{MaxAge: time.Hour, MaxBytes: 1000, MaxMessages: 50}}
+	if err := cur.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cur.UpdateJSON([]byte(`{"shards":3,"data_retention_period":"1d","limits":{"max_shard_message_bytes":"2KB"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := cur
+	want.Shards, want.Retention.MaxAge, want.Retention.MaxBytes = 3, 24*time.Hour, 2000
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+	if !reflect.DeepEqual(cur.Filters, []string{"a/#"}) {
+		t.Fatal("update changed the current definition")
+	}
+	got, err = cur.UpdateJSON([]byte(`{"topic_filter":"b/+","is_lastvalue":false}`))
+	if err != nil || got.Filters[0] != "b/+" || got.LastValue || got.Shards != 2 {
+		t.Fatalf("aliases: %+v %v", got, err)
+	}
+	for _, bad := range []string{`{"shards":"x"}`, `{"colour":1}`, `{"retention":{"max_bytes":-1}}`} {
+		if _, err := cur.UpdateJSON([]byte(bad)); err == nil || !strings.HasPrefix(err.Error(), `stream "s": `) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
+
+// TestKafkaConfigBadValues: Kafka topic configs go through the same value checks as the
+// config file and the REST API, refused as invalid (INVALID_CONFIG) naming the config.
+func TestKafkaConfigBadValues(t *testing.T) {
+	for _, tt := range []struct{ name, value, want string }{
+		{KafkaTopicFilter, "a/#,b/#/c", `mqtt.topic.filter: "b/#/c": '#' must be the last level`},
+		{KafkaTopicFilter, "$share/g/x", `mqtt.topic.filter: "$share/g/x": a shared subscription`},
+		{KafkaKey, "concat(", `mqtt.key: "concat(": `},
+		{KafkaRetentionMS, "-5", `retention.ms: expected a number of milliseconds > 0 or -1 (unbounded), got "-5"`},
+		{KafkaRetentionMS, "1d", `retention.ms: expected a number of milliseconds`},
+		{KafkaRetentionBytes, "-2", `retention.bytes: expected a number of bytes > 0 or -1 (unbounded), got "-2"`},
+		{KafkaCleanupPolicy, "forever", `cleanup.policy: expected delete or compact, got "forever"`},
+		{KafkaCompression, "gzip", `compression.type: expected uncompressed, lz4 or zstd, got "gzip"`},
+		{"segment.bytes", "1", `unknown topic config "segment.bytes"`},
+	} {
+		d := Definition{Name: "t", Filters: []string{"x"}}
+		v := tt.value
+		err := d.SetKafkaConfig(tt.name, &v)
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("%s=%s: got %v, want %s", tt.name, tt.value, err, tt.want)
+		}
+		if tt.name != "segment.bytes" && !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s=%s: %v is not ErrInvalid", tt.name, tt.value, err)
+		}
+	}
+	d := Definition{Name: "t"}
+	for name, v := range map[string]string{KafkaTopicFilter: "a/+, b/#", KafkaKey: "topic-level:2", KafkaRetentionMS: "3600000", KafkaRetentionBytes: "-1", KafkaCleanupPolicy: "compact"} {
+		if err := d.SetKafkaConfig(name, &v); err != nil {
+			t.Fatalf("%s=%s: %v", name, v, err)
+		}
+	}
+	if err := d.Validate(); err != nil || !reflect.DeepEqual(d.Filters, []string{"a/+", "b/#"}) || d.Retention.MaxAge != time.Hour || !d.LastValue {
+		t.Fatalf("%+v %v", d, err)
 	}
 }

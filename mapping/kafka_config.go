@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mqstreams/mqstreams/conf"
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -28,7 +29,9 @@ var KafkaConfigNames = []string{KafkaCleanupPolicy, KafkaCompression, KafkaTopic
 var ErrUnknownConfig = errors.New("unknown topic config")
 
 // SetKafkaConfig sets one Kafka topic config on d; a nil value restores the default.
-// The definition is checked as a whole by the catalog afterwards.
+// Values are read by the same checks as the config file's and the REST API's (topic
+// filters, key expressions); the definition is validated as a whole by the catalog
+// afterwards, as every definition is.
 func (d *Definition) SetKafkaConfig(name string, value *string) error {
 	v := ""
 	if value != nil {
@@ -40,10 +43,19 @@ func (d *Definition) SetKafkaConfig(name string, value *string) error {
 		d.Filters = nil
 		if !reset && v != "" {
 			for _, f := range strings.Split(v, ",") {
-				d.Filters = append(d.Filters, strings.TrimSpace(f))
+				f = strings.TrimSpace(f)
+				if err := checkFilter(f); err != nil {
+					return Invalid(conf.Field(name, err))
+				}
+				d.Filters = append(d.Filters, f)
 			}
 		}
 	case KafkaKey:
+		if v != "" {
+			if _, err := compileKey(v); err != nil {
+				return Invalid(conf.Field(name, err))
+			}
+		}
 		d.Key = v // "" is the default, clientid
 	case KafkaRetentionMS:
 		if reset {
@@ -52,7 +64,7 @@ func (d *Definition) SetKafkaConfig(name string, value *string) error {
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < -1 || n == 0 {
-			return fmt.Errorf("%s: want a number of milliseconds > 0 or -1 (unbounded), not %q", name, v)
+			return Invalid(conf.Fieldf(name, "expected a number of milliseconds > 0 or -1 (unbounded), got %q", v))
 		}
 		if n == -1 {
 			d.Retention.MaxAge = NoMaxAge
@@ -66,7 +78,7 @@ func (d *Definition) SetKafkaConfig(name string, value *string) error {
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < -1 || n == 0 {
-			return fmt.Errorf("%s: want a number of bytes > 0 or -1 (unbounded), not %q", name, v)
+			return Invalid(conf.Fieldf(name, "expected a number of bytes > 0 or -1 (unbounded), got %q", v))
 		}
 		if n == -1 {
 			n = 0
@@ -79,7 +91,7 @@ func (d *Definition) SetKafkaConfig(name string, value *string) error {
 		case "compact", "compact,delete", "delete,compact":
 			d.LastValue = true
 		default:
-			return fmt.Errorf("%s: want delete or compact, not %q", name, v)
+			return Invalid(conf.Fieldf(name, "expected delete or compact, got %q", v))
 		}
 	case KafkaCompression:
 		// Kafka's producer (keep what producers sent) is how batches arrive; stored
@@ -90,7 +102,7 @@ func (d *Definition) SetKafkaConfig(name string, value *string) error {
 		case log.CompressionLZ4, log.CompressionZstd:
 			d.Compression = v
 		default:
-			return fmt.Errorf("%s: want uncompressed, lz4 or zstd, not %q", name, v)
+			return Invalid(conf.Fieldf(name, "expected uncompressed, lz4 or zstd, got %q", v))
 		}
 	default:
 		return fmt.Errorf("%w %q (known: %s)", ErrUnknownConfig, name, strings.Join(KafkaConfigNames, ", "))

@@ -47,9 +47,18 @@ const emqxUserProperty = "message.headers.properties.User-Property."
 // message.headers.username, message.headers.properties.User-Property.NAME and
 // concat(a, 'lit', b, ...).
 func ParseKey(expr string) (KeyExpr, error) {
+	k, err := compileKey(expr)
+	if err != nil {
+		return KeyExpr{}, fmt.Errorf("key %w", err)
+	}
+	return k, nil
+}
+
+// compileKey is ParseKey with the expression, not the field, leading the error.
+func compileKey(expr string) (KeyExpr, error) {
 	k, err := parseKey(strings.TrimSpace(expr), true)
 	if err != nil {
-		return KeyExpr{}, fmt.Errorf("key %q: %w", expr, err)
+		return KeyExpr{}, fmt.Errorf("%q: %w", expr, err)
 	}
 	return k, nil
 }

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,7 +29,7 @@ type templatePart struct {
 // unclosed brace is an error naming it.
 func ParseTopicTemplate(s string) (*TopicTemplate, error) {
 	if s == "" {
-		return nil, fmt.Errorf("publish_topic: must not be empty")
+		return nil, errors.New("must not be empty")
 	}
 	t := &TopicTemplate{}
 	for rest := s; rest != ""; {
@@ -42,7 +43,7 @@ func ParseTopicTemplate(s string) (*TopicTemplate, error) {
 		}
 		j := strings.IndexByte(rest[i:], '}')
 		if j < 0 {
-			return nil, fmt.Errorf("publish_topic %q: unclosed '{'", s)
+			return nil, fmt.Errorf("%q: unclosed '{'", s)
 		}
 		name := rest[i+1 : i+j]
 		switch {
@@ -55,13 +56,13 @@ func ParseTopicTemplate(s string) (*TopicTemplate, error) {
 		case strings.HasPrefix(name, "header.") && len(name) > len("header."):
 			t.parts = append(t.parts, templatePart{kind: 'h', header: name[len("header."):]})
 		default:
-			return nil, fmt.Errorf("publish_topic %q: unknown placeholder {%s} (want {stream}, {key}, {partition} or {header.NAME})", s, name)
+			return nil, fmt.Errorf("%q: unknown placeholder {%s} (want {stream}, {key}, {partition} or {header.NAME})", s, name)
 		}
 		rest = rest[i+j+1:]
 	}
 	for _, p := range t.parts {
 		if p.kind == 0 && strings.ContainsAny(p.lit, "+#") {
-			return nil, fmt.Errorf("publish_topic %q: wildcards '+' and '#' are not allowed in a topic name", s)
+			return nil, fmt.Errorf("%q: wildcards '+' and '#' are not allowed in a topic name", s)
 		}
 	}
 	return t, nil

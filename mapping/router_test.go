@@ -186,7 +186,7 @@ func TestRouterPrunesEmptyNodes(t *testing.T) {
 
 func TestRouterErrors(t *testing.T) {
 	r := NewRouter()
-	if err := r.Put(Definition{Name: "bad", Filters: []string{"a/#/b"}}); err == nil || !strings.Contains(err.Error(), `stream "bad": filter "a/#/b"`) {
+	if err := r.Put(Definition{Name: "bad", Filters: []string{"a/#/b"}}); err == nil || !strings.Contains(err.Error(), `stream "bad": filter: "a/#/b"`) {
 		t.Fatalf("Put bad filter: %v", err)
 	}
 	mustSet(t, r, Definition{Name: "keep", Filters: []string{"k"}})

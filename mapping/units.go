@@ -89,6 +89,9 @@ var byteUnits = map[string]int64{
 // unit ("512MB" = 512×10⁶, "10GiB" = 10×2³⁰, "1.5KiB"); units are case-insensitive.
 func ParseBytes(s string) (int64, error) {
 	in := strings.TrimSpace(s)
+	if strings.HasPrefix(in, "-") {
+		return 0, fmt.Errorf("byte size %q is negative", s)
+	}
 	i := 0
 	for i < len(in) && (in[i] >= '0' && in[i] <= '9' || in[i] == '.') {
 		i++

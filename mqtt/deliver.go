@@ -102,7 +102,7 @@ func (d *deliverer) Provides(b byte) bool { return b == mochi.OnPacketEncode }
 // OnPacketEncode counts (and un-tracks) a delivery too large for the receiving client,
 // which mochi then drops.
 func (d *deliverer) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
-	if pk.Origin == inlineOrigin && pk.Mods.MaxSize > 0 {
+	if injected(&pk) && pk.Mods.MaxSize > 0 {
 		var buf bytes.Buffer
 		if tooLargeFor(cl, &pk, &buf) {
 			d.skipped.WithLabelValues(skipTooLarge).Inc()

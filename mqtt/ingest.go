@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -32,7 +31,7 @@ type ingestHook struct {
 	mochi.HookBase
 
 	broker     *mochi.Server
-	log        *log.Log
+	w          log.Writer // the log alone, or the cluster
 	router     *mapping.Router
 	lg         zerolog.Logger
 	met        *metrics
@@ -102,13 +101,13 @@ type item struct {
 	dups      []*item
 }
 
-func newIngestHook(broker *mochi.Server, l *log.Log, r *mapping.Router, lg zerolog.Logger, met *metrics, maxPending int) *ingestHook {
+func newIngestHook(broker *mochi.Server, w log.Writer, r *mapping.Router, lg zerolog.Logger, met *metrics, maxPending int) *ingestHook {
 	if maxPending <= 0 {
 		maxPending = 1024
 	}
 	h := &ingestHook{
 		broker:     broker,
-		log:        l,
+		w:          w,
 		router:     r,
 		lg:         lg,
 		met:        met,
@@ -311,11 +310,6 @@ func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 			it.complete(err)
 		}
 	}
-	s := h.log.Stream(t.Stream)
-	if s == nil {
-		done(log.AppendResult{}, fmt.Errorf("append %s: %w", t.Stream, log.ErrUnknownStream))
-		return
-	}
 	// Back-pressure when the append queue is full: a QoS 1/2 publish blocks mochi's read
 	// loop for this connection (TCP then slows the publisher, and nothing is acked
 	// before it is stored); a QoS 0 publish or a will, which nobody waits for, is
@@ -324,7 +318,7 @@ func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 	if it == nil {
 		mode = log.AppendDrop
 	}
-	s.AppendAsyncAdmit(context.Background(), mode, t.Shard, []log.Record{t.Record}, ops, done)
+	h.w.Append(context.Background(), mode, t.Stream, t.Shard, []log.Record{t.Record}, ops, done)
 }
 
 // retainedStored reports whether pk is a publish being handed back whose retained
@@ -528,4 +522,12 @@ func (c *conn) drain() {
 			c.h.finish(it)
 		}
 	}
+}
+
+// writerOf is where o's publishes are appended: o.Writer, or the local log.
+func writerOf(o Options) log.Writer {
+	if o.Writer != nil {
+		return o.Writer
+	}
+	return o.Log
 }

@@ -29,6 +29,13 @@ import (
 // inlineOrigin is pk.Origin of every publish of the inline client.
 const inlineOrigin = mochi.InlineClientId
 
+// injected tells whether pk was handed to mochi by us (records produced over Kafka, or
+// publishes forwarded by another node through the peer client of routes.go, created
+// with Server.NewClient(..., inline=true) and never registered), not by a client.
+func injected(pk *packets.Packet) bool {
+	return pk.Origin == inlineOrigin || pk.Origin == peerClientID
+}
+
 // injectDelivery hands a PUBLISH to mochi as sent by the inline client.
 func injectDelivery(broker *mochi.Server, pk packets.Packet) error {
 	inline, ok := broker.Clients.Get(mochi.InlineClientId)
@@ -42,7 +49,7 @@ func injectDelivery(broker *mochi.Server, pk packets.Packet) error {
 // Packet Size; if so, and the packet is QoS 1/2, it is taken out of cl's inflight
 // store and its send-quota slot returned, as mochi does for a dropped packet.
 func tooLargeFor(cl *mochi.Client, pk *packets.Packet, scratch *bytes.Buffer) bool {
-	if pk.FixedHeader.Type != packets.Publish || pk.Origin != inlineOrigin || pk.Mods.MaxSize == 0 {
+	if pk.FixedHeader.Type != packets.Publish || !injected(pk) || pk.Mods.MaxSize == 0 {
 		return false
 	}
 	scratch.Reset()

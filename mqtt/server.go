@@ -64,6 +64,9 @@ const (
 type Options struct {
 	Config Config
 	Log    *log.Log
+	// Writer is where publishes are appended: nil means Log (a single node); a cluster
+	// passes its replicated writer. Replay and broker state always use Log.
+	Writer log.Writer
 	// Catalog owns the stream definitions and the router publishes are routed with.
 	Catalog *mapping.Catalog
 	Logger  zerolog.Logger
@@ -82,6 +85,9 @@ type Options struct {
 	// LoginLimiter rate-limits failed logins per remote address (default
 	// DefaultLoginFailBurst per DefaultLoginFailWindow).
 	LoginLimiter *auth.Limiter
+	// Peers are the other nodes of a cluster (routes.go): publishes reach their
+	// subscribers too. Nil is a broker alone.
+	Peers Peers
 }
 
 // Server is the embedded MQTT broker with the stream ingest hook.
@@ -95,6 +101,7 @@ type Server struct {
 	replay *ReplayHook
 	deliv  *deliverer
 	store  *storeHook
+	routes *routes // nil alone
 
 	mu         sync.Mutex
 	listener   net.Listener
@@ -226,7 +233,7 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("mqtt hook %s: %w", hk.ID(), err)
 		}
 	}
-	ingest := newIngestHook(broker, o.Log, o.Catalog.Router(), lg, met, int(caps.ReceiveMaximum))
+	ingest := newIngestHook(broker, writerOf(o), o.Catalog.Router(), lg, met, int(caps.ReceiveMaximum))
 	ingest.storeRetained = true
 	store.retainedStored = ingest.retainedStored
 	if err := broker.AddHook(ingest, nil); err != nil {
@@ -235,8 +242,12 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(deliv, nil); err != nil {
 		return nil, fmt.Errorf("mqtt deliver hook: %w", err)
 	}
+	rt, err := addRoutes(broker, o.Peers, o.Registerer, lg)
+	if err != nil {
+		return nil, err
+	}
 	go deliv.run()
-	return &Server{cfg: cfg, tls: o.TLS, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay, deliv: deliv, store: store}, nil
+	return &Server{cfg: cfg, tls: o.TLS, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay, deliv: deliv, store: store, routes: rt}, nil
 }
 
 // DeliverProduced publishes a batch of records produced over Kafka, already durable,
@@ -338,6 +349,9 @@ func (s *Server) Close() error {
 
 	s.ingest.close()
 	s.deliv.close()
+	if s.routes != nil {
+		s.routes.close()
+	}
 	if !started {
 		return nil
 	}

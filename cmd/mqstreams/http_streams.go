@@ -121,19 +121,15 @@ func (a streamsAPI) update(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		apiError(w, http.StatusBadRequest, "BAD_REQUEST", jsonReason(err))
+	if !json.Valid(body) {
+		var v any
+		apiError(w, http.StatusBadRequest, "BAD_REQUEST", jsonReason(json.Unmarshal(body, &v)))
 		return
 	}
 	d, err := a.cat.Update(name, func(cur mapping.Definition) (mapping.Definition, error) {
-		merged, err := mergeDefinition(cur, fields)
+		d, err := cur.UpdateJSON(body)
 		if err != nil {
-			return cur, err
-		}
-		var d mapping.Definition
-		if err := json.Unmarshal(merged, &d); err != nil {
-			return cur, mapping.Invalid(errors.New(jsonReason(err)))
+			return cur, mapping.Invalid(err)
 		}
 		if d.Name != name {
 			return cur, mapping.Invalidf("name: %q differs from the path's %q (streams cannot be renamed)", d.Name, name)
@@ -272,90 +268,4 @@ func catalogAPIError(w http.ResponseWriter, err error) {
 	default:
 		apiError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
 	}
-}
-
-// mergeDefinition lays the fields of a PUT body over the current definition: a field
-// given (under our name or EMQX's) replaces the current value, one not given stays.
-func mergeDefinition(cur mapping.Definition, fields map[string]json.RawMessage) ([]byte, error) {
-	retention := map[string]any{"max_bytes": cur.Retention.MaxBytes, "max_messages": cur.Retention.MaxMessages}
-	switch {
-	case cur.Retention.MaxAge < 0:
-		retention["max_age"] = "infinity"
-	default:
-		retention["max_age"] = mapping.FormatDuration(cur.Retention.MaxAge)
-	}
-	base := map[string]any{
-		"name":       cur.Name,
-		"filters":    cur.Filters,
-		"shards":     cur.Shards,
-		"key":        cur.Key,
-		"last_value": cur.LastValue,
-	}
-	if cur.Compression != "" {
-		base["compression"] = cur.Compression
-	}
-	// Which base entries a given field replaces.
-	groups := map[string][]string{
-		"filter": {"filters"}, "filters": {"filters"}, "topic_filter": {"filters"},
-		"key": {"key"}, "key_expression": {"key"},
-		"last_value": {"last_value"}, "is_lastvalue": {"last_value"},
-		"data_retention_period": {"retention.max_age"},
-	}
-	out := map[string]json.RawMessage{}
-	for k, v := range fields {
-		switch k {
-		case "retention", "limits":
-			var sub map[string]json.RawMessage
-			if err := json.Unmarshal(v, &sub); err != nil {
-				return nil, mapping.Invalidf("%s: want an object", k)
-			}
-			for sk := range sub {
-				switch k + "." + sk {
-				case "limits.max_shard_message_count":
-					delete(retention, "max_messages")
-				case "limits.max_shard_message_bytes":
-					delete(retention, "max_bytes")
-				default:
-					delete(retention, sk)
-				}
-			}
-		default:
-			for _, g := range groups[k] {
-				if g == "retention.max_age" {
-					delete(retention, "max_age")
-				} else {
-					delete(base, g)
-				}
-			}
-			delete(base, k)
-		}
-		out[k] = v
-	}
-	if rv, given := fields["retention"]; given {
-		// Merge the given retention fields with the kept ones under one key.
-		var sub map[string]json.RawMessage
-		_ = json.Unmarshal(rv, &sub)
-		if sub == nil {
-			sub = map[string]json.RawMessage{}
-		}
-		for k, v := range retention {
-			b, _ := json.Marshal(v)
-			sub[k] = b
-		}
-		b, err := json.Marshal(sub)
-		if err != nil {
-			return nil, err
-		}
-		out["retention"] = b
-	} else if len(retention) > 0 {
-		base["retention"] = retention
-	}
-	for k, v := range base {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		out[k] = b
-	}
-	return json.Marshal(out)
 }

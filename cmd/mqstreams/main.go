@@ -20,6 +20,7 @@ type cli struct {
 	Users        usersCmd        `cmd:"" help:"Manage users: of a running server through its HTTP API, or of a stopped one with --data-dir."`
 	Streams      streamsCmd      `cmd:"" help:"Manage streams of a running server through its HTTP API."`
 	Groups       groupsCmd       `cmd:"" help:"Inspect and manage consumer groups of a running server through its HTTP API."`
+	Cluster      clusterCmd      `cmd:"" help:"Inspect the cluster a running node belongs to, through its HTTP API."`
 	HashPassword hashPasswordCmd `cmd:"" name:"hash-password" help:"Read one password line on stdin and print the hash for auth.users[].password_hash."`
 	Version      versionCmd      `cmd:"" help:"Print the version."`
 	Bench        benchCmd        `cmd:"" help:"Load generators: bench mqtt publishes to any MQTT broker and reports msg/s and ack latency."`

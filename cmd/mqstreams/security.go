@@ -10,6 +10,7 @@ import (
 
 	"github.com/mqstreams/mqstreams/auth"
 	"github.com/mqstreams/mqstreams/certs"
+	"github.com/mqstreams/mqstreams/conf"
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -27,7 +28,7 @@ func loadTLS(cfg Config) (tlsSources, error) {
 		}
 		s, err := certs.Load(certs.Files{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA})
 		if err != nil {
-			return &ConfigError{Field: field, Msg: err.Error()}
+			return &conf.Error{Path: field, Err: err}
 		}
 		*dst = s
 		return nil
@@ -35,9 +36,9 @@ func loadTLS(cfg Config) (tlsSources, error) {
 	kafkaTLS := cfg.Kafka.SecurityProtocol == "ssl" || cfg.Kafka.SecurityProtocol == "sasl_ssl"
 	switch {
 	case kafkaTLS && !cfg.Kafka.TLS.Enabled():
-		return t, &ConfigError{Field: "kafka.tls", Msg: fmt.Sprintf("security_protocol %s needs tls.cert and tls.key", cfg.Kafka.SecurityProtocol)}
+		return t, &conf.Error{Path: "kafka.tls", Err: fmt.Errorf("security_protocol %s needs tls.cert and tls.key", cfg.Kafka.SecurityProtocol)}
 	case !kafkaTLS && cfg.Kafka.TLS.Enabled():
-		return t, &ConfigError{Field: "kafka.security_protocol", Msg: fmt.Sprintf("kafka.tls is set but security_protocol is %s (want ssl or sasl_ssl)", cfg.Kafka.SecurityProtocol)}
+		return t, &conf.Error{Path: "kafka.security_protocol", Err: fmt.Errorf("kafka.tls is set but security_protocol is %s (want ssl or sasl_ssl)", cfg.Kafka.SecurityProtocol)}
 	}
 	for _, err := range []error{
 		load("mqtt.tls", cfg.MQTT.TLS, &t.mqtt),
@@ -68,7 +69,7 @@ func (t tlsSources) reload(lg zerolog.Logger) {
 // newAuthStore builds the user store from the config and the users stored in the log.
 func newAuthStore(cfg Config, l *log.Log, lg zerolog.Logger) (*auth.Store, error) {
 	allow := cfg.Auth.AllowAnonymous != nil && *cfg.Auth.AllowAnonymous
-	rules := cfg.Auth.AnonymousACL
+	rules := cfg.Auth.AnonymousRules()
 	if allow && rules == nil {
 		// Anonymous clients, when allowed and given no rules of their own, may use the
 		// broker and the streams as before authentication existed, but not administer.
@@ -79,7 +80,7 @@ func newAuthStore(cfg Config, l *log.Log, lg zerolog.Logger) (*auth.Store, error
 		}
 	}
 	s, err := auth.NewStore(auth.Options{
-		Users:           cfg.Auth.Users,
+		Users:           cfg.Auth.UserList(),
 		AllowAnonymous:  allow,
 		RefuseAnonymous: cfg.Auth.AllowAnonymous != nil && !allow,
 		AnonymousRules:  rules,
@@ -87,7 +88,7 @@ func newAuthStore(cfg Config, l *log.Log, lg zerolog.Logger) (*auth.Store, error
 		Logger:          lg.With().Str("component", "auth").Logger(),
 	})
 	if err != nil {
-		return nil, &ConfigError{Field: "auth", Msg: err.Error()}
+		return nil, &conf.Error{Path: "auth", Err: err}
 	}
 	if cfg.Auth.AllowAnonymous != nil && !allow && len(s.Users()) == 0 {
 		lg.Warn().Msg("auth.allow_anonymous is false and no user exists: no client can log in until one is added (mqstreams users add --data-dir)")
@@ -111,13 +112,13 @@ func openModeAddrs(cfg *Config, open bool, lg zerolog.Logger) error {
 		}
 		host, port, err := net.SplitHostPort(*l.addr)
 		if err != nil {
-			return &ConfigError{Field: l.field, Msg: err.Error()}
+			return &conf.Error{Path: l.field, Err: err}
 		}
 		switch {
 		case host == "":
 			*l.addr = net.JoinHostPort("127.0.0.1", port)
 		case !isLoopback(host):
-			return &ConfigError{Field: l.field, Msg: fmt.Sprintf("%s is not a loopback address and no user is configured: add auth.users, or set auth.allow_anonymous: true to let anyone in", *l.addr)}
+			return &conf.Error{Path: l.field, Err: fmt.Errorf("%s is not a loopback address and no user is configured: add auth.users, or set auth.allow_anonymous: true to let anyone in", *l.addr)}
 		}
 	}
 	lg.Warn().Msg("no users configured: listening on loopback only, and every local client may do everything (add auth.users or set auth.allow_anonymous)")

@@ -62,8 +62,8 @@ func serve(o Overrides, level, format string, stderr io.Writer) int {
 	if cfg.MemoryLimit > 0 {
 		// A soft limit: the garbage collector works harder as the heap nears it, so a
 		// burst (a QoS 0 flood) does not leave the process holding twice its live heap.
-		debug.SetMemoryLimit(cfg.MemoryLimit)
-		lg.Info().Int64("memory_limit", cfg.MemoryLimit).Msg("go runtime memory limit set")
+		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
+		lg.Info().Int64("memory_limit", int64(cfg.MemoryLimit)).Msg("go runtime memory limit set")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -168,10 +168,10 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		Dir:          cfg.DataDir,
 		Logger:       lg.With().Str("component", "log").Logger(),
 		Observer:     metrics,
-		MinFreeBytes: minFreeBytes(cfg.Storage.MinFreeBytes),
+		MinFreeBytes: minFreeBytes(int64(cfg.Storage.MinFreeBytes)),
 		Durability:   cfg.Durability,
-		SyncInterval: cfg.SyncInterval,
-		QueueBytes:   cfg.AppendQueueBytes,
+		SyncInterval: time.Duration(cfg.SyncInterval),
+		QueueBytes:   int64(cfg.AppendQueueBytes),
 	}); err != nil {
 		return s, err
 	}
@@ -227,7 +227,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 			ConnectTimeout:      time.Duration(cfg.MQTT.ConnectTimeoutMS) * time.Millisecond,
 			PacketTimeout:       time.Duration(cfg.MQTT.PacketTimeoutMS) * time.Millisecond,
 			MaxQueuedPackets:    int(cfg.MQTT.MaxQueuedPackets),
-			MaxQueuedBytes:      cfg.MQTT.MaxQueuedBytes,
+			MaxQueuedBytes:      int64(cfg.MQTT.MaxQueuedBytes),
 			MaxConnectBytes:     int(cfg.MQTT.MaxConnectBytes),
 		},
 		Auth:       s.auth,
@@ -250,7 +250,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 			SessionLifetime:    time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
 			ProducerExpiration: time.Duration(cfg.Kafka.ProducerIDExpirationMS) * time.Millisecond,
 
-			QueuedMaxRequestBytes: cfg.Kafka.QueuedMaxRequestBytes,
+			QueuedMaxRequestBytes: int64(cfg.Kafka.QueuedMaxRequestBytes),
 			MaxConnections:        unlimitedIfZero(cfg.Kafka.MaxConnections),
 			MaxConnectionsPerIP:   unlimitedIfZero(cfg.Kafka.MaxConnectionsPerIP),
 			FrameTimeout:          time.Duration(cfg.Kafka.FrameTimeoutMS) * time.Millisecond,
@@ -276,6 +276,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	reg.MustRegister(newGroupLagCollector(s.kafka.GroupLags))
 	s.http.Handle("GET /api/v1/groups", guard.require(readAny, groupsHandler(s.kafka.GroupLags)))
 	groupsAPI{groups: s.kafka, lg: httpLog}.register(s.http, guard)
+	clusterAPI{log: s.log}.register(s.http, guard)
 
 	if err := s.mqtt.Start(); err != nil {
 		s.mqtt = nil

@@ -1,0 +1,493 @@
+package mqtt
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// Peers is the cluster's node transport as the MQTT broker uses it: to tell the other
+// nodes which topic filters have subscribers here, and to forward them the publishes
+// that match theirs. The cluster package implements it over its one connection per
+// node pair and hands every message of the MQTT kind to Server.HandlePeerMessage. A
+// server alone has none (Options.Peers nil) and behaves as a single broker.
+type Peers interface {
+	// Self is this node's id.
+	Self() uint64
+	// Nodes lists the other nodes of the cluster.
+	Nodes() []uint64
+	// Send queues msg for node; it must not block for long. An error means the message
+	// was not sent (no link, queue full): routes resynchronise by themselves, and a
+	// publish forward is best effort, as EMQX's asynchronous forwarding is.
+	Send(node uint64, msg []byte) error
+}
+
+// Route messages between nodes; the first byte is the kind.
+const (
+	routeDelta    byte = 1 // epoch, seq, then (op, filter)...: the change to seq from seq-1
+	routeFull     byte = 2 // epoch, seq, then filters...: the whole set at seq
+	routeDigest   byte = 3 // epoch, seq: what the sender is at, sent every digestInterval
+	routeSyncReq  byte = 4 // please send a routeFull
+	routePublish  byte = 5 // one PUBLISH, MQTT 5 encoded, for local subscribers
+	routeOpAdd    byte = 1
+	routeOpRemove byte = 0
+)
+
+// Timing of the route exchange: how long filter changes are gathered into one delta,
+// how often each node says where it is (a lost delta or a restarted node is noticed
+// within this), and the least time between two resync requests to one node.
+const (
+	routeDebounce   = 20 * time.Millisecond
+	digestInterval  = time.Second
+	resyncMinPeriod = 500 * time.Millisecond
+)
+
+// peerClientID is the id of the inline client through which publishes forwarded by
+// other nodes are handed to mochi here; publishes it makes are never forwarded again.
+const peerClientID = "mqstreams-peer"
+
+// routes keeps the cluster's route table: the topic filters subscribed on this node
+// (computed from mochi's clients, sent to the others as numbered deltas) and those of
+// every other node (applied from theirs), and forwards each publish delivered here to
+// the nodes with a matching filter. Remote filters are kept in a mochi TopicsIndex
+// whose "clients" are node ids, so matching a topic is the broker's own trie walk.
+//
+// Consistency: each node numbers its changes (seq) under a random epoch drawn at start.
+// A receiver applies a delta only on top of the one before it; anything else (a lost
+// message, a restarted node, a new link) is repaired by asking for the full set, which
+// the sender's periodic digest triggers too. Routes are a cache of live state, not
+// data: a publish forwarded while routes converge may miss a node, as in EMQX.
+type routes struct {
+	broker *mochi.Server
+	peers  Peers
+	lg     zerolog.Logger
+	peer   *mochi.Client // the inline client of forwarded publishes
+
+	forwarded *prometheus.CounterVec // by result: sent, failed
+	received  prometheus.Counter
+
+	dirty chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+
+	mu     sync.Mutex
+	epoch  uint64
+	seq    uint64
+	local  map[string]struct{}    // filters announced at seq
+	remote map[uint64]*remoteNode // by node id
+	index  *mochi.TopicsIndex     // remote filters, "client" = node id as text
+}
+
+// remoteNode is what this node knows of another node's filters.
+type remoteNode struct {
+	epoch, seq uint64
+	filters    map[string]struct{}
+	lastResync time.Time
+}
+
+func newRoutes(broker *mochi.Server, peers Peers, lg zerolog.Logger) *routes {
+	var e [8]byte
+	_, _ = rand.Read(e[:])
+	return &routes{
+		broker: broker,
+		peers:  peers,
+		lg:     lg,
+		peer:   broker.NewClient(nil, mochi.LocalListener, peerClientID, true),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_cluster_forwarded_total",
+			Help: "Publishes forwarded to other cluster nodes with a matching subscription, by result (sent, failed).",
+		}, []string{"result"}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_cluster_received_total",
+			Help: "Publishes forwarded by other cluster nodes and delivered to subscribers here.",
+		}),
+		dirty:  make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		epoch:  binary.BigEndian.Uint64(e[:]) | 1,
+		local:  map[string]struct{}{},
+		remote: map[uint64]*remoteNode{},
+		index:  mochi.NewTopicsIndex(),
+	}
+}
+
+// changed notes that local subscriptions may have changed; run recomputes them.
+func (r *routes) changed() {
+	select {
+	case r.dirty <- struct{}{}:
+	default:
+	}
+}
+
+func (r *routes) run() {
+	defer close(r.done)
+	tick := time.NewTicker(digestInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+			// Also catches a change whose hook ran before mochi updated its clients.
+			r.announce()
+			r.mu.Lock()
+			msg := appendHeader(nil, routeDigest, r.epoch, r.seq)
+			r.mu.Unlock()
+			r.broadcast(msg)
+		case <-r.dirty:
+			// Gather a burst of (un)subscriptions into one delta.
+			select {
+			case <-r.stop:
+				return
+			case <-time.After(routeDebounce):
+			}
+			r.announce()
+		}
+	}
+}
+
+func (r *routes) close() {
+	close(r.stop)
+	<-r.done
+}
+
+// localFilters lists the filters with a subscriber here: every client's, offline
+// persistent sessions included (their messages are queued here). $stream replay
+// subscriptions are served from the log, not from live publishes, and a shared
+// subscription counts as its plain filter (each node's group gets a copy).
+func (r *routes) localFilters() map[string]struct{} {
+	out := map[string]struct{}{}
+	for _, cl := range r.broker.Clients.GetAll() {
+		for f := range cl.State.Subscriptions.GetAll() {
+			if isStreamFilter(f) {
+				continue
+			}
+			if strings.HasPrefix(f, "$share/") {
+				if parts := strings.SplitN(f, "/", 3); len(parts) == 3 {
+					f = parts[2]
+				}
+			}
+			out[f] = struct{}{}
+		}
+	}
+	return out
+}
+
+// announce sends the change of local filters since the last announcement, if any.
+func (r *routes) announce() {
+	now := r.localFilters()
+	r.mu.Lock()
+	msg := appendHeader(nil, routeDelta, r.epoch, r.seq+1)
+	n := 0
+	for f := range now {
+		if _, ok := r.local[f]; !ok {
+			msg = appendFilter(append(msg, routeOpAdd), f)
+			n++
+		}
+	}
+	for f := range r.local {
+		if _, ok := now[f]; !ok {
+			msg = appendFilter(append(msg, routeOpRemove), f)
+			n++
+		}
+	}
+	if n == 0 {
+		r.mu.Unlock()
+		return
+	}
+	r.seq++
+	r.local = now
+	r.mu.Unlock()
+	r.broadcast(msg)
+}
+
+func (r *routes) broadcast(msg []byte) {
+	for _, n := range r.peers.Nodes() {
+		if err := r.peers.Send(n, msg); err != nil {
+			r.lg.Debug().Err(err).Uint64("node", n).Msg("route message not sent")
+		}
+	}
+}
+
+// handle applies one message from another node.
+func (r *routes) handle(from uint64, msg []byte) error {
+	if len(msg) == 0 {
+		return errors.New("empty route message")
+	}
+	if msg[0] == routePublish {
+		return r.deliver(msg[1:])
+	}
+	if msg[0] == routeSyncReq {
+		r.mu.Lock()
+		full := appendHeader(nil, routeFull, r.epoch, r.seq)
+		for f := range r.local {
+			full = appendFilter(full, f)
+		}
+		r.mu.Unlock()
+		return r.peers.Send(from, full)
+	}
+	if len(msg) < 17 {
+		return fmt.Errorf("route message of kind %d: %d bytes", msg[0], len(msg))
+	}
+	epoch, seq, body := binary.BigEndian.Uint64(msg[1:]), binary.BigEndian.Uint64(msg[9:]), msg[17:]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rn := r.remote[from]
+	if rn == nil {
+		rn = &remoteNode{filters: map[string]struct{}{}}
+		r.remote[from] = rn
+	}
+	switch msg[0] {
+	case routeFull:
+		var filters []string
+		for len(body) > 0 {
+			f, rest, err := readFilter(body)
+			if err != nil {
+				return err
+			}
+			filters, body = append(filters, f), rest
+		}
+		for f := range rn.filters {
+			r.index.Unsubscribe(f, nodeKey(from))
+		}
+		rn.filters = map[string]struct{}{}
+		for _, f := range filters {
+			rn.filters[f] = struct{}{}
+			r.index.Subscribe(nodeKey(from), packets.Subscription{Filter: f})
+		}
+		rn.epoch, rn.seq = epoch, seq
+	case routeDelta:
+		if epoch != rn.epoch || seq != rn.seq+1 {
+			return r.resyncLocked(from, rn)
+		}
+		for len(body) > 0 {
+			op := body[0]
+			f, rest, err := readFilter(body[1:])
+			if err != nil {
+				return err
+			}
+			body = rest
+			if op == routeOpAdd {
+				rn.filters[f] = struct{}{}
+				r.index.Subscribe(nodeKey(from), packets.Subscription{Filter: f})
+			} else {
+				delete(rn.filters, f)
+				r.index.Unsubscribe(f, nodeKey(from))
+			}
+		}
+		rn.seq = seq
+	case routeDigest:
+		if epoch != rn.epoch || seq != rn.seq {
+			return r.resyncLocked(from, rn)
+		}
+	default:
+		return fmt.Errorf("unknown route message kind %d", msg[0])
+	}
+	return nil
+}
+
+// resyncLocked asks a node for its whole filter set, at most once per resyncMinPeriod.
+func (r *routes) resyncLocked(from uint64, rn *remoteNode) error {
+	if time.Since(rn.lastResync) < resyncMinPeriod {
+		return nil
+	}
+	rn.lastResync = time.Now()
+	return r.peers.Send(from, []byte{routeSyncReq})
+}
+
+// forward sends a publish delivered here to every other node with a matching filter;
+// a retained publish goes to every node, so each has it for later subscribers.
+func (r *routes) forward(cl *mochi.Client, pk packets.Packet) {
+	if cl == r.peer || pk.Ignore || pk.FixedHeader.Type != packets.Publish || strings.HasPrefix(pk.TopicName, "$") {
+		return
+	}
+	var nodes []uint64
+	if pk.FixedHeader.Retain {
+		nodes = r.peers.Nodes()
+	} else {
+		subs := r.index.Subscribers(pk.TopicName)
+		for key := range subs.Subscriptions {
+			nodes = append(nodes, nodeFromKey(key))
+		}
+		for _, group := range subs.Shared {
+			for key := range group {
+				nodes = append(nodes, nodeFromKey(key))
+			}
+		}
+	}
+	if len(nodes) == 0 {
+		return
+	}
+	out := pk.Copy(false)
+	out.ProtocolVersion = 5
+	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
+	out.PacketID = 0
+	if out.FixedHeader.Qos > 0 {
+		out.PacketID = 1 // encoded for validity only; the receiver does not ack it
+	}
+	var buf bytes.Buffer
+	buf.WriteByte(routePublish)
+	if err := out.PublishEncode(&buf); err != nil {
+		r.lg.Warn().Err(err).Str("topic", pk.TopicName).Msg("encode publish for other nodes")
+		return
+	}
+	msg := buf.Bytes()
+	seen := map[uint64]bool{}
+	for _, n := range nodes {
+		if seen[n] || n == r.peers.Self() {
+			continue
+		}
+		seen[n] = true
+		if err := r.peers.Send(n, msg); err != nil {
+			r.forwarded.WithLabelValues("failed").Inc()
+			r.lg.Debug().Err(err).Uint64("node", n).Str("topic", pk.TopicName).Msg("publish not forwarded")
+			continue
+		}
+		r.forwarded.WithLabelValues("sent").Inc()
+	}
+}
+
+// deliver hands a publish forwarded by another node to the subscribers here, as the
+// inline client does for records produced over Kafka (mochi_inline.go): never stored
+// again (it was stored, if at all, by the node it was published to), never forwarded
+// again.
+func (r *routes) deliver(b []byte) error {
+	var pk packets.Packet
+	if len(b) == 0 {
+		return errors.New("empty forwarded publish")
+	}
+	if err := pk.FixedHeader.Decode(b[0]); err != nil {
+		return fmt.Errorf("forwarded publish: %w", err)
+	}
+	rd := bytes.NewReader(b[1:])
+	n, _, err := packets.DecodeLength(rd)
+	if err != nil {
+		return fmt.Errorf("forwarded publish: %w", err)
+	}
+	body := b[len(b)-rd.Len():]
+	if pk.FixedHeader.Type != packets.Publish || n != len(body) {
+		return fmt.Errorf("forwarded publish: type %d, %d of %d bytes", pk.FixedHeader.Type, len(body), n)
+	}
+	pk.FixedHeader.Remaining = n
+	pk.ProtocolVersion = 5
+	if err := pk.PublishDecode(body); err != nil {
+		return fmt.Errorf("forwarded publish: %w", err)
+	}
+	if err := r.broker.InjectPacket(r.peer, pk); err != nil {
+		return fmt.Errorf("deliver forwarded publish to %s: %w", pk.TopicName, err)
+	}
+	r.received.Inc()
+	return nil
+}
+
+func nodeKey(n uint64) string { return fmt.Sprint(n) }
+
+func nodeFromKey(k string) uint64 {
+	var n uint64
+	_, _ = fmt.Sscan(k, &n)
+	return n
+}
+
+func appendHeader(b []byte, kind byte, epoch, seq uint64) []byte {
+	b = append(b, kind)
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+func appendFilter(b []byte, f string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(f)))
+	return append(b, f...)
+}
+
+func readFilter(b []byte) (string, []byte, error) {
+	if len(b) < 2 {
+		return "", nil, io.ErrUnexpectedEOF
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	if len(b) < 2+n {
+		return "", nil, io.ErrUnexpectedEOF
+	}
+	return string(b[2 : 2+n]), b[2+n:], nil
+}
+
+// routeHook tells routes when local subscriptions may have changed and hands it every
+// publish delivered here.
+type routeHook struct {
+	mochi.HookBase
+	r *routes
+}
+
+// ID names the hook in mochi's logs.
+func (h *routeHook) ID() string { return "mqstreams-routes" }
+
+// Provides lists the mochi events the hook handles.
+func (h *routeHook) Provides(b byte) bool {
+	switch b {
+	case mochi.OnPublished, mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnDisconnect,
+		mochi.OnClientExpired, mochi.OnSessionEstablished:
+		return true
+	}
+	return false
+}
+
+// OnPublished forwards a publish delivered here to the nodes subscribed to it.
+func (h *routeHook) OnPublished(cl *mochi.Client, pk packets.Packet) { h.r.forward(cl, pk) }
+
+// OnSubscribed notes a possible new filter.
+func (h *routeHook) OnSubscribed(*mochi.Client, packets.Packet, []byte) { h.r.changed() }
+
+// OnUnsubscribed notes a possibly removed filter.
+func (h *routeHook) OnUnsubscribed(*mochi.Client, packets.Packet) { h.r.changed() }
+
+// OnDisconnect notes that a clean session's filters may be gone.
+func (h *routeHook) OnDisconnect(*mochi.Client, error, bool) { h.r.changed() }
+
+// OnClientExpired notes that an expired session's filters are gone.
+func (h *routeHook) OnClientExpired(*mochi.Client) { h.r.changed() }
+
+// OnSessionEstablished notes a resumed session's filters.
+func (h *routeHook) OnSessionEstablished(*mochi.Client, packets.Packet) { h.r.changed() }
+
+// addRoutes joins the broker to the cluster's route table; alone (peers nil) it does
+// nothing.
+func addRoutes(broker *mochi.Server, peers Peers, reg prometheus.Registerer, lg zerolog.Logger) (*routes, error) {
+	if peers == nil {
+		return nil, nil
+	}
+	r := newRoutes(broker, peers, lg)
+	if reg != nil {
+		for _, c := range []prometheus.Collector{r.forwarded, r.received} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("mqtt metrics: %w", err)
+			}
+		}
+	}
+	if err := broker.AddHook(&routeHook{r: r}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt route hook: %w", err)
+	}
+	go r.run()
+	return r, nil
+}
+
+// HandlePeerMessage takes one MQTT message from another node of the cluster (routes.go);
+// the cluster's transport calls it for every message of that kind, in the order the
+// node sent them. A server alone ignores it.
+func (s *Server) HandlePeerMessage(from uint64, msg []byte) {
+	if s.routes == nil {
+		return
+	}
+	if err := s.routes.handle(from, msg); err != nil {
+		s.lg.Warn().Err(err).Uint64("node", from).Msg("message from another node")
+	}
+}
