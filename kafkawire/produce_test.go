@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/snappy"
 	"github.com/klauspost/compress/snappy/xerial"
@@ -602,74 +601,6 @@ func TestProduceApiVersions(t *testing.T) {
 	}
 }
 
-func TestProduceSarama(t *testing.T) {
-	cases := []struct {
-		version sarama.KafkaVersion
-		codec   sarama.CompressionCodec
-	}{
-		{sarama.V2_1_0_0, sarama.CompressionNone},   // Produce v7, record batches
-		{sarama.V2_1_0_0, sarama.CompressionSnappy}, // xerial-framed snappy
-		{sarama.V2_1_0_0, sarama.CompressionZSTD},
-		{sarama.V0_10_0_0, sarama.CompressionGZIP}, // Produce v2, magic 1 message sets
-		{sarama.V0_10_0_0, sarama.CompressionLZ4},
-		{sarama.V0_10_0_0, sarama.CompressionSnappy},
-		{sarama.V0_9_0_0, sarama.CompressionNone}, // Produce v1, magic 0
-		{sarama.V0_9_0_0, sarama.CompressionGZIP},
-	}
-	for _, tc := range cases {
-		codec := tc.codec
-		t.Run(tc.version.String()+"/"+codec.String(), func(t *testing.T) {
-			tb := startBroker(t, false)
-			tb.stream(t, log.StreamSpec{Name: "sarama", Shards: 2})
-			cfg := sarama.NewConfig()
-			cfg.Version = tc.version
-			cfg.Producer.Return.Successes = true
-			cfg.Producer.RequiredAcks = sarama.WaitForAll
-			cfg.Producer.Partitioner = sarama.NewManualPartitioner
-			cfg.Producer.Compression = codec
-			headers := tc.version.IsAtLeast(sarama.V0_11_0_0)
-			if headers {
-				cfg.Producer.Idempotent = true
-				cfg.Net.MaxOpenRequests = 1
-			}
-			prod, err := sarama.NewSyncProducer([]string{tb.addr}, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer prod.Close()
-			want := map[recordKey]string{}
-			for i := range 10 {
-				msg := &sarama.ProducerMessage{
-					Topic: "sarama", Partition: int32(i % 2),
-					Key:   sarama.StringEncoder(fmt.Sprint("k", i)),
-					Value: sarama.StringEncoder(strings.Repeat(fmt.Sprint("sarama value ", i, " "), 5)),
-				}
-				if headers {
-					msg.Headers = []sarama.RecordHeader{{Key: []byte("h"), Value: []byte(fmt.Sprint(i))}}
-				}
-				p, off, err := prod.SendMessage(msg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				w := fmt.Sprintf("k%d=%s", i, strings.Repeat(fmt.Sprint("sarama value ", i, " "), 5))
-				if headers {
-					w += fmt.Sprintf(" h=%d", i)
-				}
-				want[recordKey{p, off}] = w
-			}
-			for _, r := range consumeAll(t, tb, "sarama", len(want)) {
-				got := fmt.Sprintf("%s=%s", r.Key, r.Value)
-				for _, h := range r.Headers {
-					got += fmt.Sprintf(" %s=%s", h.Key, h.Value)
-				}
-				if want[recordKey{r.Partition, r.Offset}] != got {
-					t.Errorf("%d/%d: %s, want %s", r.Partition, r.Offset, got, want[recordKey{r.Partition, r.Offset}])
-				}
-			}
-		})
-	}
-}
-
 // legacyMsg encodes one v0/v1 message (with its offset and size prefix).
 func legacyMsg(magic, attrs int8, key, value []byte) []byte {
 	body := []byte{byte(magic), byte(attrs)}
@@ -702,7 +633,7 @@ func legacyWrapped(t *testing.T, magic int8, codec int16, inner []byte) []byte {
 		_ = w.Close()
 		value = buf.Bytes()
 	case codecSnappy:
-		value = snappy.Encode(nil, inner) // raw; xerial is covered by sarama
+		value = snappy.Encode(nil, inner) // raw; xerial is covered by sarama in compat-tests
 	case codecLZ4:
 		var buf bytes.Buffer
 		w := lz4.NewWriter(&buf)
