@@ -193,12 +193,29 @@ func (k kafkaCluster) Brokers() []kafkawire.Broker {
 
 func (k kafkaCluster) Controller() int32 { return kafkaID(k.n.Controller()) }
 
+// known tells whether a node's Kafka address is known here.
+func (k kafkaCluster) known(id uint64) bool {
+	for _, ni := range k.n.Nodes() {
+		if ni.ID == id {
+			return ni.Addrs.Kafka != ""
+		}
+	}
+	return false
+}
+
 func (k kafkaCluster) Partition(stream string, shard int32) kafkawire.PartitionState {
 	ps, ok := k.n.Partition(stream, shard)
 	if !ok {
 		return kafkawire.PartitionState{Leader: -1}
 	}
-	return kafkawire.PartitionState{Leader: kafkaID(ps.Leader), Replicas: kafkaIDs(ps.Replicas), ISR: kafkaIDs(ps.ISR)}
+	leader := kafkaID(ps.Leader)
+	if leader != -1 && !k.known(ps.Leader) {
+		// A leader whose Kafka address this node does not know yet (its registration
+		// is still on its way through the catalog): clients could not reach it, so
+		// LEADER_NOT_AVAILABLE until then.
+		leader = -1
+	}
+	return kafkawire.PartitionState{Leader: leader, Replicas: kafkaIDs(ps.Replicas), ISR: kafkaIDs(ps.ISR)}
 }
 
 func (k kafkaCluster) Coordinator(_ int8, key string) int32 { return kafkaID(k.n.Coordinator(key)) }
