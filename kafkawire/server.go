@@ -83,6 +83,8 @@ type Options struct {
 	// Writer is where Produce appends: nil means Log (a single node); a cluster passes
 	// its replicated writer. Fetch and the other APIs read Log.
 	Writer log.Writer
+	// Offsets stores OffsetCommit's offsets: nil means Log; a cluster replicates them.
+	Offsets OffsetStore
 }
 
 // Catalog is what the Kafka broker asks of the stream catalog (mapping.Catalog).
@@ -203,7 +205,7 @@ func New(o Options) (*Server, error) {
 		cat:       cat,
 		lg:        lg,
 		metrics:   m,
-		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()),
+		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()).storing(o.Offsets),
 		producers: prods,
 		deliver:   o.Deliver,
 		clusterID: id,

@@ -66,6 +66,35 @@ func (s *Stream) AppendAsyncAdmit(ctx context.Context, mode Admission, shard int
 	s.log.submit(ctx, p, int64(estimateSize(recs)+opsSize(ops)), mode)
 }
 
+// AppendAt is AppendAsyncWith for a replica applying a replicated append (cluster/):
+// the records get append time tsUS (or the shard's last append time, if later) instead
+// of the clock's, and are stored as a batch of their own. Replicas that apply the same
+// appends in the same order from the same state so store the same records at the same
+// offsets with the same times. done does not wait for an fsync: the caller's Raft log
+// already holds the records durably and is replayed after a crash.
+func (s *Stream) AppendAt(shard int32, tsUS int64, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
+	if tsUS <= 0 {
+		done(AppendResult{}, fmt.Errorf("append %s/%d: append time %d", s.name, shard, tsUS))
+		return
+	}
+	if len(recs) == 0 {
+		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.name, shard))
+		return
+	}
+	if _, err := s.shard(shard); err != nil {
+		done(AppendResult{}, fmt.Errorf("append: %w", err))
+		return
+	}
+	for _, op := range ops {
+		if _, err := entryPrefix(op.Kind); err != nil {
+			done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, err))
+			return
+		}
+	}
+	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now(), fixedTS: tsUS}
+	s.log.submit(context.Background(), p, int64(estimateSize(recs)+opsSize(ops)), AppendBlock)
+}
+
 // enqueue hands p to the committer; false means the log is closed.
 func (l *Log) enqueue(p *pending) bool {
 	l.queueMu.Lock()
@@ -193,10 +222,8 @@ func (l *Log) commit(q []*pending) {
 	a := &applied{groups: order}
 	for _, g := range order {
 		sh := g.sh
-		ts := now
-		if ts < sh.lastTS {
-			ts = sh.lastTS // timestamps never decrease within a shard
-		}
+		last := sh.lastTS    // the latest append time written to the shard
+		ts := max(now, last) // timestamps never decrease within a shard
 		flush := func() {
 			if len(recs) == 0 {
 				return
@@ -208,11 +235,17 @@ func (l *Log) commit(q []*pending) {
 			sh.next += int64(len(recs))
 			sh.cum += int64(len(val) - valueHeaderLen)
 			recs = recs[:0]
+			last = ts
 		}
 		size := 0
 		for _, p := range g.items {
 			p.bytes = estimateSize(p.recs)
-			if size > 0 && size+p.bytes > maxBatchBytes {
+			if p.fixedTS != 0 {
+				// A replicated append is a batch of its own with the leader's time.
+				flush()
+				size = 0
+				ts = max(p.fixedTS, last)
+			} else if size > 0 && size+p.bytes > maxBatchBytes {
 				flush()
 				size = 0
 			}
@@ -225,11 +258,16 @@ func (l *Log) commit(q []*pending) {
 			recs = append(recs, p.recs...)
 			a.appends++
 			a.records += len(p.recs)
+			if p.fixedTS != 0 {
+				flush()
+				size = 0
+				ts = max(now, last)
+			}
 		}
 		flush()
-		sh.lastTS = ts
+		sh.lastTS = last
 		g.newNext, g.newCum = sh.next, sh.cum
-		if g.stream.durability(l.opts.Durability) == DurabilityFsync {
+		if g.stream.durability(l.opts.Durability) == DurabilityFsync && !allReplicated(g.items) {
 			a.fsync = true
 		}
 	}
@@ -255,6 +293,19 @@ func (l *Log) commit(q []*pending) {
 		a.fsync = true // broker state follows the server's durability
 	}
 	l.handToSyncer(a)
+}
+
+// allReplicated reports whether every append of a group is a replica applying a
+// replicated append (AppendAt): those are already durable in the cluster's Raft log,
+// which a crash replays from the applied index written with them, so the apply itself
+// need not wait for an fsync.
+func allReplicated(ps []*pending) bool {
+	for _, p := range ps {
+		if p.fixedTS == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func estimateSize(recs []Record) int {

@@ -11,6 +11,7 @@ import "encoding/binary"
 //	n                                                  -> next stream id u32
 //	g <len u16> <group> <sid u32> <shard u32>          -> committed offset (JSON)
 //	e <len u8> <kind> <name>                           -> entry of another package (entries.go)
+//	r <cluster key>                                    -> Raft state of the cluster package (raft.go)
 const (
 	prefixBatch  = 'b'
 	prefixTime   = 't'

@@ -196,6 +196,8 @@ type pending struct {
 	bytes       int
 	base        int64
 	tsUS        int64
+	// fixedTS, when set, is the append time a replicated append must get (AppendAt).
+	fixedTS int64
 }
 
 // AppendResult tells where an append landed.

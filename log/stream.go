@@ -95,7 +95,29 @@ func (spec StreamSpec) validate() error {
 }
 
 // CreateStream creates a new stream; ErrStreamExists if the name is taken.
-func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
+func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) { return l.createStream(spec, 0) }
+
+// EnsureStreamID is EnsureStream for a stream whose id another node chose (the
+// cluster's catalog: every replica of a stream has the same id, which Kafka topic ids
+// derive from). An existing stream of that name with another id is an error.
+func (l *Log) EnsureStreamID(spec StreamSpec, id uint32) (*Stream, error) {
+	if id == 0 {
+		return nil, fmt.Errorf("create stream %s: %w: id 0", spec.Name, ErrInvalidSpec)
+	}
+	if s := l.Stream(spec.Name); s != nil {
+		if s.id != id {
+			return nil, fmt.Errorf("create stream %s with id %d: %w with id %d", spec.Name, id, ErrStreamExists, s.id)
+		}
+		return l.UpdateStream(spec)
+	}
+	if s := l.streamByID(id); s != nil {
+		return nil, fmt.Errorf("create stream %s with id %d: the id is stream %s's", spec.Name, id, s.name)
+	}
+	return l.createStream(spec, id)
+}
+
+// createStream creates a stream with id, or the next free id when id is 0.
+func (l *Log) createStream(spec StreamSpec, id uint32) (*Stream, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
@@ -104,17 +126,21 @@ func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
 	if l.Stream(spec.Name) != nil {
 		return nil, fmt.Errorf("create stream %s: %w", spec.Name, ErrStreamExists)
 	}
-	id := l.nextID + 1
+	next := l.nextID
+	if id == 0 {
+		id = l.nextID + 1
+	}
+	next = max(next, id)
 	b := l.db.NewBatch()
 	defer b.Close()
-	_ = b.Set([]byte{prefixNextID}, binary.BigEndian.AppendUint32(nil, id), nil)
+	_ = b.Set([]byte{prefixNextID}, binary.BigEndian.AppendUint32(nil, next), nil)
 	if err := putMeta(b, id, spec); err != nil {
 		return nil, err
 	}
 	if err := l.guardWrite(b, pebble.Sync, false); err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", spec.Name, err)
 	}
-	l.nextID = id
+	l.nextID = next
 	s := &Stream{log: l, id: id, name: spec.Name, spec: spec}
 	for i := int32(0); i < spec.Shards; i++ {
 		s.shards = append(s.shards, newShardState())

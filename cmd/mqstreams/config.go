@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/cluster"
 	"github.com/mqstreams/mqstreams/conf"
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
@@ -42,6 +43,8 @@ type Config struct {
 	AutoCreate  AutoCreateConfig `yaml:"auto_create"`
 	// Streams are the configured stream definitions, validated (defaults filled).
 	Streams []mapping.Definition `yaml:"streams"`
+	// Cluster makes this server a node of a cluster (cluster/); nil: a single node.
+	Cluster *cluster.Config `yaml:"cluster"`
 	// StreamsSet tells whether the file had a streams list at all: an explicit empty
 	// list turns the embedded default stream off, a missing key does not.
 	StreamsSet bool `yaml:"-"`
@@ -457,6 +460,8 @@ type Overrides struct {
 	KafkaAddr      string
 	HTTPAddr       string
 	AdvertisedAddr string
+	// Cluster flags (cluster.go): --node-id, --raft-addr, --peers.
+	Cluster clusterFlags
 }
 
 // Apply replaces the values of c by the flags that were given, validating them.
@@ -479,6 +484,7 @@ func (o Overrides) Apply(c *Config) error {
 		set(&c.Kafka.Addr, o.KafkaAddr, "kafka-addr", checkAddr),
 		set(&c.HTTP.Addr, o.HTTPAddr, "http-addr", checkAddr),
 		set(&c.Kafka.AdvertisedAddr, o.AdvertisedAddr, "advertised-kafka-addr", checkAdvertisedAddr),
+		o.Cluster.apply(c),
 	} {
 		if err != nil {
 			return err // the first, so the message stays one line
