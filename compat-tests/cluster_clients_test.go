@@ -90,7 +90,8 @@ func TestClusterKafkaClientsFollowLeader(t *testing.T) {
 	}
 	frProduce("franz-before")
 
-	// confluent-kafka-python, producing throughout the kill.
+	// confluent-kafka-python, idempotent, producing throughout the kill: a batch in
+	// flight when its leader dies is retried at the new leader and must be stored once.
 	py := exec.CommandContext(ctx, Python(t), filepath.Join("clients", "cluster_confluent_produce.py"),
 		strings.Join(c.kafkaAddrs(), ","), topic, "0", "confluent")
 	stdin, err := py.StdinPipe()

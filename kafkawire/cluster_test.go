@@ -440,3 +440,20 @@ func TestClusterGroupCoordinators(t *testing.T) {
 		pcancel()
 	}
 }
+
+// TestClusterMetadataListsSelfBeforeRegistration: a node lists itself in Metadata even
+// while the cluster does not know its address yet (it spreads it after start).
+func TestClusterMetadataListsSelfBeforeRegistration(t *testing.T) {
+	fc := startFakeCluster(t, log.StreamSpec{Name: "s", Shards: 1})
+	fc.p.mu.Lock()
+	fc.p.brokers = fc.p.brokers[:1] // only node 0 registered
+	fc.p.mu.Unlock()
+	resp := fc.request(t, 2, kmsg.NewPtrMetadataRequest()).(*kmsg.MetadataResponse)
+	var ids []int32
+	for _, b := range resp.Brokers {
+		ids = append(ids, b.NodeID)
+	}
+	if !slices.Equal(ids, []int32{0, 2}) {
+		t.Fatalf("node 2 lists brokers %v, want [0 2]", ids)
+	}
+}
