@@ -58,6 +58,9 @@ type Config struct {
 	// MaxFetchPartitions caps the partitions one Fetch may name (default 10000);
 	// MaxMetadataTopics the topics one Metadata may name (default 10000).
 	MaxFetchPartitions, MaxMetadataTopics int
+	// TransactionMaxTimeout bounds the timeout a transactional producer may ask for
+	// (Kafka's transaction.max.timeout.ms; default DefaultTransactionMaxTimeout).
+	TransactionMaxTimeout time.Duration
 }
 
 // Options are what New needs.
@@ -107,6 +110,7 @@ type Server struct {
 	coord   *coordinator
 	// producers gives out producer ids and dedupes idempotent produces.
 	producers *producers
+	txns      *txns
 	deliver   func(Produced)
 
 	clusterID string
@@ -224,6 +228,9 @@ func New(o Options) (*Server, error) {
 	} else if err := prods.joinCluster(srv.cluster.Self()); err != nil {
 		return nil, fmt.Errorf("kafkawire: %w", err)
 	}
+	if srv.txns, err = newTxns(srv, cfg.TransactionMaxTimeout, cfg.ProducerExpiration, lg); err != nil {
+		return nil, fmt.Errorf("kafkawire: %w", err)
+	}
 	return srv, nil
 }
 
@@ -253,6 +260,7 @@ func (s *Server) Start() error {
 		s.lg.Warn().Str("remote", remote.String()).Str("reason", reason).Msg("kafka connection refused")
 	})
 	s.ln = s.listen(ln)
+	s.txns.start()
 	s.wg.Add(1)
 	go s.accept()
 	s.lg.Info().Str("addr", ln.Addr().String()).Str("advertised", adv).Str("cluster_id", s.clusterID).Str("security_protocol", s.proto).Msg("kafka listening")
@@ -281,6 +289,9 @@ func (s *Server) Close() error {
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
+		if s.ln != nil {
+			s.txns.close()
+		}
 		s.coord.close()
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,13 @@ type shardState struct {
 	hwm   atomic.Int64 // high watermark: one past the last durable record
 	bytes atomic.Int64 // retained batch bytes
 
-	compactedTo atomic.Int64 // hwm at the last last-value compaction
+	compactedTo atomic.Int64 // LSO at the last last-value compaction
+
+	// open maps the producers with a transaction open on the shard to its first
+	// offset (owned by the committer); bound is its smallest first offset as of the
+	// published high watermark, MaxInt64 when none (txn.go).
+	open  map[int64]int64
+	bound atomic.Int64
 
 	co coalesceState
 
@@ -65,7 +72,11 @@ type shardState struct {
 	notify   chan struct{}
 }
 
-func newShardState() *shardState { return &shardState{notify: make(chan struct{})} }
+func newShardState() *shardState {
+	sh := &shardState{notify: make(chan struct{}), open: map[int64]int64{}}
+	sh.bound.Store(math.MaxInt64)
+	return sh
+}
 
 // appended closes the current notification channel, waking every waiter.
 func (sh *shardState) appended() {
@@ -233,7 +244,7 @@ func (l *Log) deleteStream(name string) (uint32, error) {
 	}
 	b := l.db.NewBatch()
 	defer b.Close()
-	for _, p := range []byte{prefixBatch, prefixTime, prefixStart, prefixCoalesce} {
+	for _, p := range []byte{prefixBatch, prefixTime, prefixStart, prefixCoalesce, prefixOpenTxn, prefixAbortedTxn} {
 		sp := streamPrefix(p, s.id)
 		_ = b.DeleteRange(sp, prefixEnd(sp), nil)
 	}
@@ -364,6 +375,14 @@ func (s *Stream) Read(shard int32, offset int64, maxBytes int) ([]Batch, error) 
 	return out, err
 }
 
+// ReadBytesTo is ReadBytes that stops before the batch holding upper: a read_committed
+// Kafka fetch passes the last stable offset. Transactions are stored one batch per
+// append and marker, so no batch straddles it.
+func (s *Stream) ReadBytesTo(dst []byte, shard int32, offset int64, maxBytes int, upper int64) ([]byte, error) {
+	err := s.scanTo(shard, offset, maxBytes, upper, func(_, _ int64, sv storedValue) { dst = append(dst, sv.batch...) })
+	return dst, err
+}
+
 // ReadBytes is Read for a Kafka fetch: it appends the same batches' bytes, back to back
 // as a fetch response carries them, to dst, with one copy and no allocation per batch.
 func (s *Stream) ReadBytes(dst []byte, shard int32, offset int64, maxBytes int) ([]byte, error) {
@@ -374,6 +393,11 @@ func (s *Stream) ReadBytes(dst []byte, shard int32, offset int64, maxBytes int) 
 // scan calls fn, in offset order, for the batches Read returns; sv is only valid during
 // the call.
 func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, last int64, sv storedValue)) error {
+	return s.scanTo(shard, offset, maxBytes, math.MaxInt64, fn)
+}
+
+// scanTo is scan that stops before the batch holding upper (a last stable offset).
+func (s *Stream) scanTo(shard int32, offset int64, maxBytes int, upper int64, fn func(base, last int64, sv storedValue)) error {
 	sh, err := s.shard(shard)
 	if err != nil {
 		return err
@@ -383,11 +407,11 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 	if offset < start || offset > hwm {
 		return fmt.Errorf("read %s/%d at %d (log %d..%d): %w", s.name, shard, offset, start, hwm, ErrOffsetOutOfRange)
 	}
-	if offset == hwm {
+	if offset == hwm || offset >= upper {
 		return nil
 	}
 	p := shardPrefix(prefixBatch, s.id, shard)
-	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, hwm)})
+	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, min(hwm, upper))})
 	if err != nil {
 		return fmt.Errorf("read %s/%d: %w", s.name, shard, err)
 	}

@@ -192,6 +192,9 @@ func (doc *definitionDoc) over(base Definition) Definition {
 		func(i, j int) bool { return keys[i].String() == keys[j].String() }); i >= 0 {
 		d.Key = keys[i].String()
 	}
+	if doc.ReadMaxUnacked != nil && *doc.ReadMaxUnacked < 0 {
+		bad = cmp.Or(bad, conf.Fieldf("read_max_unacked", "must not be negative"))
+	}
 	if doc.KeyFallback != nil {
 		d.KeyFallback = doc.KeyFallback.String()
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"os"
@@ -127,6 +128,9 @@ type KafkaConfig struct {
 	// ProducerIDExpirationMS drops idempotent producer state idle this long
 	// (Kafka's transactional.id.expiration.ms); 0 means the default, 7 days.
 	ProducerIDExpirationMS int64 `yaml:"producer_id_expiration_ms"`
+	// TransactionMaxTimeoutMS bounds the transaction timeout a producer may ask for
+	// (Kafka's transaction.max.timeout.ms); 0 means the default, 15 minutes.
+	TransactionMaxTimeoutMS int64 `yaml:"transaction_max_timeout_ms"`
 	// Resource limits (SECURITY.md, "Limits"); 0 means unlimited where noted there.
 	MaxConnections        int64            `yaml:"max_connections"`
 	MaxConnectionsPerIP   int64            `yaml:"max_connections_per_ip"`
@@ -151,6 +155,7 @@ func (k *KafkaConfig) Validate() error {
 		intRange("max_fetch_partitions", k.MaxFetchPartitions, 1, 60000),
 		intRange("max_metadata_topics", k.MaxMetadataTopics, 1, math.MaxInt32),
 		intRange("producer_id_expiration_ms", k.ProducerIDExpirationMS, 0, math.MaxInt64),
+		intRange("transaction_max_timeout_ms", k.TransactionMaxTimeoutMS, 0, math.MaxInt64),
 	)
 	if err == nil && k.QueuedMaxRequestBytes < k.MaxRequestBytes {
 		err = conf.Fieldf("queued_max_request_bytes", "must be at least kafka.max_request_bytes (%d), got %d", k.MaxRequestBytes, k.QueuedMaxRequestBytes)
@@ -363,6 +368,10 @@ func DefaultStream() (mapping.Definition, error) {
 func LoadConfigFile(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path leads the message already
+		}
 		return Config{}, &conf.Error{File: path, Err: err}
 	}
 	return parseConfig(path, data)

@@ -295,6 +295,8 @@ func TestConfigBadValues(t *testing.T) {
 		{"unknown limits", stream + "    limits:\n      max_count: 1\n", "config:7: streams[1].limits.max_count: unknown field (known: max_shard_message_bytes, max_shard_message_count) (in \"s\")"},
 		{"unknown in flow style", "mqtt: {addr: \":1\", tls: {cert: a, key: b, ca: c}}\n", "config:1: mqtt.tls.ca: unknown field (known: cert, client_ca, key)"},
 		// Wrong types.
+		{"empty value", "mqtt:\n  max_packet_bytes:\n", "config:2: mqtt.max_packet_bytes: expected a value, got nothing"},
+		{"quoted number", "kafka:\n  frame_timeout_ms: \"5\"\n", "config:2: kafka.frame_timeout_ms: expected a whole number, got \"5\""},
 		{"section is a list", "kafka: [a]\n", "config:1: kafka: expected a mapping, got a list"},
 		{"number is text", "mqtt:\n  receive_maximum: many\n", "config:2: mqtt.receive_maximum: expected a whole number, got \"many\""},
 		{"number is fractional", "http:\n  read_timeout_ms: 1.5\n", "config:2: http.read_timeout_ms: expected a whole number, got \"1.5\""},

@@ -254,12 +254,13 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	broker := s.mqtt
 	if s.kafka, err = kafkawire.New(kafkawire.Options{
 		Config: kafkawire.Config{
-			Addr:               cfg.Kafka.Addr,
-			AdvertisedAddr:     cfg.Kafka.AdvertisedAddr,
-			MaxRequestBytes:    int32(cfg.Kafka.MaxRequestBytes),
-			SecurityProtocol:   cfg.Kafka.SecurityProtocol,
-			SessionLifetime:    time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
-			ProducerExpiration: time.Duration(cfg.Kafka.ProducerIDExpirationMS) * time.Millisecond,
+			Addr:                  cfg.Kafka.Addr,
+			AdvertisedAddr:        cfg.Kafka.AdvertisedAddr,
+			MaxRequestBytes:       int32(cfg.Kafka.MaxRequestBytes),
+			SecurityProtocol:      cfg.Kafka.SecurityProtocol,
+			SessionLifetime:       time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
+			ProducerExpiration:    time.Duration(cfg.Kafka.ProducerIDExpirationMS) * time.Millisecond,
+			TransactionMaxTimeout: time.Duration(cfg.Kafka.TransactionMaxTimeoutMS) * time.Millisecond,
 
 			QueuedMaxRequestBytes: int64(cfg.Kafka.QueuedMaxRequestBytes),
 			MaxConnections:        unlimitedIfZero(cfg.Kafka.MaxConnections),
