@@ -176,7 +176,7 @@ func TestClusterKafkaClientsFollowLeader(t *testing.T) {
 		if dups > 0 {
 			// The batch in flight when its leader died is retried at the new leader,
 			// which does not know the producer's sequence yet: idempotent-producer state
-			// is kept by the node that took the write, not replicated (docs/cluster.md,
+			// is kept by the node that took the write, not replicated (ARCHITECTURE.md,
 			// "Limits"). Seen in about one run in six; stored at least once is what holds.
 			t.Logf("node %s holds %d acknowledged confluent records twice (idempotent state not replicated)", r.Node, dups)
 		}
