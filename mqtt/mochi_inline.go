@@ -23,7 +23,8 @@ import (
 //   - Server.NewClient(nil, LocalListener, id, true) makes a second inline client that
 //     is never added to Clients (routes.go's peer client, for publishes forwarded by
 //     other cluster nodes): InjectPacket reads only its Net.Inline, ID (the packets'
-//     Origin) and receive quota (MaxInt32 for inline clients), so it publishes exactly
+//     Origin), protocol version (0, as the built-in one's) and receive quota (MaxInt32
+//     for inline clients), so it publishes exactly
 //     as the built-in one does, and mochi's own Publish never uses it.
 //   - Client.WritePacket drops a packet larger than the client's Maximum Packet Size
 //     with ErrPacketTooLarge, but a QoS 1/2 packet has by then been put in the
