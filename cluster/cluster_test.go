@@ -510,6 +510,12 @@ func TestCatalogReplicatesIDsOffsetsMessagesAndDeletes(t *testing.T) {
 	if _, err := appendVia(c.nodes[0], "a", 0, rec("k", 1)); err != nil {
 		t.Fatal(err)
 	}
+	// Created again, it starts empty with new groups and a new id.
+	c.putStream("b", 1)
+	if _, err := appendVia(c.nodes[1], "b", 0, rec("again", 0)); err != nil {
+		t.Fatal(err)
+	}
+	c.checkReplicasIdentical("b", 0, 1)
 }
 
 // With fewer replicas than nodes, a node without a replica of a shard still takes
