@@ -309,6 +309,80 @@ func TestKafkaAdminClients(t *testing.T) {
 		if n := kcatPartitions(); n != 2 {
 			t.Fatalf("kcat sees %d partitions, want 2", n)
 		}
+		// validate_only creates nothing.
+		if r, err := adm.ValidateCreateTopics(ctx, 1, 1, nil, "kadm-v"); err != nil || r["kadm-v"].Err != nil {
+			t.Fatalf("validate: %v %+v", err, r)
+		}
+		if td, err := adm.ListTopics(ctx, "kadm-v"); err != nil || td["kadm-v"].Err == nil {
+			t.Fatalf("validate_only created the topic: %v %+v", err, td)
+		}
+		// Configs: incremental changes keep the rest, AlterConfigs replaces the set but
+		// keeps the MQTT mapping.
+		configs := func() map[string]string {
+			t.Helper()
+			rcs, err := adm.DescribeTopicConfigs(ctx, "kadm-t")
+			if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+				t.Fatalf("describe configs: %v %+v", err, rcs)
+			}
+			out := map[string]string{}
+			for _, c := range rcs[0].Configs {
+				out[c.Key] = c.MaybeValue()
+			}
+			return out
+		}
+		defaults := configs()
+		ar, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr("3600000")},
+			{Op: kadm.AppendConfig, Name: "mqtt.topic.filter", Value: kadm.StringPtr("kadm2/#")},
+		}, "kadm-t")
+		if err != nil || ar[0].Err != nil {
+			t.Fatalf("incremental alter: %v %+v", err, ar)
+		}
+		if c := configs(); c["retention.ms"] != "3600000" || c["mqtt.topic.filter"] != "kadm/#,kadm2/#" {
+			t.Fatalf("after incremental alter: %v", c)
+		}
+		if ar, err := adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "retention.bytes", Value: kadm.StringPtr("1048576")}}, "kadm-t"); err != nil || ar[0].Err != nil {
+			t.Fatalf("alter state: %v %+v", err, ar)
+		}
+		if c := configs(); c["retention.ms"] != defaults["retention.ms"] || c["retention.bytes"] != "1048576" || c["mqtt.topic.filter"] != "kadm/#,kadm2/#" {
+			t.Fatalf("after alter state: %v", c)
+		}
+		// Log dirs show the record's bytes; DeleteRecords moves the log start past it.
+		ends, err := adm.ListEndOffsets(ctx, "kadm-t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var part int32 = -1
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Offset == 1 {
+				part = o.Partition
+			}
+		})
+		if part < 0 {
+			t.Fatalf("no partition holds the record: %+v", ends)
+		}
+		dirs, err := adm.DescribeAllLogDirs(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var size int64 = -1
+		dirs.Each(func(d kadm.DescribedLogDir) {
+			if ps, ok := d.Topics["kadm-t"]; ok {
+				size = ps[part].Size
+			}
+		})
+		if size <= 0 {
+			t.Fatalf("log dir size of kadm-t/%d: %d", part, size)
+		}
+		var del kadm.Offsets
+		del.Add(kadm.Offset{Topic: "kadm-t", Partition: part, At: 1})
+		if dr, err := adm.DeleteRecords(ctx, del); err != nil || dr.Error() != nil {
+			t.Fatalf("delete records: %v %+v", err, dr)
+		}
+		starts, err := adm.ListStartOffsets(ctx, "kadm-t")
+		if o, _ := starts.Lookup("kadm-t", part); err != nil || o.Offset != 1 {
+			t.Fatalf("log start after DeleteRecords: %+v %v", o, err)
+		}
 		if r, err := adm.CreatePartitions(ctx, 3, "kadm-t"); err != nil || r["kadm-t"].Err != nil {
 			t.Fatalf("create partitions: %v %+v", err, r)
 		}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/snappy"
 	"github.com/klauspost/compress/snappy/xerial"
@@ -455,7 +454,7 @@ func TestProduceRefusals(t *testing.T) {
 		{"two batches", 9, -1, "strict", 0, append(bytes.Clone(good), good...), kerr.InvalidRecord.Code},
 		{"magic 1", 3, -1, "strict", 0, magic1, kerr.InvalidRecord.Code},
 		{"control batch", 9, -1, "strict", 0, attrs(attrControl), kerr.InvalidRecord.Code},
-		{"transactional batch", 9, -1, "strict", 0, attrs(attrTransactional), kerr.InvalidRecord.Code},
+		{"transactional batch without a producer", 9, -1, "strict", 0, attrs(attrTransactional), kerr.InvalidProducerIDMapping.Code},
 		{"unknown codec", 9, -1, "strict", 0, attrs(5), kerr.CorruptMessage.Code},
 		{"record count mismatch", 9, -1, "strict", 0, countMismatch, kerr.InvalidRecord.Code},
 		{"bytes after the records", 9, -1, "strict", 0, trailing, kerr.CorruptMessage.Code},
@@ -590,31 +589,6 @@ func TestProduceAcksZeroRaw(t *testing.T) {
 	rc.expectClosed()
 }
 
-func TestInitProducerIDTransactional(t *testing.T) {
-	tb := startBroker(t, true)
-	rc := dialRaw(t, tb.addr)
-	for _, v := range []int16{0, 4} {
-		req := kmsg.NewPtrInitProducerIDRequest()
-		req.Version = v
-		req.TransactionalID = kmsg.StringPtr("txn")
-		resp := rc.roundTrip(req).(*kmsg.InitProducerIDResponse)
-		if resp.ErrorCode != kerr.InvalidRequest.Code || resp.ProducerID != -1 {
-			t.Fatalf("v%d transactional: %v id %d", v, kerr.ErrorForCode(resp.ErrorCode), resp.ProducerID)
-		}
-	}
-	// A franz-go transactional producer fails at once instead of retrying.
-	cl := tb.client(t, kgo.TransactionalID("txn"))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := cl.BeginTransaction()
-	if err == nil {
-		err = cl.ProduceSync(ctx, &kgo.Record{Topic: "x", Value: []byte("v")}).FirstErr()
-	}
-	if !errors.Is(err, kerr.InvalidRequest) {
-		t.Fatalf("transactional producer: %v, want INVALID_REQUEST", err)
-	}
-}
-
 func TestProduceApiVersions(t *testing.T) {
 	tb := startBroker(t, true)
 	resp := dialRaw(t, tb.addr).roundTrip(apiVersionsReq(3)).(*kmsg.ApiVersionsResponse)
@@ -624,74 +598,6 @@ func TestProduceApiVersions(t *testing.T) {
 	}
 	if got[0] != [2]int16{0, 9} || got[22] != [2]int16{0, 4} {
 		t.Fatalf("Produce advertised %v, InitProducerId %v; want 0-9 and 0-4", got[0], got[22])
-	}
-}
-
-func TestProduceSarama(t *testing.T) {
-	cases := []struct {
-		version sarama.KafkaVersion
-		codec   sarama.CompressionCodec
-	}{
-		{sarama.V2_1_0_0, sarama.CompressionNone},   // Produce v7, record batches
-		{sarama.V2_1_0_0, sarama.CompressionSnappy}, // xerial-framed snappy
-		{sarama.V2_1_0_0, sarama.CompressionZSTD},
-		{sarama.V0_10_0_0, sarama.CompressionGZIP}, // Produce v2, magic 1 message sets
-		{sarama.V0_10_0_0, sarama.CompressionLZ4},
-		{sarama.V0_10_0_0, sarama.CompressionSnappy},
-		{sarama.V0_9_0_0, sarama.CompressionNone}, // Produce v1, magic 0
-		{sarama.V0_9_0_0, sarama.CompressionGZIP},
-	}
-	for _, tc := range cases {
-		codec := tc.codec
-		t.Run(tc.version.String()+"/"+codec.String(), func(t *testing.T) {
-			tb := startBroker(t, false)
-			tb.stream(t, log.StreamSpec{Name: "sarama", Shards: 2})
-			cfg := sarama.NewConfig()
-			cfg.Version = tc.version
-			cfg.Producer.Return.Successes = true
-			cfg.Producer.RequiredAcks = sarama.WaitForAll
-			cfg.Producer.Partitioner = sarama.NewManualPartitioner
-			cfg.Producer.Compression = codec
-			headers := tc.version.IsAtLeast(sarama.V0_11_0_0)
-			if headers {
-				cfg.Producer.Idempotent = true
-				cfg.Net.MaxOpenRequests = 1
-			}
-			prod, err := sarama.NewSyncProducer([]string{tb.addr}, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer prod.Close()
-			want := map[recordKey]string{}
-			for i := range 10 {
-				msg := &sarama.ProducerMessage{
-					Topic: "sarama", Partition: int32(i % 2),
-					Key:   sarama.StringEncoder(fmt.Sprint("k", i)),
-					Value: sarama.StringEncoder(strings.Repeat(fmt.Sprint("sarama value ", i, " "), 5)),
-				}
-				if headers {
-					msg.Headers = []sarama.RecordHeader{{Key: []byte("h"), Value: []byte(fmt.Sprint(i))}}
-				}
-				p, off, err := prod.SendMessage(msg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				w := fmt.Sprintf("k%d=%s", i, strings.Repeat(fmt.Sprint("sarama value ", i, " "), 5))
-				if headers {
-					w += fmt.Sprintf(" h=%d", i)
-				}
-				want[recordKey{p, off}] = w
-			}
-			for _, r := range consumeAll(t, tb, "sarama", len(want)) {
-				got := fmt.Sprintf("%s=%s", r.Key, r.Value)
-				for _, h := range r.Headers {
-					got += fmt.Sprintf(" %s=%s", h.Key, h.Value)
-				}
-				if want[recordKey{r.Partition, r.Offset}] != got {
-					t.Errorf("%d/%d: %s, want %s", r.Partition, r.Offset, got, want[recordKey{r.Partition, r.Offset}])
-				}
-			}
-		})
 	}
 }
 
@@ -727,7 +633,7 @@ func legacyWrapped(t *testing.T, magic int8, codec int16, inner []byte) []byte {
 		_ = w.Close()
 		value = buf.Bytes()
 	case codecSnappy:
-		value = snappy.Encode(nil, inner) // raw; xerial is covered by sarama
+		value = snappy.Encode(nil, inner) // raw; xerial is covered by sarama in compat-tests
 	case codecLZ4:
 		var buf bytes.Buffer
 		w := lz4.NewWriter(&buf)
