@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -389,29 +390,11 @@ func TestKafkaAdminClients(t *testing.T) {
 		if n := kcatPartitions(); n != 5 {
 			t.Fatalf("kcat sees %d partitions after growing, want 5", n)
 		}
-		// Configs: described with real values, altered incrementally; a bad value (the
-		// config file's and the REST API's checks) is refused naming the config, and
-		// changes nothing.
-		describe := func() map[string]string {
-			t.Helper()
-			rcs, err := adm.DescribeTopicConfigs(ctx, "kadm-t")
-			if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
-				t.Fatalf("describe configs: %v %+v", err, rcs)
-			}
-			got := map[string]string{}
-			for _, c := range rcs[0].Configs {
-				got[c.Key] = c.MaybeValue()
-			}
-			return got
-		}
-		if got := describe(); got["mqtt.topic.filter"] != "kadm/#" || got["retention.ms"] != "604800000" || got["cleanup.policy"] != "delete" {
-			t.Fatalf("configs: %v", got)
-		}
+		// A bad value (the config file's and the REST API's checks) is refused naming the
+		// config, and nothing of the request is applied.
+		before := configs()
 		set := func(name, value string) kadm.AlterConfig {
 			return kadm.AlterConfig{Op: kadm.SetConfig, Name: name, Value: kadm.StringPtr(value)}
-		}
-		if r, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{set("retention.ms", "3600000"), set("mqtt.key", "topic")}, "kadm-t"); err != nil || r[0].Err != nil {
-			t.Fatalf("alter configs: %v %+v", err, r)
 		}
 		for _, bad := range []struct{ name, value, says string }{
 			{"retention.ms", "soon", `retention.ms: expected a number of milliseconds`},
@@ -419,39 +402,13 @@ func TestKafkaAdminClients(t *testing.T) {
 			{"mqtt.topic.filter", "kadm/#/x", `mqtt.topic.filter: "kadm/#/x"`},
 			{"retention.bytes", "-7", `retention.bytes: expected a number of bytes`},
 		} {
-			r, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{set("retention.bytes", "1000"), set(bad.name, bad.value)}, "kadm-t")
+			r, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{set("retention.ms", "1000"), set(bad.name, bad.value)}, "kadm-t")
 			if err != nil || !errors.Is(r[0].Err, kerr.InvalidConfig) || !strings.Contains(r[0].ErrMessage, bad.says) {
 				t.Errorf("alter %s=%s: %v %+v, want INVALID_CONFIG saying %q", bad.name, bad.value, err, r, bad.says)
 			}
 		}
-		if got := describe(); got["retention.ms"] != "3600000" || got["mqtt.key"] != "topic" || got["retention.bytes"] != "-1" {
-			t.Fatalf("configs after the alterations: %v", got)
-		}
-		// DeleteRecords advances the log start of the partition holding the record.
-		ends, err := adm.ListEndOffsets(ctx, "kadm-t")
-		if err != nil || ends.Error() != nil {
-			t.Fatalf("end offsets: %v %v", err, ends.Error())
-		}
-		dr, err := adm.DeleteRecords(ctx, ends.Offsets())
-		if err != nil || dr.Error() != nil {
-			t.Fatalf("delete records: %v %v", err, dr.Error())
-		}
-		starts, err := adm.ListStartOffsets(ctx, "kadm-t")
-		if err != nil {
-			t.Fatal(err)
-		}
-		moved := 0
-		ends.Each(func(e kadm.ListedOffset) {
-			s, _ := starts.Lookup("kadm-t", e.Partition)
-			if s.Offset != e.Offset {
-				t.Errorf("partition %d: log start %d, want %d", e.Partition, s.Offset, e.Offset)
-			}
-			if e.Offset > 0 {
-				moved++
-			}
-		})
-		if moved != 1 {
-			t.Errorf("%d partitions had the published record, want 1", moved)
+		if after := configs(); !maps.Equal(after, before) {
+			t.Fatalf("refused alterations changed the configs:\nbefore %v\nafter  %v", before, after)
 		}
 		if r, err := adm.DeleteTopics(ctx, "kadm-t"); err != nil || r["kadm-t"].Err != nil {
 			t.Fatalf("delete: %v %+v", err, r)
