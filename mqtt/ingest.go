@@ -518,8 +518,17 @@ func (c *conn) drain() {
 			c.queue, c.head = c.queue[:0], 0
 		}
 		c.mu.Unlock()
+		// The acknowledgements of publishes made durable together leave in one write.
+		lc, cork := c.cl.Net.Conn.(*limitConn)
+		cork = cork && len(ready) > 1
+		if cork {
+			lc.cork()
+		}
 		for _, it := range ready {
 			c.h.finish(it)
+		}
+		if cork {
+			lc.uncork()
 		}
 	}
 }
