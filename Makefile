@@ -3,7 +3,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test test-deps lint bench bench-quick bench-deps bench-go clean
+.PHONY: build run run-cluster test test-deps lint bench bench-quick bench-deps bench-go clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mqstreams ./cmd/mqstreams
@@ -11,10 +11,18 @@ build:
 run: build
 	./bin/mqstreams serve
 
+# run-cluster starts three nodes on loopback as one cluster: Kafka 9092-9094, MQTT
+# 1883-1885, HTTP 8080-8082, data under ./data-cluster/; Ctrl-C stops all three.
+run-cluster: build
+	./scripts/run-cluster.sh bin/mqstreams
+
 # test installs what the compat tests need (Debian packages, npm modules) and runs
-# every test, the compat tests against a real server process included.
+# every test of the three modules: the product's, compat-tests/ (real clients against a
+# real server process; its own go.mod keeps those clients out of the product's) and
+# bench/.
 test: test-deps build
 	$(GO) test -race -timeout 15m ./...
+	cd compat-tests && $(GO) test -race -timeout 15m ./...
 	cd bench && $(GO) test -race ./...
 
 test-deps:
@@ -23,6 +31,7 @@ test-deps:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	cd compat-tests && $(GO) vet ./...
 	cd bench && $(GO) vet ./...
 
 # bench runs mqstreams side by side with Mosquitto, mochi-mqtt and kfake (cmd/mqbench in
@@ -43,11 +52,15 @@ bench-deps:
 # bench-go runs the Go micro-benchmarks of the log, MQTT and Kafka paths.
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./log/ ./mqtt/ ./kafkawire/
+	# The same records replayed in process from the server and from kfake (bench module).
+	cd bench && $(GO) test -run '^$$' -bench ReplayVsKfake -benchtime 3x ./inprocess/
 	# Replay of MQTT-ingested records through the binary against kfake (issue 16): each
 	# iteration times both, so read the ratios (time-vs-kfake), not the absolute figures.
-	$(GO) test -run '^$$' -bench KafkaReplayMQTT -benchtime 3x -v ./compat-tests/
+	cd compat-tests && $(GO) test -run '^$$' -bench KafkaReplayMQTT -benchtime 3x -v .
 	# Kafka produce → MQTT subscriber latency at 1,000 and 10,000 records/s (issue 11).
-	$(GO) test -run '^$$' -bench KafkaToMQTTLatency -benchtime 1x -v ./compat-tests/
+	cd compat-tests && $(GO) test -run '^$$' -bench KafkaToMQTTLatency -benchtime 1x -v .
+	# Cluster leader failover: SIGKILL the leader 20 times, time until writable again (issue 13).
+	cd compat-tests && $(GO) test -run '^$$' -bench ClusterFailover -benchtime 1x -timeout 20m -v .
 
 clean:
 	rm -rf bin

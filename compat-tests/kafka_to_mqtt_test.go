@@ -197,6 +197,7 @@ auth:
       password_hash: %q
       acl:
         - {topic: "#", allow: [subscribe]}
+        - {stream: cmds, allow: [read]}
 `, c.String(), c.String())})
 	ctx := Deadline(t, 2*startTimeout)
 	sub := startLiveSub(t, srv.MQTTAddr, 1, "-u", "watcher", "-P", pw, "-q", "1", "-t", "cmd/#")
@@ -209,5 +210,15 @@ auth:
 	_, metrics := srv.HTTPGet(t, "/metrics")
 	if v, _ := metricValue(t, metrics, "mqstreams_kafka_produced_skipped_total", `reason="not_authorized"`); v != 1 {
 		t.Fatalf("not_authorized skips: %v, want 1", v)
+	}
+	// $stream replay reads stored records, which do not say who produced them: the
+	// forged header was renamed when stored, so the record replays under the
+	// stream's name, the claimed topic only a user property.
+	replay := startLiveSub(t, srv.MQTTAddr, 2, "-u", "watcher", "-P", pw, "-q", "1", "-t", "$stream/cmds",
+		"-D", "subscribe", "user-property", "stream-offset", "earliest")
+	got := replay.wait(t)
+	if len(got) != 2 || !strings.HasPrefix(got[0], "MSG|cmds|") || !strings.HasSuffix(got[0], "|unlock") ||
+		!strings.Contains(got[0], "mqtt.topic.unauthorized") || !strings.HasPrefix(got[1], "MSG|cmd/svc/ok|") {
+		t.Fatalf("$stream replay got %q, want the forged record under the stream's name", got)
 	}
 }

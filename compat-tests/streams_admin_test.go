@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -77,6 +79,11 @@ streams:
 		{"plus inside a level", "root:rootpw", "POST", "", `{"name":"f2","topic_filter":"+x"}`, 400, "+x"},
 		{"unknown field", "root:rootpw", "POST", "", `{"name":"f3","topic_filter":"x","colour":"red"}`, 400, "colour"},
 		{"wrong type", "root:rootpw", "POST", "", `{"name":"f4","topic_filter":"x","shards":"many"}`, 400, "shards"},
+		{"negative limit", "root:rootpw", "POST", "", `{"name":"f6","topic_filter":"x","limits":{"max_shard_message_bytes":-1}}`, 400, "limits.max_shard_message_bytes: must not be negative"},
+		{"bad duration", "root:rootpw", "POST", "", `{"name":"f7","topic_filter":"x","data_retention_period":"soon"}`, 400, `data_retention_period: invalid duration \"soon\"`},
+		{"bad key expression", "root:rootpw", "POST", "", `{"name":"f8","topic_filter":"x","key_expression":"concat(topic"}`, 400, "key_expression: "},
+		{"aliases disagree", "root:rootpw", "POST", "", `{"name":"f9","topic_filter":"x","filter":"y"}`, 400, "topic_filter: disagrees with filter"},
+		{"unknown nested field", "root:rootpw", "PUT", "/tele", `{"limits":{"max_bytes":1}}`, 400, "limits.max_bytes: unknown field"},
 		{"not JSON", "root:rootpw", "POST", "", `hello`, 400, "JSON"},
 		{"no filter", "root:rootpw", "POST", "", `{"name":"f5"}`, 400, "filter"},
 		{"10 MB body", "root:rootpw", "POST", "", "@" + big, 413, "1 MiB"},
@@ -146,6 +153,19 @@ streams:
 	// Nothing half-changed by the refusals: the stream list is as the good steps left it.
 	if _, body := req("root:rootpw", "GET", "", ""); strings.Count(body, `"name"`) != 2 {
 		t.Errorf("streams after the bad input: %s", body)
+	}
+
+	// PUT changes what it gives and keeps every other field, ours as well as EMQX's.
+	if code, body := req("root:rootpw", "POST", "", `{"name":"kept","filter":"k/#","key":"json:id","key_fallback":"topic","publish_topic":"out/{key}","durability":"write","compression":"lz4","deliver_produced":false}`); code != 201 {
+		t.Fatalf("create kept: %d %s", code, body)
+	}
+	if code, body := req("root:rootpw", "PUT", "/kept", `{"shards":5,"limits":{"max_shard_message_bytes":"1MB"}}`); code != 200 ||
+		!strings.Contains(body, `"shards":5`) || !strings.Contains(body, `"max_bytes":1000000`) {
+		t.Fatalf("alter kept: %d %s", code, body)
+	}
+	if _, body := req("root:rootpw", "GET", "/kept", ""); !strings.Contains(body, `"key_fallback":"topic"`) || !strings.Contains(body, `"publish_topic":"out/{key}"`) ||
+		!strings.Contains(body, `"durability":"write"`) || !strings.Contains(body, `"compression":"lz4"`) || !strings.Contains(body, `"deliver_produced":false`) || !strings.Contains(body, `"key":"json:id"`) {
+		t.Errorf("PUT lost fields it did not give: %s", body)
 	}
 
 	// A stream created a moment before takes the next publish (QoS 1: acked once durable).
@@ -289,11 +309,99 @@ func TestKafkaAdminClients(t *testing.T) {
 		if n := kcatPartitions(); n != 2 {
 			t.Fatalf("kcat sees %d partitions, want 2", n)
 		}
+		// validate_only creates nothing.
+		if r, err := adm.ValidateCreateTopics(ctx, 1, 1, nil, "kadm-v"); err != nil || r["kadm-v"].Err != nil {
+			t.Fatalf("validate: %v %+v", err, r)
+		}
+		if td, err := adm.ListTopics(ctx, "kadm-v"); err != nil || td["kadm-v"].Err == nil {
+			t.Fatalf("validate_only created the topic: %v %+v", err, td)
+		}
+		// Log dirs show the bytes of the partition holding the record.
+		dirs, err := adm.DescribeAllLogDirs(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored int64
+		dirs.Each(func(d kadm.DescribedLogDir) {
+			for _, p := range d.Topics["kadm-t"] {
+				stored += p.Size
+			}
+		})
+		if stored <= 0 {
+			t.Fatalf("log dirs show %d bytes for kadm-t", stored)
+		}
 		if r, err := adm.CreatePartitions(ctx, 3, "kadm-t"); err != nil || r["kadm-t"].Err != nil {
 			t.Fatalf("create partitions: %v %+v", err, r)
 		}
 		if n := kcatPartitions(); n != 5 {
 			t.Fatalf("kcat sees %d partitions after growing, want 5", n)
+		}
+		// Configs: described with real values, altered incrementally; a bad value (the
+		// config file's and the REST API's checks) is refused naming the config, and
+		// changes nothing.
+		if got := configs(); got["mqtt.topic.filter"] != "kadm/#,kadm2/#" || got["retention.ms"] != "604800000" || got["cleanup.policy"] != "delete" {
+			t.Fatalf("configs: %v", got)
+		}
+		set := func(name, value string) kadm.AlterConfig {
+			return kadm.AlterConfig{Op: kadm.SetConfig, Name: name, Value: kadm.StringPtr(value)}
+		}
+		if r, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{set("retention.ms", "3600000"), set("mqtt.key", "topic")}, "kadm-t"); err != nil || r[0].Err != nil {
+			t.Fatalf("alter configs: %v %+v", err, r)
+		}
+		for _, bad := range []struct{ name, value, says string }{
+			{"retention.ms", "soon", `retention.ms: expected a number of milliseconds`},
+			{"mqtt.key", "concat(topic", `mqtt.key: "concat(topic"`},
+			{"mqtt.topic.filter", "kadm/#/x", `mqtt.topic.filter: "kadm/#/x"`},
+			{"retention.bytes", "-7", `retention.bytes: expected a number of bytes`},
+		} {
+			r, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{set("retention.bytes", "1000"), set(bad.name, bad.value)}, "kadm-t")
+			if err != nil || !errors.Is(r[0].Err, kerr.InvalidConfig) || !strings.Contains(r[0].ErrMessage, bad.says) {
+				t.Errorf("alter %s=%s: %v %+v, want INVALID_CONFIG saying %q", bad.name, bad.value, err, r, bad.says)
+			}
+		}
+		if got := configs(); got["retention.ms"] != "3600000" || got["mqtt.key"] != "topic" || got["retention.bytes"] != "1048576" {
+			t.Fatalf("configs after the alterations: %v", got)
+		}
+		// DeleteRecords advances the log start of the partition holding the record.
+		ends, err := adm.ListEndOffsets(ctx, "kadm-t")
+		if err != nil || ends.Error() != nil {
+			t.Fatalf("end offsets: %v %v", err, ends.Error())
+		}
+		dr, err := adm.DeleteRecords(ctx, ends.Offsets())
+		if err != nil || dr.Error() != nil {
+			t.Fatalf("delete records: %v %v", err, dr.Error())
+		}
+		starts, err := adm.ListStartOffsets(ctx, "kadm-t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved := 0
+		ends.Each(func(e kadm.ListedOffset) {
+			s, _ := starts.Lookup("kadm-t", e.Partition)
+			if s.Offset != e.Offset {
+				t.Errorf("partition %d: log start %d, want %d", e.Partition, s.Offset, e.Offset)
+			}
+			if e.Offset > 0 {
+				moved++
+			}
+		})
+		if moved != 1 {
+			t.Errorf("%d partitions had the published record, want 1", moved)
+		}
+		// An incremental append adds a filter; AlterConfigs replaces the set: retention
+		// not named returns to its default, the MQTT mapping stays.
+		ar, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.AppendConfig, Name: "mqtt.topic.filter", Value: kadm.StringPtr("kadm2/#")}}, "kadm-t")
+		if err != nil || ar[0].Err != nil {
+			t.Fatalf("append a filter: %v %+v", err, ar)
+		}
+		if got := describe(); got["mqtt.topic.filter"] != "kadm/#,kadm2/#" || got["retention.ms"] != "3600000" {
+			t.Fatalf("after appending a filter: %v", got)
+		}
+		if ar, err := adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "retention.bytes", Value: kadm.StringPtr("1048576")}}, "kadm-t"); err != nil || ar[0].Err != nil {
+			t.Fatalf("alter state: %v %+v", err, ar)
+		}
+		if got := describe(); got["retention.ms"] != "604800000" || got["retention.bytes"] != "1048576" || got["mqtt.key"] != "topic" || got["mqtt.topic.filter"] != "kadm/#,kadm2/#" {
+			t.Fatalf("after AlterConfigs: %v", got)
 		}
 		if r, err := adm.DeleteTopics(ctx, "kadm-t"); err != nil || r["kadm-t"].Err != nil {
 			t.Fatalf("delete: %v %+v", err, r)

@@ -65,6 +65,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"wrong type", "on: maybe\n", `f.yaml:1: on: expected true or false, got "maybe"`},
 		{"wrong kind", "items: {a: 1}\n", "f.yaml:1: items: expected a list, got a mapping"},
 		{"fraction into int", "sub: {count: 2.5}\n", `f.yaml:1: sub.count: expected a whole number, got "2.5"`},
+		{"empty number", "sub:\n  count:\n", "f.yaml:2: sub.count: expected a whole number, got nothing"},
+		{"empty bool", "on:\n", "f.yaml:1: on: expected true or false, got nothing"},
 		{"validate nested", items + "    count: -1\n", `f.yaml:5: items[1].count: must not be negative (in "b")`},
 		{"validate missing key", "sub: {name: z}\n", ""},
 		{"validate top", "title: bad\n", "f.yaml:1: title is bad"},
@@ -97,7 +99,7 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestDecodeKeepsDefaultsAndMerges(t *testing.T) {
 	v := outer{Title: "default", On: true}
-	if err := Decode("", []byte("sub:\n"), &v); err != nil || v.Title != "default" || !v.On {
+	if err := Decode("", []byte("sub:\nitems:\n"), &v); err != nil || v.Title != "default" || !v.On {
 		t.Fatalf("defaults: %+v %v", v, err)
 	}
 	if err := Decode("", nil, &v); err != nil || v.Title != "default" {

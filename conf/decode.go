@@ -36,12 +36,22 @@ func Decode(file string, data []byte, v any) error {
 	if err := strict.Decode(v); err != nil {
 		return locate(file, &root, reflect.TypeOf(v), err)
 	}
-	// yaml.v3 truncates 1.5 into an integer field without a word; refuse it instead.
+	// Two things yaml.v3 lets through without a word: 1.5 into an integer field (it
+	// truncates) and an empty value for a number, string or bool (it keeps the default).
 	t := reflect.TypeOf(v)
 	if p, bad := find(&root, func(n *yaml.Node, isKey bool, p path) bool {
-		return !isKey && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" && isInt(typeAt(t, p))
+		if isKey || n.Kind != yaml.ScalarNode {
+			return false
+		}
+		switch n.ShortTag() {
+		case "!!float":
+			return isInt(typeAt(t, p))
+		case "!!null":
+			return len(p) > 0 && isLeaf(typeAt(t, p))
+		}
+		return false
 	}); bad {
-		return errorAt(file, &root, p, 0, fmt.Errorf("expected a whole number, got %s", describeAt(&root, p)))
+		return errorAt(file, &root, p, 0, fmt.Errorf("expected %s, got %s", want(typeAt(t, p)), describeAt(&root, p)))
 	}
 	return validate(file, &root, v)
 }
@@ -332,6 +342,21 @@ func isInt(t reflect.Type) bool {
 
 var yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
 
+// isLeaf tells whether t is a plain value (not a pointer, list, mapping or struct), for
+// which an empty YAML value would silently mean the default.
+func isLeaf(t reflect.Type) bool {
+	if t == nil {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
 // Shaped is a type decoded through another struct by its own UnmarshalYAML (to accept
 // aliases, say); Shape returns a value of that struct, so messages can list its keys.
 type Shaped interface {
@@ -405,6 +430,9 @@ func want(t reflect.Type) string {
 	}
 	if t == nil {
 		return "another value"
+	}
+	if reflect.PointerTo(t).Implements(yamlUnmarshaler) {
+		return "a value" // its own syntax; it words its own errors
 	}
 	switch t.Kind() {
 	case reflect.Bool:

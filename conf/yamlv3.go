@@ -63,19 +63,18 @@ func locate(file string, root *yaml.Node, t reflect.Type, err error) error {
 	}
 	line, _ := strconv.Atoi(m[1])
 	msg := m[2]
-	onLine := func(match func(n *yaml.Node, isKey bool) bool) path {
-		p, _ := find(root, func(n *yaml.Node, isKey bool, _ path) bool { return n.Line == line && match(n, isKey) })
-		return p
+	onLine := func(match func(n *yaml.Node, isKey bool) bool) (path, bool) {
+		return find(root, func(n *yaml.Node, isKey bool, _ path) bool { return n.Line == line && match(n, isKey) })
 	}
 	if u := unknownRe.FindStringSubmatch(msg); u != nil {
-		p := onLine(func(n *yaml.Node, isKey bool) bool { return isKey && n.Value == u[1] })
+		p, _ := onLine(func(n *yaml.Node, isKey bool) bool { return isKey && n.Value == u[1] })
 		known := knownKeys(typeAt(t, p[:max(len(p)-1, 0)]))
 		slices.Sort(known)
 		return errorAt(file, root, p, line, fmt.Errorf("unknown field (known: %s)", strings.Join(known, ", ")))
 	}
 	if d := dupRe.FindStringSubmatch(msg); d != nil {
 		var seen bool
-		p := onLine(func(n *yaml.Node, isKey bool) bool {
+		p, _ := onLine(func(n *yaml.Node, isKey bool) bool {
 			if !isKey || n.Value != d[1] {
 				return false
 			}
@@ -90,12 +89,15 @@ func locate(file string, root *yaml.Node, t reflect.Type, err error) error {
 	}
 	if ty := typeRe.FindStringSubmatch(msg); ty != nil {
 		value := strings.TrimSuffix(ty[2], "...")
-		p := onLine(func(n *yaml.Node, isKey bool) bool {
+		p, found := onLine(func(n *yaml.Node, isKey bool) bool {
 			if isKey || n.ShortTag() != ty[1] {
 				return false
 			}
 			return n.Kind != yaml.ScalarNode || strings.HasPrefix(n.Value, value)
 		})
+		if !found {
+			return errorAt(file, root, nil, line, errors.New(msg)) // not found: yaml's own words
+		}
 		return errorAt(file, root, p, line, fmt.Errorf("expected %s, got %s", want(typeAt(t, p)), describeAt(root, p)))
 	}
 	return errorAt(file, root, nil, line, errors.New(msg))

@@ -23,9 +23,13 @@ import (
 // offset, the append time in ms and (v5+) the log start. Keys, null keys and headers
 // are kept; a null value is stored as an empty one (the log's Record has no null
 // value). A last-value stream refuses a record without a key (INVALID_RECORD), as
-// Kafka's compacted topics do. Control and transactional batches are INVALID_RECORD:
-// there are no transactions. Once durable, records are handed to Options.Deliver for
-// MQTT subscribers (deliver.go); a retried batch is not handed over again.
+// Kafka's compacted topics do. Control batches are INVALID_RECORD. A transactional
+// batch must come from the producer's current epoch (INVALID_PRODUCER_EPOCH), in its
+// ongoing transaction, for a partition added to it (INVALID_TXN_STATE); it is stored
+// as a batch of its own carrying the producer (log/txn.go). Once durable, records are
+// handed to Options.Deliver for MQTT subscribers (deliver.go), a transaction's only
+// when it commits; a retried batch is not handed over again. An mqtt.topic header the
+// producer may not publish to is renamed when stored (markForgedTopics).
 //
 // The partitions of a request are appended together (one group commit) and answered
 // once durable, for acks -1 and 1 alike. acks=0 gets no response at all, as in Kafka;
@@ -124,17 +128,37 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 			}
 		}
 	}
+	s.markForgedTopics(c, b.records)
 	a := &produceAppend{p: p, st: st, shard: rp.Partition, result: make(chan appendOutcome, 1)}
-	deliver := s.deliverer(c, st, rp.Partition, b.records)
+	release := func() {}
+	if b.idempotent() {
+		rel, code := s.txns.checkProduce(b.producerID, b.producerEpoch, txnPart{Stream: st.Name(), Shard: rp.Partition}, b.transactional)
+		if code != nil {
+			return nil, refuse(code, "producer %d epoch %d: transactional %v", b.producerID, b.producerEpoch, b.transactional)
+		}
+		release = rel
+	}
+	var deliver func()
+	if !b.transactional {
+		deliver = s.deliverer(c, st, rp.Partition, b.records) // a transaction's at commit (26_end_txn.go)
+	}
 	start := func(ops []log.EntryOp) {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		s.writer.Append(ctx, log.AppendWait, st.Name(), rp.Partition, b.records, ops, func(res log.AppendResult, err error) {
+		done := func(res log.AppendResult, err error) {
 			cancel()
 			if err == nil && deliver != nil {
 				deliver() // in commit order, once durable
 			}
+			release()
 			a.result <- appendOutcome{res, err}
-		})
+		}
+		if b.transactional {
+			// Transactions are a single node's (docs/transactions.md, "Cluster"): the
+			// local log, which owns the markers and the last stable offset.
+			st.AppendTxnAsync(ctx, log.AppendWait, rp.Partition, log.Txn{ProducerID: b.producerID, Epoch: b.producerEpoch}, b.records, ops, done)
+			return
+		}
+		s.writer.Append(ctx, log.AppendWait, st.Name(), rp.Partition, b.records, ops, done)
 	}
 	if !b.idempotent() {
 		start(nil)
@@ -142,6 +166,9 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 	}
 	a.key = producerKey{id: b.producerID, stream: st.ID(), shard: rp.Partition}
 	own, dup, code := s.producers.begin(a.key, b.producerEpoch, b.firstSeq, int32(len(b.records)), func(_ *seqBatch, ops []log.EntryOp) { start(ops) })
+	if code != nil || dup != nil {
+		release() // no append of this request
+	}
 	if code != nil {
 		return nil, refuse(code, "producer %d epoch %d sequence %d", b.producerID, b.producerEpoch, b.firstSeq)
 	}

@@ -23,8 +23,11 @@ import (
 // notifications, ending at the deadline or when the server closes; an error on any
 // partition answers at once. Outside [log start, high watermark] is OFFSET_OUT_OF_RANGE;
 // an unknown topic or partition UNKNOWN_TOPIC_OR_PARTITION. Every partition carries
-// its high watermark, last stable offset (= high watermark, there are no transactions)
-// and log start (v5+). A read below the high watermark that finds no batch (a gap)
+// its high watermark, last stable offset (the first offset of the oldest open
+// transaction, else the high watermark; log/txn.go) and log start (v5+). With
+// isolation_level read_committed (1) a partition is read up to its last stable offset
+// only, and carries the aborted transactions overlapping what it returns, whose records
+// the client drops; control batches (transaction markers) are sent as stored. A read below the high watermark that finds no batch (a gap)
 // answers an empty batch spanning the gap so the consumer moves on (docs/mapping.md, Kafka pitfall 5).
 // Fetch sessions (v7+) are declined: the response's session id is always 0 and every
 // request, incremental ones included, is served in full. v4 is the oldest version with
@@ -175,12 +178,23 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 	if err != nil {
 		return 0, err
 	}
-	p.HighWatermark, p.LastStableOffset, p.LogStartOffset = hwm, hwm, start
+	lso, err := st.LastStable(rp.Partition)
+	if err != nil {
+		return 0, err
+	}
+	lso = min(lso, hwm)
+	p.HighWatermark, p.LastStableOffset, p.LogStartOffset = hwm, lso, start
 	off := rp.FetchOffset
 	if off < start || off > hwm {
 		return 0, log.ErrOffsetOutOfRange
 	}
-	if off == hwm {
+	// read_committed reads up to the last stable offset only, with the aborted
+	// transactions of what it returns (clients drop their records).
+	upper := hwm
+	if f.req.IsolationLevel == 1 {
+		upper = lso
+	}
+	if off >= upper {
 		return 0, nil
 	}
 	remaining := maxBytes - total
@@ -197,7 +211,7 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 		f.buf = grown
 	}
 	from := len(f.buf)
-	f.buf, err = st.ReadBytes(f.buf, rp.Partition, off, max(limit, 0))
+	f.buf, err = st.ReadBytesTo(f.buf, rp.Partition, off, max(limit, 0), upper)
 	if err != nil {
 		f.buf = f.buf[:from]
 		return 0, err
@@ -207,7 +221,7 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 		// Nothing stored from off up to the high watermark: answer an empty batch
 		// over the gap, which clients skip past, instead of an empty answer they
 		// would repeat forever.
-		p.RecordBatches = gapBatch(off, hwm-1)
+		p.RecordBatches = gapBatch(off, upper-1)
 		return len(p.RecordBatches), nil
 	}
 	// More than remaining can only be a first batch bigger than it (later batches are
@@ -217,6 +231,18 @@ func (f *fetch) readPartition(st *log.Stream, rp kmsg.FetchRequestTopicPartition
 		return 0, nil // does not fit behind the data already in the response
 	}
 	p.RecordBatches = data
+	if f.req.IsolationLevel == 1 {
+		ab, err := st.AbortedTxns(rp.Partition, off, upper)
+		if err != nil {
+			f.buf = f.buf[:from]
+			return 0, err
+		}
+		for _, a := range ab {
+			t := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+			t.ProducerID, t.FirstOffset = a.ProducerID, a.FirstOffset
+			p.AbortedTransactions = append(p.AbortedTransactions, t)
+		}
+	}
 	return len(data), nil
 }
 

@@ -12,8 +12,8 @@ import (
 
 // ListOffsets: v0-7.
 //
-// Timestamp -2 is the log start, -1 the high watermark (only durable records; read
-// committed or not, there are no transactions), -3 (v7) the newest record with its
+// Timestamp -2 is the log start, -1 the high watermark (only durable records), or with
+// isolation_level read_committed (v2+) the last stable offset, -3 (v7) the newest record with its
 // time. T >= 0 is the first offset whose append time is >= T ms with that real time
 // (v1+), or offset -1 with timestamp -1 when no record is that new, as Kafka answers
 // (kafka-python's offsets_for_times then returns None). Other negative timestamps are
@@ -36,7 +36,7 @@ func handleListOffsets(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 			if st == nil {
 				p.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			} else {
-				off, ts, err := listOffset(st, rp.Partition, rp.Timestamp)
+				off, ts, err := listOffset(st, rp.Partition, rp.Timestamp, req.IsolationLevel == 1)
 				switch {
 				case err != nil:
 					p.ErrorCode = offsetsErrorCode(err)
@@ -59,7 +59,7 @@ func handleListOffsets(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 }
 
 // listOffset resolves one ListOffsets timestamp to an offset and a timestamp in ms.
-func listOffset(st *log.Stream, shard int32, ts int64) (offset, tsMS int64, err error) {
+func listOffset(st *log.Stream, shard int32, ts int64, committed bool) (offset, tsMS int64, err error) {
 	switch ts {
 	case -2, -1:
 		start, hwm, err := st.Offsets(shard)
@@ -68,6 +68,10 @@ func listOffset(st *log.Stream, shard int32, ts int64) (offset, tsMS int64, err 
 		}
 		if ts == -2 {
 			return start, -1, nil
+		}
+		if committed {
+			lso, err := st.LastStable(shard)
+			return min(lso, hwm), -1, err
 		}
 		return hwm, -1, nil
 	case -3:

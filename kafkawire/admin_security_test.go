@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/mqstreams/mqstreams/auth"
 )
@@ -24,56 +24,40 @@ func TestAdminAuthorization(t *testing.T) {
 	b := startSecureBroker(t, secureOpts{proto: protoSASLPlaintext, users: users})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := func(user string) *kadm.Client {
-		return kadm.NewClient(b.client(t, kgo.SASL(scramMech(auth.ScramSHA256, user, testPassword))))
+	client := func(user string) *kgo.Client {
+		return b.client(t, kgo.SASL(scramMech(auth.ScramSHA256, user, testPassword)))
 	}
 	ops, reader := client("ops"), client("reader")
 
-	if _, err := ops.CreateTopic(ctx, 2, 1, nil, "ops.t1"); err != nil {
+	if _, err := createTopic(t, ctx, ops, false, 2, 1, nil, "ops.t1"); err != nil {
 		t.Fatalf("ops creates its own: %v", err)
 	}
-	if _, err := ops.CreateTopic(ctx, 2, 1, nil, "other"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+	if _, err := createTopic(t, ctx, ops, false, 2, 1, nil, "other"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("ops creates another's: %v", err)
 	}
-	if _, err := reader.CreateTopic(ctx, 1, 1, nil, "secret"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+	if _, err := createTopic(t, ctx, reader, false, 1, 1, nil, "secret"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("reader creates an existing hidden topic: %v", err)
 	}
-	if r, err := reader.DeleteTopics(ctx, "open"); err != nil || !errors.Is(r["open"].Err, kerr.TopicAuthorizationFailed) {
-		t.Fatalf("reader deletes open: %v %+v", err, r)
+	if err := deleteTopics(t, ctx, reader, "open")["open"]; !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("reader deletes open: %v", err)
 	}
-	if r, err := reader.UpdatePartitions(ctx, 3, "open"); err != nil || !errors.Is(r["open"].Err, kerr.TopicAuthorizationFailed) {
-		t.Fatalf("reader grows open: %v %+v", err, r)
+	if err := createPartitions(t, ctx, reader, 3, "open"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("reader grows open: %v", err)
 	}
-	ar, err := reader.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr("1000")}}, "open")
-	if err != nil || !errors.Is(ar[0].Err, kerr.TopicAuthorizationFailed) {
-		t.Fatalf("reader alters open: %v %+v", err, ar)
+	if err := alterIncremental(t, ctx, reader, "open", alterOp{kmsg.IncrementalAlterConfigOpSet, "retention.ms", "1000"}); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("reader alters open: %v", err)
 	}
-	var os kadm.Offsets
-	os.Add(kadm.Offset{Topic: "open", Partition: 0, At: 1})
-	dr, err := reader.DeleteRecords(ctx, os)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, _ := dr.Lookup("open", 0); !errors.Is(r.Err, kerr.TopicAuthorizationFailed) {
+	if r := deleteRecords(t, ctx, reader, "open", map[int32]int64{0: 1})[0]; !errors.Is(r.err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("reader deletes records of open: %+v", r)
 	}
 	if st := b.l.Stream("open"); st == nil || st.Shards() != 1 {
 		t.Fatal("open changed by refused requests")
 	}
-	dirs, err := reader.DescribeAllLogDirs(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	dirs.Each(func(d kadm.DescribedLogDir) {
-		for topic := range d.Topics {
-			seen[topic] = true
-		}
-	})
-	if !seen["open"] || len(seen) != 1 {
+	seen := logDirSizes(t, ctx, reader)
+	if _, ok := seen["open"]; !ok || len(seen) != 1 {
 		t.Fatalf("reader's log dirs show %v, want only open", seen)
 	}
-	if r, err := ops.DeleteTopics(ctx, "ops.t1"); err != nil || r["ops.t1"].Err != nil {
-		t.Fatalf("ops deletes its own: %v %+v", err, r)
+	if err := deleteTopics(t, ctx, ops, "ops.t1")["ops.t1"]; err != nil {
+		t.Fatalf("ops deletes its own: %v", err)
 	}
 }

@@ -43,7 +43,7 @@ func (s *Server) authorized(c *conn, h handler, req kmsg.Request) (kmsg.Response
 	case *kmsg.DescribeConfigsRequest:
 		return s.authorizeDescribeConfigs(c, h, r)
 	case *kmsg.InitProducerIDRequest:
-		if r.TransactionalID == nil && !s.mayWriteSomewhere(p) {
+		if !s.mayWriteSomewhere(p) {
 			resp := r.ResponseKind().(*kmsg.InitProducerIDResponse)
 			resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 			resp.ProducerID, resp.ProducerEpoch = -1, -1
@@ -52,6 +52,8 @@ func (s *Server) authorized(c *conn, h handler, req kmsg.Request) (kmsg.Response
 		return h(s, c, req)
 	case *kmsg.FindCoordinatorRequest:
 		return s.authorizeFindCoordinator(c, h, r)
+	case *kmsg.AddPartitionsToTxnRequest, *kmsg.AddOffsetsToTxnRequest, *kmsg.TxnOffsetCommitRequest, *kmsg.EndTxnRequest:
+		return s.authorizeTxn(c, h, req) // txn_authz.go
 	case *kmsg.JoinGroupRequest:
 		if !p.CanGroup(r.Group, auth.OpRead) {
 			resp := r.ResponseKind().(*kmsg.JoinGroupResponse)

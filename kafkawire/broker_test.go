@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -248,56 +247,55 @@ func TestListOffsets(t *testing.T) {
 	appendRecs(t, st, 0, log.Record{Value: []byte("d")}, log.Record{Value: []byte("e")})
 	tb.clock.Store(0)
 
-	adm := kadm.NewClient(tb.client(t))
+	cl := tb.client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	check := func(name string, lo kadm.ListedOffsets, err error, want map[int32][2]int64) {
+	check := func(name string, ts int64, want map[int32][2]int64) {
 		t.Helper()
+		lo, err := listOffsets(t, ctx, cl, "times", ts)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		for p, w := range want {
-			o, ok := lo.Lookup("times", p)
-			if !ok || o.Err != nil {
+			o, ok := lo[p]
+			if !ok || o.err != nil {
 				t.Fatalf("%s: partition %d: %+v", name, p, o)
 			}
-			if o.Offset != w[0] || o.Timestamp != w[1] {
-				t.Errorf("%s: partition %d: offset %d ts %d, want offset %d ts %d", name, p, o.Offset, o.Timestamp, w[0], w[1])
+			if o.offset != w[0] || o.timestamp != w[1] {
+				t.Errorf("%s: partition %d: offset %d ts %d, want offset %d ts %d", name, p, o.offset, o.timestamp, w[0], w[1])
 			}
 		}
 	}
-	lo, err := adm.ListStartOffsets(ctx, "times")
-	check("start", lo, err, map[int32][2]int64{0: {0, -1}, 1: {0, -1}})
-	lo, err = adm.ListEndOffsets(ctx, "times")
-	check("end", lo, err, map[int32][2]int64{0: {5, -1}, 1: {0, -1}})
-	lo, err = adm.ListOffsetsAfterMilli(ctx, t1/1000, "times")
-	check("at t1", lo, err, map[int32][2]int64{0: {0, t1 / 1000}})
+	check("start", atStart, map[int32][2]int64{0: {0, -1}, 1: {0, -1}})
+	check("end", atEnd, map[int32][2]int64{0: {5, -1}, 1: {0, -1}})
+	check("at t1", t1/1000, map[int32][2]int64{0: {0, t1 / 1000}})
 	// First offset at or after the time, not the last before it (docs/mapping.md, Kafka pitfall 1).
-	lo, err = adm.ListOffsetsAfterMilli(ctx, t1/1000+1, "times")
-	check("after t1", lo, err, map[int32][2]int64{0: {3, t2 / 1000}})
-	lo, err = adm.ListOffsetsAfterMilli(ctx, t2/1000+1, "times")
-	check("after all", lo, err, map[int32][2]int64{0: {5, -1}, 1: {0, -1}})
-	lo, err = adm.ListMaxTimestampOffsets(ctx, "times")
-	check("max timestamp", lo, err, map[int32][2]int64{0: {4, t2 / 1000}, 1: {-1, -1}})
+	check("after t1", t1/1000+1, map[int32][2]int64{0: {3, t2 / 1000}})
+	// Past every record: -1, -1 as Kafka answers (kadm turns that into the end offset).
+	check("after all", t2/1000+1, map[int32][2]int64{0: {-1, -1}, 1: {-1, -1}})
+	check("max timestamp", atMaxTimestamp, map[int32][2]int64{0: {4, t2 / 1000}, 1: {-1, -1}})
 }
 
 func TestUnknownTopic(t *testing.T) {
 	tb := startBroker(t, false)
-	adm := kadm.NewClient(tb.client(t))
+	cl := tb.client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	lo, err := adm.ListEndOffsets(ctx, "nope")
-	if err != nil {
-		t.Fatal(err)
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "nope"
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp = atEnd
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	req.Version = 7
+	// Straight to the broker: franz-go would refuse to route a topic it has no metadata for.
+	lo := dialRaw(t, tb.addr).roundTrip(req).(*kmsg.ListOffsetsResponse)
+	if len(lo.Topics) != 1 || len(lo.Topics[0].Partitions) != 1 || lo.Topics[0].Partitions[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("list offsets of an unknown topic: %+v, want UNKNOWN_TOPIC_OR_PARTITION", lo.Topics)
 	}
-	if err := lo.Error(); !errors.Is(err, kerr.UnknownTopicOrPartition) {
-		t.Fatalf("list offsets of an unknown topic: %v, want UNKNOWN_TOPIC_OR_PARTITION", err)
-	}
-	td, err := adm.ListTopics(ctx, "nope")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := td["nope"].Err; !errors.Is(err, kerr.UnknownTopicOrPartition) {
+	if _, err := topicPartitions(t, ctx, cl, "nope"); !errors.Is(err, kerr.UnknownTopicOrPartition) {
 		t.Fatalf("metadata of an unknown topic: %v", err)
 	}
 }
@@ -313,28 +311,27 @@ func TestRetentionEmptiedTopic(t *testing.T) {
 	tb.clock.Store(now + time.Hour.Microseconds())
 	tb.l.ApplyRetention()
 
-	adm := kadm.NewClient(tb.client(t))
+	cl := tb.client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	td, err := adm.ListTopics(ctx, "short")
-	if err != nil || td["short"].Err != nil {
-		t.Fatalf("metadata: %v %v", err, td["short"].Err)
+	n, err := topicPartitions(t, ctx, cl, "short")
+	if err != nil {
+		t.Fatalf("metadata: %v", err)
 	}
-	if n := len(td["short"].Partitions); n != 2 {
+	if n != 2 {
 		t.Fatalf("%d partitions listed, want 2", n)
 	}
-	starts, err := adm.ListStartOffsets(ctx, "short")
+	starts, err := listOffsets(t, ctx, cl, "short", atStart)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, "short")
+	ends, err := listOffsets(t, ctx, cl, "short", atEnd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for p := int32(0); p < 2; p++ {
-		s, _ := starts.Lookup("short", p)
-		e, _ := ends.Lookup("short", p)
-		if s.Err != nil || e.Err != nil || s.Offset != 2 || e.Offset != 2 {
+		s, e := starts[p], ends[p]
+		if s.err != nil || e.err != nil || s.offset != 2 || e.offset != 2 {
 			t.Errorf("partition %d: start %+v end %+v, want both 2", p, s, e)
 		}
 	}
@@ -367,12 +364,12 @@ func TestDescribeConfigs(t *testing.T) {
 	meta, _ := json.Marshal(map[string]any{"filters": []string{"sensors/+/temp", "sensors/+/hum"}, "key": "topic-level:2"})
 	tb.stream(t, log.StreamSpec{Name: "cfg", Shards: 1, Retention: log.Retention{MaxAge: 48 * time.Hour, MaxBytes: 1 << 30}, Meta: meta})
 	tb.stream(t, log.StreamSpec{Name: "lv", Shards: 1, LastValue: true})
-	adm := kadm.NewClient(tb.client(t))
+	cl := tb.client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rcs, err := adm.DescribeTopicConfigs(ctx, "cfg", "lv", "nope")
-	if err != nil {
-		t.Fatal(err)
+	rcs := describeConfigs(t, ctx, cl, kmsg.ConfigResourceTypeTopic, "cfg", "lv", "nope")
+	if len(rcs) != 3 {
+		t.Fatalf("described %d topics, want 3", len(rcs))
 	}
 	want := map[string]map[string]string{
 		"cfg": {
@@ -381,39 +378,24 @@ func TestDescribeConfigs(t *testing.T) {
 		},
 		"lv": {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "compact", "mqtt.topic.filter": ""},
 	}
-	for _, rc := range rcs {
-		if rc.Name == "nope" {
-			if !errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
-				t.Errorf("unknown topic: %v", rc.Err)
+	for name, rc := range rcs {
+		if name == "nope" {
+			if !errors.Is(rc.err, kerr.UnknownTopicOrPartition) {
+				t.Errorf("unknown topic: %v", rc.err)
 			}
 			continue
 		}
-		if rc.Err != nil {
-			t.Fatalf("%s: %v", rc.Name, rc.Err)
+		if rc.err != nil {
+			t.Fatalf("%s: %v", name, rc.err)
 		}
-		got := map[string]string{}
-		for _, c := range rc.Configs {
-			got[c.Key] = c.MaybeValue()
-		}
-		for k, v := range want[rc.Name] {
-			if got[k] != v {
-				t.Errorf("%s %s = %q, want %q", rc.Name, k, got[k], v)
+		for k, v := range want[name] {
+			if got := rc.value(k); got != v {
+				t.Errorf("%s %s = %q, want %q", name, k, got, v)
 			}
 		}
 	}
-	bcs, err := adm.DescribeBrokerConfigs(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, rc := range bcs {
-		for _, c := range rc.Configs {
-			if c.Key == "socket.request.max.bytes" && c.MaybeValue() == strconv.Itoa(defaultMaxRequestBytes) {
-				found = true
-			}
-		}
-	}
-	if !found {
+	bcs := describeConfigs(t, ctx, cl, kmsg.ConfigResourceTypeBroker, "0")
+	if bcs["0"].err != nil || bcs["0"].value("socket.request.max.bytes") != strconv.Itoa(defaultMaxRequestBytes) {
 		t.Errorf("broker configs lack socket.request.max.bytes: %+v", bcs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // Produced is a batch of records produced into a stream shard, handed to
@@ -65,4 +66,24 @@ func copyRecords(recs []log.Record) []log.Record {
 		out[i] = o
 	}
 	return out
+}
+
+// markForgedTopics renames the mqtt.topic header of each record whose producer lacks
+// the MQTT publish grant on that topic to mapping.HeaderTopicDenied, before the record
+// is stored: stored records do not say who produced them, so a $stream replay would
+// otherwise trust the header and send the record under the forged topic. Without a
+// user store every topic may be published to.
+func (s *Server) markForgedTopics(c *conn, recs []log.Record) {
+	if s.auth == nil {
+		return
+	}
+	p := c.sec.principal
+	for i := range recs {
+		hs := recs[i].Headers
+		for j := range hs {
+			if hs[j].Key == mapping.HeaderTopic && !p.CanPublish(string(hs[j].Value)) {
+				hs[j].Key = mapping.HeaderTopicDenied
+			}
+		}
+	}
 }

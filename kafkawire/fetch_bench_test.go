@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -146,84 +145,5 @@ func BenchmarkConsumeReplayMerged(b *testing.B) {
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
 		})
-	}
-}
-
-// BenchmarkReplayVsKfake replays the same 200,000 MQTT-shaped records with franz-go
-// from this server (merged batches) and from franz-go's in-memory kfake (seeded by a
-// batching producer), both in this process, alternately in each iteration: the ratio
-// shows what the server costs next to the client's own decoding.
-func BenchmarkReplayVsKfake(b *testing.B) {
-	const n = 200_000
-	for _, codec := range []string{"none", "lz4"} {
-		b.Run("codec="+codec, func(b *testing.B) {
-			tb := startBroker(b, true)
-			fillMQTTLike(b, tb, "r", codec, n)
-			fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "r"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer fake.Close()
-			copyTopic(b, tb.addr, fake.ListenAddrs()[0], "r", n)
-			var took [2]time.Duration
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				for t, addr := range []string{tb.addr, fake.ListenAddrs()[0]} {
-					start := time.Now()
-					replayN(b, addr, "r", n)
-					took[t] += time.Since(start)
-				}
-			}
-			b.ReportMetric(float64(n*b.N)/took[0].Seconds(), "mq-records/s")
-			b.ReportMetric(float64(n*b.N)/took[1].Seconds(), "kfake-records/s")
-			b.ReportMetric(took[0].Seconds()/took[1].Seconds(), "time-vs-kfake")
-		})
-	}
-}
-
-func replayN(b *testing.B, addr, topic string, n int) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	for got := 0; got < n; {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			b.Fatalf("replayed %d of %d: %v", got, n, err)
-		}
-		got += fs.NumRecords()
-	}
-}
-
-// copyTopic copies n records of topic between clusters with a batching producer.
-func copyTopic(b *testing.B, from, to, topic string, n int) {
-	src, err := kgo.NewClient(kgo.SeedBrokers(from), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := kgo.NewClient(kgo.SeedBrokers(to), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dst.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	for got := 0; got < n; {
-		fs := src.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			b.Fatal(err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			got++
-			dst.Produce(ctx, &kgo.Record{Topic: topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}, nil)
-		})
-	}
-	if err := dst.Flush(ctx); err != nil {
-		b.Fatal(err)
 	}
 }

@@ -92,13 +92,16 @@ type coordinator struct {
 	lg  zerolog.Logger
 	cfg coordinatorConfig
 
+	// commits stores offset commits: the log, or a cluster that replicates them.
+	commits OffsetStore
+
 	mu     sync.Mutex
 	groups map[string]*group
 	closed bool
 }
 
 func newCoordinator(l *log.Log, lg zerolog.Logger, cfg coordinatorConfig) *coordinator {
-	return &coordinator{log: l, lg: lg, cfg: cfg, groups: map[string]*group{}}
+	return &coordinator{log: l, commits: l, lg: lg, cfg: cfg, groups: map[string]*group{}}
 }
 
 // group is one classic group; every field below mu is guarded by it.
@@ -1224,7 +1227,7 @@ func (c *coordinator) storeCommit(group string, req *kmsg.OffsetCommitRequest, c
 		if len(offs) == 0 {
 			return
 		}
-		err := c.log.CommitOffsets(group, offs)
+		err := c.commits.CommitOffsets(group, offs)
 		if err == nil {
 			return
 		}

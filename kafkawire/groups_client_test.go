@@ -1,6 +1,6 @@
 package kafkawire
 
-// Real-client tests of consumer groups: franz-go (kgo, kadm) against a real Server on an
+// Real-client tests of consumer groups: franz-go (kgo; kmsg admin requests) against a real Server on an
 // ephemeral port over a log in t.TempDir().
 
 import (
@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -197,13 +196,10 @@ func TestGroupResumeAcrossRestart(t *testing.T) {
 			e.stop()
 
 			e = grpStart(t, dir)
-			adm := kadm.NewClient(e.client())
-			defer adm.Close()
-			lgs, err := adm.ListGroups(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if g, ok := lgs["g"]; !ok || g.State != "Empty" {
+			cl := e.client()
+			defer cl.Close()
+			lgs := listGroups(t, context.Background(), cl)
+			if g, ok := lgs["g"]; !ok || g.GroupState != "Empty" {
 				t.Fatalf("after restart ListGroups = %+v, want g Empty", lgs)
 			}
 			consumeCommitClose(t, e, "g", wantValues("c", 4, 2), tc.opts...)
@@ -306,21 +302,17 @@ func TestGroupSplitAndLeave(t *testing.T) {
 				return disjointCover(ta.get(), tb.get(), 4)
 			})
 
-			adm := kadm.NewClient(e.client())
-			defer adm.Close()
+			cl := e.client()
+			defer cl.Close()
 			waitFor(t, 30*time.Second, "DescribeGroups to show both members Stable", func() bool {
-				dg, err := adm.DescribeGroups(context.Background(), "split")
-				if err != nil {
-					return false
-				}
-				g := dg["split"]
-				if g.Err != nil || g.State != "Stable" || len(g.Members) != 2 || g.Protocol != bal.b.ProtocolName() {
+				g, err := describeGroup(t, context.Background(), cl, "split")
+				if err != nil || g.State != "Stable" || len(g.Members) != 2 || g.Protocol != bal.b.ProtocolName() {
 					return false
 				}
 				held := map[string][]int32{}
 				for _, m := range g.Members {
-					ca, ok := m.Assigned.AsConsumer()
-					if !ok {
+					ca := kmsg.NewConsumerMemberAssignment()
+					if err := ca.ReadFrom(m.MemberAssignment); err != nil {
 						return false
 					}
 					for _, tp := range ca.Topics {
@@ -335,9 +327,8 @@ func TestGroupSplitAndLeave(t *testing.T) {
 				}
 				return fmt.Sprint(held["member-a"]) == fmt.Sprint(ta.get()) && fmt.Sprint(held["member-b"]) == fmt.Sprint(tb.get())
 			})
-			lgs, err := adm.ListGroups(context.Background())
-			if err != nil || lgs["split"].State != "Stable" || lgs["split"].ProtocolType != "consumer" {
-				t.Fatalf("ListGroups = %+v, %v", lgs, err)
+			if lgs := listGroups(t, context.Background(), cl); lgs["split"].GroupState != "Stable" || lgs["split"].ProtocolType != "consumer" {
+				t.Fatalf("ListGroups = %+v", lgs)
 			}
 
 			stopB()
@@ -399,49 +390,46 @@ func TestGroupKilledMemberEvicted(t *testing.T) {
 	waitFor(t, 30*time.Second, "the killed member's partitions to move", func() bool {
 		return len(ta.get()) == 4
 	})
-	adm := kadm.NewClient(e.client())
-	defer adm.Close()
-	dg, err := adm.DescribeGroups(context.Background(), "kill")
-	if err != nil || len(dg["kill"].Members) != 1 {
-		t.Fatalf("DescribeGroups after eviction: %+v %v", dg, err)
+	cl := e.client()
+	defer cl.Close()
+	if g, err := describeGroup(t, context.Background(), cl, "kill"); err != nil || len(g.Members) != 1 {
+		t.Fatalf("DescribeGroups after eviction: %+v %v", g, err)
 	}
 	stopB()
 	b.Close()
 }
 
-// TestGroupAdminOffsetsAndLag: kadm's FetchOffsets and Lag match what was committed
-// and the log's high watermarks, as does Server.GroupLags.
+// TestGroupAdminOffsetsAndLag: OffsetFetch, and the lag computed from it and ListOffsets
+// as admin tools do, match what was committed and the log's high watermarks, as does
+// Server.GroupLags.
 func TestGroupAdminOffsetsAndLag(t *testing.T) {
 	e := grpStart(t, t.TempDir())
 	e.appendN("a", 5)
 	consumeCommitClose(t, e, "lag", wantValues("a", 4, 5))
 	e.appendN("b", 3)
 
-	adm := kadm.NewClient(e.client())
-	defer adm.Close()
+	cl := e.client()
+	defer cl.Close()
 	ctx := context.Background()
-	offs, err := adm.FetchOffsets(ctx, "lag")
+	offs, err := fetchOffsets(t, ctx, cl, "lag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := listOffsets(t, ctx, cl, grpTopic, atEnd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for p := int32(0); p < 4; p++ {
-		o, ok := offs.Lookup(grpTopic, p)
-		if !ok || o.Err != nil || o.At != 5 {
+		o, ok := offs[grpTopic][p]
+		if !ok || o.err != nil || o.at != 5 {
 			t.Fatalf("FetchOffsets %d = %+v (%v)", p, o, ok)
 		}
-	}
-	lags, err := adm.Lag(ctx, "lag")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl := lags["lag"]
-	if gl.Error() != nil || gl.State != "Empty" {
-		t.Fatalf("Lag: %+v", gl)
-	}
-	for p := int32(0); p < 4; p++ {
-		if l := gl.Lag[grpTopic][p]; l.Lag != 3 || l.Commit.At != 5 || l.End.Offset != 8 {
-			t.Fatalf("kadm lag %d = %+v", p, l)
+		if end := ends[p]; end.err != nil || end.offset != 8 || end.offset-o.at != 3 {
+			t.Fatalf("lag %d: end %+v, committed %d", p, end, o.at)
 		}
+	}
+	if g, err := describeGroup(t, ctx, cl, "lag"); err != nil || g.State != "Empty" {
+		t.Fatalf("DescribeGroups: %+v %v", g, err)
 	}
 	got := e.srv.GroupLags()
 	if len(got) != 4 {
@@ -455,21 +443,21 @@ func TestGroupAdminOffsetsAndLag(t *testing.T) {
 	}
 
 	// Offsets of an empty group can be deleted, then the group itself.
-	dr, err := adm.DeleteOffsets(ctx, "lag", kadm.TopicsSet{grpTopic: {0: {}}})
-	if err != nil || dr.Error() != nil {
-		t.Fatalf("DeleteOffsets: %+v %v", dr, err)
+	if err := deleteOffsets(t, ctx, cl, "lag", grpTopic, 0); err != nil {
+		t.Fatalf("DeleteOffsets: %v", err)
 	}
-	offs, _ = adm.FetchOffsets(ctx, "lag")
-	if o, ok := offs.Lookup(grpTopic, 0); ok && o.At >= 0 {
+	offs, _ = fetchOffsets(t, ctx, cl, "lag")
+	if o, ok := offs[grpTopic][0]; ok && o.at >= 0 {
 		t.Fatalf("offset of partition 0 still there: %+v", o)
 	}
-	dgs, err := adm.DeleteGroups(ctx, "lag")
-	if err != nil || dgs["lag"].Err != nil {
-		t.Fatalf("DeleteGroups: %+v %v", dgs, err)
+	if o := offs[grpTopic][1]; o.at != 5 {
+		t.Fatalf("offset of partition 1 after deleting partition 0's: %+v", o)
 	}
-	dgs, _ = adm.DeleteGroups(ctx, "lag")
-	if !errors.Is(dgs["lag"].Err, kerr.GroupIDNotFound) {
-		t.Fatalf("second DeleteGroups: %+v", dgs["lag"])
+	if err := deleteGroup(t, ctx, cl, "lag"); err != nil {
+		t.Fatalf("DeleteGroups: %v", err)
+	}
+	if err := deleteGroup(t, ctx, cl, "lag"); !errors.Is(err, kerr.GroupIDNotFound) {
+		t.Fatalf("second DeleteGroups: %v", err)
 	}
 	if l := e.srv.GroupLags(); len(l) != 0 {
 		t.Fatalf("GroupLags after delete = %+v", l)
@@ -526,21 +514,22 @@ func TestGroupBadCommits(t *testing.T) {
 			t.Errorf("%s: error %v, want %v", tc.name, kerr.ErrorForCode(code), tc.wantErr)
 		}
 	}
-	adm := kadm.NewClient(cl)
-	offs, err := adm.FetchOffsets(ctx, "bad")
+	offs, err := fetchOffsets(t, ctx, cl, "bad")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range offs.Offsets().Sorted() {
-		if o.At >= 0 {
-			t.Fatalf("a rejected commit was stored: %+v", o)
+	for topic, ps := range offs {
+		for p, o := range ps {
+			if o.at >= 0 {
+				t.Fatalf("a rejected commit was stored: %s/%d %+v", topic, p, o)
+			}
 		}
 	}
 	if code := commit(generation, memberID, grpTopic, 0, strings.Repeat("m", 4096)); code != 0 {
 		t.Fatalf("valid commit: %v", kerr.ErrorForCode(code))
 	}
-	offs, _ = adm.FetchOffsets(ctx, "bad")
-	if o, _ := offs.Lookup(grpTopic, 0); o.At != 2 || len(o.Metadata) != 4096 {
+	offs, _ = fetchOffsets(t, ctx, cl, "bad")
+	if o := offs[grpTopic][0]; o.at != 2 || len(o.metadata) != 4096 {
 		t.Fatalf("valid commit stored as %+v", o)
 	}
 }

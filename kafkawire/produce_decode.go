@@ -38,6 +38,7 @@ type producedBatch struct {
 	producerID    int64
 	producerEpoch int16
 	firstSeq      int32
+	transactional bool
 	records       []log.Record
 }
 
@@ -102,8 +103,8 @@ func decodeProduced(raw []byte, version int16, maxBytes int, charge chargeFunc) 
 	switch {
 	case rb.Attributes&attrControl != 0:
 		return out, refuse(kerr.InvalidRecord, "clients may not write control batches")
-	case rb.Attributes&attrTransactional != 0:
-		return out, refuse(kerr.InvalidRecord, "transactional batches are not supported by this broker")
+	case rb.Attributes&attrTransactional != 0 && rb.ProducerID < 0:
+		return out, refuse(kerr.InvalidProducerIDMapping, "transactional batch without a producer id")
 	case rb.NumRecords <= 0:
 		return out, refuse(kerr.InvalidRecord, "record batch holds %d records", rb.NumRecords)
 	case rb.LastOffsetDelta != rb.NumRecords-1:
@@ -130,6 +131,7 @@ func decodeProduced(raw []byte, version int16, maxBytes int, charge chargeFunc) 
 		return out, refuse(kerr.CorruptMessage, "%v", err)
 	}
 	out.producerID, out.producerEpoch, out.firstSeq, out.records = rb.ProducerID, rb.ProducerEpoch, rb.FirstSequence, recs
+	out.transactional = rb.Attributes&attrTransactional != 0
 	return out, nil
 }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -462,68 +461,50 @@ func TestTLSListeners(t *testing.T) {
 func TestGroupAuthorization(t *testing.T) {
 	b := startSecureBroker(t, secureOpts{proto: protoSASLPlaintext})
 	cl := b.client(t, kgo.SASL(scramMech(auth.ScramSHA512, "reader", testPassword)))
-	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Commits to its own group prefix work; another group or a $mqtt/ group are refused.
-	offs := kadm.Offsets{}
-	offs.AddOffset("open", 0, 1, -1)
-	if r, err := adm.CommitOffsets(ctx, "app-1", offs); err != nil || r.Error() != nil {
-		t.Fatalf("commit app-1: %v %v", err, r.Error())
+	offs := map[int32]int64{0: 1}
+	if err := commitOffsets(t, ctx, cl, "app-1", "open", offs); err != nil {
+		t.Fatalf("commit app-1: %v", err)
 	}
 	for _, g := range []string{"other", "$mqtt/client1"} {
-		r, err := adm.CommitOffsets(ctx, g, offs)
-		if err == nil {
-			err = r.Error()
-		}
-		if !errors.Is(err, kerr.GroupAuthorizationFailed) {
+		if err := commitOffsets(t, ctx, cl, g, "open", offs); !errors.Is(err, kerr.GroupAuthorizationFailed) {
 			t.Errorf("commit %s: %v, want GROUP_AUTHORIZATION_FAILED", g, err)
 		}
 	}
 	// A commit for a topic it may not read.
-	so := kadm.Offsets{}
-	so.AddOffset("secret", 0, 1, -1)
-	oc := kmsg.NewPtrOffsetCommitRequest()
-	oc.Group, oc.Generation = "app-1", -1
-	ot := kmsg.NewOffsetCommitRequestTopic()
-	ot.Topic = "secret"
-	op := kmsg.NewOffsetCommitRequestTopicPartition()
-	op.Offset = 1
-	ot.Partitions = append(ot.Partitions, op)
-	oc.Topics = append(oc.Topics, ot)
-	if resp, err := oc.RequestWith(ctx, cl); err != nil || resp.Topics[0].Partitions[0].ErrorCode != kerr.TopicAuthorizationFailed.Code {
-		t.Errorf("commit secret: %v %+v", err, resp)
+	if err := commitOffsets(t, ctx, cl, "app-1", "secret", offs); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Errorf("commit secret: %v", err)
 	}
 	// Deleting needs admin on the group.
-	dr, err := adm.DeleteGroups(ctx, "app-1")
-	if err != nil || !errors.Is(dr["app-1"].Err, kerr.GroupAuthorizationFailed) {
-		t.Errorf("delete app-1: %v %v", err, dr["app-1"].Err)
+	if err := deleteGroup(t, ctx, cl, "app-1"); !errors.Is(err, kerr.GroupAuthorizationFailed) {
+		t.Errorf("delete app-1: %v", err)
 	}
 	// The admin sees every group; the reader only its own.
 	acl := b.client(t, kgo.SASL(scramMech(auth.ScramSHA512, "admin", testPassword)))
-	aadm := kadm.NewClient(acl)
-	if r, err := aadm.CommitOffsets(ctx, "$mqtt/client1", offs); err != nil || r.Error() != nil {
-		t.Fatalf("admin commit: %v %v", err, r.Error())
+	if err := commitOffsets(t, ctx, acl, "$mqtt/client1", "open", offs); err != nil {
+		t.Fatalf("admin commit: %v", err)
 	}
-	if r, err := aadm.CommitOffsets(ctx, "zzz", offs); err != nil || r.Error() != nil {
-		t.Fatalf("admin commit: %v %v", err, r.Error())
+	if err := commitOffsets(t, ctx, acl, "zzz", "open", offs); err != nil {
+		t.Fatalf("admin commit: %v", err)
 	}
-	lg, err := adm.ListGroups(ctx)
-	if err != nil {
-		t.Fatal(err)
+	var groups []string
+	for g := range listGroups(t, ctx, cl) {
+		groups = append(groups, g)
 	}
-	if got := strings.Join(lg.Groups(), ","); got != "app-1" {
+	if got := strings.Join(groups, ","); got != "app-1" {
 		t.Errorf("reader lists %q", got)
 	}
 	// Fetching committed offsets of all topics leaves out the streams it may not read.
-	fo, err := adm.FetchOffsets(ctx, "app-1")
+	fo, err := fetchOffsets(t, ctx, cl, "app-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := fo.Lookup("open", 0); !ok {
+	if _, ok := fo["open"][0]; !ok || len(fo) != 1 {
 		t.Errorf("offsets of app-1: %v", fo)
 	}
-	if _, err := adm.FetchOffsets(ctx, "zzz"); !errors.Is(err, kerr.GroupAuthorizationFailed) {
+	if _, err := fetchOffsets(t, ctx, cl, "zzz"); !errors.Is(err, kerr.GroupAuthorizationFailed) {
 		t.Errorf("fetch offsets of zzz: %v", err)
 	}
 }
@@ -532,32 +513,62 @@ func TestACLRoundTrip(t *testing.T) {
 	b := startSecureBroker(t, secureOpts{proto: protoSASLPlaintext})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin := kadm.NewClient(b.client(t, kgo.SASL(scramMech(auth.ScramSHA512, "admin", testPassword))))
+	admin := b.client(t, kgo.SASL(scramMech(auth.ScramSHA512, "admin", testPassword)))
 	reader := b.client(t, kgo.SASL(scramMech(auth.ScramSHA512, "reader", testPassword)))
+	// describe asks for reader's allow rules on any resource, any host, any operation.
+	describe := func(cl *kgo.Client) *kmsg.DescribeACLsResponse {
+		req := kmsg.NewPtrDescribeACLsRequest()
+		req.ResourceType, req.ResourcePatternType = kmsg.ACLResourceTypeAny, kmsg.ACLResourcePatternTypeAny
+		req.Principal = kmsg.StringPtr("User:reader")
+		req.Operation, req.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAllow
+		return request[*kmsg.DescribeACLsResponse](t, ctx, cl, req)
+	}
+	// create adds one literal topic rule for reader from any host.
+	create := func(perm kmsg.ACLPermissionType, topic string, op kmsg.ACLOperation) kmsg.CreateACLsResponseResult {
+		req := kmsg.NewPtrCreateACLsRequest()
+		c := kmsg.NewCreateACLsRequestCreation()
+		c.ResourceType, c.ResourceName, c.ResourcePatternType = kmsg.ACLResourceTypeTopic, topic, kmsg.ACLResourcePatternTypeLiteral
+		c.Principal, c.Host, c.Operation, c.PermissionType = "User:reader", "*", op, perm
+		req.Creations = append(req.Creations, c)
+		resp := request[*kmsg.CreateACLsResponse](t, ctx, admin, req)
+		if len(resp.Results) != 1 {
+			t.Fatalf("CreateACLs answered %d results", len(resp.Results))
+		}
+		return resp.Results[0]
+	}
+	// remove deletes reader's allow rules of any operation on one literal topic.
+	remove := func(topic string) []kmsg.DeleteACLsResponseResult {
+		req := kmsg.NewPtrDeleteACLsRequest()
+		f := kmsg.NewDeleteACLsRequestFilter()
+		f.ResourceType, f.ResourceName, f.ResourcePatternType = kmsg.ACLResourceTypeTopic, kmsg.StringPtr(topic), kmsg.ACLResourcePatternTypeLiteral
+		f.Principal, f.Operation, f.PermissionType = kmsg.StringPtr("User:reader"), kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAllow
+		req.Filters = append(req.Filters, f)
+		return request[*kmsg.DeleteACLsResponse](t, ctx, admin, req).Results
+	}
 
 	// Non-admins may not use the ACL APIs.
-	if r, err := kadm.NewClient(reader).DescribeACLs(ctx, kadm.NewACLs().AnyResource().Allow("User:reader").AllowHosts().ResourcePatternType(kadm.ACLPatternAny).Operations(kadm.OpAny)); err != nil || !errors.Is(r[0].Err, kerr.ClusterAuthorizationFailed) {
-		t.Fatalf("reader describes ACLs: %v %+v", err, r)
+	if r := describe(reader); r.ErrorCode != kerr.ClusterAuthorizationFailed.Code {
+		t.Fatalf("reader describes ACLs: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
 	if code, _ := fetchCode(t, reader, "secret"); code != kerr.TopicAuthorizationFailed.Code {
 		t.Fatalf("before grant: %d", code)
 	}
-	grant := kadm.NewACLs().Allow("User:reader").Topics("secret").ResourcePatternType(kadm.ACLPatternLiteral).Operations(kadm.OpRead)
-	cr, err := admin.CreateACLs(ctx, grant)
-	if err != nil || cr[0].Err != nil {
-		t.Fatalf("create: %v %v", err, cr)
+	if r := create(kmsg.ACLPermissionTypeAllow, "secret", kmsg.ACLOperationRead); r.ErrorCode != 0 {
+		t.Fatalf("create: %v %v", kerr.ErrorForCode(r.ErrorCode), r.ErrorMessage)
 	}
 	if code, n := fetchCode(t, reader, "secret"); code != 0 || n == 0 {
 		t.Fatalf("after grant: code %d, %d bytes", code, n)
 	}
 	// Describe lists config rules and the new one.
-	dr, err := admin.DescribeACLs(ctx, kadm.NewACLs().Allow("User:reader").AllowHosts().AnyResource().ResourcePatternType(kadm.ACLPatternAny).Operations(kadm.OpAny))
-	if err != nil || dr[0].Err != nil {
-		t.Fatalf("describe: %v %v", err, dr)
+	dr := describe(admin)
+	if dr.ErrorCode != 0 {
+		t.Fatalf("describe: %v", kerr.ErrorForCode(dr.ErrorCode))
 	}
 	var listed []string
-	for _, d := range dr[0].Described {
-		listed = append(listed, d.Type.String()+":"+d.Name+":"+d.Pattern.String()+":"+d.Operation.String())
+	for _, r := range dr.Resources {
+		for _, a := range r.ACLs {
+			listed = append(listed, r.ResourceType.String()+":"+r.ResourceName+":"+r.ResourcePatternType.String()+":"+a.Operation.String())
+		}
 	}
 	got := strings.Join(listed, " ")
 	for _, want := range []string{"TOPIC:open:LITERAL:READ", "TOPIC:secret:LITERAL:READ", "GROUP:app-:PREFIXED:READ"} {
@@ -566,14 +577,13 @@ func TestACLRoundTrip(t *testing.T) {
 		}
 	}
 	// Unsupported bindings are refused one by one.
-	bad, err := admin.CreateACLs(ctx, kadm.NewACLs().Deny("User:reader").Topics("open").ResourcePatternType(kadm.ACLPatternLiteral).Operations(kadm.OpRead))
-	if err != nil || len(bad) == 0 || !errors.Is(bad[0].Err, kerr.InvalidRequest) || !strings.Contains(bad[0].ErrMessage, "DENY") {
-		t.Fatalf("deny: %v %+v", err, bad)
+	if r := create(kmsg.ACLPermissionTypeDeny, "open", kmsg.ACLOperationRead); r.ErrorCode != kerr.InvalidRequest.Code || r.ErrorMessage == nil || !strings.Contains(*r.ErrorMessage, "DENY") {
+		t.Fatalf("deny: %v %v", kerr.ErrorForCode(r.ErrorCode), r.ErrorMessage)
 	}
 	// Deleting the run-time rule takes the access away again; config rules stay.
-	del, err := admin.DeleteACLs(ctx, kadm.NewACLs().Allow("User:reader").AllowHosts().Topics("secret").ResourcePatternType(kadm.ACLPatternLiteral).Operations(kadm.OpAny))
-	if err != nil || len(del) != 1 || len(del[0].Deleted) != 1 || del[0].Deleted[0].Err != nil {
-		t.Fatalf("delete: %v %+v", err, del)
+	del := remove("secret")
+	if len(del) != 1 || del[0].ErrorCode != 0 || len(del[0].MatchingACLs) != 1 || del[0].MatchingACLs[0].ErrorCode != 0 {
+		t.Fatalf("delete: %+v", del)
 	}
 	if code, _ := fetchCode(t, reader, "secret"); code != kerr.TopicAuthorizationFailed.Code {
 		t.Fatalf("after delete: %d", code)
@@ -581,9 +591,9 @@ func TestACLRoundTrip(t *testing.T) {
 	if code, _ := fetchCode(t, reader, "open"); code != 0 {
 		t.Fatalf("config rule lost: %d", code)
 	}
-	cfgDel, err := admin.DeleteACLs(ctx, kadm.NewACLs().Allow("User:reader").AllowHosts().Topics("open").ResourcePatternType(kadm.ACLPatternLiteral).Operations(kadm.OpAny))
-	if err != nil || len(cfgDel[0].Deleted) != 1 || !errors.Is(cfgDel[0].Deleted[0].Err, kerr.InvalidRequest) {
-		t.Fatalf("delete config rule: %v %+v", err, cfgDel)
+	cfgDel := remove("open")
+	if len(cfgDel) != 1 || len(cfgDel[0].MatchingACLs) != 1 || cfgDel[0].MatchingACLs[0].ErrorCode != kerr.InvalidRequest.Code {
+		t.Fatalf("delete config rule: %+v", cfgDel)
 	}
 }
 

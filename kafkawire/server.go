@@ -58,6 +58,9 @@ type Config struct {
 	// MaxFetchPartitions caps the partitions one Fetch may name (default 10000);
 	// MaxMetadataTopics the topics one Metadata may name (default 10000).
 	MaxFetchPartitions, MaxMetadataTopics int
+	// TransactionMaxTimeout bounds the timeout a transactional producer may ask for
+	// (Kafka's transaction.max.timeout.ms; default DefaultTransactionMaxTimeout).
+	TransactionMaxTimeout time.Duration
 }
 
 // Options are what New needs.
@@ -83,6 +86,8 @@ type Options struct {
 	// Writer is where Produce appends: nil means Log (a single node); a cluster passes
 	// its replicated writer. Fetch and the other APIs read Log.
 	Writer log.Writer
+	// Offsets stores OffsetCommit's offsets: nil means Log; a cluster replicates them.
+	Offsets OffsetStore
 }
 
 // Catalog is what the Kafka broker asks of the stream catalog (mapping.Catalog).
@@ -105,6 +110,7 @@ type Server struct {
 	coord   *coordinator
 	// producers gives out producer ids and dedupes idempotent produces.
 	producers *producers
+	txns      *txns
 	deliver   func(Produced)
 
 	clusterID string
@@ -203,7 +209,7 @@ func New(o Options) (*Server, error) {
 		cat:       cat,
 		lg:        lg,
 		metrics:   m,
-		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()),
+		coord:     newCoordinator(o.Log, lg, defaultCoordinatorConfig()).storing(o.Offsets),
 		producers: prods,
 		deliver:   o.Deliver,
 		clusterID: id,
@@ -219,6 +225,9 @@ func New(o Options) (*Server, error) {
 	}
 	if srv.cluster == nil {
 		srv.cluster = singleNode{srv}
+	}
+	if srv.txns, err = newTxns(srv, cfg.TransactionMaxTimeout, cfg.ProducerExpiration, lg); err != nil {
+		return nil, fmt.Errorf("kafkawire: %w", err)
 	}
 	return srv, nil
 }
@@ -249,6 +258,7 @@ func (s *Server) Start() error {
 		s.lg.Warn().Str("remote", remote.String()).Str("reason", reason).Msg("kafka connection refused")
 	})
 	s.ln = s.listen(ln)
+	s.txns.start()
 	s.wg.Add(1)
 	go s.accept()
 	s.lg.Info().Str("addr", ln.Addr().String()).Str("advertised", adv).Str("cluster_id", s.clusterID).Str("security_protocol", s.proto).Msg("kafka listening")
@@ -277,6 +287,9 @@ func (s *Server) Close() error {
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
+		if s.ln != nil {
+			s.txns.close()
+		}
 		s.coord.close()
 	})
 	if err != nil {

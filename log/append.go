@@ -43,6 +43,10 @@ func (s *Stream) AppendAsyncWith(shard int32, recs []Record, ops []EntryOp, done
 // AppendAsyncAdmit is AppendAsyncWith with what to do when the append queue is full
 // (queue.go): block, drop (ErrQueueFull at once) or wait until ctx ends.
 func (s *Stream) AppendAsyncAdmit(ctx context.Context, mode Admission, shard int32, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
+	s.appendAsync(ctx, mode, shard, nil, recs, ops, done)
+}
+
+func (s *Stream) appendAsync(ctx context.Context, mode Admission, shard int32, txn *Txn, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
 	if len(recs) == 0 {
 		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.name, shard))
 		return
@@ -62,8 +66,37 @@ func (s *Stream) AppendAsyncAdmit(ctx context.Context, mode Admission, shard int
 			return
 		}
 	}
-	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now()}
+	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, txn: txn, done: done, enqueued: time.Now()}
 	s.log.submit(ctx, p, int64(estimateSize(recs)+opsSize(ops)), mode)
+}
+
+// AppendAt is AppendAsyncWith for a replica applying a replicated append (cluster/):
+// the records get append time tsUS (or the shard's last append time, if later) instead
+// of the clock's, and are stored as a batch of their own. Replicas that apply the same
+// appends in the same order from the same state so store the same records at the same
+// offsets with the same times. done does not wait for an fsync: the caller's Raft log
+// already holds the records durably and is replayed after a crash.
+func (s *Stream) AppendAt(shard int32, tsUS int64, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
+	if tsUS <= 0 {
+		done(AppendResult{}, fmt.Errorf("append %s/%d: append time %d", s.name, shard, tsUS))
+		return
+	}
+	if len(recs) == 0 {
+		done(AppendResult{}, fmt.Errorf("append %s/%d: no records", s.name, shard))
+		return
+	}
+	if _, err := s.shard(shard); err != nil {
+		done(AppendResult{}, fmt.Errorf("append: %w", err))
+		return
+	}
+	for _, op := range ops {
+		if _, err := entryPrefix(op.Kind); err != nil {
+			done(AppendResult{}, fmt.Errorf("append %s/%d: %w", s.name, shard, err))
+			return
+		}
+	}
+	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now(), fixedTS: tsUS}
+	s.log.submit(context.Background(), p, int64(estimateSize(recs)+opsSize(ops)), AppendBlock)
 }
 
 // enqueue hands p to the committer; false means the log is closed.
@@ -143,6 +176,10 @@ type shardGroup struct {
 	// it (published by the syncer once durable)
 	next, lastTS, cum int64
 	newNext, newCum   int64
+	// openBefore is the shard's open transactions before the commit, saved when the
+	// commit changes them; newBound is their smallest first offset after it (txn.go).
+	openBefore map[int64]int64
+	newBound   int64
 }
 
 func (l *Log) commit(q []*pending) {
@@ -151,6 +188,10 @@ func (l *Log) commit(q []*pending) {
 
 	if err := l.failure(); err != nil {
 		for _, p := range q {
+			if p.endTxn != nil && p.entriesDone == nil {
+				p.endTxn.done(nil, fmt.Errorf("end transaction: %w", err))
+				continue
+			}
 			if p.stream == nil {
 				p.entriesDone(fmt.Errorf("write %d entries: %w", len(p.ops), err))
 				continue
@@ -164,7 +205,18 @@ func (l *Log) commit(q []*pending) {
 	var entryOnly []*pending
 	b := l.db.NewBatch()
 	defer b.Close()
-	for _, p := range q {
+	for i := 0; i < len(q); i++ {
+		p := q[i]
+		if p.endTxn != nil && p.entriesDone == nil {
+			// Its markers join the queue as appends, in its place.
+			ms := l.expandEndTxn(b, p)
+			q = append(q[:i:i], append(ms, q[i+1:]...)...)
+			i--
+			continue
+		}
+		if p.endTxn != nil {
+			l.expandEndTxn(b, p) // offsets only, no marker
+		}
 		if p.stream == nil {
 			writeOps(b, p.ops)
 			entryOnly = append(entryOnly, p)
@@ -193,10 +245,8 @@ func (l *Log) commit(q []*pending) {
 	a := &applied{groups: order}
 	for _, g := range order {
 		sh := g.sh
-		ts := now
-		if ts < sh.lastTS {
-			ts = sh.lastTS // timestamps never decrease within a shard
-		}
+		last := sh.lastTS    // the latest append time written to the shard
+		ts := max(now, last) // timestamps never decrease within a shard
 		flush := func() {
 			if len(recs) == 0 {
 				return
@@ -208,11 +258,42 @@ func (l *Log) commit(q []*pending) {
 			sh.next += int64(len(recs))
 			sh.cum += int64(len(val) - valueHeaderLen)
 			recs = recs[:0]
+			last = ts
 		}
 		size := 0
 		for _, p := range g.items {
 			p.bytes = estimateSize(p.recs)
-			if size > 0 && size+p.bytes > maxBatchBytes {
+			if p.txn != nil || p.marker != nil {
+				// A batch of its own, which carries the producer.
+				flush()
+				size = 0
+				p.base, p.tsUS = sh.next, ts
+				prod := batchProducer{id: -1, epoch: -1, attrs: attrTransactional}
+				if p.txn != nil {
+					prod.id, prod.epoch = p.txn.ProducerID, p.txn.Epoch
+				} else {
+					prod.id, prod.epoch, prod.attrs = p.marker.ProducerID, p.marker.Epoch, attrTransactional|attrControl
+				}
+				val = encodeValueProducer(val[:0], p.base, ts, sh.cum, p.recs, nil, int32(len(p.recs)-1), prod)
+				_ = b.Set(batchKey(g.stream.id, g.shard, p.base), val, nil)
+				_ = b.Set(timeKey(g.stream.id, g.shard, ts, p.base), nil, nil)
+				g.txnBatch(b, p, p.base)
+				sh.next += int64(len(p.recs))
+				sh.cum += int64(len(val) - valueHeaderLen)
+				if len(p.ops) > 0 {
+					writeBuiltOps(b, p.ops, AppendResult{BaseOffset: p.base, TimestampUS: p.tsUS})
+				}
+				a.appends++
+				a.records += len(p.recs)
+				last = ts
+				continue
+			}
+			if p.fixedTS != 0 {
+				// A replicated append is a batch of its own with the leader's time.
+				flush()
+				size = 0
+				ts = max(p.fixedTS, last)
+			} else if size > 0 && size+p.bytes > maxBatchBytes {
 				flush()
 				size = 0
 			}
@@ -225,11 +306,17 @@ func (l *Log) commit(q []*pending) {
 			recs = append(recs, p.recs...)
 			a.appends++
 			a.records += len(p.recs)
+			if p.fixedTS != 0 {
+				flush()
+				size = 0
+				ts = max(now, last)
+			}
 		}
 		flush()
-		sh.lastTS = ts
+		sh.lastTS = last
 		g.newNext, g.newCum = sh.next, sh.cum
-		if g.stream.durability(l.opts.Durability) == DurabilityFsync {
+		g.newBound = sh.stableBound()
+		if g.stream.durability(l.opts.Durability) == DurabilityFsync && !allReplicated(g.items) {
 			a.fsync = true
 		}
 	}
@@ -241,6 +328,9 @@ func (l *Log) commit(q []*pending) {
 		l.lg.Error().Err(err).Int("appends", len(q)).Msg("commit failed")
 		for _, g := range order {
 			g.sh.next, g.sh.lastTS, g.sh.cum = g.next, g.lastTS, g.cum
+			if g.openBefore != nil {
+				g.sh.open = g.openBefore
+			}
 			for _, p := range g.items {
 				p.done(AppendResult{}, fmt.Errorf("append %s/%d: %w", g.stream.name, g.shard, err))
 			}
@@ -255,6 +345,19 @@ func (l *Log) commit(q []*pending) {
 		a.fsync = true // broker state follows the server's durability
 	}
 	l.handToSyncer(a)
+}
+
+// allReplicated reports whether every append of a group is a replica applying a
+// replicated append (AppendAt): those are already durable in the cluster's Raft log,
+// which a crash replays from the applied index written with them, so the apply itself
+// need not wait for an fsync.
+func allReplicated(ps []*pending) bool {
+	for _, p := range ps {
+		if p.fixedTS == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func estimateSize(recs []Record) int {

@@ -70,6 +70,12 @@ func encodeValue(dst []byte, base, tsUS, cumBytes int64, recs []Record) []byte {
 // encodeValueDeltas is encodeValue with explicit offset deltas (nil means 0, 1, 2, ...)
 // and last offset delta, as a compacted batch keeps its original offsets.
 func encodeValueDeltas(dst []byte, base, tsUS, cumBytes int64, recs []Record, deltas []int32, lastDelta int32) []byte {
+	return encodeValueProducer(dst, base, tsUS, cumBytes, recs, deltas, lastDelta, noProducer)
+}
+
+// encodeValueProducer is encodeValueDeltas for a batch that carries a producer: a
+// transactional append or a marker (txn.go).
+func encodeValueProducer(dst []byte, base, tsUS, cumBytes int64, recs []Record, deltas []int32, lastDelta int32, prod batchProducer) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(tsUS))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(cumBytes))
 	start := len(dst)
@@ -78,12 +84,12 @@ func encodeValueDeltas(dst []byte, base, tsUS, cumBytes int64, recs []Record, de
 		FirstOffset:          base,
 		PartitionLeaderEpoch: -1,
 		Magic:                2,
-		Attributes:           attrLogAppendTime,
+		Attributes:           attrLogAppendTime | prod.attrs,
 		LastOffsetDelta:      lastDelta,
 		FirstTimestamp:       ms,
 		MaxTimestamp:         ms,
-		ProducerID:           -1,
-		ProducerEpoch:        -1,
+		ProducerID:           prod.id,
+		ProducerEpoch:        prod.epoch,
 		FirstSequence:        -1,
 		NumRecords:           int32(len(recs)),
 	}

@@ -379,6 +379,9 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 		first, last := chunk[0], chunk[len(chunk)-1]
 		end := last.base + int64(int32(binary.BigEndian.Uint32(last.sv.batch[23:27]))) + 1
 		rewrite := len(chunk) > 1 || first.sv.codec() != c || (c != codecNone && first.sv.segs == nil)
+		if producerOf(first.sv.batch).special() {
+			rewrite = false // alone in its chunk, kept as stored (below)
+		}
 		if !full && rewrite && first.sv.segs != nil && len(chunk) > 1 {
 			newer := chunkN - first.sv.numRecords()
 			if newer*4 < first.sv.numRecords() && idleFor < 20*o.Delay {
@@ -440,6 +443,18 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 			continue
 		}
 		n := sv.numRecords()
+		if producerOf(sv.batch).special() {
+			// A transactional or control batch keeps its producer: never merged with
+			// others (a merged batch has none), so it ends the run before it.
+			if err := emit(true); err != nil {
+				return err
+			}
+			chunk = append(chunk, coalesceSrc{base: batchKeyOffset(it.Key()), sv: sv})
+			if err := emit(true); err != nil {
+				return err
+			}
+			continue
+		}
 		if len(chunk) > 0 && (chunkN+n > int64(o.Records) || chunkBytes+sv.logical > int64(o.Bytes)) {
 			if err := emit(true); err != nil {
 				return err

@@ -12,15 +12,33 @@ import (
 // It runs on the retention goroutine and only when the shard has grown since the last
 // pass, because each pass reads the whole shard (small, for a last-value stream).
 func (s *Stream) compactShard(shard int32, sh *shardState) error {
-	start, hwm := sh.start.Load(), sh.hwm.Load()
+	// Only below the last stable offset: an open transaction's records may yet be
+	// aborted. Aborted records are dropped; markers are kept (txn.go).
+	start, hwm := sh.start.Load(), sh.lastStable()
 	if hwm == sh.compactedTo.Load() || hwm == start {
 		return nil
 	}
+	aborted, err := s.AbortedTxns(shard, start, hwm)
+	if err != nil {
+		return fmt.Errorf("compact %s/%d: %w", s.name, shard, err)
+	}
+	isAborted := func(pr batchProducer, base int64) bool {
+		if pr.attrs&attrTransactional == 0 {
+			return false
+		}
+		for _, a := range aborted {
+			if a.ProducerID == pr.id && base >= a.FirstOffset && base <= a.LastOffset {
+				return true
+			}
+		}
+		return false
+	}
 	newest := map[string]int64{}
 	type stored struct {
-		b    Batch
-		sv   storedValue
-		recs []StoredRecord
+		b       Batch
+		sv      storedValue
+		recs    []StoredRecord
+		aborted bool
 	}
 	var batches []stored
 	p := shardPrefix(prefixBatch, s.id, shard)
@@ -35,6 +53,14 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 			return fmt.Errorf("compact %s/%d: %w", s.name, shard, err)
 		}
 		b := Batch{BaseOffset: batchKeyOffset(it.Key()), LastOffset: batchLastOffset(sv.batch), TimestampUS: sv.tsUS, Data: sv.batch, segs: sv.segs}
+		pr := producerOf(sv.batch)
+		if pr.attrs&attrControl != 0 {
+			continue // a marker: kept as it is, its record is no data
+		}
+		if isAborted(pr, b.BaseOffset) {
+			batches = append(batches, stored{b: b, sv: sv, aborted: true}) // removed below
+			continue
+		}
 		recs, err := b.Records(start)
 		if err != nil {
 			it.Close()
@@ -65,7 +91,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 				deltas = append(deltas, int32(r.Offset-st.b.BaseOffset))
 			}
 		}
-		if len(keep) == len(st.recs) && st.b.BaseOffset >= start {
+		if !st.aborted && len(keep) == len(st.recs) && st.b.BaseOffset >= start {
 			continue
 		}
 		key := batchKey(s.id, shard, st.b.BaseOffset)
@@ -99,7 +125,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 			saved += int64(len(st.b.Data) - len(nb))
 			continue
 		}
-		val = encodeValueDeltas(val[:0], st.b.BaseOffset, st.b.TimestampUS, st.sv.cum, keep, deltas, int32(st.b.LastOffset-st.b.BaseOffset))
+		val = encodeValueProducer(val[:0], st.b.BaseOffset, st.b.TimestampUS, st.sv.cum, keep, deltas, int32(st.b.LastOffset-st.b.BaseOffset), producerOf(st.b.Data))
 		_ = wb.Set(key, val, nil)
 		saved += int64(len(st.b.Data) - (len(val) - valueHeaderLen))
 	}

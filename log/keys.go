@@ -11,6 +11,9 @@ import "encoding/binary"
 //	n                                                  -> next stream id u32
 //	g <len u16> <group> <sid u32> <shard u32>          -> committed offset (JSON)
 //	e <len u8> <kind> <name>                           -> entry of another package (entries.go)
+//	r <cluster key>                                    -> Raft state of the cluster package (raft.go)
+//	o <sid u32> <shard u32> <pid u64>                  -> open transaction (txn.go)
+//	a <sid u32> <shard u32> <marker u64> <pid u64>     -> aborted transaction (txn.go)
 const (
 	prefixBatch  = 'b'
 	prefixTime   = 't'

@@ -190,12 +190,21 @@ type pending struct {
 	recs   []Record
 	ops    []EntryOp // entry changes committed with recs (or alone when stream is nil)
 	done   func(AppendResult, error)
+	// txn tags a transactional append; marker makes the pending a transaction marker
+	// (one control record in recs); endTxn is an EndTxnAsync before the committer
+	// expands it into markers; firstTxn is a marker's transaction's first offset.
+	txn      *Txn
+	marker   *Marker
+	endTxn   *endTxn
+	firstTxn int64
 	// entriesDone answers an entries-only pending (stream nil).
 	entriesDone func(error)
 	enqueued    time.Time
 	bytes       int
 	base        int64
 	tsUS        int64
+	// fixedTS, when set, is the append time a replicated append must get (AppendAt).
+	fixedTS int64
 }
 
 // AppendResult tells where an append landed.
@@ -464,6 +473,9 @@ func (l *Log) recoverShard(sid uint32, shard int32) (*shardState, error) {
 		sh.bytes.Store(sh.cum - cum)
 	}
 	sh.hwm.Store(sh.next)
+	if err := l.recoverTxns(sid, shard, sh); err != nil {
+		return nil, err
+	}
 	if err := l.recoverCoalesce(sid, shard, sh); err != nil {
 		return nil, err
 	}

@@ -81,6 +81,9 @@ func (s *Stream) applyRetention(shard int32) error {
 			target = off
 		}
 	}
+	// Never past the last stable offset: an open transaction's records stay until it
+	// ends, so its outcome is known for every record a reader can get.
+	target = min(target, sh.lastStable())
 	if target > start {
 		if err := s.truncateBefore(shard, sh, target); err != nil {
 			return err
@@ -223,6 +226,8 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 		_ = b.DeleteRange(timeKey(s.id, shard, 0, 0), timeKey(s.id, shard, keepTS, target), nil)
 	}
 	_ = b.Set(startKey(s.id, shard), binary.BigEndian.AppendUint64(nil, uint64(target)), nil)
+	// Aborted transactions whose marker is gone with the records.
+	_ = b.DeleteRange(abortedTxnKey(s.id, shard, 0, 0), abortedTxnKey(s.id, shard, keepBase, 0), nil)
 	if err := s.log.guardWrite(b, pebble.Sync, true); err != nil {
 		return fmt.Errorf("retention %s/%d to %d: %w", s.name, shard, target, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,13 @@ type shardState struct {
 	hwm   atomic.Int64 // high watermark: one past the last durable record
 	bytes atomic.Int64 // retained batch bytes
 
-	compactedTo atomic.Int64 // hwm at the last last-value compaction
+	compactedTo atomic.Int64 // LSO at the last last-value compaction
+
+	// open maps the producers with a transaction open on the shard to its first
+	// offset (owned by the committer); bound is its smallest first offset as of the
+	// published high watermark, MaxInt64 when none (txn.go).
+	open  map[int64]int64
+	bound atomic.Int64
 
 	co coalesceState
 
@@ -65,7 +72,11 @@ type shardState struct {
 	notify   chan struct{}
 }
 
-func newShardState() *shardState { return &shardState{notify: make(chan struct{})} }
+func newShardState() *shardState {
+	sh := &shardState{notify: make(chan struct{}), open: map[int64]int64{}}
+	sh.bound.Store(math.MaxInt64)
+	return sh
+}
 
 // appended closes the current notification channel, waking every waiter.
 func (sh *shardState) appended() {
@@ -95,7 +106,29 @@ func (spec StreamSpec) validate() error {
 }
 
 // CreateStream creates a new stream; ErrStreamExists if the name is taken.
-func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
+func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) { return l.createStream(spec, 0) }
+
+// EnsureStreamID is EnsureStream for a stream whose id another node chose (the
+// cluster's catalog: every replica of a stream has the same id, which Kafka topic ids
+// derive from). An existing stream of that name with another id is an error.
+func (l *Log) EnsureStreamID(spec StreamSpec, id uint32) (*Stream, error) {
+	if id == 0 {
+		return nil, fmt.Errorf("create stream %s: %w: id 0", spec.Name, ErrInvalidSpec)
+	}
+	if s := l.Stream(spec.Name); s != nil {
+		if s.id != id {
+			return nil, fmt.Errorf("create stream %s with id %d: %w with id %d", spec.Name, id, ErrStreamExists, s.id)
+		}
+		return l.UpdateStream(spec)
+	}
+	if s := l.streamByID(id); s != nil {
+		return nil, fmt.Errorf("create stream %s with id %d: the id is stream %s's", spec.Name, id, s.name)
+	}
+	return l.createStream(spec, id)
+}
+
+// createStream creates a stream with id, or the next free id when id is 0.
+func (l *Log) createStream(spec StreamSpec, id uint32) (*Stream, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
@@ -104,17 +137,21 @@ func (l *Log) CreateStream(spec StreamSpec) (*Stream, error) {
 	if l.Stream(spec.Name) != nil {
 		return nil, fmt.Errorf("create stream %s: %w", spec.Name, ErrStreamExists)
 	}
-	id := l.nextID + 1
+	next := l.nextID
+	if id == 0 {
+		id = l.nextID + 1
+	}
+	next = max(next, id)
 	b := l.db.NewBatch()
 	defer b.Close()
-	_ = b.Set([]byte{prefixNextID}, binary.BigEndian.AppendUint32(nil, id), nil)
+	_ = b.Set([]byte{prefixNextID}, binary.BigEndian.AppendUint32(nil, next), nil)
 	if err := putMeta(b, id, spec); err != nil {
 		return nil, err
 	}
 	if err := l.guardWrite(b, pebble.Sync, false); err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", spec.Name, err)
 	}
-	l.nextID = id
+	l.nextID = next
 	s := &Stream{log: l, id: id, name: spec.Name, spec: spec}
 	for i := int32(0); i < spec.Shards; i++ {
 		s.shards = append(s.shards, newShardState())
@@ -207,7 +244,7 @@ func (l *Log) deleteStream(name string) (uint32, error) {
 	}
 	b := l.db.NewBatch()
 	defer b.Close()
-	for _, p := range []byte{prefixBatch, prefixTime, prefixStart, prefixCoalesce} {
+	for _, p := range []byte{prefixBatch, prefixTime, prefixStart, prefixCoalesce, prefixOpenTxn, prefixAbortedTxn} {
 		sp := streamPrefix(p, s.id)
 		_ = b.DeleteRange(sp, prefixEnd(sp), nil)
 	}
@@ -338,6 +375,14 @@ func (s *Stream) Read(shard int32, offset int64, maxBytes int) ([]Batch, error) 
 	return out, err
 }
 
+// ReadBytesTo is ReadBytes that stops before the batch holding upper: a read_committed
+// Kafka fetch passes the last stable offset. Transactions are stored one batch per
+// append and marker, so no batch straddles it.
+func (s *Stream) ReadBytesTo(dst []byte, shard int32, offset int64, maxBytes int, upper int64) ([]byte, error) {
+	err := s.scanTo(shard, offset, maxBytes, upper, func(_, _ int64, sv storedValue) { dst = append(dst, sv.batch...) })
+	return dst, err
+}
+
 // ReadBytes is Read for a Kafka fetch: it appends the same batches' bytes, back to back
 // as a fetch response carries them, to dst, with one copy and no allocation per batch.
 func (s *Stream) ReadBytes(dst []byte, shard int32, offset int64, maxBytes int) ([]byte, error) {
@@ -348,6 +393,11 @@ func (s *Stream) ReadBytes(dst []byte, shard int32, offset int64, maxBytes int) 
 // scan calls fn, in offset order, for the batches Read returns; sv is only valid during
 // the call.
 func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, last int64, sv storedValue)) error {
+	return s.scanTo(shard, offset, maxBytes, math.MaxInt64, fn)
+}
+
+// scanTo is scan that stops before the batch holding upper (a last stable offset).
+func (s *Stream) scanTo(shard int32, offset int64, maxBytes int, upper int64, fn func(base, last int64, sv storedValue)) error {
 	sh, err := s.shard(shard)
 	if err != nil {
 		return err
@@ -357,11 +407,11 @@ func (s *Stream) scan(shard int32, offset int64, maxBytes int, fn func(base, las
 	if offset < start || offset > hwm {
 		return fmt.Errorf("read %s/%d at %d (log %d..%d): %w", s.name, shard, offset, start, hwm, ErrOffsetOutOfRange)
 	}
-	if offset == hwm {
+	if offset == hwm || offset >= upper {
 		return nil
 	}
 	p := shardPrefix(prefixBatch, s.id, shard)
-	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, hwm)})
+	it, err := s.log.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: batchKey(s.id, shard, min(hwm, upper))})
 	if err != nil {
 		return fmt.Errorf("read %s/%d: %w", s.name, shard, err)
 	}

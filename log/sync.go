@@ -191,6 +191,7 @@ func (l *Log) syncGroup(group []*applied) int {
 				continue
 			}
 			g.sh.bytes.Add(g.newCum - g.cum)
+			g.sh.bound.Store(g.newBound) // before the high watermark: see lastStable
 			g.sh.hwm.Store(g.newNext)
 			if g.sh.co.noteCommit(&l.opts.Coalesce, g.newNext, g.newCum, done) {
 				wakeCoalescer = true

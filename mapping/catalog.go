@@ -1,10 +1,12 @@
 package mapping
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/mqstreams/mqstreams/log"
 )
@@ -29,6 +31,78 @@ type Catalog struct {
 	router *Router
 
 	mu sync.Mutex // serialises changes; readers never take it
+	// rep, when set, carries every change to the nodes of a cluster, which apply it
+	// through ApplyStream and ApplyStreamDelete (applyMu serialises those).
+	rep     Replicator
+	applyMu sync.Mutex
+}
+
+// Replicator carries stream definition changes to every node of a cluster (the
+// cluster package): each call returns once the change is applied on this node.
+type Replicator interface {
+	// CreateStream fails with log.ErrStreamExists if the stream exists by then.
+	CreateStream(ctx context.Context, spec log.StreamSpec, rf int) error
+	PutStream(ctx context.Context, spec log.StreamSpec, rf int) error
+	// DeleteStream fails with log.ErrUnknownStream if there is no such stream by then.
+	DeleteStream(ctx context.Context, name string) error
+}
+
+// replicateTimeout bounds how long a change waits for the cluster to apply it.
+const replicateTimeout = 30 * time.Second
+
+// SetReplicator makes every later change go through r; a node of a cluster sets it
+// before it serves.
+func (c *Catalog) SetReplicator(r Replicator) {
+	c.mu.Lock()
+	c.rep = r
+	c.mu.Unlock()
+}
+
+// ApplyStream applies a replicated definition on this node: the log's stream with the
+// cluster-wide id, then the route (the cluster calls it, in the cluster's order).
+func (c *Catalog) ApplyStream(spec log.StreamSpec, id uint32) error {
+	d, err := DefinitionFromSpec(spec)
+	if err != nil {
+		return err
+	}
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	if _, err := c.log.EnsureStreamID(spec, id); err != nil {
+		return err
+	}
+	return c.router.Put(d)
+}
+
+// ApplyStreamDelete applies a replicated deletion on this node (none if already gone).
+func (c *Catalog) ApplyStreamDelete(name string) error {
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	c.router.Remove(name)
+	if err := c.log.DeleteStream(name); err != nil && !errors.Is(err, log.ErrUnknownStream) {
+		return err
+	}
+	return nil
+}
+
+// replicate sends a change through the cluster; the route table and the log have it
+// when it returns (ApplyStream ran here).
+func (c *Catalog) replicate(d Definition, create bool) (Definition, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), replicateTimeout)
+	defer cancel()
+	put := c.rep.PutStream
+	if create {
+		put = c.rep.CreateStream
+	}
+	if err := put(ctx, d.Spec(), int(d.ReplicationFactor)); err != nil {
+		if errors.Is(err, log.ErrStreamExists) {
+			return Definition{}, fmt.Errorf("stream %q: %w", d.Name, ErrStreamExists)
+		}
+		return Definition{}, fmt.Errorf("stream %q: %w", d.Name, err)
+	}
+	if got, ok := c.router.Definition(d.Name); ok {
+		return got, nil
+	}
+	return d, nil
 }
 
 // OpenCatalog reads every stream the log stores, decoding its definition once, and
@@ -83,6 +157,9 @@ func (c *Catalog) Create(d Definition, needFilter bool) (Definition, error) {
 	if _, ok := c.router.Definition(d.Name); ok {
 		return Definition{}, fmt.Errorf("stream %q: %w", d.Name, ErrStreamExists)
 	}
+	if c.rep != nil {
+		return c.replicate(d, true)
+	}
 	if _, err := c.log.CreateStream(d.Spec()); err != nil {
 		if errors.Is(err, log.ErrStreamExists) {
 			return Definition{}, fmt.Errorf("stream %q: %w", d.Name, ErrStreamExists)
@@ -128,6 +205,9 @@ func (c *Catalog) alter(name string, change func(Definition) (Definition, error)
 	if d.Shards < cur.Shards {
 		return Definition{}, Invalidf("stream %q: shards: cannot shrink from %d to %d", name, cur.Shards, d.Shards)
 	}
+	if c.rep != nil {
+		return c.replicate(d, false)
+	}
 	if _, err := c.log.UpdateStream(d.Spec()); err != nil {
 		return Definition{}, err
 	}
@@ -146,6 +226,17 @@ func (c *Catalog) Delete(name string) error {
 	cur, ok := c.router.Definition(name)
 	if !ok {
 		return fmt.Errorf("stream %q: %w", name, ErrUnknownStream)
+	}
+	if c.rep != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), replicateTimeout)
+		defer cancel()
+		if err := c.rep.DeleteStream(ctx, name); err != nil {
+			if errors.Is(err, log.ErrUnknownStream) {
+				return fmt.Errorf("stream %q: %w", name, ErrUnknownStream)
+			}
+			return fmt.Errorf("stream %q: %w", name, err)
+		}
+		return nil
 	}
 	c.router.Remove(name)
 	if err := c.log.DeleteStream(name); err != nil {
@@ -168,7 +259,14 @@ func (c *Catalog) Ensure(d Definition) (changed []string, keptShards int32, err 
 	cur, ok := c.Definition(d.Name)
 	if !ok {
 		_, err := c.Create(d, true)
-		return nil, 0, err
+		if !errors.Is(err, ErrStreamExists) {
+			return nil, 0, err
+		}
+		// In a cluster another node created it first (every node applies the same
+		// config): it is here now, and is made to match like any stored stream.
+		if cur, ok = c.Definition(d.Name); !ok {
+			return nil, 0, err
+		}
 	}
 	if d.Shards < cur.Shards {
 		d.Shards, keptShards = cur.Shards, cur.Shards

@@ -51,6 +51,9 @@ type Definition struct {
 	// DeliverProduced tells whether records produced over Kafka reach live MQTT
 	// subscribers; nil means true.
 	DeliverProduced *bool
+	// ReplicationFactor is how many nodes of a cluster keep each shard (0: the
+	// cluster's default, 3 capped at the node count; a single node keeps one copy).
+	ReplicationFactor int32
 
 	// decodeErr is a problem found while decoding (aliases that disagree, a value out
 	// of range), reported by Validate.
@@ -94,7 +97,12 @@ type definitionDoc struct {
 	PublishTopic    *topicTemplate `yaml:"publish_topic" json:"publish_topic"`
 	DeliverProduced *bool          `yaml:"deliver_produced" json:"deliver_produced"`
 	Durability      *string        `yaml:"durability" json:"durability"`
+	// ReplicationFactor: replicas per shard in a cluster (1..MaxReplicationFactor).
+	ReplicationFactor *int64 `yaml:"replication_factor" json:"replication_factor"`
 }
+
+// MaxReplicationFactor bounds replication_factor.
+const MaxReplicationFactor = 7
 
 type retentionDoc struct {
 	MaxAge      *MaxAge     `yaml:"max_age" json:"max_age"`
@@ -184,6 +192,9 @@ func (doc *definitionDoc) over(base Definition) Definition {
 		func(i, j int) bool { return keys[i].String() == keys[j].String() }); i >= 0 {
 		d.Key = keys[i].String()
 	}
+	if doc.ReadMaxUnacked != nil && *doc.ReadMaxUnacked < 0 {
+		bad = cmp.Or(bad, conf.Fieldf("read_max_unacked", "must not be negative"))
+	}
 	if doc.KeyFallback != nil {
 		d.KeyFallback = doc.KeyFallback.String()
 	}
@@ -231,6 +242,13 @@ func (doc *definitionDoc) over(base Definition) Definition {
 		d.Durability = log.Durability(*doc.Durability)
 		if d.Durability == log.DurabilityDefault {
 			bad = cmp.Or(bad, conf.Fieldf("durability", "expected fsync or write, got \"\""))
+		}
+	}
+	if doc.ReplicationFactor != nil {
+		if rf := *doc.ReplicationFactor; rf < 1 || rf > MaxReplicationFactor {
+			bad = cmp.Or(bad, conf.Fieldf("replication_factor", "%d out of range 1..%d", rf, MaxReplicationFactor))
+		} else {
+			d.ReplicationFactor = int32(rf)
 		}
 	}
 	d.decodeErr = bad
@@ -469,11 +487,12 @@ type specMeta struct {
 	KeyFallback     string   `json:"key_fallback,omitempty"`
 	PublishTopic    string   `json:"publish_topic,omitempty"`
 	DeliverProduced *bool    `json:"deliver_produced,omitempty"`
+	Replication     int32    `json:"replication_factor,omitempty"`
 }
 
 // Spec is the log's view of the definition; filters and key travel in Meta.
 func (d Definition) Spec() log.StreamSpec {
-	meta, _ := json.Marshal(specMeta{Filters: d.Filters, Key: d.Key, KeyFallback: d.KeyFallback, PublishTopic: d.PublishTopic, DeliverProduced: d.DeliverProduced}) // cannot fail: strings only
+	meta, _ := json.Marshal(specMeta{Filters: d.Filters, Key: d.Key, KeyFallback: d.KeyFallback, PublishTopic: d.PublishTopic, DeliverProduced: d.DeliverProduced, Replication: d.ReplicationFactor}) // cannot fail: strings and numbers only
 	r := d.Retention
 	if r.MaxAge < 0 {
 		r.MaxAge = 0
@@ -506,6 +525,7 @@ func DefinitionFromSpec(s log.StreamSpec) (Definition, error) {
 		DeliverProduced: meta.DeliverProduced,
 		Durability:      s.Durability,
 	}
+	d.ReplicationFactor = meta.Replication
 	if d.Retention.MaxAge == 0 {
 		// Specs hold validated definitions, whose only zero age is "no bound".
 		d.Retention.MaxAge = NoMaxAge

@@ -205,6 +205,7 @@ func TestDefinitionErrors(t *testing.T) {
 		{"bad compression", "name: t\nfilter: a\ncompression: gzip", `compression: "gzip" is not one of none, lz4, zstd`},
 		{"bad durability", "name: t\nfilter: a\ndurability: sometimes", `durability: "sometimes" is not one of fsync, write`},
 		{"bad publish topic", "name: t\nfilter: a\npublish_topic: \"x/{nope}\"", `s.yaml:3: publish_topic: "x/{nope}": unknown placeholder`},
+		{"read_max_unacked negative", "name: t\nfilter: a\nread_max_unacked: -3", `s.yaml:3: read_max_unacked: must not be negative`},
 		{"read_max_unacked type", "name: t\nfilter: a\nread_max_unacked: many", `read_max_unacked: expected a whole number`},
 		{"disagreeing alias", "name: t\nfilter: a\ntopic_filter: b", `s.yaml:3: topic_filter: disagrees with filter`},
 		{"disagreeing key", "name: t\nfilter: a\nkey: topic\nkey_expression: message.from", `s.yaml:4: key_expression: disagrees with key`},

@@ -28,7 +28,11 @@ type UserProperty struct{ Key, Value string }
 
 // Record header names for the MQTT fields (docs/mapping.md, "Records").
 const (
-	HeaderTopic           = "mqtt.topic"
+	HeaderTopic = "mqtt.topic"
+	// HeaderTopicDenied replaces HeaderTopic in a record stored from a Kafka producer
+	// that may not publish to that topic: the claimed topic is kept for Kafka readers,
+	// but no MQTT delivery or $stream replay uses it (docs/kafka-to-mqtt.md).
+	HeaderTopicDenied     = "mqtt.topic.unauthorized"
 	HeaderQoS             = "mqtt.qos"
 	HeaderRetain          = "mqtt.retain"
 	HeaderClientID        = "mqtt.client_id"

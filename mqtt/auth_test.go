@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -14,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
-	pahov3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
@@ -25,6 +24,7 @@ import (
 	"github.com/mqstreams/mqstreams/certs/certstest"
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 // authEnv is a server with a user store: alice publishes and subscribes under plant/
@@ -285,7 +285,7 @@ func TestAuthSubscribe(t *testing.T) {
 				offset = "" // the topic holds the start
 			}
 			sa := c.subscribe(t, offset, 1, tc.filters...)
-			if got := fmt.Sprint(sa.Reasons); got != tc.want {
+			if got := fmt.Sprint(sa.ReasonCodes); got != tc.want {
 				t.Fatalf("SUBACK %s, want %s", got, tc.want)
 			}
 		})
@@ -418,8 +418,7 @@ func TestAuthWebSocket(t *testing.T) {
 		t.Run(fmt.Sprintf("tls=%v", withTLS), func(t *testing.T) {
 			e := newAuthEnv(t, authEnvOptions{ws: true, tls: withTLS})
 			url := "ws://" + e.srv.WSAddr().String()
-			o := pahov3.NewClientOptions().SetClientID("ws").SetProtocolVersion(4).SetAutoReconnect(false).
-				SetConnectRetry(false)
+			var tlsConfig *tls.Config
 			if withTLS {
 				url = "wss://" + e.srv.WSAddr().String()
 				ca, err := os.ReadFile(e.pki.CA)
@@ -428,24 +427,23 @@ func TestAuthWebSocket(t *testing.T) {
 				}
 				pool := x509.NewCertPool()
 				pool.AppendCertsFromPEM(ca)
-				o.SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"})
+				tlsConfig = &tls.Config{RootCAs: pool, ServerName: "localhost"}
 			}
-			o.AddBroker(url)
 			connect := func(user, password string) error {
-				o.SetUsername(user).SetPassword(password)
-				c := pahov3.NewClient(o)
-				tok := c.Connect()
-				if !tok.WaitTimeout(30 * time.Second) {
-					t.Fatal("websocket connect: timeout")
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				conn, err := mqtttest.DialWebSocket(ctx, url, tlsConfig)
+				if err != nil {
+					t.Fatalf("websocket dial: %v", err)
 				}
-				if tok.Error() == nil {
-					tok := c.Publish("plant/ws", 1, false, "over-ws")
-					if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-						t.Fatalf("publish over websocket: %v", tok.Error())
-					}
-					c.Disconnect(100)
+				c, err := mqtttest.Connect(ctx, conn, mqtttest.Options{ClientID: "ws", Version: 4, CleanStart: true, Username: user, Password: password})
+				if err != nil {
+					return err
 				}
-				return tok.Error()
+				if _, err := c.Publish(ctx, mqtttest.NewPublish("plant/ws", 1, []byte("over-ws"))); err != nil {
+					t.Fatalf("publish over websocket: %v", err)
+				}
+				return c.Disconnect()
 			}
 			if err := connect("alice", "wrong"); err == nil {
 				t.Fatal("wrong password accepted over websocket")
@@ -466,9 +464,7 @@ func TestAuthClientIDOwner(t *testing.T) {
 	e := newAuthEnv(t, authEnvOptions{})
 	bob := dialV5(t, e.addr, v5Options{id: "shared", user: "bob", password: testPassword, noClean: true, expiry: 3600})
 	bob.subscribe(t, "", 1, "plant/#")
-	if err := bob.c.Disconnect(&paho.Disconnect{}); err != nil {
-		t.Fatal(err)
-	}
+	bob.disconnect(t)
 	// The offline session still belongs to bob.
 	if _, code := connectRaw(t, dialTCP(t, e.addr), "shared", 5, "alice", testPassword, ""); code != 0x87 {
 		t.Fatalf("alice taking bob's session: CONNACK %#x, want 0x87", code)
@@ -535,8 +531,8 @@ func TestAuthReplayRevoked(t *testing.T) {
 	pub.send(publishPacket("plant/a", 1, 1, "one"))
 	pub.expect(packets.Puback, 1)
 	bob := dialV5(t, e.addr, v5Options{id: "bob-replay", user: "bob", password: testPassword})
-	if sa := bob.subscribe(t, "earliest", 1, "$stream/plant"); fmt.Sprint(sa.Reasons) != "[1]" {
-		t.Fatalf("SUBACK %v", sa.Reasons)
+	if sa := bob.subscribe(t, "earliest", 1, "$stream/plant"); fmt.Sprint(sa.ReasonCodes) != "[1]" {
+		t.Fatalf("SUBACK %v", sa.ReasonCodes)
 	}
 	bob.waitN(t, 1)
 	if _, err := e.store.RemoveRules(func(p string, _ auth.Rule) bool { return p == "bob" }); err != nil {
@@ -559,9 +555,7 @@ func TestAuthClientIDOwnerAfterRestart(t *testing.T) {
 	e := newAuthEnv(t, authEnvOptions{dir: dir})
 	bob := dialV5(t, e.addr, v5Options{id: "kept", user: "bob", password: testPassword, noClean: true, expiry: 3600})
 	bob.subscribe(t, "", 1, "plant/#")
-	if err := bob.c.Disconnect(&paho.Disconnect{}); err != nil {
-		t.Fatal(err)
-	}
+	bob.disconnect(t)
 	waitFor(t, "bob offline", func() bool {
 		cl, ok := e.srv.broker.Clients.Get("kept")
 		return ok && cl.Closed()

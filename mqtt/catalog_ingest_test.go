@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
-
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 // TestCatalogChangesUnderLoad: while publishers send QoS 1 messages, the stream they
@@ -36,7 +35,7 @@ func TestCatalogChangesUnderLoad(t *testing.T) {
 		stopped   atomic.Bool // the changes are done: publishers may stop
 	)
 	for p := 0; p < publishers; p++ {
-		c := dialPaho(t, e.addr, fmt.Sprintf("pub%d", p), nil)
+		c := dialClient(t, e.addr, fmt.Sprintf("pub%d", p), nil)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -44,7 +43,7 @@ func TestCatalogChangesUnderLoad(t *testing.T) {
 			// Publishing goes on until every change is done, so they all overlap it.
 			for i := 0; i < minPerPublisher || !stopped.Load(); i++ {
 				s := sent{payload: fmt.Sprintf("p%d-%d", p, i), start: since()}
-				resp, err := c.Publish(ctx, &paho.Publish{Topic: fmt.Sprintf("load/p%d/%d", p, i%7), QoS: 1, Payload: []byte(s.payload)})
+				resp, err := c.Publish(ctx, mqtttest.NewPublish(fmt.Sprintf("load/p%d/%d", p, i%7), 1, []byte(s.payload)))
 				if err != nil || resp.ReasonCode != 0 {
 					t.Errorf("publish %s: %+v %v", s.payload, resp, err)
 					return

@@ -237,6 +237,11 @@ func (d *deliverer) deliver(p Produced) {
 
 // packet builds the PUBLISH for r, or names why r is not delivered.
 func (d *deliverer) packet(p *Produced, tmpl *mapping.TopicTemplate, r *log.Record, scratch *bytes.Buffer) (packets.Packet, string) {
+	if hasHeader(r.Headers, mapping.HeaderTopicDenied) {
+		// The producer claimed a topic it may not publish to (kafkawire renamed the
+		// header when storing it): not delivered under it, nor under the template.
+		return packets.Packet{}, skipNotAuthorized
+	}
 	msg := mapping.FromRecord(*r)
 	topic := msg.Topic
 	if !hasHeader(r.Headers, mapping.HeaderTopic) {

@@ -5,12 +5,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 func hdrs(kv ...string) []log.Header {
@@ -46,8 +46,8 @@ func TestDeliverProduced(t *testing.T) {
 		Headers: hdrs(mapping.HeaderTopic, "cmd/dev1/light", mapping.HeaderQoS, "1", mapping.HeaderRetain, "true",
 			mapping.HeaderContentType, "text/plain", "trace", "abc")})
 	got := sub.waitN(t, 1)[0]
-	if got.Topic != "cmd/dev1/light" || got.QoS != 1 || string(got.Payload) != "on" ||
-		got.Properties.ContentType != "text/plain" || got.Properties.User.Get("trace") != "abc" {
+	if got.TopicName != "cmd/dev1/light" || got.FixedHeader.Qos != 1 || string(got.Payload) != "on" ||
+		got.Properties.ContentType != "text/plain" || mqtttest.UserProperty(got, "trace") != "abc" {
 		t.Fatalf("got %+v props %+v", got, got.Properties)
 	}
 	for _, u := range got.Properties.User {
@@ -58,8 +58,8 @@ func TestDeliverProduced(t *testing.T) {
 	// Retained: a later subscriber gets it with the retain flag.
 	late := dialV5(t, e.addr, v5Options{id: "late", clean: true})
 	late.subscribe(t, "", 2, "cmd/dev1/light")
-	if r := late.waitN(t, 1)[0]; !r.Retain || r.QoS != 1 {
-		t.Fatalf("retained: got retain %v qos %d", r.Retain, r.QoS)
+	if r := late.waitN(t, 1)[0]; !r.FixedHeader.Retain || r.FixedHeader.Qos != 1 {
+		t.Fatalf("retained: got retain %v qos %d", r.FixedHeader.Retain, r.FixedHeader.Qos)
 	}
 	// Delivered, never appended again although the topic matches the stream's filter.
 	if n := len(e.records(t, "cmds", 0)); n != 1 {
@@ -105,12 +105,12 @@ func TestDeliverProduced(t *testing.T) {
 				want++
 			}
 			msgs := sub.waitN(t, want)
-			if len(msgs) != want || msgs[want-1].Topic != marker {
-				t.Fatalf("got %d messages (last %q), want %d ending with %q", len(msgs), msgs[len(msgs)-1].Topic, want, marker)
+			if len(msgs) != want || msgs[want-1].TopicName != marker {
+				t.Fatalf("got %d messages (last %q), want %d ending with %q", len(msgs), msgs[len(msgs)-1].TopicName, want, marker)
 			}
 			if c.topic != "" {
-				if m := msgs[want-2]; m.Topic != c.topic || m.QoS != c.qos {
-					t.Fatalf("got topic %q qos %d, want %q qos %d", m.Topic, m.QoS, c.topic, c.qos)
+				if m := msgs[want-2]; m.TopicName != c.topic || m.FixedHeader.Qos != c.qos {
+					t.Fatalf("got topic %q qos %d, want %q qos %d", m.TopicName, m.FixedHeader.Qos, c.topic, c.qos)
 				}
 			}
 			if c.reason != "" && skipped(c.reason) != before+1 {
@@ -130,10 +130,10 @@ func TestDeliverProduced(t *testing.T) {
 	msgs := small.waitN(t, have)
 	waitFor(t, "small delivery", func() bool {
 		msgs = small.waitN(t, 1)
-		return msgs[len(msgs)-1].Topic == "cmd/small"
+		return msgs[len(msgs)-1].TopicName == "cmd/small"
 	})
 	for _, m := range msgs {
-		if m.Topic == "cmd/large" {
+		if m.TopicName == "cmd/large" {
 			t.Fatal("a packet over the client's maximum packet size was sent")
 		}
 	}
@@ -157,12 +157,12 @@ func TestReplayProducedRecords(t *testing.T) {
 	c := dialV5(t, e.addr, v5Options{id: "r", clean: true})
 	c.subscribe(t, "earliest", 1, "$stream/k")
 	msgs := c.waitN(t, 2)
-	if msgs[0].Topic != "k" || string(msgs[0].Payload) != "bad-topic" || msgs[0].Properties.ContentType != "" ||
-		msgs[0].Properties.User.Get("h\xff") != "" || msgs[0].Properties.User.Get(PropKey) != "" {
-		t.Fatalf("first: topic %q props %+v", msgs[0].Topic, msgs[0].Properties)
+	if msgs[0].TopicName != "k" || string(msgs[0].Payload) != "bad-topic" || msgs[0].Properties.ContentType != "" ||
+		mqtttest.UserProperty(msgs[0], "h\xff") != "" || mqtttest.UserProperty(msgs[0], PropKey) != "" {
+		t.Fatalf("first: topic %q props %+v", msgs[0].TopicName, msgs[0].Properties)
 	}
-	if msgs[1].Topic != "k/a" || msgs[1].Properties.User.Get("h") != "v" || msgs[1].Properties.User.Get(PropKey) != "ok" {
-		t.Fatalf("second: topic %q props %+v", msgs[1].Topic, msgs[1].Properties)
+	if msgs[1].TopicName != "k/a" || mqtttest.UserProperty(msgs[1], "h") != "v" || mqtttest.UserProperty(msgs[1], PropKey) != "ok" {
+		t.Fatalf("second: topic %q props %+v", msgs[1].TopicName, msgs[1].Properties)
 	}
 	if testutil.ToFloat64(e.srv.deliv.skipped.WithLabelValues(skipInvalidTopic)) != before+1 {
 		t.Fatal("invalid topic not counted")
@@ -195,9 +195,7 @@ func TestDeliverSessionsAndShared(t *testing.T) {
 	e := newEnv(t, envOptions{}, streamDef("cmds", 1, "clientid", "cmd/#"))
 	dev := dialV5(t, e.addr, v5Options{id: "dev", noClean: true, expiry: 300})
 	dev.subscribe(t, "", 1, "cmd/dev/#")
-	if err := dev.c.Disconnect(&paho.Disconnect{}); err != nil {
-		t.Fatal(err)
-	}
+	dev.disconnect(t)
 	waitFor(t, "dev offline", func() bool {
 		cl, ok := e.srv.broker.Clients.Get("dev")
 		return ok && cl.Closed()
@@ -217,8 +215,8 @@ func TestDeliverSessionsAndShared(t *testing.T) {
 		t.Fatalf("shared subscription got %d messages, want %d", n, shared)
 	}
 	back := dialV5(t, e.addr, v5Options{id: "dev", noClean: true, expiry: 300})
-	if m := back.waitN(t, 1)[0]; m.Topic != "cmd/dev/x" || string(m.Payload) != "while-away" {
-		t.Fatalf("persistent session got %q %q", m.Topic, m.Payload)
+	if m := back.waitN(t, 1)[0]; m.TopicName != "cmd/dev/x" || string(m.Payload) != "while-away" {
+		t.Fatalf("persistent session got %q %q", m.TopicName, m.Payload)
 	}
 }
 

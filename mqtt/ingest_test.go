@@ -5,17 +5,15 @@ import (
 	"context"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
-	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 func plantStream(shards int32, key string) mapping.Definition {
@@ -28,71 +26,59 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// dialPaho connects an MQTT 5 client; received publishes go to onMsg.
-func dialPaho(t *testing.T, addr, id string, onMsg func(*paho.Publish)) *paho.Client {
+// dialClient connects an MQTT 5 client; received publishes go to onMsg.
+func dialClient(t *testing.T, addr, id string, onMsg func(packets.Packet)) *mqtttest.Client {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := paho.ClientConfig{ClientID: id, Conn: conn}
-	if onMsg != nil {
-		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){
-			func(pr paho.PublishReceived) (bool, error) { onMsg(pr.Packet); return true, nil },
-		}
-	}
-	c := paho.NewClient(cfg)
-	ca, err := c.Connect(testCtx(t), &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30})
+	c, err := mqtttest.Dial(testCtx(t), addr, mqtttest.Options{ClientID: id, CleanStart: true, KeepAlive: 30, OnPublish: onMsg})
 	if err != nil {
 		t.Fatalf("connect %s: %v", id, err)
 	}
-	if ca.ReasonCode != 0 {
-		t.Fatalf("connect %s: reason %#x", id, ca.ReasonCode)
-	}
-	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	t.Cleanup(func() { _ = c.Disconnect() })
 	return c
 }
 
-func dialPaho3(t *testing.T, addr, id string) paho3.Client {
+func dialClient311(t *testing.T, addr, id string) *mqtttest.Client {
 	t.Helper()
-	opts := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
-		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false)
-	c := paho3.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect %s: %v", id, tok.Error())
+	c, err := mqtttest.Dial(testCtx(t), addr, mqtttest.Options{ClientID: id, Version: 4, CleanStart: true})
+	if err != nil {
+		t.Fatalf("connect %s: %v", id, err)
 	}
-	t.Cleanup(func() { c.Disconnect(100) })
+	t.Cleanup(func() { _ = c.Disconnect() })
 	return c
 }
 
 func TestIngestMQTT5(t *testing.T) {
 	e := newEnv(t, envOptions{}, plantStream(1, "topic"))
-	c := dialPaho(t, e.addr, "dev-5", nil)
+	c := dialClient(t, e.addr, "dev-5", nil)
 	ctx := testCtx(t)
 
-	pf, expiry := byte(1), uint32(60)
-	full := &paho.PublishProperties{
-		ContentType:     "application/json",
-		ResponseTopic:   "reply/here",
-		CorrelationData: []byte{0, 1, 2},
-		PayloadFormat:   &pf,
-		MessageExpiry:   &expiry,
-		User:            paho.UserProperties{{Key: "site", Value: "x"}, {Key: "site", Value: "y"}, {Key: "unit", Value: "C"}},
+	full := &packets.Properties{
+		ContentType:           "application/json",
+		ResponseTopic:         "reply/here",
+		CorrelationData:       []byte{0, 1, 2},
+		PayloadFormat:         1,
+		PayloadFormatFlag:     true,
+		MessageExpiryInterval: 60,
+		User:                  []packets.UserProperty{{Key: "site", Val: "x"}, {Key: "site", Val: "y"}, {Key: "unit", Val: "C"}},
 	}
 	pubs := []struct {
 		topic   string
 		qos     byte
 		payload string
-		props   *paho.PublishProperties
+		props   *packets.Properties
 	}{
 		{"plant/a/temp", 1, `{"t":21}`, full},
 		{"plant/b", 2, "two", nil},
 		{"plant/c", 0, "zero", nil},
 		{"plant/d", 1, "", nil},
-		{"plant/e", 2, "two again", &paho.PublishProperties{User: paho.UserProperties{{Key: "k", Value: "v"}}}},
+		{"plant/e", 2, "two again", &packets.Properties{User: []packets.UserProperty{{Key: "k", Val: "v"}}}},
 	}
 	for _, p := range pubs {
-		resp, err := c.Publish(ctx, &paho.Publish{Topic: p.topic, QoS: p.qos, Payload: []byte(p.payload), Properties: p.props})
+		pk := mqtttest.NewPublish(p.topic, p.qos, []byte(p.payload))
+		if p.props != nil {
+			pk.Properties = *p.props
+		}
+		resp, err := c.Publish(ctx, pk)
 		if err != nil {
 			t.Fatalf("publish %s: %v", p.topic, err)
 		}
@@ -117,7 +103,7 @@ func TestIngestMQTT5(t *testing.T) {
 		var wantUser []mapping.UserProperty
 		if p.props != nil {
 			for _, u := range p.props.User {
-				wantUser = append(wantUser, mapping.UserProperty{Key: u.Key, Value: u.Value})
+				wantUser = append(wantUser, mapping.UserProperty{Key: u.Key, Value: u.Val})
 			}
 		}
 		if fmt.Sprint(m.UserProperties) != fmt.Sprint(wantUser) {
@@ -136,12 +122,11 @@ func TestIngestMQTT5(t *testing.T) {
 
 func TestIngestMQTT311(t *testing.T) {
 	e := newEnv(t, envOptions{}, plantStream(2, "clientid"))
-	c := dialPaho3(t, e.addr, "dev-311")
+	c := dialClient311(t, e.addr, "dev-311")
 	const n = 30
 	for i := 0; i < n; i++ {
-		tok := c.Publish("plant/line/"+strconv.Itoa(i), byte(i%3), false, "m"+strconv.Itoa(i))
-		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish %d: %v", i, tok.Error())
+		if _, err := c.Publish(testCtx(t), mqtttest.NewPublish("plant/line/"+strconv.Itoa(i), byte(i%3), []byte("m"+strconv.Itoa(i)))); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
 		}
 	}
 	shard := mapping.Shard([]byte("dev-311"), 2)
@@ -170,9 +155,9 @@ type collector struct {
 
 func newCollector() *collector { return &collector{more: make(chan struct{}, 1)} }
 
-func (c *collector) add(p *paho.Publish) {
+func (c *collector) add(p packets.Packet) {
 	c.mu.Lock()
-	c.got = append(c.got, p.Topic+"="+string(p.Payload))
+	c.got = append(c.got, p.TopicName+"="+string(p.Payload))
 	c.mu.Unlock()
 	select {
 	case c.more <- struct{}{}:
@@ -198,31 +183,25 @@ func (c *collector) wait(t *testing.T, n int) []string {
 	}
 }
 
-func subscribe(t *testing.T, c *paho.Client, opts ...paho.SubscribeOptions) {
+func subscribe(t *testing.T, c *mqtttest.Client, subs ...packets.Subscription) {
 	t.Helper()
-	sa, err := c.Subscribe(testCtx(t), &paho.Subscribe{Subscriptions: opts})
-	if err != nil {
+	if _, err := c.Subscribe(testCtx(t), packets.Properties{}, subs...); err != nil {
 		t.Fatal(err)
-	}
-	for _, r := range sa.Reasons {
-		if r >= 0x80 {
-			t.Fatalf("subscribe refused: %#x", r)
-		}
 	}
 }
 
 func TestLiveSubscribersAndRetained(t *testing.T) {
 	e := newEnv(t, envOptions{}, plantStream(1, "clientid"))
 	sub := newCollector()
-	sc := dialPaho(t, e.addr, "sub", sub.add)
-	subscribe(t, sc, paho.SubscribeOptions{Topic: "plant/#", QoS: 2}, paho.SubscribeOptions{Topic: "other/#", QoS: 1})
+	sc := dialClient(t, e.addr, "sub", sub.add)
+	subscribe(t, sc, packets.Subscription{Filter: "plant/#", Qos: 2}, packets.Subscription{Filter: "other/#", Qos: 1})
 
-	pc := dialPaho(t, e.addr, "pub", nil)
+	pc := dialClient(t, e.addr, "pub", nil)
 	ctx := testCtx(t)
 	want := []string{"plant/q0=a", "plant/q1=b", "plant/q2=c", "other/x=d"}
 	for i, qos := range []byte{0, 1, 2, 1} {
 		topic, payload, _ := cut(want[i])
-		if _, err := pc.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: []byte(payload)}); err != nil {
+		if _, err := pc.Publish(ctx, mqtttest.NewPublish(topic, qos, []byte(payload))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -242,12 +221,14 @@ func TestLiveSubscribersAndRetained(t *testing.T) {
 	}
 
 	// A retained stream publish is stored and delivered to a later subscriber.
-	if _, err := pc.Publish(ctx, &paho.Publish{Topic: "plant/state", QoS: 1, Retain: true, Payload: []byte("on")}); err != nil {
+	retained := mqtttest.NewPublish("plant/state", 1, []byte("on"))
+	retained.FixedHeader.Retain = true
+	if _, err := pc.Publish(ctx, retained); err != nil {
 		t.Fatal(err)
 	}
 	late := newCollector()
-	lc := dialPaho(t, e.addr, "late", late.add)
-	subscribe(t, lc, paho.SubscribeOptions{Topic: "plant/state", QoS: 1})
+	lc := dialClient(t, e.addr, "late", late.add)
+	subscribe(t, lc, packets.Subscription{Filter: "plant/state", Qos: 1})
 	if got := late.wait(t, 1); got[0] != "plant/state=on" {
 		t.Errorf("retained: got %v", got)
 	}
@@ -270,19 +251,19 @@ func cut(s string) (string, string, bool) {
 func TestNoLocalKeepsOrigin(t *testing.T) {
 	e := newEnv(t, envOptions{}, plantStream(1, "clientid"))
 	self := newCollector()
-	pc := dialPaho(t, e.addr, "self", self.add)
-	subscribe(t, pc, paho.SubscribeOptions{Topic: "plant/#", QoS: 1, NoLocal: true})
+	pc := dialClient(t, e.addr, "self", self.add)
+	subscribe(t, pc, packets.Subscription{Filter: "plant/#", Qos: 1, NoLocal: true})
 	watcher := newCollector()
-	wc := dialPaho(t, e.addr, "watcher", watcher.add)
-	subscribe(t, wc, paho.SubscribeOptions{Topic: "plant/#", QoS: 1})
-	other := dialPaho(t, e.addr, "other", nil)
+	wc := dialClient(t, e.addr, "watcher", watcher.add)
+	subscribe(t, wc, packets.Subscription{Filter: "plant/#", Qos: 1})
+	other := dialClient(t, e.addr, "other", nil)
 	ctx := testCtx(t)
 
-	if _, err := pc.Publish(ctx, &paho.Publish{Topic: "plant/own", QoS: 1, Payload: []byte("A")}); err != nil {
+	if _, err := pc.Publish(ctx, mqtttest.NewPublish("plant/own", 1, []byte("A"))); err != nil {
 		t.Fatal(err)
 	}
 	watcher.wait(t, 1)
-	if _, err := other.Publish(ctx, &paho.Publish{Topic: "plant/foreign", QoS: 1, Payload: []byte("B")}); err != nil {
+	if _, err := other.Publish(ctx, mqtttest.NewPublish("plant/foreign", 1, []byte("B"))); err != nil {
 		t.Fatal(err)
 	}
 	if got := self.wait(t, 1); got[0] != "plant/foreign=B" {
@@ -396,18 +377,18 @@ func TestAppendFailure(t *testing.T) {
 	}
 
 	t.Run("mqtt5 reason code", func(t *testing.T) {
-		c := dialPaho(t, e.addr, "fail5", nil)
+		c := dialClient(t, e.addr, "fail5", nil)
 		ctx := testCtx(t)
-		resp, err := c.Publish(ctx, &paho.Publish{Topic: "plant/x", QoS: 1, Payload: []byte("lost")})
-		if err == nil || resp == nil || resp.ReasonCode != 0x80 {
-			t.Fatalf("QoS 1: resp %+v err %v, want reason 0x80", resp, err)
+		resp, err := c.Publish(ctx, mqtttest.NewPublish("plant/x", 1, []byte("lost")))
+		if code, _ := mqtttest.Code(err); code != 0x80 || resp.FixedHeader.Type != packets.Puback {
+			t.Fatalf("QoS 1: resp %+v err %v, want PUBACK reason 0x80", resp, err)
 		}
-		resp, err = c.Publish(ctx, &paho.Publish{Topic: "plant/x", QoS: 2, Payload: []byte("lost")})
-		if err != nil || resp.ReasonCode != 0x80 {
+		resp, err = c.Publish(ctx, mqtttest.NewPublish("plant/x", 2, []byte("lost")))
+		if code, _ := mqtttest.Code(err); code != 0x80 || resp.FixedHeader.Type != packets.Pubrec {
 			t.Fatalf("QoS 2: resp %+v err %v, want PUBREC reason 0x80", resp, err)
 		}
 		// The connection and the server keep working.
-		resp, err = c.Publish(ctx, &paho.Publish{Topic: "good/x", QoS: 1, Payload: []byte("kept")})
+		resp, err = c.Publish(ctx, mqtttest.NewPublish("good/x", 1, []byte("kept")))
 		if err != nil || resp.ReasonCode != 0 {
 			t.Fatalf("publish after failure: %+v %v", resp, err)
 		}
@@ -429,16 +410,16 @@ func TestAppendFailure(t *testing.T) {
 	})
 
 	t.Run("log closed", func(t *testing.T) {
-		c := dialPaho(t, e.addr, "closed5", nil)
+		c := dialClient(t, e.addr, "closed5", nil)
 		if err := e.log.Close(); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := c.Publish(testCtx(t), &paho.Publish{Topic: "good/x", QoS: 1, Payload: []byte("late")})
-		if err == nil || resp == nil || resp.ReasonCode != 0x80 {
+		resp, err := c.Publish(testCtx(t), mqtttest.NewPublish("good/x", 1, []byte("late")))
+		if code, _ := mqtttest.Code(err); code != 0x80 {
 			t.Fatalf("resp %+v err %v, want reason 0x80", resp, err)
 		}
 		// Plain pub/sub still works.
-		if _, err := c.Publish(testCtx(t), &paho.Publish{Topic: "plain/z", QoS: 1, Payload: []byte("ok")}); err != nil {
+		if _, err := c.Publish(testCtx(t), mqtttest.NewPublish("plain/z", 1, []byte("ok"))); err != nil {
 			t.Fatal(err)
 		}
 	})

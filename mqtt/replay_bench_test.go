@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 // benchMessages makes n messages with 100-byte payloads over 64 topics.
@@ -29,7 +29,8 @@ func benchMessages(n int) []mapping.Message {
 }
 
 // BenchmarkReplayThroughput replays a 200,000-record stream to one MQTT 5 client with
-// receive maximum 100 (QoS 1, acknowledging every message) and at QoS 0.
+// receive maximum 100 (QoS 1, acknowledging every message) and at QoS 0, through the
+// test client (mqtt/mqtttest, one acknowledgement written per message).
 func BenchmarkReplayThroughput(b *testing.B) {
 	const records = 200000
 	e := newReplayEnv(b, replayEnvOptions{noSync: true}, streamDef("bench", 4, "topic", "bench/#"))
@@ -40,28 +41,21 @@ func BenchmarkReplayThroughput(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				var got atomic.Int64
 				done := make(chan struct{})
-				conn, err := net.Dial("tcp", e.addr)
-				if err != nil {
-					b.Fatal(err)
-				}
-				c := paho.NewClient(paho.ClientConfig{Conn: bufferedConn{conn, bufio.NewReaderSize(conn, 64<<10)}, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-					func(paho.PublishReceived) (bool, error) {
+				o := mqtttest.Options{ClientID: fmt.Sprintf("bench-%d-%d", qos, i), CleanStart: true, KeepAlive: 60,
+					OnPublish: func(packets.Packet) {
 						if got.Add(1) == records {
 							close(done)
 						}
-						return true, nil
-					}}})
-				rm := uint16(100)
+					}}
+				o.Properties.ReceiveMaximum = 100
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-				if _, err := c.Connect(ctx, &paho.Connect{ClientID: fmt.Sprintf("bench-%d-%d", qos, i), CleanStart: true, KeepAlive: 60,
-					Properties: &paho.ConnectProperties{ReceiveMaximum: &rm}}); err != nil {
+				c, err := mqtttest.Dial(ctx, e.addr, o)
+				if err != nil {
 					b.Fatal(err)
 				}
 				start := time.Now()
-				if _, err := c.Subscribe(ctx, &paho.Subscribe{
-					Subscriptions: []paho.SubscribeOptions{{Topic: "$stream/bench", QoS: qos}},
-					Properties:    &paho.SubscribeProperties{User: paho.UserProperties{{Key: StreamOffsetProperty, Value: "earliest"}}},
-				}); err != nil {
+				if _, err := c.Subscribe(ctx, packets.Properties{User: []packets.UserProperty{{Key: StreamOffsetProperty, Val: "earliest"}}},
+					packets.Subscription{Filter: "$stream/bench", Qos: qos}); err != nil {
 					b.Fatal(err)
 				}
 				select {
@@ -71,7 +65,7 @@ func BenchmarkReplayThroughput(b *testing.B) {
 				}
 				total += time.Since(start)
 				cancel()
-				_ = c.Disconnect(&paho.Disconnect{})
+				_ = c.Disconnect()
 			}
 			b.ReportMetric(float64(records*b.N)/total.Seconds(), "msg/s")
 		})
@@ -79,7 +73,7 @@ func BenchmarkReplayThroughput(b *testing.B) {
 }
 
 // BenchmarkReplayThroughputRawClient is BenchmarkReplayThroughput with a minimal MQTT 5
-// client (buffered reads, PUBACKs batched per read) so that the server, not paho.golang's
+// client (buffered reads, PUBACKs batched per read) so that the server, not the client's
 // packet decoding, is what is measured.
 func BenchmarkReplayThroughputRawClient(b *testing.B) {
 	const records = 200000
@@ -202,15 +196,6 @@ func BenchmarkReplayStalledMemory(b *testing.B) {
 		}
 	}
 }
-
-// bufferedConn reads through a buffer: paho.golang reads a packet a few bytes per
-// system call, which would make the client, not the server, the measured bottleneck.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func heapInUse() int64 {
 	runtime.GC()

@@ -2,11 +2,8 @@ package mqtt
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
-
-	"github.com/eclipse/paho.golang/paho"
 )
 
 // TestReplayStreamDeleted: a client replaying a stream that is deleted is disconnected
@@ -15,56 +12,28 @@ func TestReplayStreamDeleted(t *testing.T) {
 	e := newReplayEnv(t, replayEnvOptions{noSync: true}, streamDef("gone", 2, "topic", "gone/#"))
 	e.fill(t, testMessages(10, "gone/%d"))
 
-	conn, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disconnected := make(chan byte, 1)
-	got := make(chan struct{}, 100)
-	c := paho.NewClient(paho.ClientConfig{
-		Conn:     conn,
-		ClientID: "reader",
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(paho.PublishReceived) (bool, error) {
-			got <- struct{}{}
-			return true, nil
-		}},
-		OnServerDisconnect: func(d *paho.Disconnect) { disconnected <- d.ReasonCode },
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "reader", CleanStart: true, KeepAlive: 60}); err != nil {
-		t.Fatal(err)
+	c := dialV5(t, e.addr, v5Options{id: "reader"})
+	if sa := c.subscribe(t, "earliest", 1, "$stream/gone"); sa.ReasonCodes[0] != 1 {
+		t.Fatalf("subscribe: %+v", sa)
 	}
-	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
-	sa, err := c.Subscribe(ctx, &paho.Subscribe{
-		Subscriptions: []paho.SubscribeOptions{{Topic: "$stream/gone", QoS: 1}},
-		Properties:    &paho.SubscribeProperties{User: paho.UserProperties{{Key: StreamOffsetProperty, Value: "earliest"}}},
-	})
-	if err != nil || sa.Reasons[0] != 1 {
-		t.Fatalf("subscribe: %v %+v", err, sa)
-	}
-	for i := 0; i < 10; i++ {
-		select {
-		case <-got:
-		case <-ctx.Done():
-			t.Fatalf("got %d of 10 before the deadline", i)
-		}
-	}
+	c.waitN(t, 10)
 	// The readers now wait for new records; the delete must wake and end them.
 	if err := e.cat.Delete("gone"); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case code := <-disconnected:
-		if code != 0x98 {
-			t.Fatalf("disconnect reason %#x, want 0x98", code)
+	case <-c.c.Done():
+		if d, ok := c.c.ServerDisconnect(); !ok || d.ReasonCode != 0x98 {
+			t.Fatalf("disconnect %+v (sent: %v), want reason 0x98", d, ok)
 		}
 	case <-ctx.Done():
 		t.Fatal("reader of a deleted stream was not disconnected")
 	}
 
 	c2 := dialV5(t, e.addr, v5Options{id: "again"})
-	if sa := c2.subscribe(t, "earliest", 1, "$stream/gone"); len(sa.Reasons) != 1 || sa.Reasons[0] < 0x80 {
+	if sa := c2.subscribe(t, "earliest", 1, "$stream/gone"); len(sa.ReasonCodes) != 1 || sa.ReasonCodes[0] < 0x80 {
 		t.Fatalf("subscribe to the deleted stream: %+v", sa)
 	}
 }
@@ -75,13 +44,13 @@ func TestStreamDeleteDropsReplayPositions(t *testing.T) {
 	e := newReplayEnv(t, replayEnvOptions{noSync: true}, streamDef("kept", 1, "topic", "kept/#"))
 	e.fill(t, testMessages(5, "kept/%d"))
 	c := dialV5(t, e.addr, v5Options{id: "durable", noClean: true, expiry: 300})
-	if sa := c.subscribe(t, "earliest", 1, "$stream/kept"); sa.Reasons[0] != 1 {
-		t.Fatalf("suback %v", sa.Reasons)
+	if sa := c.subscribe(t, "earliest", 1, "$stream/kept"); sa.ReasonCodes[0] != 1 {
+		t.Fatalf("suback %v", sa.ReasonCodes)
 	}
 	c.waitN(t, 5)
 	group := groupName("durable", "$stream/kept")
 	// Positions are stored at disconnect; wait for them rather than for the disconnect.
-	_ = c.c.Disconnect(&paho.Disconnect{})
+	c.disconnect(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		offs, err := e.log.GroupOffsets(group)

@@ -3,17 +3,16 @@ package mqtt
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 // replayEnv is a real server (ingest and replay hooks) over a real log in a temp dir.
@@ -140,149 +139,141 @@ func testMessages(n int, topicFmt string) []mapping.Message {
 	return msgs
 }
 
-// v5Client is a paho.golang MQTT 5 client that records what it receives.
+// v5Client is an MQTT 5 test client (mqtt/mqtttest) that records what it receives.
 type v5Client struct {
-	c      *paho.Client
-	id     string
-	mu     sync.Mutex
-	msgs   []*paho.Publish
-	notify chan struct{}
+	c  *mqtttest.Client
+	id string
 }
 
 type v5Options struct {
 	id      string
 	clean   bool
-	rm      uint16 // receive maximum; 0 = paho's default (65535)
+	rm      uint16 // receive maximum; 0 = none sent (65535)
 	expiry  uint32 // session expiry interval, s
 	manual  bool   // manual acknowledgement: nothing is acked unless the test acks it
 	noClean bool
-	// problemInfo asks for reason strings (paho's default asks for none).
+	// problemInfo asks for reason strings (none are asked for by default).
 	problemInfo bool
 	// user and password log in (servers with a user store).
 	user, password string
 	// maxPacket is the client's Maximum Packet Size; 0 = none.
 	maxPacket uint32
+	// onPublish, when set, gets every publish instead of the client keeping them.
+	onPublish func(packets.Packet)
 }
 
 func dialV5(tb testing.TB, addr string, o v5Options) *v5Client {
 	tb.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
+	mo := mqtttest.Options{
+		ClientID:   o.id,
+		CleanStart: !o.noClean,
+		KeepAlive:  60,
+		Username:   o.user,
+		Password:   o.password,
+		ManualAck:  o.manual,
+		OnPublish:  o.onPublish,
 	}
-	vc := &v5Client{id: o.id, notify: make(chan struct{})}
-	vc.c = paho.NewClient(paho.ClientConfig{
-		Conn:                       conn,
-		ClientID:                   o.id,
-		EnableManualAcknowledgment: o.manual,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			vc.mu.Lock()
-			vc.msgs = append(vc.msgs, pr.Packet)
-			close(vc.notify)
-			vc.notify = make(chan struct{})
-			vc.mu.Unlock()
-			return true, nil
-		}},
-	})
-	cp := &paho.Connect{ClientID: o.id, CleanStart: !o.noClean, KeepAlive: 60, Properties: &paho.ConnectProperties{RequestProblemInfo: o.problemInfo}}
-	if o.user != "" {
-		cp.UsernameFlag, cp.Username = true, o.user
-		cp.PasswordFlag, cp.Password = true, []byte(o.password)
+	mo.Properties.RequestProblemInfoFlag = true
+	if o.problemInfo {
+		mo.Properties.RequestProblemInfo = 1
 	}
-	if o.rm > 0 {
-		cp.Properties.ReceiveMaximum = &o.rm
-	}
+	mo.Properties.ReceiveMaximum = o.rm
 	if o.expiry > 0 {
-		cp.Properties.SessionExpiryInterval = &o.expiry
+		mo.Properties.SessionExpiryInterval, mo.Properties.SessionExpiryIntervalFlag = o.expiry, true
 	}
-	if o.maxPacket > 0 {
-		cp.Properties.MaximumPacketSize = &o.maxPacket
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	mo.Properties.MaximumPacketSize = o.maxPacket
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ca, err := vc.c.Connect(ctx, cp)
+	c, err := mqtttest.Dial(ctx, addr, mo)
 	if err != nil {
 		tb.Fatalf("connect %s: %v", o.id, err)
 	}
-	if ca.ReasonCode != 0 {
-		tb.Fatalf("connect %s: reason %#x", o.id, ca.ReasonCode)
-	}
-	tb.Cleanup(func() { _ = vc.c.Disconnect(&paho.Disconnect{}) })
-	return vc
+	tb.Cleanup(func() { _ = c.Disconnect() })
+	return &v5Client{c: c, id: o.id}
 }
 
 // subscribe sends one SUBSCRIBE; offset, when not empty, is the stream-offset property.
-func (vc *v5Client) subscribe(tb testing.TB, offset string, qos byte, topics ...string) *paho.Suback {
+// It returns the SUBACK, refusals included.
+func (vc *v5Client) subscribe(tb testing.TB, offset string, qos byte, topics ...string) packets.Packet {
 	tb.Helper()
-	s := &paho.Subscribe{}
+	var subs []packets.Subscription
 	for _, t := range topics {
-		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{Topic: t, QoS: qos})
+		subs = append(subs, packets.Subscription{Filter: t, Qos: qos})
 	}
+	var props packets.Properties
 	if offset != "" {
-		s.Properties = &paho.SubscribeProperties{User: paho.UserProperties{{Key: StreamOffsetProperty, Value: offset}}}
+		props.User = []packets.UserProperty{{Key: StreamOffsetProperty, Val: offset}}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sa, err := vc.c.Subscribe(ctx, s)
-	if err != nil && sa == nil {
+	sa, err := vc.c.Subscribe(ctx, props, subs...)
+	if _, refused := mqtttest.Code(err); err != nil && !refused {
 		tb.Fatalf("subscribe %v: %v", topics, err)
 	}
 	return sa
 }
 
-// waitN waits until at least n messages arrived and returns a copy of them.
-func (vc *v5Client) waitN(tb testing.TB, n int) []*paho.Publish {
+// publish sends one publish and returns its acknowledgement (refusals included).
+func (vc *v5Client) publish(tb testing.TB, pk packets.Packet) (packets.Packet, error) {
 	tb.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	for {
-		vc.mu.Lock()
-		if len(vc.msgs) >= n {
-			out := append([]*paho.Publish(nil), vc.msgs...)
-			vc.mu.Unlock()
-			return out
-		}
-		ch := vc.notify
-		have := len(vc.msgs)
-		vc.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			vc.mu.Lock()
-			seen := map[string]int{}
-			for _, m := range vc.msgs {
-				if m.Properties != nil {
-					seen[m.Properties.User.Get(PropShard)+":"+m.Properties.User.Get(PropOffset)]++
-				}
-			}
-			vc.mu.Unlock()
-			tb.Fatalf("%s: got %d messages, want %d (offsets seen: %v)", vc.id, have, n, seen)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ack, err := vc.c.Publish(ctx, pk)
+	if _, refused := mqtttest.Code(err); err != nil && !refused {
+		tb.Fatalf("publish %s: %v", pk.TopicName, err)
 	}
+	return ack, err
+}
+
+// ack acknowledges a publish received with manual acks.
+func (vc *v5Client) ack(tb testing.TB, pk packets.Packet) {
+	tb.Helper()
+	if err := vc.c.Ack(pk); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// disconnect sends DISCONNECT and waits for nothing more.
+func (vc *v5Client) disconnect(tb testing.TB) {
+	tb.Helper()
+	if err := vc.c.Disconnect(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// waitN waits until at least n messages arrived and returns a copy of them.
+func (vc *v5Client) waitN(tb testing.TB, n int) []packets.Packet {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs, err := vc.c.WaitMessages(ctx, n)
+	if err != nil {
+		seen := map[string]int{}
+		for _, m := range msgs {
+			seen[mqtttest.UserProperty(m, PropShard)+":"+mqtttest.UserProperty(m, PropOffset)]++
+		}
+		tb.Fatalf("%s: %v (offsets seen: %v)", vc.id, err, seen)
+	}
+	return msgs
 }
 
 func (vc *v5Client) count() int {
-	vc.mu.Lock()
-	defer vc.mu.Unlock()
-	return len(vc.msgs)
+	return len(vc.c.Messages())
 }
 
-func propInt(tb testing.TB, p *paho.Publish, key string) int64 {
+func propInt(tb testing.TB, p packets.Packet, key string) int64 {
 	tb.Helper()
-	if p.Properties == nil {
-		tb.Fatalf("message on %s has no properties", p.Topic)
-	}
-	v := p.Properties.User.Get(key)
+	v := mqtttest.UserProperty(p, key)
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		tb.Fatalf("message on %s: user property %s=%q: %v", p.Topic, key, v, err)
+		tb.Fatalf("message on %s: user property %s=%q: %v", p.TopicName, key, v, err)
 	}
 	return n
 }
 
 // checkShards checks that msgs hold every offset from first[shard] to hwm[shard]-1 of
 // each shard exactly once and in order.
-func checkShards(tb testing.TB, msgs []*paho.Publish, first, hwm []int64) {
+func checkShards(tb testing.TB, msgs []packets.Packet, first, hwm []int64) {
 	tb.Helper()
 	next := append([]int64(nil), first...)
 	for _, m := range msgs {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 // TestReplayMergedBatches replays streams whose batches the log merged (and, for lz4
@@ -40,8 +41,8 @@ func TestReplayMergedBatches(t *testing.T) {
 			}
 
 			c := dialV5(t, e.addr, v5Options{id: "merged-" + codec, rm: 100})
-			if sa := c.subscribe(t, "earliest", 1, "$stream/m"); sa.Reasons[0] != 1 {
-				t.Fatalf("suback %v", sa.Reasons)
+			if sa := c.subscribe(t, "earliest", 1, "$stream/m"); sa.ReasonCodes[0] != 1 {
+				t.Fatalf("suback %v", sa.ReasonCodes)
 			}
 			msgs := c.waitN(t, rounds*per)
 			checkShards(t, msgs, make([]int64, 2), hwm)
@@ -49,10 +50,10 @@ func TestReplayMergedBatches(t *testing.T) {
 				shard, off := propInt(t, m, PropShard), propInt(t, m, PropOffset)
 				rec := before[shard][off]
 				want := mapping.FromRecord(rec.Record)
-				if m.Topic != want.Topic || string(m.Payload) != string(want.Payload) {
-					t.Fatalf("%d/%d: got %s %q, want %s %q", shard, off, m.Topic, m.Payload, want.Topic, want.Payload)
+				if m.TopicName != want.Topic || string(m.Payload) != string(want.Payload) {
+					t.Fatalf("%d/%d: got %s %q, want %s %q", shard, off, m.TopicName, m.Payload, want.Topic, want.Payload)
 				}
-				if m.Properties.User.Get("seq") != string(m.Payload) || m.Properties.ContentType != "text/plain" {
+				if mqtttest.UserProperty(m, "seq") != string(m.Payload) || m.Properties.ContentType != "text/plain" {
 					t.Fatalf("%d/%d: properties %+v", shard, off, m.Properties)
 				}
 				if ts := propInt(t, m, PropTS); ts != rec.TimestampUS {

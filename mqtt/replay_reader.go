@@ -105,7 +105,7 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 					s.streamDeleted(sub)
 					return
 				}
-				batches, err = st.Read(shard, next, s.h.opts.ReadBytes)
+				batches, err = st.ReadCommitted(shard, next, s.h.opts.ReadBytes)
 				if errors.Is(err, log.ErrUnknownStream) {
 					lg.Info().Err(err).Msg("replay ends: stream gone")
 					s.streamDeleted(sub)

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
-	pahov3 "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 func TestReplayEarliestComplete(t *testing.T) {
@@ -31,8 +30,8 @@ func TestReplayEarliestComplete(t *testing.T) {
 
 	c := dialV5(t, e.addr, v5Options{id: "replayer", rm: 100})
 	sa := c.subscribe(t, "earliest", 1, "$stream/plant")
-	if len(sa.Reasons) != 1 || sa.Reasons[0] != 1 {
-		t.Fatalf("suback %v", sa.Reasons)
+	if len(sa.ReasonCodes) != 1 || sa.ReasonCodes[0] != 1 {
+		t.Fatalf("suback %v", sa.ReasonCodes)
 	}
 	msgs := c.waitN(t, n)
 	checkShards(t, msgs, make([]int64, 4), hwm)
@@ -46,14 +45,14 @@ func TestReplayEarliestComplete(t *testing.T) {
 		shard, off := propInt(t, m, PropShard), propInt(t, m, PropOffset)
 		rec := byShard[shard][off]
 		want := mapping.FromRecord(rec.Record)
-		if m.Topic != want.Topic || string(m.Payload) != string(want.Payload) || m.QoS != 1 {
-			t.Fatalf("offset %d/%d: got %s %q qos %d, want %s %q", shard, off, m.Topic, m.Payload, m.QoS, want.Topic, want.Payload)
+		if m.TopicName != want.Topic || string(m.Payload) != string(want.Payload) || m.FixedHeader.Qos != 1 {
+			t.Fatalf("offset %d/%d: got %s %q qos %d, want %s %q", shard, off, m.TopicName, m.Payload, m.FixedHeader.Qos, want.Topic, want.Payload)
 		}
 		p := m.Properties
-		if p.ContentType != "text/plain" || p.PayloadFormat == nil || *p.PayloadFormat != 1 {
+		if p.ContentType != "text/plain" || !p.PayloadFormatFlag || p.PayloadFormat != 1 {
 			t.Fatalf("properties lost: %+v", p)
 		}
-		if p.User.Get("seq") != string(m.Payload) || p.User.Get(PropKey) != m.Topic {
+		if mqtttest.UserProperty(m, "seq") != string(m.Payload) || mqtttest.UserProperty(m, PropKey) != m.TopicName {
 			t.Fatalf("user properties %v", p.User)
 		}
 		if ts := propInt(t, m, PropTS); ts != rec.TimestampUS {
@@ -103,8 +102,8 @@ func TestReplayTimestampBoundary(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialV5(t, e.addr, v5Options{id: fmt.Sprintf("ts%d", i)})
-			if sa := c.subscribe(t, tc.offset, 1, tc.topic); sa.Reasons[0] != 1 {
-				t.Fatalf("suback %v %v", sa.Reasons, sa.Properties)
+			if sa := c.subscribe(t, tc.offset, 1, tc.topic); sa.ReasonCodes[0] != 1 {
+				t.Fatalf("suback %v %v", sa.ReasonCodes, sa.Properties)
 			}
 			msgs := c.waitN(t, int(10-tc.first))
 			checkShards(t, msgs, []int64{tc.first}, []int64{10})
@@ -135,8 +134,8 @@ func TestReplayTimestampBoundary(t *testing.T) {
 	v3msgs := v3.waitN(t, 6)
 	for i, m := range v3msgs {
 		want := []string{"0", "1", "2", "3", "4", "0"}[i]
-		if string(m.Payload()) != want {
-			t.Fatalf("v3 message %d: payload %q, want %q", i, m.Payload(), want)
+		if string(m.Payload) != want {
+			t.Fatalf("v3 message %d: payload %q, want %q", i, m.Payload, want)
 		}
 	}
 }
@@ -155,8 +154,8 @@ func TestReplayLiveHandover(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := 0; j < total/len(pubs); j++ {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := p.c.Publish(ctx, &paho.Publish{Topic: fmt.Sprintf("live/%d", i), QoS: 1, Payload: []byte(strconv.Itoa(j))})
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := p.c.Publish(ctx, mqtttest.NewPublish(fmt.Sprintf("live/%d", i), 1, []byte(strconv.Itoa(j))))
 				cancel()
 				if err != nil {
 					t.Errorf("publish: %v", err)
@@ -187,10 +186,10 @@ func TestReplayLiveHandover(t *testing.T) {
 	last := map[string]int{}
 	for _, m := range msgs {
 		n, _ := strconv.Atoi(string(m.Payload))
-		if prev, ok := last[m.Topic]; ok && n != prev+1 {
-			t.Fatalf("%s: %d after %d", m.Topic, n, prev)
+		if prev, ok := last[m.TopicName]; ok && n != prev+1 {
+			t.Fatalf("%s: %d after %d", m.TopicName, n, prev)
 		}
-		last[m.Topic] = n
+		last[m.TopicName] = n
 	}
 }
 
@@ -200,8 +199,8 @@ func TestReplayExactResume(t *testing.T) {
 
 	c := dialV5(t, e.addr, v5Options{id: "exact"})
 	sa := c.subscribe(t, "0:5,2:"+strconv.FormatInt(hwm[2]-1, 10)+",3:"+strconv.FormatInt(hwm[3], 10), 1, "$stream/ex")
-	if sa.Reasons[0] != 1 {
-		t.Fatalf("suback %v %+v", sa.Reasons, sa.Properties)
+	if sa.ReasonCodes[0] != 1 {
+		t.Fatalf("suback %v %+v", sa.ReasonCodes, sa.Properties)
 	}
 	// Shard 1, not listed, starts at its earliest record.
 	first := []int64{5, 0, hwm[2] - 1, hwm[3]}
@@ -228,16 +227,14 @@ func TestReplayStalledClientBounded(t *testing.T) {
 
 	// Publishers are not held up by the stalled reader.
 	pub := dialV5(t, e.addr, v5Options{id: "pub"})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if pr, err := pub.c.Publish(ctx, &paho.Publish{Topic: "big/x", QoS: 1, Payload: []byte("x")}); err != nil || pr.ReasonCode != 0 {
+	if pr, err := pub.publish(t, mqtttest.NewPublish("big/x", 1, []byte("x"))); err != nil || pr.ReasonCode != 0 {
 		t.Fatalf("publish: %v %+v", err, pr)
 	}
 	fast.waitN(t, n+1)
 
 	// The stalled client holds exactly its window, and so does the server.
-	if got := stalled.count(); got != 10 {
-		t.Fatalf("stalled client received %d messages, want its window of 10", got)
+	if got, most := stalled.count(), stalled.c.MaxInflight(); got != 10 || most != 10 {
+		t.Fatalf("stalled client received %d messages (at most %d unacknowledged), want its window of 10", got, most)
 	}
 	if _, inflight, _ := e.sessionState("stalled"); inflight != 10 {
 		t.Fatalf("server holds %d stalled messages in flight, want 10", inflight)
@@ -255,18 +252,14 @@ func TestReplayPersistentSessionResume(t *testing.T) {
 	a.subscribe(t, "earliest", 1, "$stream/ps")
 	got := a.waitN(t, 10)
 	for _, m := range got[:5] {
-		if err := a.c.Ack(m); err != nil {
-			t.Fatal(err)
-		}
+		a.ack(t, m)
 	}
 	// The 5 freed slots are refilled: offsets 5..14 are in flight.
 	a.waitN(t, 15)
 	if _, inflight, _ := e.sessionState("dev1"); inflight != 10 {
 		t.Fatalf("%d in flight, want 10", inflight)
 	}
-	if err := a.c.Disconnect(&paho.Disconnect{}); err != nil {
-		t.Fatal(err)
-	}
+	a.disconnect(t)
 	waitFor(t, "disconnect", func() bool { s := e.hook.session("dev1"); return s != nil && s.isClient(nil) })
 
 	// Same process: the session resumes without a new SUBSCRIBE; the 5 unacknowledged
@@ -290,12 +283,10 @@ func TestReplayPersistentSessionResume(t *testing.T) {
 	c := dialV5(t, e.addr, v5Options{id: "dev2", noClean: true, expiry: 300, rm: 10, manual: true})
 	c.subscribe(t, "earliest", 1, "$stream/ps")
 	for _, m := range c.waitN(t, 10)[:7] {
-		if err := c.c.Ack(m); err != nil {
-			t.Fatal(err)
-		}
+		c.ack(t, m)
 	}
 	c.waitN(t, 17)
-	_ = c.c.Disconnect(&paho.Disconnect{})
+	c.disconnect(t)
 	waitFor(t, "disconnect", func() bool { s := e.hook.session("dev2"); return s != nil && s.isClient(nil) })
 	e.close(t)
 
@@ -305,7 +296,7 @@ func TestReplayPersistentSessionResume(t *testing.T) {
 	checkShards(t, d.waitN(t, n-7), []int64{7}, []int64{n})
 
 	// A clean start forgets the position: earliest means earliest again.
-	_ = d.c.Disconnect(&paho.Disconnect{})
+	d.disconnect(t)
 	f := dialV5(t, e2.addr, v5Options{id: "dev2"})
 	f.subscribe(t, "earliest", 1, "$stream/ps")
 	checkShards(t, f.waitN(t, n), []int64{0}, []int64{n})
@@ -351,8 +342,8 @@ func TestReplaySubscribeErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		sa := c.subscribe(t, tc.offset, 1, tc.topic)
-		if len(sa.Reasons) != 1 || sa.Reasons[0] != tc.code {
-			t.Errorf("%s (%s): reasons %v, want %#x", tc.topic, tc.offset, sa.Reasons, tc.code)
+		if len(sa.ReasonCodes) != 1 || sa.ReasonCodes[0] != tc.code {
+			t.Errorf("%s (%s): reasons %v, want %#x", tc.topic, tc.offset, sa.ReasonCodes, tc.code)
 			continue
 		}
 		if !strings.Contains(sa.Properties.ReasonString, tc.reason) {
@@ -361,7 +352,7 @@ func TestReplaySubscribeErrors(t *testing.T) {
 	}
 	// One bad stream filter fails alone.
 	sa := c.subscribe(t, "", 1, "plain/topic", "$stream/nope", "$stream/s")
-	if got := fmt.Sprint(sa.Reasons); got != "[1 143 1]" {
+	if got := fmt.Sprint(sa.ReasonCodes); got != "[1 143 1]" {
 		t.Fatalf("mixed suback %s", got)
 	}
 	if subs, _, _ := e.sessionState("errs"); subs != 1 {
@@ -378,11 +369,8 @@ func TestReplaySubscribeErrors(t *testing.T) {
 	}
 
 	// Publishing to a $stream/ topic is refused, so nothing reaches the literal filter.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	pr, err := c.c.Publish(ctx, &paho.Publish{Topic: "$stream/s", QoS: 1, Payload: []byte("x")})
-	if err == nil && (pr == nil || pr.ReasonCode != 0x90) {
-		t.Fatalf("publish to $stream/s: %+v", pr)
+	if pr, err := c.publish(t, mqtttest.NewPublish("$stream/s", 1, []byte("x"))); pr.ReasonCode != 0x90 {
+		t.Fatalf("publish to $stream/s: %+v %v, want reason 0x90", pr, err)
 	}
 }
 
@@ -392,9 +380,9 @@ func TestReplayUnsubscribeAndDisconnectStopReaders(t *testing.T) {
 	c := dialV5(t, e.addr, v5Options{id: "unsub", rm: 5, manual: true})
 	c.subscribe(t, "earliest", 1, "$stream/u")
 	c.waitN(t, 5)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if ua, err := c.c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"$stream/u"}}); err != nil || ua.Reasons[0] != 0 {
+	if ua, err := c.c.Unsubscribe(ctx, "$stream/u"); err != nil || ua.ReasonCodes[0] != 0 {
 		t.Fatalf("unsubscribe: %v %+v", err, ua)
 	}
 	if subs, _, _ := e.sessionState("unsub"); subs != 0 {
@@ -404,33 +392,31 @@ func TestReplayUnsubscribeAndDisconnectStopReaders(t *testing.T) {
 	d := dialV5(t, e.addr, v5Options{id: "disc", rm: 5, manual: true})
 	d.subscribe(t, "earliest", 1, "$stream/u")
 	d.waitN(t, 5)
-	_ = d.c.Disconnect(&paho.Disconnect{})
+	d.disconnect(t)
 	waitFor(t, "clean session dropped", func() bool { _, _, ok := e.sessionState("disc"); return !ok })
 }
 
 func TestReplayAutoCreate(t *testing.T) {
 	e := newReplayEnv(t, replayEnvOptions{autoCreate: AutoCreate{Enabled: true, Shards: 2}})
 	c := dialV5(t, e.addr, v5Options{id: "auto"})
-	if sa := c.subscribe(t, "", 1, "$stream/fresh/fresh/+"); sa.Reasons[0] != 1 {
-		t.Fatalf("suback %v %+v", sa.Reasons, sa.Properties)
+	if sa := c.subscribe(t, "", 1, "$stream/fresh/fresh/+"); sa.ReasonCodes[0] != 1 {
+		t.Fatalf("suback %v %+v", sa.ReasonCodes, sa.Properties)
 	}
 	st := e.log.Stream("fresh")
 	if st == nil || st.Shards() != 2 {
 		t.Fatalf("stream not created: %v", st)
 	}
 	pub := dialV5(t, e.addr, v5Options{id: "autopub"})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := pub.c.Publish(ctx, &paho.Publish{Topic: "fresh/a", QoS: 1, Payload: []byte("hello")}); err != nil {
+	if _, err := pub.publish(t, mqtttest.NewPublish("fresh/a", 1, []byte("hello"))); err != nil {
 		t.Fatal(err)
 	}
 	m := c.waitN(t, 1)[0]
-	if m.Topic != "fresh/a" || string(m.Payload) != "hello" || propInt(t, m, PropOffset) != 0 {
-		t.Fatalf("got %s %q", m.Topic, m.Payload)
+	if m.TopicName != "fresh/a" || string(m.Payload) != "hello" || propInt(t, m, PropOffset) != 0 {
+		t.Fatalf("got %s %q", m.TopicName, m.Payload)
 	}
 	// Without a filter there is nothing to create the stream from.
-	if sa := c.subscribe(t, "", 1, "$stream/other"); sa.Reasons[0] != 0x8F {
-		t.Fatalf("suback %v", sa.Reasons)
+	if sa := c.subscribe(t, "", 1, "$stream/other"); sa.ReasonCodes[0] != 0x8F {
+		t.Fatalf("suback %v", sa.ReasonCodes)
 	}
 }
 
@@ -515,7 +501,7 @@ func TestReplayAuthorization(t *testing.T) {
 
 	c := dialV5(t, ln.Addr().String(), v5Options{id: "acl"})
 	sa := c.subscribe(t, "earliest", 1, "s/#", "$stream/s")
-	if got := fmt.Sprint(sa.Reasons); got != "[1 135]" {
+	if got := fmt.Sprint(sa.ReasonCodes); got != "[1 135]" {
 		t.Fatalf("suback %s, want [1 135] (not authorized)", got)
 	}
 	acl.mu.Lock()
@@ -528,67 +514,47 @@ func TestReplayAuthorization(t *testing.T) {
 	}
 }
 
-// v3Client is a paho.mqtt.golang MQTT 3.1.1 client that records what it receives.
+// v3Client is an MQTT 3.1.1 test client that records what it receives.
 type v3Client struct {
-	c      pahov3.Client
-	mu     sync.Mutex
-	msgs   []pahov3.Message
-	notify chan struct{}
+	c *mqtttest.Client
 }
 
 func dialV3(tb testing.TB, addr, id string, clean bool) *v3Client {
 	tb.Helper()
-	vc := &v3Client{notify: make(chan struct{})}
-	o := pahov3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(clean).
-		SetProtocolVersion(4).SetAutoReconnect(false).SetOrderMatters(true).
-		SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) {
-			vc.mu.Lock()
-			vc.msgs = append(vc.msgs, m)
-			close(vc.notify)
-			vc.notify = make(chan struct{})
-			vc.mu.Unlock()
-		})
-	vc.c = pahov3.NewClient(o)
-	if tok := vc.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		tb.Fatalf("v3 connect: %v", tok.Error())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := mqtttest.Dial(ctx, addr, mqtttest.Options{ClientID: id, Version: 4, CleanStart: clean})
+	if err != nil {
+		tb.Fatalf("v3 connect: %v", err)
 	}
-	tb.Cleanup(func() { vc.c.Disconnect(100) })
-	return vc
+	tb.Cleanup(func() { _ = c.Disconnect() })
+	return &v3Client{c: c}
 }
 
 // subscribe returns the granted QoS or failure code.
 func (vc *v3Client) subscribe(tb testing.TB, topic string, qos byte) byte {
 	tb.Helper()
-	tok := vc.c.Subscribe(topic, qos, nil)
-	if !tok.WaitTimeout(10 * time.Second) {
-		tb.Fatalf("v3 subscribe %s: timeout", topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sa, err := vc.c.Subscribe(ctx, packets.Properties{}, packets.Subscription{Filter: topic, Qos: qos})
+	if _, refused := mqtttest.Code(err); err != nil && !refused {
+		tb.Fatalf("v3 subscribe %s: %v", topic, err)
 	}
-	st, ok := tok.(*pahov3.SubscribeToken)
-	if !ok {
-		tb.Fatalf("unexpected token %T", tok)
+	if len(sa.ReasonCodes) != 1 {
+		tb.Fatalf("v3 subscribe %s: SUBACK codes %v", topic, sa.ReasonCodes)
 	}
-	return st.Result()[topic]
+	return sa.ReasonCodes[0]
 }
 
-func (vc *v3Client) waitN(tb testing.TB, n int) []pahov3.Message {
+func (vc *v3Client) waitN(tb testing.TB, n int) []packets.Packet {
 	tb.Helper()
-	deadline := time.NewTimer(60 * time.Second)
-	defer deadline.Stop()
-	for {
-		vc.mu.Lock()
-		if len(vc.msgs) >= n {
-			out := append([]pahov3.Message(nil), vc.msgs...)
-			vc.mu.Unlock()
-			return out
-		}
-		ch, have := vc.notify, len(vc.msgs)
-		vc.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			tb.Fatalf("v3: got %d messages, want %d", have, n)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	msgs, err := vc.c.WaitMessages(ctx, n)
+	if err != nil {
+		tb.Fatalf("v3: %v", err)
 	}
+	return msgs
 }
 
 func TestReplayV3Earliest(t *testing.T) {
@@ -599,8 +565,8 @@ func TestReplayV3Earliest(t *testing.T) {
 		t.Fatalf("suback %#x", got)
 	}
 	for i, m := range c.waitN(t, 1000) {
-		if string(m.Payload()) != strconv.Itoa(i) || m.Topic() != fmt.Sprintf("v3/%d", i%16) {
-			t.Fatalf("message %d: %s %q", i, m.Topic(), m.Payload())
+		if string(m.Payload) != strconv.Itoa(i) || m.TopicName != fmt.Sprintf("v3/%d", i%16) {
+			t.Fatalf("message %d: %s %q", i, m.TopicName, m.Payload)
 		}
 	}
 }
@@ -615,11 +581,11 @@ func TestReplayRequestResponseProperties(t *testing.T) {
 	plain.subscribe(t, "", 1, "rr/#")
 	publish := func(n int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, err := pub.c.Publish(ctx, &paho.Publish{Topic: "rr/req", QoS: 1, Payload: []byte(strconv.Itoa(n)),
-			Properties: &paho.PublishProperties{ResponseTopic: "reply/" + strconv.Itoa(n), CorrelationData: []byte{byte(n), 0, 'c'}, ContentType: "text/plain"}})
-		if err != nil {
+		pk := mqtttest.NewPublish("rr/req", 1, []byte(strconv.Itoa(n)))
+		pk.Properties.ResponseTopic = "reply/" + strconv.Itoa(n)
+		pk.Properties.CorrelationData = []byte{byte(n), 0, 'c'}
+		pk.Properties.ContentType = "text/plain"
+		if _, err := pub.publish(t, pk); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -632,7 +598,7 @@ func TestReplayRequestResponseProperties(t *testing.T) {
 		msgs := c.waitN(t, 2)
 		for i, m := range msgs[:2] {
 			n := i + 1
-			if m.Properties == nil || m.Properties.ResponseTopic != "reply/"+strconv.Itoa(n) ||
+			if m.Properties.ResponseTopic != "reply/"+strconv.Itoa(n) ||
 				string(m.Properties.CorrelationData) != string([]byte{byte(n), 0, 'c'}) || m.Properties.ContentType != "text/plain" {
 				t.Errorf("%s message %d: properties %+v", name, n, m.Properties)
 			}
@@ -651,12 +617,10 @@ func TestReplayResumesAfterRestartWithoutSubscribe(t *testing.T) {
 	a := dialV5(t, e.addr, v5Options{id: "dev", noClean: true, expiry: 300, rm: 10, manual: true})
 	a.subscribe(t, "earliest", 1, "$stream/rr2")
 	for _, m := range a.waitN(t, 10)[:6] {
-		if err := a.c.Ack(m); err != nil {
-			t.Fatal(err)
-		}
+		a.ack(t, m)
 	}
 	a.waitN(t, 16)
-	_ = a.c.Disconnect(&paho.Disconnect{})
+	a.disconnect(t)
 	waitFor(t, "disconnect", func() bool { s := e.hook.session("dev"); return s != nil && s.isClient(nil) })
 	e.close(t)
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -77,9 +78,10 @@ type routes struct {
 	forwarded *prometheus.CounterVec // by result: sent, failed
 	received  prometheus.Counter
 
-	dirty chan struct{}
-	stop  chan struct{}
-	done  chan struct{}
+	dirty   chan struct{}
+	recheck atomic.Bool // a change since the last tick
+	stop    chan struct{}
+	done    chan struct{}
 
 	mu     sync.Mutex
 	epoch  uint64
@@ -124,6 +126,7 @@ func newRoutes(broker *mochi.Server, peers Peers, lg zerolog.Logger) *routes {
 
 // changed notes that local subscriptions may have changed; run recomputes them.
 func (r *routes) changed() {
+	r.recheck.Store(true)
 	select {
 	case r.dirty <- struct{}{}:
 	default:
@@ -134,25 +137,32 @@ func (r *routes) run() {
 	defer close(r.done)
 	tick := time.NewTicker(digestInterval)
 	defer tick.Stop()
+	var last time.Duration // how long the last recomputation took
 	for {
 		select {
 		case <-r.stop:
 			return
 		case <-tick.C:
-			// Also catches a change whose hook ran before mochi updated its clients.
-			r.announce()
+			// Once more after changes: catches one whose hook ran before mochi updated
+			// its clients. Idle, nothing is recomputed.
+			if r.recheck.Swap(false) {
+				r.announce()
+			}
 			r.mu.Lock()
 			msg := appendHeader(nil, routeDigest, r.epoch, r.seq)
 			r.mu.Unlock()
 			r.broadcast(msg)
 		case <-r.dirty:
-			// Gather a burst of (un)subscriptions into one delta.
+			// Gather a burst of (un)subscriptions into one delta, and keep recomputing
+			// to at most a tenth of the time: it walks every client's subscriptions.
 			select {
 			case <-r.stop:
 				return
-			case <-time.After(routeDebounce):
+			case <-time.After(max(routeDebounce, 10*last)):
 			}
+			start := time.Now()
 			r.announce()
+			last = time.Since(start)
 		}
 	}
 }

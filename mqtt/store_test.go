@@ -2,15 +2,15 @@ package mqtt
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 // startStore starts a server over dir whose store hook sees the clock now (nil: the
@@ -41,74 +41,61 @@ func stopStore(tb testing.TB, srv *Server, l *log.Log) {
 	}
 }
 
-// connectV5 connects a paho client and returns it with the CONNACK's session present.
-func connectV5(tb testing.TB, addr, id string, clean bool, expiry uint32, got chan<- *paho.Publish) (*paho.Client, bool) {
+// connectV5 connects a test client and returns it with the CONNACK's session present;
+// got, when not nil, receives every publish.
+func connectV5(tb testing.TB, addr, id string, clean bool, expiry uint32, got chan<- packets.Packet) (*mqtttest.Client, bool) {
 	tb.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
+	o := mqtttest.Options{ClientID: id, CleanStart: clean, KeepAlive: 60}
+	if got != nil {
+		o.OnPublish = func(pk packets.Packet) { got <- pk }
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: id,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			if got != nil {
-				got <- pr.Packet
-			}
-			return true, nil
-		}}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cp := &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 60, Properties: &paho.ConnectProperties{}}
 	if expiry > 0 {
-		cp.Properties.SessionExpiryInterval = &expiry
+		o.Properties.SessionExpiryInterval, o.Properties.SessionExpiryIntervalFlag = expiry, true
 	}
-	ca, err := c.Connect(ctx, cp)
-	if err != nil || ca.ReasonCode != 0 {
-		tb.Fatalf("connect %s: %v %+v", id, err, ca)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := mqtttest.Dial(ctx, addr, o)
+	if err != nil {
+		tb.Fatalf("connect %s: %v", id, err)
 	}
-	return c, ca.SessionPresent
+	tb.Cleanup(func() { _ = c.Close() })
+	return c, c.Connack().SessionPresent
 }
 
-func publishV5(tb testing.TB, c *paho.Client, topic string, qos byte, retain bool, payload string, expiry uint32) {
+func publishV5(tb testing.TB, c *mqtttest.Client, topic string, qos byte, retain bool, payload string, expiry uint32) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p := &paho.Publish{Topic: topic, QoS: qos, Retain: retain, Payload: []byte(payload), Properties: &paho.PublishProperties{}}
-	if expiry > 0 {
-		p.Properties.MessageExpiry = &expiry
-	}
+	p := mqtttest.NewPublish(topic, qos, []byte(payload))
+	p.FixedHeader.Retain = retain
+	p.Properties.MessageExpiryInterval = expiry
 	if _, err := c.Publish(ctx, p); err != nil {
 		tb.Fatalf("publish %s: %v", topic, err)
 	}
 }
 
-func subscribeV5(tb testing.TB, c *paho.Client, qos byte, filters ...string) {
+func subscribeV5(tb testing.TB, c *mqtttest.Client, qos byte, filters ...string) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s := &paho.Subscribe{}
+	var subs []packets.Subscription
 	for _, f := range filters {
-		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: qos})
+		subs = append(subs, packets.Subscription{Filter: f, Qos: qos})
 	}
-	sa, err := c.Subscribe(ctx, s)
-	if err != nil {
+	if _, err := c.Subscribe(ctx, packets.Properties{}, subs...); err != nil {
 		tb.Fatalf("subscribe %v: %v", filters, err)
-	}
-	for i, r := range sa.Reasons {
-		if r >= 0x80 {
-			tb.Fatalf("subscribe %s: reason %#x", filters[i], r)
-		}
 	}
 }
 
 // collect reads n messages (topic → payload) within a deadline.
-func collect(tb testing.TB, got <-chan *paho.Publish, n int) map[string]string {
+func collect(tb testing.TB, got <-chan packets.Packet, n int) map[string]string {
 	tb.Helper()
 	out := map[string]string{}
 	deadline := time.After(20 * time.Second)
 	for len(out) < n {
 		select {
 		case p := <-got:
-			out[p.Topic] = string(p.Payload)
+			out[p.TopicName] = string(p.Payload)
 		case <-deadline:
 			tb.Fatalf("got %d of %d messages: %v", len(out), n, out)
 		}
@@ -127,7 +114,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 
 	sub, _ := connectV5(t, addr, "dev-sub", true, 3600, nil)
 	subscribeV5(t, sub, 1, "cmd/#")
-	_ = sub.Disconnect(&paho.Disconnect{})
+	_ = sub.Disconnect()
 	waitFor(t, "subscriber offline", func() bool {
 		cl, ok := srv.broker.Clients.Get("dev-sub")
 		return ok && cl.Closed()
@@ -141,7 +128,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 		publishV5(t, pub, topic, 1, false, topic, 0)
 	}
 	publishV5(t, pub, "cmd/short", 1, false, "short", 1)
-	_ = pub.Disconnect(&paho.Disconnect{})
+	_ = pub.Disconnect()
 	stopStore(t, srv, l)
 
 	later := func() time.Time { return time.Now().Add(time.Minute) }
@@ -149,9 +136,9 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	defer stopStore(t, srv, l)
 	addr = srv.Addr().String()
 
-	got := make(chan *paho.Publish, 16)
+	got := make(chan packets.Packet, 16)
 	sub, present := connectV5(t, addr, "dev-sub", false, 3600, got)
-	defer sub.Disconnect(&paho.Disconnect{})
+	defer sub.Disconnect()
 	if !present {
 		t.Fatal("persistent session not present after restart")
 	}
@@ -163,15 +150,15 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	}
 	// The stored subscription still routes new publishes.
 	pub, _ = connectV5(t, addr, "dev-pub", true, 0, nil)
-	defer pub.Disconnect(&paho.Disconnect{})
+	defer pub.Disconnect()
 	publishV5(t, pub, "cmd/new", 1, false, "new", 0)
 	if m := collect(t, got, 1); m["cmd/new"] != "new" {
 		t.Fatalf("after restart the stored subscription got %v", m)
 	}
 
-	rgot := make(chan *paho.Publish, 16)
+	rgot := make(chan packets.Packet, 16)
 	reader, _ := connectV5(t, addr, "reader", true, 0, rgot)
-	defer reader.Disconnect(&paho.Disconnect{})
+	defer reader.Disconnect()
 	subscribeV5(t, reader, 1, "status/#", "plain/#")
 	ret := collect(t, rgot, 2)
 	if ret["status/dev1"] != "online" || ret["plain/dev1"] != "plain" {
@@ -179,9 +166,9 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	}
 	select {
 	case p := <-rgot:
-		t.Fatalf("unexpected retained %s=%q (expired before the restart?)", p.Topic, p.Payload)
+		t.Fatalf("unexpected retained %s=%q (expired before the restart?)", p.TopicName, p.Payload)
 	case p := <-got:
-		t.Fatalf("unexpected queued %s=%q", p.Topic, p.Payload)
+		t.Fatalf("unexpected queued %s=%q", p.TopicName, p.Payload)
 	case <-time.After(200 * time.Millisecond): // nothing else is due: bounded look for extras
 	}
 	if got := srv.broker.Options.Capabilities.MaximumMessageExpiryInterval; got != 0 {
@@ -205,7 +192,7 @@ func TestStoreSessionExpiryAcrossRestart(t *testing.T) {
 		}
 		c, _ := connectV5(t, addr, id, true, expiry, nil)
 		subscribeV5(t, c, 1, "cmd/#")
-		_ = c.Disconnect(&paho.Disconnect{})
+		_ = c.Disconnect()
 	}
 	waitFor(t, "subscribers offline", func() bool {
 		a, ok1 := srv.broker.Clients.Get("short")
@@ -214,7 +201,7 @@ func TestStoreSessionExpiryAcrossRestart(t *testing.T) {
 	})
 	pub, _ := connectV5(t, addr, "pub", true, 0, nil)
 	publishV5(t, pub, "cmd/x", 1, false, "x", 0)
-	_ = pub.Disconnect(&paho.Disconnect{})
+	_ = pub.Disconnect()
 	stopStore(t, srv, l)
 
 	srv, l = startStore(t, dir, func() time.Time { return time.Now().Add(10 * time.Minute) })

@@ -33,6 +33,7 @@ type clusterStatusView struct {
 		Term     uint64 `json:"term"`
 		Commit   uint64 `json:"commit"`
 		Applied  uint64 `json:"applied"`
+		Error    string `json:"error"`
 		Replicas []struct {
 			Node  uint64 `json:"node"`
 			Match uint64 `json:"match"`
@@ -72,9 +73,18 @@ func (c clusterStatusCmd) Run(e env) error {
 		if g.Leader != 0 {
 			leader = fmt.Sprint(g.Leader)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", g.Group, leader, g.Term, g.Commit, g.Applied, strings.Join(reps, ", "))
+		r := strings.Join(reps, ", ")
+		if g.Error != "" {
+			r += "  ERROR: " + g.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", g.Group, leader, g.Term, g.Commit, g.Applied, r)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Raft tracks replicas' progress on the leader only.
+	fmt.Fprintln(e.stdout, "\nlag is the leader's view (entries a replica lacks); ask a group's leader for it")
+	return nil
 }
 
 func dash(s string) string {

@@ -76,7 +76,7 @@ func TestClusterStatusCommand(t *testing.T) {
 			{"id":2,"raft_addr":"127.0.0.1:7002","reachable":false}],
 			"groups":[{"group":"mqtt/0","leader":1,"term":3,"commit":40,"applied":40,
 			"replicas":[{"node":1,"match":40,"lag":0,"state":"replicate"},{"node":2,"match":31,"lag":9,"state":"probe"}]},
-			{"group":"catalog","leader":0}]}`))
+			{"group":"catalog","leader":0,"error":"apply: disk full"}]}`))
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -84,7 +84,7 @@ func TestClusterStatusCommand(t *testing.T) {
 	if code := run([]string{"cluster", "status", "--server", srv.URL}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	for _, want := range []string{"answered by node 2", "127.0.0.1:9092", "mqtt/0   1", "1:0 replicate, 2:9 probe", "catalog  none"} {
+	for _, want := range []string{"answered by node 2", "127.0.0.1:9092", "mqtt/0   1", "1:0 replicate, 2:9 probe", "catalog  none", "ERROR: apply: disk full"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

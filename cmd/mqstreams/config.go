@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/cluster"
 	"github.com/mqstreams/mqstreams/conf"
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
@@ -42,6 +44,8 @@ type Config struct {
 	AutoCreate  AutoCreateConfig `yaml:"auto_create"`
 	// Streams are the configured stream definitions, validated (defaults filled).
 	Streams []mapping.Definition `yaml:"streams"`
+	// Cluster makes this server a node of a cluster (cluster/); nil: a single node.
+	Cluster *cluster.Config `yaml:"cluster"`
 	// StreamsSet tells whether the file had a streams list at all: an explicit empty
 	// list turns the embedded default stream off, a missing key does not.
 	StreamsSet bool `yaml:"-"`
@@ -124,6 +128,9 @@ type KafkaConfig struct {
 	// ProducerIDExpirationMS drops idempotent producer state idle this long
 	// (Kafka's transactional.id.expiration.ms); 0 means the default, 7 days.
 	ProducerIDExpirationMS int64 `yaml:"producer_id_expiration_ms"`
+	// TransactionMaxTimeoutMS bounds the transaction timeout a producer may ask for
+	// (Kafka's transaction.max.timeout.ms); 0 means the default, 15 minutes.
+	TransactionMaxTimeoutMS int64 `yaml:"transaction_max_timeout_ms"`
 	// Resource limits (SECURITY.md, "Limits"); 0 means unlimited where noted there.
 	MaxConnections        int64            `yaml:"max_connections"`
 	MaxConnectionsPerIP   int64            `yaml:"max_connections_per_ip"`
@@ -148,6 +155,7 @@ func (k *KafkaConfig) Validate() error {
 		intRange("max_fetch_partitions", k.MaxFetchPartitions, 1, 60000),
 		intRange("max_metadata_topics", k.MaxMetadataTopics, 1, math.MaxInt32),
 		intRange("producer_id_expiration_ms", k.ProducerIDExpirationMS, 0, math.MaxInt64),
+		intRange("transaction_max_timeout_ms", k.TransactionMaxTimeoutMS, 0, math.MaxInt64),
 	)
 	if err == nil && k.QueuedMaxRequestBytes < k.MaxRequestBytes {
 		err = conf.Fieldf("queued_max_request_bytes", "must be at least kafka.max_request_bytes (%d), got %d", k.MaxRequestBytes, k.QueuedMaxRequestBytes)
@@ -360,6 +368,10 @@ func DefaultStream() (mapping.Definition, error) {
 func LoadConfigFile(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path leads the message already
+		}
 		return Config{}, &conf.Error{File: path, Err: err}
 	}
 	return parseConfig(path, data)
@@ -457,6 +469,8 @@ type Overrides struct {
 	KafkaAddr      string
 	HTTPAddr       string
 	AdvertisedAddr string
+	// Cluster flags (cluster.go): --node-id, --raft-addr, --peers.
+	Cluster clusterFlags
 }
 
 // Apply replaces the values of c by the flags that were given, validating them.
@@ -479,6 +493,7 @@ func (o Overrides) Apply(c *Config) error {
 		set(&c.Kafka.Addr, o.KafkaAddr, "kafka-addr", checkAddr),
 		set(&c.HTTP.Addr, o.HTTPAddr, "http-addr", checkAddr),
 		set(&c.Kafka.AdvertisedAddr, o.AdvertisedAddr, "advertised-kafka-addr", checkAdvertisedAddr),
+		o.Cluster.apply(c),
 	} {
 		if err != nil {
 			return err // the first, so the message stays one line

@@ -280,7 +280,7 @@ func TestConfigBadValues(t *testing.T) {
 		name, src, want string
 	}{
 		// Unknown keys, at every level.
-		{"unknown top", "data_dir: d\nmqqt: {}\n", "config:2: mqqt: unknown field (known: append_queue_bytes, auth, auto_create, data_dir, durability, http, kafka, memory_limit, mqtt, storage, streams, sync_interval)"},
+		{"unknown top", "data_dir: d\nmqqt: {}\n", "config:2: mqqt: unknown field (known: append_queue_bytes, auth, auto_create, cluster, data_dir, durability, http, kafka, memory_limit, mqtt, storage, streams, sync_interval)"},
 		{"unknown mqtt", "mqtt:\n  adr: \":1\"\n", "config:2: mqtt.adr: unknown field (known: addr,"},
 		{"unknown mqtt tls", "mqtt:\n  tls:\n    cert: a\n    kee: b\n", "config:4: mqtt.tls.kee: unknown field (known: cert, client_ca, key)"},
 		{"unknown kafka", "kafka:\n  addr: \":1\"\n  sasl: true\n", "config:3: kafka.sasl: unknown field (known: addr, advertised_addr,"},
@@ -290,11 +290,13 @@ func TestConfigBadValues(t *testing.T) {
 		{"unknown user", user + "      admin: true\n", "config:5: auth.users[0].admin: unknown field (known: acl, password_hash, superuser, username) (in \"u\")"},
 		{"unknown acl", user + "      acl:\n        - topic: a\n          allow: [publish]\n          deny: [subscribe]\n", "config:8: auth.users[0].acl[0].deny: unknown field (known: allow, group, stream, topic) (in \"u\")"},
 		{"unknown auto_create", "auto_create:\n  shard: 2\n", "config:2: auto_create.shard: unknown field (known: enabled, shards)"},
-		{"unknown stream", stream + "    partitions: 3\n", "config:6: streams[1].partitions: unknown field (known: compression, data_retention_period, deliver_produced, durability, filter, filters, is_lastvalue, key, key_expression, key_fallback, last_value, limits, name, publish_topic, read_max_unacked, retention, shards, topic_filter) (in \"s\")"},
+		{"unknown stream", stream + "    partitions: 3\n", "config:6: streams[1].partitions: unknown field (known: compression, data_retention_period, deliver_produced, durability, filter, filters, is_lastvalue, key, key_expression, key_fallback, last_value, limits, name, publish_topic, read_max_unacked, replication_factor, retention, shards, topic_filter) (in \"s\")"},
 		{"unknown retention", stream + "    retention:\n      max_size: 1GiB\n", "config:7: streams[1].retention.max_size: unknown field (known: max_age, max_bytes, max_messages) (in \"s\")"},
 		{"unknown limits", stream + "    limits:\n      max_count: 1\n", "config:7: streams[1].limits.max_count: unknown field (known: max_shard_message_bytes, max_shard_message_count) (in \"s\")"},
 		{"unknown in flow style", "mqtt: {addr: \":1\", tls: {cert: a, key: b, ca: c}}\n", "config:1: mqtt.tls.ca: unknown field (known: cert, client_ca, key)"},
 		// Wrong types.
+		{"empty value", "mqtt:\n  max_packet_bytes:\n", "config:2: mqtt.max_packet_bytes: expected a value, got nothing"},
+		{"quoted number", "kafka:\n  frame_timeout_ms: \"5\"\n", "config:2: kafka.frame_timeout_ms: expected a whole number, got \"5\""},
 		{"section is a list", "kafka: [a]\n", "config:1: kafka: expected a mapping, got a list"},
 		{"number is text", "mqtt:\n  receive_maximum: many\n", "config:2: mqtt.receive_maximum: expected a whole number, got \"many\""},
 		{"number is fractional", "http:\n  read_timeout_ms: 1.5\n", "config:2: http.read_timeout_ms: expected a whole number, got \"1.5\""},

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/auth"
+	"github.com/mqstreams/mqstreams/cluster"
 	"github.com/mqstreams/mqstreams/kafkawire"
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
@@ -34,13 +35,17 @@ type serveCmd struct {
 	KafkaAddr           string `help:"Kafka listen address (default :9092)." placeholder:"ADDR"`
 	HTTPAddr            string `name:"http-addr" help:"HTTP listen address for health, metrics and the admin API (default :8080)." placeholder:"ADDR"`
 	AdvertisedKafkaAddr string `help:"host:port Kafka clients are told to connect to." placeholder:"HOST:PORT"`
+	NodeID              uint64 `name:"node-id" help:"Cluster node id (the cluster section's node_id)." placeholder:"ID"`
+	RaftAddr            string `name:"raft-addr" help:"Cluster link listen address (cluster.raft_addr)." placeholder:"HOST:PORT"`
+	Peers               string `name:"peers" help:"Cluster peers as id=host:port,... (cluster.peers)." placeholder:"PEERS"`
 	LogLevel            string `default:"info" enum:"trace,debug,info,warn,error" help:"Log level: trace, debug, info, warn, error."`
 	LogFormat           string `default:"" enum:",json,console" help:"Log format: json or console (default: console on a terminal, else json)."`
 }
 
 // Run serves until a signal; its exit code is returned as an exitCode error.
 func (c serveCmd) Run(e env) error {
-	o := Overrides{ConfigFile: c.Config, DataDir: c.DataDir, MQTTAddr: c.MQTTAddr, KafkaAddr: c.KafkaAddr, HTTPAddr: c.HTTPAddr, AdvertisedAddr: c.AdvertisedKafkaAddr}
+	o := Overrides{ConfigFile: c.Config, DataDir: c.DataDir, MQTTAddr: c.MQTTAddr, KafkaAddr: c.KafkaAddr, HTTPAddr: c.HTTPAddr, AdvertisedAddr: c.AdvertisedKafkaAddr,
+		Cluster: clusterFlags{NodeID: c.NodeID, RaftAddr: c.RaftAddr, Peers: c.Peers}}
 	if code := serve(o, c.LogLevel, c.LogFormat, e.stderr); code != 0 {
 		return exitCode(code)
 	}
@@ -127,6 +132,7 @@ type server struct {
 	auth    *auth.Store
 	tls     tlsSources
 	streams *mapping.Catalog
+	node    *cluster.Node // nil alone (cluster.go)
 	mqtt    *mqtt.Server
 	kafka   *kafkawire.Server
 	http    *httpServer
@@ -200,6 +206,9 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	if s.streams, err = mapping.OpenCatalog(s.log); err != nil {
 		return s, err
 	}
+	if err := s.startCluster(cfg); err != nil {
+		return s, err
+	}
 	if err := applyStreams(s.streams, cfg, lg); err != nil {
 		return s, err
 	}
@@ -233,6 +242,8 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		Auth:       s.auth,
 		TLS:        s.tls.mqtt,
 		Log:        s.log,
+		Writer:     s.writer(),
+		Peers:      s.mqttPeers(),
 		Catalog:    s.streams,
 		AutoCreate: mqtt.AutoCreate{Enabled: cfg.AutoCreate.Enabled, Shards: cfg.AutoCreate.Shards},
 		Logger:     lg.With().Str("proto", "mqtt").Logger(),
@@ -243,12 +254,13 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	broker := s.mqtt
 	if s.kafka, err = kafkawire.New(kafkawire.Options{
 		Config: kafkawire.Config{
-			Addr:               cfg.Kafka.Addr,
-			AdvertisedAddr:     cfg.Kafka.AdvertisedAddr,
-			MaxRequestBytes:    int32(cfg.Kafka.MaxRequestBytes),
-			SecurityProtocol:   cfg.Kafka.SecurityProtocol,
-			SessionLifetime:    time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
-			ProducerExpiration: time.Duration(cfg.Kafka.ProducerIDExpirationMS) * time.Millisecond,
+			Addr:                  cfg.Kafka.Addr,
+			AdvertisedAddr:        cfg.Kafka.AdvertisedAddr,
+			MaxRequestBytes:       int32(cfg.Kafka.MaxRequestBytes),
+			SecurityProtocol:      cfg.Kafka.SecurityProtocol,
+			SessionLifetime:       time.Duration(cfg.Kafka.SessionLifetimeMS) * time.Millisecond,
+			ProducerExpiration:    time.Duration(cfg.Kafka.ProducerIDExpirationMS) * time.Millisecond,
+			TransactionMaxTimeout: time.Duration(cfg.Kafka.TransactionMaxTimeoutMS) * time.Millisecond,
 
 			QueuedMaxRequestBytes: int64(cfg.Kafka.QueuedMaxRequestBytes),
 			MaxConnections:        unlimitedIfZero(cfg.Kafka.MaxConnections),
@@ -263,6 +275,9 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 			broker.DeliverProduced(mqtt.Produced(p))
 		},
 		Log:        s.log,
+		Writer:     s.writer(),
+		Offsets:    s.offsetStore(),
+		Cluster:    s.kafkaCluster(),
 		Catalog:    s.streams,
 		Logger:     lg.With().Str("proto", "kafka").Logger(),
 		Registerer: reg,
@@ -276,12 +291,14 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	reg.MustRegister(newGroupLagCollector(s.kafka.GroupLags))
 	s.http.Handle("GET /api/v1/groups", guard.require(readAny, groupsHandler(s.kafka.GroupLags)))
 	groupsAPI{groups: s.kafka, lg: httpLog}.register(s.http, guard)
-	clusterAPI{log: s.log}.register(s.http, guard)
+	clusterAPI{log: s.log, cluster: s.clusterStatus()}.register(s.http, guard)
+	s.handlePeers()
 
 	if err := s.mqtt.Start(); err != nil {
 		s.mqtt = nil
 		return s, err
 	}
+	s.advertiseCluster(cfg)
 
 	s.http.SetReady(true)
 	return s, nil
@@ -383,6 +400,11 @@ func (s *server) Close(ctx context.Context) error {
 	if s.http != nil {
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if s.node != nil {
+		if err := s.node.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close cluster node: %w", err))
 		}
 	}
 	if s.log != nil {

@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"github.com/mqstreams/mqstreams/log"
 	"github.com/mqstreams/mqstreams/mapping"
+	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 func testConfig(t *testing.T, yaml string) Config {
@@ -396,18 +397,16 @@ func TestAutoCreateWired(t *testing.T) {
 		defer cancel()
 		_ = s.Close(ctx)
 	}()
-	opts := paho.NewClientOptions().AddBroker("tcp://" + s.mqtt.Addr().String()).SetClientID("auto-sub")
-	cl := paho.NewClient(opts)
-	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := mqtttest.Dial(ctx, s.mqtt.Addr().String(), mqtttest.Options{ClientID: "auto-sub", Version: 4, CleanStart: true})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
 	}
-	defer cl.Disconnect(0)
-	tok := cl.Subscribe("$stream/auto/plant/#", 1, nil)
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	if codes := tok.(*paho.SubscribeToken).Result(); codes["$stream/auto/plant/#"] != 1 {
-		t.Fatalf("suback %v", codes)
+	defer cl.Disconnect()
+	sa, err := cl.Subscribe(ctx, packets.Properties{}, packets.Subscription{Filter: "$stream/auto/plant/#", Qos: 1})
+	if err != nil || sa.ReasonCodes[0] != 1 {
+		t.Fatalf("suback %v %v", sa.ReasonCodes, err)
 	}
 	st := s.log.Stream("auto")
 	if st == nil || st.Shards() != 3 {

@@ -1,0 +1,345 @@
+package cluster
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// group is this node's replica of one Raft group: the catalog or one shard. Its
+// RawNode is only touched on the node's Raft loop; the published fields (leader, term,
+// applied) are read by anyone.
+type group struct {
+	n        *Node
+	id       uint64
+	stream   string // shard groups: the stream and shard they replicate
+	shard    int32
+	replicas []uint64
+	rn       *raft.RawNode
+	st       *storage
+	cs       *pb.ConfState
+
+	// loop only
+	pending []*proposal
+	lastTS  int64
+
+	mu        sync.Mutex
+	leader    uint64
+	isLeader  bool
+	term      uint64
+	commit    uint64
+	progress  map[uint64]ReplicaStatus
+	appliedCh chan struct{} // closed and replaced when applied moves
+
+	// applied is the last index whose effects are durable on this node, end the
+	// stream offset after it (shard groups); both move together under mu.
+	applied uint64
+	end     int64
+
+	ap     *applier // shard groups
+	failed atomic.Pointer[error]
+}
+
+const catalogGroup uint64 = 1
+
+// appliedKind is the log entry kind under which a shard replica keeps its applied
+// index (name: the group id), written in the Pebble batch of the records applied.
+const appliedKind = "raft.applied"
+
+func groupName(id uint64) string {
+	var b [8]byte
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(id)
+		id >>= 8
+	}
+	return string(b[:])
+}
+
+func appliedValue(index uint64, end int64) []byte {
+	v := make([]byte, 16)
+	for i := 0; i < 8; i++ {
+		v[i] = byte(index >> (56 - 8*i))
+		v[8+i] = byte(uint64(end) >> (56 - 8*i))
+	}
+	return v
+}
+
+func parseApplied(v []byte) (index uint64, end int64) {
+	if len(v) != 16 {
+		return 0, 0
+	}
+	for i := 0; i < 8; i++ {
+		index = index<<8 | uint64(v[i])
+		end = end<<8 | int64(v[8+i])
+	}
+	return index, end
+}
+
+// openGroup loads (or creates, with voters) a group's Raft state and its RawNode.
+// applied is the index the state machine has durably applied.
+func (n *Node) openGroup(id uint64, stream string, shard int32, voters []uint64, applied uint64) (*group, error) {
+	st, fresh, err := openStorage(n.l, id, voters)
+	if err != nil {
+		return nil, err
+	}
+	hs, cs, err := st.InitialState()
+	if err != nil {
+		return nil, err
+	}
+	snap, err := st.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	snapIdx := snap.GetMetadata().GetIndex()
+	if applied < snapIdx {
+		applied = snapIdx // a snapshot not yet installed: the applier installs it first
+	}
+	applied = min(applied, max(hs.GetCommit(), snapIdx))
+	c := &raft.Config{
+		ID:              n.Self(),
+		ElectionTick:    n.o.ElectionTicks,
+		HeartbeatTick:   heartbeatTicks,
+		Storage:         st,
+		Applied:         applied,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 256,
+		CheckQuorum:     true,
+		PreVote:         true,
+		ReadOnlyOption:  raft.ReadOnlyLeaseBased,
+		Logger:          raftLogger{n.lg.With().Uint64("group", id).Logger()},
+	}
+	rn, err := raft.NewRawNode(c)
+	if err != nil {
+		return nil, fmt.Errorf("group %d: %w", id, err)
+	}
+	g := &group{n: n, id: id, stream: stream, shard: shard, replicas: sortedIDs(voters), rn: rn, st: st,
+		cs: proto.Clone(cs).(*pb.ConfState), appliedCh: make(chan struct{}), applied: applied}
+	if fresh && len(voters) > 0 && voters[0] == n.Self() {
+		// The first replica of a new group campaigns at once, which spreads leaders
+		// the way placement spreads first replicas.
+		_ = rn.Campaign()
+	}
+	return g, nil
+}
+
+// startShard opens this node's replica of a shard group and its applier.
+func (n *Node) startShard(stream string, shard int32, sp shardPlacement) (*group, error) {
+	if g := n.group(sp.Group); g != nil {
+		return g, nil
+	}
+	index, end := uint64(0), int64(0)
+	v, err := n.appliedEntry(sp.Group)
+	if err != nil {
+		return nil, err
+	}
+	if v != nil {
+		index, end = parseApplied(v)
+	}
+	g, err := n.openGroup(sp.Group, stream, shard, sp.Replicas, index)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		// A new replica: the state machine is the empty shard at the initial index.
+		g.applied, end = initialIndex, 0
+	}
+	g.end = end
+	g.ap = newApplier(g, end)
+	snap, _ := g.st.Snapshot()
+	if index < snap.GetMetadata().GetIndex() && v != nil {
+		g.ap.push(applyTask{snap: snap})
+	}
+	n.mu.Lock()
+	n.groups[g.id] = g
+	n.mu.Unlock()
+	go g.ap.run()
+	return g, nil
+}
+
+func (n *Node) appliedEntry(group uint64) ([]byte, error) {
+	es, err := n.l.Entries(appliedKind)
+	if err != nil {
+		return nil, err
+	}
+	name := groupName(group)
+	for _, e := range es {
+		if e.Name == name {
+			return e.Value, nil
+		}
+	}
+	return nil, nil
+}
+
+// stopShard stops and forgets a shard replica (its stream was deleted).
+func (n *Node) stopShard(id uint64) {
+	n.mu.Lock()
+	g := n.groups[id]
+	delete(n.groups, id)
+	n.mu.Unlock()
+	if g != nil {
+		g.close()
+	}
+	if err := destroyGroup(n.l, id); err != nil {
+		n.lg.Warn().Err(err).Uint64("group", id).Msg("remove raft state")
+	}
+	if err := n.l.DeleteEntry(appliedKind, groupName(id)); err != nil {
+		n.lg.Warn().Err(err).Uint64("group", id).Msg("remove applied index")
+	}
+}
+
+func (g *group) close() {
+	if g.ap != nil {
+		g.ap.close()
+	}
+}
+
+// fsync reports whether this group's Raft writes are fsynced under the node's
+// durability: the catalog's always, a shard's as its stream's durability says.
+func (g *group) fsync(def log.Durability) bool {
+	if g.id == catalogGroup {
+		return true
+	}
+	if s := g.n.l.Stream(g.stream); s != nil {
+		if d := s.Spec().Durability; d != "" {
+			return d == log.DurabilityFsync
+		}
+	}
+	return def == "" || def == log.DurabilityFsync
+}
+
+func (g *group) setLeader(lead uint64, isLeader bool) {
+	g.mu.Lock()
+	g.leader, g.isLeader = lead, isLeader
+	if !isLeader {
+		g.progress = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *group) setHardState(hs *pb.HardState) {
+	g.mu.Lock()
+	g.term, g.commit = hs.GetTerm(), hs.GetCommit()
+	g.mu.Unlock()
+}
+
+func (g *group) leaderID() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.leader
+}
+
+// setApplied publishes a durable apply and wakes the reads waiting for it.
+func (g *group) setApplied(index uint64, end int64) {
+	g.mu.Lock()
+	if index > g.applied {
+		g.applied, g.end = index, end
+		close(g.appliedCh)
+		g.appliedCh = make(chan struct{})
+	}
+	g.mu.Unlock()
+}
+
+func (g *group) appliedState() (uint64, int64, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.applied, g.end, g.appliedCh
+}
+
+// apply hands a Ready's snapshot and committed entries to the state machine, on the
+// Raft loop: configuration changes are applied here, the catalog is applied here, a
+// shard's records go to its applier.
+func (n *Node) apply(g *group, rd *raft.Ready) {
+	for _, e := range rd.CommittedEntries {
+		switch e.GetType() {
+		case pb.EntryConfChange:
+			var cc pb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
+				g.cs = g.rn.ApplyConfChange(&cc)
+			}
+		case pb.EntryConfChangeV2:
+			var cc pb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
+				g.cs = g.rn.ApplyConfChange(&cc)
+			}
+		}
+	}
+	if g.id == catalogGroup {
+		n.applyCatalog(g, rd.Snapshot, rd.CommittedEntries)
+		return
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		g.ap.push(applyTask{snap: rd.Snapshot})
+	}
+	if len(rd.CommittedEntries) > 0 {
+		g.ap.push(applyTask{ents: rd.CommittedEntries})
+	}
+}
+
+// compactLogs snapshots and truncates the Raft log of every group that applied more
+// than raftLogKeep entries beyond its first kept one (on the Raft loop).
+func (n *Node) compactLogs() {
+	n.mu.RLock()
+	gs := make([]*group, 0, len(n.groups))
+	for _, g := range n.groups {
+		gs = append(gs, g)
+	}
+	cat := n.cat
+	n.mu.RUnlock()
+	for _, g := range gs {
+		applied, end, _ := g.appliedState()
+		first, err := g.st.FirstIndex()
+		keep := n.o.LogKeep
+		if err != nil || applied < first+2*keep {
+			continue
+		}
+		var data []byte
+		if g.id == catalogGroup {
+			if cat.Applied != applied {
+				continue
+			}
+			data = cat.encode()
+		} else {
+			data = appliedValue(applied, end)
+		}
+		if err := g.st.compact(applied, applied-keep, g.cs, data); err != nil {
+			n.lg.Warn().Err(err).Uint64("group", g.id).Msg("raft log compaction")
+		}
+	}
+}
+
+// sendsEarly tells whether a Ready's messages may be sent before its Raft write: a
+// leader's, when the Ready changes neither term nor vote (those are on disk already)
+// and holds no snapshot, and every message is an append or a heartbeat.
+func (g *group) sendsEarly(rd *raft.Ready) bool {
+	if len(rd.Messages) == 0 || !raft.IsEmptySnap(rd.Snapshot) {
+		return false
+	}
+	if rd.SoftState != nil && rd.SoftState.RaftState != raft.StateLeader {
+		return false
+	}
+	if hs := rd.HardState; !raft.IsEmptyHardState(hs) {
+		cur, _, _ := g.st.InitialState()
+		if hs.GetTerm() != cur.GetTerm() || hs.GetVote() != cur.GetVote() {
+			return false
+		}
+	}
+	if !g.isLeaderNow() {
+		return false
+	}
+	for _, m := range rd.Messages {
+		if t := m.GetType(); t != pb.MsgApp && t != pb.MsgHeartbeat {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *group) isLeaderNow() bool {
+	return g.rn.BasicStatus().RaftState == raft.StateLeader
+}

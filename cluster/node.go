@@ -1,0 +1,557 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// Addrs are the addresses a node advertises to clients (host:port each).
+type Addrs struct {
+	Kafka string `json:"kafka,omitempty"`
+	MQTT  string `json:"mqtt,omitempty"`
+	HTTP  string `json:"http,omitempty"`
+}
+
+// StreamApplier applies replicated stream definitions to this node's local state. The
+// catalog group calls it, in the same order on every node, for every change; both
+// calls must be idempotent (a change is applied again after a crash before its
+// catalog state was saved).
+type StreamApplier interface {
+	// ApplyStream creates the stream with the cluster-wide id, or updates it.
+	ApplyStream(spec log.StreamSpec, id uint32) error
+	// ApplyStreamDelete removes it (nothing if it is gone).
+	ApplyStreamDelete(name string) error
+}
+
+// Options are what Open needs besides the Config.
+type Options struct {
+	Log    *log.Log
+	Logger zerolog.Logger
+	// Advertise is what this node tells the others (and they their clients).
+	Advertise Addrs
+	// Streams applies stream definitions locally; nil creates and deletes log streams.
+	Streams StreamApplier
+	// Durability decides whether Raft log writes are fsynced (fsync, the default) or
+	// only written (write), as the log's own appends are.
+	Durability log.Durability
+	// TickInterval and ElectionTicks tune failure detection (defaults in config.go).
+	TickInterval  time.Duration
+	ElectionTicks int
+	// AppendTimeout bounds an append that names no deadline (default 10s).
+	AppendTimeout time.Duration
+	// LogKeep is how many applied entries a group keeps for lagging followers
+	// before it snapshots (default raftLogKeep).
+	LogKeep uint64
+
+	// listener, when set, is the transport's listener (tests: ports picked up front).
+	listener net.Listener
+	// testSkipApply, when set and true for an index, makes a shard replica drop that
+	// entry unapplied, as a crash between the Raft write and the apply would.
+	testSkipApply func(group, index uint64) bool
+}
+
+// Errors callers branch on.
+var (
+	// ErrNotLeader: this node is not the leader of the shard's group; errors.As finds a
+	// *NotLeaderError naming the leader it knows.
+	ErrNotLeader = errors.New("not the leader")
+	// ErrNoLeader: the group has no leader this node knows of (election under way,
+	// or no quorum).
+	ErrNoLeader = errors.New("no leader")
+	// ErrTimeout: the append was not committed in time; it may still be committed.
+	ErrTimeout = errors.New("replication timed out")
+	// ErrClosed: the node is shutting down.
+	ErrClosed = errors.New("cluster node closed")
+)
+
+// NotLeaderError names the leader a request should go to (0 if unknown).
+type NotLeaderError struct{ Leader uint64 }
+
+func (e *NotLeaderError) Error() string {
+	return fmt.Sprintf("not the leader (leader is node %d)", e.Leader)
+}
+
+// Is makes errors.Is(err, ErrNotLeader) true.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// Node is this process's member of the cluster.
+type Node struct {
+	cfg     Config
+	o       Options
+	lg      zerolog.Logger
+	l       *log.Log
+	tr      *transport
+	members []uint64
+	streams StreamApplier
+
+	mu     sync.RWMutex
+	groups map[uint64]*group // the groups this node has a replica of
+	cat    *catalogState     // as last applied; replaced, never changed in place
+
+	// storageFailed: a Raft write failed; the loop stops acting on Readys.
+	storageFailed atomic.Bool
+
+	inbox  chan []inbound
+	props  chan *proposal
+	tasks  chan func()
+	stop   chan struct{}
+	closed atomic.Bool
+	wg     sync.WaitGroup
+
+	advMu   sync.Mutex
+	adv     Addrs
+	advKick chan struct{}
+
+	propSeq atomic.Uint64 // starts random: ids of an earlier run never match
+	waitMu  sync.Mutex
+	waiters map[uint64]*proposal
+	catWait map[uint64]chan error
+	reads   map[uint64]*readWait
+}
+
+type inbound struct {
+	group uint64
+	m     *pb.Message
+}
+
+// Open starts the node: loads every group this node has a replica of, starts the
+// transport and the Raft loop. A node with no Raft state joins the initial cluster of
+// its config (every node is a voter of the catalog group).
+func Open(cfg Config, o Options) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		return nil, errors.New("cluster: Options.Log is required")
+	}
+	if o.TickInterval <= 0 {
+		o.TickInterval = DefaultTickInterval
+	}
+	if o.ElectionTicks <= heartbeatTicks {
+		o.ElectionTicks = DefaultElectionTicks
+	}
+	if o.AppendTimeout <= 0 {
+		o.AppendTimeout = defaultAppendTimeout
+	}
+	if o.LogKeep == 0 {
+		o.LogKeep = raftLogKeep
+	}
+	n := &Node{
+		cfg:     cfg,
+		o:       o,
+		lg:      o.Logger.With().Uint64("node", cfg.NodeID).Logger(),
+		l:       o.Log,
+		members: cfg.members(),
+		streams: o.Streams,
+		groups:  map[uint64]*group{},
+		inbox:   make(chan []inbound, 1024),
+		props:   make(chan *proposal, 4096),
+		tasks:   make(chan func(), 256),
+		stop:    make(chan struct{}),
+		waiters: map[uint64]*proposal{},
+		catWait: map[uint64]chan error{},
+		reads:   map[uint64]*readWait{},
+		adv:     o.Advertise,
+		advKick: make(chan struct{}, 1),
+	}
+	if n.streams == nil {
+		n.streams = logStreams{o.Log}
+	}
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	n.propSeq.Store(binary.BigEndian.Uint64(seed[:]) >> 1)
+
+	tr, err := newTransport(cfg.NodeID, cfg.RaftAddr, o.listener, cfg.others(), n.lg)
+	if err != nil {
+		return nil, err
+	}
+	n.tr = tr
+	tr.handle(kindRaft, n.onRaft)
+	tr.register(methodAppend, n.onForwardedAppend)
+	tr.register(methodCatalog, n.onForwardedCatalog)
+	tr.register(methodReadShard, n.onReadShard)
+
+	if err := n.loadGroups(); err != nil {
+		tr.close()
+		return nil, err
+	}
+	tr.start()
+	n.wg.Add(1)
+	go n.run()
+	n.wg.Add(1)
+	go n.register()
+	return n, nil
+}
+
+// Close stops the Raft loop, every applier and the transport. Appends waiting for a
+// commit fail with ErrClosed.
+func (n *Node) Close() error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(n.stop)
+	n.wg.Wait()
+	n.tr.close()
+	n.mu.Lock()
+	gs := n.groups
+	n.mu.Unlock()
+	for _, g := range gs {
+		g.close()
+	}
+	n.waitMu.Lock()
+	ws := n.waiters
+	n.waiters = map[uint64]*proposal{}
+	n.waitMu.Unlock()
+	for _, p := range ws {
+		p.finish(log.AppendResult{}, ErrClosed)
+	}
+	return nil
+}
+
+// Handle registers the handler of a message kind (KindMQTT and up); it runs on the
+// receiving link's goroutine, in the order the peer sent, and must not block long.
+func (n *Node) Handle(k Kind, h func(from uint64, msg []byte)) {
+	if k < KindMQTT {
+		panic(fmt.Sprintf("cluster: message kind %d is reserved", k))
+	}
+	n.tr.handle(k, h)
+}
+
+// Send queues msg for node to, best effort: it never blocks, and an error means it was
+// not queued (unknown node, link down, queue full). Messages to one node arrive in the
+// order sent while its link stays up.
+func (n *Node) Send(to uint64, k Kind, msg []byte) error {
+	if k < KindMQTT {
+		return fmt.Errorf("cluster: message kind %d is reserved", k)
+	}
+	return n.tr.send(to, k, msg)
+}
+
+// Self is this node's id.
+func (n *Node) Self() uint64 { return n.cfg.NodeID }
+
+// RaftAddr is where the node's transport listens (its real address with port 0).
+func (n *Node) RaftAddr() net.Addr { return n.tr.addr() }
+
+// loadGroups opens the catalog group and the groups of the shards this node holds
+// according to the catalog state saved at its last apply.
+func (n *Node) loadGroups() error {
+	cs, err := loadCatalog(n.l)
+	if err != nil {
+		return err
+	}
+	n.cat = cs
+	cg, err := n.openGroup(catalogGroup, "", 0, n.members, cs.Applied)
+	if err != nil {
+		return err
+	}
+	n.groups[catalogGroup] = cg
+	for _, name := range cs.streamNames() {
+		sp := cs.Streams[name]
+		for i, sh := range sp.Shards {
+			if !contains(sh.Replicas, n.Self()) {
+				continue
+			}
+			if _, err := n.startShard(name, int32(i), sh); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// run is the Raft loop: every group's ticks, messages, proposals and Ready handling
+// happen on it, and every Ready of one round is written in one Pebble batch and sent in
+// one frame per node.
+func (n *Node) run() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.o.TickInterval)
+	defer t.Stop()
+	ticks := 0
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			ticks++
+			n.mu.RLock()
+			for _, g := range n.groups {
+				g.rn.Tick()
+			}
+			n.mu.RUnlock()
+			n.publishStatus(ticks%10 == 0)
+			if ticks%20 == 0 {
+				n.compactLogs()
+			}
+		case in := <-n.inbox:
+			n.step(in)
+		case p := <-n.props:
+			n.propose(p)
+		case f := <-n.tasks:
+			f()
+		}
+		// Take whatever else is waiting, so one round handles it together.
+		for more := true; more; {
+			select {
+			case in := <-n.inbox:
+				n.step(in)
+			case p := <-n.props:
+				n.propose(p)
+			case f := <-n.tasks:
+				f()
+			default:
+				more = false
+			}
+		}
+		if n.storageFailed.Load() {
+			continue
+		}
+		n.flushProposals()
+		for i := 0; i < 4 && n.handleReady(); i++ {
+		}
+	}
+}
+
+// do runs f on the Raft loop and waits for it.
+func (n *Node) do(f func()) error {
+	done := make(chan struct{})
+	select {
+	case n.tasks <- func() { f(); close(done) }:
+	case <-n.stop:
+		return ErrClosed
+	}
+	select {
+	case <-done:
+		return nil
+	case <-n.stop:
+		return ErrClosed
+	}
+}
+
+func (n *Node) step(in []inbound) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	for _, m := range in {
+		g := n.groups[m.group]
+		if g == nil {
+			continue // a group this node does not have (yet): raft retries
+		}
+		if err := g.rn.Step(m.m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+			n.lg.Debug().Err(err).Uint64("group", m.group).Msg("raft step")
+		}
+	}
+}
+
+type readyGroup struct {
+	g  *group
+	rd raft.Ready
+}
+
+// handleReady does raft's four steps for every group that has something: persist
+// (one batch for all), send (one frame per node), apply, advance. It reports whether
+// any group had a Ready.
+func (n *Node) handleReady() bool {
+	n.mu.RLock()
+	var rds []readyGroup
+	for _, g := range n.groups {
+		if g.rn.HasReady() {
+			rds = append(rds, readyGroup{g: g, rd: g.rn.Ready()})
+		}
+	}
+	n.mu.RUnlock()
+	if len(rds) == 0 {
+		return false
+	}
+	// A leader's appends and heartbeats go out before its own Raft write when the
+	// Ready keeps the term and vote already on disk (only entries or the commit index
+	// change): followers then write in parallel with the leader, which counts itself
+	// only once Advance follows its write. Raft allows it (its README, step 2); every
+	// other message waits for the write.
+	out := map[uint64][]byte{}
+	type snapSent struct {
+		g  *group
+		to uint64
+	}
+	var snaps []snapSent
+	add := func(g *group, m *pb.Message) {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			return
+		}
+		f := out[m.GetTo()]
+		f = binary.AppendUvarint(f, g.id)
+		f = binary.AppendUvarint(f, uint64(len(b)))
+		out[m.GetTo()] = append(f, b...)
+		if m.GetType() == pb.MsgSnap {
+			snaps = append(snaps, snapSent{g, m.GetTo()})
+		}
+	}
+	flush := func() {
+		for to, f := range out {
+			if err := n.tr.send(to, kindRaft, f); err != nil {
+				for i := range rds {
+					rds[i].g.rn.ReportUnreachable(to)
+				}
+			}
+			delete(out, to)
+		}
+	}
+	early := make([]bool, len(rds))
+	for i := range rds {
+		r := &rds[i]
+		if early[i] = r.g.sendsEarly(&r.rd); early[i] {
+			for _, m := range r.rd.Messages {
+				add(r.g, m)
+			}
+		}
+	}
+	flush()
+	rb := n.l.NewRaftBatch()
+	fsync := false
+	for i := range rds {
+		r := &rds[i]
+		if err := r.g.st.persist(rb, &r.rd); err != nil {
+			n.lg.Error().Err(err).Uint64("group", r.g.id).Msg("raft persist")
+		}
+		if r.rd.MustSync && r.g.fsync(n.o.Durability) {
+			fsync = true
+		}
+	}
+	if rb.Empty() {
+		rb.Close()
+	} else if err := rb.Commit(fsync); err != nil {
+		// Raft state that cannot be written cannot be acted on, and raft has handed
+		// this Ready out already: the node stops taking part (the others go on without
+		// it) until it is restarted.
+		n.lg.Error().Err(err).Msg("raft write failed: this node stops taking part in the cluster until restarted")
+		n.storageFailed.Store(true)
+		return false
+	}
+	for i := range rds {
+		r := &rds[i]
+		if err := r.g.st.persisted(&r.rd); err != nil {
+			n.lg.Error().Err(err).Uint64("group", r.g.id).Msg("raft storage")
+		}
+		if !early[i] {
+			for _, m := range r.rd.Messages {
+				add(r.g, m)
+			}
+		}
+	}
+	flush()
+	for _, s := range snaps {
+		// The snapshot is a small summary; the receiver pulls the data (shard.go).
+		s.g.rn.ReportSnapshot(s.to, raft.SnapshotFinish)
+	}
+	for i := range rds {
+		r := &rds[i]
+		if r.rd.SoftState != nil {
+			r.g.setLeader(r.rd.SoftState.Lead, r.rd.SoftState.RaftState == raft.StateLeader)
+		}
+		if !raft.IsEmptyHardState(r.rd.HardState) {
+			r.g.setHardState(r.rd.HardState)
+		}
+		for _, rs := range r.rd.ReadStates {
+			n.readReady(r.g, rs)
+		}
+		n.apply(r.g, &r.rd)
+		r.g.rn.Advance(r.rd)
+	}
+	return true
+}
+
+// onRaft decodes a batch of Raft messages from a peer for the loop.
+func (n *Node) onRaft(from uint64, msg []byte) {
+	var in []inbound
+	for len(msg) > 0 {
+		gid, k := binary.Uvarint(msg)
+		if k <= 0 {
+			return
+		}
+		msg = msg[k:]
+		l, k := binary.Uvarint(msg)
+		if k <= 0 || uint64(len(msg)-k) < l {
+			return
+		}
+		m := &pb.Message{}
+		if err := proto.Unmarshal(msg[k:k+int(l)], m); err != nil {
+			n.lg.Warn().Err(err).Uint64("from", from).Msg("bad raft message")
+			return
+		}
+		msg = msg[k+int(l):]
+		in = append(in, inbound{group: gid, m: m})
+	}
+	select {
+	case n.inbox <- in:
+	case <-n.stop:
+	}
+}
+
+func (n *Node) group(id uint64) *group {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.groups[id]
+}
+
+// Nodes is every configured node, by id, with what it advertised once it registered.
+func (n *Node) Nodes() []NodeInfo {
+	n.mu.RLock()
+	cat := n.cat
+	n.mu.RUnlock()
+	addrs := map[uint64]string{n.Self(): n.cfg.RaftAddr}
+	for id, a := range n.cfg.others() {
+		addrs[id] = a
+	}
+	out := make([]NodeInfo, 0, len(n.members))
+	for _, id := range n.members {
+		ni := NodeInfo{ID: id, RaftAddr: addrs[id], Addrs: cat.Nodes[id], Reachable: id == n.Self() || n.tr.reachable(id)}
+		out = append(out, ni)
+	}
+	return out
+}
+
+// NodeInfo is one node of the cluster as this node sees it.
+type NodeInfo struct {
+	ID       uint64 `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	Addrs    Addrs  `json:"addrs"`
+	// Reachable: this node's link to it is up (always true for itself).
+	Reachable bool `json:"reachable"`
+}
+
+// Controller is the catalog group's leader as this node knows it (0: none).
+func (n *Node) Controller() uint64 {
+	if g := n.group(catalogGroup); g != nil {
+		return g.leaderID()
+	}
+	return 0
+}
+
+func contains(ids []uint64, id uint64) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedIDs(ids []uint64) []uint64 {
+	out := append([]uint64(nil), ids...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -1,0 +1,321 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// A shard group's entry carries the appends one leader round took for the shard:
+//
+//	u8 entryRecords | u64 append time µs | uvarint count |
+//	count × (u64 proposer node | u64 proposal id | uvarint records | uvarint len | Kafka v2 batch)
+//
+// Every replica applies it as one log append at that time, so replicas store the same
+// records at the same offsets with the same times; the proposer finds its waiters by id.
+const entryRecords = 1
+
+const maxEntryBytes = 1 << 20
+
+type subAppend struct {
+	proposer, id uint64
+	n            int
+	batch        []byte
+}
+
+func encodeEntry(tsUS int64, subs []*proposal, self uint64) []byte {
+	size := 16
+	for _, p := range subs {
+		size += 32 + len(p.batch)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, entryRecords)
+	b = binary.BigEndian.AppendUint64(b, uint64(tsUS))
+	b = binary.AppendUvarint(b, uint64(len(subs)))
+	for _, p := range subs {
+		b = binary.BigEndian.AppendUint64(b, self)
+		b = binary.BigEndian.AppendUint64(b, p.id)
+		b = binary.AppendUvarint(b, uint64(p.n))
+		b = binary.AppendUvarint(b, uint64(len(p.batch)))
+		b = append(b, p.batch...)
+	}
+	return b
+}
+
+var errBadEntry = errors.New("malformed shard entry")
+
+func decodeEntry(b []byte) (tsUS int64, subs []subAppend, err error) {
+	if len(b) < 9 || b[0] != entryRecords {
+		return 0, nil, errBadEntry
+	}
+	tsUS = int64(binary.BigEndian.Uint64(b[1:9]))
+	b = b[9:]
+	cnt, k := binary.Uvarint(b)
+	if k <= 0 || cnt > uint64(len(b)) {
+		return 0, nil, errBadEntry
+	}
+	b = b[k:]
+	subs = make([]subAppend, 0, cnt)
+	for i := uint64(0); i < cnt; i++ {
+		if len(b) < 16 {
+			return 0, nil, errBadEntry
+		}
+		s := subAppend{proposer: binary.BigEndian.Uint64(b), id: binary.BigEndian.Uint64(b[8:])}
+		b = b[16:]
+		nrec, k := binary.Uvarint(b)
+		if k <= 0 {
+			return 0, nil, errBadEntry
+		}
+		b = b[k:]
+		l, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < l {
+			return 0, nil, errBadEntry
+		}
+		s.n, s.batch = int(nrec), b[k:k+int(l)]
+		b = b[k+int(l):]
+		subs = append(subs, s)
+	}
+	return tsUS, subs, nil
+}
+
+// applyTask is a snapshot to install or committed entries to apply, in Raft order.
+type applyTask struct {
+	snap *pb.Snapshot
+	ents []*pb.Entry
+}
+
+// applier applies one shard replica's committed entries to the local log, in order,
+// off the Raft loop: an append that waits for room in the log's queue, or a snapshot
+// that pulls records from the leader, never stalls the other groups.
+type applier struct {
+	g      *group
+	mu     sync.Mutex
+	cond   *sync.Cond
+	q      []applyTask
+	closed bool
+	done   chan struct{}
+
+	next     int64 // the offset the next applied record gets
+	inflight sync.WaitGroup
+}
+
+func newApplier(g *group, next int64) *applier {
+	a := &applier{g: g, next: next, done: make(chan struct{})}
+	a.cond = sync.NewCond(&a.mu)
+	return a
+}
+
+func (a *applier) push(t applyTask) {
+	a.mu.Lock()
+	a.q = append(a.q, t)
+	a.mu.Unlock()
+	a.cond.Signal()
+}
+
+func (a *applier) close() {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	a.closed = true
+	a.mu.Unlock()
+	a.cond.Broadcast()
+	<-a.done
+	a.inflight.Wait()
+}
+
+func (a *applier) stopped() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
+}
+
+func (a *applier) run() {
+	defer close(a.done)
+	for {
+		a.mu.Lock()
+		for len(a.q) == 0 && !a.closed {
+			a.cond.Wait()
+		}
+		if a.closed {
+			a.mu.Unlock()
+			return
+		}
+		t := a.q[0]
+		a.q[0] = applyTask{}
+		a.q = a.q[1:]
+		a.mu.Unlock()
+		if a.g.failed.Load() != nil {
+			continue // a replica that failed to apply stops: it never diverges
+		}
+		if t.snap != nil {
+			a.install(t.snap)
+			continue
+		}
+		for _, e := range t.ents {
+			a.applyEntry(e)
+		}
+	}
+}
+
+func (a *applier) fail(err error) {
+	if a.g.failed.CompareAndSwap(nil, &err) {
+		a.g.n.lg.Error().Err(err).Str("stream", a.g.stream).Int32("shard", a.g.shard).Uint64("group", a.g.id).
+			Msg("replica stopped applying: restart the node to retry from its applied index")
+	}
+}
+
+func (a *applier) applyEntry(e *pb.Entry) {
+	g, n := a.g, a.g.n
+	index := e.GetIndex()
+	if applied, _, _ := g.appliedState(); index <= applied {
+		return // applied before a restart (its effects are durable)
+	}
+	if skip := n.o.testSkipApply; skip != nil && skip(g.id, index) {
+		return
+	}
+	if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
+		// No records: only the applied index moves, in the same queue as the appends.
+		end := a.next
+		a.inflight.Add(1)
+		n.l.PutEntriesAsync([]log.EntryOp{{Kind: appliedKind, Name: groupName(g.id), Value: appliedValue(index, end)}}, func(err error) {
+			defer a.inflight.Done()
+			if err != nil {
+				a.fail(fmt.Errorf("apply entry %d: %w", index, err))
+				return
+			}
+			g.setApplied(index, end)
+		})
+		return
+	}
+	tsUS, subs, err := decodeEntry(e.GetData())
+	if err != nil {
+		a.fail(fmt.Errorf("apply entry %d: %w", index, err))
+		return
+	}
+	var recs []log.Record
+	for _, s := range subs {
+		rs, err := log.DecodeRecords(s.batch)
+		if err != nil || len(rs) != s.n {
+			a.fail(fmt.Errorf("apply entry %d: records: %v", index, err))
+			return
+		}
+		recs = append(recs, rs...)
+	}
+	st := n.l.Stream(g.stream)
+	if st == nil {
+		a.fail(fmt.Errorf("apply entry %d: stream %q: %w", index, g.stream, log.ErrUnknownStream))
+		return
+	}
+	base := a.next
+	end := base + int64(len(recs))
+	a.next = end
+	a.inflight.Add(1)
+	op := log.EntryOp{Kind: appliedKind, Name: groupName(g.id), Value: appliedValue(index, end)}
+	st.AppendAt(g.shard, tsUS, recs, []log.EntryOp{op}, func(res log.AppendResult, err error) {
+		defer a.inflight.Done()
+		if err == nil && res.BaseOffset != base {
+			err = fmt.Errorf("replica diverged: entry %d stored at offset %d, expected %d", index, res.BaseOffset, base)
+		}
+		if err != nil {
+			a.fail(fmt.Errorf("apply entry %d: %w", index, err))
+			n.finishSubs(subs, res, err)
+			return
+		}
+		g.setApplied(index, end)
+		n.finishSubs(subs, res, nil)
+	})
+}
+
+// finishSubs answers this node's proposals among an applied entry's appends.
+func (n *Node) finishSubs(subs []subAppend, res log.AppendResult, err error) {
+	off := res.BaseOffset
+	for _, s := range subs {
+		if s.proposer == n.Self() {
+			if p := n.unwait(s.id); p != nil {
+				p.finish(log.AppendResult{BaseOffset: off, TimestampUS: res.TimestampUS}, err)
+			}
+		}
+		off += int64(s.n)
+	}
+}
+
+// install brings the local shard to a snapshot's state: it waits for the appends
+// under way, then pulls the records it lacks from the leader, as stored there (same
+// offsets, same times), and writes the snapshot's applied index with the last of them.
+func (a *applier) install(snap *pb.Snapshot) {
+	g, n := a.g, a.g.n
+	a.inflight.Wait()
+	index, end := parseApplied(snap.GetData())
+	if applied, _, _ := g.appliedState(); index <= applied {
+		return
+	}
+	st := n.l.Stream(g.stream)
+	if st == nil {
+		a.fail(fmt.Errorf("install snapshot: stream %q: %w", g.stream, log.ErrUnknownStream))
+		return
+	}
+	_, hwm, err := st.Offsets(g.shard)
+	if err != nil {
+		a.fail(fmt.Errorf("install snapshot: %w", err))
+		return
+	}
+	if hwm > end {
+		a.fail(fmt.Errorf("install snapshot at %d: local shard holds %d records, the snapshot %d", index, hwm, end))
+		return
+	}
+	n.lg.Info().Str("stream", g.stream).Int32("shard", g.shard).Int64("from", hwm).Int64("to", end).Msg("replica catching up from a snapshot")
+	for hwm < end {
+		if a.stopped() {
+			return
+		}
+		runs, err := n.readFromLeader(g, hwm, end)
+		if err != nil {
+			n.lg.Debug().Err(err).Uint64("group", g.id).Msg("snapshot read")
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-a.done:
+				return
+			}
+			continue
+		}
+		for _, r := range runs {
+			if r.first != hwm {
+				a.fail(fmt.Errorf("install snapshot: leader sent offset %d, need %d (its log start moved past this replica)", r.first, hwm))
+				return
+			}
+			res, err := appendAtSync(st, g.shard, r.tsUS, r.recs, nil)
+			if err != nil || res.BaseOffset != hwm {
+				a.fail(fmt.Errorf("install snapshot: append at %d: %v", hwm, err))
+				return
+			}
+			hwm += int64(len(r.recs))
+		}
+	}
+	ch := make(chan error, 1)
+	n.l.PutEntriesAsync([]log.EntryOp{{Kind: appliedKind, Name: groupName(g.id), Value: appliedValue(index, end)}}, func(err error) { ch <- err })
+	if err := <-ch; err != nil {
+		a.fail(fmt.Errorf("install snapshot: %w", err))
+		return
+	}
+	a.next = end
+	g.setApplied(index, end)
+}
+
+func appendAtSync(st *log.Stream, shard int32, tsUS int64, recs []log.Record, ops []log.EntryOp) (log.AppendResult, error) {
+	type out struct {
+		res log.AppendResult
+		err error
+	}
+	ch := make(chan out, 1)
+	st.AppendAt(shard, tsUS, recs, ops, func(r log.AppendResult, err error) { ch <- out{r, err} })
+	o := <-ch
+	return o.res, o.err
+}

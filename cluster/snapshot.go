@@ -1,0 +1,132 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// A replica that a leader sends a snapshot to pulls the records it lacks from the
+// leader with methodReadShard: request u16 stream length | stream | i32 shard |
+// i64 from | i64 to; answer runs of records that share an append time:
+// i64 first offset | i64 time µs | uvarint length | Kafka v2 batch, up to ~1 MiB.
+const snapshotReadBytes = 1 << 20
+
+type recordRun struct {
+	first int64
+	tsUS  int64
+	recs  []log.Record
+}
+
+func (n *Node) readFromLeader(g *group, from, to int64) ([]recordRun, error) {
+	lead := g.leaderID()
+	if lead == 0 || lead == n.Self() {
+		return nil, ErrNoLeader
+	}
+	req := binary.BigEndian.AppendUint16(nil, uint16(len(g.stream)))
+	req = append(req, g.stream...)
+	req = binary.BigEndian.AppendUint32(req, uint32(g.shard))
+	req = binary.BigEndian.AppendUint64(req, uint64(from))
+	req = binary.BigEndian.AppendUint64(req, uint64(to))
+	type out struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan out, 1)
+	n.tr.call(lead, methodReadShard, req, 10*time.Second, func(b []byte, err error) { ch <- out{b, err} })
+	o := <-ch
+	if o.err != nil {
+		return nil, o.err
+	}
+	var runs []recordRun
+	b := o.b
+	for len(b) > 0 {
+		if len(b) < 16 {
+			return nil, errBadEntry
+		}
+		r := recordRun{first: int64(binary.BigEndian.Uint64(b)), tsUS: int64(binary.BigEndian.Uint64(b[8:]))}
+		b = b[16:]
+		l, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < l {
+			return nil, errBadEntry
+		}
+		recs, err := log.DecodeRecords(b[k : k+int(l)])
+		if err != nil {
+			return nil, err
+		}
+		r.recs = recs
+		b = b[k+int(l):]
+		runs = append(runs, r)
+	}
+	if len(runs) == 0 {
+		return nil, errors.New("leader sent no records")
+	}
+	return runs, nil
+}
+
+func (n *Node) onReadShard(_ uint64, body []byte, reply func([]byte, error)) {
+	if len(body) < 2 {
+		reply(nil, errBadEntry)
+		return
+	}
+	sl := int(binary.BigEndian.Uint16(body))
+	if len(body) != 2+sl+20 {
+		reply(nil, errBadEntry)
+		return
+	}
+	name := string(body[2 : 2+sl])
+	b := body[2+sl:]
+	shard := int32(binary.BigEndian.Uint32(b))
+	from, to := int64(binary.BigEndian.Uint64(b[4:])), int64(binary.BigEndian.Uint64(b[12:]))
+	st := n.l.Stream(name)
+	if st == nil {
+		reply(nil, fmt.Errorf("read %s: %w", name, log.ErrUnknownStream))
+		return
+	}
+	// Reading may take a while: off the link's read goroutine.
+	go func() {
+		batches, err := st.Read(shard, from, snapshotReadBytes)
+		if err != nil {
+			reply(nil, err)
+			return
+		}
+		var out []byte
+		var run []log.Record
+		var runFirst, runTS int64
+		flush := func() {
+			if len(run) == 0 {
+				return
+			}
+			out = binary.BigEndian.AppendUint64(out, uint64(runFirst))
+			out = binary.BigEndian.AppendUint64(out, uint64(runTS))
+			enc := log.EncodeRecords(nil, runTS, run)
+			out = binary.AppendUvarint(out, uint64(len(enc)))
+			out = append(out, enc...)
+			run = run[:0]
+		}
+		for _, bt := range batches {
+			recs, err := bt.Records(from)
+			if err != nil {
+				reply(nil, err)
+				return
+			}
+			for _, r := range recs {
+				if r.Offset >= to {
+					break
+				}
+				if len(run) > 0 && (r.TimestampUS != runTS || r.Offset != runFirst+int64(len(run))) {
+					flush()
+				}
+				if len(run) == 0 {
+					runFirst, runTS = r.Offset, r.TimestampUS
+				}
+				run = append(run, r.Record)
+			}
+		}
+		flush()
+		reply(out, nil)
+	}()
+}

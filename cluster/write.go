@@ -1,0 +1,322 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// Call methods of the transport.
+const (
+	methodAppend    byte = 1 // a forwarded append, answered once committed and applied
+	methodCatalog   byte = 2 // a catalog change for the catalog leader to propose
+	methodReadShard byte = 3 // records of a shard, for a replica installing a snapshot
+)
+
+// proposal is one append waiting on this node (the shard leader) for its entry to be
+// committed and applied here.
+type proposal struct {
+	id       uint64
+	group    uint64
+	batch    []byte // the records as a Kafka v2 batch (log.EncodeRecords)
+	n        int
+	deadline time.Time
+	done     func(log.AppendResult, error)
+	once     atomic.Bool
+	timer    *time.Timer
+}
+
+func (p *proposal) finish(res log.AppendResult, err error) {
+	if !p.once.CompareAndSwap(false, true) {
+		return
+	}
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.done(res, err)
+}
+
+// Append implements log.Writer: the records are proposed to the shard's Raft group
+// (forwarded to its leader when that is another node) and done runs once a quorum of
+// replicas has them in its Raft log (each writing as the durability setting says) and
+// the leader has applied them to its log, with the offset they got there. ops are this
+// node's own entry changes: written here once the append is acknowledged.
+func (n *Node) Append(ctx context.Context, mode log.Admission, stream string, shard int32, recs []log.Record, ops []log.EntryOp, done func(log.AppendResult, error)) {
+	if len(recs) == 0 {
+		done(log.AppendResult{}, fmt.Errorf("append %s/%d: no records", stream, shard))
+		return
+	}
+	sp, err := n.placement(stream, shard)
+	if err != nil {
+		done(log.AppendResult{}, err)
+		return
+	}
+	finish := done
+	if len(ops) > 0 {
+		finish = func(res log.AppendResult, err error) {
+			if err != nil {
+				done(res, err)
+				return
+			}
+			built := make([]log.EntryOp, len(ops))
+			for i, op := range ops {
+				if op.Build != nil {
+					op.Value, op.Build = op.Build(res), nil
+				}
+				built[i] = op
+			}
+			n.l.PutEntriesAsync(built, func(err error) { done(res, err) })
+		}
+	}
+	deadline := time.Now().Add(n.o.AppendTimeout)
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d
+	}
+	if mode == log.AppendDrop && len(n.props) > cap(n.props)/2 {
+		finish(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, log.ErrQueueFull))
+		return
+	}
+	n.route(sp.Group, stream, shard, log.EncodeRecords(nil, 1, recs), len(recs), deadline, finish)
+}
+
+// route sends an append to the group's leader: proposed here when this node leads,
+// forwarded otherwise, retried while no leader is known or the one asked was not it
+// any more (the append was then certainly not proposed), until the deadline.
+func (n *Node) route(group uint64, stream string, shard int32, batch []byte, nrec int, deadline time.Time, done func(log.AppendResult, error)) {
+	retry := func(err error) {
+		if time.Until(deadline) <= 0 || n.closed.Load() {
+			done(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, err))
+			return
+		}
+		time.AfterFunc(20*time.Millisecond, func() { n.route(group, stream, shard, batch, nrec, deadline, done) })
+	}
+	g := n.group(group)
+	leader := uint64(0)
+	if g != nil {
+		leader = g.leaderID()
+	}
+	switch {
+	case leader == 0:
+		retry(ErrNoLeader)
+	case leader == n.Self():
+		p := &proposal{group: group, batch: batch, n: nrec, deadline: deadline, done: func(res log.AppendResult, err error) {
+			if errors.Is(err, ErrNotLeader) {
+				retry(err)
+				return
+			}
+			done(res, err)
+		}}
+		select {
+		case n.props <- p:
+		case <-n.stop:
+			done(log.AppendResult{}, ErrClosed)
+		}
+	default:
+		body := encodeForward(stream, shard, deadline, nrec, batch)
+		n.tr.call(leader, methodAppend, body, time.Until(deadline)+time.Second, func(resp []byte, err error) {
+			if err != nil {
+				if errors.Is(err, ErrLinkDown) || errors.Is(err, ErrQueueFull) {
+					retry(err) // never sent: safe to send again
+					return
+				}
+				// Sent, and then no answer: the append may or may not be committed.
+				done(log.AppendResult{}, fmt.Errorf("append %s/%d via node %d: %w", stream, shard, leader, err))
+				return
+			}
+			res, lerr := decodeForwardAnswer(resp)
+			if errors.Is(lerr, ErrNotLeader) {
+				retry(lerr)
+				return
+			}
+			done(res, lerr)
+		})
+	}
+}
+
+// propose takes an append on the Raft loop; flushProposals proposes each group's
+// appends of the round as few entries.
+func (n *Node) propose(p *proposal) {
+	n.mu.RLock()
+	g := n.groups[p.group]
+	n.mu.RUnlock()
+	if g == nil {
+		p.finish(log.AppendResult{}, &NotLeaderError{})
+		return
+	}
+	g.pending = append(g.pending, p)
+}
+
+func (n *Node) flushProposals() {
+	n.mu.RLock()
+	var gs []*group
+	for _, g := range n.groups {
+		if len(g.pending) > 0 {
+			gs = append(gs, g)
+		}
+	}
+	n.mu.RUnlock()
+	for _, g := range gs {
+		ps := g.pending
+		g.pending = nil
+		bs := g.rn.BasicStatus()
+		if bs.RaftState != raft.StateLeader {
+			for _, p := range ps {
+				p.finish(log.AppendResult{}, &NotLeaderError{Leader: bs.Lead})
+			}
+			continue
+		}
+		ts := max(time.Now().UnixMicro(), g.lastTS)
+		g.lastTS = ts
+		for len(ps) > 0 {
+			k, size := 0, 0
+			for k < len(ps) && (k == 0 || size+len(ps[k].batch) <= maxEntryBytes) {
+				size += len(ps[k].batch)
+				k++
+			}
+			chunk := ps[:k]
+			ps = ps[k:]
+			for _, p := range chunk {
+				n.wait(p)
+			}
+			if err := g.rn.Propose(encodeEntry(ts, chunk, n.Self())); err != nil {
+				for _, p := range chunk {
+					if n.unwait(p.id) != nil {
+						p.finish(log.AppendResult{}, &NotLeaderError{Leader: bs.Lead})
+					}
+				}
+			}
+		}
+	}
+}
+
+// wait registers a proposal until its entry is applied or its deadline passes.
+func (n *Node) wait(p *proposal) {
+	p.id = n.propSeq.Add(1)
+	n.waitMu.Lock()
+	n.waiters[p.id] = p
+	n.waitMu.Unlock()
+	id := p.id
+	p.timer = time.AfterFunc(max(time.Until(p.deadline), 0), func() {
+		if q := n.unwait(id); q != nil {
+			q.finish(log.AppendResult{}, ErrTimeout)
+		}
+	})
+}
+
+func (n *Node) unwait(id uint64) *proposal {
+	n.waitMu.Lock()
+	defer n.waitMu.Unlock()
+	p := n.waiters[id]
+	delete(n.waiters, id)
+	return p
+}
+
+// Forwarded append: u16 stream length | stream | i32 shard | i64 deadline (Unix ns) |
+// uvarint records | batch. Answer: 0 | i64 base | i64 time µs, or 1 | u64 leader
+// (not the leader), or 2 | message.
+func encodeForward(stream string, shard int32, deadline time.Time, nrec int, batch []byte) []byte {
+	b := make([]byte, 0, 2+len(stream)+12+10+len(batch))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(stream)))
+	b = append(b, stream...)
+	b = binary.BigEndian.AppendUint32(b, uint32(shard))
+	b = binary.BigEndian.AppendUint64(b, uint64(deadline.UnixNano()))
+	b = binary.AppendUvarint(b, uint64(nrec))
+	return append(b, batch...)
+}
+
+func (n *Node) onForwardedAppend(_ uint64, body []byte, reply func([]byte, error)) {
+	answer := func(res log.AppendResult, err error) {
+		var nl *NotLeaderError
+		switch {
+		case err == nil:
+			out := []byte{0}
+			out = binary.BigEndian.AppendUint64(out, uint64(res.BaseOffset))
+			reply(binary.BigEndian.AppendUint64(out, uint64(res.TimestampUS)), nil)
+		case errors.As(err, &nl):
+			reply(binary.BigEndian.AppendUint64([]byte{1}, nl.Leader), nil)
+		default:
+			reply(append([]byte{2}, err.Error()...), nil)
+		}
+	}
+	if len(body) < 2 {
+		answer(log.AppendResult{}, errBadEntry)
+		return
+	}
+	sl := int(binary.BigEndian.Uint16(body))
+	if len(body) < 2+sl+12 {
+		answer(log.AppendResult{}, errBadEntry)
+		return
+	}
+	stream := string(body[2 : 2+sl])
+	body = body[2+sl:]
+	shard := int32(binary.BigEndian.Uint32(body))
+	deadline := time.Unix(0, int64(binary.BigEndian.Uint64(body[4:])))
+	nrec, k := binary.Uvarint(body[12:])
+	if k <= 0 {
+		answer(log.AppendResult{}, errBadEntry)
+		return
+	}
+	batch := body[12+k:]
+	sp, err := n.placement(stream, shard)
+	if err != nil {
+		answer(log.AppendResult{}, err)
+		return
+	}
+	g := n.group(sp.Group)
+	if g == nil || g.leaderID() != n.Self() {
+		lead := uint64(0)
+		if g != nil {
+			lead = g.leaderID()
+		}
+		answer(log.AppendResult{}, &NotLeaderError{Leader: lead})
+		return
+	}
+	p := &proposal{group: sp.Group, batch: batch, n: int(nrec), deadline: deadline, done: answer}
+	select {
+	case n.props <- p:
+	case <-n.stop:
+		answer(log.AppendResult{}, ErrClosed)
+	}
+}
+
+func decodeForwardAnswer(b []byte) (log.AppendResult, error) {
+	if len(b) == 0 {
+		return log.AppendResult{}, errBadEntry
+	}
+	switch b[0] {
+	case 0:
+		if len(b) < 17 {
+			return log.AppendResult{}, errBadEntry
+		}
+		return log.AppendResult{BaseOffset: int64(binary.BigEndian.Uint64(b[1:])), TimestampUS: int64(binary.BigEndian.Uint64(b[9:]))}, nil
+	case 1:
+		if len(b) < 9 {
+			return log.AppendResult{}, errBadEntry
+		}
+		return log.AppendResult{}, &NotLeaderError{Leader: binary.BigEndian.Uint64(b[1:])}
+	default:
+		return log.AppendResult{}, &remoteError{msg: string(b[1:])}
+	}
+}
+
+// placement is a shard's group and replicas from the applied catalog.
+func (n *Node) placement(stream string, shard int32) (shardPlacement, error) {
+	n.mu.RLock()
+	cat := n.cat
+	n.mu.RUnlock()
+	sp := cat.Streams[stream]
+	if sp == nil {
+		return shardPlacement{}, fmt.Errorf("append %s: %w", stream, log.ErrUnknownStream)
+	}
+	if shard < 0 || int(shard) >= len(sp.Shards) {
+		return shardPlacement{}, fmt.Errorf("append %s/%d: %w", stream, shard, log.ErrUnknownShard)
+	}
+	return sp.Shards[shard], nil
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mqstreams/mqstreams/cluster"
+	"github.com/mqstreams/mqstreams/kafkawire"
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mqtt"
+)
+
+// kafkaClusterIDFile is where kafkawire keeps the cluster id it reports
+// (kafkawire/server.go): in a cluster every node must report the catalog's.
+const kafkaClusterIDFile = "kafka-cluster-id"
+
+// startCluster joins the cluster of the config's `cluster:` section (nothing without
+// one): the node replicates the stream catalog into s.streams and the shards into
+// s.log, and the catalog's changes go through it from now on. It waits until the
+// cluster has a quorum (the catalog's cluster id is known), or a signal.
+func (s *server) startCluster(cfg Config) error {
+	if cfg.Cluster == nil {
+		return nil
+	}
+	lg := s.lg.With().Str("component", "cluster").Logger()
+	n, err := cluster.Open(*cfg.Cluster, cluster.Options{
+		Log:        s.log,
+		Logger:     lg,
+		Streams:    s.streams,
+		Durability: cfg.Durability,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	s.node = n
+	s.streams.SetReplicator(n)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	lg.Info().Uint64("node_id", cfg.Cluster.NodeID).Str("raft_addr", cfg.Cluster.RaftAddr).Msg("joining the cluster: waiting for a quorum of nodes")
+	var id string
+	for id == "" {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		id, err = n.ClusterID(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return fmt.Errorf("cluster: stopped while waiting for a quorum of nodes")
+		}
+		if id == "" {
+			lg.Warn().Msg("still waiting for a quorum of the cluster's nodes (are the peers started and reachable at their raft_addr?)")
+		}
+	}
+	path := filepath.Join(s.log.Dir(), kafkaClusterIDFile)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	lg.Info().Str("cluster_id", id).Msg("cluster quorum reached")
+	return nil
+}
+
+// advertiseCluster tells the other nodes where this node's listeners are, once bound.
+func (s *server) advertiseCluster(cfg Config) {
+	if s.node == nil {
+		return
+	}
+	kafka := cfg.Kafka.AdvertisedAddr
+	if kafka == "" {
+		kafka = reachable(s.kafka.Addr())
+	}
+	s.node.SetAdvertise(cluster.Addrs{Kafka: kafka, MQTT: reachable(s.mqtt.Addr()), HTTP: reachable(s.http.Addr())})
+}
+
+// reachable is a listener's address as another host dials it: an unspecified host
+// (":9092") becomes localhost, as kafkawire advertises it alone.
+func reachable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// The protocol servers' views of the node; nil interfaces alone.
+
+func (s *server) writer() log.Writer {
+	if s.node == nil {
+		return nil
+	}
+	return s.node
+}
+
+func (s *server) offsetStore() kafkawire.OffsetStore {
+	if s.node == nil {
+		return nil
+	}
+	return s.node
+}
+
+func (s *server) kafkaCluster() kafkawire.Cluster {
+	if s.node == nil {
+		return nil
+	}
+	return kafkaCluster{s.node}
+}
+
+func (s *server) mqttPeers() mqtt.Peers {
+	if s.node == nil {
+		return nil
+	}
+	return mqttPeers{s.node}
+}
+
+func (s *server) clusterStatus() clusterStatus {
+	if s.node == nil {
+		return nil
+	}
+	return nodeStatus{s.node}
+}
+
+// handlePeers hands the MQTT face's messages from other nodes to the broker.
+func (s *server) handlePeers() {
+	if s.node != nil {
+		s.node.Handle(cluster.KindMQTT, s.mqtt.HandlePeerMessage)
+	}
+}
+
+// kafkaCluster is kafkawire.Cluster over a cluster node: ids are Kafka broker ids
+// (node ids fit int32: cluster.Config checks), 0 (none) becomes -1.
+type kafkaCluster struct{ n *cluster.Node }
+
+func (k kafkaCluster) Self() int32 { return int32(k.n.Self()) }
+
+func (k kafkaCluster) Brokers() []kafkawire.Broker {
+	var out []kafkawire.Broker
+	for _, ni := range k.n.Nodes() {
+		host, port, err := net.SplitHostPort(ni.Addrs.Kafka)
+		if err != nil {
+			continue // not registered yet
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			continue
+		}
+		out = append(out, kafkawire.Broker{ID: int32(ni.ID), Host: host, Port: int32(p)})
+	}
+	return out
+}
+
+func (k kafkaCluster) Controller() int32 { return kafkaID(k.n.Controller()) }
+
+func (k kafkaCluster) Partition(stream string, shard int32) kafkawire.PartitionState {
+	ps, ok := k.n.Partition(stream, shard)
+	if !ok {
+		return kafkawire.PartitionState{Leader: -1}
+	}
+	return kafkawire.PartitionState{Leader: kafkaID(ps.Leader), Replicas: kafkaIDs(ps.Replicas), ISR: kafkaIDs(ps.ISR)}
+}
+
+func (k kafkaCluster) Coordinator(_ int8, key string) int32 { return kafkaID(k.n.Coordinator(key)) }
+
+func kafkaID(id uint64) int32 {
+	if id == 0 {
+		return -1
+	}
+	return int32(id)
+}
+
+func kafkaIDs(ids []uint64) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
+}
+
+// mqttPeers is mqtt.Peers over a cluster node's transport.
+type mqttPeers struct{ n *cluster.Node }
+
+func (p mqttPeers) Self() uint64 { return p.n.Self() }
+
+func (p mqttPeers) Nodes() []uint64 {
+	var out []uint64
+	for _, ni := range p.n.Nodes() {
+		if ni.ID != p.n.Self() {
+			out = append(out, ni.ID)
+		}
+	}
+	return out
+}
+
+func (p mqttPeers) Send(node uint64, msg []byte) error { return p.n.Send(node, cluster.KindMQTT, msg) }
+
+// nodeStatus is the cluster status API's view of the node.
+type nodeStatus struct{ n *cluster.Node }
+
+func (s nodeStatus) Status() any { return s.n.Status() }
+
+// clusterFlags are serve's cluster flags; given, they replace (or make) the config's
+// cluster section's fields.
+type clusterFlags struct {
+	NodeID   uint64
+	RaftAddr string
+	Peers    string // id=host:port,id=host:port
+}
+
+func (f clusterFlags) apply(c *Config) error {
+	if f.NodeID == 0 && f.RaftAddr == "" && f.Peers == "" {
+		return nil
+	}
+	cc := cluster.Config{}
+	if c.Cluster != nil {
+		cc = *c.Cluster
+	}
+	if f.NodeID != 0 {
+		cc.NodeID = f.NodeID
+	}
+	if f.RaftAddr != "" {
+		cc.RaftAddr = f.RaftAddr
+	}
+	if f.Peers != "" {
+		cc.Peers = nil
+		for _, p := range strings.Split(f.Peers, ",") {
+			id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
+			n, err := strconv.ParseUint(id, 10, 64)
+			if !ok || err != nil {
+				return fmt.Errorf("flag --peers: %q is not id=host:port", p)
+			}
+			cc.Peers = append(cc.Peers, cluster.Peer{ID: n, RaftAddr: addr})
+		}
+	}
+	if err := cc.Validate(); err != nil {
+		return fmt.Errorf("flags --node-id/--raft-addr/--peers: %w", err)
+	}
+	c.Cluster = &cc
+	return nil
+}

@@ -1,0 +1,112 @@
+package log
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// prefixRaft holds the cluster's Raft state (cluster/): log entries, hard states and
+// snapshot metadata of every Raft group on this node, laid out by the cluster package
+// under this prefix. It shares the database, write-ahead log and fsync with the
+// streams, so a replica's applied index can be written in the same batch as the
+// records it applied (an entry op, see AppendAt).
+const prefixRaft = 'r'
+
+// RaftBatch is one atomic write of Raft state; keys are given without the prefix.
+type RaftBatch struct {
+	l *Log
+	b *pebble.Batch
+}
+
+// NewRaftBatch starts a write of Raft state; Commit or Close it.
+func (l *Log) NewRaftBatch() *RaftBatch { return &RaftBatch{l: l, b: l.db.NewBatch()} }
+
+func raftKey(k []byte) []byte { return append([]byte{prefixRaft}, k...) }
+
+// Set stores value at key.
+func (rb *RaftBatch) Set(key, value []byte) { _ = rb.b.Set(raftKey(key), value, nil) }
+
+// Delete removes key.
+func (rb *RaftBatch) Delete(key []byte) { _ = rb.b.Delete(raftKey(key), nil) }
+
+// DeleteRange removes the keys in [lo, hi).
+func (rb *RaftBatch) DeleteRange(lo, hi []byte) { _ = rb.b.DeleteRange(raftKey(lo), raftKey(hi), nil) }
+
+// Empty reports whether nothing was written to the batch.
+func (rb *RaftBatch) Empty() bool { return rb.b.Empty() }
+
+// Commit writes the batch. With fsync it returns once the write is on disk; without,
+// once it reached the operating system (it survives the process being killed, as a
+// `write` durability append does).
+func (rb *RaftBatch) Commit(fsync bool) error {
+	defer rb.b.Close()
+	var err error
+	if fsync && !rb.l.opts.NoSync {
+		err = rb.l.guardWrite(rb.b, pebble.Sync, false)
+	} else {
+		err = rb.l.guardCommit(rb.b, pebble.Sync, false)
+	}
+	if err != nil {
+		return fmt.Errorf("raft write: %w", err)
+	}
+	return nil
+}
+
+// Close drops an uncommitted batch.
+func (rb *RaftBatch) Close() { _ = rb.b.Close() }
+
+// RaftGet returns the value at key, or nil if there is none.
+func (l *Log) RaftGet(key []byte) ([]byte, error) {
+	v, closer, err := l.db.Get(raftKey(key))
+	if err == pebble.ErrNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("raft get: %w", err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+// RaftScan calls fn for every key in [lo, hi) in order (key without the prefix; both
+// slices are valid only during the call) until fn returns an error.
+func (l *Log) RaftScan(lo, hi []byte, fn func(key, value []byte) error) error {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: raftKey(lo), UpperBound: raftKey(hi)})
+	if err != nil {
+		return fmt.Errorf("raft scan: %w", err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("raft scan: %w", err)
+		}
+		if err := fn(it.Key()[1:], v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// EncodeRecords appends recs to dst as one uncompressed Kafka v2 record batch (base
+// offset 0, append time tsUS): the form the log stores, and what the cluster carries
+// in its Raft entries. DecodeRecords reads it back.
+func EncodeRecords(dst []byte, tsUS int64, recs []Record) []byte {
+	v := encodeValue(nil, 0, tsUS, 0, recs)
+	return append(dst, v[valueHeaderLen:]...)
+}
+
+// DecodeRecords returns the records of a batch EncodeRecords made.
+func DecodeRecords(batch []byte) ([]Record, error) {
+	srs, err := Batch{Data: batch}.Records(0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Record, len(srs))
+	for i := range srs {
+		out[i] = srs[i].Record
+	}
+	return out, nil
+}

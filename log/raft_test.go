@@ -1,0 +1,83 @@
+package log
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestEncodeDecodeRecords(t *testing.T) {
+	recs := []Record{{Key: []byte("k"), Value: nil}, {Value: []byte{}}, {Key: []byte("a"), Value: []byte("v"), Headers: []Header{{Key: "h", Value: []byte("1")}, {Key: "h", Value: nil}}}}
+	got, err := DecodeRecords(EncodeRecords(nil, 1234, recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("%d records, want %d", len(got), len(recs))
+	}
+	for i := range recs {
+		if !bytes.Equal(got[i].Key, recs[i].Key) || !bytes.Equal(got[i].Value, recs[i].Value) || (got[i].Value == nil) != (recs[i].Value == nil) || len(got[i].Headers) != len(recs[i].Headers) {
+			t.Fatalf("record %d: %+v, want %+v", i, got[i], recs[i])
+		}
+	}
+}
+
+// Replicas apply the same appends at the leader's times: the same records, offsets and
+// times whatever their own clocks say, with the applied index in the same batch.
+func TestAppendAtKeepsTheGivenTimes(t *testing.T) {
+	now := int64(5_000_000)
+	l := openTest(t, t.TempDir(), nil)
+	defer l.Close()
+	l.opts.Now = func() time.Time { return time.UnixMicro(now) }
+	s, err := l.CreateStream(StreamSpec{Name: "r", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sync := func(ts int64, v string) AppendResult {
+		ch := make(chan AppendResult, 1)
+		s.AppendAt(0, ts, []Record{{Value: []byte(v)}}, []EntryOp{{Kind: "raft.applied", Name: "g", Value: []byte(v)}}, func(r AppendResult, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			ch <- r
+		})
+		return <-ch
+	}
+	if r := sync(1_000_000, "a"); r.BaseOffset != 0 || r.TimestampUS != 1_000_000 {
+		t.Fatalf("first: %+v", r)
+	}
+	if r := sync(900_000, "b"); r.BaseOffset != 1 || r.TimestampUS != 1_000_000 {
+		t.Fatalf("an earlier time is raised to the last one: %+v", r)
+	}
+	es, err := l.Entries("raft.applied")
+	if err != nil || len(es) != 1 || string(es[0].Value) != "b" {
+		t.Fatalf("applied entry: %+v %v", es, err)
+	}
+	ch := make(chan error, 1)
+	s.AppendAt(0, 0, []Record{{}}, nil, func(_ AppendResult, err error) { ch <- err })
+	if err := <-ch; err == nil {
+		t.Fatal("append time 0 accepted")
+	}
+}
+
+func TestEnsureStreamID(t *testing.T) {
+	l := openTest(t, t.TempDir(), nil)
+	defer l.Close()
+	s, err := l.EnsureStreamID(StreamSpec{Name: "x", Shards: 1}, 7)
+	if err != nil || s.ID() != 7 {
+		t.Fatalf("create with id 7: %v %v", s, err)
+	}
+	if s, err = l.EnsureStreamID(StreamSpec{Name: "x", Shards: 2}, 7); err != nil || s.Shards() != 2 {
+		t.Fatalf("update: %v", err)
+	}
+	if _, err := l.EnsureStreamID(StreamSpec{Name: "x", Shards: 2}, 8); !errors.Is(err, ErrStreamExists) {
+		t.Fatalf("other id: %v", err)
+	}
+	if _, err := l.EnsureStreamID(StreamSpec{Name: "y", Shards: 1}, 7); err == nil {
+		t.Fatal("a taken id accepted")
+	}
+	if s, err = l.CreateStream(StreamSpec{Name: "z", Shards: 1}); err != nil || s.ID() != 8 {
+		t.Fatalf("a local create after id 7 got %v, %v", s.ID(), err)
+	}
+}
