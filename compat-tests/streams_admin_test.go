@@ -428,7 +428,7 @@ func TestKafkaAdminClients(t *testing.T) {
 			t.Fatalf("configs after the alterations: %v", got)
 		}
 		// DeleteRecords advances the log start of the partition holding the record.
-		ends, err := adm.ListEndOffsets(ctx, "kadm-t")
+		ends, err = adm.ListEndOffsets(ctx, "kadm-t")
 		if err != nil || ends.Error() != nil {
 			t.Fatalf("end offsets: %v %v", err, ends.Error())
 		}
@@ -436,7 +436,7 @@ func TestKafkaAdminClients(t *testing.T) {
 		if err != nil || dr.Error() != nil {
 			t.Fatalf("delete records: %v %v", err, dr.Error())
 		}
-		starts, err := adm.ListStartOffsets(ctx, "kadm-t")
+		starts, err = adm.ListStartOffsets(ctx, "kadm-t")
 		if err != nil {
 			t.Fatal(err)
 		}
