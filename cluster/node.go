@@ -102,6 +102,9 @@ type Node struct {
 	groups map[uint64]*group // the groups this node has a replica of
 	cat    *catalogState     // as last applied; replaced, never changed in place
 
+	// storageFailed: a Raft write failed; the loop stops acting on Readys.
+	storageFailed atomic.Bool
+
 	inbox  chan []inbound
 	props  chan *proposal
 	tasks  chan func()
@@ -314,6 +317,9 @@ func (n *Node) run() {
 				more = false
 			}
 		}
+		if n.storageFailed.Load() {
+			continue
+		}
 		n.flushProposals()
 		for i := 0; i < 4 && n.handleReady(); i++ {
 		}
@@ -370,6 +376,50 @@ func (n *Node) handleReady() bool {
 	if len(rds) == 0 {
 		return false
 	}
+	// A leader's appends and heartbeats go out before its own Raft write when the
+	// Ready keeps the term and vote already on disk (only entries or the commit index
+	// change): followers then write in parallel with the leader, which counts itself
+	// only once Advance follows its write. Raft allows it (its README, step 2); every
+	// other message waits for the write.
+	out := map[uint64][]byte{}
+	type snapSent struct {
+		g  *group
+		to uint64
+	}
+	var snaps []snapSent
+	add := func(g *group, m *pb.Message) {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			return
+		}
+		f := out[m.GetTo()]
+		f = binary.AppendUvarint(f, g.id)
+		f = binary.AppendUvarint(f, uint64(len(b)))
+		out[m.GetTo()] = append(f, b...)
+		if m.GetType() == pb.MsgSnap {
+			snaps = append(snaps, snapSent{g, m.GetTo()})
+		}
+	}
+	flush := func() {
+		for to, f := range out {
+			if err := n.tr.send(to, kindRaft, f); err != nil {
+				for i := range rds {
+					rds[i].g.rn.ReportUnreachable(to)
+				}
+			}
+			delete(out, to)
+		}
+	}
+	early := make([]bool, len(rds))
+	for i := range rds {
+		r := &rds[i]
+		if early[i] = r.g.sendsEarly(&r.rd); early[i] {
+			for _, m := range r.rd.Messages {
+				add(r.g, m)
+			}
+		}
+	}
+	flush()
 	rb := n.l.NewRaftBatch()
 	fsync := false
 	for i := range rds {
@@ -384,44 +434,25 @@ func (n *Node) handleReady() bool {
 	if rb.Empty() {
 		rb.Close()
 	} else if err := rb.Commit(fsync); err != nil {
-		// Raft state that cannot be written cannot be acted on: nothing is sent,
-		// applied or advanced; the groups retry with the same Ready state next round
-		// (raft keeps it until Advance).
-		n.lg.Error().Err(err).Msg("raft write failed")
+		// Raft state that cannot be written cannot be acted on, and raft has handed
+		// this Ready out already: the node stops taking part (the others go on without
+		// it) until it is restarted.
+		n.lg.Error().Err(err).Msg("raft write failed: this node stops taking part in the cluster until restarted")
+		n.storageFailed.Store(true)
 		return false
 	}
-	out := map[uint64][]byte{}
-	type snapSent struct {
-		g  *group
-		to uint64
-	}
-	var snaps []snapSent
 	for i := range rds {
 		r := &rds[i]
 		if err := r.g.st.persisted(&r.rd); err != nil {
 			n.lg.Error().Err(err).Uint64("group", r.g.id).Msg("raft storage")
 		}
-		for _, m := range r.rd.Messages {
-			b, err := proto.Marshal(m)
-			if err != nil {
-				continue
-			}
-			f := out[m.GetTo()]
-			f = binary.AppendUvarint(f, r.g.id)
-			f = binary.AppendUvarint(f, uint64(len(b)))
-			out[m.GetTo()] = append(f, b...)
-			if m.GetType() == pb.MsgSnap {
-				snaps = append(snaps, snapSent{r.g, m.GetTo()})
+		if !early[i] {
+			for _, m := range r.rd.Messages {
+				add(r.g, m)
 			}
 		}
 	}
-	for to, f := range out {
-		if err := n.tr.send(to, kindRaft, f); err != nil {
-			for i := range rds {
-				rds[i].g.rn.ReportUnreachable(to)
-			}
-		}
-	}
+	flush()
 	for _, s := range snaps {
 		// The snapshot is a small summary; the receiver pulls the data (shard.go).
 		s.g.rn.ReportSnapshot(s.to, raft.SnapshotFinish)

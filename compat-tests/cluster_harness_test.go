@@ -81,8 +81,11 @@ func startCluster(t testing.TB, n int, extra string) *testCluster {
 			}
 		}
 		b.WriteString(extra)
-		srv := StartServer(t, ServerOptions{Config: b.String()})
-		c.nodes = append(c.nodes, srv)
+		c.nodes = append(c.nodes, LaunchServer(t, ServerOptions{Config: b.String()}))
+	}
+	// A node is ready once a quorum of the cluster runs: launch all, then wait.
+	for i, srv := range c.nodes {
+		srv.AwaitReady(t)
 		c.mqtt, c.kafka = append(c.mqtt, srv.MQTTAddr), append(c.kafka, srv.KafkaAddr)
 		c.up[i].Store(true)
 	}
