@@ -562,11 +562,15 @@ func (x *txns) timeoutLoop() {
 		case <-tick.C:
 		}
 		now := x.now()
-		var expired []*txn
+		type late struct {
+			t         *txn
+			timeoutMS int64
+		}
+		var expired []late
 		x.mu.Lock()
 		for _, t := range x.byID {
 			if t.Ongoing && !t.ending && now.UnixMilli()-t.StartedMS > t.TimeoutMS {
-				expired = append(expired, t)
+				expired = append(expired, late{t, t.TimeoutMS})
 			}
 		}
 		var gone []*txn
@@ -581,8 +585,8 @@ func (x *txns) timeoutLoop() {
 			}
 		}
 		x.mu.Unlock()
-		for _, t := range expired {
-			x.end(t, false, true, "timeout", fmt.Sprintf("timed out after %d ms", t.TimeoutMS))
+		for _, e := range expired {
+			x.end(e.t, false, true, "timeout", fmt.Sprintf("timed out after %d ms", e.timeoutMS))
 		}
 		if len(gone) > 0 {
 			ops := make([]log.EntryOp, len(gone))
