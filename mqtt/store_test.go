@@ -231,3 +231,54 @@ func TestStoreSessionExpiryAcrossRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreQueuedKeptAcrossReconnect: a persistent session that reconnects gets its
+// queued messages resent and, until it acknowledges them, they stay stored: mochi
+// hands them to the new connection and drops them from the old one (OnQosDropped),
+// which must not delete what the new connection still holds. After a restart the
+// unacknowledged message comes again.
+func TestStoreQueuedKeptAcrossReconnect(t *testing.T) {
+	dir := t.TempDir()
+	srv, l := startStore(t, dir, nil)
+	addr := srv.Addr().String()
+	sub, _ := connectV5(t, addr, "dev", true, 3600, nil)
+	subscribeV5(t, sub, 1, "cmd/#")
+	_ = sub.Disconnect()
+	waitFor(t, "dev offline", func() bool {
+		cl, ok := srv.broker.Clients.Get("dev")
+		return ok && cl.Closed()
+	})
+	pub, _ := connectV5(t, addr, "pub", true, 0, nil)
+	publishV5(t, pub, "cmd/x", 1, false, "queued", 0)
+	publishV5(t, pub, "other/sync", 1, false, "sync", 0) // its PUBACK follows cmd/x's queued copy being stored
+	_ = pub.Disconnect()
+
+	// Reconnect without acknowledging what is resent.
+	o := mqtttest.Options{ClientID: "dev", KeepAlive: 60, ManualAck: true}
+	o.Properties.SessionExpiryInterval, o.Properties.SessionExpiryIntervalFlag = 3600, true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	again, err := mqtttest.Dial(ctx, addr, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := again.WaitMessages(ctx, 1); err != nil || msgs[0].TopicName != "cmd/x" {
+		t.Fatalf("resent after reconnecting: %v %v", msgs, err)
+	}
+	_ = again.Close()
+	waitFor(t, "dev offline again", func() bool {
+		cl, ok := srv.broker.Clients.Get("dev")
+		return ok && cl.Closed()
+	})
+	stopStore(t, srv, l)
+
+	srv, l = startStore(t, dir, nil)
+	defer stopStore(t, srv, l)
+	got := make(chan packets.Packet, 4)
+	if _, present := connectV5(t, srv.Addr().String(), "dev", false, 3600, got); !present {
+		t.Fatal("session not restored")
+	}
+	if m := collect(t, got, 1); m["cmd/x"] != "queued" {
+		t.Fatalf("after a reconnect and a restart the unacknowledged message is %v, want cmd/x", m)
+	}
+}
