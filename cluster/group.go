@@ -28,6 +28,12 @@ type group struct {
 	// loop only
 	pending []*proposal
 	lastTS  int64
+	// quiesced: the group is idle and neither ticks nor heartbeats (quiesce.go);
+	// idleTicks counts a leader's ticks without a proposal; published: the status
+	// copy reflects the quiesced state.
+	quiesced  bool
+	idleTicks int
+	published bool
 
 	mu        sync.Mutex
 	leader    uint64
@@ -311,4 +317,35 @@ func (n *Node) compactLogs() {
 			n.lg.Warn().Err(err).Uint64("group", g.id).Msg("raft log compaction")
 		}
 	}
+}
+
+// sendsEarly tells whether a Ready's messages may be sent before its Raft write: a
+// leader's, when the Ready changes neither term nor vote (those are on disk already)
+// and holds no snapshot, and every message is an append or a heartbeat.
+func (g *group) sendsEarly(rd *raft.Ready) bool {
+	if len(rd.Messages) == 0 || !raft.IsEmptySnap(rd.Snapshot) {
+		return false
+	}
+	if rd.SoftState != nil && rd.SoftState.RaftState != raft.StateLeader {
+		return false
+	}
+	if hs := rd.HardState; !raft.IsEmptyHardState(hs) {
+		cur, _, _ := g.st.InitialState()
+		if hs.GetTerm() != cur.GetTerm() || hs.GetVote() != cur.GetVote() {
+			return false
+		}
+	}
+	if !g.isLeaderNow() {
+		return false
+	}
+	for _, m := range rd.Messages {
+		if t := m.GetType(); t != pb.MsgApp && t != pb.MsgHeartbeat {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *group) isLeaderNow() bool {
+	return g.rn.BasicStatus().RaftState == raft.StateLeader
 }

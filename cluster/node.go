@@ -59,6 +59,8 @@ type Options struct {
 
 	// listener, when set, is the transport's listener (tests: ports picked up front).
 	listener net.Listener
+	// noQuiesce keeps idle groups ticking (benchmarks compare).
+	noQuiesce bool
 	// testSkipApply, when set and true for an index, makes a shard replica drop that
 	// entry unapplied, as a crash between the Raft write and the apply would.
 	testSkipApply func(group, index uint64) bool
@@ -102,6 +104,9 @@ type Node struct {
 	groups map[uint64]*group // the groups this node has a replica of
 	cat    *catalogState     // as last applied; replaced, never changed in place
 
+	// storageFailed: a Raft write failed; the loop stops acting on Readys.
+	storageFailed atomic.Bool
+
 	inbox  chan []inbound
 	props  chan *proposal
 	tasks  chan func()
@@ -112,6 +117,8 @@ type Node struct {
 	advMu   sync.Mutex
 	adv     Addrs
 	advKick chan struct{}
+
+	hints leaderHints // leaders of groups without a replica here (leaders.go)
 
 	propSeq atomic.Uint64 // starts random: ids of an earlier run never match
 	waitMu  sync.Mutex
@@ -178,6 +185,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	}
 	n.tr = tr
 	tr.handle(kindRaft, n.onRaft)
+	tr.handle(kindLeaders, n.onLeaders)
 	tr.register(methodAppend, n.onForwardedAppend)
 	tr.register(methodCatalog, n.onForwardedCatalog)
 	tr.register(methodReadShard, n.onReadShard)
@@ -238,6 +246,9 @@ func (n *Node) Send(to uint64, k Kind, msg []byte) error {
 	return n.tr.send(to, k, msg)
 }
 
+// Done is closed when the node closes.
+func (n *Node) Done() <-chan struct{} { return n.stop }
+
 // Self is this node's id.
 func (n *Node) Self() uint64 { return n.cfg.NodeID }
 
@@ -285,14 +296,13 @@ func (n *Node) run() {
 			return
 		case <-t.C:
 			ticks++
-			n.mu.RLock()
-			for _, g := range n.groups {
-				g.rn.Tick()
-			}
-			n.mu.RUnlock()
+			n.tick()
 			n.publishStatus(ticks%10 == 0)
 			if ticks%20 == 0 {
 				n.compactLogs()
+			}
+			if ticks%leadersEvery == 0 {
+				n.announceLeaders()
 			}
 		case in := <-n.inbox:
 			n.step(in)
@@ -313,6 +323,9 @@ func (n *Node) run() {
 			default:
 				more = false
 			}
+		}
+		if n.storageFailed.Load() {
+			continue
 		}
 		n.flushProposals()
 		for i := 0; i < 4 && n.handleReady(); i++ {
@@ -344,8 +357,14 @@ func (n *Node) step(in []inbound) {
 		if g == nil {
 			continue // a group this node does not have (yet): raft retries
 		}
+		if g.quiesced && wakes(m.m) {
+			g.wake()
+		}
 		if err := g.rn.Step(m.m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			n.lg.Debug().Err(err).Uint64("group", m.group).Msg("raft step")
+		}
+		if isQuiesce(m.m) {
+			g.quiesceFollower(m.m)
 		}
 	}
 }
@@ -370,6 +389,50 @@ func (n *Node) handleReady() bool {
 	if len(rds) == 0 {
 		return false
 	}
+	// A leader's appends and heartbeats go out before its own Raft write when the
+	// Ready keeps the term and vote already on disk (only entries or the commit index
+	// change): followers then write in parallel with the leader, which counts itself
+	// only once Advance follows its write. Raft allows it (its README, step 2); every
+	// other message waits for the write.
+	out := map[uint64][]byte{}
+	type snapSent struct {
+		g  *group
+		to uint64
+	}
+	var snaps []snapSent
+	add := func(g *group, m *pb.Message) {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			return
+		}
+		f := out[m.GetTo()]
+		f = binary.AppendUvarint(f, g.id)
+		f = binary.AppendUvarint(f, uint64(len(b)))
+		out[m.GetTo()] = append(f, b...)
+		if m.GetType() == pb.MsgSnap {
+			snaps = append(snaps, snapSent{g, m.GetTo()})
+		}
+	}
+	flush := func() {
+		for to, f := range out {
+			if err := n.tr.send(to, kindRaft, f); err != nil {
+				for i := range rds {
+					rds[i].g.rn.ReportUnreachable(to)
+				}
+			}
+			delete(out, to)
+		}
+	}
+	early := make([]bool, len(rds))
+	for i := range rds {
+		r := &rds[i]
+		if early[i] = r.g.sendsEarly(&r.rd); early[i] {
+			for _, m := range r.rd.Messages {
+				add(r.g, m)
+			}
+		}
+	}
+	flush()
 	rb := n.l.NewRaftBatch()
 	fsync := false
 	for i := range rds {
@@ -384,44 +447,25 @@ func (n *Node) handleReady() bool {
 	if rb.Empty() {
 		rb.Close()
 	} else if err := rb.Commit(fsync); err != nil {
-		// Raft state that cannot be written cannot be acted on: nothing is sent,
-		// applied or advanced; the groups retry with the same Ready state next round
-		// (raft keeps it until Advance).
-		n.lg.Error().Err(err).Msg("raft write failed")
+		// Raft state that cannot be written cannot be acted on, and raft has handed
+		// this Ready out already: the node stops taking part (the others go on without
+		// it) until it is restarted.
+		n.lg.Error().Err(err).Msg("raft write failed: this node stops taking part in the cluster until restarted")
+		n.storageFailed.Store(true)
 		return false
 	}
-	out := map[uint64][]byte{}
-	type snapSent struct {
-		g  *group
-		to uint64
-	}
-	var snaps []snapSent
 	for i := range rds {
 		r := &rds[i]
 		if err := r.g.st.persisted(&r.rd); err != nil {
 			n.lg.Error().Err(err).Uint64("group", r.g.id).Msg("raft storage")
 		}
-		for _, m := range r.rd.Messages {
-			b, err := proto.Marshal(m)
-			if err != nil {
-				continue
-			}
-			f := out[m.GetTo()]
-			f = binary.AppendUvarint(f, r.g.id)
-			f = binary.AppendUvarint(f, uint64(len(b)))
-			out[m.GetTo()] = append(f, b...)
-			if m.GetType() == pb.MsgSnap {
-				snaps = append(snaps, snapSent{r.g, m.GetTo()})
+		if !early[i] {
+			for _, m := range r.rd.Messages {
+				add(r.g, m)
 			}
 		}
 	}
-	for to, f := range out {
-		if err := n.tr.send(to, kindRaft, f); err != nil {
-			for i := range rds {
-				rds[i].g.rn.ReportUnreachable(to)
-			}
-		}
-	}
+	flush()
 	for _, s := range snaps {
 		// The snapshot is a small summary; the receiver pulls the data (shard.go).
 		s.g.rn.ReportSnapshot(s.to, raft.SnapshotFinish)
@@ -488,6 +532,11 @@ func (n *Node) Nodes() []NodeInfo {
 	out := make([]NodeInfo, 0, len(n.members))
 	for _, id := range n.members {
 		ni := NodeInfo{ID: id, RaftAddr: addrs[id], Addrs: cat.Nodes[id], Reachable: id == n.Self() || n.tr.reachable(id)}
+		if id == n.Self() {
+			n.advMu.Lock()
+			ni.Addrs = n.adv // its own, even before the catalog has it
+			n.advMu.Unlock()
+		}
 		out = append(out, ni)
 	}
 	return out

@@ -228,7 +228,7 @@ func TestClusterFaults(t *testing.T) {
 			t.Logf("dropping link %d⇄%d", a+1, b+1)
 			c.setLink(a, b, linkDrop, 0)
 			c.setLink(b, a, linkDrop, 0)
-			pause(time.Second, 3*time.Second)
+			pause(2*time.Second, 5*time.Second)
 			c.healLinks()
 		}},
 		{"delay a link", func() {
@@ -249,7 +249,7 @@ func TestClusterFaults(t *testing.T) {
 					c.setLink(l, j, linkDrop, 0)
 				}
 			}
-			pause(time.Second, 3*time.Second)
+			pause(2*time.Second, 5*time.Second)
 			c.healLinks()
 		}},
 		{"SIGKILL two nodes in turn", func() {

@@ -10,6 +10,7 @@
 //
 //	srv := StartServer(t, ServerOptions{})            // embedded default: stream "mqtt" on "#"
 //	srv := StartServer(t, ServerOptions{Config: yaml}) // YAML written to a file, --config
+//	srv := LaunchServer(t, o); ...; srv.AwaitReady(t)  // start several, then wait (cluster nodes)
 //	srv.MQTTAddr, srv.KafkaAddr, srv.HTTPAddr           // "127.0.0.1:PORT", from the "ready" log line
 //	srv.MQTTWSAddr                                      // MQTT over WebSocket, when mqtt.ws_addr is configured
 //	host, port := SplitAddr(t, srv.MQTTAddr)            // for CLI tools (-h host -p port)
@@ -135,6 +136,14 @@ type process struct {
 // StartServer starts mqstreams and waits for its "ready" line.
 func StartServer(t testing.TB, o ServerOptions) *Server {
 	t.Helper()
+	s := newServer(t, o)
+	s.start(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+	return s
+}
+
+// newServer prepares a Server (data dir, config file, cleanup) without starting it.
+func newServer(t testing.TB, o ServerOptions) *Server {
+	t.Helper()
 	s := &Server{opts: o, DataDir: o.DataDir, out: &logBuffer{}}
 	if s.DataDir == "" {
 		s.DataDir = t.TempDir()
@@ -158,11 +167,31 @@ func StartServer(t testing.TB, o ServerOptions) *Server {
 			t.Logf("mqstreams log (MQSTREAMS_LOG_LEVEL=debug for more):\n%s", strings.Join(lines, "\n"))
 		}
 	})
-	s.start(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
 	return s
 }
 
+// LaunchServer starts mqstreams like StartServer but returns at once; AwaitReady then
+// waits for its "ready" line (for servers that become ready together, as a cluster's
+// nodes do once a quorum of them runs).
+func LaunchServer(t testing.TB, o ServerOptions) *Server {
+	t.Helper()
+	s := newServer(t, o)
+	s.launch(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+	return s
+}
+
+// AwaitReady waits for a launched server's "ready" line and fills its addresses.
+func (s *Server) AwaitReady(t testing.TB) { s.awaitReady(t) }
+
 func (s *Server) start(t testing.TB, mqttAddr, kafkaAddr, httpAddr string) {
+	t.Helper()
+	s.launch(t, mqttAddr, kafkaAddr, httpAddr)
+	s.awaitReady(t)
+}
+
+// launch starts the process without waiting for it to be ready (nodes of a cluster
+// become ready together, once a quorum of them runs).
+func (s *Server) launch(t testing.TB, mqttAddr, kafkaAddr, httpAddr string) {
 	t.Helper()
 	args := []string{"serve", "--data-dir", s.DataDir,
 		"--mqtt-addr", mqttAddr, "--kafka-addr", kafkaAddr, "--http-addr", httpAddr,
@@ -186,7 +215,12 @@ func (s *Server) start(t testing.TB, mqttAddr, kafkaAddr, httpAddr string) {
 		close(p.exited)
 	}()
 	s.proc = p
-	ready, err := s.out.waitLine(mark, p.exited, startTimeout, func(l logLine) bool { return l.Message == "ready" })
+}
+
+// awaitReady waits for the launched process's "ready" line and takes its addresses.
+func (s *Server) awaitReady(t testing.TB) {
+	t.Helper()
+	ready, err := s.out.waitLine(s.startMark, s.proc.exited, startTimeout, func(l logLine) bool { return l.Message == "ready" })
 	if err != nil {
 		t.Fatalf("mqstreams did not become ready: %v", err)
 	}

@@ -122,7 +122,60 @@ func newTxns(s *Server, maxTimeout, ttl time.Duration, lg zerolog.Logger) (*txns
 	if len(es) > 0 {
 		lg.Info().Int("transactional_ids", len(x.byID)).Int("ongoing", ongoing).Msg("transaction state loaded")
 	}
+	if err := x.reconcile(); err != nil {
+		return nil, fmt.Errorf("transactions: %w", err)
+	}
 	return x, nil
+}
+
+// reconcile makes the coordinator agree with the log at start: a partition the log
+// holds an open transaction on is added to that producer's ongoing transaction (its
+// AddPartitionsToTxn was stored without waiting, and may have been lost), and an open
+// transaction no ongoing transactional id owns is aborted, so nothing holds a last
+// stable offset back for ever.
+func (x *txns) reconcile() error {
+	var orphans []log.Marker
+	changed := map[*txn]bool{}
+	for _, st := range x.s.log.Streams() {
+		for sh := int32(0); sh < st.Shards(); sh++ {
+			open, err := st.OpenTxns(sh)
+			if err != nil {
+				continue // deleted meanwhile
+			}
+			for pid := range open {
+				part := txnPart{Stream: st.Name(), Shard: sh}
+				t := x.byPID[pid]
+				if t != nil && t.Ongoing {
+					if !t.hasPart(part) {
+						t.Parts = append(t.Parts, part)
+						changed[t] = true
+					}
+					continue
+				}
+				epoch := int16(0)
+				if t != nil {
+					epoch = t.Epoch
+				}
+				orphans = append(orphans, log.Marker{Stream: st, Shard: sh, ProducerID: pid, Epoch: epoch})
+			}
+		}
+	}
+	for t := range changed {
+		if err := <-x.store(t); err != nil {
+			return err
+		}
+		x.lg.Info().Str("transactional_id", t.ID).Msg("transaction partitions recovered from the log")
+	}
+	if len(orphans) == 0 {
+		return nil
+	}
+	ch := make(chan error, 1)
+	x.s.log.EndTxnAsync(orphans, nil, nil, func(_ []log.MarkerResult, err error) { ch <- err })
+	if err := <-ch; err != nil {
+		return fmt.Errorf("abort orphaned transactions: %w", err)
+	}
+	x.lg.Warn().Int("partitions", len(orphans)).Msg("open transactions without an ongoing transactional id aborted")
+	return nil
 }
 
 func (x *txns) start() {
@@ -135,15 +188,13 @@ func (x *txns) close() {
 	x.wg.Wait()
 }
 
-// persist durably stores the states of ts (nil value for a deleted id) and waits.
-func (x *txns) persist(ts ...*txn) error {
-	ops := make([]log.EntryOp, len(ts))
-	for i, t := range ts {
-		ops[i] = log.EntryOp{Kind: txnKind, Name: t.ID, Value: t.value()}
-	}
+// store queues the write of t's state as it is now (x.mu held, so states of one id are
+// queued in the order they were made) and returns what reports when it is durable.
+func (x *txns) store(t *txn) <-chan error {
 	ch := make(chan error, 1)
-	x.s.log.PutEntriesAsync(ops, func(err error) { ch <- err })
-	return <-ch
+	op := log.EntryOp{Kind: txnKind, Name: t.ID, Value: t.value()}
+	x.s.log.PutEntriesAsync([]log.EntryOp{op}, func(err error) { ch <- err })
+	return ch
 }
 
 // bump raises t's epoch, or gives it a new producer id when the epoch is exhausted.
@@ -182,8 +233,9 @@ func (x *txns) initProducerID(id string, timeoutMS int32, lastPID int64, lastEpo
 		t = &txn{ID: id, PID: pid, Epoch: 0, TimeoutMS: int64(timeoutMS), Owner: owner, UsedMS: x.now().UnixMilli()}
 		x.byID[id] = t
 		x.byPID[pid] = t
+		stored := x.store(t)
 		x.mu.Unlock()
-		if err := x.persist(t); err != nil {
+		if err := <-stored; err != nil {
 			x.lg.Warn().Err(err).Msg("kafka InitProducerId")
 			return -1, -1, kerr.CoordinatorNotAvailable
 		}
@@ -212,7 +264,7 @@ func (x *txns) initProducerID(id string, timeoutMS int32, lastPID int64, lastEpo
 		// A new instance of the producer: the old one's transaction is aborted and the
 		// old one fenced by the bumped epoch.
 		x.mu.Unlock()
-		if _, code := x.end(t, false, true, "producer re-initialised"); code != nil {
+		if _, code := x.end(t, false, true, "fenced", "producer re-initialised"); code != nil {
 			return -1, -1, code
 		}
 		x.mu.Lock()
@@ -225,8 +277,9 @@ func (x *txns) initProducerID(id string, timeoutMS int32, lastPID int64, lastEpo
 	t.UsedMS = x.now().UnixMilli()
 	t.Ended = false
 	pid, epoch := t.PID, t.Epoch
+	stored := x.store(t)
 	x.mu.Unlock()
-	if err := x.persist(t); err != nil {
+	if err := <-stored; err != nil {
 		x.lg.Warn().Err(err).Msg("kafka InitProducerId")
 		return -1, -1, kerr.CoordinatorNotAvailable
 	}
@@ -264,7 +317,10 @@ func (x *txns) begin(t *txn) {
 	t.UsedMS = now
 }
 
-// addPartitions adds parts to the transaction and stores the state.
+// addPartitions adds parts to the transaction. Its state is stored without waiting:
+// if a crash loses it, the log still knows of every partition the transaction wrote to
+// (its open-transaction keys), which reconcile adds back at start, and a producer
+// going on finds the partition missing (INVALID_TXN_STATE) and aborts.
 func (x *txns) addPartitions(t *txn, parts []txnPart) *kerr.Error {
 	for _, p := range parts {
 		if !t.hasPart(p) {
@@ -272,15 +328,13 @@ func (x *txns) addPartitions(t *txn, parts []txnPart) *kerr.Error {
 		}
 	}
 	x.begin(t)
+	x.storeAsync(t, "kafka AddPartitionsToTxn")
 	x.mu.Unlock()
-	if err := x.persist(t); err != nil {
-		x.lg.Warn().Err(err).Str("transactional_id", t.ID).Msg("kafka AddPartitionsToTxn")
-		return kerr.CoordinatorNotAvailable
-	}
 	return nil
 }
 
-// addOffsets adds a group whose offsets the transaction will commit.
+// addOffsets adds a group whose offsets the transaction will commit; stored without
+// waiting (the offsets themselves are stored before TxnOffsetCommit is answered).
 func (x *txns) addOffsets(t *txn, group string) *kerr.Error {
 	if t.Groups == nil {
 		t.Groups = map[string]map[string]log.CommittedOffset{}
@@ -289,12 +343,20 @@ func (x *txns) addOffsets(t *txn, group string) *kerr.Error {
 		t.Groups[group] = map[string]log.CommittedOffset{}
 	}
 	x.begin(t)
+	x.storeAsync(t, "kafka AddOffsetsToTxn")
 	x.mu.Unlock()
-	if err := x.persist(t); err != nil {
-		x.lg.Warn().Err(err).Str("transactional_id", t.ID).Msg("kafka AddOffsetsToTxn")
-		return kerr.CoordinatorNotAvailable
-	}
 	return nil
+}
+
+// storeAsync is store without waiting; a failure is logged (x.mu held).
+func (x *txns) storeAsync(t *txn, what string) {
+	op := log.EntryOp{Kind: txnKind, Name: t.ID, Value: t.value()}
+	lg, id := x.lg, t.ID
+	x.s.log.PutEntriesAsync([]log.EntryOp{op}, func(err error) {
+		if err != nil {
+			lg.Warn().Err(err).Str("transactional_id", id).Msg(what)
+		}
+	})
 }
 
 // stageOffsets records offsets to commit with the transaction (TxnOffsetCommit).
@@ -307,8 +369,9 @@ func (x *txns) stageOffsets(t *txn, group string, offs []log.CommittedOffset) *k
 		t.Groups[group][fmt.Sprintf("%s/%d", o.Stream, o.Shard)] = o
 	}
 	t.UsedMS = x.now().UnixMilli()
+	stored := x.store(t)
 	x.mu.Unlock()
-	if err := x.persist(t); err != nil {
+	if err := <-stored; err != nil {
 		x.lg.Warn().Err(err).Str("transactional_id", t.ID).Msg("kafka TxnOffsetCommit")
 		return kerr.CoordinatorNotAvailable
 	}
@@ -380,7 +443,7 @@ func (x *txns) endTxnRequest(t *txn, commit bool) ([]endedPart, *kerr.Error) {
 		return nil, kerr.InvalidTxnState
 	}
 	x.mu.Unlock()
-	return x.end(t, commit, false, "")
+	return x.end(t, commit, false, map[bool]string{true: "commit", false: "abort"}[commit], "")
 }
 
 // endedPart is a partition's marker: where the transaction began and ended there.
@@ -394,8 +457,9 @@ type endedPart struct {
 
 // end writes t's markers, its group offsets (on commit) and its ended state in one log
 // write, after the transaction's appends in flight finished. bump raises the epoch
-// (an abort that fences the producer: timeout, re-initialisation).
-func (x *txns) end(t *txn, commit, bump bool, why string) ([]endedPart, *kerr.Error) {
+// (an abort that fences the producer: timeout, re-initialisation); outcome labels the
+// transactions metric.
+func (x *txns) end(t *txn, commit, bump bool, outcome, why string) ([]endedPart, *kerr.Error) {
 	x.mu.Lock()
 	if t.ending || !t.Ongoing {
 		x.mu.Unlock()
@@ -468,6 +532,7 @@ func (x *txns) end(t *txn, commit, bump bool, why string) ([]endedPart, *kerr.Er
 	}
 	epoch := t.Epoch
 	t.Epoch, t.Ongoing, t.StartedMS, t.Parts, t.Groups, t.LastCommit, t.Ended, t.UsedMS = next.Epoch, false, 0, nil, nil, commit, true, next.UsedMS
+	x.s.metrics.txnEnded(outcome)
 	ev := x.lg.Debug()
 	if why != "" {
 		ev = x.lg.Info()
@@ -497,11 +562,15 @@ func (x *txns) timeoutLoop() {
 		case <-tick.C:
 		}
 		now := x.now()
-		var expired []*txn
+		type late struct {
+			t         *txn
+			timeoutMS int64
+		}
+		var expired []late
 		x.mu.Lock()
 		for _, t := range x.byID {
 			if t.Ongoing && !t.ending && now.UnixMilli()-t.StartedMS > t.TimeoutMS {
-				expired = append(expired, t)
+				expired = append(expired, late{t, t.TimeoutMS})
 			}
 		}
 		var gone []*txn
@@ -516,8 +585,8 @@ func (x *txns) timeoutLoop() {
 			}
 		}
 		x.mu.Unlock()
-		for _, t := range expired {
-			x.end(t, false, true, fmt.Sprintf("timed out after %d ms", t.TimeoutMS))
+		for _, e := range expired {
+			x.end(e.t, false, true, "timeout", fmt.Sprintf("timed out after %d ms", e.timeoutMS))
 		}
 		if len(gone) > 0 {
 			ops := make([]log.EntryOp, len(gone))

@@ -258,6 +258,24 @@ func TestTransactionTimeout(t *testing.T) {
 	if c := x.end(pid, epoch, true); c != kerr.ProducerFenced.Code {
 		t.Fatalf("commit after the timeout: %s", codeName(c))
 	}
+	fams, err := tb.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	timedOut := 0.0
+	for _, f := range fams {
+		if f.GetName() != "mqstreams_kafka_transactions_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "timeout" {
+				timedOut = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if timedOut != 1 {
+		t.Fatalf("mqstreams_kafka_transactions_total{outcome=timeout} = %v, want 1", timedOut)
+	}
 }
 
 // Transaction state survives a restart: an open transaction still holds the LSO, its
@@ -313,5 +331,54 @@ func TestTransactionAcrossRestart(t *testing.T) {
 	}
 	if lso, _ := st.LastStable(0); lso != 4 {
 		t.Fatalf("LSO after commit %d, want 4", lso)
+	}
+}
+
+// At start the coordinator agrees with the log: a partition whose AddPartitionsToTxn
+// was lost (stored without waiting) is added back from the log's open transactions, and
+// an open transaction nobody owns is aborted.
+func TestTransactionReconcileAtStart(t *testing.T) {
+	dir := t.TempDir()
+	s, l, stop := openBroker(t, dir, 0)
+	st, err := l.CreateStream(log.StreamSpec{Name: "rc", Shards: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := txnConn{t: t, rc: dialRaw(t, s.Addr().String()), id: "lost"}
+	pid, epoch, _ := x.init(60000)
+	if c := x.addPartition(pid, epoch, "rc", 0); c != 0 {
+		t.Fatal(codeName(c))
+	}
+	if p := x.produce("rc", pid, epoch, 0, "a"); p.ErrorCode != 0 {
+		t.Fatal(codeName(p.ErrorCode))
+	}
+	// As if the AddPartitionsToTxn state never reached the disk.
+	s.txns.mu.Lock()
+	tx := *s.txns.byID["lost"]
+	s.txns.mu.Unlock()
+	tx.Parts = nil
+	if err := l.PutEntry(txnKind, "lost", tx.value()); err != nil {
+		t.Fatal(err)
+	}
+	// An open transaction of a producer id no transactional id holds.
+	ch := make(chan error, 1)
+	st.AppendTxnAsync(context.Background(), log.AppendBlock, 1, log.Txn{ProducerID: 99999, Epoch: 0}, []log.Record{{Value: []byte("orphan")}}, nil,
+		func(_ log.AppendResult, err error) { ch <- err })
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	s, l, _ = openBroker(t, dir, 0)
+	st = l.Stream("rc")
+	if lso, _ := st.LastStable(1); lso != 2 {
+		t.Fatalf("orphan not aborted at start: LSO %d, want 2", lso)
+	}
+	x.rc = dialRaw(t, s.Addr().String())
+	if c := x.end(pid, epoch, true); c != 0 {
+		t.Fatal(codeName(c))
+	}
+	if lso, _ := st.LastStable(0); lso != 2 {
+		t.Fatalf("LSO of the recovered partition %d, want 2 (committed)", lso)
 	}
 }

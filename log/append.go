@@ -74,7 +74,8 @@ func (s *Stream) appendAsync(ctx context.Context, mode Admission, shard int32, t
 // the records get append time tsUS (or the shard's last append time, if later) instead
 // of the clock's, and are stored as a batch of their own. Replicas that apply the same
 // appends in the same order from the same state so store the same records at the same
-// offsets with the same times.
+// offsets with the same times. done does not wait for an fsync: the caller's Raft log
+// already holds the records durably and is replayed after a crash.
 func (s *Stream) AppendAt(shard int32, tsUS int64, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
 	if tsUS <= 0 {
 		done(AppendResult{}, fmt.Errorf("append %s/%d: append time %d", s.name, shard, tsUS))
@@ -315,7 +316,7 @@ func (l *Log) commit(q []*pending) {
 		sh.lastTS = last
 		g.newNext, g.newCum = sh.next, sh.cum
 		g.newBound = sh.stableBound()
-		if g.stream.durability(l.opts.Durability) == DurabilityFsync {
+		if g.stream.durability(l.opts.Durability) == DurabilityFsync && !allReplicated(g.items) {
 			a.fsync = true
 		}
 	}
@@ -344,6 +345,19 @@ func (l *Log) commit(q []*pending) {
 		a.fsync = true // broker state follows the server's durability
 	}
 	l.handToSyncer(a)
+}
+
+// allReplicated reports whether every append of a group is a replica applying a
+// replicated append (AppendAt): those are already durable in the cluster's Raft log,
+// which a crash replays from the applied index written with them, so the apply itself
+// need not wait for an fsync.
+func allReplicated(ps []*pending) bool {
+	for _, p := range ps {
+		if p.fixedTS == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func estimateSize(recs []Record) int {

@@ -362,13 +362,14 @@ func (s *Stream) ReadCommitted(shard int32, offset int64, maxBytes int) ([]Batch
 	}
 	var out []Batch
 	var aborted []AbortedTxn
+	var abortErr error
 	fetched := false
 	err = s.scanTo(shard, offset, maxBytes, lso, func(base, last int64, sv storedValue) {
 		pr := producerOf(sv.batch)
 		skip := pr.attrs&attrControl != 0
 		if !skip && pr.attrs&attrTransactional != 0 {
 			if !fetched {
-				aborted, err = s.AbortedTxns(shard, offset, lso)
+				aborted, abortErr = s.AbortedTxns(shard, offset, lso)
 				fetched = true
 			}
 			for _, a := range aborted {
@@ -384,6 +385,9 @@ func (s *Stream) ReadCommitted(shard int32, offset int64, maxBytes int) ([]Batch
 		}
 		out = append(out, Batch{BaseOffset: base, LastOffset: last, TimestampUS: sv.tsUS, Data: append([]byte(nil), sv.batch...), segs: append([]byte(nil), sv.segs...)})
 	})
+	if err == nil {
+		err = abortErr
+	}
 	return out, err
 }
 

@@ -259,7 +259,14 @@ func (c *Catalog) Ensure(d Definition) (changed []string, keptShards int32, err 
 	cur, ok := c.Definition(d.Name)
 	if !ok {
 		_, err := c.Create(d, true)
-		return nil, 0, err
+		if !errors.Is(err, ErrStreamExists) {
+			return nil, 0, err
+		}
+		// In a cluster another node created it first (every node applies the same
+		// config): it is here now, and is made to match like any stored stream.
+		if cur, ok = c.Definition(d.Name); !ok {
+			return nil, 0, err
+		}
 	}
 	if d.Shards < cur.Shards {
 		d.Shards, keptShards = cur.Shards, cur.Shards

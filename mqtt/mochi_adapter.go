@@ -11,7 +11,23 @@ package mqtt
 //     writeOrdered flushes that buffer first, under the client's lock, as flushOutbuf.
 //   - Inflight.NextImmediate read-locks the in-flight store twice, which deadlocks when
 //     another goroutine adds to the store in between; mochi calls it only while the
-//     client's send quota is positive. pinSendQuota keeps the quota at zero.
+//     client's send quota is positive. Its quota also leaks: a message it parked for
+//     lack of quota is deleted from the in-flight store when finally sent, so its PUBACK
+//     gives no quota back. pinSendQuota keeps the quota at zero (mochi then neither
+//     parks nor sends parked messages) and sendWindow (sendwindow.go) does the flow
+//     control instead.
+//   - publishToClient puts a QoS 1/2 delivery in the client's in-flight store and queues
+//     it; the connection's WriteLoop goroutine writes queued packets one by one with
+//     WritePacket, which calls the OnPacketEncode hooks before it takes the client's
+//     lock. holdLiveDelivery blocks there until the delivery fits the window: what mochi
+//     queued after it waits behind it, in order, and nothing else is blocked. mochi
+//     resends in-flight messages after a reconnection (ResendInflightMessages) with
+//     Dup set, on the connection's goroutine before its read loop starts: those must
+//     never be held (nothing could acknowledge them).
+//   - While the WriteLoop is held the queue is not empty, so WritePacket buffers the
+//     read loop's own packets (PUBACK, SUBACK, PINGRESP) in outbuf, which only the next
+//     write flushes. flushHeld writes them at once (OnPacketSent), else a client that
+//     waits for its own PUBACK before acknowledging a delivery would deadlock.
 
 import (
 	"bytes"
@@ -19,6 +35,7 @@ import (
 	"unsafe"
 
 	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // outbufOffset is the offset of ClientConnection.outbuf, or -1 if mochi changed it.
@@ -34,28 +51,59 @@ var outbufOffset = func() int {
 // so nothing mochi wrote before is overtaken. The caller holds the client's lock (as
 // mochi's WritePacket does).
 func writeOrdered(cl *mochi.Client, b []byte) (int, error) {
-	if outbufOffset >= 0 {
-		pending := (**bytes.Buffer)(unsafe.Add(unsafe.Pointer(&cl.Net), outbufOffset))
-		if *pending != nil {
-			if _, err := (*pending).WriteTo(cl.Net.Conn); err != nil {
-				return 0, err
-			}
-			*pending = nil // as mochi's flushOutbuf
-		}
+	if err := flushBuffered(cl); err != nil {
+		return 0, err
 	}
 	return cl.Net.Conn.Write(b)
 }
 
+// flushBuffered writes what mochi holds in outbuf, as mochi's flushOutbuf. The caller
+// holds the client's lock.
+func flushBuffered(cl *mochi.Client) error {
+	if outbufOffset < 0 {
+		return nil
+	}
+	pending := (**bytes.Buffer)(unsafe.Add(unsafe.Pointer(&cl.Net), outbufOffset))
+	if *pending == nil {
+		return nil
+	}
+	if _, err := (*pending).WriteTo(cl.Net.Conn); err != nil {
+		return err
+	}
+	*pending = nil
+	return nil
+}
+
+// flushHeld writes what mochi buffered for cl, taking the client's lock.
+func flushHeld(cl *mochi.Client) {
+	if cl.Closed() || cl.Net.Conn == nil {
+		return
+	}
+	cl.Lock()
+	defer cl.Unlock()
+	_ = flushBuffered(cl)
+}
+
 // pinSendQuota turns mochi's own send quota off for a client with stream subscriptions
-// (see the top of this file); the replay window keeps replays within the receive
-// maximum, as mochi runs MQTT 3.1.1 clients. Call it on the client's own goroutine (a
-// hook of its read loop), before its readers start.
-func pinSendQuota(cl *mochi.Client) {
+// (see the top of this file); w, which already counts every message mochi holds in
+// flight, keeps live and replayed deliveries within the client's Receive Maximum. Call
+// it on the client's own goroutine (a hook of its read loop), before its readers start.
+func pinSendQuota(cl *mochi.Client, w *sendWindow) {
 	cl.State.Inflight.ResetSendQuota(0)
-	// Messages mochi parked for lack of quota would now never leave: send them.
+	// Messages mochi parked for lack of quota would now never leave: send them (w
+	// counts them already, so they pass holdLiveDelivery).
 	for _, pk := range cl.State.Inflight.GetAll(true) {
 		pk.Expiry = 0
 		cl.State.Inflight.Set(pk)
 		_ = cl.WritePacket(pk)
 	}
+}
+
+// holdLiveDelivery, called from OnPacketEncode, waits until a QoS 1/2 PUBLISH that
+// mochi writes to a client with a send window fits it (see the top of this file).
+func holdLiveDelivery(w *sendWindow, pk *packets.Packet) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 {
+		return
+	}
+	w.admitLive(pk)
 }

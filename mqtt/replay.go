@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -82,6 +83,9 @@ type ReplayHook struct {
 	mu       sync.RWMutex
 	sessions map[string]*replaySession // by client id
 	closed   bool
+
+	windows  sync.Map     // *mochi.Client -> *sendWindow, for clients with stream subscriptions
+	nwindows atomic.Int64 // entries in windows
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -254,6 +258,7 @@ func (h *ReplayHook) restore(cl *mochi.Client) {
 			if s = h.sessionFor(cl); s == nil {
 				return
 			}
+			h.openWindow(cl)
 		}
 		rs, fresh, err := s.subscribe(cl, r, sub, sub.Qos)
 		if err != nil {
@@ -263,14 +268,12 @@ func (h *ReplayHook) restore(cl *mochi.Client) {
 			s.startSub(cl, rs)
 		}
 	}
-	if s != nil {
-		pinSendQuota(cl)
-	}
 }
 
 // OnDisconnect stops the connection's readers; a session that ends with the connection
 // is forgotten, a persistent one keeps its positions (in memory and in the log).
 func (h *ReplayHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
+	h.closeWindow(cl)
 	s := h.session(cl.ID)
 	if s == nil || !s.isClient(cl) {
 		return // no stream subscriptions, or the session was taken over
@@ -502,7 +505,7 @@ func (h *ReplayHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, reasonCod
 		granted = true
 	}
 	if granted {
-		pinSendQuota(cl)
+		h.openWindow(cl)
 	}
 }
 
@@ -515,6 +518,9 @@ func (h *ReplayHook) OnSubscribed(cl *mochi.Client, pk packets.Packet, reasonCod
 func (h *ReplayHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type == packets.Publish {
 		pk.Mods.DisallowProblemInfo = false
+		if w := h.windowOf(cl); w != nil {
+			holdLiveDelivery(w, &pk)
+		}
 		return pk
 	}
 	if pk.FixedHeader.Type != packets.Suback {
@@ -548,28 +554,44 @@ func (h *ReplayHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets
 	return pk
 }
 
-// OnPacketSent starts the readers of subscriptions granted by a SUBACK once it is
-// written, so no replayed message overtakes it.
+// OnPacketSent starts the readers of subscriptions granted by a SUBACK once mochi has
+// written it (or put it in its output buffer): their first write, ordered behind what
+// mochi buffered (mochi_adapter.go), puts the SUBACK on the wire before anything they
+// replay.
+//
+// While mochi's write loop of the client waits for window room, the packets the read
+// loop writes (acks, SUBACKs, PINGRESP) wait in mochi's buffer: they are written out
+// here (mochi_adapter.go).
 func (h *ReplayHook) OnPacketSent(cl *mochi.Client, pk packets.Packet, _ []byte) {
-	if pk.FixedHeader.Type != packets.Suback {
+	if pk.FixedHeader.Type == packets.Suback && h.startSubscribed(cl, pk.PacketID) {
 		return
 	}
+	if w := h.windowOf(cl); w != nil && w.holding.Load() {
+		flushHeld(cl)
+	}
+}
+
+// startSubscribed starts the readers of the stream subscriptions a SUBACK granted,
+// reporting whether there were any.
+func (h *ReplayHook) startSubscribed(cl *mochi.Client, pid uint16) bool {
 	s := h.session(cl.ID)
 	if s == nil {
-		return
+		return false
 	}
 	s.mu.Lock()
-	p := s.pending[pk.PacketID]
-	delete(s.pending, pk.PacketID)
+	p := s.pending[pid]
+	delete(s.pending, pid)
 	s.mu.Unlock()
 	if p == nil {
-		return
+		return false
 	}
+	started := false
 	for _, r := range p.results {
 		if r != nil && r.err == nil && r.fresh {
-			s.startSub(cl, r.sub)
+			started = s.startSub(cl, r.sub) || started
 		}
 	}
+	return started
 }
 
 // OnUnsubscribed ends the stream subscriptions named and forgets their positions.
@@ -589,6 +611,9 @@ func (h *ReplayHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 
 // OnQosComplete frees a window slot when the client acknowledges a message.
 func (h *ReplayHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
+	if w := h.windowOf(cl); w != nil {
+		w.acked(pk.PacketID)
+	}
 	if s := h.session(cl.ID); s != nil {
 		s.acked(cl, pk.PacketID)
 	}
@@ -596,6 +621,9 @@ func (h *ReplayHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 
 // OnQosDropped frees the slot of a message mochi gave up on (expired or refused).
 func (h *ReplayHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
+	if w := h.windowOf(cl); w != nil {
+		w.acked(pk.PacketID)
+	}
 	if s := h.session(cl.ID); s != nil {
 		s.acked(cl, pk.PacketID)
 	}

@@ -1,69 +1,67 @@
 package mqtt
 
 import (
-	"fmt"
+	"bytes"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// TestSubackBeforeFirstReplayed: while live QoS 0 traffic keeps mochi's output queue
-// for the client busy (so its SUBACK may wait in mochi's buffer), a `$stream`
-// subscription's SUBACK still reaches the client before any replayed message.
+// TestSubackBeforeFirstReplayed: a `$stream` subscription's SUBACK reaches the client
+// before any replayed message even when mochi holds the SUBACK in its output buffer:
+// the client's live deliveries wait for window room (Receive Maximum 1, the first one
+// unacknowledged) with more queued behind them, so mochi buffers the SUBACK rather than
+// write it, and only the replay's ordered write (mochi_adapter.go) puts it out first.
 func TestSubackBeforeFirstReplayed(t *testing.T) {
-	e := newReplayEnv(t, replayEnvOptions{noSync: true}, streamDef("s", 2, "topic", "s/#"))
-	e.fill(t, testMessages(400, "s/%d"))
+	e := newReplayEnv(t, replayEnvOptions{noSync: true}, streamDef("s", 2, "topic", "s/#"), streamDef("w", 1, "topic", "w/#"))
+	e.fill(t, testMessages(50, "s/%d"))
 
+	sub := dialReceiveMax(t, e.addr, "order-sub", 1)
+	sub.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
+		PacketID:    1,
+		Filters:     packets.Subscriptions{{Filter: "$stream/w", Qos: 1}, {Filter: "live/#", Qos: 1}},
+	})
+	if ack := sub.expect(packets.Suback, 1); !bytes.Equal(ack.ReasonCodes, []byte{1, 1}) {
+		t.Fatalf("SUBACK %v, want both granted at QoS 1", ack.ReasonCodes)
+	}
 	pub, _ := dialRaw(t, e.addr, "order-pub", 5, true)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var burst []packets.Packet
-			for i := 0; i < 50; i++ {
-				burst = append(burst, publishPacket("live/x", 0, 0, "live"))
-			}
-			pub.send(burst...)
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
+	for i := 1; i <= 5; i++ {
+		pub.send(publishPacket("live/x", 1, uint16(i), "live"))
+	}
+	if pk := sub.read(); pk.FixedHeader.Type != packets.Publish || pk.TopicName != "live/x" {
+		t.Fatalf("got packet type %d topic %q, want the first live delivery", pk.FixedHeader.Type, pk.TopicName)
+	}
+	cl, ok := e.srv.broker.Clients.Get("order-sub")
+	if !ok {
+		t.Fatal("subscriber not found")
+	}
+	waitFor(t, "the second delivery held for window room", func() bool {
+		w := e.hook.windowOf(cl)
+		return w != nil && w.holding.Load()
+	})
 
-	for round := 0; round < 10; round++ {
-		sub, _ := dialRaw(t, e.addr, fmt.Sprintf("order-sub-%d", round), 5, true)
-		sub.send(packets.Packet{
-			FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
-			PacketID:    1,
-			Filters:     packets.Subscriptions{{Filter: "live/#", Qos: 0}},
-		})
-		// Live publishes may come before this SUBACK: MQTT allows it.
-		for pk := sub.read(); pk.FixedHeader.Type != packets.Suback || pk.PacketID != 1; pk = sub.read() {
-		}
-		sub.send(packets.Packet{
-			FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
-			PacketID:    2,
-			Filters:     packets.Subscriptions{{Filter: "$stream/s/#", Qos: 0}},
-			Properties:  packets.Properties{User: []packets.UserProperty{{Key: StreamOffsetProperty, Val: "earliest"}}},
-		})
-		for {
-			pk := sub.read()
-			if pk.FixedHeader.Type == packets.Suback && pk.PacketID == 2 {
-				break
+	sub.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
+		PacketID:    100, // mochi refuses an id its own deliveries in flight use (1 to 5 here)
+		Filters:     packets.Subscriptions{{Filter: "$stream/s", Qos: 0}},
+		Properties:  packets.Properties{User: []packets.UserProperty{{Key: StreamOffsetProperty, Val: "earliest"}}},
+	})
+	for {
+		pk := sub.read()
+		if pk.FixedHeader.Type == packets.Suback && pk.PacketID == 100 {
+			if !bytes.Equal(pk.ReasonCodes, []byte{0}) {
+				t.Fatalf("SUBACK %v, want granted at QoS 0", pk.ReasonCodes)
 			}
-			if pk.FixedHeader.Type == packets.Publish && strings.HasPrefix(pk.TopicName, "s/") {
-				t.Fatalf("round %d: replayed %s arrived before the SUBACK", round, pk.TopicName)
-			}
+			break
 		}
-		if err := sub.conn.Close(); err != nil {
-			t.Fatal(err)
+		if pk.FixedHeader.Type == packets.Publish && strings.HasPrefix(pk.TopicName, "s/") {
+			t.Fatalf("replayed %s arrived before the SUBACK", pk.TopicName)
 		}
+		t.Fatalf("got packet type %d topic %q before the SUBACK", pk.FixedHeader.Type, pk.TopicName)
+	}
+	if pk := sub.read(); pk.FixedHeader.Type != packets.Publish || !strings.HasPrefix(pk.TopicName, "s/") {
+		t.Fatalf("got packet type %d topic %q after the SUBACK, want a replayed message", pk.FixedHeader.Type, pk.TopicName)
 	}
 }

@@ -27,10 +27,6 @@ const (
 	PropOffset = "offset"
 )
 
-// windowPoll bounds a wait for in-flight room that other (non-replay) messages hold,
-// whose completion is not always reported to hooks.
-const windowPoll = 100 * time.Millisecond
-
 // window is how many QoS 1/2 messages may be in flight to the client: its receive
 // maximum, capped by MaxInflight.
 func (s *replaySession) window(cl *mochi.Client) int {
@@ -57,6 +53,9 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 	w := &shardSender{s: s, run: run, sub: sub, shard: shard, next: next}
 	hold := time.NewTimer(windowHold)
 	defer hold.Stop()
+	// What mochi buffered goes out now, the SUBACK that started this reader first:
+	// nothing may wait behind a reader that has nothing to send yet.
+	flushHeld(run.cl)
 	var (
 		batches []log.Batch
 		rr      *log.RecordReader // the batch being decoded, a chunk at a time
@@ -169,7 +168,7 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 			batches, recs, rr = nil, nil, nil
 			w.release()
 			s.parked.Add(1)
-			err := waitRoom(run, w.wake, w.own)
+			err := waitRoom(run, w.wake)
 			s.parked.Add(-1)
 			if err != nil {
 				return
@@ -231,7 +230,6 @@ type shardSender struct {
 	next    int64 // the shard position once out is written
 
 	wake <-chan struct{} // when put found the window full: closed at the next ack
-	own  bool            // when put found the window full: replay messages are in flight
 }
 
 // errWindowFull tells the reader to wait for window room before the record.
@@ -275,14 +273,16 @@ func (w *shardSender) put(rec *log.StoredRecord) error {
 
 	// Take the wake-up channel before looking at the window, so an acknowledgement that
 	// comes in between is not missed.
-	wake, own := s.wakeChan()
+	win := w.run.win
+	wake := win.wakeChan()
 	s.sendMu.Lock()
-	if cl.State.Inflight.Len() >= s.window(cl) {
+	if !win.reserve(s.window(cl)) {
 		s.sendMu.Unlock()
-		w.wake, w.own = wake, own
+		w.wake = wake
 		return errWindowFull
 	}
 	if isClosed(w.run.stop) {
+		win.cancel()
 		s.sendMu.Unlock()
 		return errStopped
 	}
@@ -292,11 +292,13 @@ func (w *shardSender) put(rec *log.StoredRecord) error {
 	pk.Properties.CorrelationData = bytes.Clone(pk.Properties.CorrelationData)
 	pid, err := s.nextPacketID(cl)
 	if err != nil {
+		win.cancel()
 		s.sendMu.Unlock()
 		return err
 	}
 	pk.PacketID = pid
 	if err := w.encode(cl, &pk); err != nil {
+		win.cancel()
 		s.sendMu.Unlock()
 		if errors.Is(err, packets.ErrPacketTooLarge) {
 			w.next = after
@@ -306,6 +308,7 @@ func (w *shardSender) put(rec *log.StoredRecord) error {
 	}
 	w.next = after
 	cl.State.Inflight.Set(pk)
+	win.commit(pid)
 	if s.h.opts.Broker != nil {
 		atomic.AddInt64(&s.h.opts.Broker.Info.Inflight, 1) // mochi decrements it at the ack
 	}
@@ -320,26 +323,15 @@ func (w *shardSender) put(rec *log.StoredRecord) error {
 	return w.maybeFlush()
 }
 
-// wakeChan returns the channel closed at the session's next acknowledgement, and
-// whether the session has replay messages in flight (whose acks will close it).
-func (s *replaySession) wakeChan() (<-chan struct{}, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.notify, len(s.inflight) > 0
-}
-
 // waitRoom waits until an acknowledgement may have freed window room.
-func waitRoom(run *readerSet, wake <-chan struct{}, own bool) error {
-	var poll <-chan time.Time
-	if !own {
-		// Only other messages fill the window; their acks may come without a hook call.
-		t := time.NewTimer(windowPoll)
-		defer t.Stop()
-		poll = t.C
-	}
+func waitRoom(run *readerSet, wake <-chan struct{}) error {
+	// The recheck is a safety net only: every place in the window is freed by a hook
+	// call that closes wake.
+	t := time.NewTimer(windowRecheck)
+	defer t.Stop()
 	select {
 	case <-wake:
-	case <-poll:
+	case <-t.C:
 	case <-run.stop:
 		return errStopped
 	}

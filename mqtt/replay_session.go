@@ -30,7 +30,6 @@ type replaySession struct {
 	subs       map[string]*replaySub // by subscription filter
 	inflight   map[uint16]inflightRef
 	pending    map[uint16]*pendingSubscribe // by SUBSCRIBE packet id until its SUBACK
-	notify     chan struct{}                // closed when a window slot may have freed
 	dirty      bool                         // positions moved since the last commit
 }
 
@@ -67,6 +66,7 @@ type subOptions struct {
 // readerSet is the running readers of a subscription, bound to one connection.
 type readerSet struct {
 	cl      *mochi.Client
+	win     *sendWindow // the connection's, shared with mochi's live deliveries
 	stop    chan struct{}
 	stopped bool
 	wg      sync.WaitGroup
@@ -81,7 +81,6 @@ func newReplaySession(h *ReplayHook, cl *mochi.Client) *replaySession {
 		subs:       map[string]*replaySub{},
 		inflight:   map[uint16]inflightRef{},
 		pending:    map[uint16]*pendingSubscribe{},
-		notify:     make(chan struct{}),
 	}
 }
 
@@ -213,19 +212,25 @@ func resolveStart(st *log.Stream, sp startPoint) ([]int64, *subError) {
 	return next, nil
 }
 
-// startSub starts the readers of sub on cl, unless they run or cl is no longer current.
-func (s *replaySession) startSub(cl *mochi.Client, sub *replaySub) {
+// startSub starts the readers of sub on cl, unless they run or cl is no longer current;
+// it reports whether it started them.
+func (s *replaySession) startSub(cl *mochi.Client, sub *replaySub) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cl != cl || sub.run != nil || s.subs[sub.filter] != sub {
-		return
+		return false
 	}
-	run := &readerSet{cl: cl, stop: make(chan struct{})}
+	win := s.h.windowOf(cl)
+	if win == nil {
+		return false // the connection ended (its window closed with it)
+	}
+	run := &readerSet{cl: cl, win: win, stop: make(chan struct{})}
 	sub.run = run
 	for shard := range sub.next {
 		run.wg.Add(1)
 		go s.readShard(run, sub, int32(shard))
 	}
+	return true
 }
 
 // signalStop asks every reader to stop without waiting.
@@ -238,7 +243,6 @@ func (s *replaySession) signalStop() {
 			close(sub.run.stop)
 		}
 	}
-	s.wakeLocked()
 }
 
 // stopReaders stops every reader and waits for them.
@@ -301,7 +305,7 @@ func (s *replaySession) resume(cl *mochi.Client) {
 	}
 	s.mu.Unlock()
 	if len(subs) > 0 {
-		pinSendQuota(cl)
+		s.h.openWindow(cl)
 	}
 	for _, g := range gone {
 		s.h.deleteGroup(g)
@@ -325,7 +329,6 @@ func (s *replaySession) unsubscribe(filter string) (string, bool) {
 		close(run.stop)
 	}
 	sub.run = nil
-	s.wakeLocked()
 	s.mu.Unlock()
 	if run != nil {
 		run.wg.Wait()
@@ -353,7 +356,8 @@ func (s *replaySession) dropSubLocked(sub *replaySub) {
 	sub.run = nil
 }
 
-// acked records the end of a message's QoS flow and wakes readers waiting for room.
+// acked records the end of a replay message's QoS flow (its window place is freed by
+// the connection's sendWindow).
 func (s *replaySession) acked(cl *mochi.Client, pid uint16) {
 	s.mu.Lock()
 	if s.cl == cl {
@@ -362,13 +366,7 @@ func (s *replaySession) acked(cl *mochi.Client, pid uint16) {
 			s.dirty = true
 		}
 	}
-	s.wakeLocked()
 	s.mu.Unlock()
-}
-
-func (s *replaySession) wakeLocked() {
-	close(s.notify)
-	s.notify = make(chan struct{})
 }
 
 // advance records that everything before off in shard is delivered (or skipped).

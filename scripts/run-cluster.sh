@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # run-cluster.sh starts three mqstreams nodes on loopback as one cluster (issue 13), for
 # trying it out: Kafka 9092/9093/9094, MQTT 1883/1884/1885, HTTP 8080/8081/8082, node
 # links on 7001/7002/7003, data under ./data-cluster/node{1,2,3}. Ctrl-C stops all three.
@@ -39,13 +39,9 @@ YAML
 done
 echo "run-cluster: nodes 1-3 up (pids$pids); Kafka 127.0.0.1:9092,9093,9094; MQTT :1883-1885; HTTP :8080-8082; Ctrl-C stops all" >&2
 
-# Any node exiting on its own stops the others: a half cluster is not what was asked for.
-while :; do
-	for p in $pids; do
-		if ! kill -0 "$p" 2>/dev/null; then
-			echo "run-cluster: node (pid $p) exited; stopping the others" >&2
-			stop
-		fi
-	done
-	sleep 1
-done
+# Any node exiting on its own stops the others: a half cluster is not what was asked
+# for. A signal interrupts the wait and runs stop.
+set +e
+wait -n
+echo "run-cluster: a node exited (or Ctrl-C): stopping all" >&2
+stop
