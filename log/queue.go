@@ -54,6 +54,16 @@ func (l *Log) QueuedBytes() int64 {
 	return l.adm.used
 }
 
+// QueueFull reports whether an AppendDrop append of n bytes (as the queue counts them,
+// or fewer) would be refused now: appends wait for room, or n does not fit. A caller
+// that would drop the append skips building it, which matters when a flood is mostly
+// dropped.
+func (l *Log) QueueFull(n int64) bool {
+	l.adm.mu.Lock()
+	defer l.adm.mu.Unlock()
+	return l.adm.waiters.Len() > 0 || (l.adm.used > 0 && l.adm.used+n > l.adm.limit)
+}
+
 // submit admits p (n bytes) to the commit queue, or makes it wait or fails it as mode
 // says. An append larger than the whole bound is admitted alone into an empty queue.
 func (l *Log) submit(ctx context.Context, p *pending, n int64, mode Admission) {

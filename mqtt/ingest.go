@@ -30,8 +30,11 @@ import (
 type ingestHook struct {
 	mochi.HookBase
 
-	broker     *mochi.Server
-	w          log.Writer // the log alone, or the cluster
+	broker *mochi.Server
+	w      log.Writer // the log alone, or the cluster
+	// queueFull, when set, tells a QoS 0 publish of at least n bytes it would be
+	// dropped at the append queue, before its records are built.
+	queueFull  func(n int64) bool
 	router     *mapping.Router
 	lg         zerolog.Logger
 	met        *metrics
@@ -117,6 +120,9 @@ func newIngestHook(broker *mochi.Server, w log.Writer, r *mapping.Router, lg zer
 		closed:     make(chan struct{}),
 	}
 	h.pendCond = sync.NewCond(&h.pendMu)
+	if q, ok := w.(interface{ QueueFull(int64) bool }); ok {
+		h.queueFull = q.QueueFull // the local log's; a cluster writer has none
+	}
 	return h
 }
 
@@ -200,6 +206,15 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	qos := pk.FixedHeader.Qos
 	if qos == 0 {
 		// At most once: appended without anyone waiting, fanned out at once.
+		// Payload and topic: never more than the queue counts for each record (log's
+		// estimateSize adds headers), so nothing is dropped here that would fit.
+		if len(targets) > 0 && h.queueFull != nil && h.queueFull(int64(len(pk.Payload)+len(pk.TopicName))) {
+			// It would be dropped at the queue: counted without queueing its records
+			// (a flood far faster than the disk is mostly dropped, and the garbage of
+			// each attempt is what sizes the heap then).
+			h.met.ingestDropped.WithLabelValues("queue_full").Add(float64(len(targets)))
+			return pk, nil
+		}
 		for _, t := range targets {
 			h.appendOne(t, nil)
 		}
@@ -518,8 +533,17 @@ func (c *conn) drain() {
 			c.queue, c.head = c.queue[:0], 0
 		}
 		c.mu.Unlock()
+		// The acknowledgements of publishes made durable together leave in one write.
+		lc, cork := c.cl.Net.Conn.(*limitConn)
+		cork = cork && len(ready) > 1
+		if cork {
+			lc.cork()
+		}
 		for _, it := range ready {
 			c.h.finish(it)
+		}
+		if cork {
+			lc.uncork()
 		}
 	}
 }

@@ -266,6 +266,9 @@ type limitConn struct {
 
 	wmu      sync.Mutex
 	closed   bool
+	corked   int    // cork calls not yet matched by uncork (under wmu)
+	wbuf     []byte // what corked writes hold back (under wmu)
+	wErr     error  // a held-back write's failure, returned by the next write
 	clientID atomic.Pointer[string]
 	v5       atomic.Bool
 
@@ -382,11 +385,59 @@ func (c *limitConn) ConnectionState() tls.ConnectionState {
 	return tls.ConnectionState{}
 }
 
-// Write writes one packet (mochi writes whole packets).
+// Write writes one packet (mochi writes whole packets); while corked it holds the packet
+// back for the uncork's single write.
 func (c *limitConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.wErr != nil {
+		return 0, c.wErr
+	}
+	if c.corked > 0 && len(c.wbuf)+len(p) <= maxCorkBytes {
+		c.wbuf = append(c.wbuf, p...)
+		return len(p), nil
+	}
+	if err := c.flushLocked(); err != nil {
+		return 0, err
+	}
 	return c.Conn.Write(p)
+}
+
+// maxCorkBytes bounds what a cork holds back before writing anyway.
+const maxCorkBytes = 64 << 10
+
+// cork holds writes back until the matching uncork, which writes them in one system
+// call: the acknowledgements of a group of publishes made durable together (ack.go)
+// leave in one TCP write instead of one each.
+func (c *limitConn) cork() {
+	c.wmu.Lock()
+	c.corked++
+	c.wmu.Unlock()
+}
+
+// uncork ends a cork; the last one writes what was held back.
+func (c *limitConn) uncork() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.corked--; c.corked == 0 {
+		_ = c.flushLocked()
+	}
+}
+
+func (c *limitConn) flushLocked() error {
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.wbuf)
+	if cap(c.wbuf) > maxCorkBytes {
+		c.wbuf = nil
+	} else {
+		c.wbuf = c.wbuf[:0]
+	}
+	if err != nil {
+		c.wErr = err
+	}
+	return err
 }
 
 // disconnectTooLarge is DISCONNECT with reason 0x95 (packet too large) and no properties.

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,6 +83,10 @@ bench:
 	rssLimit := flag.Float64("rss-limit-mb", 2048, "stop a load run when a broker's RSS passes this (protects a shared machine)")
 	ingestDur := flag.Duration("ingest-dur", 0, "length of each ingest cell (0: the mode's)")
 	reportOnly := flag.Bool("report-only", false, "rewrite the plots and the report from the results.json in -out, running nothing")
+	qosList := flag.String("qos", "", "ingest QoS levels to run, comma-separated (empty: the mode's)")
+	pubList := flag.String("publishers", "", "ingest publisher counts to run, comma-separated (empty: the mode's)")
+	sizeList := flag.String("payloads", "", "ingest payload sizes to run, comma-separated (empty: the mode's)")
+	pubLines := flag.Int("pub-lines", 0, "lines of the mosquitto_pub -l run (0: the mode's)")
 	flag.Parse()
 	if *reportOnly {
 		if err := rewriteReport(*out, *md, *notes); err != nil {
@@ -106,6 +111,26 @@ bench:
 	}
 	if *ingestDur > 0 {
 		sc.ingestDur = *ingestDur
+	}
+	for _, o := range []struct {
+		flag, val string
+		dst       *[]int
+	}{{"qos", *qosList, &sc.qos}, {"publishers", *pubList, &sc.publishers}, {"payloads", *sizeList, &sc.payloads}} {
+		if o.val == "" {
+			continue
+		}
+		var vs []int
+		for _, f := range strings.Split(o.val, ",") {
+			v, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				fatal(fmt.Errorf("-%s: %q is not a number", o.flag, f))
+			}
+			vs = append(vs, v)
+		}
+		*o.dst = vs
+	}
+	if *pubLines > 0 {
+		sc.pubLines = *pubLines
 	}
 	if *storedGB > 0 {
 		sc.storedBytes = int64(*storedGB * 1e9)

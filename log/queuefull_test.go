@@ -1,0 +1,64 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// TestQueueFull: QueueFull tells exactly when an AppendDrop append would be refused.
+// A record of value v counts len(v)+16 bytes (estimateSize).
+func TestQueueFull(t *testing.T) {
+	const bound = 1 << 20
+	release := make(chan struct{})
+	var blocked atomic.Bool
+	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: func() {
+		if blocked.Load() {
+			<-release
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	unblock := func() { once.Do(func() { blocked.Store(false); close(release) }) }
+	defer l.Close()
+	defer unblock()
+	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked.Store(true)
+	if l.QueueFull(1016) {
+		t.Fatal("empty queue reported full")
+	}
+	value := make([]byte, 1000)
+	for i := 0; ; i++ {
+		full := l.QueueFull(int64(len(value) + 16))
+		refused := make(chan bool, 1)
+		s.AppendAsyncAdmit(context.Background(), AppendDrop, 0, []Record{{Value: value}}, nil, func(_ AppendResult, err error) {
+			refused <- errors.Is(err, ErrQueueFull)
+		})
+		var r bool
+		select {
+		case r = <-refused:
+		default: // admitted: answered once durable
+		}
+		if full != r {
+			t.Fatalf("append %d: QueueFull %v before it, refused %v", i, full, r)
+		}
+		if r {
+			break
+		}
+		if i > 2*bound/len(value) {
+			t.Fatal("never refused")
+		}
+	}
+	unblock()
+	waitFor(t, "the queue to empty", func() bool { return l.QueuedBytes() == 0 })
+	if l.QueueFull(bound) {
+		t.Fatal("empty queue reported full (an empty queue admits any append)")
+	}
+}
