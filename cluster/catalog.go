@@ -41,6 +41,9 @@ type streamPlacement struct {
 type shardPlacement struct {
 	Group    uint64   `json:"group"`
 	Replicas []uint64 `json:"replicas"`
+	// Joined: replicas added after the group started (MoveReplica); they start with no
+	// Raft state and catch up from the leader's snapshot.
+	Joined []uint64 `json:"joined,omitempty"`
 }
 
 // firstShardGroup: group ids below are the cluster's own (the catalog is 1).
@@ -120,6 +123,7 @@ type catalogCmd struct {
 	Delete    string      `json:"delete,omitempty"`
 	ClusterID string      `json:"cluster_id,omitempty"` // set once: the first one applied wins
 	Offsets   *offsetsCmd `json:"offsets,omitempty"`
+	Move      *moveCmd    `json:"move,omitempty"`
 }
 
 // offsetsCmd is a consumer group's offset commit, stored on every node.
@@ -349,6 +353,12 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 			}
 			own()
 			n.applyPut(next, cmd.Put)
+		case cmd.Move != nil:
+			if cerr = checkMove(next, cmd.Move); cerr != nil {
+				break
+			}
+			own()
+			n.applyMove(next, cmd.Move)
 		case cmd.Delete != "":
 			if next.Streams[cmd.Delete] == nil {
 				cerr = fmt.Errorf("stream %q: %w", cmd.Delete, log.ErrUnknownStream)

@@ -193,6 +193,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	tr.register(methodAppend, n.onForwardedAppend)
 	tr.register(methodCatalog, n.onForwardedCatalog)
 	tr.register(methodReadShard, n.onReadShard)
+	tr.register(methodReplicas, n.onReplicasChange)
 
 	if err := n.loadGroups(); err != nil {
 		tr.close()

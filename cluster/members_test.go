@@ -1,0 +1,178 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mqstreams/mqstreams/log"
+)
+
+// checkSame waits until the given nodes hold want records of stream/shard and checks
+// they hold the same records at the same offsets.
+func (c *testCluster) checkSame(stream string, shard int32, want int, ids ...uint64) {
+	c.t.Helper()
+	waitFor(c.t, 30*time.Second, fmt.Sprintf("%d records on nodes %v", want, ids), func() bool {
+		for _, id := range ids {
+			_, hwm, err := c.logs[id-1].Stream(stream).Offsets(shard)
+			if err != nil || hwm < int64(want) {
+				return false
+			}
+		}
+		return true
+	})
+	ref := shardRecords(c.t, c.logs[ids[0]-1], stream, shard)
+	for _, id := range ids {
+		rs := shardRecords(c.t, c.logs[id-1], stream, shard)
+		if len(rs) != want {
+			c.t.Fatalf("node %d holds %d records, want %d", id, len(rs), want)
+		}
+		for j := range rs {
+			if rs[j].Offset != int64(j) || !sameRecord(rs[j], ref[j]) {
+				c.t.Fatalf("node %d differs at %d: %+v vs %+v", id, j, rs[j], ref[j])
+			}
+		}
+	}
+}
+
+func (c *testCluster) groupOf(id uint64, stream string, shard int32) *group {
+	sp, err := c.nodes[id-1].placement(stream, shard)
+	if err != nil {
+		return nil
+	}
+	return c.nodes[id-1].group(sp.Group)
+}
+
+// Moving a replica under writes: the new node catches up as a learner from a snapshot,
+// becomes a voter, the old one leaves; every acknowledged record is on both replicas
+// once, at the same offsets; the placement, Partition and the Raft configuration agree;
+// the configuration survives a restart. Then the leader's own replica moves.
+func TestMoveReplicaUnderWrites(t *testing.T) {
+	c := newTestCluster(t, 4, func(_ int, o *Options) { o.LogKeep = 20 })
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := c.nodes[0].PutStream(ctx, log.StreamSpec{Name: "mv", Shards: 1}, 2); err != nil {
+		t.Fatal(err)
+	}
+	reps := c.nodes[0].Streams()["mv"][0]
+	var lead uint64
+	waitFor(t, 30*time.Second, "a leader", func() bool {
+		ps, _ := c.nodes[0].Partition("mv", 0)
+		lead = ps.Leader
+		return lead != 0
+	})
+	var outside []uint64
+	for id := uint64(1); id <= 4; id++ {
+		if !contains(reps, id) {
+			outside = append(outside, id)
+		}
+	}
+	follower := reps[0]
+	if follower == lead {
+		follower = reps[1]
+	}
+
+	// Writers through every node until stopped; acks counted.
+	var acked atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var once sync.Once
+	stopWriters := func() { once.Do(func() { close(stop) }); wg.Wait() }
+	defer stopWriters()
+	var seq atomic.Int64
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i := int(seq.Add(1))
+				if _, err := appendVia(c.nodes[w], "mv", 0, rec(fmt.Sprintf("w%d", w), i)); err == nil {
+					acked.Add(1)
+				}
+			}
+		}(w)
+	}
+	waitFor(t, 30*time.Second, "writes before the move", func() bool { return acked.Load() >= 60 })
+
+	move := func(from, to uint64) {
+		t.Helper()
+		start := time.Now()
+		if err := c.nodes[0].MoveReplica(ctx, "mv", 0, from, to); err != nil {
+			t.Fatalf("move %d→%d: %v", from, to, err)
+		}
+		t.Logf("moved replica %d→%d in %v (%d acked so far)", from, to, time.Since(start).Round(time.Millisecond), acked.Load())
+		for _, n := range c.nodes {
+			got := n.Streams()["mv"][0]
+			waitFor(t, 10*time.Second, "placement everywhere", func() bool {
+				got = n.Streams()["mv"][0]
+				return contains(got, to) && !contains(got, from) && len(got) == 2
+			})
+		}
+		waitFor(t, 10*time.Second, "old replica stopped", func() bool { return c.groupOf(from, "mv", 0) == nil })
+	}
+	move(follower, outside[0])
+	waitFor(t, 30*time.Second, "writes after the first move", func() bool { return acked.Load() >= 150 })
+	move(lead, outside[1]) // the leader's own replica: it steps down once removed
+	waitFor(t, 30*time.Second, "writes after the second move", func() bool { return acked.Load() >= 250 })
+	stopWriters()
+
+	final := c.nodes[0].Streams()["mv"][0]
+	if !contains(final, outside[0]) || !contains(final, outside[1]) {
+		t.Fatalf("final replicas %v, want %v", final, outside)
+	}
+	// Every acknowledged append is stored once; a failed one (leader moving) at most once.
+	_, hwm, _ := c.logs[outside[0]-1].Stream("mv").Offsets(0)
+	if hwm < acked.Load() {
+		t.Fatalf("%d records stored, %d acknowledged", hwm, acked.Load())
+	}
+	c.checkSame("mv", 0, int(hwm), final...)
+	seen := map[string]bool{}
+	for _, r := range shardRecords(t, c.logs[final[0]-1], "mv", 0) {
+		if seen[string(r.Value)] {
+			t.Fatalf("value %s stored twice", r.Value)
+		}
+		seen[string(r.Value)] = true
+	}
+	for _, id := range final {
+		g := c.groupOf(id, "mv", 0)
+		var voters []uint64
+		_ = c.nodes[id-1].do(func() { voters = sortedIDs(g.cs.GetVoters()) })
+		if fmt.Sprint(voters) != fmt.Sprint(sortedIDs(final)) {
+			t.Fatalf("node %d: raft voters %v, placement %v", id, voters, final)
+		}
+	}
+	ps, _ := c.nodes[0].Partition("mv", 0)
+	if fmt.Sprint(sortedIDs(ps.Replicas)) != fmt.Sprint(sortedIDs(final)) {
+		t.Fatalf("Partition replicas %v, want %v", ps.Replicas, final)
+	}
+
+	// The configuration is on disk: both new replicas restarted in turn still form the
+	// group and take writes.
+	n := int(hwm)
+	for _, id := range final {
+		c.stop(int(id - 1))
+		c.start(int(id-1), nil)
+		waitFor(t, 30*time.Second, "a write after restarting a moved replica", func() bool {
+			_, err := appendVia(c.nodes[0], "mv", 0, rec("after", n))
+			if err == nil {
+				n++
+			}
+			return err == nil
+		})
+		g := c.groupOf(id, "mv", 0)
+		var voters []uint64
+		_ = c.nodes[id-1].do(func() { voters = sortedIDs(g.cs.GetVoters()) })
+		if fmt.Sprint(voters) != fmt.Sprint(sortedIDs(final)) {
+			t.Fatalf("node %d after restart: raft voters %v, want %v", id, voters, final)
+		}
+	}
+	c.checkSame("mv", 0, n, final...)
+}
