@@ -120,9 +120,9 @@ func (n *Node) openGroup(id uint64, stream string, shard int32, voters []uint64,
 		CheckQuorum:     true,
 		// A leader removed by a conf change (members.go) hands over at once.
 		StepDownOnRemoval: true,
-		PreVote:         true,
-		ReadOnlyOption:  raft.ReadOnlyLeaseBased,
-		Logger:          raftLogger{n.lg.With().Uint64("group", id).Logger()},
+		PreVote:           true,
+		ReadOnlyOption:    raft.ReadOnlyLeaseBased,
+		Logger:            raftLogger{n.lg.With().Uint64("group", id).Logger()},
 	}
 	rn, err := raft.NewRawNode(c)
 	if err != nil {

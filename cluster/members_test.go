@@ -129,10 +129,13 @@ func TestMoveReplicaUnderWrites(t *testing.T) {
 		t.Fatalf("final replicas %v, want %v", final, outside)
 	}
 	// Every acknowledged append is stored once; a failed one (leader moving) at most once.
-	_, hwm, _ := c.logs[outside[0]-1].Stream("mv").Offsets(0)
-	if hwm < acked.Load() {
-		t.Fatalf("%d records stored, %d acknowledged", hwm, acked.Load())
-	}
+	var hwm int64
+	waitFor(t, 30*time.Second, "every acknowledged record on both replicas", func() bool {
+		_, a, _ := c.logs[final[0]-1].Stream("mv").Offsets(0)
+		_, b, _ := c.logs[final[1]-1].Stream("mv").Offsets(0)
+		hwm = a
+		return a == b && a >= acked.Load()
+	})
 	c.checkSame("mv", 0, int(hwm), final...)
 	seen := map[string]bool{}
 	for _, r := range shardRecords(t, c.logs[final[0]-1], "mv", 0) {
