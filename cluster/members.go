@@ -315,14 +315,38 @@ func (n *Node) leadReplicaChange(ctx context.Context, gid, add, remove uint64) e
 			return fmt.Errorf("promote %d: %w", add, err)
 		}
 	}
+	if remove != 0 && remove == n.Self() {
+		// The leader leaves: it hands leadership to another voter first (a leader that
+		// removed itself would leave followers that may be quiesced waiting for it),
+		// and the new leader removes it when the caller retries.
+		v, err := n.viewGroup(gid)
+		if err != nil {
+			return err
+		}
+		to := add
+		if !contains(v.voters, to) {
+			to = 0
+			for _, id := range v.voters {
+				if id != remove && v.match[id] >= v.commit && to == 0 {
+					to = id
+				}
+			}
+		}
+		if contains(v.voters, remove) && to != 0 {
+			if err := n.do(func() {
+				g := n.groups[gid]
+				g.wake()
+				g.rn.TransferLeader(to)
+			}); err != nil {
+				return err
+			}
+			return &NotLeaderError{Leader: to}
+		}
+	}
 	if remove != 0 {
 		err := propose(&pb.ConfChange{Type: pb.ConfChangeRemoveNode.Enum(), NodeId: new(remove)}, func(v groupView) bool {
 			return !contains(v.voters, remove) && !contains(v.learners, remove)
 		})
-		if errors.Is(err, ErrNotLeader) {
-			// The leader removed itself and stepped down: done if the others have it.
-			return err
-		}
 		if err != nil {
 			return fmt.Errorf("remove %d: %w", remove, err)
 		}

@@ -117,6 +117,16 @@ func TestMoveReplicaUnderWrites(t *testing.T) {
 			})
 		}
 		waitFor(t, 10*time.Second, "old replica stopped", func() bool { return c.groupOf(from, "mv", 0) == nil })
+		final := c.nodes[0].Streams()["mv"][0]
+		waitFor(t, 10*time.Second, "a leader among the new replicas, known to all of them", func() bool {
+			for _, id := range final {
+				ps, _ := c.nodes[id-1].Partition("mv", 0)
+				if !contains(final, ps.Leader) {
+					return false
+				}
+			}
+			return true
+		})
 	}
 	move(follower, outside[0])
 	waitFor(t, 30*time.Second, "writes after the first move", func() bool { return acked.Load() >= 150 })

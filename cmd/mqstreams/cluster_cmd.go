@@ -11,7 +11,8 @@ import (
 // clusterCmd is "mqstreams cluster ...": the cluster a running node belongs to, through
 // its HTTP API.
 type clusterCmd struct {
-	Status clusterStatusCmd `cmd:"" help:"Show the cluster's nodes, the leader of every Raft group and each replica's lag."`
+	Status      clusterStatusCmd      `cmd:"" help:"Show the cluster's nodes, the leader of every Raft group and each replica's lag."`
+	MoveReplica clusterMoveReplicaCmd `cmd:"" name:"move-replica" help:"Move a shard's replica from one node to another (the new one catches up, then the old one leaves)."`
 }
 
 type clusterStatusCmd struct{ apiTarget }
