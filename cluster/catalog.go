@@ -28,6 +28,9 @@ type catalogState struct {
 	// node (Kafka topic ids derive from it).
 	NextStream uint32                      `json:"next_stream"`
 	Nodes      map[uint64]Addrs            `json:"nodes"`
+	// Members: every node of the cluster and the Raft address it listens at, once a
+	// node was added or removed (members.go); empty: the founding nodes' configs.
+	Members map[uint64]string `json:"members,omitempty"`
 	Streams    map[string]*streamPlacement `json:"streams"`
 }
 
@@ -124,6 +127,7 @@ type catalogCmd struct {
 	ClusterID string      `json:"cluster_id,omitempty"` // set once: the first one applied wins
 	Offsets   *offsetsCmd `json:"offsets,omitempty"`
 	Move      *moveCmd    `json:"move,omitempty"`
+	Member    *memberCmd  `json:"member,omitempty"`
 }
 
 // offsetsCmd is a consumer group's offset commit, stored on every node.
@@ -181,7 +185,7 @@ func (n *Node) putStream(ctx context.Context, spec log.StreamSpec, rf int, creat
 	}
 	put := &putCmd{Create: create, Spec: spec, RF: rf}
 	for i := int32(0); i < spec.Shards; i++ {
-		put.Replicas = append(put.Replicas, place(n.members, spec.Name, i, rf))
+		put.Replicas = append(put.Replicas, place(n.memberIDs(), spec.Name, i, rf))
 	}
 	return n.changeCatalog(ctx, &catalogCmd{Put: put})
 }
@@ -292,7 +296,7 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 	own := func() {
 		if !owned {
 			d := cur.clone()
-			next.Nodes, next.Streams, owned = d.Nodes, d.Streams, true
+			next.Nodes, next.Streams, next.Members, owned = d.Nodes, d.Streams, d.Members, true
 		}
 		stateChanged = true
 	}
@@ -353,6 +357,9 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 			}
 			own()
 			n.applyPut(next, cmd.Put)
+		case cmd.Member != nil:
+			own()
+			n.applyMember(next, cmd.Member)
 		case cmd.Move != nil:
 			if cerr = checkMove(next, cmd.Move); cerr != nil {
 				break
@@ -387,6 +394,9 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 	n.mu.Lock()
 	n.cat = next
 	n.mu.Unlock()
+	if stateChanged {
+		n.setMembers(next)
+	}
 	g.setApplied(next.Applied, 0)
 	n.waitMu.Lock()
 	for _, d := range done {
@@ -412,7 +422,7 @@ func (n *Node) applyPut(cs *catalogState, put *putCmd) {
 	}
 	sp.Spec = spec
 	for i := int32(len(sp.Shards)); i < spec.Shards; i++ {
-		reps := place(n.members, spec.Name, i, sp.RF)
+		reps := place(n.memberIDs(), spec.Name, i, sp.RF)
 		if int(i) < len(put.Replicas) && len(put.Replicas[i]) > 0 {
 			reps = put.Replicas[i]
 		}
@@ -485,7 +495,7 @@ func (n *Node) register() {
 		n.advMu.Unlock()
 		var cmd *catalogCmd
 		switch {
-		case cid == "":
+		case cid == "" && !n.cfg.Join: // a joining node gets the id with the catalog
 			cmd = &catalogCmd{ClusterID: n.cfg.ClusterID()}
 		case !ok || cur != adv:
 			cmd = &catalogCmd{Node: &nodeReg{ID: n.Self(), Addrs: adv}}

@@ -55,7 +55,7 @@ func (n *Node) announceLeaders() {
 	if len(msg) == 0 {
 		return
 	}
-	for _, id := range n.members {
+	for _, id := range n.memberIDs() {
 		if id != n.Self() {
 			_ = n.tr.send(id, kindLeaders, msg)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -139,7 +140,7 @@ func (n *Node) MoveReplica(ctx context.Context, stream string, shard int32, from
 	if err != nil {
 		return err
 	}
-	if !contains(n.members, to) {
+	if !contains(n.memberIDs(), to) {
 		return fmt.Errorf("node %d is not a member of the cluster", to)
 	}
 	if from == to {
@@ -368,12 +369,16 @@ func (n *Node) snapshotNow(ctx context.Context, gid uint64) error {
 				return
 			}
 			applied, end, _ := g.appliedState()
+			data := appliedValue(applied, end)
+			if gid == catalogGroup {
+				applied, data = n.cat.Applied, n.cat.encode() // the catalog applies on this loop
+			}
 			if applied < g.csIndex {
 				return
 			}
 			first, _ := g.st.FirstIndex()
 			through := min(applied, max(first, applied-min(applied, n.o.LogKeep)))
-			cerr = g.st.compact(applied, through, g.cs, appliedValue(applied, end))
+			cerr = g.st.compact(applied, through, g.cs, data)
 			if errors.Is(cerr, raft.ErrSnapOutOfDate) || errors.Is(cerr, raft.ErrCompacted) {
 				cerr = nil
 			}
@@ -390,4 +395,136 @@ func (n *Node) snapshotNow(ctx context.Context, gid uint64) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// Adding and removing nodes. The catalog is the authority on membership once the
+// cluster exists: its member list (node id → Raft address) starts as the founding
+// nodes' configs and changes only through AddNode and RemoveNode; a restart loads it
+// from the catalog, never from the config. A config's peers give where this node dials
+// a peer (a configured address wins over the catalog's, so a proxy or NAT address in
+// the config keeps working); a node the config does not name is dialled at the
+// address the catalog has for it.
+
+// memberCmd adds (or, Remove, drops) a node of the cluster; Base is the proposer's
+// member list, taken when the catalog has none yet (the founding nodes).
+type memberCmd struct {
+	ID       uint64   `json:"id"`
+	RaftAddr string   `json:"raft_addr,omitempty"`
+	Remove   bool     `json:"remove,omitempty"`
+	Base     []uint64 `json:"base,omitempty"`
+}
+
+func (n *Node) applyMember(cs *catalogState, m *memberCmd) {
+	if len(cs.Members) == 0 {
+		cs.Members = map[uint64]string{}
+		for _, id := range m.Base {
+			cs.Members[id] = ""
+		}
+	}
+	if m.Remove {
+		delete(cs.Members, m.ID)
+		delete(cs.Nodes, m.ID)
+		return
+	}
+	cs.Members[m.ID] = m.RaftAddr
+}
+
+// setMembers takes the catalog's member list (when it has one) and starts links to
+// the nodes this node does not know yet.
+func (n *Node) setMembers(cs *catalogState) {
+	if len(cs.Members) == 0 {
+		return
+	}
+	ids := make([]uint64, 0, len(cs.Members))
+	for id, addr := range cs.Members {
+		ids = append(ids, id)
+		n.tr.addPeer(id, addr)
+	}
+	ids = sortedIDs(ids)
+	n.membersP.Store(&ids)
+}
+
+// memberIDs is every node of the cluster, sorted.
+func (n *Node) memberIDs() []uint64 { return *n.membersP.Load() }
+
+// catalogVoters is the catalog group's first configuration when this node has no
+// Raft state yet: the founding nodes, or none for a node joining a running cluster
+// (the catalog leader sends it a snapshot once AddNode made it a learner).
+func (n *Node) catalogVoters() []uint64 {
+	if n.cfg.Join {
+		return nil
+	}
+	return n.memberIDs()
+}
+
+// AddNode adds node id, listening for its peers at raftAddr, to the cluster: every node
+// starts a link to it, it joins the catalog group as a learner, catches up from a
+// snapshot and becomes a voter. The node must be running with `join: true` in its
+// cluster config. Shards are not moved onto it: MoveReplica does that.
+func (n *Node) AddNode(ctx context.Context, id uint64, raftAddr string) error {
+	if id == 0 || id > MaxNodeID {
+		return fmt.Errorf("node id must be 1..%d, got %d", MaxNodeID, id)
+	}
+	if _, _, err := net.SplitHostPort(raftAddr); err != nil {
+		return fmt.Errorf("raft address %q: %w", raftAddr, err)
+	}
+	if err := n.changeCatalog(ctx, &catalogCmd{Member: &memberCmd{ID: id, RaftAddr: raftAddr, Base: n.memberIDs()}}); err != nil {
+		return err
+	}
+	return n.changeReplicas(ctx, catalogGroup, id, 0)
+}
+
+// RemoveNode removes node id from the cluster: each of its shard replicas first moves
+// to the member holding the fewest replicas without one of that shard, then it leaves
+// the catalog group and the member list. Ask another node than id itself.
+func (n *Node) RemoveNode(ctx context.Context, id uint64) error {
+	if id == n.Self() {
+		return errors.New("a node cannot remove itself: ask another node of the cluster")
+	}
+	if !contains(n.memberIDs(), id) {
+		return fmt.Errorf("node %d is not a member of the cluster", id)
+	}
+	n.mu.RLock()
+	cat := n.cat
+	n.mu.RUnlock()
+	load := map[uint64]int{}
+	for _, sp := range cat.Streams {
+		for _, sh := range sp.Shards {
+			for _, r := range sh.Replicas {
+				load[r]++
+			}
+		}
+	}
+	for _, name := range cat.streamNames() {
+		for i, sh := range cat.Streams[name].Shards {
+			if !contains(sh.Replicas, id) {
+				continue
+			}
+			to := uint64(0)
+			for _, m := range n.memberIDs() {
+				if m != id && !contains(sh.Replicas, m) && (to == 0 || load[m] < load[to]) {
+					to = m
+				}
+			}
+			if to == 0 {
+				return fmt.Errorf("node %d holds a replica of %s/%d and every other node has one: add a node first", id, name, i)
+			}
+			if err := n.MoveReplica(ctx, name, int32(i), id, to); err != nil {
+				return fmt.Errorf("move %s/%d off node %d: %w", name, i, id, err)
+			}
+			load[to]++
+		}
+	}
+	if err := n.changeReplicas(ctx, catalogGroup, 0, id); err != nil {
+		return err
+	}
+	return n.changeCatalog(ctx, &catalogCmd{Member: &memberCmd{ID: id, Remove: true, Base: n.memberIDs()}})
+}
+
+// KnownClusterID is the catalog's cluster id as this node holds it now ("" before it
+// has the catalog).
+func (n *Node) KnownClusterID() string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.cat.ClusterID
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -188,4 +189,136 @@ func TestMoveReplicaUnderWrites(t *testing.T) {
 		}
 	}
 	c.checkSame("mv", 0, n, final...)
+}
+
+// addJoiner starts one more node configured to join the running cluster; its index.
+func (c *testCluster) addJoiner() int {
+	c.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	i := len(c.nodes)
+	c.cfgs = append(c.cfgs, Config{NodeID: uint64(i + 1), RaftAddr: ln.Addr().String(), Peers: c.cfgs[0].Peers, Join: true})
+	c.dirs = append(c.dirs, c.t.TempDir())
+	c.logs, c.nodes = append(c.logs, nil), append(c.nodes, nil)
+	c.start(i, ln)
+	return i
+}
+
+func (c *testCluster) catalogVoters(i int) []uint64 {
+	var v []uint64
+	_ = c.nodes[i].do(func() { v = sortedIDs(c.nodes[i].groups[catalogGroup].cs.GetVoters()) })
+	return v
+}
+
+// A fourth node joins a running three-node cluster under writes, takes replicas, and
+// an old node is removed (its replicas moved off first); the member list then comes
+// from the catalog, also after restarts whose configs still name the removed node.
+func TestAddNodeThenRemoveNode(t *testing.T) {
+	c := newTestCluster(t, 3, func(_ int, o *Options) { o.LogKeep = 20 })
+	c.putStream("am", 2) // replication factor 3: every node has every shard
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+
+	var acked atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var once sync.Once
+	stopWriters := func() { once.Do(func() { close(stop) }); wg.Wait() }
+	defer stopWriters()
+	var seq atomic.Int64
+	writers := []*Node{nil, c.nodes[1], c.nodes[2]} // c.nodes grows below
+	for w := 1; w <= 2; w++ { // through nodes 2 and 3, which stay
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i := int(seq.Add(1))
+				if _, err := appendVia(writers[w], "am", int32(i%2), rec(fmt.Sprintf("w%d", w), i)); err == nil {
+					acked.Add(1)
+				}
+			}
+		}(w)
+	}
+	waitFor(t, 30*time.Second, "writes before the join", func() bool { return acked.Load() >= 50 })
+
+	j := c.addJoiner()
+	start := time.Now()
+	if err := c.nodes[1].AddNode(ctx, 4, c.cfgs[j].RaftAddr); err != nil {
+		t.Fatalf("add node 4: %v", err)
+	}
+	t.Logf("node 4 added in %v", time.Since(start).Round(time.Millisecond))
+	for i := 0; i < 4; i++ {
+		waitFor(t, 20*time.Second, fmt.Sprintf("node %d sees 4 members", i+1), func() bool {
+			return fmt.Sprint(c.nodes[i].memberIDs()) == "[1 2 3 4]"
+		})
+	}
+	if v := c.catalogVoters(1); fmt.Sprint(v) != "[1 2 3 4]" {
+		t.Fatalf("catalog voters %v", v)
+	}
+	waitFor(t, 20*time.Second, "node 4 has the catalog and its cluster id", func() bool {
+		return c.nodes[j].KnownClusterID() != "" && c.nodes[j].KnownClusterID() == c.nodes[0].KnownClusterID() &&
+			c.logs[j].Stream("am") != nil && c.nodes[j].Registered()
+	})
+
+	start = time.Now()
+	if err := c.nodes[1].RemoveNode(ctx, 1); err != nil {
+		t.Fatalf("remove node 1: %v", err)
+	}
+	t.Logf("node 1 removed in %v (%d acked so far)", time.Since(start).Round(time.Millisecond), acked.Load())
+	waitFor(t, 30*time.Second, "writes after the removal", func() bool { return acked.Load() >= 300 })
+	stopWriters()
+	c.stop(0) // node 1 is gone for good
+
+	for _, i := range []int{1, 2, 3} {
+		waitFor(t, 20*time.Second, "3 members everywhere", func() bool { return fmt.Sprint(c.nodes[i].memberIDs()) == "[2 3 4]" })
+		for s := int32(0); s < 2; s++ {
+			if got := c.nodes[i].Streams()["am"][s]; fmt.Sprint(sortedIDs(got)) != "[2 3 4]" {
+				t.Fatalf("node %d: shard %d replicas %v", i+1, s, got)
+			}
+		}
+	}
+	waitFor(t, 20*time.Second, "catalog voters 2 3 4", func() bool { return fmt.Sprint(c.catalogVoters(1)) == "[2 3 4]" })
+
+	// Node 2's config still names node 1 and not node 4: after a restart it takes the
+	// catalog's members. Writes go on through node 4.
+	c.stop(1)
+	c.start(1, nil)
+	if got := c.nodes[1].memberIDs(); fmt.Sprint(got) != "[2 3 4]" {
+		t.Fatalf("node 2 after restart: members %v", got)
+	}
+	n := 0
+	for s := int32(0); s < 2; s++ {
+		waitFor(t, 30*time.Second, "a write through node 4 after node 2's restart", func() bool {
+			_, err := appendVia(c.nodes[3], "am", s, rec("after", n))
+			if err == nil {
+				n++
+			}
+			return err == nil
+		})
+	}
+	total := 0
+	for s := int32(0); s < 2; s++ {
+		var hwm int64
+		waitFor(t, 30*time.Second, "replicas agree", func() bool {
+			var hs []int64
+			for _, id := range []uint64{2, 3, 4} {
+				_, h, _ := c.logs[id-1].Stream("am").Offsets(s)
+				hs = append(hs, h)
+			}
+			hwm = hs[0]
+			return hs[0] == hs[1] && hs[1] == hs[2]
+		})
+		c.checkSame("am", s, int(hwm), 2, 3, 4)
+		total += int(hwm)
+	}
+	if int64(total) < acked.Load()+int64(n) {
+		t.Fatalf("%d records stored, %d acknowledged", total, acked.Load()+int64(n))
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/mqstreams/mqstreams/cluster"
 )
 
@@ -63,4 +65,28 @@ func (a clusterAPI) moveReplica(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, req)
+}
+
+// clusterID is the Kafka cluster id this node reports, known before kafkawire starts:
+// the catalog's once this node holds it (a restart, whatever the config's peers are
+// now); else derived from the founding nodes' ids, which every founding node knows; a
+// node joining a running cluster waits until it is added and has the catalog.
+func clusterID(n *cluster.Node, cfg cluster.Config, lg zerolog.Logger) (string, error) {
+	if id := n.KnownClusterID(); id != "" {
+		return id, nil
+	}
+	if !cfg.Join {
+		return cfg.ClusterID(), nil
+	}
+	lg.Info().Uint64("node_id", cfg.NodeID).Msg("waiting to be added to the cluster (mqstreams cluster add-node on one of its nodes)")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return n.ClusterID(ctx)
 }
