@@ -26,12 +26,12 @@ type catalogState struct {
 	NextGroup uint64 `json:"next_group"`
 	// NextStream is the id the next new stream gets: a stream has the same id on every
 	// node (Kafka topic ids derive from it).
-	NextStream uint32                      `json:"next_stream"`
-	Nodes      map[uint64]Addrs            `json:"nodes"`
+	NextStream uint32           `json:"next_stream"`
+	Nodes      map[uint64]Addrs `json:"nodes"`
 	// Members: every node of the cluster and the Raft address it listens at, once a
 	// node was added or removed (members.go); empty: the founding nodes' configs.
-	Members map[uint64]string `json:"members,omitempty"`
-	Streams    map[string]*streamPlacement `json:"streams"`
+	Members map[uint64]string           `json:"members,omitempty"`
+	Streams map[string]*streamPlacement `json:"streams"`
 }
 
 type streamPlacement struct {

@@ -229,7 +229,7 @@ func TestAddNodeThenRemoveNode(t *testing.T) {
 	defer stopWriters()
 	var seq atomic.Int64
 	writers := []*Node{nil, c.nodes[1], c.nodes[2]} // c.nodes grows below
-	for w := 1; w <= 2; w++ { // through nodes 2 and 3, which stay
+	for w := 1; w <= 2; w++ {                       // through nodes 2 and 3, which stay
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()

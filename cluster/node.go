@@ -94,11 +94,11 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
 // Node is this process's member of the cluster.
 type Node struct {
-	cfg     Config
-	o       Options
-	lg      zerolog.Logger
-	l       *log.Log
-	tr      *transport
+	cfg Config
+	o   Options
+	lg  zerolog.Logger
+	l   *log.Log
+	tr  *transport
 	// membersP: every node of the cluster, sorted: the config's until the catalog
 	// holds a member list (members.go), then the catalog's.
 	membersP atomic.Pointer[[]uint64]
