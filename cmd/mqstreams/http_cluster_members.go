@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -15,10 +16,26 @@ import (
 // clusterMembers is what the membership API asks of the cluster (cluster.Node).
 type clusterMembers interface {
 	MoveReplica(ctx context.Context, stream string, shard int32, from, to uint64) error
+	AddNode(ctx context.Context, id uint64, raftAddr string) error
+	RemoveNode(ctx context.Context, id uint64) error
 }
 
 func (s nodeStatus) MoveReplica(ctx context.Context, stream string, shard int32, from, to uint64) error {
 	return s.n.MoveReplica(ctx, stream, shard, from, to)
+}
+
+func (s nodeStatus) AddNode(ctx context.Context, id uint64, raftAddr string) error {
+	return s.n.AddNode(ctx, id, raftAddr)
+}
+
+func (s nodeStatus) RemoveNode(ctx context.Context, id uint64) error {
+	return s.n.RemoveNode(ctx, id)
+}
+
+// addNodeRequest is the body of POST /api/v1/cluster/nodes.
+type addNodeRequest struct {
+	ID       uint64 `json:"id"`
+	RaftAddr string `json:"raft_addr"`
 }
 
 // moveReplicaRequest is the body of POST /api/v1/cluster/move-replica.
@@ -34,14 +51,69 @@ const moveReplicaTimeout = 10 * time.Minute
 
 func (a clusterAPI) registerMembers(h *httpServer, guard *apiAuth) {
 	h.Handle("POST /api/v1/cluster/move-replica", guard.require(adminOnly, http.HandlerFunc(a.moveReplica)))
+	h.Handle("POST /api/v1/cluster/nodes", guard.require(adminOnly, http.HandlerFunc(a.addNode)))
+	h.Handle("DELETE /api/v1/cluster/nodes/{id}", guard.require(adminOnly, http.HandlerFunc(a.removeNode)))
+}
+
+func (a clusterAPI) members(w http.ResponseWriter) clusterMembers {
+	m, ok := a.cluster.(clusterMembers)
+	if !ok {
+		apiError(w, http.StatusNotFound, "NOT_FOUND", "this server is not part of a cluster (no cluster section in its config)")
+	}
+	return m
+}
+
+// addNode adds a running node (started with join: true) to the cluster; answers once
+// it votes in the catalog group.
+func (a clusterAPI) addNode(w http.ResponseWriter, r *http.Request) {
+	m := a.members(w)
+	if m == nil {
+		return
+	}
+	var req addNodeRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
+		return
+	}
+	if req.ID == 0 || req.RaftAddr == "" {
+		apiError(w, http.StatusBadRequest, "BAD_REQUEST", "id and raft_addr are required")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), moveReplicaTimeout)
+	defer cancel()
+	if err := m.AddNode(ctx, req.ID, req.RaftAddr); err != nil {
+		apiError(w, http.StatusConflict, "ADD_FAILED", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, req)
+}
+
+// removeNode moves every replica off a node, then removes it from the cluster.
+func (a clusterAPI) removeNode(w http.ResponseWriter, r *http.Request) {
+	m := a.members(w)
+	if m == nil {
+		return
+	}
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		apiError(w, http.StatusBadRequest, "BAD_REQUEST", "node id must be a positive integer")
+		return
+	}
+	// A node's whole share of the data may move: no client-side deadline applies.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*moveReplicaTimeout)
+	defer cancel()
+	if err := m.RemoveNode(ctx, id); err != nil {
+		apiError(w, http.StatusConflict, "REMOVE_FAILED", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]uint64{"id": id})
 }
 
 // moveReplica moves one shard replica and answers once the catalog has the new
 // placement (the new replica caught up and voting, the old one removed).
 func (a clusterAPI) moveReplica(w http.ResponseWriter, r *http.Request) {
-	m, ok := a.cluster.(clusterMembers)
-	if !ok {
-		apiError(w, http.StatusNotFound, "NOT_FOUND", "this server is not part of a cluster (no cluster section in its config)")
+	m := a.members(w)
+	if m == nil {
 		return
 	}
 	var req moveReplicaRequest
