@@ -282,6 +282,18 @@ func (n *Node) leadReplicaChange(ctx context.Context, gid, add, remove uint64) e
 		}
 	}
 	if add != 0 {
+		// First a snapshot whose configuration lacks the new node: raft sends a new
+		// learner the latest snapshot at once, and an older one might name it (it held
+		// a replica before and still holds those records): its records would then be
+		// ahead of that snapshot. This one it refuses; the one after the conf change
+		// is newer than anything it holds.
+		if v, err := n.viewGroup(gid); err != nil {
+			return err
+		} else if !contains(v.learners, add) && !contains(v.voters, add) {
+			if err := n.snapshotNow(ctx, gid); err != nil {
+				return err
+			}
+		}
 		err := propose(&pb.ConfChange{Type: pb.ConfChangeAddLearnerNode.Enum(), NodeId: new(add)}, func(v groupView) bool {
 			return contains(v.learners, add) || contains(v.voters, add)
 		})

@@ -131,8 +131,12 @@ func TestMoveReplicaUnderWrites(t *testing.T) {
 	}
 	move(follower, outside[0])
 	waitFor(t, 30*time.Second, "writes after the first move", func() bool { return acked.Load() >= 150 })
-	move(lead, outside[1]) // the leader's own replica: it steps down once removed
+	move(lead, outside[1]) // the leader's own replica: it hands over first
 	waitFor(t, 30*time.Second, "writes after the second move", func() bool { return acked.Load() >= 250 })
+	// Back onto a node that held a replica and still holds its records up to then.
+	move(outside[0], follower)
+	outside[0] = follower
+	waitFor(t, 30*time.Second, "writes after the move back", func() bool { return acked.Load() >= 350 })
 	stopWriters()
 
 	final := c.nodes[0].Streams()["mv"][0]
