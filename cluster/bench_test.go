@@ -2,9 +2,14 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
+	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,12 +18,18 @@ import (
 	"github.com/mqstreams/mqstreams/log"
 )
 
+// ingestWriters is BenchmarkIngest's concurrency (INGEST_WRITERS overrides).
+var ingestWriters = 64
+
 // BenchmarkIngest compares appends to one shard through a three-node cluster (all
 // three on this machine, sharing its cores and disk, fsync on) with the log alone:
 // 64 writers, one record of 100 bytes per append, as MQTT QoS 1 publishers make them.
 //
 //	go test -run XXX -bench Ingest -benchtime 20000x ./cluster/
 func BenchmarkIngest(b *testing.B) {
+	if w, err := strconv.Atoi(os.Getenv("INGEST_WRITERS")); err == nil && w > 0 {
+		ingestWriters = w
+	}
 	val := make([]byte, 100)
 	run := func(b *testing.B, appendOne func(i int, done func(error))) {
 		var next atomic.Int64
@@ -26,7 +37,7 @@ func BenchmarkIngest(b *testing.B) {
 		var failed atomic.Int64
 		start := time.Now()
 		b.ResetTimer()
-		for w := 0; w < 64; w++ {
+		for w := 0; w < ingestWriters; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -89,7 +100,9 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 // benchCluster starts three nodes with real fsync and production tick settings.
-func benchCluster(b *testing.B) []*Node {
+func benchCluster(b *testing.B) []*Node { return benchClusterWith(b, nil) }
+
+func benchClusterWith(b *testing.B, opt func(*Options)) []*Node {
 	b.Helper()
 	lns := make([]net.Listener, 3)
 	var peers []Peer
@@ -107,7 +120,11 @@ func benchCluster(b *testing.B) []*Node {
 		if err != nil {
 			b.Fatal(err)
 		}
-		n, err := Open(Config{NodeID: uint64(i + 1), RaftAddr: peers[i].RaftAddr, Peers: peers}, Options{Log: l, Logger: zerolog.Nop(), listener: lns[i]})
+		o := Options{Log: l, Logger: zerolog.Nop(), listener: lns[i]}
+		if opt != nil {
+			opt(&o)
+		}
+		n, err := Open(Config{NodeID: uint64(i + 1), RaftAddr: peers[i].RaftAddr, Peers: peers}, o)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -115,4 +132,127 @@ func benchCluster(b *testing.B) []*Node {
 		b.Cleanup(func() { _ = n.Close(); _ = l.Close() })
 	}
 	return nodes
+}
+
+// BenchmarkFailover stops a shard's leader 20 times (production tick settings: 50 ms
+// ticks, election after 15) and reports how long until an append through a surviving
+// node succeeds again: p50, p99 and max over the kills. The stopped node comes back
+// and catches up before the next kill.
+//
+//	go test -run XXX -bench Failover -benchtime 1x ./cluster/
+func BenchmarkFailover(b *testing.B) {
+	const kills = 20
+	lns := make([]net.Listener, 3)
+	var peers []Peer
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		lns[i] = ln
+		peers = append(peers, Peer{ID: uint64(i + 1), RaftAddr: ln.Addr().String()})
+	}
+	dirs := []string{b.TempDir(), b.TempDir(), b.TempDir()}
+	nodes := make([]*Node, 3)
+	logs := make([]*log.Log, 3)
+	start := func(i int, ln net.Listener) {
+		l, err := log.Open(log.Options{Dir: dirs[i], Logger: zerolog.Nop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for ln == nil {
+			if ln, err = net.Listen("tcp", peers[i].RaftAddr); err != nil {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		n, err := Open(Config{NodeID: uint64(i + 1), RaftAddr: peers[i].RaftAddr, Peers: peers}, Options{Log: l, Logger: zerolog.Nop(), listener: ln})
+		if err != nil {
+			b.Fatal(err)
+		}
+		nodes[i], logs[i] = n, l
+	}
+	stop := func(i int) {
+		_ = nodes[i].Close()
+		_ = logs[i].Close()
+		nodes[i], logs[i] = nil, nil
+	}
+	for i := range nodes {
+		start(i, lns[i])
+	}
+	defer func() {
+		for i := range nodes {
+			if nodes[i] != nil {
+				stop(i)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := nodes[0].PutStream(ctx, log.StreamSpec{Name: "s", Shards: 1}, 3); err != nil {
+		b.Fatal(err)
+	}
+	appendVia := func(n *Node) error {
+		ch := make(chan error, 1)
+		actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n.Append(actx, log.AppendBlock, "s", 0, []log.Record{{Value: []byte("x")}}, nil, func(_ log.AppendResult, err error) { ch <- err })
+		return <-ch
+	}
+	leader := func() int {
+		for {
+			ps, _ := nodes[0].Partition("s", 0)
+			if i := int(ps.Leader) - 1; ps.Leader != 0 && nodes[i] != nil {
+				if appendVia(nodes[i]) == nil {
+					return i
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+			if ps, _ = nodes[1].Partition("s", 0); ps.Leader != 0 && nodes[ps.Leader-1] != nil {
+				if appendVia(nodes[ps.Leader-1]) == nil {
+					return int(ps.Leader - 1)
+				}
+			}
+		}
+	}
+	var times []time.Duration
+	for k := 0; k < kills; k++ {
+		lead := leader()
+		other := (lead + 1) % 3
+		killed := time.Now()
+		stop(lead)
+		for appendVia(nodes[other]) != nil {
+		}
+		times = append(times, time.Since(killed))
+		start(lead, nil)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	b.ReportMetric(float64(times[len(times)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(times[len(times)*99/100].Milliseconds()), "p99-ms")
+	b.ReportMetric(float64(times[len(times)-1].Milliseconds()), "max-ms")
+}
+
+// BenchmarkIdle measures the CPU three nodes spend on 100 idle shards (300 replicas)
+// once they settled, with and without quiescence, in CPU milliseconds per second.
+//
+//	go test -run XXX -bench Idle -benchtime 1x ./cluster/
+func BenchmarkIdle(b *testing.B) {
+	for _, quiesce := range []bool{true, false} {
+		b.Run(fmt.Sprintf("quiesce=%v", quiesce), func(b *testing.B) {
+			nodes := benchClusterWith(b, func(o *Options) { o.noQuiesce = !quiesce })
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := nodes[0].PutStream(ctx, log.StreamSpec{Name: "idle", Shards: 100}, 3); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(5 * time.Second) // settle: elections, then quiescence after 1 s idle
+			cpu := func() time.Duration {
+				var ru syscall.Rusage
+				_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+				return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			}
+			c0, t0 := cpu(), time.Now()
+			time.Sleep(3 * time.Second)
+			b.ReportMetric(float64((cpu()-c0).Milliseconds())/time.Since(t0).Seconds(), "cpu-ms/s")
+		})
+	}
 }

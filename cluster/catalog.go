@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -430,7 +428,7 @@ func (n *Node) register() {
 		var cmd *catalogCmd
 		switch {
 		case cid == "":
-			cmd = &catalogCmd{ClusterID: newClusterID()}
+			cmd = &catalogCmd{ClusterID: n.cfg.ClusterID()}
 		case !ok || cur != adv:
 			cmd = &catalogCmd{Node: &nodeReg{ID: n.Self(), Addrs: adv}}
 		}
@@ -497,11 +495,4 @@ func (n *Node) ClusterID(ctx context.Context) (string, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// newClusterID makes a Kafka-style cluster id: 16 random bytes in URL-safe base64.
-func newClusterID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
 }

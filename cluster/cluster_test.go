@@ -510,4 +510,43 @@ func TestCatalogReplicatesIDsOffsetsMessagesAndDeletes(t *testing.T) {
 	if _, err := appendVia(c.nodes[0], "a", 0, rec("k", 1)); err != nil {
 		t.Fatal(err)
 	}
+	// Created again, it starts empty with new groups and a new id.
+	c.putStream("b", 1)
+	if _, err := appendVia(c.nodes[1], "b", 0, rec("again", 0)); err != nil {
+		t.Fatal(err)
+	}
+	c.checkReplicasIdentical("b", 0, 1)
+}
+
+// With fewer replicas than nodes, a node without a replica of a shard still takes
+// writes for it (routed by the leaders' announcements) and names its leader.
+func TestWritesThroughANodeWithoutReplica(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.nodes[0].PutStream(ctx, log.StreamSpec{Name: "rf2", Shards: 3}, 2); err != nil {
+		t.Fatal(err)
+	}
+	reps := c.nodes[0].Streams()["rf2"]
+	for s := int32(0); s < 3; s++ {
+		if len(reps[s]) != 2 {
+			t.Fatalf("shard %d replicas %v", s, reps[s])
+		}
+		var outside *Node
+		for _, n := range c.nodes {
+			if !contains(reps[s], n.Self()) {
+				outside = n
+			}
+		}
+		waitFor(t, 20*time.Second, "the leader known outside the replicas", func() bool {
+			ps, _ := outside.Partition("rf2", s)
+			return ps.Leader != 0 && contains(reps[s], ps.Leader)
+		})
+		if _, err := appendVia(outside, "rf2", s, rec("x", int(s))); err != nil {
+			t.Fatalf("append to shard %d via node %d (no replica): %v", s, outside.Self(), err)
+		}
+		if outside.l.Stream("rf2") == nil {
+			t.Fatal("the stream's definition is on every node")
+		}
+	}
 }

@@ -5,8 +5,9 @@
 package cluster
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
-	"math"
 	"net"
 	"sort"
 	"time"
@@ -16,7 +17,7 @@ import (
 
 // Config is the `cluster:` section of the config file.
 type Config struct {
-	// NodeID identifies this node for the life of the cluster: 1..2^31-1 (it is the
+	// NodeID identifies this node for the life of the cluster: 1..MaxNodeID (it is the
 	// node's Kafka broker id too).
 	NodeID uint64 `yaml:"node_id" json:"node_id"`
 	// RaftAddr is where this node listens for its peers.
@@ -24,6 +25,21 @@ type Config struct {
 	// Peers are the other nodes and where this node dials them; an entry with this
 	// node's own id is ignored, so one list can serve every node's config.
 	Peers []Peer `yaml:"peers" json:"peers"`
+}
+
+// MaxNodeID bounds node ids: Kafka broker ids, and kafkawire puts the node id in the low
+// 16 bits of the producer ids it hands out in a cluster.
+const MaxNodeID = 65535
+
+// ClusterID is the Kafka cluster id every node of this cluster reports: derived from
+// the member ids, so every node knows it before the others answer.
+func (c Config) ClusterID() string {
+	h := sha256.New()
+	fmt.Fprint(h, "mqstreams cluster")
+	for _, id := range c.members() {
+		fmt.Fprintf(h, " %d", id)
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Peer is one other node.
@@ -34,16 +50,16 @@ type Peer struct {
 
 // Validate checks ids and addresses.
 func (c Config) Validate() error {
-	if c.NodeID == 0 || c.NodeID > math.MaxInt32 {
-		return conf.Fieldf("node_id", "must be 1..%d, got %d", math.MaxInt32, c.NodeID)
+	if c.NodeID == 0 || c.NodeID > MaxNodeID {
+		return conf.Fieldf("node_id", "must be 1..%d, got %d", MaxNodeID, c.NodeID)
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
 		return conf.Fieldf("raft_addr", "%q: %v", c.RaftAddr, err)
 	}
 	seen := map[uint64]bool{}
 	for i, p := range c.Peers {
-		if p.ID == 0 || p.ID > math.MaxInt32 {
-			return conf.Fieldf(fmt.Sprintf("peers[%d].id", i), "must be 1..%d, got %d", math.MaxInt32, p.ID)
+		if p.ID == 0 || p.ID > MaxNodeID {
+			return conf.Fieldf(fmt.Sprintf("peers[%d].id", i), "must be 1..%d, got %d", MaxNodeID, p.ID)
 		}
 		if seen[p.ID] {
 			return conf.Fieldf(fmt.Sprintf("peers[%d].id", i), "node %d listed twice", p.ID)

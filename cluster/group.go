@@ -28,6 +28,12 @@ type group struct {
 	// loop only
 	pending []*proposal
 	lastTS  int64
+	// quiesced: the group is idle and neither ticks nor heartbeats (quiesce.go);
+	// idleTicks counts a leader's ticks without a proposal; published: the status
+	// copy reflects the quiesced state.
+	quiesced  bool
+	idleTicks int
+	published bool
 
 	mu        sync.Mutex
 	leader    uint64

@@ -59,6 +59,8 @@ type Options struct {
 
 	// listener, when set, is the transport's listener (tests: ports picked up front).
 	listener net.Listener
+	// noQuiesce keeps idle groups ticking (benchmarks compare).
+	noQuiesce bool
 	// testSkipApply, when set and true for an index, makes a shard replica drop that
 	// entry unapplied, as a crash between the Raft write and the apply would.
 	testSkipApply func(group, index uint64) bool
@@ -115,6 +117,8 @@ type Node struct {
 	advMu   sync.Mutex
 	adv     Addrs
 	advKick chan struct{}
+
+	hints leaderHints // leaders of groups without a replica here (leaders.go)
 
 	propSeq atomic.Uint64 // starts random: ids of an earlier run never match
 	waitMu  sync.Mutex
@@ -181,6 +185,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	}
 	n.tr = tr
 	tr.handle(kindRaft, n.onRaft)
+	tr.handle(kindLeaders, n.onLeaders)
 	tr.register(methodAppend, n.onForwardedAppend)
 	tr.register(methodCatalog, n.onForwardedCatalog)
 	tr.register(methodReadShard, n.onReadShard)
@@ -241,6 +246,9 @@ func (n *Node) Send(to uint64, k Kind, msg []byte) error {
 	return n.tr.send(to, k, msg)
 }
 
+// Done is closed when the node closes.
+func (n *Node) Done() <-chan struct{} { return n.stop }
+
 // Self is this node's id.
 func (n *Node) Self() uint64 { return n.cfg.NodeID }
 
@@ -288,14 +296,13 @@ func (n *Node) run() {
 			return
 		case <-t.C:
 			ticks++
-			n.mu.RLock()
-			for _, g := range n.groups {
-				g.rn.Tick()
-			}
-			n.mu.RUnlock()
+			n.tick()
 			n.publishStatus(ticks%10 == 0)
 			if ticks%20 == 0 {
 				n.compactLogs()
+			}
+			if ticks%leadersEvery == 0 {
+				n.announceLeaders()
 			}
 		case in := <-n.inbox:
 			n.step(in)
@@ -350,8 +357,14 @@ func (n *Node) step(in []inbound) {
 		if g == nil {
 			continue // a group this node does not have (yet): raft retries
 		}
+		if g.quiesced && wakes(m.m) {
+			g.wake()
+		}
 		if err := g.rn.Step(m.m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			n.lg.Debug().Err(err).Uint64("group", m.group).Msg("raft step")
+		}
+		if isQuiesce(m.m) {
+			g.quiesceFollower(m.m)
 		}
 	}
 }
@@ -519,6 +532,11 @@ func (n *Node) Nodes() []NodeInfo {
 	out := make([]NodeInfo, 0, len(n.members))
 	for _, id := range n.members {
 		ni := NodeInfo{ID: id, RaftAddr: addrs[id], Addrs: cat.Nodes[id], Reachable: id == n.Self() || n.tr.reachable(id)}
+		if id == n.Self() {
+			n.advMu.Lock()
+			ni.Addrs = n.adv // its own, even before the catalog has it
+			n.advMu.Unlock()
+		}
 		out = append(out, ni)
 	}
 	return out

@@ -58,6 +58,10 @@ func (n *Node) publishStatus(withProgress bool) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for _, g := range n.groups {
+		if g.quiesced && g.published {
+			continue // nothing moves in a quiesced group
+		}
+		g.published = true
 		bs := g.rn.BasicStatus()
 		var prog map[uint64]ReplicaStatus
 		if withProgress && bs.RaftState == raft.StateLeader {
@@ -122,8 +126,8 @@ func (n *Node) Status() Status {
 
 // PartitionState is a shard's replication state for Kafka Metadata.
 type PartitionState struct {
-	// Leader is the node leading the shard's group, 0 while there is none (or this
-	// node holds no replica and so does not follow the group).
+	// Leader is the node leading the shard's group, 0 while there is none known (a
+	// node without a replica knows it from the leaders' announcements, leaders.go).
 	Leader   uint64
 	Replicas []uint64
 	// ISR are the replicas in sync: on the leader, those whose log is within isrLag
@@ -142,6 +146,14 @@ func (n *Node) Partition(stream string, shard int32) (PartitionState, bool) {
 	ps := PartitionState{Replicas: append([]uint64(nil), sp.Replicas...)}
 	g := n.group(sp.Group)
 	if g == nil {
+		// No replica here: the leader the others announce, and the replicas this
+		// node can reach as in sync.
+		ps.Leader = n.hints.get(sp.Group)
+		for _, id := range sp.Replicas {
+			if id == ps.Leader || n.tr.reachable(id) {
+				ps.ISR = append(ps.ISR, id)
+			}
+		}
 		return ps, true
 	}
 	g.mu.Lock()
@@ -192,6 +204,7 @@ func (n *Node) HighWatermark(ctx context.Context, stream string, shard int32) (i
 	}()
 	var lerr error
 	if err := n.do(func() {
+		g.wake() // a quiesced leader resumes its heartbeats and quorum checks
 		bs := g.rn.BasicStatus()
 		if bs.RaftState != raft.StateLeader {
 			lerr = &NotLeaderError{Leader: bs.Lead}

@@ -65,6 +65,9 @@ type transport struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// sent counts frames queued per kind (tests: quiesced groups send none).
+	sent [256]atomic.Int64
+
 	inMu sync.Mutex
 	in   map[net.Conn]struct{}
 }
@@ -81,6 +84,9 @@ type link struct {
 	addr string
 	q    chan []byte // encoded frames
 	up   atomic.Bool
+	// heard is when a frame from this peer last arrived on its link to us
+	// (UnixNano): its heartbeats keep it fresh while every group is quiet.
+	heard atomic.Int64
 }
 
 func newTransport(self uint64, addr string, ln net.Listener, peers map[uint64]string, lg zerolog.Logger) (*transport, error) {
@@ -140,6 +146,13 @@ func (t *transport) close() {
 
 func (t *transport) handle(k Kind, h func(from uint64, msg []byte)) { t.handlers[k].Store(&h) }
 
+// alive reports whether node id is heard from (a frame within three transport
+// heartbeats) and reachable: quiesced groups rely on it in place of Raft heartbeats.
+func (t *transport) alive(id uint64) bool {
+	l := t.peers[id]
+	return l != nil && l.up.Load() && time.Since(time.Unix(0, l.heard.Load())) < 3*heartbeatEvery
+}
+
 // reachable reports whether the outbound link to id is connected.
 func (t *transport) reachable(id uint64) bool {
 	l := t.peers[id]
@@ -161,6 +174,7 @@ func (t *transport) send(to uint64, k Kind, msg []byte) error {
 	f = append(f, msg...)
 	select {
 	case l.q <- f:
+		t.sent[k].Add(1)
 		return nil
 	default:
 		return fmt.Errorf("send to node %d: %w", to, ErrQueueFull)
@@ -350,6 +364,7 @@ func (t *transport) readLoop(c net.Conn) error {
 		if _, err := io.ReadFull(r, f); err != nil {
 			return err
 		}
+		t.peers[from].heard.Store(time.Now().UnixNano())
 		k := Kind(f[0])
 		if k == kindHeartbeat {
 			continue

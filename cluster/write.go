@@ -97,11 +97,7 @@ func (n *Node) route(group uint64, stream string, shard int32, batch []byte, nre
 		}
 		time.AfterFunc(20*time.Millisecond, func() { n.route(group, stream, shard, batch, nrec, deadline, done) })
 	}
-	g := n.group(group)
-	leader := uint64(0)
-	if g != nil {
-		leader = g.leaderID()
-	}
+	leader := n.leaderOf(group)
 	switch {
 	case leader == 0:
 		retry(ErrNoLeader)
@@ -165,6 +161,7 @@ func (n *Node) flushProposals() {
 	for _, g := range gs {
 		ps := g.pending
 		g.pending = nil
+		g.wake()
 		bs := g.rn.BasicStatus()
 		if bs.RaftState != raft.StateLeader {
 			for _, p := range ps {
@@ -269,12 +266,7 @@ func (n *Node) onForwardedAppend(_ uint64, body []byte, reply func([]byte, error
 		answer(log.AppendResult{}, err)
 		return
 	}
-	g := n.group(sp.Group)
-	if g == nil || g.leaderID() != n.Self() {
-		lead := uint64(0)
-		if g != nil {
-			lead = g.leaderID()
-		}
+	if lead := n.leaderOf(sp.Group); lead != n.Self() {
 		answer(log.AppendResult{}, &NotLeaderError{Leader: lead})
 		return
 	}

@@ -117,7 +117,8 @@ func (c *testCluster) healLinks() {
 	}
 }
 
-// metadata asks one node for a topic's partitions: leader per partition (-1: none).
+// leaders asks one node for a topic's partitions: leader per partition (-1: none); an
+// error until the node lists every running node as a broker.
 func (c *testCluster) leaders(ctx context.Context, node int, topic string) (map[int32]int32, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafka[node]), kgo.RequestRetries(0))
 	if err != nil {
@@ -140,6 +141,17 @@ func (c *testCluster) leaders(ctx context.Context, node int, topic string) (map[
 	out := map[int32]int32{}
 	for _, p := range resp.Topics[0].Partitions {
 		out[p.Partition] = p.Leader
+	}
+	// Clients can reach a leader only through its Metadata entry: every node running
+	// must be listed (nodes spread their addresses shortly after they start).
+	listed := map[int32]bool{}
+	for _, b := range resp.Brokers {
+		listed[b.NodeID] = true
+	}
+	for i := range c.nodes {
+		if c.up[i].Load() && !listed[int32(i+1)] {
+			return nil, fmt.Errorf("metadata from node %d does not list node %d yet", node+1, i+1)
+		}
 	}
 	return out, nil
 }

@@ -160,7 +160,8 @@ func TestKafkaTransactionSurvivesKill(t *testing.T) {
 	produce := func(cl *kgo.Client, vals ...string) {
 		t.Helper()
 		for _, v := range vals {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			r := &kgo.Record{Value: []byte(v), Headers: []kgo.RecordHeader{{Key: "mqtt.topic", Value: []byte("txk/" + v)}}}
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -203,9 +204,19 @@ func TestKafkaTransactionSurvivesKill(t *testing.T) {
 	if lso := end(true); lso != 0 {
 		t.Fatalf("last stable offset after the restart %d, want 0 (both transactions open)", lso)
 	}
+	// The commit after the restart delivers to MQTT what was stored before it too.
+	live := startLiveSub(t, srv.MQTTAddr, 3, "-q", "1", "-t", "txk/#")
 	produce(keep, "k3")
 	if err := keep.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatalf("commit after the restart: %v", err)
+	}
+	var delivered []string
+	for _, m := range live.wait(t) {
+		f := strings.Split(m, "|")
+		delivered = append(delivered, f[1])
+	}
+	if got := strings.Join(delivered, ","); got != "txk/k1,txk/k2,txk/k3" {
+		t.Fatalf("mosquitto_sub got %s at the commit", got)
 	}
 	// A new instance of the other producer fences the old one and aborts its transaction.
 	lost2 := client("txk-lost")

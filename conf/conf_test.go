@@ -186,3 +186,44 @@ func TestDecodeJSON(t *testing.T) {
 		}
 	}
 }
+
+// aliased decodes through another struct with yaml.v3's older unmarshal-function form,
+// as mapping.Definition does to accept aliases.
+type aliased struct{ N int }
+
+func (a *aliased) UnmarshalYAML(unmarshal func(any) error) error {
+	var doc struct {
+		N     *int `yaml:"n"`
+		Alias *int `yaml:"alias"`
+	}
+	if err := unmarshal(&doc); err != nil {
+		return err
+	}
+	if doc.N != nil {
+		a.N = *doc.N
+	} else if doc.Alias != nil {
+		a.N = *doc.Alias
+	}
+	return nil
+}
+
+// TestStrictInsideUnmarshaler pins that KnownFields reaches inside a type decoding
+// through the older UnmarshalYAML form, and that a custom error keeps its place.
+func TestStrictInsideUnmarshaler(t *testing.T) {
+	var v struct {
+		Items []aliased `yaml:"items"`
+		Sub   inner     `yaml:"sub"`
+	}
+	if err := Decode("a.yaml", []byte("items:\n  - n: 1\n  - alias: 2\n"), &v); err != nil || v.Items[1].N != 2 {
+		t.Fatalf("%+v %v", v, err)
+	}
+	err := Decode("a.yaml", []byte("items:\n  - n: 1\n  - nn: 2\n"), &v)
+	if err == nil || !strings.HasPrefix(err.Error(), "a.yaml:3: items[1].nn: unknown field") {
+		t.Fatalf("strictness lost inside the unmarshaler: %v", err)
+	}
+	err = Decode("a.yaml", []byte("sub:\n  level: x\n"), &v)
+	var e *Error
+	if !errors.As(err, &e) || e.Line != 2 || e.Path != "sub.level" || e.Err.Error() != "expected low or high, got x" {
+		t.Fatalf("custom error lost its place: %#v", err)
+	}
+}

@@ -22,6 +22,11 @@ import (
 // This file is the one place that reads them (TestYAMLv3Messages pins the forms): it
 // takes the line and the key or value, finds that node in the document to name its
 // key path, and words the reason from the Go type expected there.
+//
+// Two more v3.0.6 behaviours the package relies on: an error a type's UnmarshalYAML
+// returns comes back from Decode unchanged (so *ValueError keeps its place), and a type
+// using the older UnmarshalYAML(func(any) error) form decodes through the caller's
+// decoder, KnownFields included (mapping.Definition; TestStrictInsideUnmarshaler).
 var (
 	lineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	unknownRe = regexp.MustCompile(`^field (.+) not found in type `)

@@ -32,7 +32,7 @@ func handleMetadata(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error
 	}
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 
-	for _, n := range s.cluster.Brokers() {
+	for _, n := range s.brokers() {
 		b := kmsg.NewMetadataResponseBroker()
 		b.NodeID = n.ID
 		b.Host, b.Port = n.Host, n.Port

@@ -25,7 +25,7 @@ func handleDescribeCluster(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response
 	}
 	resp.ClusterID = s.clusterID
 	resp.ControllerID = s.cluster.Controller()
-	for _, n := range s.cluster.Brokers() {
+	for _, n := range s.brokers() {
 		b := kmsg.NewDescribeClusterResponseBroker()
 		b.NodeID = n.ID
 		b.Host, b.Port = n.Host, n.Port

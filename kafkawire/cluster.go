@@ -1,7 +1,9 @@
 package kafkawire
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -56,9 +58,24 @@ func (n singleNode) Partition(string, int32) PartitionState {
 }
 func (n singleNode) Coordinator(int8, string) int32 { return nodeID }
 
+// brokers lists the cluster's nodes as Metadata and DescribeCluster give them, this
+// node always included: it knows its own address before the cluster has spread it.
+func (s *Server) brokers() []Broker {
+	bs := s.cluster.Brokers()
+	self := s.cluster.Self()
+	for _, b := range bs {
+		if b.ID == self {
+			return bs
+		}
+	}
+	bs = append(slices.Clone(bs), Broker{ID: self, Host: s.advHost, Port: s.advPort})
+	slices.SortFunc(bs, func(a, b Broker) int { return cmp.Compare(a.ID, b.ID) })
+	return bs
+}
+
 // broker finds a node's advertised address; ok is false for an unknown node.
 func (s *Server) broker(id int32) (Broker, bool) {
-	for _, b := range s.cluster.Brokers() {
+	for _, b := range s.brokers() {
 		if b.ID == id {
 			return b, true
 		}

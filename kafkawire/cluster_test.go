@@ -440,3 +440,53 @@ func TestClusterGroupCoordinators(t *testing.T) {
 		pcancel()
 	}
 }
+
+// TestClusterMetadataListsSelfBeforeRegistration: a node lists itself in Metadata even
+// while the cluster does not know its address yet (it spreads it after start).
+func TestClusterMetadataListsSelfBeforeRegistration(t *testing.T) {
+	fc := startFakeCluster(t, log.StreamSpec{Name: "s", Shards: 1})
+	fc.p.mu.Lock()
+	fc.p.brokers = fc.p.brokers[:1] // only node 0 registered
+	fc.p.mu.Unlock()
+	resp := fc.request(t, 2, kmsg.NewPtrMetadataRequest()).(*kmsg.MetadataResponse)
+	var ids []int32
+	for _, b := range resp.Brokers {
+		ids = append(ids, b.NodeID)
+	}
+	if !slices.Equal(ids, []int32{0, 2}) {
+		t.Fatalf("node 2 lists brokers %v, want [0 2]", ids)
+	}
+}
+
+// TestClusterProducerIDsDiffer: nodes started together give out different producer ids
+// (ids from each node's clock alone collided, and the leader then took one producer's
+// batch for a retry of the other's: acknowledged, not stored); an id is re-initialised
+// with a bumped epoch by the node that gave it out.
+func TestClusterProducerIDsDiffer(t *testing.T) {
+	fc := startFakeCluster(t, log.StreamSpec{Name: "s", Shards: 1})
+	seen := map[int64]int{}
+	for node := range 3 {
+		for range 3 {
+			req := kmsg.NewPtrInitProducerIDRequest()
+			resp := fc.request(t, node, req).(*kmsg.InitProducerIDResponse)
+			if resp.ErrorCode != 0 || resp.ProducerID < 0 {
+				t.Fatalf("node %d: InitProducerId error %d id %d", node, resp.ErrorCode, resp.ProducerID)
+			}
+			if prev, dup := seen[resp.ProducerID]; dup {
+				t.Fatalf("producer id %d given out by node %d and node %d", resp.ProducerID, prev, node)
+			}
+			seen[resp.ProducerID] = node
+			if got := int(resp.ProducerID & 0xffff); got != node {
+				t.Fatalf("node %d gave out id %#x, carrying node %d", node, resp.ProducerID, got)
+			}
+		}
+	}
+	req := kmsg.NewPtrInitProducerIDRequest()
+	first := fc.request(t, 1, req).(*kmsg.InitProducerIDResponse)
+	again := kmsg.NewPtrInitProducerIDRequest()
+	again.ProducerID, again.ProducerEpoch = first.ProducerID, first.ProducerEpoch
+	bumped := fc.request(t, 1, again).(*kmsg.InitProducerIDResponse)
+	if bumped.ProducerID != first.ProducerID || bumped.ProducerEpoch != first.ProducerEpoch+1 {
+		t.Fatalf("re-init of %d/%d at its node: %d/%d", first.ProducerID, first.ProducerEpoch, bumped.ProducerID, bumped.ProducerEpoch)
+	}
+}

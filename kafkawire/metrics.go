@@ -22,6 +22,7 @@ type metrics struct {
 	bytesOut   prometheus.Counter
 	refusals   *prometheus.CounterVec
 	timeouts   *prometheus.CounterVec
+	txns       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -80,6 +81,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help:    "Time from a Kafka request read to its response ready, by API (a Fetch includes its wait).",
 		Buckets: prometheus.ExponentialBuckets(50e-6, 4, 10), // 50µs to ~13s
 	}, []string{"api"})); err != nil {
+		return nil, err
+	}
+	if m.txns, err = registerOrExisting(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mqstreams_kafka_transactions_total",
+		Help: "Kafka transactions ended, by outcome (commit, abort, timeout: aborted past its timeout, fenced: aborted by a new producer instance).",
+	}, []string{"outcome"})); err != nil {
 		return nil, err
 	}
 	// The next three share their names with the MQTT listener's (proto="mqtt").
@@ -237,4 +244,12 @@ func (m *metrics) timedOut(which string) {
 	if m != nil {
 		m.timeouts.WithLabelValues(which).Inc()
 	}
+}
+
+// txnEnded counts an ended transaction by outcome.
+func (m *metrics) txnEnded(outcome string) {
+	if m == nil {
+		return
+	}
+	m.txns.WithLabelValues(outcome).Inc()
 }

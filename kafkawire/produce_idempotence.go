@@ -45,6 +45,10 @@ type producers struct {
 	ttl       time.Duration
 	lastSweep time.Time
 	now       func() time.Time
+	// node is this node's id in a cluster, whose producer ids carry it
+	// (cluster_producers.go); clustered is false alone.
+	node      int64
+	clustered bool
 }
 
 // dedupeWindow is how many batches per producer and partition are remembered: the
@@ -149,18 +153,18 @@ func (p *producers) initID(lastID int64, lastEpoch int16) (int64, int16, error) 
 	}
 	if p.next >= p.limit {
 		limit := p.next + idBlock
-		if err := p.log.PutEntry(producerIDsKind, producerIDsName, binary.BigEndian.AppendUint64(nil, uint64(limit))); err != nil {
+		if err := p.log.PutEntry(producerIDsKind, p.idsName(), binary.BigEndian.AppendUint64(nil, uint64(limit))); err != nil {
 			return 0, 0, fmt.Errorf("reserve producer ids: %w", err)
 		}
 		p.limit = limit
 	}
 	id := p.next
 	p.next++
-	return id, 0, nil
+	return p.external(id), 0, nil
 }
 
 func (p *producers) known(id int64) bool {
-	if id >= p.first && id < p.next {
+	if n, ok := p.internal(id); ok && n >= p.first && n < p.next {
 		return true
 	}
 	for k := range p.states {

@@ -225,6 +225,8 @@ func New(o Options) (*Server, error) {
 	}
 	if srv.cluster == nil {
 		srv.cluster = singleNode{srv}
+	} else if err := prods.joinCluster(srv.cluster.Self()); err != nil {
+		return nil, fmt.Errorf("kafkawire: %w", err)
 	}
 	if srv.txns, err = newTxns(srv, cfg.TransactionMaxTimeout, cfg.ProducerExpiration, lg); err != nil {
 		return nil, fmt.Errorf("kafkawire: %w", err)

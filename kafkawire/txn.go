@@ -264,7 +264,7 @@ func (x *txns) initProducerID(id string, timeoutMS int32, lastPID int64, lastEpo
 		// A new instance of the producer: the old one's transaction is aborted and the
 		// old one fenced by the bumped epoch.
 		x.mu.Unlock()
-		if _, code := x.end(t, false, true, "producer re-initialised"); code != nil {
+		if _, code := x.end(t, false, true, "fenced", "producer re-initialised"); code != nil {
 			return -1, -1, code
 		}
 		x.mu.Lock()
@@ -443,7 +443,7 @@ func (x *txns) endTxnRequest(t *txn, commit bool) ([]endedPart, *kerr.Error) {
 		return nil, kerr.InvalidTxnState
 	}
 	x.mu.Unlock()
-	return x.end(t, commit, false, "")
+	return x.end(t, commit, false, map[bool]string{true: "commit", false: "abort"}[commit], "")
 }
 
 // endedPart is a partition's marker: where the transaction began and ended there.
@@ -457,8 +457,9 @@ type endedPart struct {
 
 // end writes t's markers, its group offsets (on commit) and its ended state in one log
 // write, after the transaction's appends in flight finished. bump raises the epoch
-// (an abort that fences the producer: timeout, re-initialisation).
-func (x *txns) end(t *txn, commit, bump bool, why string) ([]endedPart, *kerr.Error) {
+// (an abort that fences the producer: timeout, re-initialisation); outcome labels the
+// transactions metric.
+func (x *txns) end(t *txn, commit, bump bool, outcome, why string) ([]endedPart, *kerr.Error) {
 	x.mu.Lock()
 	if t.ending || !t.Ongoing {
 		x.mu.Unlock()
@@ -531,6 +532,7 @@ func (x *txns) end(t *txn, commit, bump bool, why string) ([]endedPart, *kerr.Er
 	}
 	epoch := t.Epoch
 	t.Epoch, t.Ongoing, t.StartedMS, t.Parts, t.Groups, t.LastCommit, t.Ended, t.UsedMS = next.Epoch, false, 0, nil, nil, commit, true, next.UsedMS
+	x.s.metrics.txnEnded(outcome)
 	ev := x.lg.Debug()
 	if why != "" {
 		ev = x.lg.Info()
@@ -560,11 +562,15 @@ func (x *txns) timeoutLoop() {
 		case <-tick.C:
 		}
 		now := x.now()
-		var expired []*txn
+		type late struct {
+			t         *txn
+			timeoutMS int64
+		}
+		var expired []late
 		x.mu.Lock()
 		for _, t := range x.byID {
 			if t.Ongoing && !t.ending && now.UnixMilli()-t.StartedMS > t.TimeoutMS {
-				expired = append(expired, t)
+				expired = append(expired, late{t, t.TimeoutMS})
 			}
 		}
 		var gone []*txn
@@ -579,8 +585,8 @@ func (x *txns) timeoutLoop() {
 			}
 		}
 		x.mu.Unlock()
-		for _, t := range expired {
-			x.end(t, false, true, fmt.Sprintf("timed out after %d ms", t.TimeoutMS))
+		for _, e := range expired {
+			x.end(e.t, false, true, "timeout", fmt.Sprintf("timed out after %d ms", e.timeoutMS))
 		}
 		if len(gone) > 0 {
 			ops := make([]log.EntryOp, len(gone))

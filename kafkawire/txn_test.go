@@ -258,6 +258,24 @@ func TestTransactionTimeout(t *testing.T) {
 	if c := x.end(pid, epoch, true); c != kerr.ProducerFenced.Code {
 		t.Fatalf("commit after the timeout: %s", codeName(c))
 	}
+	fams, err := tb.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	timedOut := 0.0
+	for _, f := range fams {
+		if f.GetName() != "mqstreams_kafka_transactions_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "timeout" {
+				timedOut = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if timedOut != 1 {
+		t.Fatalf("mqstreams_kafka_transactions_total{outcome=timeout} = %v, want 1", timedOut)
+	}
 }
 
 // Transaction state survives a restart: an open transaction still holds the LSO, its

@@ -239,3 +239,37 @@ func TestTxnLastValueAndRetention(t *testing.T) {
 	}
 	t.Fatal("nothing readable after retention")
 }
+
+// Last-value compaction below the LSO: an aborted record never replaces a key's value
+// and is dropped; markers stay; a committed transactional record keeps its producer.
+func TestTxnCompaction(t *testing.T) {
+	l := openTest(t, t.TempDir(), nil)
+	defer l.Close()
+	s, err := l.CreateStream(StreamSpec{Name: "lv", Shards: 1, LastValue: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := func(k, v string) Record { return Record{Key: []byte(k), Value: []byte(v)} }
+	if _, err := s.Append(0, []Record{kv("x", "1"), kv("y", "1")}); err != nil { // 0-1
+		t.Fatal(err)
+	}
+	appendTxn(t, s, 0, 5, kv("x", "aborted"))                                                     // 2
+	endTxnSync(t, l, []Marker{{Stream: s, Shard: 0, ProducerID: 5, Epoch: 3}}, nil)               // 3
+	appendTxn(t, s, 0, 6, kv("y", "2"))                                                           // 4
+	endTxnSync(t, l, []Marker{{Stream: s, Shard: 0, ProducerID: 6, Epoch: 3, Commit: true}}, nil) // 5
+	s.log.ApplyRetention()
+	if vals, _ := committedValues(t, s, 0); fmt.Sprint(vals) != "[1 2]" {
+		t.Fatalf("after compaction: %v, want x=1 y=2", vals)
+	}
+	bs, err := s.Read(0, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range bs {
+		got = append(got, fmt.Sprintf("%d:%d/%v", b.BaseOffset, b.ProducerID(), b.Control()))
+	}
+	if fmt.Sprint(got) != "[0:-1/false 3:5/true 4:6/false 5:6/true]" {
+		t.Fatalf("stored batches after compaction %v", got)
+	}
+}

@@ -20,6 +20,12 @@ import (
 //     untouched, so a delivery is never appended again (no loop).
 //   - Retained flags, shared subscriptions, no-local (the origin is "inline", never a
 //     subscriber), persistent sessions' inflight queue: all are mochi's normal path.
+//   - Server.NewClient(nil, LocalListener, id, true) makes a second inline client that
+//     is never added to Clients (routes.go's peer client, for publishes forwarded by
+//     other cluster nodes): InjectPacket reads only its Net.Inline, ID (the packets'
+//     Origin), protocol version (0, as the built-in one's) and receive quota (MaxInt32
+//     for inline clients), so it publishes exactly
+//     as the built-in one does, and mochi's own Publish never uses it.
 //   - Client.WritePacket drops a packet larger than the client's Maximum Packet Size
 //     with ErrPacketTooLarge, but a QoS 1/2 packet has by then been put in the
 //     client's inflight store and taken a send-quota slot, so it would be resent (and

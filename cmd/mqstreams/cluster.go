@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mqstreams/mqstreams/cluster"
@@ -24,9 +21,12 @@ const kafkaClusterIDFile = "kafka-cluster-id"
 
 // startCluster joins the cluster of the config's `cluster:` section (nothing without
 // one): the node replicates the stream catalog into s.streams and the shards into
-// s.log, and the catalog's changes go through it from now on. It waits until the
-// cluster has a quorum (the catalog's cluster id is known), or a signal.
+// s.log, and the catalog's changes go through it from now on. It does not wait for the
+// other nodes: the listeners start, /readyz stays 503 until a quorum applied the
+// config's streams (applyConfigStreams), and Kafka clients see partitions without a
+// leader until then.
 func (s *server) startCluster(cfg Config) error {
+	s.started = make(chan struct{})
 	if cfg.Cluster == nil {
 		return nil
 	}
@@ -42,27 +42,62 @@ func (s *server) startCluster(cfg Config) error {
 	}
 	s.node = n
 	s.streams.SetReplicator(n)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	lg.Info().Uint64("node_id", cfg.Cluster.NodeID).Str("raft_addr", cfg.Cluster.RaftAddr).Msg("joining the cluster: waiting for a quorum of nodes")
-	var id string
-	for id == "" {
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		id, err = n.ClusterID(wctx)
-		cancel()
-		if ctx.Err() != nil {
-			return fmt.Errorf("cluster: stopped while waiting for a quorum of nodes")
-		}
-		if id == "" {
-			lg.Warn().Msg("still waiting for a quorum of the cluster's nodes (are the peers started and reachable at their raft_addr?)")
-		}
-	}
+	// Every node derives the same Kafka cluster id from the member list, before
+	// kafkawire reads it.
 	path := filepath.Join(s.log.Dir(), kafkaClusterIDFile)
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(cfg.Cluster.ClusterID()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	lg.Info().Str("cluster_id", id).Msg("cluster quorum reached")
+	lg.Info().Uint64("node_id", cfg.Cluster.NodeID).Str("raft_addr", cfg.Cluster.RaftAddr).Str("cluster_id", cfg.Cluster.ClusterID()).
+		Msg("joining the cluster; ready once a quorum of nodes applied the configured streams")
 	return nil
+}
+
+// applyConfigStreams applies the config's streams: at once alone; in a cluster, where
+// they go through the catalog group and so need a quorum, in the background (retried
+// until they apply or the node closes), then the node turns ready.
+func (s *server) applyConfigStreams(cfg Config) error {
+	if s.node == nil {
+		return applyStreams(s.streams, cfg, s.lg)
+	}
+	s.streamsDone = make(chan struct{})
+	lg := s.lg.With().Str("component", "cluster").Logger()
+	go func() {
+		for {
+			err := applyStreams(s.streams, cfg, s.lg)
+			if err == nil {
+				break
+			}
+			lg.Warn().Err(err).Msg("configured streams not applied yet (waiting for a quorum of nodes?); retrying")
+			select {
+			case <-s.node.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+		lg.Info().Msg("cluster quorum reached, configured streams applied")
+		close(s.streamsDone)
+		select {
+		case <-s.started:
+			s.http.SetReady(true)
+		case <-s.node.Done():
+		}
+	}()
+	return nil
+}
+
+// setReady ends start-up: ready now alone, once the streams are applied in a cluster.
+func (s *server) setReady() {
+	close(s.started)
+	if s.node == nil {
+		s.http.SetReady(true)
+		return
+	}
+	select {
+	case <-s.streamsDone:
+		s.http.SetReady(true)
+	default:
+	}
 }
 
 // advertiseCluster tells the other nodes where this node's listeners are, once bound.

@@ -19,6 +19,7 @@ func TestClusterConfig(t *testing.T) {
 	}
 	bad := []struct{ src, want string }{
 		{"cluster:\n  node_id: 0\n  raft_addr: 127.0.0.1:7002\n  peers: [{id: 1, raft_addr: 127.0.0.1:7001}]\n", "node_id"},
+		{"cluster:\n  node_id: 65536\n  raft_addr: 127.0.0.1:7002\n  peers: [{id: 1, raft_addr: 127.0.0.1:7001}]\n", "node_id"},
 		{"cluster:\n  node_id: 2\n  raft_addr: nope\n  peers: [{id: 1, raft_addr: 127.0.0.1:7001}]\n", "raft_addr"},
 		{"cluster:\n  node_id: 2\n  raft_addr: 127.0.0.1:7002\n  peers: []\n", "peers"},
 		{"cluster:\n  node_id: 2\n  raft_addr: 127.0.0.1:7002\n  peer: []\n", "peer"},

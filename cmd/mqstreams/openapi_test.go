@@ -2,10 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // TestOpenAPIDescribesEveryRoute: every route the server registers (and the fixed ones)
@@ -53,4 +57,66 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 			t.Errorf("openapi.json describes %q, which is not served", d)
 		}
 	}
+}
+
+// TestOpenAPIStreamFields: the stream schemas list exactly the fields the REST API
+// decodes (the json tags of the definition's document, mapping.Definition.Shape), at
+// every level, so a field added to one is added to the other.
+func TestOpenAPIStreamFields(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]schemaProps `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	want := jsonKeys(reflect.TypeOf(mapping.Definition{}.Shape()))
+	for _, name := range []string{"StreamInput", "Stream"} {
+		got := doc.Components.Schemas[name].keys()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s properties:\n got %v\nwant %v", name, got, want)
+		}
+	}
+}
+
+type schemaProps struct {
+	Properties map[string]schemaProps `json:"properties"`
+}
+
+// keys lists the properties as "a", "b.c" (nested objects), sorted.
+func (s schemaProps) keys() []string {
+	var out []string
+	for k, v := range s.Properties {
+		out = append(out, k)
+		for _, sub := range v.keys() {
+			out = append(out, k+"."+sub)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// jsonKeys lists a struct's json keys as keys does, following pointers to structs.
+func jsonKeys(t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		out = append(out, name)
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+			for _, sub := range jsonKeys(ft) {
+				out = append(out, name+"."+sub)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -136,6 +136,11 @@ type server struct {
 	mqtt    *mqtt.Server
 	kafka   *kafkawire.Server
 	http    *httpServer
+
+	// started is closed when startServer is done; a cluster node is ready once it
+	// also applied the config's streams (cluster.go).
+	started     chan struct{}
+	streamsDone chan struct{}
 }
 
 // startServer opens the log, applies the configured streams and binds every listener.
@@ -209,7 +214,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	if err := s.startCluster(cfg); err != nil {
 		return s, err
 	}
-	if err := applyStreams(s.streams, cfg, lg); err != nil {
+	if err := s.applyConfigStreams(cfg); err != nil {
 		return s, err
 	}
 	streamsAPI{cat: s.streams, lg: httpLog}.register(s.http, guard)
@@ -300,7 +305,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 	}
 	s.advertiseCluster(cfg)
 
-	s.http.SetReady(true)
+	s.setReady()
 	return s, nil
 }
 

@@ -4,7 +4,10 @@ Usage: cluster_confluent_produce.py BOOTSTRAP TOPIC PARTITION PREFIX
 Produces PREFIX-<n> to one partition, one message every 20 ms, printing "started" once
 the first is acknowledged. It stops producing when stdin closes, flushes, and prints
 one line per acknowledged message: "acked PREFIX-<n> <offset>", then "done <errors>".
-librdkafka follows NOT_LEADER_OR_FOLLOWER to the new leader by itself.
+librdkafka follows NOT_LEADER_OR_FOLLOWER to the new leader by itself. The producer is
+idempotent (librdkafka's default since 2.0, Kafka clients' since 3.0): a batch whose answer
+was lost with the killed leader is retried and must not be stored twice. (Without
+idempotence such a retry is stored twice, in Kafka too: at least once.)
 """
 import os
 import sys
@@ -21,7 +24,7 @@ def main():
     p = Producer({
         "bootstrap.servers": bootstrap,
         "acks": "all",
-        "enable.idempotence": False,
+        "enable.idempotence": True,
         "message.timeout.ms": 60000,
         "retry.backoff.ms": 50,
         "topic.metadata.refresh.interval.ms": 1000,
