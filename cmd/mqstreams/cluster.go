@@ -290,4 +290,5 @@ func (k kafkaCluster) LeaderTerm(stream string, shard int32) uint64 {
 func (k kafkaCluster) Settle(ctx context.Context, stream string, shard int32) (uint64, error) {
 	return k.n.Settle(ctx, stream, shard)
 }
+
 var _ kafkawire.ProducerSync = kafkaCluster{}
