@@ -130,6 +130,9 @@ func (p *producers) sync(ctx context.Context, cs ProducerSync, key producerKey, 
 		return nil // read meanwhile by another request of this term
 	}
 	st = p.decodeStates(es)[key]
+	if st != nil && p.now().Sub(st.used) > p.ttl {
+		st = nil // expired: another leader dropped it from its memory and store
+	}
 	if st == nil {
 		st = &producerState{fresh: true, used: p.now()}
 	}
