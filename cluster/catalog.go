@@ -401,6 +401,18 @@ func (n *Node) dropStream(cs *catalogState, name string) {
 	}
 }
 
+// Registered reports whether the catalog, as applied here, holds this node's current
+// advertised addresses.
+func (n *Node) Registered() bool {
+	n.advMu.Lock()
+	adv := n.adv
+	n.advMu.Unlock()
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	cur, ok := n.cat.Nodes[n.Self()]
+	return ok && cur == adv
+}
+
 // SetAdvertise changes what this node advertises (its listeners are bound after it
 // joined); the catalog gets it shortly.
 func (n *Node) SetAdvertise(a Addrs) {

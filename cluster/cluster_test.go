@@ -550,3 +550,32 @@ func TestWritesThroughANodeWithoutReplica(t *testing.T) {
 		}
 	}
 }
+
+// A replica that fails to apply an entry stops, then is reopened from its stored Raft
+// state and applied index, and catches up without a restart.
+func TestReplicaReopensAfterApplyFailure(t *testing.T) {
+	var failing atomic.Int64 // 1-based node that fails its next shard apply
+	c := newTestCluster(t, 3, func(i int, o *Options) {
+		o.testFailApply = func(group, _ uint64) bool {
+			return group >= firstShardGroup && failing.CompareAndSwap(int64(i+1), 0)
+		}
+	})
+	c.putStream("s", 1)
+	if _, err := appendVia(c.nodes[0], "s", 0, rec("a", 0)); err != nil {
+		t.Fatal(err)
+	}
+	lead := c.leaderOf("s", 0)
+	f := int(lead % 3)
+	failing.Store(int64(f + 1))
+	for i := 1; i < 20; i++ {
+		if _, err := appendVia(c.nodes[lead-1], "s", 0, rec("a", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.checkReplicasIdentical("s", 0, 20)
+	for _, g := range c.nodes[f].Status().Groups {
+		if g.Error != "" {
+			t.Fatalf("group %s still reports %q", g.Group, g.Error)
+		}
+	}
+}

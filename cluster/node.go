@@ -61,6 +61,8 @@ type Options struct {
 	listener net.Listener
 	// noQuiesce keeps idle groups ticking (benchmarks compare).
 	noQuiesce bool
+	// testFailApply, when set and true for an index, fails that entry's apply once.
+	testFailApply func(group, index uint64) bool
 	// testSkipApply, when set and true for an index, makes a shard replica drop that
 	// entry unapplied, as a crash between the Raft write and the apply would.
 	testSkipApply func(group, index uint64) bool
@@ -104,8 +106,10 @@ type Node struct {
 	groups map[uint64]*group // the groups this node has a replica of
 	cat    *catalogState     // as last applied; replaced, never changed in place
 
-	// storageFailed: a Raft write failed; the loop stops acting on Readys.
+	// storageFailed: a Raft write failed; the loop stops acting on Readys until the
+	// groups are reopened (recover.go). lastRecover paces that (loop only).
 	storageFailed atomic.Bool
+	lastRecover   time.Time
 
 	inbox  chan []inbound
 	props  chan *proposal
@@ -304,6 +308,7 @@ func (n *Node) run() {
 			if ticks%leadersEvery == 0 {
 				n.announceLeaders()
 			}
+			n.recover()
 		case in := <-n.inbox:
 			n.step(in)
 		case p := <-n.props:
@@ -450,7 +455,7 @@ func (n *Node) handleReady() bool {
 		// Raft state that cannot be written cannot be acted on, and raft has handed
 		// this Ready out already: the node stops taking part (the others go on without
 		// it) until it is restarted.
-		n.lg.Error().Err(err).Msg("raft write failed: this node stops taking part in the cluster until restarted")
+		n.lg.Error().Err(err).Msg("raft write failed: this node stops taking part until its log is writable again (recover.go)")
 		n.storageFailed.Store(true)
 		return false
 	}

@@ -225,7 +225,7 @@ func (a *applier) run() {
 func (a *applier) fail(err error) {
 	if a.g.failed.CompareAndSwap(nil, &err) {
 		a.g.n.lg.Error().Err(err).Str("stream", a.g.stream).Int32("shard", a.g.shard).Uint64("group", a.g.id).
-			Msg("replica stopped applying: restart the node to retry from its applied index")
+			Msg("replica stopped applying; it is reopened from its applied index once the log is writable")
 	}
 }
 
@@ -235,7 +235,14 @@ func (a *applier) applyEntry(e *pb.Entry) {
 	if applied, _, _ := g.appliedState(); index <= applied {
 		return // applied before a restart (its effects are durable)
 	}
+	if g.failed.Load() != nil {
+		return // after a failed entry nothing more: the replica is reopened (recover.go)
+	}
 	if skip := n.o.testSkipApply; skip != nil && skip(g.id, index) {
+		return
+	}
+	if f := n.o.testFailApply; f != nil && f(g.id, index) {
+		a.fail(fmt.Errorf("apply entry %d: injected failure", index))
 		return
 	}
 	if e.GetType() != pb.EntryNormal || len(e.GetData()) == 0 {
@@ -285,7 +292,7 @@ func (a *applier) applyEntry(e *pb.Entry) {
 	a.next = end
 	a.inflight.Add(1)
 	ops[0] = log.EntryOp{Kind: appliedKind, Name: groupName(g.id), Value: appliedValue(index, end)}
-	st.AppendAt(g.shard, tsUS, recs, ops, func(res log.AppendResult, err error) {
+	st.AppendAt(g.shard, tsUS, base, recs, ops, func(res log.AppendResult, err error) {
 		defer a.inflight.Done()
 		if err == nil && res.BaseOffset != base {
 			err = fmt.Errorf("replica diverged: entry %d stored at offset %d, expected %d", index, res.BaseOffset, base)
@@ -357,7 +364,7 @@ func (a *applier) install(snap *pb.Snapshot) {
 				a.fail(fmt.Errorf("install snapshot: leader sent offset %d, need %d (its log start moved past this replica)", r.first, hwm))
 				return
 			}
-			res, err := appendAtSync(st, g.shard, r.tsUS, r.recs, nil)
+			res, err := appendAtSync(st, g.shard, r.tsUS, hwm, r.recs, nil)
 			if err != nil || res.BaseOffset != hwm {
 				a.fail(fmt.Errorf("install snapshot: append at %d: %v", hwm, err))
 				return
@@ -375,13 +382,13 @@ func (a *applier) install(snap *pb.Snapshot) {
 	g.setApplied(index, end)
 }
 
-func appendAtSync(st *log.Stream, shard int32, tsUS int64, recs []log.Record, ops []log.EntryOp) (log.AppendResult, error) {
+func appendAtSync(st *log.Stream, shard int32, tsUS, base int64, recs []log.Record, ops []log.EntryOp) (log.AppendResult, error) {
 	type out struct {
 		res log.AppendResult
 		err error
 	}
 	ch := make(chan out, 1)
-	st.AppendAt(shard, tsUS, recs, ops, func(r log.AppendResult, err error) { ch <- out{r, err} })
+	st.AppendAt(shard, tsUS, base, recs, ops, func(r log.AppendResult, err error) { ch <- out{r, err} })
 	o := <-ch
 	return o.res, o.err
 }

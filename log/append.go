@@ -74,9 +74,12 @@ func (s *Stream) appendAsync(ctx context.Context, mode Admission, shard int32, t
 // the records get append time tsUS (or the shard's last append time, if later) instead
 // of the clock's, and are stored as a batch of their own. Replicas that apply the same
 // appends in the same order from the same state so store the same records at the same
-// offsets with the same times. done does not wait for an fsync: the caller's Raft log
-// already holds the records durably and is replayed after a crash.
-func (s *Stream) AppendAt(shard int32, tsUS int64, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
+// offsets with the same times. base is the offset the first record must get: when the
+// shard's next offset is another (an earlier apply failed), nothing is written and done
+// gets ErrOffsetMismatch, so a replica never stores an entry at the wrong place. done
+// does not wait for an fsync: the caller's Raft log already holds the records durably
+// and is replayed after a crash.
+func (s *Stream) AppendAt(shard int32, tsUS, base int64, recs []Record, ops []EntryOp, done func(AppendResult, error)) {
 	if tsUS <= 0 {
 		done(AppendResult{}, fmt.Errorf("append %s/%d: append time %d", s.name, shard, tsUS))
 		return
@@ -95,7 +98,7 @@ func (s *Stream) AppendAt(shard int32, tsUS int64, recs []Record, ops []EntryOp,
 			return
 		}
 	}
-	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now(), fixedTS: tsUS}
+	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now(), fixedTS: tsUS, wantBase: base}
 	s.log.submit(context.Background(), p, int64(estimateSize(recs)+opsSize(ops)), AppendBlock)
 }
 
@@ -289,9 +292,14 @@ func (l *Log) commit(q []*pending) {
 				continue
 			}
 			if p.fixedTS != 0 {
-				// A replicated append is a batch of its own with the leader's time.
+				// A replicated append is a batch of its own with the leader's time, at
+				// the offset the replica expects or not at all.
 				flush()
 				size = 0
+				if sh.next != p.wantBase {
+					p.refused = true // answered below, once, and out of the commit
+					continue
+				}
 				ts = max(p.fixedTS, last)
 			} else if size > 0 && size+p.bytes > maxBatchBytes {
 				flush()
@@ -313,6 +321,15 @@ func (l *Log) commit(q []*pending) {
 			}
 		}
 		flush()
+		kept := g.items[:0]
+		for _, p := range g.items {
+			if !p.refused {
+				kept = append(kept, p)
+				continue
+			}
+			p.done(AppendResult{}, fmt.Errorf("append %s/%d at %d: %w", g.stream.name, g.shard, p.wantBase, ErrOffsetMismatch))
+		}
+		g.items = kept
 		sh.lastTS = last
 		g.newNext, g.newCum = sh.next, sh.cum
 		g.newBound = sh.stableBound()

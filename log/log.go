@@ -28,6 +28,8 @@ var (
 	ErrUnknownShard     = errors.New("unknown shard")
 	ErrOffsetOutOfRange = errors.New("offset out of range")
 	ErrInvalidSpec      = errors.New("invalid stream spec")
+	// ErrOffsetMismatch: a replicated append (AppendAt) was not at the shard's next offset.
+	ErrOffsetMismatch = errors.New("replicated append not at the shard's next offset")
 )
 
 // Observer receives measurements from the data path (Prometheus metrics in the server).
@@ -203,8 +205,11 @@ type pending struct {
 	bytes       int
 	base        int64
 	tsUS        int64
-	// fixedTS, when set, is the append time a replicated append must get (AppendAt).
-	fixedTS int64
+	// fixedTS, when set, is the append time a replicated append must get, and
+	// wantBase the offset it must start at (AppendAt).
+	fixedTS, wantBase int64
+	// refused: a replicated append not at its offset, answered and left out.
+	refused bool
 }
 
 // AppendResult tells where an append landed.

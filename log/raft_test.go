@@ -34,9 +34,12 @@ func TestAppendAtKeepsTheGivenTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	next := int64(0)
 	sync := func(ts int64, v string) AppendResult {
 		ch := make(chan AppendResult, 1)
-		s.AppendAt(0, ts, []Record{{Value: []byte(v)}}, []EntryOp{{Kind: "raft.applied", Name: "g", Value: []byte(v)}}, func(r AppendResult, err error) {
+		base := next
+		next++
+		s.AppendAt(0, ts, base, []Record{{Value: []byte(v)}}, []EntryOp{{Kind: "raft.applied", Name: "g", Value: []byte(v)}}, func(r AppendResult, err error) {
 			if err != nil {
 				t.Error(err)
 			}
@@ -55,9 +58,17 @@ func TestAppendAtKeepsTheGivenTimes(t *testing.T) {
 		t.Fatalf("applied entry: %+v %v", es, err)
 	}
 	ch := make(chan error, 1)
-	s.AppendAt(0, 0, []Record{{}}, nil, func(_ AppendResult, err error) { ch <- err })
+	s.AppendAt(0, 0, 2, []Record{{}}, nil, func(_ AppendResult, err error) { ch <- err })
 	if err := <-ch; err == nil {
 		t.Fatal("append time 0 accepted")
+	}
+	// Not at the next offset: refused, nothing written.
+	s.AppendAt(0, 2_000_000, 5, []Record{{Value: []byte("x")}}, nil, func(_ AppendResult, err error) { ch <- err })
+	if err := <-ch; !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("append at a wrong offset: %v", err)
+	}
+	if _, hwm, _ := s.Offsets(0); hwm != 2 {
+		t.Fatalf("hwm %d after a refused append, want 2", hwm)
 	}
 }
 

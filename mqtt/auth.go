@@ -74,6 +74,11 @@ type authHook struct {
 type clientPrincipal struct {
 	cl *mochi.Client
 	p  auth.Principal
+	// prev is the connection or stored session this one takes over (the same user's:
+	// client ids belong to one user). mochi logs the new connection in before it swaps
+	// the session over, and a publish fanned out in between still goes to prev, whose
+	// queue the new connection inherits: prev keeps its grants until the swap.
+	prev *clientPrincipal
 }
 
 // refusal is why a CONNECT was refused.
@@ -98,7 +103,7 @@ func (*authHook) ID() string { return "mqstreams-auth" }
 func (*authHook) Provides(b byte) bool {
 	switch b {
 	case mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish, mochi.OnPacketEncode,
-		mochi.OnDisconnect, mochi.OnClientExpired:
+		mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired:
 		return true
 	}
 	return false
@@ -146,7 +151,12 @@ func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bo
 			Str("owner", v.(*clientPrincipal).p.Name()).Msg("mqtt login refused: client id belongs to another user's session")
 		return false
 	}
-	h.clients.Store(cl.ID, &clientPrincipal{cl: cl, p: p})
+	cp := &clientPrincipal{cl: cl, p: p}
+	if v, ok := h.clients.Load(cl.ID); ok {
+		old := v.(*clientPrincipal)
+		cp.prev = &clientPrincipal{cl: old.cl, p: old.p}
+	}
+	h.clients.Store(cl.ID, cp)
 	h.mu.Unlock()
 	h.lg.Debug().Str("client", cl.ID).Str("remote", remote).Str("username", p.Name()).Str("method", method).Msg("mqtt login")
 	return true
@@ -219,6 +229,9 @@ func (h *authHook) principal(cl *mochi.Client) (auth.Principal, bool) {
 		cp := v.(*clientPrincipal)
 		if cp.cl == cl {
 			return cp.p, true
+		}
+		if cp.prev != nil && cp.prev.cl == cl {
+			return cp.prev.p, true // being taken over: mochi has not swapped it out yet
 		}
 		return auth.Principal{}, false // taken over by a newer connection
 	}
@@ -320,6 +333,16 @@ func (h *authHook) streamAllowed(cl *mochi.Client, stream, filter string, create
 			Msg("stream subscription not authorized")
 	}
 	return allowed
+}
+
+// OnSessionEstablished lets go of the session the connection took over: mochi has
+// swapped it out and handed its queue over.
+func (h *authHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	if v, ok := h.clients.Load(cl.ID); ok {
+		if cp := v.(*clientPrincipal); cp.cl == cl && cp.prev != nil {
+			h.clients.CompareAndSwap(cl.ID, v, &clientPrincipal{cl: cl, p: cp.p})
+		}
+	}
 }
 
 // OnDisconnect drops the principal of a session that ends with its connection.

@@ -85,6 +85,11 @@ type storeHook struct {
 	clients map[string]*clientKeys
 	// unsynced counts, by publisher, queued-message writes not yet durable.
 	unsynced map[string]int
+	// handover holds, by client id, what mochi dropped from a session being taken
+	// over until the new connection is established (mochi_takeover.go).
+	handover map[string][]packets.Packet
+	// previous is, by client id, the session object a connecting client may take over.
+	previous map[string]*mochi.Client
 	// restored are loaded messages whose expiry mochi's loaders drop; OnStarted puts it back.
 	restoredRetained []storedMessage
 	restoredInflight []storedMessage
@@ -98,6 +103,8 @@ func newStoreHook(l *log.Log, broker *mochi.Server, lg zerolog.Logger) *storeHoo
 		now:      time.Now,
 		clients:  map[string]*clientKeys{},
 		unsynced: map[string]int{},
+		handover: map[string][]packets.Packet{},
+		previous: map[string]*mochi.Client{},
 	}
 	h.loading.Store(true)
 	return h
@@ -109,6 +116,7 @@ func (h *storeHook) ID() string { return "mqstreams-store" }
 // Provides lists the mochi events the hook handles.
 func (h *storeHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
+		mochi.OnConnect,
 		mochi.OnSessionEstablished,
 		mochi.OnDisconnect,
 		mochi.OnSubscribed,
@@ -274,6 +282,7 @@ func (h *storeHook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	if len(ops) > 0 {
 		h.write(ops, true, "session")
 	}
+	h.handOver(cl, pk.Connect.Clean)
 }
 
 // OnDisconnect notes when a persistent client went offline, or removes a session that
@@ -414,7 +423,12 @@ func (h *storeHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 }
 
 // OnQosDropped removes a message mochi gave up on (expired or refused).
-func (h *storeHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) { h.OnQosComplete(cl, pk) }
+// One dropped from a session being taken over may not have reached the new connection
+// (mochi_takeover.go).
+func (h *storeHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
+	h.takenOverDrop(cl, pk)
+	h.OnQosComplete(cl, pk)
+}
 
 // OnPublished returns once the copies of the publish queued for persistent sessions
 // are durable. mochi acknowledges a publish before it fans it out, so this is what

@@ -2,9 +2,11 @@ package mqtt
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 
@@ -229,5 +231,144 @@ func TestStoreSessionExpiryAcrossRestart(t *testing.T) {
 				t.Fatalf("%s entry %q of the expired session kept", kind, e.Name)
 			}
 		}
+	}
+}
+
+// TestStoreQueuedKeptAcrossReconnect: a persistent session that reconnects gets its
+// queued messages resent and, until it acknowledges them, they stay stored: mochi
+// hands them to the new connection and drops them from the old one (OnQosDropped),
+// which must not delete what the new connection still holds. After a restart the
+// unacknowledged message comes again.
+func TestStoreQueuedKeptAcrossReconnect(t *testing.T) {
+	dir := t.TempDir()
+	srv, l := startStore(t, dir, nil)
+	addr := srv.Addr().String()
+	sub, _ := connectV5(t, addr, "dev", true, 3600, nil)
+	subscribeV5(t, sub, 1, "cmd/#")
+	_ = sub.Disconnect()
+	waitFor(t, "dev offline", func() bool {
+		cl, ok := srv.broker.Clients.Get("dev")
+		return ok && cl.Closed()
+	})
+	pub, _ := connectV5(t, addr, "pub", true, 0, nil)
+	publishV5(t, pub, "cmd/x", 1, false, "queued", 0)
+	publishV5(t, pub, "other/sync", 1, false, "sync", 0) // its PUBACK follows cmd/x's queued copy being stored
+	_ = pub.Disconnect()
+
+	// Reconnect without acknowledging what is resent.
+	o := mqtttest.Options{ClientID: "dev", KeepAlive: 60, ManualAck: true}
+	o.Properties.SessionExpiryInterval, o.Properties.SessionExpiryIntervalFlag = 3600, true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	again, err := mqtttest.Dial(ctx, addr, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := again.WaitMessages(ctx, 1); err != nil || msgs[0].TopicName != "cmd/x" {
+		t.Fatalf("resent after reconnecting: %v %v", msgs, err)
+	}
+	_ = again.Close()
+	waitFor(t, "dev offline again", func() bool {
+		cl, ok := srv.broker.Clients.Get("dev")
+		return ok && cl.Closed()
+	})
+	stopStore(t, srv, l)
+
+	srv, l = startStore(t, dir, nil)
+	defer stopStore(t, srv, l)
+	got := make(chan packets.Packet, 4)
+	if _, present := connectV5(t, srv.Addr().String(), "dev", false, 3600, got); !present {
+		t.Fatal("session not restored")
+	}
+	if m := collect(t, got, 1); m["cmd/x"] != "queued" {
+		t.Fatalf("after a reconnect and a restart the unacknowledged message is %v, want cmd/x", m)
+	}
+}
+
+// dropInjector replays mochi's take-over races (mochi_takeover.go): when the session of
+// id is taken over, the store is also told of extra being dropped, as mochi drops a
+// message fanned out to the old session object after it cloned its in-flight messages,
+// and orphan is queued on the old object as one fanned out after it cleared them.
+type dropInjector struct {
+	mochi.HookBase
+	store  *storeHook
+	id     string
+	extra  packets.Packet
+	orphan packets.Packet
+	done   atomic.Bool
+}
+
+func (d *dropInjector) ID() string           { return "drop-injector" }
+func (d *dropInjector) Provides(b byte) bool { return b == mochi.OnQosDropped }
+func (d *dropInjector) OnQosDropped(cl *mochi.Client, _ packets.Packet) {
+	if cl.ID == d.id && cl.IsTakenOver() && d.done.CompareAndSwap(false, true) {
+		d.store.OnQosDropped(cl, d.extra)
+		cl.State.Inflight.Set(d.orphan)
+		d.store.OnQosPublish(cl, d.orphan, d.orphan.Created, 0)
+	}
+}
+
+// TestStoreTakeoverHandsOverDropped: a message mochi drops from a session while the
+// session's client reconnects reaches the new connection, and stays stored until it is
+// acknowledged.
+func TestStoreTakeoverHandsOverDropped(t *testing.T) {
+	dir := t.TempDir()
+	srv, l := startStore(t, dir, nil)
+	addr := srv.Addr().String()
+	sub, _ := connectV5(t, addr, "dev", true, 3600, nil)
+	subscribeV5(t, sub, 1, "cmd/#")
+	_ = sub.Disconnect()
+	waitFor(t, "dev offline", func() bool {
+		cl, ok := srv.broker.Clients.Get("dev")
+		return ok && cl.Closed()
+	})
+	pub, _ := connectV5(t, addr, "pub", true, 0, nil)
+	publishV5(t, pub, "cmd/queued", 1, false, "queued", 0)
+	publishV5(t, pub, "other/sync", 1, false, "sync", 0)
+	_ = pub.Disconnect()
+	inj := &dropInjector{store: srv.store, id: "dev", extra: packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+		TopicName: "cmd/raced", Payload: []byte("raced"), PacketID: 77, Origin: "pub", Created: time.Now().Unix(),
+	}, orphan: packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+		TopicName: "cmd/orphan", Payload: []byte("orphan"), PacketID: 78, Origin: "pub", Created: time.Now().Unix(),
+	}}
+	if err := srv.broker.AddHook(inj, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	reconnect := func(addr string) map[string]string {
+		t.Helper()
+		o := mqtttest.Options{ClientID: "dev", KeepAlive: 60, ManualAck: true}
+		o.Properties.SessionExpiryInterval, o.Properties.SessionExpiryIntervalFlag = 3600, true
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := mqtttest.Dial(ctx, addr, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		msgs, err := c.WaitMessages(ctx, 3)
+		got := map[string]string{}
+		for _, m := range msgs {
+			got[m.TopicName] = string(m.Payload)
+		}
+		if err != nil {
+			t.Fatalf("got %v: %v", got, err)
+		}
+		return got
+	}
+	if got := reconnect(addr); got["cmd/queued"] != "queued" || got["cmd/raced"] != "raced" || got["cmd/orphan"] != "orphan" || len(got) != 3 {
+		t.Fatalf("after the take-over: %v, want cmd/queued, cmd/raced and cmd/orphan", got)
+	}
+	waitFor(t, "dev offline again", func() bool {
+		cl, ok := srv.broker.Clients.Get("dev")
+		return ok && cl.Closed()
+	})
+	stopStore(t, srv, l)
+	srv, l = startStore(t, dir, nil)
+	defer stopStore(t, srv, l)
+	if got := reconnect(srv.Addr().String()); got["cmd/queued"] != "queued" || got["cmd/raced"] != "raced" || got["cmd/orphan"] != "orphan" || len(got) != 3 {
+		t.Fatalf("unacknowledged after a restart: %v, want cmd/queued, cmd/raced and cmd/orphan", got)
 	}
 }

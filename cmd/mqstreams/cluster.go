@@ -56,13 +56,23 @@ func (s *server) startCluster(cfg Config) error {
 
 // applyConfigStreams applies the config's streams: at once alone; in a cluster, where
 // they go through the catalog group and so need a quorum, in the background (retried
-// until they apply or the node closes), then the node turns ready.
+// until they apply or the node closes). A cluster node is ready (its "ready" line,
+// /readyz) once they are applied and its own addresses are in the catalog, so that
+// clients asking any ready node find every ready node.
 func (s *server) applyConfigStreams(cfg Config) error {
 	if s.node == nil {
 		return applyStreams(s.streams, cfg, s.lg)
 	}
-	s.streamsDone = make(chan struct{})
+	s.clusterReady = make(chan struct{})
 	lg := s.lg.With().Str("component", "cluster").Logger()
+	wait := func(d time.Duration) bool {
+		select {
+		case <-s.node.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
 	go func() {
 		for {
 			err := applyStreams(s.streams, cfg, s.lg)
@@ -70,34 +80,45 @@ func (s *server) applyConfigStreams(cfg Config) error {
 				break
 			}
 			lg.Warn().Err(err).Msg("configured streams not applied yet (waiting for a quorum of nodes?); retrying")
-			select {
-			case <-s.node.Done():
+			if !wait(time.Second) {
 				return
-			case <-time.After(time.Second):
 			}
 		}
-		lg.Info().Msg("cluster quorum reached, configured streams applied")
-		close(s.streamsDone)
 		select {
-		case <-s.started:
-			s.http.SetReady(true)
+		case <-s.started: // the listeners are bound and advertised
 		case <-s.node.Done():
+			return
 		}
+		for !s.node.Registered() {
+			if !wait(20 * time.Millisecond) {
+				return
+			}
+		}
+		lg.Info().Msg("cluster quorum reached, configured streams applied, addresses registered")
+		s.http.SetReady(true)
+		close(s.clusterReady)
 	}()
 	return nil
 }
 
-// setReady ends start-up: ready now alone, once the streams are applied in a cluster.
+// setReady ends start-up: ready now alone; in a cluster once applyConfigStreams says.
 func (s *server) setReady() {
 	close(s.started)
 	if s.node == nil {
 		s.http.SetReady(true)
-		return
+	}
+}
+
+// awaitClusterReady waits until a cluster node is ready (at once alone), or ctx ends.
+func (s *server) awaitClusterReady(ctx context.Context) bool {
+	if s.clusterReady == nil {
+		return true
 	}
 	select {
-	case <-s.streamsDone:
-		s.http.SetReady(true)
-	default:
+	case <-s.clusterReady:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -194,12 +215,29 @@ func (k kafkaCluster) Brokers() []kafkawire.Broker {
 
 func (k kafkaCluster) Controller() int32 { return kafkaID(k.n.Controller()) }
 
+// known tells whether a node's Kafka address is known here.
+func (k kafkaCluster) known(id uint64) bool {
+	for _, ni := range k.n.Nodes() {
+		if ni.ID == id {
+			return ni.Addrs.Kafka != ""
+		}
+	}
+	return false
+}
+
 func (k kafkaCluster) Partition(stream string, shard int32) kafkawire.PartitionState {
 	ps, ok := k.n.Partition(stream, shard)
 	if !ok {
 		return kafkawire.PartitionState{Leader: -1}
 	}
-	return kafkawire.PartitionState{Leader: kafkaID(ps.Leader), Replicas: kafkaIDs(ps.Replicas), ISR: kafkaIDs(ps.ISR)}
+	leader := kafkaID(ps.Leader)
+	if leader != -1 && !k.known(ps.Leader) {
+		// A leader whose Kafka address this node does not know yet (its registration
+		// is still on its way through the catalog): clients could not reach it, so
+		// LEADER_NOT_AVAILABLE until then.
+		leader = -1
+	}
+	return kafkawire.PartitionState{Leader: leader, Replicas: kafkaIDs(ps.Replicas), ISR: kafkaIDs(ps.ISR)}
 }
 
 func (k kafkaCluster) Coordinator(_ int8, key string) int32 { return kafkaID(k.n.Coordinator(key)) }

@@ -332,7 +332,7 @@ func TestConfigBadValues(t *testing.T) {
 		{"negative duration", "sync_interval: -10ms\n", "config:1: sync_interval: negative duration \"-10ms\""},
 		{"negative auto_create shards", "auto_create:\n  shards: -1\n", "config:2: auto_create.shards: expected a whole number from 1 to 10000, got -1"},
 		{"negative node id", "cluster:\n  node_id: -1\n  raft_addr: \":7000\"\n", "config:2: cluster.node_id: expected a whole number, got \"-1\""},
-		{"zero node id", "cluster:\n  node_id: 0\n  raft_addr: \":7000\"\n", "config:2: cluster.node_id: must be 1..2147483647, got 0"},
+		{"zero node id", "cluster:\n  node_id: 0\n  raft_addr: \":7000\"\n", "config:2: cluster.node_id: must be 1..65535, got 0"},
 		{"bad raft addr", "cluster:\n  node_id: 1\n  raft_addr: nowhere\n", "config:3: cluster.raft_addr: \"nowhere\""},
 		{"peer listed twice", "cluster:\n  node_id: 1\n  raft_addr: \":7000\"\n  peers:\n    - {id: 2, raft_addr: \"a:1\"}\n    - {id: 2, raft_addr: \"b:1\"}\n", "config:6: cluster.peers[1].id: node 2 listed twice"},
 		{"negative transaction timeout", "kafka:\n  transaction_max_timeout_ms: -1\n", "config:2: kafka.transaction_max_timeout_ms: expected a whole number from 0 to"},

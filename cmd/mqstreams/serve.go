@@ -78,6 +78,16 @@ func serve(o Overrides, level, format string, stderr io.Writer) int {
 		lg.Error().Msg(err.Error())
 		return 1
 	}
+	if !s.awaitClusterReady(ctx) {
+		lg.Info().Msg("signal received before the cluster was ready, shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := s.Close(sctx); err != nil {
+			lg.Error().Err(err).Msg("shutdown")
+			return 1
+		}
+		return 0
+	}
 	ready := lg.Info().
 		Str("version", version).
 		Str("data_dir", cfg.DataDir).
@@ -137,10 +147,10 @@ type server struct {
 	kafka   *kafkawire.Server
 	http    *httpServer
 
-	// started is closed when startServer is done; a cluster node is ready once it
-	// also applied the config's streams (cluster.go).
-	started     chan struct{}
-	streamsDone chan struct{}
+	// started is closed when startServer is done; clusterReady when a cluster node
+	// is also ready (cluster.go).
+	started      chan struct{}
+	clusterReady chan struct{}
 }
 
 // startServer opens the log, applies the configured streams and binds every listener.
