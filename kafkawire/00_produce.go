@@ -165,6 +165,10 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 		return a, nil
 	}
 	a.key = producerKey{id: b.producerID, stream: st.ID(), shard: rp.Partition}
+	if err := s.syncProducer(a.key, st.Name(), rp.Partition, b.transactional, deadline); err != nil {
+		release()
+		return nil, refuse(kerr.NotLeaderForPartition, "producer %d: %v", b.producerID, err)
+	}
 	own, dup, code := s.producers.begin(a.key, b.producerEpoch, b.firstSeq, int32(len(b.records)), func(_ *seqBatch, ops []log.EntryOp) { start(ops) })
 	if code != nil || dup != nil {
 		release() // no append of this request
