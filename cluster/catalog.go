@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,7 +46,12 @@ type shardPlacement struct {
 // firstShardGroup: group ids below are the cluster's own (the catalog is 1).
 const firstShardGroup = 100
 
-var catalogKey = []byte("c")
+// The catalog state is saved whole under catalogKey when it changes; its applied index
+// under catalogAppliedKey with every apply (in the same batch when both change).
+var (
+	catalogKey        = []byte("c")
+	catalogAppliedKey = []byte("ca")
+)
 
 func newCatalogState() *catalogState {
 	return &catalogState{Applied: initialIndex, NextGroup: firstShardGroup, NextStream: 1, Nodes: map[uint64]Addrs{}, Streams: map[string]*streamPlacement{}}
@@ -53,10 +59,23 @@ func newCatalogState() *catalogState {
 
 func loadCatalog(l *log.Log) (*catalogState, error) {
 	v, err := l.RaftGet(catalogKey)
-	if err != nil || v == nil {
-		return newCatalogState(), err
+	if err != nil {
+		return nil, err
 	}
-	return decodeCatalog(v)
+	cs := newCatalogState()
+	if v != nil {
+		if cs, err = decodeCatalog(v); err != nil {
+			return nil, err
+		}
+	}
+	a, err := l.RaftGet(catalogAppliedKey)
+	if err != nil {
+		return nil, err
+	}
+	if len(a) == 8 {
+		cs.Applied = max(cs.Applied, binary.BigEndian.Uint64(a))
+	}
+	return cs, nil
 }
 
 func decodeCatalog(v []byte) (*catalogState, error) {
@@ -260,8 +279,19 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 	n.mu.RLock()
 	cur := n.cat
 	n.mu.RUnlock()
-	next := cur.clone()
-	changed := false
+	// next shares cur's maps until a change needs its own copy (own): most entries
+	// (offset commits, empty entries) only move the applied index, which is then all
+	// that is written.
+	shallow := *cur
+	next := &shallow
+	owned, stateChanged, changed := false, false, false
+	own := func() {
+		if !owned {
+			d := cur.clone()
+			next.Nodes, next.Streams, owned = d.Nodes, d.Streams, true
+		}
+		stateChanged = true
+	}
 	type catDone struct {
 		id  uint64
 		err error
@@ -283,7 +313,7 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 		for _, name := range next.streamNames() {
 			n.ensureStream(next, name)
 		}
-		changed = true
+		owned, stateChanged, changed = true, true, true
 	}
 	for _, e := range ents {
 		if e.GetIndex() <= next.Applied {
@@ -302,10 +332,11 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 		var cerr error
 		switch {
 		case cmd.Node != nil:
+			own()
 			next.Nodes[cmd.Node.ID] = cmd.Node.Addrs
 		case cmd.ClusterID != "":
 			if next.ClusterID == "" {
-				next.ClusterID = cmd.ClusterID
+				next.ClusterID, stateChanged = cmd.ClusterID, true
 			}
 		case cmd.Offsets != nil:
 			if cerr = n.l.CommitOffsets(cmd.Offsets.Group, cmd.Offsets.Offsets); cerr != nil {
@@ -316,12 +347,14 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 				cerr = fmt.Errorf("stream %q: %w", cmd.Put.Spec.Name, log.ErrStreamExists)
 				break
 			}
+			own()
 			n.applyPut(next, cmd.Put)
 		case cmd.Delete != "":
 			if next.Streams[cmd.Delete] == nil {
 				cerr = fmt.Errorf("stream %q: %w", cmd.Delete, log.ErrUnknownStream)
 				break
 			}
+			own()
 			n.dropStream(next, cmd.Delete)
 			delete(next.Streams, cmd.Delete)
 		}
@@ -333,7 +366,10 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 		return
 	}
 	rb := n.l.NewRaftBatch()
-	rb.Set(catalogKey, next.encode())
+	if stateChanged {
+		rb.Set(catalogKey, next.encode())
+	}
+	rb.Set(catalogAppliedKey, binary.BigEndian.AppendUint64(nil, next.Applied))
 	if err := rb.Commit(true); err != nil {
 		n.lg.Error().Err(err).Msg("save catalog state")
 		return

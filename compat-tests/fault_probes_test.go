@@ -29,8 +29,11 @@ import (
 )
 
 const (
-	maxRSSGrowth   = 300 << 20
-	rssSettleSlack = 50 << 20
+	maxRSSGrowth = 300 << 20
+	// What may stay after an attack without being a leak: the block cache (replays
+	// fill it), a memtable and Go's scavenger returning pages slowly on a loaded machine
+	// (+64 MB seen an attack that peaked at +242 MB). A leak keeps most of the peak.
+	rssSettleSlack = 100 << 20
 	// A starved client waits until its 10 s deadline; 5 s tells that apart from a
 	// loaded 2-core CI machine's scheduling delays (1.3 s seen under parallel tests).
 	answerWithin = 5 * time.Second
