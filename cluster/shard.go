@@ -19,7 +19,16 @@ import (
 //
 // Every replica applies it as one log append at that time, so replicas store the same
 // records at the same offsets with the same times; the proposer finds its waiters by id.
-const entryRecords = 1
+//
+// An entry of type entryRecordsOps has, after each append's batch, the entry ops that
+// describe it (log.EntryOp.WithResult: an idempotent producer's state), stored by every
+// replica in the Pebble batch of the records with the append's own offset:
+//
+//	uvarint ops × (uvarint len | kind | uvarint len | name | uvarint len | value prefix)
+const (
+	entryRecords    = 1
+	entryRecordsOps = 2
+)
 
 const maxEntryBytes = 1 << 20
 
@@ -27,15 +36,20 @@ type subAppend struct {
 	proposer, id uint64
 	n            int
 	batch        []byte
+	ops          []log.EntryOp
 }
 
 func encodeEntry(tsUS int64, subs []*proposal, self uint64) []byte {
-	size := 16
+	size, typ := 16, byte(entryRecords)
 	for _, p := range subs {
 		size += 32 + len(p.batch)
+		for _, op := range p.ops {
+			typ = entryRecordsOps
+			size += 15 + len(op.Kind) + len(op.Name) + len(op.Value)
+		}
 	}
 	b := make([]byte, 0, size)
-	b = append(b, entryRecords)
+	b = append(b, typ)
 	b = binary.BigEndian.AppendUint64(b, uint64(tsUS))
 	b = binary.AppendUvarint(b, uint64(len(subs)))
 	for _, p := range subs {
@@ -44,16 +58,39 @@ func encodeEntry(tsUS int64, subs []*proposal, self uint64) []byte {
 		b = binary.AppendUvarint(b, uint64(p.n))
 		b = binary.AppendUvarint(b, uint64(len(p.batch)))
 		b = append(b, p.batch...)
+		if typ == entryRecordsOps {
+			b = binary.AppendUvarint(b, uint64(len(p.ops)))
+			for _, op := range p.ops {
+				b = appendBytes(b, []byte(op.Kind))
+				b = appendBytes(b, []byte(op.Name))
+				b = appendBytes(b, op.Value)
+			}
+		}
 	}
 	return b
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// readBytes takes a length-prefixed field off b.
+func readBytes(b []byte) (v, rest []byte, err error) {
+	l, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < l {
+		return nil, nil, errBadEntry
+	}
+	return b[k : k+int(l)], b[k+int(l):], nil
 }
 
 var errBadEntry = errors.New("malformed shard entry")
 
 func decodeEntry(b []byte) (tsUS int64, subs []subAppend, err error) {
-	if len(b) < 9 || b[0] != entryRecords {
+	if len(b) < 9 || (b[0] != entryRecords && b[0] != entryRecordsOps) {
 		return 0, nil, errBadEntry
 	}
+	withOps := b[0] == entryRecordsOps
 	tsUS = int64(binary.BigEndian.Uint64(b[1:9]))
 	b = b[9:]
 	cnt, k := binary.Uvarint(b)
@@ -79,6 +116,26 @@ func decodeEntry(b []byte) (tsUS int64, subs []subAppend, err error) {
 		}
 		s.n, s.batch = int(nrec), b[k:k+int(l)]
 		b = b[k+int(l):]
+		if withOps {
+			nops, k := binary.Uvarint(b)
+			if k <= 0 || nops > uint64(len(b)) {
+				return 0, nil, errBadEntry
+			}
+			b = b[k:]
+			for j := uint64(0); j < nops; j++ {
+				var kind, name, val []byte
+				if kind, b, err = readBytes(b); err != nil {
+					return 0, nil, err
+				}
+				if name, b, err = readBytes(b); err != nil {
+					return 0, nil, err
+				}
+				if val, b, err = readBytes(b); err != nil {
+					return 0, nil, err
+				}
+				s.ops = append(s.ops, log.EntryOp{Kind: string(kind), Name: string(name), Value: val, WithResult: true})
+			}
+		}
 		subs = append(subs, s)
 	}
 	return tsUS, subs, nil
@@ -208,11 +265,20 @@ func (a *applier) applyEntry(e *pb.Entry) {
 		return
 	}
 	var recs []log.Record
+	ops := make([]log.EntryOp, 1, 1+len(subs))
 	for _, s := range subs {
 		rs, err := log.DecodeRecords(s.batch)
 		if err != nil || len(rs) != s.n {
 			a.fail(fmt.Errorf("apply entry %d: records: %v", index, err))
 			return
+		}
+		// The entry is one log append: each append's ops get its own offset in it.
+		skip := int64(len(recs))
+		for _, op := range s.ops {
+			prefix := op.Value
+			ops = append(ops, log.EntryOp{Kind: op.Kind, Name: op.Name, Build: func(res log.AppendResult) []byte {
+				return log.ResultValue(prefix, log.AppendResult{BaseOffset: res.BaseOffset + skip, TimestampUS: res.TimestampUS})
+			}})
 		}
 		recs = append(recs, rs...)
 	}
@@ -225,8 +291,8 @@ func (a *applier) applyEntry(e *pb.Entry) {
 	end := base + int64(len(recs))
 	a.next = end
 	a.inflight.Add(1)
-	op := log.EntryOp{Kind: appliedKind, Name: groupName(g.id), Value: appliedValue(index, end)}
-	st.AppendAt(g.shard, tsUS, base, recs, []log.EntryOp{op}, func(res log.AppendResult, err error) {
+	ops[0] = log.EntryOp{Kind: appliedKind, Name: groupName(g.id), Value: appliedValue(index, end)}
+	st.AppendAt(g.shard, tsUS, base, recs, ops, func(res log.AppendResult, err error) {
 		defer a.inflight.Done()
 		if err == nil && res.BaseOffset != base {
 			err = fmt.Errorf("replica diverged: entry %d stored at offset %d, expected %d", index, res.BaseOffset, base)

@@ -27,6 +27,7 @@ type proposal struct {
 	group    uint64
 	batch    []byte // the records as a Kafka v2 batch (log.EncodeRecords)
 	n        int
+	ops      []log.EntryOp // replicated with the records (WithResult)
 	deadline time.Time
 	done     func(log.AppendResult, error)
 	once     atomic.Bool
@@ -58,15 +59,16 @@ func (n *Node) Append(ctx context.Context, mode log.Admission, stream string, sh
 		done(log.AppendResult{}, err)
 		return
 	}
+	repl, own := splitOps(ops)
 	finish := done
-	if len(ops) > 0 {
+	if len(own) > 0 {
 		finish = func(res log.AppendResult, err error) {
 			if err != nil {
 				done(res, err)
 				return
 			}
-			built := make([]log.EntryOp, len(ops))
-			for i, op := range ops {
+			built := make([]log.EntryOp, len(own))
+			for i, op := range own {
 				if op.Build != nil {
 					op.Value, op.Build = op.Build(res), nil
 				}
@@ -83,27 +85,53 @@ func (n *Node) Append(ctx context.Context, mode log.Admission, stream string, sh
 		finish(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, log.ErrQueueFull))
 		return
 	}
-	n.route(sp.Group, stream, shard, log.EncodeRecords(nil, 1, recs), len(recs), deadline, finish)
+	if len(repl) > 0 {
+		// State describing the records (an idempotent producer's) is proposed only by
+		// the leader whose caller keeps that state: a forwarded append would change it
+		// behind the leader's back. The caller answers "not the leader" and the
+		// client moves to the leader.
+		if lead := n.leaderOf(sp.Group); lead != n.Self() {
+			finish(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, &NotLeaderError{Leader: lead}))
+			return
+		}
+	}
+	n.route(sp.Group, stream, shard, log.EncodeRecords(nil, 1, recs), len(recs), repl, deadline, finish)
+}
+
+// splitOps separates the ops that describe the records (WithResult: replicated in the
+// entry, stored by every replica in the batch of the records) from this node's own.
+func splitOps(ops []log.EntryOp) (repl, own []log.EntryOp) {
+	for _, op := range ops {
+		if op.WithResult {
+			repl = append(repl, op)
+		} else {
+			own = append(own, op)
+		}
+	}
+	return repl, own
 }
 
 // route sends an append to the group's leader: proposed here when this node leads,
 // forwarded otherwise, retried while no leader is known or the one asked was not it
 // any more (the append was then certainly not proposed), until the deadline.
-func (n *Node) route(group uint64, stream string, shard int32, batch []byte, nrec int, deadline time.Time, done func(log.AppendResult, error)) {
+// Appends with replicated ops (repl) are only proposed here: never forwarded.
+func (n *Node) route(group uint64, stream string, shard int32, batch []byte, nrec int, repl []log.EntryOp, deadline time.Time, done func(log.AppendResult, error)) {
 	retry := func(err error) {
 		if time.Until(deadline) <= 0 || n.closed.Load() {
 			done(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, err))
 			return
 		}
-		time.AfterFunc(20*time.Millisecond, func() { n.route(group, stream, shard, batch, nrec, deadline, done) })
+		time.AfterFunc(20*time.Millisecond, func() { n.route(group, stream, shard, batch, nrec, repl, deadline, done) })
 	}
 	leader := n.leaderOf(group)
 	switch {
+	case len(repl) > 0 && leader != n.Self():
+		done(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, &NotLeaderError{Leader: leader}))
 	case leader == 0:
 		retry(ErrNoLeader)
 	case leader == n.Self():
-		p := &proposal{group: group, batch: batch, n: nrec, deadline: deadline, done: func(res log.AppendResult, err error) {
-			if errors.Is(err, ErrNotLeader) {
+		p := &proposal{group: group, batch: batch, n: nrec, ops: repl, deadline: deadline, done: func(res log.AppendResult, err error) {
+			if errors.Is(err, ErrNotLeader) && len(repl) == 0 {
 				retry(err)
 				return
 			}

@@ -80,18 +80,21 @@ func TestClusterKafkaClientsFollowLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fr.Close()
-	frProduce := func(v string) int64 {
+	franzAcked := map[string]int64{}
+	frProduce := func(v string) {
 		t.Helper()
 		r := &kgo.Record{Topic: topic, Partition: 0, Value: []byte(v)}
 		if err := fr.ProduceSync(ctx, r).FirstErr(); err != nil {
 			t.Fatalf("franz-go produce %s: %v", v, err)
 		}
-		return r.Offset
+		franzAcked[v] = r.Offset
 	}
 	frProduce("franz-before")
 
 	// confluent-kafka-python, idempotent, producing throughout the kill: every
-	// acknowledged record must be stored (at least once: see the check at the end).
+	// acknowledged record must be stored exactly once, at the offset acknowledged. A
+	// batch in flight when the leader dies is retried at the new leader, which knows
+	// the producer's sequence from the replicated state (kafkawire/cluster_producers.go).
 	py := exec.CommandContext(ctx, Python(t), filepath.Join("clients", "cluster_confluent_produce.py"),
 		strings.Join(c.kafkaAddrs(), ","), topic, "0", "confluent")
 	stdin, err := py.StdinPipe()
@@ -134,12 +137,17 @@ func TestClusterKafkaClientsFollowLeader(t *testing.T) {
 	c.restart(t, leader)
 	c.waitLeaders(t, topic, 1, 60*time.Second)
 	_ = stdin.Close()
-	acked := map[string]bool{}
+	acked := map[string]int64{} // value → acknowledged offset
 	var tail []string
 	for lines.Scan() {
 		l := lines.Text()
 		if v, ok := strings.CutPrefix(l, "acked "); ok {
-			acked[strings.Fields(v)[0]] = true
+			f := strings.Fields(v)
+			off, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+			if len(f) != 2 || err != nil {
+				t.Fatalf("confluent producer printed %q", l)
+			}
+			acked[f[0]] = off
 		} else {
 			tail = append(tail, l)
 		}
@@ -152,41 +160,38 @@ func TestClusterKafkaClientsFollowLeader(t *testing.T) {
 		t.Fatalf("confluent-kafka acknowledged only %d messages", len(acked))
 	}
 
-	// Every acknowledged record, from all three clients, is on every replica once.
+	// Every acknowledged record, from all three clients, is on every replica once, at
+	// the offset its producer was given.
 	dumps := c.converged(t, topic, 1, 60*time.Second)
 	for _, r := range dumps[0] {
 		count := map[string]int{}
+		offset := map[string]int64{}
 		for _, rec := range r.Records {
 			count[string(rec.Value)]++
+			offset[string(rec.Value)] = rec.Offset
 		}
 		for _, v := range []string{"franz-before", "franz-after", "kcat-after"} {
 			if count[v] != 1 {
 				t.Errorf("node %s holds %q %d times", r.Node, v, count[v])
 			}
 		}
-		dups := 0
-		for v := range acked {
+		for v, off := range franzAcked {
+			if offset[v] != off {
+				t.Errorf("node %s holds %q at offset %d, acknowledged at %d", r.Node, v, offset[v], off)
+			}
+		}
+		for v, off := range acked {
 			switch {
 			case count[v] == 0:
 				t.Errorf("node %s lacks acknowledged %q", r.Node, v)
 			case count[v] > 1:
-				dups++
+				t.Errorf("node %s holds acknowledged %q %d times", r.Node, v, count[v])
+			case offset[v] != off:
+				t.Errorf("node %s holds %q at offset %d, acknowledged at %d", r.Node, v, offset[v], off)
 			}
 		}
-		if dups > 0 {
-			// The batch in flight when its leader died is retried at the new leader,
-			// which does not know the producer's sequence yet: idempotent-producer state
-			// is kept by the node that took the write, not replicated (ARCHITECTURE.md,
-			// "Limits"). Seen in about one run in six; stored at least once is what holds.
-			t.Logf("node %s holds %d acknowledged confluent records twice (idempotent state not replicated)", r.Node, dups)
-		}
 	}
-	var bad []string
-	for _, v := range checkReplicas(nil, dumps[0]) {
-		if !strings.Contains(v, `"confluent-`) || !strings.Contains(v, "more than once") {
-			bad = append(bad, v)
-		}
-	}
+	bad := checkReplicas(nil, dumps[0])
 	if len(bad) > 0 {
 		t.Fatalf("replicas: %v", bad)
 	}

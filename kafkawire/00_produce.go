@@ -165,6 +165,10 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 		return a, nil
 	}
 	a.key = producerKey{id: b.producerID, stream: st.ID(), shard: rp.Partition}
+	if err := s.syncProducer(a.key, st.Name(), rp.Partition, b.transactional, deadline); err != nil {
+		release()
+		return nil, refuse(kerr.NotLeaderForPartition, "producer %d: %v", b.producerID, err)
+	}
 	own, dup, code := s.producers.begin(a.key, b.producerEpoch, b.firstSeq, int32(len(b.records)), func(_ *seqBatch, ops []log.EntryOp) { start(ops) })
 	if code != nil || dup != nil {
 		release() // no append of this request
@@ -208,6 +212,8 @@ func (s *Server) answerProduce(version int16, a *produceAppend, res log.AppendRe
 			code = kerr.UnknownTopicOrPartition
 		case errors.Is(err, log.ErrQueueFull):
 			code = kerr.RequestTimedOut
+		case isNotLeader(err):
+			code = kerr.NotLeaderForPartition
 		}
 		s.lg.Warn().Err(err).Str("stream", a.st.Name()).Int32("shard", a.shard).Msg("kafka produce append failed")
 		setProduceError(version, a.p, &batchError{err: code, msg: err.Error()})

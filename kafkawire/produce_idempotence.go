@@ -23,10 +23,13 @@ import (
 // (ms << 20), so ids also differ from those of a data dir's earlier life.
 //
 // Per (producer id, stream, shard) the epoch, next sequence and the last dedupeWindow
-// batches' sequences and offsets are kept, and stored (an entry of kind
-// producerStateKind) in the same Pebble batch as each append they describe
-// (log.EntryOp.Build), so after a crash the state matches the log exactly and is
-// loaded at start. A batch whose first and next sequence match one of the last batches
+// batches' sequences and offsets are kept. Each batch is stored (an entry of kind
+// producerStateKind, named by the key and its slot in the ring) in the same Pebble
+// batch as the append it describes (log.EntryOp.WithResult: the value is plain data
+// plus the append's offset, so a cluster replicates it with the records and every
+// replica stores it), so after a crash, or on a new leader, the state matches the log
+// exactly and is loaded (at start; in a cluster also on a leader change, see
+// cluster_producers.go). A batch whose first and next sequence match one of the last batches
 // is a retry and gets the original append's answer; otherwise its first sequence must
 // be the next expected one (OUT_OF_ORDER_SEQUENCE_NUMBER), its epoch not below the
 // current one (INVALID_PRODUCER_EPOCH), and a newer epoch must start at sequence 0.
@@ -78,6 +81,13 @@ type producerState struct {
 	recent  [dedupeWindow]*seqBatch // a ring; nil slots unused
 	at      int                     // the slot the next batch takes
 	used    time.Time
+	// term is the cluster leadership term the state was read at (cluster_producers.go);
+	// fresh marks a state read from the store with nothing stored (a new producer);
+	// legacy, a state loaded from the one-entry format of earlier versions, whose
+	// entry the next write deletes.
+	term   uint64
+	fresh  bool
+	legacy bool
 }
 
 // seqBatch is one accepted batch of an idempotent producer. done is closed once its
@@ -87,9 +97,6 @@ type seqBatch struct {
 	done        chan struct{}
 	res         log.AppendResult
 	err         error
-	// built is the append's result as the committer assigned it, set by the state
-	// entry's Build on the committer goroutine (and read only there).
-	built log.AppendResult
 }
 
 func newProducers(l *log.Log, ttl time.Duration, now func() time.Time, lg zerolog.Logger) (*producers, error) {
@@ -128,12 +135,7 @@ func (p *producers) load() error {
 	if err != nil {
 		return fmt.Errorf("producer state: %w", err)
 	}
-	for _, e := range es {
-		key, st, err := decodeProducerState(e.Name, e.Value)
-		if err != nil {
-			p.lg.Warn().Err(err).Msg("stored producer state ignored")
-			continue
-		}
+	for key, st := range p.decodeStates(es) {
 		p.states[key] = st
 	}
 	if len(es) > 0 {
@@ -195,8 +197,12 @@ func (p *producers) begin(key producerKey, epoch int16, firstSeq, n int32, start
 	next := nextSequence(firstSeq, n)
 	st := p.states[key]
 	switch {
-	case st == nil:
-		st = &producerState{epoch: epoch}
+	case st == nil || st.fresh:
+		var term uint64
+		if st != nil {
+			term = st.term
+		}
+		st = &producerState{epoch: epoch, term: term}
 		p.states[key] = st
 	case epoch < st.epoch:
 		return nil, nil, kerr.InvalidProducerEpoch
@@ -204,7 +210,7 @@ func (p *producers) begin(key producerKey, epoch int16, firstSeq, n int32, start
 		if firstSeq != 0 {
 			return nil, nil, kerr.OutOfOrderSequenceNumber
 		}
-		*st = producerState{epoch: epoch}
+		*st = producerState{epoch: epoch, term: st.term, legacy: st.legacy}
 	default:
 		for _, b := range st.recent {
 			if b != nil && b.first == firstSeq && b.next == next {
@@ -217,34 +223,22 @@ func (p *producers) begin(key producerKey, epoch int16, firstSeq, n int32, start
 		}
 	}
 	b := &seqBatch{first: firstSeq, next: next, done: make(chan struct{})}
-	st.recent[st.at] = b
+	slot := st.at
+	st.recent[slot] = b
 	st.at = (st.at + 1) % dedupeWindow
 	st.nextSeq = next
 	st.used = now
 	var ops []log.EntryOp
 	if p.log != nil {
-		ops = []log.EntryOp{p.stateOp(key, st, b)}
+		ops = []log.EntryOp{{Kind: producerStateKind, Name: slotName(key, slot), WithResult: true,
+			Value: encodeSlot(st.epoch, st.nextSeq, now.UnixMilli(), b.first, b.next)}}
+		if st.legacy {
+			ops = append(ops, log.EntryOp{Kind: producerStateKind, Name: producerStateName(key)})
+			st.legacy = false
+		}
 	}
 	start(b, ops)
 	return b, nil, nil
-}
-
-// stateOp is the entry op storing st as it is once b is appended. The ring is
-// captured now (oldest first); the offsets of its batches are read when the op is
-// built, on the committer goroutine, where every earlier batch of the producer got
-// its offsets before (appends of one producer are queued in sequence order).
-func (p *producers) stateOp(key producerKey, st *producerState, self *seqBatch) log.EntryOp {
-	ring := make([]*seqBatch, 0, dedupeWindow)
-	for i := 0; i < dedupeWindow; i++ {
-		if b := st.recent[(st.at+i)%dedupeWindow]; b != nil {
-			ring = append(ring, b)
-		}
-	}
-	epoch, nextSeq, used := st.epoch, st.nextSeq, st.used.UnixMilli()
-	return log.EntryOp{Kind: producerStateKind, Name: producerStateName(key), Build: func(res log.AppendResult) []byte {
-		self.built = res
-		return encodeProducerState(epoch, nextSeq, used, ring)
-	}}
 }
 
 // finish records the outcome of a reserved batch's append. A failed append forgets
@@ -278,6 +272,9 @@ func (p *producers) sweep(now time.Time) {
 		if now.Sub(st.used) > p.ttl {
 			delete(p.states, k)
 			ops = append(ops, log.EntryOp{Kind: producerStateKind, Name: producerStateName(k)})
+			for i := range dedupeWindow {
+				ops = append(ops, log.EntryOp{Kind: producerStateKind, Name: slotName(k, i)})
+			}
 		}
 	}
 	if len(ops) > 0 && p.log != nil {
@@ -299,34 +296,124 @@ func producerStateName(k producerKey) string {
 	return string(b)
 }
 
-// Stored state: epoch i16, next sequence i32, last use (unix ms) i64, batch count u8,
-// then per batch (oldest first) first and next sequence i32, base offset and append
-// time (µs) i64.
-const stateHeaderLen, stateBatchLen = 2 + 4 + 8 + 1, 4 + 4 + 8 + 8
+// slotName is the entry name of one batch of a key's ring: the key's name and the
+// slot.
+func slotName(k producerKey, slot int) string {
+	return producerStateName(k) + string([]byte{byte(slot)})
+}
 
-func encodeProducerState(epoch int16, nextSeq int32, usedMS int64, ring []*seqBatch) []byte {
-	v := make([]byte, 0, stateHeaderLen+len(ring)*stateBatchLen)
+// A stored batch (one slot): epoch i16, the producer's next sequence after it i32,
+// last use (unix ms) i64, the batch's first and next sequence i32, then its append's
+// base offset and time (µs) i64 (log.EntryOp.WithResult appends them).
+const slotPrefixLen, slotLen = 2 + 4 + 8 + 4 + 4, 2 + 4 + 8 + 4 + 4 + 8 + 8
+
+func encodeSlot(epoch int16, nextSeq int32, usedMS int64, first, next int32) []byte {
+	v := make([]byte, 0, slotPrefixLen)
 	v = binary.BigEndian.AppendUint16(v, uint16(epoch))
 	v = binary.BigEndian.AppendUint32(v, uint32(nextSeq))
 	v = binary.BigEndian.AppendUint64(v, uint64(usedMS))
-	v = append(v, byte(len(ring)))
-	for _, b := range ring {
-		v = binary.BigEndian.AppendUint32(v, uint32(b.first))
-		v = binary.BigEndian.AppendUint32(v, uint32(b.next))
-		v = binary.BigEndian.AppendUint64(v, uint64(b.built.BaseOffset))
-		v = binary.BigEndian.AppendUint64(v, uint64(b.built.TimestampUS))
-	}
-	return v
+	v = binary.BigEndian.AppendUint32(v, uint32(first))
+	return binary.BigEndian.AppendUint32(v, uint32(next))
 }
 
-func decodeProducerState(name string, v []byte) (producerKey, *producerState, error) {
-	if len(name) != 16 {
-		return producerKey{}, nil, errors.New("producer state: bad name")
+// decodeStates rebuilds producer states from their stored entries: per key, the
+// batch with the highest offset is the latest and gives the epoch and next sequence;
+// the ring holds the stored batches of that epoch. A key with no slot entries but an
+// entry of the earlier one-entry format is loaded from that.
+type storedBatch struct {
+	key   producerKey
+	slot  int
+	epoch int16
+	next  int32 // the producer's next sequence after it
+	used  int64
+	b     *seqBatch
+}
+
+func (p *producers) decodeStates(es []log.Entry) map[producerKey]*producerState {
+	type slotted struct {
+		st   *producerState
+		head int64
 	}
-	k := producerKey{
+	out := map[producerKey]*producerState{}
+	slots := map[producerKey]*slotted{}
+	var batches []storedBatch
+	for _, e := range es {
+		switch len(e.Name) {
+		case 16:
+			key, st, err := decodeProducerState(e.Name, e.Value)
+			if err != nil {
+				p.lg.Warn().Err(err).Msg("stored producer state ignored")
+				continue
+			}
+			st.legacy = true
+			if _, ok := out[key]; !ok {
+				out[key] = st
+			}
+		case 17:
+			key, _ := decodeProducerKey(e.Name[:16])
+			slot, v := int(e.Name[16]), e.Value
+			if slot >= dedupeWindow || len(v) != slotLen {
+				p.lg.Warn().Int64("producer", key.id).Msg("stored producer batch ignored: bad value")
+				continue
+			}
+			b := &seqBatch{
+				first: int32(binary.BigEndian.Uint32(v[14:])),
+				next:  int32(binary.BigEndian.Uint32(v[18:])),
+				done:  make(chan struct{}),
+				res: log.AppendResult{
+					BaseOffset:  int64(binary.BigEndian.Uint64(v[22:])),
+					TimestampUS: int64(binary.BigEndian.Uint64(v[30:])),
+				},
+			}
+			close(b.done)
+			batches = append(batches, storedBatch{key, slot, int16(binary.BigEndian.Uint16(v[0:])), int32(binary.BigEndian.Uint32(v[2:])), int64(binary.BigEndian.Uint64(v[6:])), b})
+		default:
+			p.lg.Warn().Msg("stored producer state ignored: bad name")
+		}
+	}
+	// Heads first: the latest batch of each key.
+	for _, x := range batches {
+		s := slots[x.key]
+		if s == nil || x.b.res.BaseOffset > s.head {
+			st := &producerState{epoch: x.epoch, nextSeq: x.next, used: time.UnixMilli(x.used), at: (x.slot + 1) % dedupeWindow}
+			slots[x.key] = &slotted{st: st, head: x.b.res.BaseOffset}
+		}
+	}
+	for _, x := range batches {
+		if s := slots[x.key]; x.epoch == s.st.epoch {
+			s.st.recent[x.slot] = x.b
+		}
+	}
+	for key, s := range slots {
+		if old := out[key]; old != nil {
+			// Both formats: the slots are newer; the old entry goes with the next write.
+			s.st.legacy = true
+		}
+		out[key] = s.st
+	}
+	return out
+}
+
+// Stored state of earlier versions, one entry per key: epoch i16, next sequence i32,
+// last use (unix ms) i64, batch count u8, then per batch (oldest first) first and next
+// sequence i32, base offset and append time (µs) i64.
+const stateHeaderLen, stateBatchLen = 2 + 4 + 8 + 1, 4 + 4 + 8 + 8
+
+func decodeProducerKey(name string) (producerKey, error) {
+	if len(name) != 16 {
+		return producerKey{}, errors.New("producer state: bad name")
+	}
+	return producerKey{
 		id:     int64(binary.BigEndian.Uint64([]byte(name[:8]))),
 		stream: binary.BigEndian.Uint32([]byte(name[8:12])),
 		shard:  int32(binary.BigEndian.Uint32([]byte(name[12:16]))),
+	}, nil
+}
+
+func decodeProducerState(name string, v []byte) (producerKey, *producerState, error) {
+	k, err := decodeProducerKey(name)
+	if err != nil {
+		return producerKey{}, nil, err
 	}
 	if len(v) < stateHeaderLen || int(v[14]) > dedupeWindow || len(v) != stateHeaderLen+int(v[14])*stateBatchLen {
 		return k, nil, fmt.Errorf("producer state of %d: bad value", k.id)
@@ -348,7 +435,6 @@ func decodeProducerState(name string, v []byte) (producerKey, *producerState, er
 				TimestampUS: int64(binary.BigEndian.Uint64(o[16:])),
 			},
 		}
-		b.built = b.res
 		close(b.done)
 		st.recent[i] = b
 	}

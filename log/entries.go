@@ -2,6 +2,7 @@ package log
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -68,11 +69,18 @@ func (l *Log) DeleteEntry(kind, name string) error {
 
 // Entries returns every record of a kind in name order (values are copies).
 func (l *Log) Entries(kind string) ([]Entry, error) {
+	return l.EntriesPrefix(kind, "")
+}
+
+// EntriesPrefix returns the records of a kind whose names start with prefix, in name
+// order (values are copies).
+func (l *Log) EntriesPrefix(kind, prefix string) ([]Entry, error) {
 	p, err := entryPrefix(kind)
 	if err != nil {
 		return nil, err
 	}
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	lower := append(p, prefix...)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
 	if err != nil {
 		return nil, fmt.Errorf("list %s entries: %w", kind, err)
 	}
@@ -97,6 +105,19 @@ type EntryOp struct {
 	// the offsets it describes (a producer's last batches) is then stored in the same
 	// Pebble batch as them. It must not block; Value is ignored when Build is set.
 	Build func(AppendResult) []byte
+	// WithResult, for an op written with an append, stores Value followed by the
+	// append's base offset and append time (µs), 8 bytes big-endian each. Unlike
+	// Build it is plain data, so a cluster replicates it with the records and every
+	// replica stores the same value in the batch of the same records (cluster/).
+	WithResult bool
+}
+
+// ResultValue is the value an op with WithResult stores for an append's result.
+func ResultValue(prefix []byte, res AppendResult) []byte {
+	v := make([]byte, 0, len(prefix)+16)
+	v = append(v, prefix...)
+	v = binary.BigEndian.AppendUint64(v, uint64(res.BaseOffset))
+	return binary.BigEndian.AppendUint64(v, uint64(res.TimestampUS))
 }
 
 func opsSize(ops []EntryOp) int {
@@ -108,10 +129,10 @@ func opsSize(ops []EntryOp) int {
 }
 
 // writeOps adds ops to a batch; their kinds were checked when they were queued. Ops
-// with Build wait for writeBuiltOps.
+// with Build or WithResult wait for writeBuiltOps.
 func writeOps(b *pebble.Batch, ops []EntryOp) {
 	for _, op := range ops {
-		if op.Build != nil {
+		if op.Build != nil || op.WithResult {
 			continue
 		}
 		p, _ := entryPrefix(op.Kind)
@@ -141,15 +162,22 @@ func (l *Log) PutEntriesAsync(ops []EntryOp, done func(error)) {
 	}
 }
 
-// writeBuiltOps adds the ops with Build of an append whose offsets are now assigned.
+// writeBuiltOps adds the ops with Build or WithResult of an append whose offsets are
+// now assigned.
 func writeBuiltOps(b *pebble.Batch, ops []EntryOp, res AppendResult) {
 	for _, op := range ops {
-		if op.Build == nil {
+		var v []byte
+		switch {
+		case op.Build != nil:
+			v = op.Build(res)
+		case op.WithResult:
+			v = ResultValue(op.Value, res)
+		default:
 			continue
 		}
 		p, _ := entryPrefix(op.Kind)
 		k := append(p, op.Name...)
-		if v := op.Build(res); v == nil {
+		if v == nil {
 			_ = b.Delete(k, nil)
 		} else {
 			_ = b.Set(k, v, nil)

@@ -320,3 +320,15 @@ func (f clusterFlags) apply(c *Config) error {
 	c.Cluster = &cc
 	return nil
 }
+
+// LeaderTerm and Settle make kafkaCluster a kafkawire.ProducerSync: idempotent
+// producers' state is replicated with the records and read again by a new leader.
+func (k kafkaCluster) LeaderTerm(stream string, shard int32) uint64 {
+	return k.n.LeaderTerm(stream, shard)
+}
+
+func (k kafkaCluster) Settle(ctx context.Context, stream string, shard int32) (uint64, error) {
+	return k.n.Settle(ctx, stream, shard)
+}
+
+var _ kafkawire.ProducerSync = kafkaCluster{}

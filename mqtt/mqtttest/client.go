@@ -87,6 +87,7 @@ type ReasonError struct {
 	Code byte
 }
 
+// Error names the packet, the code and the server's reason string.
 func (e *ReasonError) Error() string {
 	s := fmt.Sprintf("%s refused: reason %#x", typeName(e.Packet.FixedHeader.Type), e.Code)
 	if e.Packet.Properties.ReasonString != "" {
