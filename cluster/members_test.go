@@ -263,9 +263,8 @@ func TestAddNodeThenRemoveNode(t *testing.T) {
 			return fmt.Sprint(c.nodes[i].memberIDs()) == "[1 2 3 4]"
 		})
 	}
-	if v := c.catalogVoters(1); fmt.Sprint(v) != "[1 2 3 4]" {
-		t.Fatalf("catalog voters %v", v)
-	}
+	// AddNode returns once the leader applied the promotion; the others follow.
+	waitFor(t, 20*time.Second, "catalog voters 1 2 3 4 on node 2", func() bool { return fmt.Sprint(c.catalogVoters(1)) == "[1 2 3 4]" })
 	waitFor(t, 20*time.Second, "node 4 has the catalog and its cluster id", func() bool {
 		return c.nodes[j].KnownClusterID() != "" && c.nodes[j].KnownClusterID() == c.nodes[0].KnownClusterID() &&
 			c.logs[j].Stream("am") != nil && c.nodes[j].Registered()
@@ -296,6 +295,12 @@ func TestAddNodeThenRemoveNode(t *testing.T) {
 	c.start(1, nil)
 	if got := c.nodes[1].memberIDs(); fmt.Sprint(got) != "[2 3 4]" {
 		t.Fatalf("node 2 after restart: members %v", got)
+	}
+	// Node 4's config still says join: true; restarted, it is a member as before.
+	c.stop(3)
+	c.start(3, nil)
+	if got := c.nodes[3].memberIDs(); fmt.Sprint(got) != "[2 3 4]" || c.nodes[3].KnownClusterID() != c.nodes[2].KnownClusterID() {
+		t.Fatalf("node 4 after restart: members %v, cluster id %q", got, c.nodes[3].KnownClusterID())
 	}
 	n := 0
 	for s := int32(0); s < 2; s++ {
