@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"sync/atomic"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/mqstreams/mqstreams/kafkawire"
+	"github.com/mqstreams/mqstreams/log"
 )
 
 // wireCluster is kafkawire's view of a node, as cmd/mqstreams wires it.
@@ -188,6 +191,58 @@ func TestIdempotentRetryToNewLeaderGetsOriginalOffsets(t *testing.T) {
 	for i, want := range []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"} {
 		if string(recs[i].Value) != want {
 			t.Fatalf("record %d = %q, want %q (each record once, in order)", i, recs[i].Value, want)
+		}
+	}
+}
+
+// An append carrying replicated ops is proposed only by the leader: a follower refuses
+// it at once, with an error kafkawire turns into NOT_LEADER_OR_FOLLOWER, and stores
+// nothing; without such ops the follower forwards it.
+func TestAppendWithReplicatedOpsNotForwarded(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.putStream("s", 1)
+	lead := c.leaderOf("s", 0)
+	follower := c.nodes[lead%3]
+	ops := []log.EntryOp{{Kind: "kafka.producer", Name: "x", Value: []byte("state"), WithResult: true}}
+	ch := make(chan error, 1)
+	follower.Append(context.Background(), log.AppendWait, "s", 0, []log.Record{rec("k", 0)}, ops, func(_ log.AppendResult, err error) { ch <- err })
+	err := <-ch
+	var nl interface{ NotLeader() bool }
+	if !errors.As(err, &nl) || !nl.NotLeader() {
+		t.Fatalf("append with replicated ops through a follower: %v, want a not-leader error", err)
+	}
+	if _, err := appendVia(follower, "s", 0, rec("k", 1)); err != nil {
+		t.Fatalf("plain append through a follower: %v", err)
+	}
+	recs := c.checkReplicasIdentical("s", 0, 1)
+	if string(recs[0].Value) != string(rec("k", 1).Value) {
+		t.Fatalf("stored %q, want only the forwarded plain append", recs[0].Value)
+	}
+	// Through the leader, two appends in one entry or not: each replica stores each
+	// op with its own append's offset.
+	leader := c.nodes[lead-1]
+	done := make(chan error, 2)
+	for i, name := range []string{"a", "b"} {
+		op := []log.EntryOp{{Kind: "kafka.producer", Name: name, Value: []byte(name), WithResult: true}}
+		leader.Append(context.Background(), log.AppendWait, "s", 0, []log.Record{rec("k", 2+i), rec("k", 2+i)}, op, func(_ log.AppendResult, err error) { done <- err })
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs = c.checkReplicasIdentical("s", 0, 5)
+	for i, l := range c.logs {
+		es, err := l.Entries("kafka.producer")
+		if err != nil || len(es) != 2 {
+			t.Fatalf("node %d: replicated ops %v, %v", i+1, es, err)
+		}
+		for _, e := range es {
+			off := int64(binary.BigEndian.Uint64(e.Value[1:]))
+			if e.Value[0] != e.Name[0] || len(e.Value) != 17 || string(recs[off].Value) != string(rec("k", int(e.Name[0]-'a')+2).Value) ||
+				(off > 1 && string(recs[off-1].Value) == string(recs[off].Value)) {
+				t.Fatalf("node %d: op %s stored %x (offset %d)", i+1, e.Name, e.Value, off)
+			}
 		}
 	}
 }

@@ -74,3 +74,7 @@ func (n *Node) LeaderTerm(stream string, shard int32) uint64 {
 	}
 	return g.term
 }
+
+// NotLeader tells callers that cannot import this package (kafkawire) that an append
+// was refused because this node does not lead the shard: nothing was proposed.
+func (e *NotLeaderError) NotLeader() bool { return true }

@@ -27,27 +27,71 @@ type wirePacket struct {
 	topic string // PUBLISH only
 }
 
-// wireTap is a client connection that records every packet the client reads and writes,
-// so a test sees exactly what crossed the wire and in which order, whatever the client
-// library does with it afterwards.
+// wireTap is a recording TCP proxy between one client and the server: it sees every
+// packet each side sends, in the order it crossed, whatever the client library does
+// with it afterwards. (A net.Conn wrapper would not do: paho.golang writes a packet as
+// net.Buffers, one writev on a TCP connection but one Write per buffer on a wrapper,
+// so packets of two of its goroutines would interleave.)
 type wireTap struct {
-	net.Conn
-	writeMu   sync.Mutex
+	addr      string // where the client connects
 	mu        sync.Mutex
-	changed   chan struct{} // closed and replaced at every packet read
+	changed   chan struct{} // closed and replaced at every packet from the server
 	in, out   []byte        // bytes not yet parsed into a whole packet
-	read      []wirePacket
-	unacked   int // QoS 1 PUBLISH read minus PUBACK written
+	read      []wirePacket  // from the server
+	unacked   int           // QoS 1 PUBLISH from the server minus PUBACK from the client
 	maxUnack  int
 	onPublish func(p wirePacket, unacked int) // called with mu held
 }
 
-func newWireTap(c net.Conn) *wireTap { return &wireTap{Conn: c, changed: make(chan struct{})} }
+// newWireTap listens on a loopback port and proxies its first connection to server.
+func newWireTap(t *testing.T, server string) *wireTap {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &wireTap{addr: ln.Addr().String(), changed: make(chan struct{})}
+	go func() {
+		defer ln.Close()
+		client, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		srv, err := net.Dial("tcp", server)
+		if err != nil {
+			client.Close()
+			return
+		}
+		go w.pipe(srv, client, w.fromServer)
+		w.pipe(client, srv, w.fromClient)
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return w
+}
 
-func (w *wireTap) Read(b []byte) (int, error) {
-	n, err := w.Conn.Read(b)
+// pipe copies src to dst, showing each chunk to see before passing it on.
+func (w *wireTap) pipe(src, dst net.Conn, see func([]byte)) {
+	defer src.Close()
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			see(buf[:n])
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (w *wireTap) fromServer(b []byte) {
 	w.mu.Lock()
-	w.in = append(w.in, b[:n]...)
+	defer w.mu.Unlock()
+	w.in = append(w.in, b...)
 	for {
 		p, rest, ok := parseWirePacket(w.in)
 		if !ok {
@@ -65,16 +109,11 @@ func (w *wireTap) Read(b []byte) (int, error) {
 		close(w.changed)
 		w.changed = make(chan struct{})
 	}
-	w.mu.Unlock()
-	return n, err
 }
 
-func (w *wireTap) Write(b []byte) (int, error) {
-	// Recorded and written in one step, so the record has the order of the wire even
-	// when several goroutines of the client write.
-	w.writeMu.Lock()
-	defer w.writeMu.Unlock()
+func (w *wireTap) fromClient(b []byte) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.out = append(w.out, b...)
 	for {
 		p, rest, ok := parseWirePacket(w.out)
@@ -86,8 +125,6 @@ func (w *wireTap) Write(b []byte) (int, error) {
 			w.unacked--
 		}
 	}
-	w.mu.Unlock()
-	return w.Conn.Write(b)
 }
 
 // waitFor waits until cond holds on the packets read so far.
@@ -168,14 +205,14 @@ type flowClient struct {
 
 func dialFlowClient(ctx context.Context, t *testing.T, addr, id string, rm uint16) *flowClient {
 	t.Helper()
+	fc := &flowClient{tap: newWireTap(t, addr), got: map[string]int{}}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(ctx, "tcp", fc.tap.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := &flowClient{tap: newWireTap(conn), got: map[string]int{}}
 	fc.c = paho.NewClient(paho.ClientConfig{
-		ClientID: id, Conn: fc.tap, PacketTimeout: startTimeout,
+		ClientID: id, Conn: conn, PacketTimeout: startTimeout,
 		EnableManualAcknowledgment: true, SendAcksInterval: time.Millisecond,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			fc.mu.Lock()
@@ -279,11 +316,13 @@ func TestReceiveMaximumStreamSubscriberPaho(t *testing.T) {
 
 	sub := dialFlowClient(ctx, t, srv.MQTTAddr, "rm-sub", rm)
 	var over []string
+	sub.tap.mu.Lock()
 	sub.tap.onPublish = func(p wirePacket, unacked int) {
 		if unacked > rm {
 			over = append(over, fmt.Sprintf("%s #%d with %d unacknowledged", p.topic, p.id, unacked))
 		}
 	}
+	sub.tap.mu.Unlock()
 	flowSubscribe(ctx, t, sub.c, "earliest", paho.SubscribeOptions{Topic: "$stream/s", QoS: 1}, paho.SubscribeOptions{Topic: "live/#", QoS: 1})
 	flowPublish(ctx, t, srv.MQTTAddr, "rm-pub", "live/x", live)
 
@@ -305,6 +344,7 @@ func TestReceiveMaximumStreamSubscriberPaho(t *testing.T) {
 	if len(over) > 0 {
 		t.Fatalf("over the Receive Maximum %d: %s", rm, strings.Join(over, "; "))
 	}
+	t.Logf("max unacked on the wire: %d", sub.tap.maxUnack)
 	if sub.tap.maxUnack != rm {
 		t.Fatalf("at most %d unacknowledged on the wire, want the window (%d) used", sub.tap.maxUnack, rm)
 	}

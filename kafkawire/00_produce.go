@@ -212,6 +212,8 @@ func (s *Server) answerProduce(version int16, a *produceAppend, res log.AppendRe
 			code = kerr.UnknownTopicOrPartition
 		case errors.Is(err, log.ErrQueueFull):
 			code = kerr.RequestTimedOut
+		case isNotLeader(err):
+			code = kerr.NotLeaderForPartition
 		}
 		s.lg.Warn().Err(err).Str("stream", a.st.Name()).Int32("shard", a.shard).Msg("kafka produce append failed")
 		setProduceError(version, a.p, &batchError{err: code, msg: err.Error()})

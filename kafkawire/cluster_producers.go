@@ -153,3 +153,10 @@ func (s *Server) syncProducer(key producerKey, stream string, shard int32, trans
 	defer cancel()
 	return s.producers.sync(ctx, cs, key, stream, shard)
 }
+
+// isNotLeader reports an append a cluster's writer refused because this node does not
+// lead the partition (cluster.NotLeaderError): the client is told to move.
+func isNotLeader(err error) bool {
+	var nl interface{ NotLeader() bool }
+	return errors.As(err, &nl) && nl.NotLeader()
+}

@@ -242,7 +242,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 func (s *Server) limitConn(c net.Conn) net.Conn {
 	lc := &limitConn{Conn: c, maxPacket: uint32(s.cfg.MaxPacketBytes), lg: s.lg, oversized: s.met.packetTooLarge,
 		connectBy: time.Now().Add(s.cfg.ConnectTimeout), connectTimeout: s.cfg.ConnectTimeout, packetTimeout: s.cfg.PacketTimeout,
-		timedOut: func(reason string) { s.met.refused.WithLabelValues(reason).Inc() }, maxConnect: s.cfg.MaxConnectBytes, first: true}
+		timedOut: func(reason string) { s.met.refused.WithLabelValues(reason).Inc() }, maxConnect: s.cfg.MaxConnectBytes, first: true,
+		quickAck: quickAcker(c)}
 	return lc
 }
 
@@ -269,6 +270,7 @@ type limitConn struct {
 	corked   int    // cork calls not yet matched by uncork (under wmu)
 	wbuf     []byte // what corked writes hold back (under wmu)
 	wErr     error  // a held-back write's failure, returned by the next write
+	quickAck func() // after an uncork's write: acknowledge the client's next segment at once
 	clientID atomic.Pointer[string]
 	v5       atomic.Bool
 
@@ -415,12 +417,15 @@ func (c *limitConn) cork() {
 	c.wmu.Unlock()
 }
 
-// uncork ends a cork; the last one writes what was held back.
+// uncork ends a cork; the last one writes what was held back, then asks for the
+// client's answer to be acknowledged at once (quickack_linux.go).
 func (c *limitConn) uncork() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.corked--; c.corked == 0 {
-		_ = c.flushLocked()
+	if c.corked--; c.corked == 0 && len(c.wbuf) > 0 {
+		if c.flushLocked() == nil && c.quickAck != nil {
+			c.quickAck()
+		}
 	}
 }
 
