@@ -26,9 +26,12 @@ type catalogState struct {
 	NextGroup uint64 `json:"next_group"`
 	// NextStream is the id the next new stream gets: a stream has the same id on every
 	// node (Kafka topic ids derive from it).
-	NextStream uint32                      `json:"next_stream"`
-	Nodes      map[uint64]Addrs            `json:"nodes"`
-	Streams    map[string]*streamPlacement `json:"streams"`
+	NextStream uint32           `json:"next_stream"`
+	Nodes      map[uint64]Addrs `json:"nodes"`
+	// Members: every node of the cluster and the Raft address it listens at, once a
+	// node was added or removed (members.go); empty: the founding nodes' configs.
+	Members map[uint64]string           `json:"members,omitempty"`
+	Streams map[string]*streamPlacement `json:"streams"`
 }
 
 type streamPlacement struct {
@@ -41,6 +44,9 @@ type streamPlacement struct {
 type shardPlacement struct {
 	Group    uint64   `json:"group"`
 	Replicas []uint64 `json:"replicas"`
+	// Joined: replicas added after the group started (MoveReplica); they start with no
+	// Raft state and catch up from the leader's snapshot.
+	Joined []uint64 `json:"joined,omitempty"`
 }
 
 // firstShardGroup: group ids below are the cluster's own (the catalog is 1).
@@ -120,6 +126,8 @@ type catalogCmd struct {
 	Delete    string      `json:"delete,omitempty"`
 	ClusterID string      `json:"cluster_id,omitempty"` // set once: the first one applied wins
 	Offsets   *offsetsCmd `json:"offsets,omitempty"`
+	Move      *moveCmd    `json:"move,omitempty"`
+	Member    *memberCmd  `json:"member,omitempty"`
 }
 
 // offsetsCmd is a consumer group's offset commit, stored on every node.
@@ -177,7 +185,7 @@ func (n *Node) putStream(ctx context.Context, spec log.StreamSpec, rf int, creat
 	}
 	put := &putCmd{Create: create, Spec: spec, RF: rf}
 	for i := int32(0); i < spec.Shards; i++ {
-		put.Replicas = append(put.Replicas, place(n.members, spec.Name, i, rf))
+		put.Replicas = append(put.Replicas, place(n.memberIDs(), spec.Name, i, rf))
 	}
 	return n.changeCatalog(ctx, &catalogCmd{Put: put})
 }
@@ -288,7 +296,7 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 	own := func() {
 		if !owned {
 			d := cur.clone()
-			next.Nodes, next.Streams, owned = d.Nodes, d.Streams, true
+			next.Nodes, next.Streams, next.Members, owned = d.Nodes, d.Streams, d.Members, true
 		}
 		stateChanged = true
 	}
@@ -349,6 +357,15 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 			}
 			own()
 			n.applyPut(next, cmd.Put)
+		case cmd.Member != nil:
+			own()
+			n.applyMember(next, cmd.Member)
+		case cmd.Move != nil:
+			if cerr = checkMove(next, cmd.Move); cerr != nil {
+				break
+			}
+			own()
+			n.applyMove(next, cmd.Move)
 		case cmd.Delete != "":
 			if next.Streams[cmd.Delete] == nil {
 				cerr = fmt.Errorf("stream %q: %w", cmd.Delete, log.ErrUnknownStream)
@@ -377,6 +394,9 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 	n.mu.Lock()
 	n.cat = next
 	n.mu.Unlock()
+	if stateChanged {
+		n.setMembers(next)
+	}
 	g.setApplied(next.Applied, 0)
 	n.waitMu.Lock()
 	for _, d := range done {
@@ -402,7 +422,7 @@ func (n *Node) applyPut(cs *catalogState, put *putCmd) {
 	}
 	sp.Spec = spec
 	for i := int32(len(sp.Shards)); i < spec.Shards; i++ {
-		reps := place(n.members, spec.Name, i, sp.RF)
+		reps := place(n.memberIDs(), spec.Name, i, sp.RF)
 		if int(i) < len(put.Replicas) && len(put.Replicas[i]) > 0 {
 			reps = put.Replicas[i]
 		}
@@ -475,7 +495,7 @@ func (n *Node) register() {
 		n.advMu.Unlock()
 		var cmd *catalogCmd
 		switch {
-		case cid == "":
+		case cid == "" && !n.cfg.Join: // a joining node gets the id with the catalog
 			cmd = &catalogCmd{ClusterID: n.cfg.ClusterID()}
 		case !ok || cur != adv:
 			cmd = &catalogCmd{Node: &nodeReg{ID: n.Self(), Addrs: adv}}

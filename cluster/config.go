@@ -25,6 +25,10 @@ type Config struct {
 	// Peers are the other nodes and where this node dials them; an entry with this
 	// node's own id is ignored, so one list can serve every node's config.
 	Peers []Peer `yaml:"peers" json:"peers"`
+	// Join: this node joins a running cluster (`mqstreams cluster add-node` on a node
+	// of it adds it) instead of forming a new one with its peers. Only its first start
+	// needs it; once it holds the catalog it is ignored.
+	Join bool `yaml:"join,omitempty" json:"join,omitempty"`
 }
 
 // MaxNodeID bounds node ids: Kafka broker ids, and kafkawire puts the node id in the low

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -24,6 +25,7 @@ type group struct {
 	rn       *raft.RawNode
 	st       *storage
 	cs       *pb.ConfState
+	csIndex  uint64 // the entry index cs is the configuration after (loop only)
 
 	// loop only
 	pending []*proposal
@@ -116,16 +118,18 @@ func (n *Node) openGroup(id uint64, stream string, shard int32, voters []uint64,
 		MaxSizePerMsg:   1 << 20,
 		MaxInflightMsgs: 256,
 		CheckQuorum:     true,
-		PreVote:         true,
-		ReadOnlyOption:  raft.ReadOnlyLeaseBased,
-		Logger:          raftLogger{n.lg.With().Uint64("group", id).Logger()},
+		// A leader removed by a conf change (members.go) hands over at once.
+		StepDownOnRemoval: true,
+		PreVote:           true,
+		ReadOnlyOption:    raft.ReadOnlyLeaseBased,
+		Logger:            raftLogger{n.lg.With().Uint64("group", id).Logger()},
 	}
 	rn, err := raft.NewRawNode(c)
 	if err != nil {
 		return nil, fmt.Errorf("group %d: %w", id, err)
 	}
-	g := &group{n: n, id: id, stream: stream, shard: shard, replicas: sortedIDs(voters), rn: rn, st: st,
-		cs: proto.Clone(cs).(*pb.ConfState), appliedCh: make(chan struct{}), applied: applied}
+	g := &group{n: n, id: id, stream: stream, shard: shard, replicas: sortedIDs(append(slices.Clone(cs.GetVoters()), cs.GetLearners()...)), rn: rn, st: st,
+		cs: proto.Clone(cs).(*pb.ConfState), csIndex: max(st.csIndex, snapIdx), appliedCh: make(chan struct{}), applied: applied}
 	if fresh && len(voters) > 0 && voters[0] == n.Self() {
 		// The first replica of a new group campaigns at once, which spreads leaders
 		// the way placement spreads first replicas.
@@ -147,11 +151,18 @@ func (n *Node) startShard(stream string, shard int32, sp shardPlacement) (*group
 	if v != nil {
 		index, end = parseApplied(v)
 	}
-	g, err := n.openGroup(sp.Group, stream, shard, sp.Replicas, index)
+	// A replica added to an existing group (members.go) starts with no Raft state and
+	// gets a snapshot from the leader; the group's first replicas start from the
+	// initial state naming them.
+	voters, joining := sp.Replicas, contains(sp.Joined, n.Self())
+	if joining {
+		voters = nil
+	}
+	g, err := n.openGroup(sp.Group, stream, shard, voters, index)
 	if err != nil {
 		return nil, err
 	}
-	if v == nil {
+	if v == nil && !joining {
 		// A new replica: the state machine is the empty shard at the initial index.
 		g.applied, end = initialIndex, 0
 	}
@@ -261,17 +272,24 @@ func (g *group) appliedState() (uint64, int64, <-chan struct{}) {
 // Raft loop: configuration changes are applied here, the catalog is applied here, a
 // shard's records go to its applier.
 func (n *Node) apply(g *group, rd *raft.Ready) {
+	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) && snap.GetMetadata().GetIndex() > g.csIndex {
+		cs := snap.GetMetadata().GetConfState()
+		g.cs, g.csIndex = proto.Clone(cs).(*pb.ConfState), snap.GetMetadata().GetIndex()
+		g.mu.Lock()
+		g.replicas = sortedIDs(append(slices.Clone(cs.GetVoters()), cs.GetLearners()...))
+		g.mu.Unlock()
+	}
 	for _, e := range rd.CommittedEntries {
 		switch e.GetType() {
 		case pb.EntryConfChange:
 			var cc pb.ConfChange
 			if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
-				g.cs = g.rn.ApplyConfChange(&cc)
+				n.applyConfChange(g, e.GetIndex(), &cc)
 			}
 		case pb.EntryConfChangeV2:
 			var cc pb.ConfChangeV2
 			if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
-				g.cs = g.rn.ApplyConfChange(&cc)
+				n.applyConfChange(g, e.GetIndex(), &cc)
 			}
 		}
 	}

@@ -55,7 +55,7 @@ func (n *Node) announceLeaders() {
 	if len(msg) == 0 {
 		return
 	}
-	for _, id := range n.members {
+	for _, id := range n.memberIDs() {
 		if id != n.Self() {
 			_ = n.tr.send(id, kindLeaders, msg)
 		}
@@ -81,7 +81,10 @@ func (n *Node) onLeaders(from uint64, msg []byte) {
 // leaderOf is the group's leader: from this node's replica, else the newest hint.
 func (n *Node) leaderOf(group uint64) uint64 {
 	if g := n.group(group); g != nil {
-		return g.leaderID()
+		if lead := g.leaderID(); lead != 0 {
+			return lead
+		}
+		// A replica just added (members.go) knows no leader until it hears from it.
 	}
 	return n.hints.get(group)
 }

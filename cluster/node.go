@@ -94,13 +94,15 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
 // Node is this process's member of the cluster.
 type Node struct {
-	cfg     Config
-	o       Options
-	lg      zerolog.Logger
-	l       *log.Log
-	tr      *transport
-	members []uint64
-	streams StreamApplier
+	cfg Config
+	o   Options
+	lg  zerolog.Logger
+	l   *log.Log
+	tr  *transport
+	// membersP: every node of the cluster, sorted: the config's until the catalog
+	// holds a member list (members.go), then the catalog's.
+	membersP atomic.Pointer[[]uint64]
+	streams  StreamApplier
 
 	mu     sync.RWMutex
 	groups map[uint64]*group // the groups this node has a replica of
@@ -163,7 +165,6 @@ func Open(cfg Config, o Options) (*Node, error) {
 		o:       o,
 		lg:      o.Logger.With().Uint64("node", cfg.NodeID).Logger(),
 		l:       o.Log,
-		members: cfg.members(),
 		streams: o.Streams,
 		groups:  map[uint64]*group{},
 		inbox:   make(chan []inbound, 1024),
@@ -179,6 +180,8 @@ func Open(cfg Config, o Options) (*Node, error) {
 	if n.streams == nil {
 		n.streams = logStreams{o.Log}
 	}
+	ms := cfg.members()
+	n.membersP.Store(&ms)
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	n.propSeq.Store(binary.BigEndian.Uint64(seed[:]) >> 1)
@@ -193,6 +196,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	tr.register(methodAppend, n.onForwardedAppend)
 	tr.register(methodCatalog, n.onForwardedCatalog)
 	tr.register(methodReadShard, n.onReadShard)
+	tr.register(methodReplicas, n.onReplicasChange)
 
 	if err := n.loadGroups(); err != nil {
 		tr.close()
@@ -267,7 +271,8 @@ func (n *Node) loadGroups() error {
 		return err
 	}
 	n.cat = cs
-	cg, err := n.openGroup(catalogGroup, "", 0, n.members, cs.Applied)
+	n.setMembers(cs)
+	cg, err := n.openGroup(catalogGroup, "", 0, n.catalogVoters(), cs.Applied)
 	if err != nil {
 		return err
 	}
@@ -531,11 +536,15 @@ func (n *Node) Nodes() []NodeInfo {
 	cat := n.cat
 	n.mu.RUnlock()
 	addrs := map[uint64]string{n.Self(): n.cfg.RaftAddr}
+	for id, a := range cat.Members {
+		addrs[id] = a
+	}
 	for id, a := range n.cfg.others() {
 		addrs[id] = a
 	}
-	out := make([]NodeInfo, 0, len(n.members))
-	for _, id := range n.members {
+	members := n.memberIDs()
+	out := make([]NodeInfo, 0, len(members))
+	for _, id := range members {
 		ni := NodeInfo{ID: id, RaftAddr: addrs[id], Addrs: cat.Nodes[id], Reachable: id == n.Self() || n.tr.reachable(id)}
 		if id == n.Self() {
 			n.advMu.Lock()

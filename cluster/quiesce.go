@@ -47,8 +47,9 @@ func (g *group) wake() {
 // tick advances every group that is not quiesced, wakes the quiesced ones whose peers
 // went silent, and quiesces idle leaders (on the Raft loop).
 func (n *Node) tick() {
-	alive := make(map[uint64]bool, len(n.members))
-	for _, id := range n.members {
+	members := n.memberIDs()
+	alive := make(map[uint64]bool, len(members))
+	for _, id := range members {
 		alive[id] = id == n.Self() || n.tr.alive(id)
 	}
 	n.mu.RLock()

@@ -56,7 +56,7 @@ func (n *Node) reopen(g *group) error {
 		if err != nil {
 			return err
 		}
-		ng, err := n.openGroup(catalogGroup, "", 0, n.members, cs.Applied)
+		ng, err := n.openGroup(catalogGroup, "", 0, n.catalogVoters(), cs.Applied)
 		if err != nil {
 			return err
 		}

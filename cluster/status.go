@@ -268,9 +268,10 @@ func (n *Node) readReady(_ *group, rs raft.ReadState) {
 func (n *Node) Coordinator(key string) uint64 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
-	start := int(h.Sum32() % uint32(len(n.members)))
-	for i := range n.members {
-		id := n.members[(start+i)%len(n.members)]
+	members := n.memberIDs()
+	start := int(h.Sum32() % uint32(len(members)))
+	for i := range members {
+		id := members[(start+i)%len(members)]
 		if id == n.Self() || n.tr.reachable(id) {
 			return id
 		}

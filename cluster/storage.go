@@ -24,6 +24,7 @@ const (
 	keyEntry     = 'e'
 	keyHardState = 'h'
 	keySnapshot  = 's'
+	keyConfState = 'c' // index u64 | raftpb.ConfState: the configuration after the last conf change applied (members.go)
 )
 
 // Initial Raft state of a new group (as CockroachDB does): a snapshot at index 10, term
@@ -53,6 +54,10 @@ type storage struct {
 	l     *log.Log
 	group uint64
 	last  uint64 // last index persisted
+	// cs, csIndex: the configuration after the last conf change applied here and its
+	// entry index, when newer than the snapshot's (members.go).
+	cs      *pb.ConfState
+	csIndex uint64
 }
 
 // openStorage loads a group's state; fresh reports that the group had none and was
@@ -62,6 +67,11 @@ func openStorage(l *log.Log, group uint64, voters []uint64) (st *storage, fresh 
 	v, err := l.RaftGet(groupKey(group, keySnapshot))
 	if err != nil {
 		return nil, false, err
+	}
+	if v == nil && len(voters) == 0 {
+		// A replica joining an existing group: no state at all, the leader sends a
+		// snapshot naming it (members.go).
+		return st, true, nil
 	}
 	if v == nil {
 		snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{
@@ -98,6 +108,9 @@ func openStorage(l *log.Log, group uint64, voters []uint64) (st *storage, fresh 
 		return nil, false, fmt.Errorf("group %d snapshot: %w", group, err)
 	}
 	st.last = snap.GetMetadata().GetIndex()
+	if err := st.loadConfState(); err != nil {
+		return nil, false, err
+	}
 	if v, err = l.RaftGet(groupKey(group, keyHardState)); err != nil {
 		return nil, false, err
 	} else if v != nil {

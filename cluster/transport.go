@@ -54,7 +54,10 @@ type transport struct {
 	lg   zerolog.Logger
 	ln   net.Listener
 
-	peers    map[uint64]*link // fixed at start: the configured peers
+	// peers: the configured peers, and nodes added later (addPeer); copied on write.
+	peersMu  sync.Mutex
+	peersP   atomic.Pointer[map[uint64]*link]
+	started  bool // under peersMu
 	handlers [256]atomic.Pointer[func(from uint64, msg []byte)]
 
 	callMu  sync.Mutex
@@ -100,15 +103,16 @@ func newTransport(self uint64, addr string, ln net.Listener, peers map[uint64]st
 		self:    self,
 		lg:      lg,
 		ln:      ln,
-		peers:   map[uint64]*link{},
 		calls:   map[uint64]*pendingCall{},
 		methods: map[byte]func(uint64, []byte, func([]byte, error)){},
 		stop:    make(chan struct{}),
 		in:      map[net.Conn]struct{}{},
 	}
+	m := map[uint64]*link{}
 	for id, a := range peers {
-		t.peers[id] = &link{id: id, addr: a, q: make(chan []byte, sendQueueFrames)}
+		m[id] = &link{id: id, addr: a, q: make(chan []byte, sendQueueFrames)}
 	}
+	t.peersP.Store(&m)
 	t.handle(kindRequest, t.onRequest)
 	t.handle(kindResponse, t.onResponse)
 	return t, nil
@@ -117,7 +121,42 @@ func newTransport(self uint64, addr string, ln net.Listener, peers map[uint64]st
 func (t *transport) start() {
 	t.wg.Add(1)
 	go t.acceptLoop()
-	for _, l := range t.peers {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	t.started = true
+	for _, l := range *t.peersP.Load() {
+		t.wg.Add(1)
+		go t.dialLoop(l)
+	}
+}
+
+func (t *transport) peer(id uint64) *link { return (*t.peersP.Load())[id] }
+
+// addPeer starts a link to a node added to the cluster (members.go); a node already
+// known keeps its address (a configured one wins over the catalog's).
+func (t *transport) addPeer(id uint64, addr string) {
+	if id == t.self || addr == "" {
+		return
+	}
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	old := *t.peersP.Load()
+	if old[id] != nil {
+		return
+	}
+	m := make(map[uint64]*link, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	l := &link{id: id, addr: addr, q: make(chan []byte, sendQueueFrames)}
+	m[id] = l
+	t.peersP.Store(&m)
+	if t.started {
+		select {
+		case <-t.stop:
+			return
+		default:
+		}
 		t.wg.Add(1)
 		go t.dialLoop(l)
 	}
@@ -149,19 +188,19 @@ func (t *transport) handle(k Kind, h func(from uint64, msg []byte)) { t.handlers
 // alive reports whether node id is heard from (a frame within three transport
 // heartbeats) and reachable: quiesced groups rely on it in place of Raft heartbeats.
 func (t *transport) alive(id uint64) bool {
-	l := t.peers[id]
+	l := t.peer(id)
 	return l != nil && l.up.Load() && time.Since(time.Unix(0, l.heard.Load())) < 3*heartbeatEvery
 }
 
 // reachable reports whether the outbound link to id is connected.
 func (t *transport) reachable(id uint64) bool {
-	l := t.peers[id]
+	l := t.peer(id)
 	return l != nil && l.up.Load()
 }
 
 // send queues one message for node to; it never blocks.
 func (t *transport) send(to uint64, k Kind, msg []byte) error {
-	l := t.peers[to]
+	l := t.peer(to)
 	if l == nil {
 		return fmt.Errorf("send to node %d: %w", to, ErrUnknownNode)
 	}
@@ -341,7 +380,7 @@ func (t *transport) readLoop(c net.Conn) error {
 	if to != t.self {
 		return fmt.Errorf("peer %d dialled node %d, this is node %d", from, to, t.self)
 	}
-	if _, ok := t.peers[from]; !ok {
+	if t.peer(from) == nil {
 		return fmt.Errorf("node %d is not a configured peer", from)
 	}
 	resp := append([]byte(handshakeMagic), handshakeVersion)
@@ -364,7 +403,7 @@ func (t *transport) readLoop(c net.Conn) error {
 		if _, err := io.ReadFull(r, f); err != nil {
 			return err
 		}
-		t.peers[from].heard.Store(time.Now().UnixNano())
+		t.peer(from).heard.Store(time.Now().UnixNano())
 		k := Kind(f[0])
 		if k == kindHeartbeat {
 			continue

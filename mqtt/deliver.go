@@ -104,9 +104,7 @@ func (d *deliverer) Provides(b byte) bool { return b == mochi.OnPacketEncode }
 func (d *deliverer) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
 	if injected(&pk) && pk.Mods.MaxSize > 0 {
 		var buf bytes.Buffer
-		if tooLargeFor(cl, &pk, &buf) {
-			d.skipped.WithLabelValues(skipTooLarge).Inc()
-		}
+		tooLargeFor(cl, &pk, &buf, d.skipped.WithLabelValues(skipTooLarge).Inc)
 	}
 	return pk
 }

@@ -43,13 +43,15 @@ func (s *server) startCluster(cfg Config) error {
 	}
 	s.node = n
 	s.streams.SetReplicator(n)
-	// Every node derives the same Kafka cluster id from the member list, before
-	// kafkawire reads it.
-	path := filepath.Join(s.log.Dir(), kafkaClusterIDFile)
-	if err := os.WriteFile(path, []byte(cfg.Cluster.ClusterID()+"\n"), 0o644); err != nil {
+	cid, err := clusterID(n, *cfg.Cluster, lg)
+	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	lg.Info().Uint64("node_id", cfg.Cluster.NodeID).Str("raft_addr", cfg.Cluster.RaftAddr).Str("cluster_id", cfg.Cluster.ClusterID()).
+	path := filepath.Join(s.log.Dir(), kafkaClusterIDFile)
+	if err := os.WriteFile(path, []byte(cid+"\n"), 0o644); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	lg.Info().Uint64("node_id", cfg.Cluster.NodeID).Str("raft_addr", cfg.Cluster.RaftAddr).Str("cluster_id", cid).
 		Msg("joining the cluster; ready once a quorum of nodes applied the configured streams")
 	return nil
 }

@@ -11,7 +11,10 @@ import (
 // clusterCmd is "mqstreams cluster ...": the cluster a running node belongs to, through
 // its HTTP API.
 type clusterCmd struct {
-	Status clusterStatusCmd `cmd:"" help:"Show the cluster's nodes, the leader of every Raft group and each replica's lag."`
+	Status      clusterStatusCmd      `cmd:"" help:"Show the cluster's nodes, the leader of every Raft group and each replica's lag."`
+	AddNode     clusterAddNodeCmd     `cmd:"" name:"add-node" help:"Add a running node (started with join: true) to the cluster."`
+	RemoveNode  clusterRemoveNodeCmd  `cmd:"" name:"remove-node" help:"Move a node's replicas to the others, then remove it from the cluster."`
+	MoveReplica clusterMoveReplicaCmd `cmd:"" name:"move-replica" help:"Move a shard's replica from one node to another (the new one catches up, then the old one leaves)."`
 }
 
 type clusterStatusCmd struct{ apiTarget }

@@ -289,7 +289,7 @@ func TestConfigBadValues(t *testing.T) {
 		{"unknown auth", "auth:\n  anonymous: true\n", "config:2: auth.anonymous: unknown field (known: allow_anonymous, anonymous_acl, users)"},
 		{"unknown user", user + "      admin: true\n", "config:5: auth.users[0].admin: unknown field (known: acl, password_hash, superuser, username) (in \"u\")"},
 		{"unknown acl", user + "      acl:\n        - topic: a\n          allow: [publish]\n          deny: [subscribe]\n", "config:8: auth.users[0].acl[0].deny: unknown field (known: allow, group, stream, topic) (in \"u\")"},
-		{"unknown cluster", "cluster:\n  node_id: 1\n  raft_address: \":7000\"\n", "config:3: cluster.raft_address: unknown field (known: node_id, peers, raft_addr)"},
+		{"unknown cluster", "cluster:\n  node_id: 1\n  raft_address: \":7000\"\n", "config:3: cluster.raft_address: unknown field (known: join, node_id, peers, raft_addr)"},
 		{"unknown cluster peer", "cluster:\n  node_id: 1\n  raft_addr: \":7000\"\n  peers:\n    - {id: 2, addr: \"h:7000\"}\n", "config:5: cluster.peers[0].addr: unknown field (known: id, raft_addr)"},
 		{"unknown auto_create", "auto_create:\n  shard: 2\n", "config:2: auto_create.shard: unknown field (known: enabled, shards)"},
 		{"unknown stream", stream + "    partitions: 3\n", "config:6: streams[1].partitions: unknown field (known: compression, data_retention_period, deliver_produced, durability, filter, filters, is_lastvalue, key, key_expression, key_fallback, last_value, limits, name, publish_topic, read_max_unacked, replication_factor, retention, shards, topic_filter) (in \"s\")"},

@@ -33,6 +33,7 @@ const maxReplicaRecords = 10000
 func (a clusterAPI) register(h *httpServer, guard *apiAuth) {
 	h.Handle("GET /api/v1/cluster/status", guard.require(adminOnly, http.HandlerFunc(a.status)))
 	h.Handle("GET /api/v1/cluster/replica/{stream}/{shard}", guard.require(adminOnly, http.HandlerFunc(a.replica)))
+	a.registerMembers(h, guard)
 }
 
 func (a clusterAPI) status(w http.ResponseWriter, _ *http.Request) {
