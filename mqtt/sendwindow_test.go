@@ -3,7 +3,10 @@ package mqtt
 import (
 	"bufio"
 	"bytes"
+	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +102,7 @@ func TestReceiveMaximumLiveAndReplay(t *testing.T) {
 		select {
 		case r := <-in:
 			if r.err != nil {
-				t.Fatalf("read: %v (live %d replay %d unacked %v)", r.err, gotLive, gotReplay, unacked)
+				t.Fatalf("read: %v (live %d replay %d unacked %v; server: %s)", r.err, gotLive, gotReplay, unacked, windowState(e, "rm-sub"))
 			}
 			return r.pk, true
 		case <-timer.C:
@@ -117,7 +120,7 @@ func TestReceiveMaximumLiveAndReplay(t *testing.T) {
 		pk, ok := next(wait)
 		if !ok {
 			if len(unacked) < rm {
-				t.Fatalf("nothing for a minute: %d live and %d replayed so far", gotLive, gotReplay)
+				t.Fatalf("nothing for a minute: %d live and %d replayed so far (server: %s)", gotLive, gotReplay, windowState(e, "rm-sub"))
 			}
 			sub.puback(unacked[0])
 			unacked = unacked[1:]
@@ -191,4 +194,28 @@ func TestReceiveMaximumHeldDeliveryKeepsAcks(t *testing.T) {
 			t.Fatalf("delivery %d: got packet type %d topic %q", i, last.FixedHeader.Type, last.TopicName)
 		}
 	}
+}
+
+// windowState describes what the server holds in flight for client id: its send
+// window's packet ids and reservations, and mochi's in-flight store, so a stalled
+// window names the packet that holds its last place.
+func windowState(e *replayEnv, id string) string {
+	cl, ok := e.srv.broker.Clients.Get(id)
+	if !ok {
+		return "client gone"
+	}
+	w := e.hook.windowOf(cl)
+	if w == nil {
+		return "no send window"
+	}
+	w.mu.Lock()
+	sent := slices.Sorted(maps.Keys(w.sent))
+	reserved, holding := w.reserved, w.holding.Load()
+	w.mu.Unlock()
+	var inflight []uint16
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		inflight = append(inflight, pk.PacketID)
+	}
+	slices.Sort(inflight)
+	return fmt.Sprintf("window sent %v reserved %d live held %v; mochi in flight %v", sent, reserved, holding, inflight)
 }
