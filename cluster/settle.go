@@ -17,13 +17,9 @@ func (n *Node) Settle(ctx context.Context, stream string, shard int32) (uint64, 
 	if _, err := n.HighWatermark(ctx, stream, shard); err != nil {
 		return 0, err
 	}
-	sp, err := n.placement(stream, shard)
+	g, err := n.localReplica(stream, shard)
 	if err != nil {
 		return 0, err
-	}
-	g := n.group(sp.Group)
-	if g == nil {
-		return 0, &NotLeaderError{}
 	}
 	var last, term uint64
 	var lerr error

@@ -178,18 +178,28 @@ type readWait struct {
 	ch chan uint64
 }
 
+// localReplica returns this node's replica of a shard's group: a *NotLeaderError where
+// the node holds none, the placement's error for an unknown shard.
+func (n *Node) localReplica(stream string, shard int32) (*group, error) {
+	sp, err := n.placement(stream, shard)
+	if err != nil {
+		return nil, err
+	}
+	g := n.group(sp.Group)
+	if g == nil {
+		return nil, &NotLeaderError{}
+	}
+	return g, nil
+}
+
 // HighWatermark is the shard's high watermark read on its leader under Raft's leader
 // lease (ReadOnlyLeaseBased with CheckQuorum): the leader confirms it still leads and
 // waits until it applied everything committed before the read, so the answer is never
 // behind an acknowledged append. ErrNotLeader elsewhere.
 func (n *Node) HighWatermark(ctx context.Context, stream string, shard int32) (int64, error) {
-	sp, err := n.placement(stream, shard)
+	g, err := n.localReplica(stream, shard)
 	if err != nil {
 		return 0, err
-	}
-	g := n.group(sp.Group)
-	if g == nil {
-		return 0, &NotLeaderError{}
 	}
 	id := n.propSeq.Add(1)
 	rctx := binary.BigEndian.AppendUint64(nil, id)
