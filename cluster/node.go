@@ -197,6 +197,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	tr.register(methodCatalog, n.onForwardedCatalog)
 	tr.register(methodReadShard, n.onReadShard)
 	tr.register(methodReplicas, n.onReplicasChange)
+	tr.register(methodShardOps, n.onShardOps)
 
 	if err := n.loadGroups(); err != nil {
 		tr.close()

@@ -279,6 +279,7 @@ func (a *applier) applyEntry(e *pb.Entry) {
 			ops = append(ops, log.EntryOp{Kind: op.Kind, Name: op.Name, Build: func(res log.AppendResult) []byte {
 				return log.ResultValue(prefix, log.AppendResult{BaseOffset: res.BaseOffset + skip, TimestampUS: res.TimestampUS})
 			}})
+			ops = append(ops, resultOpIndex(g.id, op.Kind, op.Name))
 		}
 		recs = append(recs, rs...)
 	}
@@ -322,7 +323,8 @@ func (n *Node) finishSubs(subs []subAppend, res log.AppendResult, err error) {
 
 // install brings the local shard to a snapshot's state: it waits for the appends
 // under way, then pulls the records it lacks from the leader, as stored there (same
-// offsets, same times), and writes the snapshot's applied index with the last of them.
+// offsets, same times), then the replicated ops of those records (snapshot_ops.go),
+// and writes the snapshot's applied index with the ops.
 func (a *applier) install(snap *pb.Snapshot) {
 	g, n := a.g, a.g.n
 	a.inflight.Wait()
@@ -372,8 +374,28 @@ func (a *applier) install(snap *pb.Snapshot) {
 			hwm += int64(len(r.recs))
 		}
 	}
+	// The replicated ops of the records pulled (an idempotent producer's state) come
+	// with them, in the applied index's batch: a replica that leads after the snapshot
+	// recognises a retry of a batch it only got through it.
+	var ops []log.EntryOp
+	for {
+		if a.stopped() {
+			return
+		}
+		var err error
+		if ops, err = n.opsFromLeader(g, end); err == nil {
+			break
+		}
+		n.lg.Debug().Err(err).Uint64("group", g.id).Msg("snapshot ops read")
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-a.done:
+			return
+		}
+	}
+	ops = append(ops, log.EntryOp{Kind: appliedKind, Name: groupName(g.id), Value: appliedValue(index, end)})
 	ch := make(chan error, 1)
-	n.l.PutEntriesAsync([]log.EntryOp{{Kind: appliedKind, Name: groupName(g.id), Value: appliedValue(index, end)}}, func(err error) { ch <- err })
+	n.l.PutEntriesAsync(ops, func(err error) { ch <- err })
 	if err := <-ch; err != nil {
 		a.fail(fmt.Errorf("install snapshot: %w", err))
 		return
