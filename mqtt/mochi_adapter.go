@@ -32,6 +32,8 @@ package mqtt
 import (
 	"bytes"
 	"reflect"
+	"sync/atomic"
+	"time"
 	"unsafe"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -106,4 +108,20 @@ func holdLiveDelivery(w *sendWindow, pk *packets.Packet) {
 		return
 	}
 	w.admitLive(pk)
+}
+
+// retainQuietly sets (or, with an empty payload, clears) a topic's retained message
+// the way mochi v2.7.9's unexported Server.retainMessage does — TopicsIndex.RetainMessage
+// on a copy, then the OnRetainMessage hook (here only the store's, through store) —
+// but without fanning it out to subscribers: a retained message reconciled from another
+// node (routes_retained.go) is old news, not a publish. It keeps mochi's Info.Retained
+// count current as retainMessage does.
+func retainQuietly(broker *mochi.Server, store func(*mochi.Client, packets.Packet, int64), cl *mochi.Client, pk packets.Packet) {
+	if broker.Options.Capabilities.RetainAvailable == 0 {
+		return
+	}
+	pk.Created = time.Now().Unix()
+	r := broker.Topics.RetainMessage(pk.Copy(false))
+	store(cl, pk, r)
+	atomic.StoreInt64(&broker.Info.Retained, int64(broker.Topics.Retained.Len()))
 }

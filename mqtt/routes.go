@@ -36,13 +36,17 @@ type Peers interface {
 
 // Route messages between nodes; the first byte is the kind.
 const (
-	routeDelta    byte = 1 // epoch, seq, then (op, filter)...: the change to seq from seq-1
-	routeFull     byte = 2 // epoch, seq, then filters...: the whole set at seq
-	routeDigest   byte = 3 // epoch, seq: what the sender is at, sent every digestInterval
-	routeSyncReq  byte = 4 // please send a routeFull
-	routePublish  byte = 5 // one PUBLISH, MQTT 5 encoded, for local subscribers
-	routeOpAdd    byte = 1
-	routeOpRemove byte = 0
+	routeDelta   byte = 1 // epoch, seq, then (op, filter)...: the change to seq from seq-1
+	routeFull    byte = 2 // epoch, seq, then filters...: the whole set at seq
+	routeDigest  byte = 3 // epoch, seq: what the sender is at, sent every digestInterval
+	routeSyncReq byte = 4 // please send a routeFull
+	routePublish byte = 5 // one PUBLISH, MQTT 5 encoded, for local subscribers
+	// a retained PUBLISH with its stamp (time i64, node u64; routes_retained.go):
+	// live, or on a resync (stored, not delivered)
+	routeRetained     byte = 6
+	routeRetainedSync byte = 7
+	routeOpAdd        byte = 1
+	routeOpRemove     byte = 0
 )
 
 // Timing of the route exchange: how long filter changes are gathered into one delta,
@@ -89,6 +93,12 @@ type routes struct {
 	local  map[string]struct{}    // filters announced at seq
 	remote map[uint64]*remoteNode // by node id
 	index  *mochi.TopicsIndex     // remote filters, "client" = node id as text
+
+	// retained-message reconciliation (routes_retained.go)
+	retMu     sync.Mutex
+	stamps    map[string]retStamp // by topic: the last retained change applied here
+	lastStamp int64
+	retain    func(pk packets.Packet) // stores a retained message without delivering it
 }
 
 // remoteNode is what this node knows of another node's filters.
@@ -121,6 +131,7 @@ func newRoutes(broker *mochi.Server, peers Peers, lg zerolog.Logger) *routes {
 		local:  map[string]struct{}{},
 		remote: map[uint64]*remoteNode{},
 		index:  mochi.NewTopicsIndex(),
+		stamps: map[string]retStamp{},
 	}
 }
 
@@ -235,17 +246,28 @@ func (r *routes) handle(from uint64, msg []byte) error {
 	if len(msg) == 0 {
 		return errors.New("empty route message")
 	}
-	if msg[0] == routePublish {
+	switch msg[0] {
+	case routePublish:
 		return r.deliver(msg[1:])
-	}
-	if msg[0] == routeSyncReq {
+	case routeRetained, routeRetainedSync:
+		return r.handleRetained(msg, msg[0] == routeRetained)
+	case routeSyncReq:
 		r.mu.Lock()
 		full := appendHeader(nil, routeFull, r.epoch, r.seq)
 		for f := range r.local {
 			full = appendFilter(full, f)
 		}
 		r.mu.Unlock()
-		return r.peers.Send(from, full)
+		if err := r.peers.Send(from, full); err != nil {
+			return err
+		}
+		// The peer restarted or missed something: its retained messages may be stale too.
+		for _, m := range r.retainedSync() {
+			if err := r.peers.Send(from, m); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if len(msg) < 17 {
 		return fmt.Errorf("route message of kind %d: %d bytes", msg[0], len(msg))
@@ -339,20 +361,15 @@ func (r *routes) forward(cl *mochi.Client, pk packets.Packet) {
 	if len(nodes) == 0 {
 		return
 	}
-	out := pk.Copy(false)
-	out.ProtocolVersion = 5
-	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
-	out.PacketID = 0
-	if out.FixedHeader.Qos > 0 {
-		out.PacketID = 1 // encoded for validity only; the receiver does not ack it
+	prefix := []byte{routePublish}
+	if pk.FixedHeader.Retain {
+		prefix = appendStamp(nil, routeRetained, r.stampLocal(pk.TopicName))
 	}
-	var buf bytes.Buffer
-	buf.WriteByte(routePublish)
-	if err := out.PublishEncode(&buf); err != nil {
+	msg, err := encodeForward(prefix, pk)
+	if err != nil {
 		r.lg.Warn().Err(err).Str("topic", pk.TopicName).Msg("encode publish for other nodes")
 		return
 	}
-	msg := buf.Bytes()
 	seen := map[uint64]bool{}
 	for _, n := range nodes {
 		if seen[n] || n == r.peers.Self() {
@@ -373,32 +390,46 @@ func (r *routes) forward(cl *mochi.Client, pk packets.Packet) {
 // again (it was stored, if at all, by the node it was published to), never forwarded
 // again.
 func (r *routes) deliver(b []byte) error {
-	var pk packets.Packet
-	if len(b) == 0 {
-		return errors.New("empty forwarded publish")
-	}
-	if err := pk.FixedHeader.Decode(b[0]); err != nil {
-		return fmt.Errorf("forwarded publish: %w", err)
-	}
-	rd := bytes.NewReader(b[1:])
-	n, _, err := packets.DecodeLength(rd)
+	pk, err := decodeForwarded(b)
 	if err != nil {
-		return fmt.Errorf("forwarded publish: %w", err)
+		return err
 	}
-	body := b[len(b)-rd.Len():]
-	if pk.FixedHeader.Type != packets.Publish || n != len(body) {
-		return fmt.Errorf("forwarded publish: type %d, %d of %d bytes", pk.FixedHeader.Type, len(body), n)
-	}
-	pk.FixedHeader.Remaining = n
-	pk.ProtocolVersion = 5
-	if err := pk.PublishDecode(body); err != nil {
-		return fmt.Errorf("forwarded publish: %w", err)
-	}
+	return r.inject(pk)
+}
+
+// inject hands a decoded forwarded publish to mochi through the peer client.
+func (r *routes) inject(pk packets.Packet) error {
 	if err := r.broker.InjectPacket(r.peer, pk); err != nil {
 		return fmt.Errorf("deliver forwarded publish to %s: %w", pk.TopicName, err)
 	}
 	r.received.Inc()
 	return nil
+}
+
+// decodeForwarded decodes a publish encoded by encodeForward.
+func decodeForwarded(b []byte) (packets.Packet, error) {
+	var pk packets.Packet
+	if len(b) == 0 {
+		return pk, errors.New("empty forwarded publish")
+	}
+	if err := pk.FixedHeader.Decode(b[0]); err != nil {
+		return pk, fmt.Errorf("forwarded publish: %w", err)
+	}
+	rd := bytes.NewReader(b[1:])
+	n, _, err := packets.DecodeLength(rd)
+	if err != nil {
+		return pk, fmt.Errorf("forwarded publish: %w", err)
+	}
+	body := b[len(b)-rd.Len():]
+	if pk.FixedHeader.Type != packets.Publish || n != len(body) {
+		return pk, fmt.Errorf("forwarded publish: type %d, %d of %d bytes", pk.FixedHeader.Type, len(body), n)
+	}
+	pk.FixedHeader.Remaining = n
+	pk.ProtocolVersion = 5
+	if err := pk.PublishDecode(body); err != nil {
+		return pk, fmt.Errorf("forwarded publish: %w", err)
+	}
+	return pk, nil
 }
 
 func nodeKey(n uint64) string { return fmt.Sprint(n) }

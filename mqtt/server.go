@@ -246,6 +246,9 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rt != nil {
+		rt.retain = func(pk packets.Packet) { retainQuietly(broker, store.OnRetainMessage, rt.peer, pk) }
+	}
 	go deliv.run()
 	return &Server{cfg: cfg, tls: o.TLS, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay, deliv: deliv, store: store, routes: rt}, nil
 }

@@ -1,0 +1,127 @@
+package mqtt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Retained messages across the cluster: each node keeps its own retained store
+// (store.go), fed by its clients and by the retained publishes other nodes forward.
+// Forwarding is best effort, so a node that was down or cut off misses a change. To
+// converge, every retained change forwarded carries a stamp — the publishing node's
+// clock (ns) and id — and every node remembers, per topic, the stamp of the last
+// change it applied (clears included). When a node answers a route resync (a peer
+// restarted, or lost a delta), it also sends the peer every stamped retained message
+// and clear it holds; the peer keeps whichever is newer, last writer wins, and stores
+// it without delivering it to live subscribers.
+//
+// Stamps live in memory: a node learns them from changes made or received since it
+// started. A restarted node's stored retained messages count as oldest, so any peer
+// that saw a later change repairs it; after a restart of every node, nodes that
+// already differed stay so until the topic is published again.
+
+// retStamp orders retained changes: by time, then node id.
+type retStamp struct {
+	ts   int64
+	node uint64
+}
+
+func (a retStamp) after(b retStamp) bool {
+	return a.ts > b.ts || (a.ts == b.ts && a.node > b.node)
+}
+
+// stampLocal stamps a retained change published on this node.
+func (r *routes) stampLocal(topic string) retStamp {
+	r.retMu.Lock()
+	defer r.retMu.Unlock()
+	ts := time.Now().UnixNano()
+	if ts <= r.lastStamp {
+		ts = r.lastStamp + 1
+	}
+	r.lastStamp = ts
+	st := retStamp{ts: ts, node: r.peers.Self()}
+	r.stamps[topic] = st
+	return st
+}
+
+func appendStamp(b []byte, kind byte, st retStamp) []byte {
+	b = append(b, kind)
+	b = binary.BigEndian.AppendUint64(b, uint64(st.ts))
+	return binary.BigEndian.AppendUint64(b, st.node)
+}
+
+// handleRetained applies a stamped retained change from another node: live (a
+// forwarded publish, delivered to subscribers here too) or not (a resync). An older
+// change than the one applied here is still delivered live, but not retained.
+func (r *routes) handleRetained(msg []byte, live bool) error {
+	if len(msg) < 17 {
+		return fmt.Errorf("retained route message: %d bytes", len(msg))
+	}
+	st := retStamp{ts: int64(binary.BigEndian.Uint64(msg[1:])), node: binary.BigEndian.Uint64(msg[9:])}
+	pk, err := decodeForwarded(msg[17:])
+	if err != nil {
+		return err
+	}
+	r.retMu.Lock()
+	defer r.retMu.Unlock()
+	newer := st.after(r.stamps[pk.TopicName])
+	if newer {
+		r.stamps[pk.TopicName] = st
+	}
+	switch {
+	case live && !newer:
+		pk.FixedHeader.Retain = false
+		return r.inject(pk)
+	case live:
+		return r.inject(pk)
+	case newer && r.retain != nil:
+		r.retain(pk)
+	}
+	return nil
+}
+
+// retainedSync lists the messages that give a peer every stamped retained message
+// and clear this node holds.
+func (r *routes) retainedSync() [][]byte {
+	r.retMu.Lock()
+	stamps := make(map[string]retStamp, len(r.stamps))
+	for t, st := range r.stamps {
+		stamps[t] = st
+	}
+	r.retMu.Unlock()
+	var out [][]byte
+	for topic, st := range stamps {
+		pk, ok := r.broker.Topics.Retained.Get(topic)
+		if !ok {
+			pk = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: topic}
+		}
+		pk.FixedHeader.Retain = true
+		msg, err := encodeForward(appendStamp(nil, routeRetainedSync, st), pk)
+		if err != nil {
+			r.lg.Warn().Err(err).Str("topic", topic).Msg("encode retained message for another node")
+			continue
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+// encodeForward appends pk, MQTT 5 encoded, to prefix.
+func encodeForward(prefix []byte, pk packets.Packet) ([]byte, error) {
+	out := pk.Copy(false)
+	out.ProtocolVersion = 5
+	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
+	out.PacketID = 0
+	if out.FixedHeader.Qos > 0 {
+		out.PacketID = 1 // encoded for validity only; the receiver does not ack it
+	}
+	buf := bytes.NewBuffer(prefix)
+	if err := out.PublishEncode(buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
