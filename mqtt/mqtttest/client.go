@@ -481,27 +481,34 @@ func (c *Client) write(pk packets.Packet) error {
 
 // readPacket reads and decodes one packet from the server.
 func (c *Client) readPacket() (packets.Packet, error) {
+	return ReadPacket(c.r, c.version, c.opts.Properties.MaximumPacketSize)
+}
+
+// ReadPacket reads and decodes one packet a server sends a client of protocol version;
+// a packet over maxSize bytes (0: no limit) is an error, as the client's Maximum Packet
+// Size makes it. Raw-socket tests use it as well as Client.
+func ReadPacket(r *bufio.Reader, version byte, maxSize uint32) (packets.Packet, error) {
 	var pk packets.Packet
-	b, err := c.r.ReadByte()
+	b, err := r.ReadByte()
 	if err != nil {
 		return pk, err
 	}
 	if err := pk.FixedHeader.Decode(b); err != nil {
 		return pk, err
 	}
-	n, lenBytes, err := packets.DecodeLength(c.r)
+	n, lenBytes, err := packets.DecodeLength(r)
 	if err != nil {
 		return pk, err
 	}
-	if max := c.opts.Properties.MaximumPacketSize; max > 0 && uint32(1+lenBytes+n) > max {
-		return pk, fmt.Errorf("mqtttest: server sent a %s of %d bytes over our Maximum Packet Size %d", typeName(pk.FixedHeader.Type), 1+lenBytes+n, max)
+	if maxSize > 0 && uint32(1+lenBytes+n) > maxSize {
+		return pk, fmt.Errorf("mqtttest: server sent a %s of %d bytes over our Maximum Packet Size %d", typeName(pk.FixedHeader.Type), 1+lenBytes+n, maxSize)
 	}
 	pk.FixedHeader.Remaining = n // ack decoders read a reason code only when one is there
 	body := make([]byte, n)
-	if _, err := io.ReadFull(c.r, body); err != nil {
+	if _, err := io.ReadFull(r, body); err != nil {
 		return pk, err
 	}
-	pk.ProtocolVersion = c.version
+	pk.ProtocolVersion = version
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
 		err = pk.ConnackDecode(body)
