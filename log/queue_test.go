@@ -34,25 +34,18 @@ func heapAlloc() uint64 {
 // out, and once the sync resumes every admitted append is stored.
 func TestQueueBoundWhileSyncBlocked(t *testing.T) {
 	const bound = 1 << 20
-	release := make(chan struct{})
-	var blocked atomic.Bool
-	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: func() {
-		if blocked.Load() {
-			<-release
-		}
-	}})
+	gate := newSyncGate(nil)
+	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: gate.beforeSync})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { blocked.Store(false); close(release) }) }
 	defer l.Close()
-	defer unblock() // before Close, also when the test fails
+	defer gate.open() // before Close, also when the test fails
 	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocked.Store(true)
+	gate.hold()
 	base := heapAlloc()
 
 	value := make([]byte, 1000)
@@ -112,7 +105,7 @@ func TestQueueBoundWhileSyncBlocked(t *testing.T) {
 	default:
 	}
 
-	unblock()
+	gate.open()
 	<-returned
 	if err := <-blockDone; err != nil {
 		t.Fatal(err)
@@ -159,27 +152,19 @@ func TestQueueCloseFailsWaiters(t *testing.T) {
 // and written meanwhile, while neither is visible (high watermark) nor acknowledged
 // until durable, and both are then acknowledged in commit order.
 func TestPipelinedCommit(t *testing.T) {
-	release := make(chan struct{})
-	var stall atomic.Bool
 	entered := make(chan struct{}, 16)
-	l, err := Open(Options{Dir: t.TempDir(), testBeforeSync: func() {
-		if stall.Load() {
-			entered <- struct{}{}
-			<-release
-		}
-	}})
+	gate := newSyncGate(entered)
+	l, err := Open(Options{Dir: t.TempDir(), testBeforeSync: gate.beforeSync})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { stall.Store(false); close(release) }) }
 	defer l.Close()
-	defer unblock()
+	defer gate.open()
 	s, err := l.CreateStream(StreamSpec{Name: "p", Shards: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stall.Store(true)
+	gate.hold()
 	var mu sync.Mutex
 	var order []int64
 	acked := make(chan struct{}, 2)
@@ -210,7 +195,7 @@ func TestPipelinedCommit(t *testing.T) {
 		t.Fatal("an append was acknowledged before its sync")
 	default:
 	}
-	unblock()
+	gate.open()
 	<-acked
 	<-acked
 	mu.Lock()
@@ -222,3 +207,31 @@ func TestPipelinedCommit(t *testing.T) {
 		t.Fatalf("hwm %d, want 2", hwm)
 	}
 }
+
+// syncGate stops the log's syncer on demand (Options.testBeforeSync = beforeSync): once
+// held, every sync waits, telling entered (if any) it came, until the gate opens for good.
+type syncGate struct {
+	held    atomic.Bool
+	release chan struct{}
+	once    sync.Once
+	entered chan<- struct{}
+}
+
+func newSyncGate(entered chan<- struct{}) *syncGate {
+	return &syncGate{release: make(chan struct{}), entered: entered}
+}
+
+func (g *syncGate) beforeSync() {
+	if g.held.Load() {
+		if g.entered != nil {
+			g.entered <- struct{}{}
+		}
+		<-g.release
+	}
+}
+
+// hold makes the syncs from now on wait.
+func (g *syncGate) hold() { g.held.Store(true) }
+
+// open lets every sync through, waiting or to come; later calls do nothing.
+func (g *syncGate) open() { g.once.Do(func() { g.held.Store(false); close(g.release) }) }

@@ -3,8 +3,6 @@ package log
 import (
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"testing"
 )
 
@@ -12,25 +10,18 @@ import (
 // A record of value v counts len(v)+16 bytes (estimateSize).
 func TestQueueFull(t *testing.T) {
 	const bound = 1 << 20
-	release := make(chan struct{})
-	var blocked atomic.Bool
-	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: func() {
-		if blocked.Load() {
-			<-release
-		}
-	}})
+	gate := newSyncGate(nil)
+	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: gate.beforeSync})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	unblock := func() { once.Do(func() { blocked.Store(false); close(release) }) }
 	defer l.Close()
-	defer unblock()
+	defer gate.open()
 	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocked.Store(true)
+	gate.hold()
 	if l.QueueFull(1016) {
 		t.Fatal("empty queue reported full")
 	}
@@ -56,7 +47,7 @@ func TestQueueFull(t *testing.T) {
 			t.Fatal("never refused")
 		}
 	}
-	unblock()
+	gate.open()
 	waitFor(t, "the queue to empty", func() bool { return l.QueuedBytes() == 0 })
 	if l.QueueFull(bound) {
 		t.Fatal("empty queue reported full (an empty queue admits any append)")
