@@ -153,22 +153,28 @@ func (l *Log) guardCommit(b *pebble.Batch, opt *pebble.WriteOptions, always bool
 		l.observeRefusal(werr)
 		return werr
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			pf, ok := r.(pebbleFatal)
-			if !ok {
-				panic(r)
-			}
-			e := fmt.Errorf("%w: %w", ErrStorageFailed, pf.err)
-			l.store.failed.CompareAndSwap(nil, &e)
-			l.lg.Error().Err(pf.err).Msg("storage failed: writes refused until restart, reads keep serving")
-			err = e
-		}
-		if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
-			l.store.setLow(true)
-		}
-	}()
+	defer l.absorbFatal(&err)
 	return b.Commit(opt)
+}
+
+// absorbFatal, deferred around a Pebble commit or flush, turns the pebbleFatal that
+// pebbleLogger.Fatalf panics with into ErrStorageFailed in *err (writes refused until
+// restart, reads keep serving), and marks the disk low when *err is ENOSPC or EDQUOT.
+func (l *Log) absorbFatal(err *error) {
+	if r := recover(); r != nil {
+		pf, ok := r.(pebbleFatal)
+		if !ok {
+			panic(r)
+		}
+		e := fmt.Errorf("%w: %w", ErrStorageFailed, pf.err)
+		if l.store.failed.CompareAndSwap(nil, &e) {
+			l.lg.Error().Err(pf.err).Msg("storage failed: writes refused until restart, reads keep serving")
+		}
+		*err = e
+	}
+	if *err != nil && (errors.Is(*err, syscall.ENOSPC) || errors.Is(*err, syscall.EDQUOT)) {
+		l.store.setLow(true)
+	}
 }
 
 // RefusalObserver is implemented by an Observer that also counts refused writes.
@@ -205,19 +211,6 @@ func fatalArgErr(format string, args []interface{}) error {
 // flush flushes the memtable, a Pebble fatal error becoming ErrStorageFailed as in
 // guardWrite.
 func (l *Log) flush() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			pf, ok := r.(pebbleFatal)
-			if !ok {
-				panic(r)
-			}
-			e := fmt.Errorf("%w: %w", ErrStorageFailed, pf.err)
-			l.store.failed.CompareAndSwap(nil, &e)
-			err = e
-		}
-		if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
-			l.store.setLow(true)
-		}
-	}()
+	defer l.absorbFatal(&err)
 	return l.db.Flush()
 }
