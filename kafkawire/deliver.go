@@ -7,25 +7,13 @@ import (
 	"github.com/mqstreams/mqstreams/mapping"
 )
 
-// Produced is a batch of records produced into a stream shard, handed to
-// Options.Deliver once durable so that MQTT subscribers receive it.
-type Produced struct {
-	Stream    string
-	Partition int32
-	Records   []log.Record
-	// MayPublish tells whether the producer holds the MQTT publish grant on a topic:
-	// delivery to MQTT needs it, not only write on the stream. Nil allows every topic
-	// (no user store).
-	MayPublish func(topic string) bool
-}
-
 // deliverer returns what hands recs to Options.Deliver, or nil when nothing is
 // delivered. The principal is the connection's at produce time.
 func (s *Server) deliverer(c *conn, st *log.Stream, shard int32, recs []log.Record) func() {
 	if s.deliver == nil {
 		return nil
 	}
-	p := Produced{Stream: st.Name(), Partition: shard, Records: copyRecords(recs)}
+	p := mapping.Produced{Stream: st.Name(), Partition: shard, Records: copyRecords(recs)}
 	if s.auth != nil {
 		principal := c.sec.principal
 		p.MayPublish = principal.CanPublish

@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/mqstreams/mqstreams/auth"
+
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // Produced records are handed over once durable, with the producer's MQTT publish
@@ -20,8 +22,8 @@ func TestProducedHandedOverWithPublishGrant(t *testing.T) {
 		auth.StreamRule("open", auth.OpWrite),
 		{Resource: auth.ResTopic, Name: "cmd/svc/#", Ops: auth.OpPublish},
 	}})
-	got := make(chan Produced, 4)
-	sb := startSecureBroker(t, secureOpts{proto: "sasl_plaintext", users: users, deliver: func(p Produced) { got <- p }})
+	got := make(chan mapping.Produced, 4)
+	sb := startSecureBroker(t, secureOpts{proto: "sasl_plaintext", users: users, deliver: func(p mapping.Produced) { got <- p }})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(sb.addr), kgo.SASL(plain.Auth{User: "svc", Pass: testPassword}.AsMechanism()))
 	if err != nil {
 		t.Fatal(err)
@@ -48,8 +50,8 @@ func TestProducedHandedOverWithPublishGrant(t *testing.T) {
 // A record with 100,000 headers is stored once and handed over whole; the broker keeps
 // serving.
 func TestProduceManyHeaders(t *testing.T) {
-	got := make(chan Produced, 1)
-	sb := startSecureBroker(t, secureOpts{proto: "sasl_plaintext", deliver: func(p Produced) { got <- p }})
+	got := make(chan mapping.Produced, 1)
+	sb := startSecureBroker(t, secureOpts{proto: "sasl_plaintext", deliver: func(p mapping.Produced) { got <- p }})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(sb.addr), kgo.SASL(plain.Auth{User: "admin", Pass: testPassword}.AsMechanism()))
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/mqstreams/mqstreams/certs"
 	"github.com/mqstreams/mqstreams/certs/certstest"
 	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // secureBroker is a broker with a user store: admin (superuser), reader (read on
@@ -37,7 +38,7 @@ type secureOpts struct {
 	lifetime time.Duration
 	users    []auth.User
 	anon     bool
-	deliver  func(Produced)
+	deliver  func(mapping.Produced)
 }
 
 const testPassword = "s3cret-pw"

@@ -76,7 +76,7 @@ type Options struct {
 	TLS *certs.Source
 	// Deliver receives every produced batch once durable, in commit order, to publish
 	// it to MQTT subscribers (deliver.go); nil delivers nothing. It must not block.
-	Deliver func(Produced)
+	Deliver func(mapping.Produced)
 	// Catalog owns the stream definitions: the admin APIs change topics through it and
 	// DescribeConfigs reads typed definitions from it. Nil opens one on Log (tests).
 	Catalog Catalog
@@ -111,7 +111,7 @@ type Server struct {
 	// producers gives out producer ids and dedupes idempotent produces.
 	producers *producers
 	txns      *txns
-	deliver   func(Produced)
+	deliver   func(mapping.Produced)
 
 	clusterID string
 	// cluster answers who leads and coordinates what; clustered is false for a server

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // txns is the transaction coordinator (docs/transactions.md): per transactional id
@@ -636,7 +637,7 @@ func (s *Server) deliverCommitted(parts []endedPart, mayPublish func(string) boo
 				for i, r := range rs {
 					recs[i] = r.Record
 				}
-				s.deliver(Produced{Stream: p.stream.Name(), Partition: p.shard, Records: recs, MayPublish: mayPublish})
+				s.deliver(mapping.Produced{Stream: p.stream.Name(), Partition: p.shard, Records: recs, MayPublish: mayPublish})
 			}
 		}
 	}

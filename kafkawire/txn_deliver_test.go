@@ -15,8 +15,8 @@ import (
 // A transaction's records are handed to MQTT delivery when it commits, once, and
 // never when it aborts.
 func TestTransactionDeliveredAtCommit(t *testing.T) {
-	got := make(chan Produced, 8)
-	sb := startSecureBroker(t, secureOpts{proto: "sasl_plaintext", deliver: func(p Produced) { got <- p }})
+	got := make(chan mapping.Produced, 8)
+	sb := startSecureBroker(t, secureOpts{proto: "sasl_plaintext", deliver: func(p mapping.Produced) { got <- p }})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(sb.addr), kgo.SASL(plain.Auth{User: "admin", Pass: testPassword}.AsMechanism()),
 		kgo.TransactionalID("deliver"), kgo.DefaultProduceTopic("open"))
 	if err != nil {

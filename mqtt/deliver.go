@@ -15,17 +15,6 @@ import (
 	"github.com/mqstreams/mqstreams/mapping"
 )
 
-// Produced is a batch of records produced over Kafka into a stream shard, handed over
-// once durable in the log.
-type Produced struct {
-	Stream    string
-	Partition int32
-	Records   []log.Record
-	// MayPublish tells whether the producer holds the MQTT publish grant on a topic;
-	// nil allows every topic (no user store).
-	MayPublish func(topic string) bool
-}
-
 // Reasons a produced record is not delivered (label of the skipped counter).
 const (
 	skipInvalidTopic  = "invalid_topic"
@@ -60,7 +49,7 @@ type deliverer struct {
 	skipped   *prometheus.CounterVec
 
 	mu         sync.Mutex
-	queue      []Produced
+	queue      []mapping.Produced
 	queued     int // bytes of the queued records
 	closed     bool
 	lastWarned time.Time
@@ -133,7 +122,7 @@ func (d *deliverer) run() {
 
 // enqueue queues a durable batch; it never blocks (it is called in the log's commit
 // order, on the committer's goroutine).
-func (d *deliverer) enqueue(p Produced) {
+func (d *deliverer) enqueue(p mapping.Produced) {
 	size := 0
 	for i := range p.Records {
 		r := &p.Records[i]
@@ -202,7 +191,7 @@ func (d *deliverer) template(def *mapping.Definition) *mapping.TopicTemplate {
 	return t
 }
 
-func (d *deliverer) deliver(p Produced) {
+func (d *deliverer) deliver(p mapping.Produced) {
 	def, ok := d.router.Definition(p.Stream)
 	if !ok || !def.Delivers() {
 		return
@@ -234,7 +223,7 @@ func (d *deliverer) deliver(p Produced) {
 }
 
 // packet builds the PUBLISH for r, or names why r is not delivered.
-func (d *deliverer) packet(p *Produced, tmpl *mapping.TopicTemplate, r *log.Record, scratch *bytes.Buffer) (packets.Packet, string) {
+func (d *deliverer) packet(p *mapping.Produced, tmpl *mapping.TopicTemplate, r *log.Record, scratch *bytes.Buffer) (packets.Packet, string) {
 	if hasHeader(r.Headers, mapping.HeaderTopicDenied) {
 		// The producer claimed a topic it may not publish to (kafkawire renamed the
 		// header when storing it): not delivered under it, nor under the template.

@@ -27,7 +27,7 @@ func (e *testEnv) produce(tb testing.TB, stream string, shard int32, may func(st
 	if _, err := e.log.Stream(stream).Append(shard, recs); err != nil {
 		tb.Fatal(err)
 	}
-	e.srv.DeliverProduced(Produced{Stream: stream, Partition: shard, Records: recs, MayPublish: may})
+	e.srv.DeliverProduced(mapping.Produced{Stream: stream, Partition: shard, Records: recs, MayPublish: may})
 }
 
 func TestDeliverProduced(t *testing.T) {
@@ -172,7 +172,7 @@ func TestReplayProducedRecords(t *testing.T) {
 // A delivery backlog is bounded: past it batches are counted, not queued.
 func TestDeliverQueueBounded(t *testing.T) {
 	d := newDeliverer(nil, mapping.NewRouter(), 1<<20, zerolog.Nop()) // not running: nothing drains
-	big := Produced{Stream: "s", Records: []log.Record{{Value: make([]byte, maxQueuedBytes/2)}}}
+	big := mapping.Produced{Stream: "s", Records: []log.Record{{Value: make([]byte, maxQueuedBytes/2)}}}
 	d.enqueue(big)
 	d.enqueue(big)
 	d.enqueue(big) // over the bound
@@ -233,7 +233,7 @@ func TestPublishSizeBound(t *testing.T) {
 		tmpl, _ := mapping.ParseTopicTemplate(mapping.DefaultPublishTopic)
 		rec := mapping.ToRecord(&m, nil)
 		var buf bytes.Buffer
-		pk, reason := d.packet(&Produced{Stream: "s"}, tmpl, &rec, &buf)
+		pk, reason := d.packet(&mapping.Produced{Stream: "s"}, tmpl, &rec, &buf)
 		if reason != "" {
 			t.Fatal(reason)
 		}

@@ -294,7 +294,7 @@ func TestRoutesProducedRecordsReachOtherNodes(t *testing.T) {
 	sub, _ := dialRaw(t, srvs[1].Addr().String(), "sub", 5, true)
 	routeSubscribe(sub, 1, "s/k")
 	routeWait(t, "node 1 to learn node 2's filter", func() bool { return remoteFilters(srvs[0], 2)["s/k"] })
-	srvs[0].DeliverProduced(Produced{Stream: "s", Records: []log.Record{{
+	srvs[0].DeliverProduced(mapping.Produced{Stream: "s", Records: []log.Record{{
 		Value: []byte("from kafka"), Headers: []log.Header{{Key: mapping.HeaderTopic, Value: []byte("s/k")}},
 	}}})
 	if got := readPublish(sub); got.TopicName != "s/k" || string(got.Payload) != "from kafka" {

@@ -256,7 +256,7 @@ func New(o Options) (*Server, error) {
 // DeliverProduced publishes a batch of records produced over Kafka, already durable,
 // to the live MQTT subscribers of their topics (deliver.go). It never blocks: batches
 // are delivered in the order they are handed over.
-func (s *Server) DeliverProduced(p Produced) {
+func (s *Server) DeliverProduced(p mapping.Produced) {
 	s.deliv.enqueue(p)
 }
 

@@ -286,8 +286,8 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		},
 		Auth: s.auth,
 		TLS:  s.tls.kafka,
-		Deliver: func(p kafkawire.Produced) {
-			broker.DeliverProduced(mqtt.Produced(p))
+		Deliver: func(p mapping.Produced) {
+			broker.DeliverProduced(p)
 		},
 		Log:        s.log,
 		Writer:     s.writer(),
