@@ -32,6 +32,8 @@ type catalogState struct {
 	// node was added or removed (members.go); empty: the founding nodes' configs.
 	Members map[uint64]string           `json:"members,omitempty"`
 	Streams map[string]*streamPlacement `json:"streams"`
+	// Removed: nodes removed from the cluster (removed.go), told so when they call.
+	Removed []uint64 `json:"removed,omitempty"`
 }
 
 type streamPlacement struct {
@@ -321,6 +323,7 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 		for _, name := range next.streamNames() {
 			n.ensureStream(next, name)
 		}
+		n.stopDropped(next) // drop.go
 		owned, stateChanged, changed = true, true, true
 	}
 	for _, e := range ents {
