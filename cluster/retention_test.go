@@ -23,6 +23,9 @@ func liveRecords(t *testing.T, l *log.Log, stream string, shard int32) (start, h
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(bs) == 0 {
+			break
+		}
 		for _, b := range bs {
 			rs, err := b.Records(off)
 			if err != nil {
@@ -178,5 +181,43 @@ func TestSnapshotStartsAtLogStart(t *testing.T) {
 	c.sameShard("sn", 0, 40, 80, 1, 2, 3)
 	if e := c.groupOf(down, "sn", 0).failed.Load(); e != nil {
 		t.Fatalf("replica failed: %v", *e)
+	}
+}
+
+// A last-value stream's compaction is decided by the leader and replicated too: every
+// replica keeps the same newest record per key at the same offsets.
+func TestCompactionReplicated(t *testing.T) {
+	c := newTestCluster(t, 3, func(_ int, o *Options) { o.RetentionInterval = 50 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.nodes[0].PutStream(ctx, log.StreamSpec{Name: "lv", Shards: 1, LastValue: true}, 3); err != nil {
+		t.Fatal(err)
+	}
+	c.leaderOf("lv", 0)
+	for i := 0; i < 30; i++ {
+		if _, err := appendVia(c.nodes[i%3], "lv", 0, rec(fmt.Sprintf("k%d", i%3), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ref []log.StoredRecord
+	waitFor(t, 30*time.Second, "every replica compacted to the 3 newest records", func() bool {
+		for i := range c.logs {
+			_, hwm, rs := liveRecords(t, c.logs[i], "lv", 0)
+			if hwm != 30 || len(rs) != 3 {
+				return false
+			}
+			if i == 0 {
+				ref = rs
+			}
+		}
+		return true
+	})
+	for i := range c.logs {
+		_, _, rs := liveRecords(t, c.logs[i], "lv", 0)
+		for j := range rs {
+			if !sameRecord(rs[j], ref[j]) || rs[j].Offset != int64(27+j) {
+				t.Fatalf("node %d record %d: %+v, node 1 %+v", i+1, j, rs[j], ref[j])
+			}
+		}
 	}
 }
