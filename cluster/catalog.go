@@ -215,6 +215,9 @@ func (n *Node) Streams() map[string][][]uint64 {
 
 // changeCatalog has the catalog leader propose cmd and waits until this node applied it.
 func (n *Node) changeCatalog(ctx context.Context, cmd *catalogCmd) error {
+	if err := n.refuseRemoved(); err != nil {
+		return err
+	}
 	cmd.Origin = n.Self()
 	cmd.ID = n.propSeq.Add(1)
 	ch := make(chan error, 1)
@@ -343,6 +346,9 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 		var cerr error
 		switch {
 		case cmd.Node != nil:
+			if contains(next.Removed, cmd.Node.ID) {
+				break // a removed node that did not know yet
+			}
 			own()
 			next.Nodes[cmd.Node.ID] = cmd.Node.Addrs
 		case cmd.ClusterID != "":
@@ -514,7 +520,7 @@ func (n *Node) register() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := n.changeCatalog(ctx, cmd)
 		cancel()
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrRemoved) {
 			return
 		}
 		select {

@@ -82,6 +82,9 @@ func (s *server) applyConfigStreams(cfg Config) error {
 			if err == nil {
 				break
 			}
+			if s.node.Removed() {
+				return // removed from the cluster: it said so once (cluster/removed.go)
+			}
 			lg.Warn().Err(err).Msg("configured streams not applied yet (waiting for a quorum of nodes?); retrying")
 			if !wait(time.Second) {
 				return
