@@ -12,7 +12,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Shared subscriptions across the cluster (docs/cluster.md, "Shared subscriptions").
+// Shared subscriptions across the cluster (docs/cluster-mqtt.md).
 // A group ($share/name/filter) may have members on several nodes; a publish must reach
 // one member of each matching group, cluster-wide. The route table carries every
 // group with its member count per node (routes.go, routeOpShare). The node a publish
