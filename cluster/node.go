@@ -68,6 +68,8 @@ type Options struct {
 	testSkipApply func(group, index uint64) bool
 	// testTrace, when set, gets every shard entry's round timeline (trace.go).
 	testTrace tracer
+	// testBeforeWrite, when set, runs before each Raft write (a stalled disk).
+	testBeforeWrite func()
 }
 
 // Errors callers branch on.

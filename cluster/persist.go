@@ -124,6 +124,9 @@ func (n *Node) writeAppends(ws []appendWork) {
 			fsync = true
 		}
 	}
+	if f := n.o.testBeforeWrite; f != nil {
+		f()
+	}
 	if rb.Empty() {
 		rb.Close()
 	} else if err := rb.Commit(fsync); err != nil {

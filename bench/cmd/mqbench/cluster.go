@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,10 @@ const clusterStreams = `durability: fsync
 streams:
   - {name: cingest, filter: "cbench/#", shards: 1, key: clientid}
 `
+
+// clusterPerfDir, when set (-cluster-perf), gets a perf recording of each node
+// over the first round of each publisher count.
+var clusterPerfDir string
 
 // ClusterIngestResult is one round of one cell: the single node's rate and the
 // cluster's, measured one after the other.
@@ -200,7 +206,20 @@ func (b *bench) clusterIngest() error {
 			r := ClusterIngestResult{Publishers: pubs, InFlight: inflight, Payload: 100, Round: round, Load: loadavg()}
 			// The two take turns, so a change in the machine's load hits both.
 			s, sh, scpu, scores, serr := b.spreadRun([]*proc{single}, pubs, inflight, fmt.Sprintf("cs%d", n))
+			var perfs []*exec.Cmd
+			if clusterPerfDir != "" && round == 1 {
+				// perf of each node over this run, kept for reading by hand.
+				for i, p := range nodes {
+					cmd := exec.CommandContext(b.ctx, "perf", "record", "-F", "999", "-g", "-p", strconv.Itoa(p.cmd.Process.Pid), "-o", filepath.Join(clusterPerfDir, fmt.Sprintf("p%d-node%d.data", pubs, i+1)), "--", "sleep", strconv.FormatFloat(b.sc.ingestDur.Seconds()-0.5, 'f', 1, 64))
+					if cmd.Start() == nil {
+						perfs = append(perfs, cmd)
+					}
+				}
+			}
 			c, ch, ccpu, ccores, cerr := b.spreadRun(nodes, pubs, inflight, fmt.Sprintf("cc%d", n))
+			for _, cmd := range perfs {
+				_ = cmd.Wait()
+			}
 			r.SingleCPUus, r.ClusterCPUus, r.SingleCores, r.ClusterCores = scpu, ccpu, scores, ccores
 			r.Single, r.Cluster = s, c
 			if s > 0 {

@@ -92,6 +92,7 @@ bench:
 	sizeList := flag.String("payloads", "", "ingest payload sizes to run, comma-separated (empty: the mode's)")
 	pubLines := flag.Int("pub-lines", 0, "lines of the mosquitto_pub -l run (0: the mode's)")
 	clusterPubs := flag.String("cluster-publishers", "", "cluster section publisher counts, comma-separated (empty: the mode's)")
+	flag.StringVar(&clusterPerfDir, "cluster-perf", "", "directory for perf recordings of the cluster nodes (empty: none)")
 	clusterRounds := flag.Int("cluster-rounds", 0, "cluster section rounds per publisher count (0: the mode's)")
 	flag.Parse()
 	if *reportOnly {
