@@ -79,6 +79,9 @@ func TestDurablePublishProcessedOnce(t *testing.T) {
 		t.Fatalf("subscriber got %v", got)
 	}
 	for _, topic := range []string{"plant/q1", "plant/q2"} {
+		// OnPublished runs after mochi queued the delivery, so the subscriber can
+		// have it first.
+		waitFor(t, topic+" announced", func() bool { _, pubd := hk.counts(topic); return pubd > 0 })
 		if pub, pubd := hk.counts(topic); pub != 1 || pubd != 1 {
 			t.Errorf("%s: OnPublish %d, OnPublished %d; want 1 and 1", topic, pub, pubd)
 		}
