@@ -126,6 +126,10 @@ type Log struct {
 	// commitMu is held by the committer for each commit and by definition changes,
 	// so a stream is never written to after its deletion.
 	commitMu sync.Mutex
+	// commitRecs, commitVal and commitEnc are the committer's scratch (append.go commit).
+	commitRecs []Record
+	commitVal  []byte
+	commitEnc  valueEncoder
 
 	adm     admission
 	queueMu sync.Mutex
