@@ -82,7 +82,7 @@ type session struct {
 // item is one queued QoS 1/2 publish.
 type item struct {
 	c         *conn
-	pk        packets.Packet
+	pk        heldPublish
 	remaining atomic.Int32 // appends (or, for a redelivery, the original) outstanding
 
 	errMu sync.Mutex
@@ -241,7 +241,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		return pk, packets.ErrRejectPacket
 	}
 
-	it := &item{c: c, pk: pk}
+	it := &item{c: c, pk: holdPublish(&pk)}
 	// Completing it later must not carry the publisher's inbound topic alias to
 	// subscribers; the topic name is already resolved.
 	it.pk.Properties.TopicAlias, it.pk.Properties.TopicAliasFlag = 0, false
@@ -302,18 +302,19 @@ func (h *ingestHook) appendOne(t mapping.Target, it *item) { h.appendWith(t, it,
 
 // appendWith is appendOne that also commits the entry changes ops with the record.
 func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
+	stream := t.Stream // the callback captures only what it needs, not the whole target
 	done := func(_ log.AppendResult, err error) {
 		if it == nil && errors.Is(err, log.ErrQueueFull) {
 			h.met.ingestDropped.WithLabelValues("queue_full").Inc()
 			return
 		}
 		if err != nil {
-			h.met.failed.WithLabelValues(t.Stream).Inc()
+			h.met.failed.WithLabelValues(stream).Inc()
 			if it == nil {
-				h.lg.Warn().Err(err).Str("stream", t.Stream).Msg("unacknowledged publish not appended")
+				h.lg.Warn().Err(err).Str("stream", stream).Msg("unacknowledged publish not appended")
 			}
 		} else {
-			h.met.appended.WithLabelValues(t.Stream).Inc()
+			h.met.appended.WithLabelValues(stream).Inc()
 		}
 		if it != nil {
 			it.complete(err)
@@ -549,4 +550,38 @@ func writerOf(o Options) log.Writer {
 		return o.Writer
 	}
 	return o.Log
+}
+
+// heldPublish is what a queued publish keeps of its packets.Packet: the fields a
+// PUBLISH uses, without the CONNECT and SUBSCRIBE ones, which would double the size of
+// every queued item.
+type heldPublish struct {
+	Properties      packets.Properties
+	Payload         []byte
+	TopicName       string
+	Origin          string
+	FixedHeader     packets.FixedHeader
+	Created         int64
+	Expiry          int64
+	Mods            packets.Mods
+	PacketID        uint16
+	ProtocolVersion byte
+	ReservedBit     byte
+}
+
+func holdPublish(pk *packets.Packet) heldPublish {
+	return heldPublish{
+		Properties: pk.Properties, Payload: pk.Payload, TopicName: pk.TopicName, Origin: pk.Origin,
+		FixedHeader: pk.FixedHeader, Created: pk.Created, Expiry: pk.Expiry, Mods: pk.Mods,
+		PacketID: pk.PacketID, ProtocolVersion: pk.ProtocolVersion, ReservedBit: pk.ReservedBit,
+	}
+}
+
+// packet is the publish as mochi's hooks saw it.
+func (h *heldPublish) packet() packets.Packet {
+	return packets.Packet{
+		Properties: h.Properties, Payload: h.Payload, TopicName: h.TopicName, Origin: h.Origin,
+		FixedHeader: h.FixedHeader, Created: h.Created, Expiry: h.Expiry, Mods: h.Mods,
+		PacketID: h.PacketID, ProtocolVersion: h.ProtocolVersion, ReservedBit: h.ReservedBit,
+	}
 }
