@@ -145,7 +145,8 @@ type Log struct {
 	appliedCount int  // appends and entry changes in appliedQ
 	committerEnd bool // the committer has stopped: the syncer drains and stops
 	applied      chan struct{}
-	unsynced     atomic.Bool // `write` appends acknowledged since the last fsync
+	unsynced     atomic.Bool              // `write` appends acknowledged since the last fsync
+	afterAcks    atomic.Pointer[[]func()] // AfterAcks callbacks (sync.go)
 
 	stop chan struct{}
 	wg   sync.WaitGroup

@@ -43,6 +43,14 @@ type ingestHook struct {
 	// storeRetained, when set, writes a retained publish's retained message in the same
 	// commit as its stream appends (see storeHook).
 	storeRetained bool
+	// batched: the writer calls kickGroup after each durable group's callbacks
+	// (log.Log.AfterAcks), so a connection whose publishes that group completed is
+	// answered once, all of them in one write, instead of from the first callback on
+	// while the rest of the group is still being acknowledged.
+	batched    bool
+	kickMu     sync.Mutex
+	kicks      []*conn // connections to kick at the end of the group
+	kicksSpare []*conn // kickGroup's other buffer (syncer only)
 
 	mu       sync.RWMutex
 	conns    map[*mochi.Client]*conn
@@ -59,12 +67,13 @@ type ingestHook struct {
 
 // conn is the ordered acknowledgement queue of one network connection.
 type conn struct {
-	h     *ingestHook
-	cl    *mochi.Client
-	seq   atomic.Uint64        // publishes seen, for key `none` round robin
-	slots chan struct{}        // bounds the queued publishes of one connection
-	route []mapping.Target     // Route scratch, used only on the read loop
-	inj   atomic.Pointer[item] // the publish being completed (completePublish), if any
+	h          *ingestHook
+	cl         *mochi.Client
+	seq        atomic.Uint64        // publishes seen, for key `none` round robin
+	slots      chan struct{}        // bounds the queued publishes of one connection
+	kickQueued atomic.Bool          // in h.kicks
+	route      []mapping.Target     // Route scratch, used only on the read loop
+	inj        atomic.Pointer[item] // the publish being completed (completePublish), if any
 
 	mu       sync.Mutex
 	queue    []*item // queue[head:] is waiting; the array is reused once drained
@@ -123,6 +132,10 @@ func newIngestHook(broker *mochi.Server, w log.Writer, r *mapping.Router, lg zer
 	h.pendCond = sync.NewCond(&h.pendMu)
 	if q, ok := w.(interface{ QueueFull(int64) bool }); ok {
 		h.queueFull = q.QueueFull // the local log's; a cluster writer has none
+	}
+	if b, ok := w.(interface{ AfterAcks(func()) }); ok {
+		h.batched = true // the local log's; a cluster writer answers each append
+		b.AfterAcks(h.kickGroup)
 	}
 	return h
 }
@@ -317,7 +330,7 @@ func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 			h.met.appended.WithLabelValues(stream).Inc()
 		}
 		if it != nil {
-			it.complete(err)
+			it.appended(err)
 		}
 	}
 	// Back-pressure when the append queue is full: a QoS 1/2 publish blocks mochi's read
@@ -453,6 +466,43 @@ func (it *item) matches(pk packets.Packet) bool {
 		&pk.Payload[:1][0] == &it.pk.Payload[:1][0]
 }
 
+// appended completes one of the item's appends. A success comes from the log's syncer
+// while it acknowledges a durable group: with a batched writer the connection is
+// kicked once, after the whole group (kickGroup).
+func (it *item) appended(err error) {
+	if err != nil || !it.c.h.batched {
+		it.complete(err)
+		return
+	}
+	if it.remaining.Add(-1) == 0 {
+		it.c.h.kickLater(it.c)
+	}
+}
+
+func (h *ingestHook) kickLater(c *conn) {
+	if c.kickQueued.Swap(true) {
+		return
+	}
+	h.kickMu.Lock()
+	h.kicks = append(h.kicks, c)
+	h.kickMu.Unlock()
+}
+
+// kickGroup kicks the connections the group just acknowledged had publishes in. It runs
+// on the log's syncer (log.Log.AfterAcks), so it must not block.
+func (h *ingestHook) kickGroup() {
+	h.kickMu.Lock()
+	cs := h.kicks
+	h.kicks = h.kicksSpare[:0]
+	h.kickMu.Unlock()
+	for i, c := range cs {
+		c.kickQueued.Store(false)
+		c.kick()
+		cs[i] = nil
+	}
+	h.kicksSpare = cs[:0]
+}
+
 func (it *item) complete(err error) {
 	if err != nil {
 		it.errMu.Lock()
@@ -584,4 +634,11 @@ func (h *heldPublish) packet() packets.Packet {
 		FixedHeader: h.FixedHeader, Created: h.Created, Expiry: h.Expiry, Mods: h.Mods,
 		PacketID: h.PacketID, ProtocolVersion: h.ProtocolVersion, ReservedBit: h.ReservedBit,
 	}
+}
+
+// pending is the number of queued publishes not yet answered.
+func (h *ingestHook) pending() int {
+	h.pendMu.Lock()
+	defer h.pendMu.Unlock()
+	return h.npending
 }
