@@ -52,8 +52,12 @@ type ingestHook struct {
 	kicks      []*conn // connections to kick at the end of the group
 	kicksSpare []*conn // kickGroup's other buffer (syncer only)
 
+	// conns holds each network client's *conn: read on every publish by every
+	// connection's read loop, so a sync.Map (reads share no lock) rather than a map
+	// under mu.
+	conns sync.Map
+
 	mu       sync.RWMutex
-	conns    map[*mochi.Client]*conn
 	sessions map[string]*session // QoS 2 exactly-once state, by client id
 
 	// pendMu guards the count of queued publishes and the closing flag, so Close can
@@ -125,7 +129,6 @@ func newIngestHook(broker *mochi.Server, w log.Writer, r *mapping.Router, lg zer
 		lg:         lg,
 		met:        met,
 		maxPending: maxPending,
-		conns:      map[*mochi.Client]*conn{},
 		sessions:   map[string]*session{},
 		closed:     make(chan struct{}),
 	}
@@ -167,33 +170,22 @@ func (h *ingestHook) close() {
 }
 
 func (h *ingestHook) conn(cl *mochi.Client) *conn {
-	h.mu.RLock()
-	c := h.conns[cl]
-	h.mu.RUnlock()
-	if c != nil {
-		return c
+	if c, ok := h.conns.Load(cl); ok {
+		return c.(*conn)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if c = h.conns[cl]; c == nil {
-		c = &conn{h: h, cl: cl, slots: make(chan struct{}, h.maxPending)}
-		h.conns[cl] = c
-	}
-	return c
+	c, _ := h.conns.LoadOrStore(cl, &conn{h: h, cl: cl, slots: make(chan struct{}, h.maxPending)})
+	return c.(*conn)
 }
 
 func (h *ingestHook) lookup(cl *mochi.Client) *conn {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.conns[cl]
+	if c, ok := h.conns.Load(cl); ok {
+		return c.(*conn)
+	}
+	return nil
 }
 
 func (h *ingestHook) forget(c *conn) {
-	h.mu.Lock()
-	if h.conns[c.cl] == c {
-		delete(h.conns, c.cl)
-	}
-	h.mu.Unlock()
+	h.conns.CompareAndDelete(c.cl, c)
 }
 
 // OnPublish routes a publish to its streams. See the type comment for the flow.
