@@ -28,6 +28,11 @@ package mqtt
 //     read loop's own packets (PUBACK, SUBACK, PINGRESP) in outbuf, which only the next
 //     write flushes. flushHeld writes them at once (OnPacketSent), else a client that
 //     waits for its own PUBACK before acknowledging a delivery would deadlock.
+//   - processPublish hands the packet an OnPublish hook returns, unchanged, to
+//     publishToSubscribers (hence OnSelectSubscribers) and OnPublished, and nothing in
+//     mochi reads a PUBLISH's Filters: routes_shared.go carries its shared-group pick
+//     there (shareNote). mochi calls OnSelectSubscribers only when the topic has a
+//     shared subscription here.
 //   - processPublish (server.go), once the OnPublish hooks let a network client's QoS 1/2
 //     publish through, does: retainMessage (unexported: the topic index, then the
 //     OnRetainMessage hooks), the PUBACK/PUBREC with the in-flight bookkeeping and the
