@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -137,6 +138,14 @@ type Node struct {
 	waiters map[uint64]*proposal
 	catWait map[uint64]chan error
 	reads   map[uint64]*readWait
+
+	// Reads served to other nodes (read.go): ctx ends at Close, which waits for them.
+	ctx       context.Context
+	cancelCtx context.CancelFunc
+	readMu    sync.Mutex
+	readers   sync.WaitGroup
+	// readsServed counts reads served to other nodes (tests).
+	readsServed atomic.Int64
 }
 
 type inbound struct {
@@ -188,6 +197,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	if n.streams == nil {
 		n.streams = logStreams{o.Log}
 	}
+	n.ctx, n.cancelCtx = context.WithCancel(context.Background())
 	ms := cfg.members()
 	n.membersP.Store(&ms)
 	var seed [8]byte
@@ -206,6 +216,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	tr.register(methodReadShard, n.onReadShard)
 	tr.register(methodReplicas, n.onReplicasChange)
 	tr.register(methodShardOps, n.onShardOps)
+	tr.register(methodStreamRead, n.onStreamRead)
 
 	if err := n.loadGroups(); err != nil {
 		tr.close()
@@ -227,6 +238,10 @@ func (n *Node) Close() error {
 		return nil
 	}
 	close(n.stop)
+	n.cancelCtx()
+	n.readMu.Lock() // startRead adds no reader after this
+	n.readMu.Unlock()
+	n.readers.Wait()
 	n.wg.Wait()
 	n.persist.close()
 	n.tr.close()
