@@ -207,17 +207,33 @@ func (h *ReplayHook) resolveStart(st *log.Stream, sp startPoint) ([]int64, *subE
 			return nil, implError("shard %d does not exist (stream %s has %d)", shard, st.Name(), n)
 		}
 	}
+	from := log.FromEarliest
+	switch sp.kind {
+	case startTime:
+		from = log.FromTime
+	case startEarliest, startOffsets:
+	default:
+		from = log.FromLatest
+	}
+	// The shards are looked up together: in a cluster each may be a call to another
+	// node, and one waiting out a failover should not hold up the others.
+	type found struct {
+		res log.ReadResult
+		err error
+	}
+	all := make([]found, n)
+	var wg sync.WaitGroup
+	for i := int32(0); i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			all[i].res, all[i].err = h.bounds(st, i, from, sp.tsUS)
+		}()
+	}
+	wg.Wait()
 	next := make([]int64, n)
 	for i := int32(0); i < n; i++ {
-		from := log.FromEarliest
-		switch sp.kind {
-		case startTime:
-			from = log.FromTime
-		case startEarliest, startOffsets:
-		default:
-			from = log.FromLatest
-		}
-		res, err := h.bounds(st, i, from, sp.tsUS)
+		res, err := all[i].res, all[i].err
 		if err != nil {
 			return nil, implError("%v", wrapShard(st, i, err))
 		}
