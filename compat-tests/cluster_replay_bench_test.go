@@ -9,7 +9,8 @@ package compattests
 // benchmark (not pass/fail on a shared machine):
 //
 //	go test -run '^$' -bench ClusterReplayRemote -benchtime 1x -v ./compat-tests/
-//	MQSTREAMS_REPLAY_RECORDS=200000 MQSTREAMS_REPLAY_SAMPLES=300 to change the sizes.
+//	MQSTREAMS_REPLAY_RECORDS=200000 MQSTREAMS_REPLAY_SAMPLES=300 to change the sizes,
+//	MQSTREAMS_REPLAY_QOS=0 for the replay at QoS 0.
 
 import (
 	"bufio"
@@ -41,6 +42,10 @@ func BenchmarkClusterReplayRemote(b *testing.B) {
 	subBin := NeedTool(b, "mosquitto_sub")
 	records := envInt("MQSTREAMS_REPLAY_RECORDS", 200000)
 	samples := envInt("MQSTREAMS_REPLAY_SAMPLES", 300)
+	qos := "1"
+	if os.Getenv("MQSTREAMS_REPLAY_QOS") == "0" {
+		qos = "0"
+	}
 	const topic = "rbench"
 	c := startCluster(b, 3, fmt.Sprintf("streams:\n  - {name: %s, filter: \"rbench/#\", shards: 1, replication_factor: 1}\n", topic))
 	c.waitLeaders(b, topic, 1, 60*time.Second)
@@ -91,7 +96,7 @@ func BenchmarkClusterReplayRemote(b *testing.B) {
 	replay := func(node int) time.Duration {
 		h, p := SplitAddr(b, c.mqtt[node])
 		start := time.Now()
-		cmd := exec.CommandContext(ctx, subBin, "-h", h, "-p", p, "-q", "1", "-i", fmt.Sprintf("rbench-%d", node),
+		cmd := exec.CommandContext(ctx, subBin, "-h", h, "-p", p, "-q", qos, "-i", fmt.Sprintf("rbench-%d", node),
 			"-t", "$stream/"+topic+"@earliest", "-C", strconv.Itoa(records), "-F", "%p")
 		out, err := cmd.StdoutPipe()
 		if err != nil {
@@ -116,7 +121,7 @@ func BenchmarkClusterReplayRemote(b *testing.B) {
 		node int
 	}{{"local", local}, {"remote", remote}} {
 		d := replay(r.node)
-		b.Logf("replay %-6s (node %d): %d records in %v = %.0f records/s", r.name, r.node+1, records, d.Round(time.Millisecond), float64(records)/d.Seconds())
+		b.Logf("replay %-6s (node %d, QoS %s): %d records in %v = %.0f records/s", r.name, r.node+1, qos, records, d.Round(time.Millisecond), float64(records)/d.Seconds())
 	}
 
 	// Live latency: both subscribers at latest, one record at a time.
