@@ -172,13 +172,16 @@ func (s *replaySession) subscribe(cl *mochi.Client, r *subResult, sub packets.Su
 	return rs, true, nil
 }
 
-// clampStored keeps stored positions inside the shards' current ranges.
+// clampStored keeps stored positions inside the shards' current ranges; a shard that
+// cannot be asked now (a cluster failover) keeps its position: resolveStart asks again.
 func (h *ReplayHook) clampStored(st *log.Stream, sp startPoint) startPoint {
 	for shard, off := range sp.offsets {
-		if res, err := h.bounds(st, shard, log.FromEarliest, 0); err == nil && off > res.HighWatermark {
-			sp.offsets[shard] = res.HighWatermark
-		} else if err != nil {
+		res, err := h.bounds(st, shard, log.FromEarliest, 0)
+		switch {
+		case errors.Is(err, log.ErrUnknownShard):
 			delete(sp.offsets, shard)
+		case err == nil && off > res.HighWatermark:
+			sp.offsets[shard] = res.HighWatermark
 		}
 	}
 	return sp
