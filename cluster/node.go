@@ -145,9 +145,6 @@ type Node struct {
 	catWait map[uint64]chan error
 	reads   map[uint64]*readWait
 
-	maint   maintWaits // DeleteRecords and retention proposals (retention.go)
-	removed removal    // this node was removed from the cluster (removed.go)
-
 	// Reads served to other nodes (read.go): ctx ends at Close, which waits for them.
 	ctx       context.Context
 	cancelCtx context.CancelFunc
@@ -155,6 +152,9 @@ type Node struct {
 	readers   sync.WaitGroup
 	// readsServed counts reads served to other nodes (tests).
 	readsServed atomic.Int64
+
+	maint   maintWaits // DeleteRecords and retention proposals (retention.go)
+	removed removal    // this node was removed from the cluster (removed.go)
 }
 
 type inbound struct {

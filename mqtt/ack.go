@@ -70,7 +70,7 @@ func (h *ingestHook) release(it *item, fanOut bool) {
 	c := it.c
 	it.publishedNow = false
 	c.inj.Store(it) // for retainedStored and OnPublished, which mochi's hooks call back
-	err := completePublish(h.broker, h.hooks, c.cl, it.pk, fanOut)
+	err := completePublish(h.broker, h.hooks, c.cl, it.pk.packet(), fanOut)
 	c.inj.Store(nil)
 	if err != nil {
 		// The publisher is gone: it resends after reconnecting.
