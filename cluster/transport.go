@@ -355,6 +355,15 @@ func (t *transport) acceptLoop() {
 			continue
 		}
 		t.inMu.Lock()
+		select {
+		case <-t.stop:
+			// Accepted as close ran: close has closed the connections it found, and
+			// would wait for this one's reader forever (the peer keeps it open).
+			t.inMu.Unlock()
+			_ = c.Close()
+			return
+		default:
+		}
 		t.in[c] = struct{}{}
 		t.inMu.Unlock()
 		t.wg.Add(1)
