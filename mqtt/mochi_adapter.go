@@ -29,10 +29,10 @@ package mqtt
 //     write flushes. flushHeld writes them at once (OnPacketSent), else a client that
 //     waits for its own PUBACK before acknowledging a delivery would deadlock.
 //   - processPublish hands the packet an OnPublish hook returns, unchanged, to
-//     publishToSubscribers (hence OnSelectSubscribers) and OnPublished, and nothing in
-//     mochi reads a PUBLISH's Filters: routes_shared.go carries its shared-group pick
-//     there (shareNote). mochi calls OnSelectSubscribers only when the topic has a
-//     shared subscription here.
+//     retainMessage (OnRetainMessage), publishToSubscribers (OnSelectSubscribers) and
+//     OnPublished, and nothing in mochi reads a PUBLISH's Filters: routes_shared.go
+//     carries its shared-group pick and retained stamp there (routeNote). mochi calls
+//     OnSelectSubscribers only when the topic has a shared subscription here.
 
 import (
 	"bytes"

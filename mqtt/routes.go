@@ -424,7 +424,11 @@ func (r *routes) forward(cl *mochi.Client, pk packets.Packet) {
 	}
 	var st retStamp
 	if pk.FixedHeader.Retain {
-		st = r.stampLocal(pk.TopicName)
+		if note, _ := noteOf(pk); note.stamped {
+			st = note.stamp
+		} else {
+			st = r.stampLocal(pk.TopicName) // a will: no OnPublish
+		}
 	}
 	var plain []byte // the message of a node picked for no group
 	seen := map[uint64]bool{}
