@@ -60,6 +60,10 @@ const (
 	routeDebounce   = 20 * time.Millisecond
 	digestInterval  = time.Second
 	resyncMinPeriod = 500 * time.Millisecond
+	// silenceResync: a node heard again after this long without a digest was cut off
+	// (or this one was): resync with it even if its routes did not change, for the
+	// retained changes either side missed.
+	silenceResync = 3 * digestInterval
 )
 
 // peerClientID is the id of the inline client through which publishes forwarded by
@@ -116,6 +120,7 @@ type remoteNode struct {
 	epoch, seq uint64
 	filters    map[string]uint32 // 0, or a shared group's member count
 	lastResync time.Time
+	lastDigest time.Time // when its last digest arrived
 }
 
 func newRoutes(broker *mochi.Server, peers Peers, lg zerolog.Logger) *routes {
@@ -357,7 +362,9 @@ func (r *routes) handle(from uint64, msg []byte) error {
 		}
 		rn.seq = seq
 	case routeDigest:
-		if epoch != rn.epoch || seq != rn.seq {
+		silent := !rn.lastDigest.IsZero() && time.Since(rn.lastDigest) > silenceResync
+		rn.lastDigest = time.Now()
+		if epoch != rn.epoch || seq != rn.seq || silent {
 			return r.resyncLocked(from, rn)
 		}
 	default:

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -136,4 +137,49 @@ func TestRoutesRetainedStampsStored(t *testing.T) {
 	if next := srv.routes.stampLocal("r/new"); !next.after(before["r/z"]) {
 		t.Fatalf("a new stamp %v is not after the stored %v", next, before["r/z"])
 	}
+}
+
+// TestRoutesRetainedRepairAfterSilence: a node cut off (no restart, no route change on
+// either side) gets the retained change it missed once it hears from the other node
+// again.
+func TestRoutesRetainedRepairAfterSilence(t *testing.T) {
+	mn, srvs := startRouteCluster(t, 2)
+	pub, _ := dialRaw(t, srvs[0].Addr().String(), "pub", 5, true)
+	retain := func(id uint16, payload string) {
+		p := publishPacket("r/1", 1, id, payload)
+		p.FixedHeader.Retain = true
+		pub.send(p)
+		pub.expect(packets.Puback, id)
+	}
+	held := func() string {
+		pk, ok := srvs[1].broker.Topics.Retained.Get("r/1")
+		if !ok {
+			return "<none>"
+		}
+		return string(pk.Payload)
+	}
+	retain(1, "old")
+	routeWait(t, "node 2 to hold the retained message", func() bool { return held() == "old" })
+	routeWait(t, "node 2 to hear a digest from node 1", func() bool {
+		srvs[1].routes.mu.Lock()
+		defer srvs[1].routes.mu.Unlock()
+		rn := srvs[1].routes.remote[1]
+		return rn != nil && !rn.lastDigest.IsZero()
+	})
+
+	mn.setCut(1, 2, true)
+	retain(2, "new")
+	routeWait(t, "node 1 to fail to forward the change", func() bool {
+		return testutil.ToFloat64(srvs[0].routes.forwarded.WithLabelValues("failed")) >= 1
+	})
+	routeWait(t, "node 2 to notice the silence", func() bool {
+		srvs[1].routes.mu.Lock()
+		defer srvs[1].routes.mu.Unlock()
+		return time.Since(srvs[1].routes.remote[1].lastDigest) > silenceResync
+	})
+	if held() != "old" {
+		t.Fatalf("node 2 got %q through a cut link", held())
+	}
+	mn.setCut(1, 2, false)
+	routeWait(t, "node 2 to take the retained change it missed", func() bool { return held() == "new" })
 }
