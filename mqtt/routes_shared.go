@@ -385,5 +385,10 @@ func (r *routes) redirectTo(n uint64, pk packets.Packet, groups []string, tried 
 	if err != nil {
 		return err
 	}
-	return r.peers.Send(n, msg)
+	seq, err := r.sendForward(n, msg, pk.FixedHeader.Qos)
+	if err != nil && seq > 0 {
+		// Handed to another member instead: the kept copy must not reach n later.
+		r.replaceForward(n, seq, []byte{routeNop})
+	}
+	return err
 }
