@@ -32,6 +32,8 @@ type catalogState struct {
 	// node was added or removed (members.go); empty: the founding nodes' configs.
 	Members map[uint64]string           `json:"members,omitempty"`
 	Streams map[string]*streamPlacement `json:"streams"`
+	// State: protocol servers' replicated state (state.go), e.g. Kafka transactions.
+	State map[string][]byte `json:"state,omitempty"`
 }
 
 type streamPlacement struct {
@@ -128,6 +130,7 @@ type catalogCmd struct {
 	Offsets   *offsetsCmd `json:"offsets,omitempty"`
 	Move      *moveCmd    `json:"move,omitempty"`
 	Member    *memberCmd  `json:"member,omitempty"`
+	State     []byte      `json:"state,omitempty"` // a state machine command (state.go)
 }
 
 // offsetsCmd is a consumer group's offset commit, stored on every node.
@@ -296,7 +299,7 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 	own := func() {
 		if !owned {
 			d := cur.clone()
-			next.Nodes, next.Streams, next.Members, owned = d.Nodes, d.Streams, d.Members, true
+			next.Nodes, next.Streams, next.Members, next.State, owned = d.Nodes, d.Streams, d.Members, d.State, true
 		}
 		stateChanged = true
 	}
@@ -357,6 +360,9 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 			}
 			own()
 			n.applyPut(next, cmd.Put)
+		case cmd.State != nil:
+			own()
+			_, cerr = n.applyState(next, cmd.State)
 		case cmd.Member != nil:
 			own()
 			n.applyMember(next, cmd.Member)

@@ -259,6 +259,10 @@ func (a *applier) applyEntry(e *pb.Entry) {
 		})
 		return
 	}
+	if e.GetData()[0] == entryTxn {
+		a.applyTxnEntry(e)
+		return
+	}
 	tsUS, subs, err := decodeEntry(e.GetData())
 	if err != nil {
 		a.fail(fmt.Errorf("apply entry %d: %w", index, err))
