@@ -341,3 +341,39 @@ func containsStr(s, sub string) bool {
 	}
 	return false
 }
+
+// A replica that was down while transactions committed and aborted catches up from a
+// snapshot: it gets the transactional batches and markers with their producers, so its
+// last stable offset and aborted transactions are the leader's.
+func TestTxnSnapshotCatchUp(t *testing.T) {
+	c := newTxnCluster(t, func(_ int, o *Options) { o.LogKeep = 10 })
+	c.putStream("s", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	lead, coord := c.leaderOf("s", 0), c.nodes[0].Controller()
+	down := -1
+	for i := range c.nodes {
+		if uint64(i+1) != lead && uint64(i+1) != coord {
+			down = i
+		}
+	}
+	if down < 0 {
+		t.Skip("no node that is neither leader nor coordinator")
+	}
+	c.kill(down)
+	cl := c.client(kgo.TransactionalID("t4"), kgo.TransactionTimeout(60*time.Second))
+	var want []string
+	for k := 0; k < 12; k++ {
+		tag := fmt.Sprintf("r%d", k)
+		produceTxn(ctx, t, cl, 0, tag, 3, k%2 == 0)
+		if k%2 == 0 {
+			want = append(want, tag+"-0", tag+"-1", tag+"-2")
+		}
+	}
+	c.start(down, nil)
+	c.startServer(down)
+	c.checkTxnReplicas(0, 6)
+	if got := c.readCommitted(ctx, down, 0, len(want)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("read_committed through the caught-up node: %v, want %v", got, want)
+	}
+}

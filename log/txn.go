@@ -464,3 +464,38 @@ func (s *Stream) AppendTxnAt(shard int32, tsUS, base int64, txn *Txn, m *Marker,
 	p.done = func(r AppendResult, err error) { done(r, p.firstTxn, err) }
 	s.log.submit(context.Background(), p, int64(estimateSize(p.recs)+opsSize(ops)), AppendBlock)
 }
+
+// BatchProducer is what an encoded batch's header says of its producer: id and epoch,
+// and whether it is transactional or a control batch (a replica copying a shard's
+// batches from its leader keeps them so: cluster snapshots).
+func BatchProducer(b []byte) (pid int64, epoch int16, transactional, control bool) {
+	if len(b) < batchHeaderLen {
+		return -1, -1, false, false
+	}
+	p := producerOf(b)
+	return p.id, p.epoch, p.attrs&attrTransactional != 0, p.attrs&attrControl != 0
+}
+
+// EncodeTxnRecords is EncodeRecords for records of producer pid's transaction, or
+// (control) its marker: the header carries the producer and the attributes.
+func EncodeTxnRecords(dst []byte, tsUS int64, recs []Record, pid int64, epoch int16, control bool) []byte {
+	prod := batchProducer{id: pid, epoch: epoch, attrs: attrTransactional}
+	if control {
+		prod.attrs |= attrControl
+	}
+	v := encodeValueProducer(nil, 0, tsUS, 0, recs, nil, int32(len(recs)-1), prod)
+	return append(dst, v[valueHeaderLen:]...)
+}
+
+// ParseMarker reads a marker's control record (commit or abort, coordinator epoch).
+func ParseMarker(r Record) (commit bool, coordEpoch int32, err error) {
+	var k kmsg.ControlRecordKey
+	if err := k.ReadFrom(r.Key); err != nil {
+		return false, 0, fmt.Errorf("control record key: %w", err)
+	}
+	var v kmsg.EndTxnMarker
+	if err := v.ReadFrom(r.Value); err != nil {
+		return false, 0, fmt.Errorf("control record value: %w", err)
+	}
+	return k.Type == kmsg.ControlRecordKeyTypeCommit, v.CoordinatorEpoch, nil
+}
