@@ -218,24 +218,6 @@ type AppendResult struct {
 	TimestampUS int64
 }
 
-type pebbleLogger struct{ lg zerolog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...interface{}) {
-	p.lg.Debug().Msgf(format, args...)
-}
-func (p pebbleLogger) Errorf(format string, args ...interface{}) {
-	p.lg.Error().Msgf(format, args...)
-}
-
-// Fatalf must not exit the process (a full disk is not a reason to die) nor return
-// (Pebble would report a failed commit as done): it panics with pebbleFatal, which the
-// write sites recover (storage.go guardWrite).
-func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
-	err := fatalArgErr(format, args)
-	p.lg.Error().Err(err).Msg("pebble fatal error")
-	panic(pebbleFatal{err})
-}
-
 // Open opens (creating if needed) the log in opts.Dir and recovers every shard's
 // log start and high watermark from what is durably stored.
 func Open(opts Options) (*Log, error) {
@@ -292,11 +274,12 @@ func Open(opts Options) (*Log, error) {
 		base = vfs.Default
 	}
 	l.wfs = newWALFS(base, opts.Observer.ObserveSync)
+	l.wfs.fatal = l.fatal
 	minFree := uint64(0)
 	if opts.MinFreeBytes > 0 {
 		minFree = uint64(opts.MinFreeBytes)
 	}
-	l.store = storage{dir: opts.Dir, minFree: minFree, statfs: opts.statfs}
+	l.store = storage{dir: opts.Dir, minFree: minFree, statfs: opts.statfs, dead: make(chan struct{})}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open log %s: %w", opts.Dir, err)
 	}
@@ -346,7 +329,7 @@ func (l *Log) openPebble() (db *pebble.DB, err error) {
 	popts := func(readOnly bool, cache *pebble.Cache) *pebble.Options {
 		return &pebble.Options{
 			Cache:                       cache,
-			Logger:                      pebbleLogger{opts.Logger.With().Str("lib", "pebble").Logger()},
+			Logger:                      pebbleLogger{lg: opts.Logger.With().Str("lib", "pebble").Logger(), fatal: l.fatal},
 			MemTableSize:                memTableSize,
 			MemTableStopWritesThreshold: memTableStopWritesThreshold,
 			FormatMajorVersion:          formatMajorVersion,
@@ -498,8 +481,12 @@ func (l *Log) Close() error {
 	l.queueMu.Unlock()
 	l.closeAdmission()
 	close(l.stop)
-	l.wg.Wait()
-	if err := l.db.Close(); err != nil {
+	// A Pebble job parked on a fatal error (pebble_fatal.go) may hold what the
+	// committer waits for, and Pebble's Close waits for the job: neither wait ends.
+	if err := l.waitPebble(func() error { l.wg.Wait(); return nil }); err != nil {
+		return fmt.Errorf("close log: %w", err)
+	}
+	if err := l.waitPebble(l.db.Close); err != nil {
 		return fmt.Errorf("close log: %w", err)
 	}
 	return nil

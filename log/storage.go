@@ -40,6 +40,10 @@ type storage struct {
 	low    atomic.Bool  // free space below minFree (or a write hit ENOSPC)
 	free   atomic.Int64 // last measured free bytes
 	failed atomic.Pointer[error]
+	// dead is closed when a Pebble background job parked on a fatal error
+	// (pebble_fatal.go): a flush or Close waiting for Pebble would wait forever.
+	dead     chan struct{}
+	deadOnce sync.Once
 
 	mu     sync.Mutex
 	onLow  func(bool) // told on each transition
@@ -166,14 +170,34 @@ func (l *Log) absorbFatal(err *error) {
 		if !ok {
 			panic(r)
 		}
-		e := fmt.Errorf("%w: %w", ErrStorageFailed, pf.err)
-		if l.store.failed.CompareAndSwap(nil, &e) {
-			l.lg.Error().Err(pf.err).Msg("storage failed: writes refused until restart, reads keep serving")
-		}
-		*err = e
+		l.storageFailed(pf.err)
+		*err = fmt.Errorf("%w: %w", ErrStorageFailed, pf.err)
 	}
 	if *err != nil && (errors.Is(*err, syscall.ENOSPC) || errors.Is(*err, syscall.EDQUOT)) {
 		l.store.setLow(true)
+	}
+}
+
+// storageFailed refuses every write from now on for Pebble's fatal error err (the
+// first one is logged; reads keep serving).
+func (l *Log) storageFailed(err error) {
+	e := fmt.Errorf("%w: %w", ErrStorageFailed, err)
+	if l.store.failed.CompareAndSwap(nil, &e) {
+		l.lg.Error().Err(err).Msg("storage failed: writes refused until restart, reads keep serving")
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		l.store.setLow(true)
+	}
+}
+
+// deadErr is the error of a wait for Pebble that a parked background job would never
+// end, or nil while none is parked.
+func (l *Log) deadErr() error {
+	select {
+	case <-l.store.dead:
+		return l.failure()
+	default:
+		return nil
 	}
 }
 
@@ -210,7 +234,29 @@ func fatalArgErr(format string, args []interface{}) error {
 
 // flush flushes the memtable, a Pebble fatal error becoming ErrStorageFailed as in
 // guardWrite.
-func (l *Log) flush() (err error) {
-	defer l.absorbFatal(&err)
-	return l.db.Flush()
+func (l *Log) flush() error {
+	return l.waitPebble(l.db.Flush)
+}
+
+// waitPebble runs f, a call into Pebble that waits for its background jobs (a flush, a
+// manual compaction, Close), and returns its error, a Pebble fatal error becoming
+// ErrStorageFailed. Once a background job has parked on a fatal error (pebble_fatal.go)
+// f may never return: the wait stops then, leaving f blocked.
+func (l *Log) waitPebble(f func() error) error {
+	if err := l.deadErr(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		defer func() { done <- err }()
+		defer l.absorbFatal(&err)
+		err = f()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-l.store.dead:
+		return l.failure()
+	}
 }

@@ -219,7 +219,7 @@ func (l *Log) DeleteStream(name string) error {
 	// Range deletions only hide the data; compacting the ranges drops it from disk.
 	for _, p := range []byte{prefixBatch, prefixTime} {
 		sp := streamPrefix(p, id)
-		if err := l.db.Compact(context.Background(), sp, prefixEnd(sp), false); err != nil {
+		if err := l.waitPebble(func() error { return l.db.Compact(context.Background(), sp, prefixEnd(sp), false) }); err != nil {
 			l.lg.Warn().Err(err).Str("stream", name).Msg("compact deleted stream")
 		}
 	}

@@ -29,6 +29,9 @@ const walCategory vfs.DiskWriteCategory = "pebble-wal"
 type walFS struct {
 	vfs.FS
 	observe func(time.Duration)
+	// fatal records a WAL failure Pebble would panic on with its locks half released
+	// (failStop, pebble_fatal.go).
+	fatal func(err error, parked bool)
 
 	mu    sync.Mutex
 	files map[*walFile]struct{}
@@ -39,6 +42,9 @@ func newWALFS(fs vfs.FS, observe func(time.Duration)) *walFS {
 }
 
 func (w *walFS) wrap(f vfs.File, err error, category vfs.DiskWriteCategory) (vfs.File, error) {
+	if err != nil && category == walCategory {
+		w.failStop(err)
+	}
 	if err != nil || category != walCategory {
 		return f, err
 	}
@@ -87,12 +93,16 @@ type walFile struct {
 	fs     *walFS
 	dirty  atomic.Bool // written since the last real fsync
 	syncMu sync.Mutex  // one real fsync at a time per file
+	failed atomic.Bool // a write failed: Pebble's close of this WAL will fail
 }
 
 // Write implements vfs.File.
 func (f *walFile) Write(p []byte) (int, error) {
 	n, err := f.File.Write(p)
 	f.dirty.Store(true)
+	if err != nil {
+		f.failed.Store(true)
+	}
 	return n, err
 }
 
@@ -100,6 +110,9 @@ func (f *walFile) Write(p []byte) (int, error) {
 func (f *walFile) WriteAt(p []byte, off int64) (int, error) {
 	n, err := f.File.WriteAt(p, off)
 	f.dirty.Store(true)
+	if err != nil {
+		f.failed.Store(true)
+	}
 	return n, err
 }
 
@@ -120,6 +133,12 @@ func (f *walFile) Close() error {
 	f.fs.mu.Unlock()
 	if cerr := f.File.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && f.failed.Load() {
+		err = errWALWriteFailed
+	}
+	if err != nil {
+		f.fs.failStop(err)
 	}
 	return err
 }

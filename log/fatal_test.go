@@ -1,0 +1,76 @@
+package log
+
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+)
+
+// TestPebbleFatalKeepsServing makes Pebble fail where it gives up: a MANIFEST write of a
+// memtable flush (Logger.Fatalf on Pebble's flush goroutine, DB.mu held), and the
+// creation of the next WAL when a flush switches memtables (a plain panic inside
+// DB.rotateWAL with DB.mu released, which used to end the process on "sync: unlock of
+// unlocked mutex"). Each time the process stays up, the flush and later appends are
+// refused with ErrStorageFailed, reads keep serving, and Close returns.
+func TestPebbleFatalKeepsServing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fail func(op errorfs.Op) bool
+	}{
+		{"manifest write in flush", func(op errorfs.Op) bool {
+			return op.Kind.ReadOrWrite() == errorfs.OpIsWrite && strings.Contains(op.Path, "MANIFEST")
+		}},
+		{"next WAL in flush", func(op errorfs.Op) bool {
+			return (op.Kind == errorfs.OpCreate || op.Kind == errorfs.OpReuseForWrite) && strings.HasSuffix(op.Path, ".log")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var fail atomic.Bool
+			fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+				if fail.Load() && tc.fail(op) {
+					return syscall.EIO
+				}
+				return nil
+			}))
+			l, err := Open(Options{Dir: t.TempDir(), RetentionInterval: time.Hour, MinFreeBytes: -1, fs: fs,
+				Coalesce: CoalesceOptions{Disabled: true}, IdleFlush: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Append(0, []Record{rec(0)}); err != nil {
+				t.Fatal(err)
+			}
+			fail.Store(true)
+			if err := l.flush(); !errors.Is(err, ErrStorageFailed) {
+				t.Fatalf("flush: %v, want ErrStorageFailed", err)
+			}
+			if h := l.Health(); h.Writable || !strings.Contains(h.Reason, "storage failed") {
+				t.Fatalf("health after a fatal storage error: %+v", h)
+			}
+			if _, err := s.Append(0, []Record{rec(1)}); !errors.Is(err, ErrStorageFailed) {
+				t.Fatalf("append after a fatal storage error: %v, want ErrStorageFailed", err)
+			}
+			if bs, err := s.Read(0, 0, 1<<20); err != nil || len(bs) != 1 {
+				t.Fatalf("read after a fatal storage error: %d batches, %v", len(bs), err)
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- l.Close() }()
+			select {
+			case err := <-closed:
+				t.Logf("close: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("Close hangs after a fatal storage error")
+			}
+		})
+	}
+}
