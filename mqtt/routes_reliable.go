@@ -246,10 +246,25 @@ func (r *routes) resend(n, seq uint64) error {
 }
 
 // reliableTick runs on every route tick: each node with unacknowledged forwards is
-// told the last seq sent to it, and each node this one received forwards from since
-// the last acknowledgement gets one.
+// told the last seq sent to it, each node this one received forwards from since the
+// last acknowledgement gets one, and what was kept for a node no longer in the
+// cluster is dropped.
 func (r *routes) reliableTick() {
+	members := map[uint64]bool{}
+	for _, n := range r.peers.Nodes() {
+		members[n] = true
+	}
 	r.relMu.Lock()
+	for n := range r.outboxes {
+		if !members[n] {
+			delete(r.outboxes, n) // a removed node: nothing to keep for it
+		}
+	}
+	for n := range r.inboxes {
+		if !members[n] {
+			delete(r.inboxes, n)
+		}
+	}
 	obs := make(map[uint64]*outbox, len(r.outboxes))
 	for n, ob := range r.outboxes {
 		obs[n] = ob
