@@ -162,6 +162,9 @@ type Log struct {
 	coalesceWake chan struct{}
 
 	store storage
+
+	// replicatedMaint: retention is decided by a cluster's shard leaders (replicated.go).
+	replicatedMaint atomic.Bool
 }
 
 // idleFlushLoop flushes the memtable once commits have stopped for IdleFlush.
