@@ -10,9 +10,11 @@ import (
 // TestQueueBoundCountsMemory fills the append queue, its sync stalled, with records
 // shaped like MQTT publishes (a 1 KB value of its own, four small headers): the Go heap
 // they hold stays near the bound, not at the bytes of their values plus whatever each
-// record costs beside them.
+// record costs beside them. Near: what is committed and not yet synced also sits in
+// the committer's Pebble batches (32 MiB bound: 31-47 MiB of heap, against 71-94 MiB
+// when only the bytes were counted).
 func TestQueueBoundCountsMemory(t *testing.T) {
-	const bound = 8 << 20
+	const bound = 32 << 20
 	gate := newSyncGate(nil)
 	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: gate.beforeSync})
 	if err != nil {
@@ -45,7 +47,7 @@ func TestQueueBoundCountsMemory(t *testing.T) {
 	}
 	grown := int64(heapAlloc()) - int64(base)
 	t.Logf("%d records admitted, heap grew by %.1f MiB for a %d MiB bound", admitted, float64(grown)/(1<<20), bound>>20)
-	if grown > bound*5/4 {
+	if grown > bound*7/4 {
 		t.Fatalf("a full queue holds %.1f MiB of heap, bound %d MiB", float64(grown)/(1<<20), bound>>20)
 	}
 }
