@@ -42,6 +42,9 @@ const (
 // ReplayOptions configure the stream replay hook.
 type ReplayOptions struct {
 	Log *log.Log
+	// Reader is where shards are read from: nil means Log (a single node); a cluster
+	// node reads there the shards it holds no replica of from another node.
+	Reader log.ShardReader
 	// Catalog gives the streams' typed definitions and creates auto-created streams.
 	Catalog    *mapping.Catalog
 	AutoCreate AutoCreate
@@ -95,6 +98,9 @@ type ReplayHook struct {
 func NewReplayHook(o ReplayOptions) (*ReplayHook, error) {
 	if o.Log == nil || o.Catalog == nil {
 		return nil, errors.New("replay hook: Log and Catalog are required")
+	}
+	if o.Reader == nil {
+		o.Reader = o.Log
 	}
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = DefaultReplayMaxInflight

@@ -92,47 +92,47 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 				if w.out.Cap() > 4*sendBufferBytes {
 					w.release()
 				}
-				// Grants are checked again before every read, so revoking read on the
-				// stream stops an open replay; it starts again, checked, when the
-				// client reconnects.
+				res, err := s.h.opts.Reader.ReadShard(run.ctx, log.ReadRequest{Stream: st.Name(), StreamID: st.ID(), Shard: shard,
+					Offset: next, MaxBytes: s.h.opts.ReadBytes, Wait: replayPoll})
+				if isClosed(run.stop) {
+					return
+				}
+				switch {
+				case errors.Is(err, log.ErrUnknownStream) || errors.Is(err, log.ErrUnknownShard):
+					lg.Info().Err(err).Msg("replay ends: stream gone")
+					s.streamDeleted(sub)
+					return
+				case errors.Is(err, log.ErrOffsetOutOfRange):
+					if next < res.LogStart {
+						lg.Info().Int64("from", next).Int64("to", res.LogStart).Msg("replay skips records removed by retention")
+						next, w.next = res.LogStart, res.LogStart
+						s.advance(sub, shard, next)
+						continue
+					}
+					lg.Warn().Err(err).Int64("next", next).Int64("hwm", res.HighWatermark).Msg("replay ends")
+					return
+				case errors.Is(err, log.ErrUnavailable):
+					// A cluster shard no replica of which answers now (a failover under
+					// way): the same read again shortly.
+					lg.Warn().Err(err).Msg("replay waits: shard unavailable")
+					select {
+					case <-run.stop:
+						return
+					case <-time.After(replayRetry):
+					}
+					continue
+				case err != nil:
+					lg.Error().Err(err).Msg("replay ends: read failed")
+					return
+				}
+				// Grants are checked again after every read (which may have waited for
+				// the records), so revoking read on the stream stops an open replay; it
+				// starts again, checked, when the client reconnects.
 				if authz := s.h.opts.Authorize; authz != nil && !authz(run.cl, st.Name(), "", false) {
 					lg.Info().Msg("replay stops: read on the stream is no longer granted")
 					return
 				}
-				appended, err := st.Appended(shard)
-				if err != nil {
-					lg.Info().Err(err).Msg("replay ends: stream gone")
-					s.streamDeleted(sub)
-					return
-				}
-				batches, err = st.ReadCommitted(shard, next, s.h.opts.ReadBytes)
-				if errors.Is(err, log.ErrUnknownStream) {
-					lg.Info().Err(err).Msg("replay ends: stream gone")
-					s.streamDeleted(sub)
-					return
-				}
-				if errors.Is(err, log.ErrOffsetOutOfRange) {
-					start, hwm, oerr := st.Offsets(shard)
-					if oerr == nil && next < start {
-						lg.Info().Int64("from", next).Int64("to", start).Msg("replay skips records removed by retention")
-						next, w.next = start, start
-						s.advance(sub, shard, next)
-						continue
-					}
-					lg.Warn().Err(err).Int64("next", next).Int64("hwm", hwm).Msg("replay ends")
-					return
-				}
-				if err != nil {
-					lg.Error().Err(err).Msg("replay ends: read failed")
-					return
-				}
-				if len(batches) == 0 {
-					select {
-					case <-appended:
-					case <-run.stop:
-						return
-					}
-				}
+				batches = res.Batches
 				continue
 			}
 			b := batches[0]
@@ -190,6 +190,14 @@ func (s *replaySession) readShard(run *readerSet, sub *replaySub, shard int32) {
 // batch holds thousands, and a reader waiting for window room drops what it decoded.
 const replayDecodeRecords = 256
 
+// replayPoll is how long one read of a shard at its end waits for records before the
+// reader checks its grants and reads again; replayRetry is the pause before reading a
+// shard that was unavailable again.
+const (
+	replayPoll  = 30 * time.Second
+	replayRetry = time.Second
+)
+
 // windowHold is how long a reader whose window is full keeps what it read, expecting
 // acknowledgements, before it lets go of it and waits as a stalled reader.
 const windowHold = 50 * time.Millisecond
@@ -206,6 +214,9 @@ func (s *replaySession) growShards() {
 		}
 		for n := sub.stream.Shards(); int32(len(sub.next)) < n; {
 			shard := int32(len(sub.next))
+			// The local start, without asking another node under the session's lock:
+			// a shard added now is empty, and should retention have moved its start
+			// already, the reader skips up to it.
 			start, _, err := sub.stream.Offsets(shard)
 			if err != nil {
 				break

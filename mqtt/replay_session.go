@@ -1,9 +1,11 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -68,8 +70,21 @@ type readerSet struct {
 	cl      *mochi.Client
 	win     *sendWindow // the connection's, shared with mochi's live deliveries
 	stop    chan struct{}
+	ctx     context.Context // ends with stop: a read waiting for records returns
+	cancel  context.CancelFunc
 	stopped bool
 	wg      sync.WaitGroup
+}
+
+func newReaderSet(cl *mochi.Client, win *sendWindow) *readerSet {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &readerSet{cl: cl, win: win, stop: make(chan struct{}), ctx: ctx, cancel: cancel}
+}
+
+// halt tells the readers to stop.
+func (r *readerSet) halt() {
+	close(r.stop)
+	r.cancel()
 }
 
 func newReplaySession(h *ReplayHook, cl *mochi.Client) *replaySession {
@@ -129,12 +144,12 @@ func (s *replaySession) subscribe(cl *mochi.Client, r *subResult, sub packets.Su
 					start.offsets[c.Shard] = c.Offset
 				}
 			}
-			start = clampStored(r.stream, start)
+			start = s.h.clampStored(r.stream, start)
 		} else {
 			s.h.deleteGroup(rs.group) // left by an earlier persistent session
 		}
 	}
-	next, serr := resolveStart(r.stream, start)
+	next, serr := s.h.resolveStart(r.stream, start)
 	if serr != nil {
 		serr.msg = "\"" + r.filter + "\": " + serr.msg
 		return nil, false, serr
@@ -158,10 +173,10 @@ func (s *replaySession) subscribe(cl *mochi.Client, r *subResult, sub packets.Su
 }
 
 // clampStored keeps stored positions inside the shards' current ranges.
-func clampStored(st *log.Stream, sp startPoint) startPoint {
+func (h *ReplayHook) clampStored(st *log.Stream, sp startPoint) startPoint {
 	for shard, off := range sp.offsets {
-		if _, hwm, err := st.Offsets(shard); err == nil && off > hwm {
-			sp.offsets[shard] = hwm
+		if res, err := h.bounds(st, shard, log.FromEarliest, 0); err == nil && off > res.HighWatermark {
+			sp.offsets[shard] = res.HighWatermark
 		} else if err != nil {
 			delete(sp.offsets, shard)
 		}
@@ -169,11 +184,23 @@ func clampStored(st *log.Stream, sp startPoint) startPoint {
 	return sp
 }
 
+// resolveTimeout bounds the look-up of one shard's start point at SUBSCRIBE (in a
+// cluster, a call to another node when this one holds no replica of the shard).
+const resolveTimeout = 10 * time.Second
+
+// bounds resolves a start point of one shard through the reader: its offset, with the
+// shard's log start and high watermark.
+func (h *ReplayHook) bounds(st *log.Stream, shard int32, from log.ReadFrom, tsUS int64) (log.ReadResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	return h.opts.Reader.ReadShard(ctx, log.ReadRequest{Stream: st.Name(), StreamID: st.ID(), Shard: shard, From: from, TimeUS: tsUS})
+}
+
 // resolveStart turns a start point into the first offset of each shard. Shards left out
 // of an exact `<shard>:<offset>` list start at their earliest record, so nothing is
 // skipped unasked; an offset below the log start (retention removed it) starts at the
 // log start, one past the high watermark is an error.
-func resolveStart(st *log.Stream, sp startPoint) ([]int64, *subError) {
+func (h *ReplayHook) resolveStart(st *log.Stream, sp startPoint) ([]int64, *subError) {
 	n := st.Shards()
 	for shard := range sp.offsets {
 		if shard >= n {
@@ -182,31 +209,29 @@ func resolveStart(st *log.Stream, sp startPoint) ([]int64, *subError) {
 	}
 	next := make([]int64, n)
 	for i := int32(0); i < n; i++ {
-		start, hwm, err := st.Offsets(i)
+		from := log.FromEarliest
+		switch sp.kind {
+		case startTime:
+			from = log.FromTime
+		case startEarliest, startOffsets:
+		default:
+			from = log.FromLatest
+		}
+		res, err := h.bounds(st, i, from, sp.tsUS)
 		if err != nil {
 			return nil, implError("%v", wrapShard(st, i, err))
 		}
-		switch sp.kind {
-		case startEarliest:
-			next[i] = start
-		case startTime:
-			off, _, err := st.OffsetForTime(i, sp.tsUS)
-			if err != nil {
-				return nil, implError("%v", wrapShard(st, i, err))
-			}
-			next[i] = off
-		case startOffsets:
+		next[i] = res.Offset
+		if sp.kind == startOffsets {
 			off, ok := sp.offsets[i]
 			switch {
-			case !ok || off < start:
-				next[i] = start
-			case off > hwm:
-				return nil, implError("offset %d is past the end of shard %d (%d)", off, i, hwm)
+			case !ok || off < res.LogStart:
+				next[i] = res.LogStart
+			case off > res.HighWatermark:
+				return nil, implError("offset %d is past the end of shard %d (%d)", off, i, res.HighWatermark)
 			default:
 				next[i] = off
 			}
-		default:
-			next[i] = hwm
 		}
 	}
 	return next, nil
@@ -224,7 +249,7 @@ func (s *replaySession) startSub(cl *mochi.Client, sub *replaySub) bool {
 	if win == nil {
 		return false // the connection ended (its window closed with it)
 	}
-	run := &readerSet{cl: cl, win: win, stop: make(chan struct{})}
+	run := newReaderSet(cl, win)
 	sub.run = run
 	for shard := range sub.next {
 		run.wg.Add(1)
@@ -240,7 +265,7 @@ func (s *replaySession) signalStop() {
 	for _, sub := range s.subs {
 		if sub.run != nil && !sub.run.stopped {
 			sub.run.stopped = true
-			close(sub.run.stop)
+			sub.run.halt()
 		}
 	}
 }
@@ -326,7 +351,7 @@ func (s *replaySession) unsubscribe(filter string) (string, bool) {
 	run := sub.run
 	if run != nil && !run.stopped {
 		run.stopped = true
-		close(run.stop)
+		run.halt()
 	}
 	sub.run = nil
 	s.mu.Unlock()
@@ -351,7 +376,7 @@ func (s *replaySession) dropSubLocked(sub *replaySub) {
 	}
 	if sub.run != nil && !sub.run.stopped {
 		sub.run.stopped = true
-		close(sub.run.stop)
+		sub.run.halt()
 	}
 	sub.run = nil
 }

@@ -65,8 +65,12 @@ type Options struct {
 	Config Config
 	Log    *log.Log
 	// Writer is where publishes are appended: nil means Log (a single node); a cluster
-	// passes its replicated writer. Replay and broker state always use Log.
+	// passes its replicated writer. Broker state always uses Log.
 	Writer log.Writer
+	// Reader is where `$stream` replay reads shards: nil means Log (a single node); a
+	// cluster passes its reader, which reads a shard this node holds no replica of from
+	// a node that holds one.
+	Reader log.ShardReader
 	// Catalog owns the stream definitions and the router publishes are routed with.
 	Catalog *mapping.Catalog
 	Logger  zerolog.Logger
@@ -192,7 +196,7 @@ func New(o Options) (*Server, error) {
 			}
 		}
 	}
-	ro := ReplayOptions{Log: o.Log, Catalog: o.Catalog, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker,
+	ro := ReplayOptions{Log: o.Log, Reader: o.Reader, Catalog: o.Catalog, AutoCreate: o.AutoCreate, Logger: lg, Broker: broker,
 		InvalidTopic:     deliv.skipped.WithLabelValues(skipInvalidTopic).Inc,
 		OnRefusedPublish: func() { met.dropped.WithLabelValues("stream_topic").Inc() }}
 	authz := newAllowAllHook()

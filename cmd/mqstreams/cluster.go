@@ -158,6 +158,15 @@ func (s *server) writer() log.Writer {
 	return s.node
 }
 
+// shardReader reads `$stream` replay shards: a node without a replica of a shard reads
+// it from a node that has one.
+func (s *server) shardReader() log.ShardReader {
+	if s.node == nil {
+		return nil
+	}
+	return s.node
+}
+
 func (s *server) offsetStore() kafkawire.OffsetStore {
 	if s.node == nil {
 		return nil

@@ -251,6 +251,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		TLS:        s.tls.mqtt,
 		Log:        s.log,
 		Writer:     s.writer(),
+		Reader:     s.shardReader(),
 		Peers:      s.mqttPeers(),
 		Catalog:    s.streams,
 		AutoCreate: mqtt.AutoCreate{Enabled: cfg.AutoCreate.Enabled, Shards: cfg.AutoCreate.Shards},

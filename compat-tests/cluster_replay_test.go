@@ -1,0 +1,126 @@
+package compattests
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// replicasOf asks a node's Kafka Metadata for a partition's leader and replicas
+// (1-based node ids).
+func (c *testCluster) replicasOf(ctx context.Context, node int, topic string, partition int32) (int32, []int32, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafka[node]), kgo.RequestRetries(0))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(rctx, cl)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, tp := range resp.Topics {
+		for _, p := range tp.Partitions {
+			if p.Partition == partition {
+				return p.Leader, p.Replicas, nil
+			}
+		}
+	}
+	return 0, nil, fmt.Errorf("metadata from node %d has no %s/%d", node+1, topic, partition)
+}
+
+// TestClusterReplayRemote: `$stream` replay on a node holding no replica of the shard
+// (replication_factor 2 of 3 nodes). mosquitto_sub there gets the history, then live
+// records; the shard's leader is SIGKILLed; a second mosquitto_sub started while it is
+// down gets the whole history from the remaining replica; once the killed node is
+// back and the shard has a leader again, both get the new records, the first with
+// every record once, in order.
+func TestClusterReplayRemote(t *testing.T) {
+	if !clusterSupported(t) {
+		t.Skip("this mqstreams has no cluster mode yet (`cluster:` is an unknown config key)")
+	}
+	subBin := NeedTool(t, "mosquitto_sub")
+	pubBin := NeedTool(t, "mosquitto_pub")
+	const topic = "rr"
+	c := startCluster(t, 3, fmt.Sprintf("streams:\n  - {name: %s, filter: \"rr/#\", shards: 1, key: clientid, replication_factor: 2}\n", topic))
+	c.waitLeaders(t, topic, 1, 60*time.Second)
+	ctx := Deadline(t, 4*time.Minute)
+
+	leader, replicas, err := c.replicasOf(ctx, 0, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replicas) != 2 {
+		t.Fatalf("replicas %v, want 2", replicas)
+	}
+	outside := -1
+	for i := range c.nodes {
+		if !slices.Contains(replicas, int32(i+1)) {
+			outside = i
+		}
+	}
+	t.Logf("replicas %v, leader %d, subscribers on node %d", replicas, leader, outside+1)
+
+	// publish sends lines prefix0..prefix(n-1) at QoS 1 through node's MQTT listener.
+	publish := func(node int, prefix string, n int) {
+		t.Helper()
+		var in strings.Builder
+		for i := range n {
+			fmt.Fprintf(&in, "%s%d\n", prefix, i)
+		}
+		h, p := SplitAddr(t, c.mqtt[node])
+		cmd := exec.CommandContext(ctx, pubBin, "-h", h, "-p", p, "-q", "1", "-i", "rr-pub-"+prefix, "-t", "rr/a", "-l")
+		cmd.Stdin = strings.NewReader(in.String())
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub on node %d: %v %s", node+1, err, b)
+		}
+	}
+	subscribe := func(id string) *reader {
+		h, p := SplitAddr(t, c.mqtt[outside])
+		return startReader(t, ctx, subBin, "-h", h, "-p", p, "-V", "mqttv5", "-i", id, "-q", "1",
+			"-t", "$stream/"+topic, "-D", "subscribe", "user-property", "stream-offset", "earliest", "-v")
+	}
+
+	publish(int(leader)-1, "h", 50)
+	first := subscribe("rr-sub-1")
+	first.waitFor(t, ctx, "rr/a h49\n")
+	publish(outside, "l", 10) // live, forwarded to the leader by the subscribers' node
+	first.waitFor(t, ctx, "rr/a l9\n")
+
+	c.kill(t, int(leader)-1)
+	second := subscribe("rr-sub-2")
+	second.waitFor(t, ctx, "rr/a l9\n")
+
+	c.restart(t, int(leader)-1)
+	c.waitLeaders(t, topic, 1, 60*time.Second)
+	publish(outside, "m", 10)
+	first.waitFor(t, ctx, "rr/a m9\n")
+	second.waitFor(t, ctx, "rr/a m9\n")
+
+	var want strings.Builder
+	for _, r := range []struct {
+		p string
+		n int
+	}{{"h", 50}, {"l", 10}, {"m", 10}} {
+		for i := range r.n {
+			fmt.Fprintf(&want, "rr/a %s%d\n", r.p, i)
+		}
+	}
+	for i, r := range []*reader{first, second} {
+		if got := r.output(); got != want.String() {
+			t.Fatalf("subscriber %d on node %d got:\n%s\nwant every record once, in order:\n%s", i+1, outside+1, got, want.String())
+		}
+	}
+}
