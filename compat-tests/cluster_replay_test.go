@@ -147,4 +147,9 @@ func TestClusterReplayRemote(t *testing.T) {
 			t.Fatalf("subscriber %d got:\n%s\nwant every record once, in order:\n%s", i+1, got, want.String())
 		}
 	}
+	for i, srv := range c.nodes { // with MQSTREAMS_RACE=1, the race detector's reports
+		if strings.Contains(srv.Logs(), "DATA RACE") {
+			t.Fatalf("node %d reported a data race:\n%s", i+1, srv.Logs())
+		}
+	}
 }
