@@ -76,7 +76,13 @@ func BenchmarkIngest(b *testing.B) {
 	})
 	for _, via := range []string{"leader", "follower"} {
 		b.Run("cluster3-via-"+via, func(b *testing.B) {
-			nodes := benchCluster(b)
+			tl := newTimeline()
+			nodes := benchClusterWith(b, func(o *Options) {
+				if os.Getenv("INGEST_TIMELINE") != "" {
+					o.testTrace = tl.record
+				}
+			})
+			defer tl.report(b)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := nodes[0].PutStream(ctx, log.StreamSpec{Name: "s", Shards: 1}, 3); err != nil {
@@ -97,6 +103,94 @@ func BenchmarkIngest(b *testing.B) {
 			})
 		})
 	}
+}
+
+// timeline collects round timelines (Options.testTrace) and reports the median time
+// of each step of a round, in µs, on the shard leader (L) and a follower (F).
+type timeline struct {
+	mu sync.Mutex
+	at map[[3]uint64]*[traceEvents]time.Time // node, group, index
+}
+
+func newTimeline() *timeline { return &timeline{at: map[[3]uint64]*[traceEvents]time.Time{}} }
+
+func (t *timeline) record(node, group, index uint64, ev int, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := [3]uint64{node, group, index}
+	e := t.at[k]
+	if e == nil {
+		e = new([traceEvents]time.Time)
+		t.at[k] = e
+	}
+	if e[ev].IsZero() {
+		e[ev] = at
+	}
+}
+
+func (t *timeline) report(b *testing.B) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.at) == 0 {
+		return
+	}
+	steps := []struct {
+		name     string
+		from, to int
+		follower bool
+	}{
+		{"L-wait-propose", traceEnqueued, traceProposed, false},
+		{"L-propose-send", traceProposed, traceSent, false},
+		{"L-send-durable", traceSent, traceDurable, false},
+		{"L-send-ack", traceSent, traceAcked, false},
+		{"L-ack-commit", traceAcked, traceCommitted, false},
+		{"L-commit-applied", traceCommitted, traceApplied, false},
+		{"L-total", traceEnqueued, traceApplied, false},
+		{"F-send-recv", traceSent, traceReceived, true},
+		{"F-send-queued", traceSent, traceQueued, true},
+		{"F-send-durable", traceSent, traceDurable, true},
+		{"L-send-queued", traceSent, traceQueued, false},
+	}
+	for _, st := range steps {
+		var ds []time.Duration
+		for k, e := range t.at {
+			if e[traceProposed].IsZero() {
+				continue // not the leader's record
+			}
+			from, to := e[st.from], e[st.to]
+			if st.follower {
+				to = time.Time{}
+				for kf, f := range t.at {
+					if kf[0] != k[0] && kf[1] == k[1] && kf[2] == k[2] && !f[st.to].IsZero() && (to.IsZero() || f[st.to].Before(to)) {
+						to = f[st.to]
+					}
+				}
+			}
+			if !from.IsZero() && !to.IsZero() {
+				ds = append(ds, to.Sub(from))
+			}
+		}
+		if len(ds) == 0 {
+			continue
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		b.ReportMetric(float64(ds[len(ds)/2].Microseconds()), st.name+"-µs")
+		if os.Getenv("INGEST_TIMELINE") == "all" {
+			var sum time.Duration
+			for _, d := range ds {
+				sum += d
+			}
+			b.ReportMetric(float64(ds[len(ds)*9/10].Microseconds()), st.name+"-p90-µs")
+			b.ReportMetric(float64(sum.Microseconds())/float64(len(ds)), st.name+"-mean-µs")
+		}
+	}
+	rounds := 0
+	for _, e := range t.at {
+		if !e[traceProposed].IsZero() {
+			rounds++
+		}
+	}
+	b.ReportMetric(float64(b.N)/float64(max(rounds, 1)), "records/entry")
 }
 
 // benchCluster starts three nodes with real fsync and production tick settings.

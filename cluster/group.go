@@ -30,6 +30,12 @@ type group struct {
 	// loop only
 	pending []*proposal
 	lastTS  int64
+	// traced benchmarks only (trace.go)
+	traceProps []traceProp
+	traceAcked uint64
+	// lastIndex is the last entry raft handed out to be written (loop only): the
+	// Raft log's end, with the writes still under way.
+	lastIndex uint64
 	// quiesced: the group is idle and neither ticks nor heartbeats (quiesce.go);
 	// idleTicks counts a leader's ticks without a proposal; published: the status
 	// copy reflects the quiesced state.
@@ -117,7 +123,9 @@ func (n *Node) openGroup(id uint64, stream string, shard int32, voters []uint64,
 		Applied:         applied,
 		MaxSizePerMsg:   1 << 20,
 		MaxInflightMsgs: 256,
-		CheckQuorum:     true,
+		// Writes and applies leave the loop (persist.go).
+		AsyncStorageWrites: true,
+		CheckQuorum:        true,
 		// A leader removed by a conf change (members.go) hands over at once.
 		StepDownOnRemoval: true,
 		PreVote:           true,
@@ -130,6 +138,7 @@ func (n *Node) openGroup(id uint64, stream string, shard int32, voters []uint64,
 	}
 	g := &group{n: n, id: id, stream: stream, shard: shard, replicas: sortedIDs(append(slices.Clone(cs.GetVoters()), cs.GetLearners()...)), rn: rn, st: st,
 		cs: proto.Clone(cs).(*pb.ConfState), csIndex: max(st.csIndex, snapIdx), appliedCh: make(chan struct{}), applied: applied}
+	g.lastIndex, _ = st.LastIndex()
 	if fresh && len(voters) > 0 && voters[0] == n.Self() {
 		// The first replica of a new group campaigns at once, which spreads leaders
 		// the way placement spreads first replicas.
@@ -195,6 +204,7 @@ func (n *Node) appliedEntry(group uint64) ([]byte, error) {
 
 // stopShard stops and forgets a shard replica (its stream was deleted).
 func (n *Node) stopShard(id uint64) {
+	n.persist.drain() // no write of its Raft state may follow the removal
 	n.mu.Lock()
 	g := n.groups[id]
 	delete(n.groups, id)
@@ -268,18 +278,29 @@ func (g *group) appliedState() (uint64, int64, <-chan struct{}) {
 	return g.applied, g.end, g.appliedCh
 }
 
-// apply hands a Ready's snapshot and committed entries to the state machine, on the
-// Raft loop: configuration changes are applied here, the catalog is applied here, a
-// shard's records go to its applier.
-func (n *Node) apply(g *group, rd *raft.Ready) {
-	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) && snap.GetMetadata().GetIndex() > g.csIndex {
+// applySnapshot applies a snapshot this replica just wrote (on the Raft loop): its
+// configuration here, the catalog here, a shard's records by its applier.
+func (n *Node) applySnapshot(g *group, snap *pb.Snapshot) {
+	if snap.GetMetadata().GetIndex() > g.csIndex {
 		cs := snap.GetMetadata().GetConfState()
 		g.cs, g.csIndex = proto.Clone(cs).(*pb.ConfState), snap.GetMetadata().GetIndex()
 		g.mu.Lock()
 		g.replicas = sortedIDs(append(slices.Clone(cs.GetVoters()), cs.GetLearners()...))
 		g.mu.Unlock()
 	}
-	for _, e := range rd.CommittedEntries {
+	if g.id == catalogGroup {
+		n.applyCatalog(g, snap, nil)
+		return
+	}
+	g.ap.push(applyTask{snap: snap})
+}
+
+// apply hands committed entries to the state machine, on the Raft loop:
+// configuration changes are applied here, the catalog is applied here, a shard's
+// records go to its applier. Raft hands out only entries this node holds durably, so
+// an apply never gets ahead of the Raft log on disk.
+func (n *Node) apply(g *group, ents []*pb.Entry) {
+	for _, e := range ents {
 		switch e.GetType() {
 		case pb.EntryConfChange:
 			var cc pb.ConfChange
@@ -294,14 +315,11 @@ func (n *Node) apply(g *group, rd *raft.Ready) {
 		}
 	}
 	if g.id == catalogGroup {
-		n.applyCatalog(g, rd.Snapshot, rd.CommittedEntries)
+		n.applyCatalog(g, nil, ents)
 		return
 	}
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		g.ap.push(applyTask{snap: rd.Snapshot})
-	}
-	if len(rd.CommittedEntries) > 0 {
-		g.ap.push(applyTask{ents: rd.CommittedEntries})
+	if len(ents) > 0 {
+		g.ap.push(applyTask{ents: ents})
 	}
 }
 
@@ -337,31 +355,18 @@ func (n *Node) compactLogs() {
 	}
 }
 
-// sendsEarly tells whether a Ready's messages may be sent before its Raft write: a
-// leader's, when the Ready changes neither term nor vote (those are on disk already)
-// and holds no snapshot, and every message is an append or a heartbeat.
-func (g *group) sendsEarly(rd *raft.Ready) bool {
-	if len(rd.Messages) == 0 || !raft.IsEmptySnap(rd.Snapshot) {
-		return false
-	}
-	if rd.SoftState != nil && rd.SoftState.RaftState != raft.StateLeader {
-		return false
-	}
-	if hs := rd.HardState; !raft.IsEmptyHardState(hs) {
-		cur, _, _ := g.st.InitialState()
-		if hs.GetTerm() != cur.GetTerm() || hs.GetVote() != cur.GetVote() {
-			return false
-		}
-	}
-	if !g.isLeaderNow() {
-		return false
-	}
-	for _, m := range rd.Messages {
-		if t := m.GetType(); t != pb.MsgApp && t != pb.MsgHeartbeat {
-			return false
-		}
-	}
-	return true
+// logEnd is the last index of the Raft log including the entries still being written
+// (loop only).
+func (g *group) logEnd() uint64 {
+	last, _ := g.st.LastIndex()
+	return max(last, g.lastIndex)
+}
+
+// writing tells whether entries raft handed out are still being written here (loop
+// only).
+func (g *group) writing() bool {
+	last, _ := g.st.LastIndex()
+	return g.lastIndex > last
 }
 
 func (g *group) isLeaderNow() bool {

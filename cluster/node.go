@@ -67,6 +67,10 @@ type Options struct {
 	// testSkipApply, when set and true for an index, makes a shard replica drop that
 	// entry unapplied, as a crash between the Raft write and the apply would.
 	testSkipApply func(group, index uint64) bool
+	// testTrace, when set, gets every shard entry's round timeline (trace.go).
+	testTrace tracer
+	// testBeforeWrite, when set, runs before each Raft write (a stalled disk).
+	testBeforeWrite func()
 }
 
 // Errors callers branch on.
@@ -114,12 +118,14 @@ type Node struct {
 	storageFailed atomic.Bool
 	lastRecover   time.Time
 
-	inbox  chan []inbound
-	props  chan *proposal
-	tasks  chan func()
-	stop   chan struct{}
-	closed atomic.Bool
-	wg     sync.WaitGroup
+	inbox   chan []inbound
+	persist *persister // the local append thread (persist.go)
+	local   localQueue // its responses for the loop
+	props   chan *proposal
+	tasks   chan func()
+	stop    chan struct{}
+	closed  atomic.Bool
+	wg      sync.WaitGroup
 
 	advMu   sync.Mutex
 	adv     Addrs
@@ -186,6 +192,8 @@ func Open(cfg Config, o Options) (*Node, error) {
 		adv:     o.Advertise,
 		advKick: make(chan struct{}, 1),
 	}
+	n.local.kick = make(chan struct{}, 1)
+	n.persist = newPersister(n)
 	if n.streams == nil {
 		n.streams = logStreams{o.Log}
 	}
@@ -215,6 +223,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 		return nil, err
 	}
 	tr.start()
+	go n.persist.run()
 	n.wg.Add(1)
 	go n.run()
 	n.wg.Add(1)
@@ -234,6 +243,7 @@ func (n *Node) Close() error {
 	n.readMu.Unlock()
 	n.readers.Wait()
 	n.wg.Wait()
+	n.persist.close()
 	n.tr.close()
 	n.mu.Lock()
 	gs := n.groups
@@ -332,6 +342,8 @@ func (n *Node) run() {
 			n.recover()
 		case in := <-n.inbox:
 			n.step(in)
+		case <-n.local.kick:
+			n.stepLocal()
 		case p := <-n.props:
 			n.propose(p)
 		case f := <-n.tasks:
@@ -342,6 +354,8 @@ func (n *Node) run() {
 			select {
 			case in := <-n.inbox:
 				n.step(in)
+			case <-n.local.kick:
+				n.stepLocal()
 			case p := <-n.props:
 				n.propose(p)
 			case f := <-n.tasks:
@@ -386,6 +400,7 @@ func (n *Node) step(in []inbound) {
 		if g.quiesced && wakes(m.m) {
 			g.wake()
 		}
+		n.traceAck(g, m.m)
 		if err := g.rn.Step(m.m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			n.lg.Debug().Err(err).Uint64("group", m.group).Msg("raft step")
 		}
@@ -395,121 +410,108 @@ func (n *Node) step(in []inbound) {
 	}
 }
 
-type readyGroup struct {
-	g  *group
-	rd raft.Ready
-}
-
-// handleReady does raft's four steps for every group that has something: persist
-// (one batch for all), send (one frame per node), apply, advance. It reports whether
-// any group had a Ready.
+// handleReady takes every group's Ready (raft with AsyncStorageWrites, persist.go):
+// messages to other nodes go out at once, one frame per node (a leader's entries
+// before its own write); log writes go to the persister, all of the round in one
+// batch; committed entries are applied (configuration and catalog here, a shard's
+// records by its applier) and raft told so. It reports whether any group had a Ready.
 func (n *Node) handleReady() bool {
 	n.mu.RLock()
-	var rds []readyGroup
+	var gs []*group
+	var rds []raft.Ready
 	for _, g := range n.groups {
 		if g.rn.HasReady() {
-			rds = append(rds, readyGroup{g: g, rd: g.rn.Ready()})
+			gs = append(gs, g)
+			rds = append(rds, g.rn.Ready())
 		}
 	}
 	n.mu.RUnlock()
 	if len(rds) == 0 {
 		return false
 	}
-	// A leader's appends and heartbeats go out before its own Raft write when the
-	// Ready keeps the term and vote already on disk (only entries or the commit index
-	// change): followers then write in parallel with the leader, which counts itself
-	// only once Advance follows its write. Raft allows it (its README, step 2); every
-	// other message waits for the write.
-	out := map[uint64][]byte{}
+	readyAt := n.traceNow()
+	out := frames{}
 	type snapSent struct {
 		g  *group
 		to uint64
 	}
 	var snaps []snapSent
-	add := func(g *group, m *pb.Message) {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			return
+	var appends []appendWork
+	var applies []appendWork
+	for i, g := range gs {
+		rd := &rds[i]
+		if rd.SoftState != nil {
+			g.setLeader(rd.SoftState.Lead, rd.SoftState.RaftState == raft.StateLeader)
 		}
-		f := out[m.GetTo()]
-		f = binary.AppendUvarint(f, g.id)
-		f = binary.AppendUvarint(f, uint64(len(b)))
-		out[m.GetTo()] = append(f, b...)
-		if m.GetType() == pb.MsgSnap {
-			snaps = append(snaps, snapSent{g, m.GetTo()})
+		if !raft.IsEmptyHardState(rd.HardState) {
+			g.setHardState(rd.HardState)
 		}
-	}
-	flush := func() {
-		for to, f := range out {
-			if err := n.tr.send(to, kindRaft, f); err != nil {
-				for i := range rds {
-					rds[i].g.rn.ReportUnreachable(to)
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			g.lastIndex = rd.Snapshot.GetMetadata().GetIndex()
+		}
+		if k := len(rd.Entries); k > 0 {
+			g.lastIndex = rd.Entries[k-1].GetIndex()
+			if g.isLeaderNow() {
+				n.traceEntries(g, rd.Entries, traceProposed, time.Time{})
+			}
+		}
+		for _, rs := range rd.ReadStates {
+			n.readReady(g, rs)
+		}
+		for _, m := range rd.Messages {
+			switch m.GetTo() {
+			case raft.LocalAppendThread:
+				if !raft.IsEmptySnap(m.GetSnapshot()) {
+					// Written here, before the snapshot is applied below.
+					n.writeInline(g, m)
+					n.applySnapshot(g, m.GetSnapshot())
+					continue
+				}
+				appends = append(appends, appendWork{g: g, m: m})
+			case raft.LocalApplyThread:
+				applies = append(applies, appendWork{g: g, m: m})
+			default:
+				out.add(g.id, m)
+				if m.GetType() == pb.MsgSnap {
+					snaps = append(snaps, snapSent{g, m.GetTo()})
 				}
 			}
-			delete(out, to)
 		}
 	}
-	early := make([]bool, len(rds))
-	for i := range rds {
-		r := &rds[i]
-		if early[i] = r.g.sendsEarly(&r.rd); early[i] {
-			for _, m := range r.rd.Messages {
-				add(r.g, m)
+	out.flush(n, func(to uint64) {
+		for _, g := range gs {
+			g.rn.ReportUnreachable(to)
+		}
+	})
+	if n.o.testTrace != nil {
+		sent := time.Now()
+		for i, g := range gs {
+			if g.isLeaderNow() {
+				n.traceEntries(g, rds[i].Entries, traceSent, sent)
 			}
 		}
 	}
-	flush()
-	rb := n.l.NewRaftBatch()
-	fsync := false
-	for i := range rds {
-		r := &rds[i]
-		if err := r.g.st.persist(rb, &r.rd); err != nil {
-			n.lg.Error().Err(err).Uint64("group", r.g.id).Msg("raft persist")
-		}
-		if r.rd.MustSync && r.g.fsync(n.o.Durability) {
-			fsync = true
+	n.persist.push(appends)
+	if n.o.testTrace != nil {
+		queued := time.Now()
+		for _, a := range appends {
+			n.traceEntries(a.g, a.m.GetEntries(), traceQueued, queued)
 		}
 	}
-	if rb.Empty() {
-		rb.Close()
-	} else if err := rb.Commit(fsync); err != nil {
-		// Raft state that cannot be written cannot be acted on, and raft has handed
-		// this Ready out already: the node stops taking part (the others go on without
-		// it) until it is restarted.
-		n.lg.Error().Err(err).Msg("raft write failed: this node stops taking part until its log is writable again (recover.go)")
-		n.storageFailed.Store(true)
-		return false
-	}
-	for i := range rds {
-		r := &rds[i]
-		if err := r.g.st.persisted(&r.rd); err != nil {
-			n.lg.Error().Err(err).Uint64("group", r.g.id).Msg("raft storage")
-		}
-		if !early[i] {
-			for _, m := range r.rd.Messages {
-				add(r.g, m)
-			}
-		}
-	}
-	flush()
 	for _, s := range snaps {
 		// The snapshot is a small summary; the receiver pulls the data (shard.go).
 		s.g.rn.ReportSnapshot(s.to, raft.SnapshotFinish)
 	}
-	for i := range rds {
-		r := &rds[i]
-		if r.rd.SoftState != nil {
-			r.g.setLeader(r.rd.SoftState.Lead, r.rd.SoftState.RaftState == raft.StateLeader)
+	for _, a := range applies {
+		n.traceEntries(a.g, a.m.GetEntries(), traceCommitted, readyAt)
+		n.apply(a.g, a.m.GetEntries())
+		for _, r := range a.m.GetResponses() {
+			if err := a.g.rn.Step(r); err != nil {
+				n.lg.Debug().Err(err).Uint64("group", a.g.id).Msg("raft step apply")
+			}
 		}
-		if !raft.IsEmptyHardState(r.rd.HardState) {
-			r.g.setHardState(r.rd.HardState)
-		}
-		for _, rs := range r.rd.ReadStates {
-			n.readReady(r.g, rs)
-		}
-		n.apply(r.g, &r.rd)
-		r.g.rn.Advance(r.rd)
 	}
+	n.stepLocal()
 	return true
 }
 
@@ -529,6 +531,10 @@ func (n *Node) onRaft(from uint64, msg []byte) {
 		m := &pb.Message{}
 		if err := proto.Unmarshal(msg[k:k+int(l)], m); err != nil {
 			n.lg.Warn().Err(err).Uint64("from", from).Msg("bad raft message")
+			return
+		}
+		if raft.IsLocalMsg(m.GetType()) {
+			n.lg.Warn().Uint64("from", from).Stringer("type", m.GetType()).Msg("local raft message from the network dropped")
 			return
 		}
 		msg = msg[k+int(l):]

@@ -101,8 +101,8 @@ func (n *Node) canQuiesce(g *group) bool {
 		return false // messages or entries still to go out
 	}
 	st := g.rn.Status()
-	last, err := g.st.LastIndex()
-	if err != nil || st.LeadTransferee != 0 || st.HardState.GetCommit() != last || st.Applied != last {
+	last := g.logEnd()
+	if stable, err := g.st.LastIndex(); err != nil || stable != last || st.LeadTransferee != 0 || st.HardState.GetCommit() != last || st.Applied != last {
 		return false
 	}
 	if applied, _, _ := g.appliedState(); applied != last {
@@ -134,8 +134,8 @@ func (n *Node) quiesce(g *group) {
 // and has applied everything the leader has committed.
 func (g *group) quiesceFollower(m *pb.Message) {
 	bs := g.rn.BasicStatus()
-	last, err := g.st.LastIndex()
-	if err != nil || bs.RaftState != raft.StateFollower || bs.Lead != m.GetFrom() || bs.HardState.GetTerm() != m.GetTerm() ||
+	last := g.logEnd()
+	if stable, err := g.st.LastIndex(); err != nil || stable != last || bs.RaftState != raft.StateFollower || bs.Lead != m.GetFrom() || bs.HardState.GetTerm() != m.GetTerm() ||
 		last != m.GetCommit() || bs.HardState.GetCommit() != last {
 		return
 	}

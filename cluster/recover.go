@@ -34,6 +34,9 @@ func (n *Node) recover() {
 		n.lg.Warn().Str("reason", h.Reason).Int("groups", len(failed)).Msg("replicas wait for the log to be writable again")
 		return
 	}
+	// Every Raft write handed out before is done (or dropped after the failure):
+	// the reopened replicas read the final state, and no older write follows.
+	n.persist.drain()
 	for _, g := range failed {
 		if err := n.reopen(g); err != nil {
 			n.lg.Error().Err(err).Uint64("group", g.id).Msg("reopen replica")

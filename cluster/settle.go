@@ -30,7 +30,7 @@ func (n *Node) Settle(ctx context.Context, stream string, shard int32) (uint64, 
 			return
 		}
 		term = bs.HardState.GetTerm()
-		last, lerr = g.st.LastIndex()
+		last = g.logEnd()
 	}); err != nil {
 		return 0, err
 	}

@@ -305,6 +305,7 @@ func (a *applier) applyEntry(e *pb.Entry) {
 		}
 		g.setApplied(index, end)
 		n.finishSubs(subs, res, nil)
+		n.trace(g, index, traceApplied, n.traceNow())
 	})
 }
 

@@ -54,6 +54,9 @@ type storage struct {
 	l     *log.Log
 	group uint64
 	last  uint64 // last index persisted
+	// saved is the hard state last written (the persister's: MemoryStorage's
+	// InitialState does not lock against the loop's compactions).
+	saved *pb.HardState
 	// cs, csIndex: the configuration after the last conf change applied here and its
 	// entry index, when newer than the snapshot's (members.go).
 	cs      *pb.ConfState
@@ -97,6 +100,7 @@ func openStorage(l *log.Log, group uint64, voters []uint64) (st *storage, fresh 
 		if err := st.SetHardState(hs); err != nil {
 			return nil, false, err
 		}
+		st.saved = hs
 		st.last = initialIndex
 		return st, true, nil
 	}
@@ -121,6 +125,7 @@ func openStorage(l *log.Log, group uint64, voters []uint64) (st *storage, fresh 
 		if err := st.SetHardState(hs); err != nil {
 			return nil, false, err
 		}
+		st.saved = hs
 	}
 	var ents []*pb.Entry
 	lo := entryKey(group, st.last+1)
@@ -182,6 +187,11 @@ func (st *storage) persist(rb *log.RaftBatch, rd *raft.Ready) error {
 				return err
 			}
 		}
+		// A later message written in the same batch replaces from here (the batch is
+		// committed whole or the node stops taking part).
+		st.last = rd.Entries[n-1].GetIndex()
+	} else if !raft.IsEmptySnap(rd.Snapshot) {
+		st.last = rd.Snapshot.GetMetadata().GetIndex()
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		if err := putProto(rb, groupKey(st.group, keyHardState), rd.HardState); err != nil {
@@ -189,6 +199,18 @@ func (st *storage) persist(rb *log.RaftBatch, rd *raft.Ready) error {
 		}
 	}
 	return nil
+}
+
+// mustSync tells whether a Ready's write must reach the disk before its responses go
+// out (raft.MustSync, and a snapshot): new entries, or a new term or vote.
+func (st *storage) mustSync(rd *raft.Ready) bool {
+	if len(rd.Entries) > 0 || !raft.IsEmptySnap(rd.Snapshot) {
+		return true
+	}
+	if raft.IsEmptyHardState(rd.HardState) {
+		return false
+	}
+	return rd.HardState.GetTerm() != st.saved.GetTerm() || rd.HardState.GetVote() != st.saved.GetVote()
 }
 
 // persisted updates the in-memory copy once rb is committed.
@@ -209,6 +231,7 @@ func (st *storage) persisted(rd *raft.Ready) error {
 		if err := st.SetHardState(rd.HardState); err != nil {
 			return err
 		}
+		st.saved = rd.HardState
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ type proposal struct {
 	done     func(log.AppendResult, error)
 	once     atomic.Bool
 	timer    *time.Timer
+	enq      time.Time // when it reached this node (traced benchmarks only)
 }
 
 func (p *proposal) finish(res log.AppendResult, err error) {
@@ -130,7 +131,7 @@ func (n *Node) route(group uint64, stream string, shard int32, batch []byte, nre
 	case leader == 0:
 		retry(ErrNoLeader)
 	case leader == n.Self():
-		p := &proposal{group: group, batch: batch, n: nrec, ops: repl, deadline: deadline, done: func(res log.AppendResult, err error) {
+		p := &proposal{group: group, batch: batch, n: nrec, ops: repl, deadline: deadline, enq: n.traceNow(), done: func(res log.AppendResult, err error) {
 			if errors.Is(err, ErrNotLeader) && len(repl) == 0 {
 				retry(err)
 				return
@@ -187,10 +188,17 @@ func (n *Node) flushProposals() {
 	}
 	n.mu.RUnlock()
 	for _, g := range gs {
+		bs := g.rn.BasicStatus()
+		if bs.RaftState == raft.StateLeader && g.writing() && pendingBytes(g.pending) < maxEntryBytes {
+			// The leader's write of its last proposal is under way: these wait and
+			// go with the next proposal, taken when it returns (persist.go). Every
+			// write then carries what arrived during the one before, as the
+			// single-node log's group commit does.
+			continue
+		}
 		ps := g.pending
 		g.pending = nil
 		g.wake()
-		bs := g.rn.BasicStatus()
 		if bs.RaftState != raft.StateLeader {
 			for _, p := range ps {
 				p.finish(log.AppendResult{}, &NotLeaderError{Leader: bs.Lead})
@@ -210,6 +218,15 @@ func (n *Node) flushProposals() {
 			for _, p := range chunk {
 				n.wait(p)
 			}
+			if n.o.testTrace != nil {
+				tp := traceProp{enq: chunk[0].enq, at: time.Now()}
+				for _, p := range chunk {
+					if p.enq.Before(tp.enq) {
+						tp.enq = p.enq
+					}
+				}
+				g.traceProps = append(g.traceProps, tp)
+			}
 			if err := g.rn.Propose(encodeEntry(ts, chunk, n.Self())); err != nil {
 				for _, p := range chunk {
 					if n.unwait(p.id) != nil {
@@ -219,6 +236,14 @@ func (n *Node) flushProposals() {
 			}
 		}
 	}
+}
+
+func pendingBytes(ps []*proposal) int {
+	n := 0
+	for _, p := range ps {
+		n += len(p.batch)
+	}
+	return n
 }
 
 // wait registers a proposal until its entry is applied or its deadline passes.
@@ -298,7 +323,7 @@ func (n *Node) onForwardedAppend(_ uint64, body []byte, reply func([]byte, error
 		answer(log.AppendResult{}, &NotLeaderError{Leader: lead})
 		return
 	}
-	p := &proposal{group: sp.Group, batch: batch, n: int(nrec), deadline: deadline, done: answer}
+	p := &proposal{group: sp.Group, batch: batch, n: int(nrec), deadline: deadline, enq: n.traceNow(), done: answer}
 	select {
 	case n.props <- p:
 	case <-n.stop:

@@ -3,7 +3,6 @@ package mqtt
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -28,7 +27,7 @@ func (h *ingestHook) finish(it *item) {
 			h.reject(it, o.failed)
 			return
 		}
-		h.handBack(it, !o.published)
+		h.release(it, !o.published)
 		if it.publishedNow {
 			o.published = true
 		}
@@ -39,7 +38,7 @@ func (h *ingestHook) finish(it *item) {
 	if err != nil {
 		h.reject(it, err)
 	} else {
-		h.handBack(it, true)
+		h.release(it, true)
 	}
 	if it.sess == nil {
 		return
@@ -64,22 +63,19 @@ func (h *ingestHook) finish(it *item) {
 	}
 }
 
-// handBack passes a durable publish back to mochi on the publisher's own client, which
-// writes the PUBACK/PUBREC and, when fanOut, stores a retained message and delivers it.
-func (h *ingestHook) handBack(it *item, fanOut bool) {
+// release completes a durable publish on the publisher's own client (completePublish):
+// the PUBACK/PUBREC and, when fanOut, the retained message and the delivery to
+// subscribers, with mochi's OnPublished hooks (cluster forwarding among them).
+func (h *ingestHook) release(it *item, fanOut bool) {
 	c := it.c
-	it.fanOut, it.publishedNow = fanOut, false
-	c.inj.Store(it)
-	err := h.broker.InjectPacket(c.cl, it.pk)
+	it.publishedNow = false
+	c.inj.Store(it) // for retainedStored and OnPublished, which mochi's hooks call back
+	err := completePublish(h.broker, h.hooks, c.cl, it.pk, fanOut)
 	c.inj.Store(nil)
 	if err != nil {
-		// The publisher is gone (or mochi refused it): it resends after reconnecting.
+		// The publisher is gone: it resends after reconnecting.
 		h.lg.Debug().Err(err).Str("client", c.cl.ID).Str("remote", c.cl.Net.Remote).Uint16("packet_id", it.pk.PacketID).Msg("publish acknowledgement not delivered")
-		return
 	}
-	// InjectPacket counts the packet as received a second time.
-	atomic.AddInt64(&h.broker.Info.PacketsReceived, -1)
-	atomic.AddInt64(&h.broker.Info.MessagesReceived, -1)
 }
 
 // reject tells the publisher its message was not stored: an MQTT 5 client gets an error

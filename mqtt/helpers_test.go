@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -35,6 +36,8 @@ type envOptions struct {
 	queueBytes     int64
 	// connectTimeout and packetTimeout shorten the timeouts (0: defaults).
 	connectTimeout, packetTimeout time.Duration
+	// hooks are extra mochi hooks, placed before the ingest hook (Options.Hooks).
+	hooks []mochi.Hook
 }
 
 // syncCounter observes the log's synced commits, for benchmarks to report.
@@ -62,6 +65,7 @@ func newEnv(tb testing.TB, o envOptions, defs ...mapping.Definition) *testEnv {
 		Catalog:    cat,
 		Logger:     zerolog.Nop(),
 		Registerer: reg,
+		Hooks:      o.hooks,
 	})
 	if err != nil {
 		tb.Fatal(err)

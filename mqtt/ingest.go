@@ -21,17 +21,18 @@ import (
 // returns, so waiting for the fsync there would serialise each publisher on its syncs.
 // Instead OnPublish starts the appends and returns packets.ErrRejectPacket (mochi then
 // sends nothing and fans nothing out); when a publish and every publish before it on the
-// same connection are durable, a per-connection drainer hands the packet back to mochi
-// with Server.InjectPacket on the publisher's own client. This second pass through
-// processPublish is recognised by OnPublish and let through, so mochi itself writes the
-// PUBACK/PUBREC (in publish order), records the QoS 2 inflight state that makes the
-// later PUBREL valid, stores retained messages and fans out with the publisher as
-// origin (no-local subscriptions keep working).
+// same connection are durable, a per-connection drainer completes it with the rest of
+// mochi's processPublish (completePublish, mochi_adapter.go) on the publisher's own
+// client: the PUBACK/PUBREC (in publish order), the QoS 2 inflight state that makes the
+// later PUBREL valid, retained messages, the fan-out with the publisher as origin
+// (no-local subscriptions keep working) and the OnPublished hooks. Validation, ACL
+// and the OnPublish hooks ran once, when the publish was read.
 type ingestHook struct {
 	mochi.HookBase
 
 	broker *mochi.Server
-	w      log.Writer // the log alone, or the cluster
+	hooks  *mochi.Hooks // the broker's hook chain, for completePublish
+	w      log.Writer   // the log alone, or the cluster
 	// queueFull, when set, tells a QoS 0 publish of at least n bytes it would be
 	// dropped at the append queue, before its records are built.
 	queueFull  func(n int64) bool
@@ -63,7 +64,7 @@ type conn struct {
 	seq   atomic.Uint64        // publishes seen, for key `none` round robin
 	slots chan struct{}        // bounds the queued publishes of one connection
 	route []mapping.Target     // Route scratch, used only on the read loop
-	inj   atomic.Pointer[item] // the publish being handed back to mochi, if any
+	inj   atomic.Pointer[item] // the publish being completed (completePublish), if any
 
 	mu       sync.Mutex
 	queue    []*item // queue[head:] is waiting; the array is reused once drained
@@ -92,8 +93,7 @@ type item struct {
 	retainStored bool
 	orig         *item // set on a QoS 2 redelivery: no append, the original's outcome decides
 
-	// Set while the drainer hands the packet back to mochi (drainer goroutine only).
-	fanOut       bool
+	// Set while the drainer completes the publish (drainer goroutine only).
 	publishedNow bool
 
 	// QoS 2 original state shared with its redeliveries.
@@ -110,6 +110,7 @@ func newIngestHook(broker *mochi.Server, w log.Writer, r *mapping.Router, lg zer
 	}
 	h := &ingestHook{
 		broker:     broker,
+		hooks:      serverHooks(broker),
 		w:          w,
 		router:     r,
 		lg:         lg,
@@ -188,13 +189,6 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		return pk, nil
 	}
 	c := h.conn(cl)
-	if it := c.inj.Load(); it != nil && it.matches(pk) {
-		// Our own hand-back of a durable publish: let mochi ack it (and fan it out).
-		if it.fanOut {
-			return pk, nil
-		}
-		return pk, packets.CodeSuccessIgnore
-	}
 
 	msg := toMessage(cl.ID, string(cl.Properties.Username), &pk, c.seq.Add(1)-1)
 	c.route = h.router.Route(&msg, c.route[:0])
@@ -248,11 +242,11 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	}
 
 	it := &item{c: c, pk: pk}
-	// The hand-back must not touch the connection's topic aliases, which the read
-	// loop may have moved on meanwhile; the topic name is already resolved.
+	// Completing it later must not carry the publisher's inbound topic alias to
+	// subscribers; the topic name is already resolved.
 	it.pk.Properties.TopicAlias, it.pk.Properties.TopicAliasFlag = 0, false
 	if cap(it.pk.Payload) == 0 {
-		it.pk.Payload = make([]byte, 0, 1) // gives the hand-back an identity (see matches)
+		it.pk.Payload = make([]byte, 0, 1) // gives the packet an identity (see matches)
 	}
 
 	switch {
@@ -336,7 +330,7 @@ func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 	h.w.Append(context.Background(), mode, t.Stream, t.Shard, []log.Record{t.Record}, ops, done)
 }
 
-// retainedStored reports whether pk is a publish being handed back whose retained
+// retainedStored reports whether pk is a publish being completed whose retained
 // message was already written with its stream appends.
 func (h *ingestHook) retainedStored(cl *mochi.Client, pk packets.Packet) bool {
 	c := h.lookup(cl)
@@ -347,7 +341,7 @@ func (h *ingestHook) retainedStored(cl *mochi.Client, pk packets.Packet) bool {
 	return it != nil && it.retainStored && it.matches(pk)
 }
 
-// OnPublished notes that a handed-back publish was fanned out to subscribers.
+// OnPublished notes that a publish being completed was fanned out to subscribers.
 func (h *ingestHook) OnPublished(cl *mochi.Client, pk packets.Packet) {
 	if pk.Ignore {
 		return
@@ -450,8 +444,9 @@ func (h *ingestHook) endPending() {
 	h.pendMu.Unlock()
 }
 
-// matches reports whether pk is this item's own packet handed back to mochi: same
-// packet id and the very same payload array (a packet read from the network has its own).
+// matches reports whether pk, seen by a hook mochi calls back from completePublish, is
+// this item's own packet: same packet id and the very same payload array (a packet read
+// from the network has its own).
 func (it *item) matches(pk packets.Packet) bool {
 	return pk.PacketID == it.pk.PacketID && cap(pk.Payload) > 0 &&
 		&pk.Payload[:1][0] == &it.pk.Payload[:1][0]

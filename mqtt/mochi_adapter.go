@@ -28,13 +28,30 @@ package mqtt
 //     read loop's own packets (PUBACK, SUBACK, PINGRESP) in outbuf, which only the next
 //     write flushes. flushHeld writes them at once (OnPacketSent), else a client that
 //     waits for its own PUBACK before acknowledging a delivery would deadlock.
+//   - processPublish hands the packet an OnPublish hook returns, unchanged, to
+//     publishToSubscribers (hence OnSelectSubscribers) and OnPublished, and nothing in
+//     mochi reads a PUBLISH's Filters: routes_shared.go carries its shared-group pick
+//     there (shareNote). mochi calls OnSelectSubscribers only when the topic has a
+//     shared subscription here.
+//   - processPublish (server.go), once the OnPublish hooks let a network client's QoS 1/2
+//     publish through, does: retainMessage (unexported: the topic index, then the
+//     OnRetainMessage hooks), the PUBACK/PUBREC with the in-flight bookkeeping and the
+//     OnQosPublish/OnQosComplete hooks, publishToSubscribers (unexported: shared
+//     subscription selection, inline subscriptions, per-client ACL check, no-local,
+//     topic aliases, QoS downgrade, in-flight store, the client's outbound queue) and the
+//     OnPublished hooks (cluster forwarding, the store's barrier, slow clients).
+//     completePublish does those steps for a publish the ingest hook held back until it
+//     was stored (ingest.go), calling mochi's own retainMessage and
+//     publishToSubscribers by go:linkname and the hooks through Server's unexported
+//     hooks field: the publish is processed once, not handed back to run the whole
+//     inbound path (validation, ACL, every OnPublish hook) a second time.
 
 import (
 	"bytes"
 	"reflect"
 	"sync/atomic"
 	"time"
-	"unsafe"
+	"unsafe" // also for go:linkname
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -124,4 +141,102 @@ func retainQuietly(broker *mochi.Server, store func(*mochi.Client, packets.Packe
 	r := broker.Topics.RetainMessage(pk.Copy(false))
 	store(cl, pk, r)
 	atomic.StoreInt64(&broker.Info.Retained, int64(broker.Topics.Retained.Len()))
+}
+
+// hooksOffset is the offset of Server.hooks, or -1 if mochi changed it.
+var hooksOffset = func() int {
+	f, ok := reflect.TypeOf(mochi.Server{}).FieldByName("hooks")
+	if !ok || f.Type != reflect.TypeOf((*mochi.Hooks)(nil)) {
+		return -1
+	}
+	return int(f.Offset)
+}()
+
+// serverHooks is the broker's hook chain (Server.hooks), or nil if mochi changed it.
+func serverHooks(s *mochi.Server) *mochi.Hooks {
+	if hooksOffset < 0 {
+		return nil
+	}
+	return *(**mochi.Hooks)(unsafe.Add(unsafe.Pointer(s), hooksOffset))
+}
+
+// mochiRetainMessage is mochi v2.7.9's Server.retainMessage: sets (or clears) the
+// topic's retained message unless pk.Ignore, calls the OnRetainMessage hooks and
+// updates Info.Retained.
+//
+//go:linkname mochiRetainMessage github.com/mochi-mqtt/server/v2.(*Server).retainMessage
+func mochiRetainMessage(s *mochi.Server, cl *mochi.Client, pk packets.Packet)
+
+// mochiPublishToSubscribers is mochi v2.7.9's Server.publishToSubscribers: delivers pk
+// (unless pk.Ignore) to every matching subscription, inline ones included.
+//
+//go:linkname mochiPublishToSubscribers github.com/mochi-mqtt/server/v2.(*Server).publishToSubscribers
+func mochiPublishToSubscribers(s *mochi.Server, pk packets.Packet)
+
+// completePublish finishes a network client's QoS 1/2 publish that processPublish
+// already took through validation, ACL and the OnPublish hooks (which held it back
+// until stored): what processPublish does after those hooks, in its order (see the top
+// of this file). pk is the publish as the OnPublish hooks saw it (origin, times and
+// topic alias resolved). fanOut false acknowledges without retaining or delivering,
+// as mochi does for a publish an OnPublish hook answered with CodeSuccessIgnore.
+//
+// Where it differs from mochi, on purpose: a QoS 1 acknowledgement is not put in the
+// client's in-flight store and taken out again around the write (mochi's Set then Delete
+// of the same id; a colliding entry is removed as that pair would), so the store's
+// OnQosPublish write of the PUBACK, deleted again at once by OnQosComplete, is skipped;
+// OnQosComplete is still called. The receive-quota check and the Receive Maximum
+// disconnect ran in the first pass.
+func completePublish(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk packets.Packet, fanOut bool) error {
+	pk.Ignore = !fanOut
+	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
+		if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
+			return cl.WritePacket(publishAck(s, pk, packets.Pubrec, packets.ErrPacketIdentifierInUse))
+		}
+		if cl.State.Inflight.Delete(pk.PacketID) { // [MQTT-4.3.2-5]
+			atomic.AddInt64(&s.Info.Inflight, -1)
+		}
+	}
+	if pk.FixedHeader.Retain {
+		mochiRetainMessage(s, cl, pk)
+	}
+	if pk.FixedHeader.Qos == 1 {
+		ack := publishAck(s, pk, packets.Puback, packets.QosCodes[1]) // [MQTT-4.3.2-4]
+		if err := cl.WritePacket(ack); err != nil {
+			return err
+		}
+		hooks.OnQosComplete(cl, ack)
+	} else {
+		cl.State.Inflight.DecreaseReceiveQuota() // given back at PUBREL (processPubrel)
+		ack := publishAck(s, pk, packets.Pubrec, packets.CodeSuccess)
+		if cl.State.Inflight.Set(ack) {
+			atomic.AddInt64(&s.Info.Inflight, 1)
+			hooks.OnQosPublish(cl, ack, ack.Created, 0)
+		}
+		if err := cl.WritePacket(ack); err != nil {
+			return err
+		}
+	}
+	mochiPublishToSubscribers(s, pk)
+	hooks.OnPublished(cl, pk)
+	return nil
+}
+
+// publishAck is mochi v2.7.9's buildAck for a publish's PUBACK/PUBREC.
+func publishAck(s *mochi.Server, pk packets.Packet, typ byte, reason packets.Code) packets.Packet {
+	props := pk.Properties
+	if s.Options.Capabilities.Compatibilities.NoInheritedPropertiesOnAck {
+		props = packets.Properties{}
+	}
+	if reason.Code >= packets.ErrUnspecifiedError.Code {
+		props.ReasonString = reason.Reason
+	}
+	now := time.Now().Unix()
+	return packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: typ},
+		PacketID:    pk.PacketID,
+		ReasonCode:  reason.Code,
+		Properties:  props,
+		Created:     now,
+		Expiry:      now + s.Options.Capabilities.MaximumMessageExpiryInterval,
+	}
 }

@@ -44,3 +44,20 @@ func TestWriteOrderedAfterMochiBuffer(t *testing.T) {
 		t.Fatalf("mochi's buffer left at %q, want flushed (nil) as mochi's flushOutbuf", p.String())
 	}
 }
+
+// TestServerHooksFound checks the adapter still finds the broker's hook chain, which
+// completePublish calls.
+func TestServerHooksFound(t *testing.T) {
+	if hooksOffset < 0 {
+		t.Fatal("mochi's Server.hooks is gone: re-check completePublish in mochi_adapter.go against the new mochi")
+	}
+	srv := mochi.New(nil)
+	hk := newPublishCounter()
+	if err := srv.AddHook(hk, nil); err != nil {
+		t.Fatal(err)
+	}
+	all := serverHooks(srv).GetAll()
+	if len(all) != 1 || all[0] != mochi.Hook(hk) {
+		t.Fatalf("hook chain %v, want the one hook added", all)
+	}
+}

@@ -45,8 +45,12 @@ const (
 	// live, or on a resync (stored, not delivered)
 	routeRetained     byte = 6
 	routeRetainedSync byte = 7
-	routeOpAdd        byte = 1
-	routeOpRemove     byte = 0
+	// a PUBLISH for the shared-subscription groups the sender picked this node for,
+	// and for plain subscribers unless flagged otherwise (routes_shared.go)
+	routeShared   byte = 8
+	routeOpAdd    byte = 1
+	routeOpRemove byte = 0
+	routeOpShare  byte = 2 // a shared-subscription group and its member count here
 )
 
 // Timing of the route exchange: how long filter changes are gathered into one delta,
@@ -90,9 +94,15 @@ type routes struct {
 	mu     sync.Mutex
 	epoch  uint64
 	seq    uint64
-	local  map[string]struct{}    // filters announced at seq
+	local  map[string]uint32      // filters announced at seq: 0, or a group's members
 	remote map[uint64]*remoteNode // by node id
-	index  *mochi.TopicsIndex     // remote filters, "client" = node id as text
+	// index holds the remote filters, "client" = node id as text; a shared group's
+	// entry carries the node's member count as its subscription identifier.
+	index *mochi.TopicsIndex
+	// remoteGroups counts the shared groups in index: while none, a publish needs no
+	// group pick (routes_shared.go).
+	remoteGroups atomic.Int64
+	shared       *prometheus.CounterVec // group deliveries sent elsewhere, by result
 
 	// retained-message reconciliation (routes_retained.go)
 	retMu     sync.Mutex
@@ -104,7 +114,7 @@ type routes struct {
 // remoteNode is what this node knows of another node's filters.
 type remoteNode struct {
 	epoch, seq uint64
-	filters    map[string]struct{}
+	filters    map[string]uint32 // 0, or a shared group's member count
 	lastResync time.Time
 }
 
@@ -124,11 +134,15 @@ func newRoutes(broker *mochi.Server, peers Peers, lg zerolog.Logger) *routes {
 			Name: "mqstreams_mqtt_cluster_received_total",
 			Help: "Publishes forwarded by other cluster nodes and delivered to subscribers here.",
 		}),
+		shared: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_cluster_shared_redirected_total",
+			Help: "Shared-subscription deliveries sent to another member node because the picked node could not take them, by result (sent, lost: no other member).",
+		}, []string{"result"}),
 		dirty:  make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		epoch:  binary.BigEndian.Uint64(e[:]) | 1,
-		local:  map[string]struct{}{},
+		local:  map[string]uint32{},
 		remote: map[uint64]*remoteNode{},
 		index:  mochi.NewTopicsIndex(),
 		stamps: map[string]retStamp{},
@@ -185,24 +199,50 @@ func (r *routes) close() {
 
 // localFilters lists the filters with a subscriber here: every client's, offline
 // persistent sessions included (their messages are queued here). $stream replay
-// subscriptions are served from the log, not from live publishes, and a shared
-// subscription counts as its plain filter (each node's group gets a copy).
-func (r *routes) localFilters() map[string]struct{} {
-	out := map[string]struct{}{}
+// subscriptions are served from the log, not from live publishes. A shared
+// subscription ($share/group/filter) is listed whole, with its number of members
+// here, so that a publish anywhere goes to one member node per group
+// (routes_shared.go).
+func (r *routes) localFilters() map[string]uint32 {
+	out := map[string]uint32{}
 	for _, cl := range r.broker.Clients.GetAll() {
 		for f := range cl.State.Subscriptions.GetAll() {
 			if isStreamFilter(f) {
 				continue
 			}
-			if strings.HasPrefix(f, "$share/") {
-				if parts := strings.SplitN(f, "/", 3); len(parts) == 3 {
-					f = parts[2]
-				}
+			if mochi.IsSharedFilter(f) {
+				out[f]++
+				continue
 			}
-			out[f] = struct{}{}
+			out[f] = 0
 		}
 	}
 	return out
+}
+
+// appendEntry appends one route table entry: op, a group's member count, filter.
+func appendEntry(b []byte, f string, members uint32) []byte {
+	if members == 0 {
+		return appendFilter(append(b, routeOpAdd), f)
+	}
+	b = binary.BigEndian.AppendUint32(append(b, routeOpShare), members)
+	return appendFilter(b, f)
+}
+
+// readEntry reads one entry written by appendEntry (or a removal).
+func readEntry(b []byte) (op byte, f string, members uint32, rest []byte, err error) {
+	if len(b) < 1 {
+		return 0, "", 0, nil, io.ErrUnexpectedEOF
+	}
+	op, b = b[0], b[1:]
+	if op == routeOpShare {
+		if len(b) < 4 {
+			return 0, "", 0, nil, io.ErrUnexpectedEOF
+		}
+		members, b = binary.BigEndian.Uint32(b), b[4:]
+	}
+	f, rest, err = readFilter(b)
+	return op, f, members, rest, err
 }
 
 // announce sends the change of local filters since the last announcement, if any.
@@ -211,9 +251,9 @@ func (r *routes) announce() {
 	r.mu.Lock()
 	msg := appendHeader(nil, routeDelta, r.epoch, r.seq+1)
 	n := 0
-	for f := range now {
-		if _, ok := r.local[f]; !ok {
-			msg = appendFilter(append(msg, routeOpAdd), f)
+	for f, m := range now {
+		if old, ok := r.local[f]; !ok || old != m {
+			msg = appendEntry(msg, f, m)
 			n++
 		}
 	}
@@ -249,13 +289,15 @@ func (r *routes) handle(from uint64, msg []byte) error {
 	switch msg[0] {
 	case routePublish:
 		return r.deliver(msg[1:])
+	case routeShared:
+		return r.handleShared(from, msg[1:])
 	case routeRetained, routeRetainedSync:
 		return r.handleRetained(msg, msg[0] == routeRetained)
 	case routeSyncReq:
 		r.mu.Lock()
 		full := appendHeader(nil, routeFull, r.epoch, r.seq)
-		for f := range r.local {
-			full = appendFilter(full, f)
+		for f, m := range r.local {
+			full = appendEntry(full, f, m)
 		}
 		r.mu.Unlock()
 		if err := r.peers.Send(from, full); err != nil {
@@ -277,26 +319,24 @@ func (r *routes) handle(from uint64, msg []byte) error {
 	defer r.mu.Unlock()
 	rn := r.remote[from]
 	if rn == nil {
-		rn = &remoteNode{filters: map[string]struct{}{}}
+		rn = &remoteNode{filters: map[string]uint32{}}
 		r.remote[from] = rn
 	}
 	switch msg[0] {
 	case routeFull:
-		var filters []string
+		filters := map[string]uint32{}
 		for len(body) > 0 {
-			f, rest, err := readFilter(body)
+			_, f, m, rest, err := readEntry(body)
 			if err != nil {
 				return err
 			}
-			filters, body = append(filters, f), rest
+			filters[f], body = m, rest
 		}
 		for f := range rn.filters {
-			r.index.Unsubscribe(f, nodeKey(from))
+			r.removeRemoteLocked(from, rn, f)
 		}
-		rn.filters = map[string]struct{}{}
-		for _, f := range filters {
-			rn.filters[f] = struct{}{}
-			r.index.Subscribe(nodeKey(from), packets.Subscription{Filter: f})
+		for f, m := range filters {
+			r.addRemoteLocked(from, rn, f, m)
 		}
 		rn.epoch, rn.seq = epoch, seq
 	case routeDelta:
@@ -304,18 +344,15 @@ func (r *routes) handle(from uint64, msg []byte) error {
 			return r.resyncLocked(from, rn)
 		}
 		for len(body) > 0 {
-			op := body[0]
-			f, rest, err := readFilter(body[1:])
+			op, f, m, rest, err := readEntry(body)
 			if err != nil {
 				return err
 			}
 			body = rest
-			if op == routeOpAdd {
-				rn.filters[f] = struct{}{}
-				r.index.Subscribe(nodeKey(from), packets.Subscription{Filter: f})
+			if op == routeOpRemove {
+				r.removeRemoteLocked(from, rn, f)
 			} else {
-				delete(rn.filters, f)
-				r.index.Unsubscribe(f, nodeKey(from))
+				r.addRemoteLocked(from, rn, f, m)
 			}
 		}
 		rn.seq = seq
@@ -329,6 +366,28 @@ func (r *routes) handle(from uint64, msg []byte) error {
 	return nil
 }
 
+// addRemoteLocked records (or updates) a filter of node from: plain (members 0) or a
+// shared group with its member count there.
+func (r *routes) addRemoteLocked(from uint64, rn *remoteNode, f string, members uint32) {
+	if _, ok := rn.filters[f]; !ok && mochi.IsSharedFilter(f) {
+		r.remoteGroups.Add(1)
+	}
+	rn.filters[f] = members
+	r.index.Subscribe(nodeKey(from), packets.Subscription{Filter: f, Identifier: int(members)})
+}
+
+// removeRemoteLocked forgets a filter of node from.
+func (r *routes) removeRemoteLocked(from uint64, rn *remoteNode, f string) {
+	if _, ok := rn.filters[f]; !ok {
+		return
+	}
+	if mochi.IsSharedFilter(f) {
+		r.remoteGroups.Add(-1)
+	}
+	delete(rn.filters, f)
+	r.index.Unsubscribe(f, nodeKey(from))
+}
+
 // resyncLocked asks a node for its whole filter set, at most once per resyncMinPeriod.
 func (r *routes) resyncLocked(from uint64, rn *remoteNode) error {
 	if time.Since(rn.lastResync) < resyncMinPeriod {
@@ -338,50 +397,76 @@ func (r *routes) resyncLocked(from uint64, rn *remoteNode) error {
 	return r.peers.Send(from, []byte{routeSyncReq})
 }
 
-// forward sends a publish delivered here to every other node with a matching filter;
-// a retained publish goes to every node, so each has it for later subscribers.
+// forward sends a publish delivered here to every other node with a matching filter
+// (a retained publish to every node, so each has it for later subscribers), in one
+// message per node: the nodes picked for shared-subscription groups are told which
+// groups to serve (routes_shared.go). A node picked for a group that cannot be sent to
+// is replaced by another member node.
 func (r *routes) forward(cl *mochi.Client, pk packets.Packet) {
 	if cl == r.peer || pk.Ignore || pk.FixedHeader.Type != packets.Publish || strings.HasPrefix(pk.TopicName, "$") {
 		return
 	}
+	subs := r.index.Subscribers(pk.TopicName)
 	var nodes []uint64
 	if pk.FixedHeader.Retain {
 		nodes = r.peers.Nodes()
 	} else {
-		subs := r.index.Subscribers(pk.TopicName)
 		for key := range subs.Subscriptions {
 			nodes = append(nodes, nodeFromKey(key))
 		}
-		for _, group := range subs.Shared {
-			for key := range group {
-				nodes = append(nodes, nodeFromKey(key))
-			}
-		}
+	}
+	groups := r.remotePicks(pk, subs.Shared)
+	for n := range groups {
+		nodes = append(nodes, n)
 	}
 	if len(nodes) == 0 {
 		return
 	}
-	prefix := []byte{routePublish}
+	var st retStamp
 	if pk.FixedHeader.Retain {
-		prefix = appendStamp(nil, routeRetained, r.stampLocal(pk.TopicName))
+		st = r.stampLocal(pk.TopicName)
 	}
-	msg, err := encodeForward(prefix, pk)
-	if err != nil {
-		r.lg.Warn().Err(err).Str("topic", pk.TopicName).Msg("encode publish for other nodes")
-		return
-	}
+	var plain []byte // the message of a node picked for no group
 	seen := map[uint64]bool{}
+	var failed map[uint64]bool
 	for _, n := range nodes {
 		if seen[n] || n == r.peers.Self() {
 			continue
 		}
 		seen[n] = true
+		var msg []byte
+		var err error
+		switch {
+		case len(groups[n]) > 0:
+			msg, err = encodeShared(shareHeader{stamped: pk.FixedHeader.Retain, stamp: st, groups: groups[n]}, pk)
+		case plain != nil:
+			msg = plain
+		case pk.FixedHeader.Retain:
+			msg, err = encodeForward(appendStamp(nil, routeRetained, st), pk)
+			plain = msg
+		default:
+			msg, err = encodeForward([]byte{routePublish}, pk)
+			plain = msg
+		}
+		if err != nil {
+			r.lg.Warn().Err(err).Str("topic", pk.TopicName).Msg("encode publish for other nodes")
+			return
+		}
 		if err := r.peers.Send(n, msg); err != nil {
 			r.forwarded.WithLabelValues("failed").Inc()
 			r.lg.Debug().Err(err).Uint64("node", n).Str("topic", pk.TopicName).Msg("publish not forwarded")
+			if len(groups[n]) > 0 {
+				if failed == nil {
+					failed = map[uint64]bool{}
+				}
+				failed[n] = true
+			}
 			continue
 		}
 		r.forwarded.WithLabelValues("sent").Inc()
+	}
+	for n := range failed {
+		r.redirect(pk, groups[n], failed)
 	}
 }
 
@@ -475,15 +560,31 @@ func (h *routeHook) ID() string { return "mqstreams-routes" }
 // Provides lists the mochi events the hook handles.
 func (h *routeHook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnPublished, mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnDisconnect,
+	case mochi.OnPublish, mochi.OnSelectSubscribers, mochi.OnPublished, mochi.OnWillSent,
+		mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnDisconnect,
 		mochi.OnClientExpired, mochi.OnSessionEstablished:
 		return true
 	}
 	return false
 }
 
+// OnPublish picks the member node of each shared group the publish goes to
+// (routes_shared.go).
+func (h *routeHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	return h.r.pick(cl, pk), nil
+}
+
+// OnSelectSubscribers leaves out of the local delivery the shared groups served by
+// other nodes.
+func (h *routeHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.Packet) *mochi.Subscribers {
+	return h.r.selectLocal(subs, pk)
+}
+
 // OnPublished forwards a publish delivered here to the nodes subscribed to it.
 func (h *routeHook) OnPublished(cl *mochi.Client, pk packets.Packet) { h.r.forward(cl, pk) }
+
+// OnWillSent forwards a will message as a publish: subscribers on other nodes get it.
+func (h *routeHook) OnWillSent(cl *mochi.Client, pk packets.Packet) { h.r.forward(cl, pk) }
 
 // OnSubscribed notes a possible new filter.
 func (h *routeHook) OnSubscribed(*mochi.Client, packets.Packet, []byte) { h.r.changed() }
@@ -508,7 +609,7 @@ func addRoutes(broker *mochi.Server, peers Peers, reg prometheus.Registerer, lg 
 	}
 	r := newRoutes(broker, peers, lg)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.forwarded, r.received} {
+		for _, c := range []prometheus.Collector{r.forwarded, r.received, r.shared} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("mqtt metrics: %w", err)
 			}

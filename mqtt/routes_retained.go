@@ -66,6 +66,13 @@ func (r *routes) handleRetained(msg []byte, live bool) error {
 	if err != nil {
 		return err
 	}
+	return r.applyRetained(st, pk, live)
+}
+
+// applyRetained keeps pk as the topic's retained message if st is newer than the
+// change applied here, and for a live change delivers it to the subscribers here
+// (pk.Filters may name the shared groups this node serves, routes_shared.go).
+func (r *routes) applyRetained(st retStamp, pk packets.Packet, live bool) error {
 	r.retMu.Lock()
 	defer r.retMu.Unlock()
 	newer := st.after(r.stamps[pk.TopicName])

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestRoutesRetainedResync: retained changes (a new value and a clear) lost on a cut
@@ -41,6 +42,11 @@ func TestRoutesRetainedResync(t *testing.T) {
 	// A subscription change on node 1 while cut: node 2 misses the delta and resyncs.
 	other, _ := dialRaw(t, srvs[0].Addr().String(), "other", 5, true)
 	routeSubscribe(other, 1, "z")
+	// mochi acks a publish before it fans it out: wait until node 1 tried to forward
+	// both changes, else one may still be on its way when the link is back.
+	routeWait(t, "node 1 to fail to forward both retained changes", func() bool {
+		return testutil.ToFloat64(srvs[0].routes.forwarded.WithLabelValues("failed")) >= 2
+	})
 	if held("r/1") != "old" || held("r/2") != "gone" {
 		t.Fatalf("node 2 learnt retained changes through a cut link: %q %q", held("r/1"), held("r/2"))
 	}

@@ -38,6 +38,8 @@ type scale struct {
 	lookups       int
 	storedBytes   int64
 	streamCounts  []int
+	clusterPubs   []int
+	clusterRounds int
 }
 
 var quickScale = scale{
@@ -45,6 +47,7 @@ var quickScale = scale{
 	pubLines: 5000, replayRecords: 100_000, replayRuns: 1, kcatRuns: 1,
 	e2eRates: []int{1000}, e2eDur: 2 * time.Second, lookupSizes: []int64{10_000, 100_000}, lookups: 200,
 	storedBytes: 200e6, streamCounts: []int{1, 1000},
+	clusterPubs: []int{16}, clusterRounds: 1,
 }
 
 var fullScale = scale{
@@ -52,6 +55,7 @@ var fullScale = scale{
 	pubLines: 30_000, replayRecords: 1_000_000, replayRuns: 3, kcatRuns: 2,
 	e2eRates: []int{1000, 10000}, e2eDur: 10 * time.Second, lookupSizes: []int64{10_000, 1_000_000, 10_000_000}, lookups: 2000,
 	storedBytes: 10e9, streamCounts: []int{1, 1000, 100_000},
+	clusterPubs: []int{16, 256}, clusterRounds: 3,
 }
 
 func main() {
@@ -77,7 +81,7 @@ bench:
 	out := flag.String("out", ".", "directory for results.json and the PNG plots")
 	md := flag.String("md", "../BENCHMARKS.md", "Markdown report to write (empty: none)")
 	notes := flag.String("notes", "notes.md", "hand-written analysis included in the report when present")
-	sections := flag.String("sections", "ingest,replay,e2e,lookup,compression,stored,streams", "sections to run")
+	sections := flag.String("sections", "ingest,replay,e2e,lookup,compression,stored,streams,cluster", "sections to run")
 	storedGB := flag.Float64("stored-gb", 0, "data stored for the start-up and memory section, GB (0: the mode's)")
 	maxLookup := flag.Int64("lookup-max", 0, "largest time-lookup partition size (0: the mode's)")
 	rssLimit := flag.Float64("rss-limit-mb", 2048, "stop a load run when a broker's RSS passes this (protects a shared machine)")
@@ -87,6 +91,9 @@ bench:
 	pubList := flag.String("publishers", "", "ingest publisher counts to run, comma-separated (empty: the mode's)")
 	sizeList := flag.String("payloads", "", "ingest payload sizes to run, comma-separated (empty: the mode's)")
 	pubLines := flag.Int("pub-lines", 0, "lines of the mosquitto_pub -l run (0: the mode's)")
+	clusterPubs := flag.String("cluster-publishers", "", "cluster section publisher counts, comma-separated (empty: the mode's)")
+	flag.StringVar(&clusterPerfDir, "cluster-perf", "", "directory for perf recordings of the cluster nodes (empty: none)")
+	clusterRounds := flag.Int("cluster-rounds", 0, "cluster section rounds per publisher count (0: the mode's)")
 	flag.Parse()
 	if *reportOnly {
 		if err := rewriteReport(*out, *md, *notes); err != nil {
@@ -115,7 +122,7 @@ bench:
 	for _, o := range []struct {
 		flag, val string
 		dst       *[]int
-	}{{"qos", *qosList, &sc.qos}, {"publishers", *pubList, &sc.publishers}, {"payloads", *sizeList, &sc.payloads}} {
+	}{{"qos", *qosList, &sc.qos}, {"publishers", *pubList, &sc.publishers}, {"payloads", *sizeList, &sc.payloads}, {"cluster-publishers", *clusterPubs, &sc.clusterPubs}} {
 		if o.val == "" {
 			continue
 		}
@@ -131,6 +138,9 @@ bench:
 	}
 	if *pubLines > 0 {
 		sc.pubLines = *pubLines
+	}
+	if *clusterRounds > 0 {
+		sc.clusterRounds = *clusterRounds
 	}
 	if *storedGB > 0 {
 		sc.storedBytes = int64(*storedGB * 1e9)
@@ -171,7 +181,7 @@ bench:
 		name string
 		fn   func() error
 	}{
-		{"ingest", b.ingest}, {"replay", b.replay}, {"e2e", b.e2e}, {"lookup", b.lookup}, {"compression", b.compression}, {"stored", b.stored}, {"streams", b.streams},
+		{"ingest", b.ingest}, {"replay", b.replay}, {"e2e", b.e2e}, {"lookup", b.lookup}, {"compression", b.compression}, {"stored", b.stored}, {"streams", b.streams}, {"cluster", b.clusterIngest},
 	} {
 		if !want[s.name] || ctx.Err() != nil {
 			continue

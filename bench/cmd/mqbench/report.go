@@ -144,6 +144,16 @@ func targets(r *Results) []targetRow {
 		}
 		ts = append(ts, targetRow{"time lookup, largest partition", "p99 ≤ 1 ms at 10^7 records/partition", fmt.Sprintf("p99 %.3f ms at %s records", l.P99us/1000, kfmt(float64(l.Records))), st})
 	}
+	pubs := map[int]bool{}
+	for _, c := range r.Cluster {
+		pubs[c.Publishers] = true
+	}
+	for _, p := range sortedKeys(pubs) {
+		name := fmt.Sprintf("3-node ingest, one shard, QoS 1, %d publishers, 100 B, fsync (issue 13)", p)
+		if med, lo, hi, n := clusterRatio(r, p); n > 0 {
+			ts = append(ts, targetRow{name, "≥ 0.4× one node's rate", fmt.Sprintf("%.2f× median of %d rounds (%.2f–%.2f)", med, n, lo, hi), status(med >= 0.4)})
+		}
+	}
 	if fp := r.Footprint; fp != nil {
 		if fp.RSSLoadMaxMB > 0 {
 			ts = append(ts, targetRow{"RSS under QoS 1 load (ingest section, max)", "≤ 150 MB", fmt.Sprintf("%.0f MB (idle %.0f MB)", fp.RSSLoadMaxMB, fp.RSSIdleMB), status(fp.RSSLoadMaxMB <= 150)})
@@ -463,6 +473,14 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 		}
 		p("\n")
 	}
+	if len(r.Cluster) > 0 {
+		p("## 7. Three-node cluster ingest\n\nOne stream of one shard, `durability: fsync`, replication factor 3: three mqstreams processes on this machine (sharing its cores and its disk, Raft over loopback) against one node alone, taking turns within each round. MQTT 3.1.1 QoS 1 publishers, 20 in flight each, 100 B, for %s per run; against the cluster the publishers are spread over the three nodes (as behind a TCP load balancer), so two thirds of them are forwarded to the shard leader. Every round as it came.\n\n", durText(r))
+		p("| publishers | round | load | one node msg/s | three nodes msg/s | ratio | ack p50 one / three (ms) | three nodes ack p99 (ms) | server CPU µs/msg one / three | cores busy one / three |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, c := range r.Cluster {
+			p("| %d | %d | %s | %s | %s | %.2f× | %.1f / %.1f | %.1f | %.0f / %.0f | %.2f / %.2f |\n", c.Publishers, c.Round, c.Load, kfmt(c.Single), kfmt(c.Cluster), c.Ratio, c.SingleP50/1000, c.ClusterP50/1000, c.ClusterP99/1000, c.SingleCPUus, c.ClusterCPUus, c.SingleCores, c.ClusterCores)
+		}
+		p("\n")
+	}
 	if len(r.Errors) > 0 {
 		p("## Failed steps\n\n")
 		for _, e := range r.Errors {
@@ -556,4 +574,13 @@ func summary(r *Results) []string {
 		out = append(out, fmt.Sprintf("ListOffsets by time: p99 %.3f ms at %s records per partition, %.3f ms at %s.", f.P99us/1000, kfmt(float64(f.Records)), l.P99us/1000, kfmt(float64(l.Records))))
 	}
 	return out
+}
+
+func sortedKeys(m map[int]bool) []int {
+	ks := make([]int, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Ints(ks)
+	return ks
 }

@@ -27,7 +27,9 @@ type Results struct {
 	Streams   []StreamsResult  `json:"streams,omitempty"`
 	// Compression is bytes at rest and replay speed per stored-batch compression.
 	Compression []CompressionResult `json:"compression,omitempty"`
-	RSS         []RSSSample         `json:"rss_samples,omitempty"`
+	// Cluster is one-shard ingest through three nodes against one (issue 13).
+	Cluster []ClusterIngestResult `json:"cluster_ingest,omitempty"`
+	RSS     []RSSSample           `json:"rss_samples,omitempty"`
 	// Profile is perf\'s view of mqstreams over the one-publisher QoS 1 cell.
 	Profile *Profile          `json:"profile,omitempty"`
 	Errors  []string          `json:"errors,omitempty"`
