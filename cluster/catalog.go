@@ -32,6 +32,8 @@ type catalogState struct {
 	// node was added or removed (members.go); empty: the founding nodes' configs.
 	Members map[uint64]string           `json:"members,omitempty"`
 	Streams map[string]*streamPlacement `json:"streams"`
+	// Removed: nodes removed from the cluster (removed.go), told so when they call.
+	Removed []uint64 `json:"removed,omitempty"`
 	// State: protocol servers' replicated state (state.go), e.g. Kafka transactions.
 	State map[string][]byte `json:"state,omitempty"`
 }
@@ -216,6 +218,9 @@ func (n *Node) Streams() map[string][][]uint64 {
 
 // changeCatalog has the catalog leader propose cmd and waits until this node applied it.
 func (n *Node) changeCatalog(ctx context.Context, cmd *catalogCmd) error {
+	if err := n.refuseRemoved(); err != nil {
+		return err
+	}
 	cmd.Origin = n.Self()
 	cmd.ID = n.propSeq.Add(1)
 	ch := make(chan error, 1)
@@ -324,6 +329,7 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 		for _, name := range next.streamNames() {
 			n.ensureStream(next, name)
 		}
+		n.stopDropped(next) // drop.go
 		owned, stateChanged, changed = true, true, true
 	}
 	for _, e := range ents {
@@ -343,6 +349,9 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 		var cerr error
 		switch {
 		case cmd.Node != nil:
+			if contains(next.Removed, cmd.Node.ID) {
+				break // a removed node that did not know yet
+			}
 			own()
 			next.Nodes[cmd.Node.ID] = cmd.Node.Addrs
 		case cmd.ClusterID != "":
@@ -517,7 +526,7 @@ func (n *Node) register() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := n.changeCatalog(ctx, cmd)
 		cancel()
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrRemoved) {
 			return
 		}
 		select {

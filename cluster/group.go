@@ -114,6 +114,20 @@ func (n *Node) openGroup(id uint64, stream string, shard int32, voters []uint64,
 	if applied < snapIdx {
 		applied = snapIdx // a snapshot not yet installed: the applier installs it first
 	}
+	if last, _ := st.LastIndex(); applied > hs.GetCommit() && applied <= last {
+		// The state machine applied entries whose commit index was not saved: the
+		// persister writes the hard state and the applier the records, neither
+		// waiting for the other. Applied means committed, and raft hands out only
+		// entries written here first, so the log on disk holds them (one WAL, in
+		// order): the commit index moves up to them, rather than the applied index
+		// down (which would store those records again).
+		hs = proto.Clone(hs).(*pb.HardState)
+		hs.Commit = new(applied)
+		if err := st.SetHardState(hs); err != nil {
+			return nil, err
+		}
+		st.saved = hs
+	}
 	applied = min(applied, max(hs.GetCommit(), snapIdx))
 	c := &raft.Config{
 		ID:              n.Self(),

@@ -70,7 +70,7 @@ func (n *Node) applyMove(cs *catalogState, m *moveCmd) {
 		sh.Replicas = slices.DeleteFunc(slices.Clone(sh.Replicas), func(id uint64) bool { return id == m.Remove })
 		sh.Joined = slices.DeleteFunc(slices.Clone(sh.Joined), func(id uint64) bool { return id == m.Remove })
 		if m.Remove == n.Self() {
-			n.stopShard(sh.Group)
+			n.dropReplica(m.Stream, m.Shard, sh.Group) // drop.go
 		}
 	}
 }
@@ -84,6 +84,7 @@ func (n *Node) applyConfChange(g *group, index uint64, cc pb.ConfChangeI) {
 	}
 	g.cs = g.rn.ApplyConfChange(cc)
 	g.csIndex = index
+	n.noticeConfChange(g)
 	g.mu.Lock()
 	g.replicas = sortedIDs(append(slices.Clone(g.cs.GetVoters()), g.cs.GetLearners()...))
 	g.mu.Unlock()
@@ -436,9 +437,13 @@ func (n *Node) applyMember(cs *catalogState, m *memberCmd) {
 	if m.Remove {
 		delete(cs.Members, m.ID)
 		delete(cs.Nodes, m.ID)
+		if !contains(cs.Removed, m.ID) {
+			cs.Removed = append(slices.Clone(cs.Removed), m.ID)
+		}
 		return
 	}
 	cs.Members[m.ID] = m.RaftAddr
+	cs.Removed = slices.DeleteFunc(slices.Clone(cs.Removed), func(id uint64) bool { return id == m.ID })
 }
 
 // setMembers takes the catalog's member list (when it has one) and starts links to
@@ -530,7 +535,11 @@ func (n *Node) RemoveNode(ctx context.Context, id uint64) error {
 	if err := n.changeReplicas(ctx, catalogGroup, 0, id); err != nil {
 		return err
 	}
-	return n.changeCatalog(ctx, &catalogCmd{Member: &memberCmd{ID: id, Remove: true, Base: n.memberIDs()}})
+	if err := n.changeCatalog(ctx, &catalogCmd{Member: &memberCmd{ID: id, Remove: true, Base: n.memberIDs()}}); err != nil {
+		return err
+	}
+	n.tellRemovedAfter(id)
+	return nil
 }
 
 // KnownClusterID is the catalog's cluster id as this node holds it now ("" before it

@@ -133,7 +133,7 @@ func TestMoveReplicaUnderWrites(t *testing.T) {
 	waitFor(t, 30*time.Second, "writes after the first move", func() bool { return acked.Load() >= 150 })
 	move(lead, outside[1]) // the leader's own replica: it hands over first
 	waitFor(t, 30*time.Second, "writes after the second move", func() bool { return acked.Load() >= 250 })
-	// Back onto a node that held a replica and still holds its records up to then.
+	// Back onto a node that held a replica (its records were deleted when it moved away).
 	move(outside[0], follower)
 	outside[0] = follower
 	waitFor(t, 30*time.Second, "writes after the move back", func() bool { return acked.Load() >= 350 })

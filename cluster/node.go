@@ -57,9 +57,15 @@ type Options struct {
 	// LogKeep is how many applied entries a group keeps for lagging followers
 	// before it snapshots (default raftLogKeep).
 	LogKeep uint64
+	// RetentionInterval is how often shard leaders apply retention (retention.go;
+	// default 10s).
+	RetentionInterval time.Duration
 
 	// listener, when set, is the transport's listener (tests: ports picked up front).
 	listener net.Listener
+	// tellRemovedFor bounds how long RemoveNode keeps telling a removed node that is
+	// down (default 10s; negative: it does not tell, tests of the other ways; removed.go).
+	tellRemovedFor time.Duration
 	// noQuiesce keeps idle groups ticking (benchmarks compare).
 	noQuiesce bool
 	// testHoldMarkers, when set and true, makes WriteMarker on this node fail (a
@@ -152,6 +158,9 @@ type Node struct {
 	readers   sync.WaitGroup
 	// readsServed counts reads served to other nodes (tests).
 	readsServed atomic.Int64
+
+	maint   maintWaits // DeleteRecords and retention proposals (retention.go)
+	removed removal    // this node was removed from the cluster (removed.go)
 }
 
 type inbound struct {
@@ -180,6 +189,9 @@ func Open(cfg Config, o Options) (*Node, error) {
 	}
 	if o.LogKeep == 0 {
 		o.LogKeep = raftLogKeep
+	}
+	if o.RetentionInterval <= 0 {
+		o.RetentionInterval = defaultRetentionInterval
 	}
 	n := &Node{
 		cfg:     cfg,
@@ -224,8 +236,14 @@ func Open(cfg Config, o Options) (*Node, error) {
 	tr.register(methodShardOps, n.onShardOps)
 	tr.register(methodMarker, n.onForwardedMarker)
 	tr.register(methodStreamRead, n.onStreamRead)
+	n.registerMaintenance()
+	n.registerRemoval()
 
-	if err := n.loadGroups(); err != nil {
+	removed, err := n.loadRemoved()
+	if err == nil && !removed {
+		err = n.loadGroups()
+	}
+	if err != nil {
 		tr.close()
 		return nil, err
 	}
@@ -235,6 +253,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	go n.run()
 	n.wg.Add(1)
 	go n.register()
+	n.startMaintenance()
 	return n, nil
 }
 
@@ -310,6 +329,7 @@ func (n *Node) loadGroups() error {
 		return err
 	}
 	n.groups[catalogGroup] = cg
+	n.sweepDropped(cs)
 	for _, name := range cs.streamNames() {
 		sp := cs.Streams[name]
 		for i, sh := range sp.Shards {
@@ -524,6 +544,7 @@ func (n *Node) handleReady() bool {
 
 // onRaft decodes a batch of Raft messages from a peer for the loop.
 func (n *Node) onRaft(from uint64, msg []byte) {
+	n.noticeSender(from)
 	var in []inbound
 	for len(msg) > 0 {
 		gid, k := binary.Uvarint(msg)

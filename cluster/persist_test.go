@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -86,4 +89,63 @@ func TestLoopRunsWhileRaftWriteStalls(t *testing.T) {
 		t.Fatal("append not acknowledged after the write returned")
 	}
 	c.checkReplicasIdentical("s", 0, 2)
+}
+
+// TestAppliedAheadOfSavedCommit: a replica's log applied entries whose commit index
+// never reached its saved hard state (the persister writes the commit while the
+// applier writes the records, in either order, neither fsynced). Restarted like that,
+// it must not apply those entries again.
+func TestAppliedAheadOfSavedCommit(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.putStream("s", 1)
+	for i := 0; i < 20; i++ {
+		if _, err := appendVia(c.nodes[i%3], "s", 0, rec("a", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.checkReplicasIdentical("s", 0, 20)
+	lead := c.leaderOf("s", 0)
+	f := int(lead % 3) // index of a follower
+	sp, err := c.nodes[f].placement("s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stop(f)
+	l, err := log.Open(log.Options{Dir: c.dirs[f], NoSync: true, RetentionInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := l.RaftGet(groupKey(sp.Group, keyHardState))
+	if err != nil || v == nil {
+		t.Fatalf("hard state: %v", err)
+	}
+	hs := &pb.HardState{}
+	if err := proto.Unmarshal(v, hs); err != nil {
+		t.Fatal(err)
+	}
+	hs.Commit = new(uint64(initialIndex))
+	rb := l.NewRaftBatch()
+	if err := putProto(rb, groupKey(sp.Group, keyHardState), hs); err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.start(f, nil)
+	for i := 20; i < 40; i++ {
+		if _, err := appendVia(c.nodes[i%3], "s", 0, rec("a", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := c.checkReplicasIdentical("s", 0, 40)
+	if len(recs) != 40 {
+		t.Fatalf("%d records, want 40", len(recs))
+	}
+	_, hwm, err := c.logs[f].Stream("s").Offsets(0)
+	if err != nil || hwm != 40 {
+		t.Fatalf("restarted replica holds %d records (%v), want 40", hwm, err)
+	}
 }

@@ -197,6 +197,38 @@ func TestReadShardRemote(t *testing.T) {
 	if _, err := reader.ReadShard(context.Background(), log.ReadRequest{Stream: "r1", StreamID: id + 1000, Shard: shard, MaxBytes: 100}); !errors.Is(err, log.ErrUnknownStream) {
 		t.Fatalf("another stream id: %v", err)
 	}
+
+	// A stream deleted and created again under its name is another stream: a reader
+	// of the old one (its id) is told it is gone, while waiting at its end too.
+	gone := make(chan error, 1)
+	go func() {
+		_, err := reader.ReadShard(context.Background(), log.ReadRequest{Stream: "r1", StreamID: id, Shard: shard, Offset: 41, MaxBytes: 100, Wait: time.Minute})
+		gone <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.nodes[0].DeleteStream(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	c.putStreamRF("r1", 3, 1)
+	select {
+	case err := <-gone:
+		if !errors.Is(err, log.ErrUnknownStream) {
+			t.Fatalf("read of the deleted stream: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a read of a deleted stream still waits")
+	}
+	waitFor(t, 10*time.Second, "the new stream on the reader", func() bool {
+		nid, _, err := reader.shardOf("r1", shard)
+		return err == nil && nid != id
+	})
+	if _, err := reader.ReadShard(context.Background(), log.ReadRequest{Stream: "r1", StreamID: id, Shard: shard, MaxBytes: 100}); !errors.Is(err, log.ErrUnknownStream) {
+		t.Fatalf("the old stream's id after it was created again: %v", err)
+	}
+	if res, err := reader.ReadShard(context.Background(), log.ReadRequest{Stream: "r1", Shard: shard, From: log.FromEarliest, MaxBytes: 100}); err != nil || res.HighWatermark != 0 {
+		t.Fatalf("the new stream: %+v %v", res, err)
+	}
 }
 
 // TestReadShardFailover: with replication factor 2, the node without a replica goes on

@@ -259,6 +259,10 @@ func (a *applier) applyEntry(e *pb.Entry) {
 		})
 		return
 	}
+	if isMaintEntry(e.GetData()) {
+		a.applyMaint(index, e.GetData()) // retention.go
+		return
+	}
 	if e.GetData()[0] == entryTxn {
 		a.applyTxnEntry(e)
 		return
@@ -356,7 +360,7 @@ func (a *applier) install(snap *pb.Snapshot) {
 		if a.stopped() {
 			return
 		}
-		runs, err := n.readFromLeader(g, hwm, end)
+		start, runs, err := n.readFromLeader(g, hwm, end)
 		if err != nil {
 			n.lg.Debug().Err(err).Uint64("group", g.id).Msg("snapshot read")
 			select {
@@ -364,6 +368,18 @@ func (a *applier) install(snap *pb.Snapshot) {
 			case <-a.done:
 				return
 			}
+			continue
+		}
+		if start > hwm {
+			// The leader's log start passed what this replica holds: the shard starts
+			// there (retention.go). Past the snapshot's end, it starts at the end: the
+			// entries after the snapshot bring the appends and the truncation after.
+			at := min(start, end)
+			if err := st.ResetShard(g.shard, at, nil); err != nil {
+				a.fail(fmt.Errorf("install snapshot: start the shard at %d: %w", at, err))
+				return
+			}
+			hwm = at
 			continue
 		}
 		for _, r := range runs {

@@ -11,8 +11,11 @@ import (
 
 // A replica that a leader sends a snapshot to pulls the records it lacks from the
 // leader with methodReadShard: request u16 stream length | stream | i32 shard |
-// i64 from | i64 to; answer runs of records that share an append time:
-// i64 first offset | i64 time µs | uvarint length | Kafka v2 batch, up to ~1 MiB.
+// i64 from | i64 to; answer i64 the leader's log start, then runs of records that share
+// an append time: i64 first offset | i64 time µs | uvarint length | Kafka v2 batch, up
+// to ~1 MiB, from max(from, log start). A replica whose records end below the leader's
+// log start starts its shard there (shard.go install): a snapshot starts at the
+// current log start.
 const snapshotReadBytes = 1 << 20
 
 type recordRun struct {
@@ -26,10 +29,10 @@ type recordRun struct {
 	epoch        int16
 }
 
-func (n *Node) readFromLeader(g *group, from, to int64) ([]recordRun, error) {
+func (n *Node) readFromLeader(g *group, from, to int64) (int64, []recordRun, error) {
 	lead := g.leaderID()
 	if lead == 0 || lead == n.Self() {
-		return nil, ErrNoLeader
+		return 0, nil, ErrNoLeader
 	}
 	req := binary.BigEndian.AppendUint16(nil, uint16(len(g.stream)))
 	req = append(req, g.stream...)
@@ -44,34 +47,38 @@ func (n *Node) readFromLeader(g *group, from, to int64) ([]recordRun, error) {
 	n.tr.call(lead, methodReadShard, req, 10*time.Second, func(b []byte, err error) { ch <- out{b, err} })
 	o := <-ch
 	if o.err != nil {
-		return nil, o.err
+		return 0, nil, o.err
 	}
+	if len(o.b) < 8 {
+		return 0, nil, errBadEntry
+	}
+	start := int64(binary.BigEndian.Uint64(o.b))
 	var runs []recordRun
-	b := o.b
+	b := o.b[8:]
 	for len(b) > 0 {
 		if len(b) < 16 {
-			return nil, errBadEntry
+			return 0, nil, errBadEntry
 		}
 		r := recordRun{first: int64(binary.BigEndian.Uint64(b)), tsUS: int64(binary.BigEndian.Uint64(b[8:]))}
 		b = b[16:]
 		l, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < l {
-			return nil, errBadEntry
+			return 0, nil, errBadEntry
 		}
 		enc := b[k : k+int(l)]
 		recs, err := log.DecodeRecords(enc)
 		if err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 		r.recs = recs
 		r.pid, r.epoch, r.txn, r.control = log.BatchProducer(enc)
 		b = b[k+int(l):]
 		runs = append(runs, r)
 	}
-	if len(runs) == 0 {
-		return nil, errors.New("leader sent no records")
+	if len(runs) == 0 && start < to {
+		return 0, nil, errors.New("leader sent no records")
 	}
-	return runs, nil
+	return start, runs, nil
 }
 
 func (n *Node) onReadShard(_ uint64, body []byte, reply func([]byte, error)) {
@@ -95,12 +102,22 @@ func (n *Node) onReadShard(_ uint64, body []byte, reply func([]byte, error)) {
 	}
 	// Reading may take a while: off the link's read goroutine.
 	go func() {
+		start, _, err := st.Offsets(shard)
+		if err != nil {
+			reply(nil, err)
+			return
+		}
+		from = max(from, start)
+		out := binary.BigEndian.AppendUint64(nil, uint64(start))
+		if from >= to {
+			reply(out, nil)
+			return
+		}
 		batches, err := st.Read(shard, from, snapshotReadBytes)
 		if err != nil {
 			reply(nil, err)
 			return
 		}
-		var out []byte
 		var run []log.Record
 		var runFirst, runTS, pid int64
 		var epoch int16

@@ -17,7 +17,10 @@ import (
 
 // Status is the cluster as this node sees it (`mqstreams cluster status`).
 type Status struct {
-	NodeID uint64        `json:"node_id"`
+	NodeID uint64 `json:"node_id"`
+	// State is "member", or "removed" once this node was removed from the cluster
+	// (removed.go): it then has no groups and refuses client writes.
+	State  string        `json:"state"`
 	Nodes  []NodeStatus  `json:"nodes"`
 	Groups []GroupStatus `json:"groups"`
 }
@@ -89,7 +92,10 @@ func (n *Node) publishStatus(withProgress bool) {
 
 // Status reports nodes and every group this node has a replica of.
 func (n *Node) Status() Status {
-	s := Status{NodeID: n.Self()}
+	s := Status{NodeID: n.Self(), State: "member"}
+	if n.Removed() {
+		s.State = "removed"
+	}
 	for _, ni := range n.Nodes() {
 		s.Nodes = append(s.Nodes, NodeStatus{ID: ni.ID, RaftAddr: ni.RaftAddr, KafkaAddr: ni.Addrs.Kafka,
 			MQTTAddr: ni.Addrs.MQTT, HTTPAddr: ni.Addrs.HTTP, Reachable: ni.Reachable})

@@ -68,8 +68,10 @@ type transport struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
-	// sent counts frames queued per kind (tests: quiesced groups send none).
-	sent [256]atomic.Int64
+	// sent counts frames queued per kind (tests: quiesced groups send none), sentBytes
+	// their bytes (benchmarks: network bytes per record).
+	sent      [256]atomic.Int64
+	sentBytes [256]atomic.Int64
 
 	inMu sync.Mutex
 	in   map[net.Conn]struct{}
@@ -214,6 +216,7 @@ func (t *transport) send(to uint64, k Kind, msg []byte) error {
 	select {
 	case l.q <- f:
 		t.sent[k].Add(1)
+		t.sentBytes[k].Add(int64(len(f)))
 		return nil
 	default:
 		return fmt.Errorf("send to node %d: %w", to, ErrQueueFull)

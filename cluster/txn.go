@@ -25,7 +25,7 @@ import (
 // log.Stream.AppendTxnAt, which writes the open-transaction and abort-index keys from
 // the entry in the batch of the records, so the last stable offset and the aborted
 // transactions are the same on every replica and survive a leader change.
-const entryTxn = 3
+const entryTxn = 4
 
 const (
 	txnFlagMarker = 1

@@ -56,6 +56,10 @@ func (n *Node) Append(ctx context.Context, mode log.Admission, stream string, sh
 		done(log.AppendResult{}, fmt.Errorf("append %s/%d: no records", stream, shard))
 		return
 	}
+	if err := n.refuseRemoved(); err != nil {
+		done(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, err))
+		return
+	}
 	sp, err := n.placement(stream, shard)
 	if err != nil {
 		done(log.AppendResult{}, err)

@@ -5,7 +5,10 @@ package compattests
 // log, no leadership needed) and checked against what clients were told:
 //   - every acknowledged record is stored exactly once on every replica;
 //   - per key, records are stored in the order their publisher sent them;
-//   - offsets are contiguous from the log start;
+//   - offsets are contiguous from the log start (every replica has the same one:
+//     retention and DeleteRecords are replicated; an acknowledged record missing
+//     below it is deleted, not lost: it is older, per key, than every record of its
+//     key still stored);
 //   - replicas are identical: same records at the same offsets (a SHA-256 over
 //     offsets, timestamps, keys, values, headers);
 //   - a group's committed offsets never move backwards.
@@ -121,6 +124,7 @@ func checkOneReplica(acked []ackedRecord, r replicaDump) []string {
 	next := r.LogStart
 	count := map[string]int{}
 	lastSeq := map[string]int{}
+	firstSeq := map[string]int{} // per key, the oldest stored
 	for _, rec := range r.Records {
 		if rec.Offset != next {
 			bad = append(bad, fmt.Sprintf("replica %s: offset %d follows %d (not contiguous)", r.Node, rec.Offset, next-1))
@@ -139,6 +143,9 @@ func checkOneReplica(acked []ackedRecord, r replicaDump) []string {
 		if err != nil {
 			continue
 		}
+		if _, seen := firstSeq[key]; !seen {
+			firstSeq[key] = seq
+		}
 		if last, seen := lastSeq[key]; seen && seq <= last {
 			bad = append(bad, fmt.Sprintf("replica %s: key %s seq %d stored after seq %d (offset %d): order broken", r.Node, key, seq, last, rec.Offset))
 		}
@@ -149,9 +156,13 @@ func checkOneReplica(acked []ackedRecord, r replicaDump) []string {
 	}
 	var missing []string
 	for _, a := range acked {
-		if count[a.value()] == 0 {
-			missing = append(missing, a.value())
+		if count[a.value()] > 0 {
+			continue
 		}
+		if first, kept := firstSeq[a.Key]; r.LogStart > 0 && (!kept || a.Seq < first) {
+			continue // below the log start: deleted by retention or DeleteRecords
+		}
+		missing = append(missing, a.value())
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
@@ -204,12 +215,20 @@ func TestClusterChecker(t *testing.T) {
 		"diverged": {acked, []replicaDump{dump("1", good, "x"), dump("2", []storedRecord{rec(0, "a", 1), rec(1, "b", 1), rec(2, "b", 2), rec(3, "a", 2)}, "y")},
 			"differ at offset 2"},
 		"shorter": {acked, []replicaDump{dump("1", good, "x"), dump("2", good[:3], "z")}, "holds [0,3)"},
+		"lost above the log start": {acked, []replicaDump{{Node: "1", LogStart: 2, HWM: 4, SHA256: []string{"x"}, Records: []storedRecord{rec(2, "a", 1), rec(3, "b", 1)}}},
+			"missing: a/2"},
+		"log starts differ": {acked, []replicaDump{dump("1", good, "x"), {Node: "2", LogStart: 2, HWM: 4, SHA256: []string{"y"}, Records: good[2:]}}, "holds [2,4)"},
 	}
 	for name, c := range cases {
 		bad := checkReplicas(c.acked, c.reps)
 		if !strings.Contains(strings.Join(bad, "\n"), c.want) {
 			t.Errorf("%s: violations %q, want one containing %q", name, bad, c.want)
 		}
+	}
+	// Records below the log start went by retention or DeleteRecords: not lost.
+	trimmed := replicaDump{Node: "1", LogStart: 2, HWM: 4, SHA256: []string{"x"}, Records: good[2:]}
+	if bad := checkReplicas(acked, []replicaDump{trimmed, {Node: "2", LogStart: 2, HWM: 4, SHA256: []string{"x"}, Records: good[2:]}}); len(bad) != 0 {
+		t.Fatalf("replicas trimmed alike: %v", bad)
 	}
 	if bad := checkCommitted(map[string][]int64{"g/s/0": {1, 5, 5, 9}}); len(bad) != 0 {
 		t.Fatalf("monotonic commits: %v", bad)

@@ -1,7 +1,9 @@
 package kafkawire
 
 import (
+	"context"
 	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -15,6 +17,10 @@ import (
 // Advances a partition's log start offset to the given offset (-1: the high
 // watermark), deleting the records below it; the answer is the new low watermark. An
 // offset past the high watermark is OFFSET_OUT_OF_RANGE. v2 is flexible.
+//
+// In a cluster any node takes it: the writer (log.RecordDeleter) forwards it to the
+// partition's leader, which replicates the new log start; the answer comes once that
+// is committed, with the low watermark every replica then has.
 
 func init() { register(21, 0, 2, handleDeleteRecords) }
 
@@ -35,7 +41,7 @@ func handleDeleteRecords(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, 
 			case st == nil:
 				p.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:
-				low, err := st.DeleteRecordsBefore(rp.Partition, rp.Offset)
+				low, err := s.deleteRecords(rt.Topic, rp.Partition, rp.Offset, req.TimeoutMillis)
 				switch {
 				case err == nil:
 					p.LowWatermark = low
@@ -43,6 +49,10 @@ func handleDeleteRecords(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, 
 					p.ErrorCode = kerr.OffsetOutOfRange.Code
 				case errors.Is(err, log.ErrUnknownShard), errors.Is(err, log.ErrUnknownStream):
 					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				case isNotLeader(err):
+					p.ErrorCode = kerr.NotLeaderForPartition.Code
+				case isTimeout(err):
+					p.ErrorCode = kerr.RequestTimedOut.Code
 				default:
 					s.lg.Warn().Err(err).Str("topic", rt.Topic).Int32("partition", rp.Partition).Msg("delete records")
 					p.ErrorCode = kerr.KafkaStorageError.Code
@@ -53,4 +63,26 @@ func handleDeleteRecords(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, 
 		resp.Topics = append(resp.Topics, t)
 	}
 	return resp, nil
+}
+
+// deleteRecords moves the log start through the writer when it replicates it (a
+// cluster), on the local log otherwise.
+func (s *Server) deleteRecords(topic string, partition int32, offset int64, timeoutMS int32) (int64, error) {
+	d, ok := s.writer.(log.RecordDeleter)
+	if !ok {
+		d = s.log
+	}
+	ctx := context.Background()
+	if timeoutMS > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(timeoutMS)*time.Millisecond)
+		defer cancel()
+	}
+	return d.DeleteRecords(ctx, topic, partition, offset)
+}
+
+// isTimeout reports a replicated change not committed in time (it may still be).
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout() || errors.Is(err, context.DeadlineExceeded)
 }

@@ -115,8 +115,6 @@ func (s *Server) placed(h handler) handler {
 			return s.placeFetch(c, h, r)
 		case *kmsg.ListOffsetsRequest:
 			return s.placeListOffsets(c, h, r)
-		case *kmsg.DeleteRecordsRequest:
-			return s.placeDeleteRecords(c, h, r)
 		}
 		return s.placeGroup(c, h, req)
 	}
@@ -247,37 +245,9 @@ func (s *Server) placeListOffsets(c *conn, h handler, r *kmsg.ListOffsetsRequest
 	return resp, nil
 }
 
-func (s *Server) placeDeleteRecords(c *conn, h handler, r *kmsg.DeleteRecordsRequest) (kmsg.Response, error) {
-	refused := notLed(s, &r.Topics,
-		func(t *kmsg.DeleteRecordsRequestTopic) string { return t.Topic },
-		func(t *kmsg.DeleteRecordsRequestTopic) []int32 { return partitionIDs(t.Partitions, deleteRecordsID) },
-		func(t *kmsg.DeleteRecordsRequestTopic, keep []int32) {
-			t.Partitions = keepIDs(t.Partitions, keep, deleteRecordsID)
-		})
-	kresp, err := h(s, c, r)
-	if err != nil || refused == nil {
-		return kresp, err
-	}
-	resp := kresp.(*kmsg.DeleteRecordsResponse)
-	for topic, parts := range refused {
-		t := kmsg.NewDeleteRecordsResponseTopic()
-		t.Topic = topic
-		for _, p := range parts {
-			rp := kmsg.NewDeleteRecordsResponseTopicPartition()
-			rp.Partition, rp.ErrorCode, rp.LowWatermark = p, kerr.NotLeaderForPartition.Code, -1
-			t.Partitions = append(t.Partitions, rp)
-		}
-		resp.Topics = append(resp.Topics, t)
-	}
-	return resp, nil
-}
-
 func produceID(p *kmsg.ProduceRequestTopicPartition) int32         { return p.Partition }
 func fetchID(p *kmsg.FetchRequestTopicPartition) int32             { return p.Partition }
 func listOffsetsID(p *kmsg.ListOffsetsRequestTopicPartition) int32 { return p.Partition }
-func deleteRecordsID(p *kmsg.DeleteRecordsRequestTopicPartition) int32 {
-	return p.Partition
-}
 
 func partitionIDs[P any](ps []P, id func(*P) int32) []int32 {
 	out := make([]int32, len(ps))

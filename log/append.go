@@ -243,8 +243,13 @@ func (l *Log) commit(q []*pending) {
 		return
 	}
 	now := l.nowUS()
-	var recs []Record
-	var val []byte
+	// Scratch kept across commits (the committer's alone, under commitMu): the batch
+	// copies what is set, so only the records' references need clearing afterwards.
+	recs, val, enc := l.commitRecs[:0], l.commitVal[:0], &l.commitEnc
+	defer func() {
+		clear(recs[:cap(recs)])
+		l.commitRecs, l.commitVal = recs[:0], val[:0]
+	}()
 	a := &applied{groups: order}
 	for _, g := range order {
 		sh := g.sh
@@ -255,7 +260,7 @@ func (l *Log) commit(q []*pending) {
 				return
 			}
 			base := sh.next
-			val = encodeValue(val[:0], base, ts, sh.cum, recs)
+			val = enc.encode(val[:0], base, ts, sh.cum, recs, nil, int32(len(recs)-1), noProducer)
 			_ = b.Set(batchKey(g.stream.id, g.shard, base), val, nil)
 			_ = b.Set(timeKey(g.stream.id, g.shard, ts, base), nil, nil)
 			sh.next += int64(len(recs))
@@ -287,7 +292,7 @@ func (l *Log) commit(q []*pending) {
 				} else {
 					prod.id, prod.epoch, prod.attrs = p.marker.ProducerID, p.marker.Epoch, attrTransactional|attrControl
 				}
-				val = encodeValueProducer(val[:0], p.base, bts, sh.cum, p.recs, nil, int32(len(p.recs)-1), prod)
+				val = enc.encode(val[:0], p.base, bts, sh.cum, p.recs, nil, int32(len(p.recs)-1), prod)
 				_ = b.Set(batchKey(g.stream.id, g.shard, p.base), val, nil)
 				_ = b.Set(timeKey(g.stream.id, g.shard, bts, p.base), nil, nil)
 				g.txnBatch(b, p, p.base)

@@ -76,6 +76,19 @@ func encodeValueDeltas(dst []byte, base, tsUS, cumBytes int64, recs []Record, de
 // encodeValueProducer is encodeValueDeltas for a batch that carries a producer: a
 // transactional append or a marker (txn.go).
 func encodeValueProducer(dst []byte, base, tsUS, cumBytes int64, recs []Record, deltas []int32, lastDelta int32, prod batchProducer) []byte {
+	var e valueEncoder
+	return e.encode(dst, base, tsUS, cumBytes, recs, deltas, lastDelta, prod)
+}
+
+// valueEncoder is encodeValueProducer with scratch space kept across calls, for a
+// goroutine that encodes every commit (the committer): one record's encoding and its
+// headers are reused instead of allocated per record.
+type valueEncoder struct {
+	rec  []byte
+	hdrs []kmsg.Header
+}
+
+func (e *valueEncoder) encode(dst []byte, base, tsUS, cumBytes int64, recs []Record, deltas []int32, lastDelta int32, prod batchProducer) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(tsUS))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(cumBytes))
 	start := len(dst)
@@ -94,7 +107,7 @@ func encodeValueProducer(dst []byte, base, tsUS, cumBytes int64, recs []Record, 
 		NumRecords:           int32(len(recs)),
 	}
 	dst = rb.AppendTo(dst)
-	var scratch []byte
+	scratch := e.rec
 	for i := range recs {
 		delta := int32(i)
 		if deltas != nil {
@@ -104,10 +117,11 @@ func encodeValueProducer(dst []byte, base, tsUS, cumBytes int64, recs []Record, 
 		// mapping.ToRecord gives an empty MQTT payload an empty, non-nil value.
 		kr := kmsg.Record{OffsetDelta: delta, Key: recs[i].Key, Value: recs[i].Value}
 		if len(recs[i].Headers) > 0 {
-			kr.Headers = make([]kmsg.Header, len(recs[i].Headers))
-			for j, h := range recs[i].Headers {
-				kr.Headers[j] = kmsg.Header{Key: h.Key, Value: h.Value}
+			hs := e.hdrs[:0]
+			for _, h := range recs[i].Headers {
+				hs = append(hs, kmsg.Header{Key: h.Key, Value: h.Value})
 			}
+			kr.Headers, e.hdrs = hs, hs
 		}
 		// AppendTo writes Length as given; encode with length 0 (one varint byte)
 		// to learn the body size, then prefix the real length.
@@ -115,6 +129,8 @@ func encodeValueProducer(dst []byte, base, tsUS, cumBytes int64, recs []Record, 
 		dst = kbin.AppendVarint(dst, int32(len(scratch)-1))
 		dst = append(dst, scratch[1:]...)
 	}
+	clear(e.hdrs[:cap(e.hdrs)]) // no record's bytes kept alive by the scratch
+	e.rec = scratch
 	b := dst[start:]
 	binary.BigEndian.PutUint32(b[8:12], uint32(len(b)-12))
 	binary.BigEndian.PutUint32(b[17:21], crc32.Checksum(b[crcStart:], castagnoli))

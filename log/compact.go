@@ -11,12 +11,14 @@ import (
 // with gaps; a batch left empty is removed. Records without a key are never compacted.
 // It runs on the retention goroutine and only when the shard has grown since the last
 // pass, because each pass reads the whole shard (small, for a last-value stream).
-func (s *Stream) compactShard(shard int32, sh *shardState) error {
-	// Only below the last stable offset: an open transaction's records may yet be
-	// aborted. Aborted records are dropped; markers are kept (txn.go).
-	start, hwm := sh.start.Load(), sh.lastStable()
-	if hwm == sh.compactedTo.Load() || hwm == start {
-		return nil
+// It compacts below hwm, which callers keep at most the last stable offset: an open
+// transaction's records may yet be aborted. Aborted records are dropped; markers are
+// kept (txn.go). ops are entry changes written in the same Pebble batch (a replica's
+// applied index, replicated.go).
+func (s *Stream) compactShard(shard int32, sh *shardState, hwm int64, ops []EntryOp) error {
+	start := sh.start.Load()
+	if hwm <= sh.compactedTo.Load() || hwm <= start {
+		return s.log.writeOpsNow(ops)
 	}
 	aborted, err := s.AbortedTxns(shard, start, hwm)
 	if err != nil {
@@ -134,6 +136,7 @@ func (s *Stream) compactShard(shard int32, sh *shardState) error {
 	if s.Deleted() {
 		return nil
 	}
+	writeOps(wb, ops)
 	if !wb.Empty() {
 		if err := s.log.guardWrite(wb, pebble.Sync, false); err != nil {
 			return fmt.Errorf("compact %s/%d: %w", s.name, shard, err)

@@ -126,6 +126,10 @@ type Log struct {
 	// commitMu is held by the committer for each commit and by definition changes,
 	// so a stream is never written to after its deletion.
 	commitMu sync.Mutex
+	// commitRecs, commitVal and commitEnc are the committer's scratch (append.go commit).
+	commitRecs []Record
+	commitVal  []byte
+	commitEnc  valueEncoder
 
 	adm     admission
 	queueMu sync.Mutex
@@ -141,7 +145,8 @@ type Log struct {
 	appliedCount int  // appends and entry changes in appliedQ
 	committerEnd bool // the committer has stopped: the syncer drains and stops
 	applied      chan struct{}
-	unsynced     atomic.Bool // `write` appends acknowledged since the last fsync
+	unsynced     atomic.Bool              // `write` appends acknowledged since the last fsync
+	afterAcks    atomic.Pointer[[]func()] // AfterAcks callbacks (sync.go)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -157,6 +162,9 @@ type Log struct {
 	coalesceWake chan struct{}
 
 	store storage
+
+	// replicatedMaint: retention is decided by a cluster's shard leaders (replicated.go).
+	replicatedMaint atomic.Bool
 }
 
 // idleFlushLoop flushes the memtable once commits have stopped for IdleFlush.

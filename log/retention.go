@@ -19,6 +19,9 @@ func (l *Log) retentionLoop() {
 		case <-l.stop:
 			return
 		case <-t.C:
+			if l.replicatedMaint.Load() {
+				continue // a cluster decides retention on each shard's leader (replicated.go)
+			}
 			l.ApplyRetention()
 		}
 	}
@@ -43,14 +46,28 @@ func (s *Stream) applyRetention(shard int32) error {
 	if err != nil {
 		return nil // deleted meanwhile
 	}
-	spec := s.Spec()
-	r := spec.Retention
-	if spec.LastValue {
+	if s.Spec().LastValue {
 		// Compact first: byte retention then weighs what the shard really keeps.
-		if err := s.compactShard(shard, sh); err != nil {
+		if err := s.compactShard(shard, sh, sh.lastStable(), nil); err != nil {
 			return err
 		}
 	}
+	target, err := s.retentionTarget(shard, sh)
+	if err != nil {
+		return err
+	}
+	if target > sh.start.Load() {
+		if err := s.truncateBefore(shard, sh, target, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retentionTarget is the log start the stream's retention settings ask for now.
+func (s *Stream) retentionTarget(shard int32, sh *shardState) (int64, error) {
+	spec := s.Spec()
+	r := spec.Retention
 	start, hwm := sh.start.Load(), sh.hwm.Load()
 	target := start
 	if r.MaxMessages > 0 && hwm-r.MaxMessages > target {
@@ -60,7 +77,7 @@ func (s *Stream) applyRetention(shard int32) error {
 		cutoff := s.log.nowUS() - r.MaxAge.Microseconds()
 		off, _, err := s.OffsetForTime(shard, cutoff)
 		if err != nil {
-			return err
+			return start, err
 		}
 		if off > target {
 			target = off
@@ -75,7 +92,7 @@ func (s *Stream) applyRetention(shard int32) error {
 		}
 		off, err := find(shard, start, hwm, r.MaxBytes)
 		if err != nil {
-			return err
+			return start, err
 		}
 		if off > target {
 			target = off
@@ -83,13 +100,7 @@ func (s *Stream) applyRetention(shard int32) error {
 	}
 	// Never past the last stable offset: an open transaction's records stay until it
 	// ends, so its outcome is known for every record a reader can get.
-	target = min(target, sh.lastStable())
-	if target > start {
-		if err := s.truncateBefore(shard, sh, target); err != nil {
-			return err
-		}
-	}
-	return nil
+	return min(target, sh.lastStable()), nil
 }
 
 // offsetForRetainedBytes finds the first offset from which at most maxBytes are
@@ -188,8 +199,10 @@ func (s *Stream) offsetForBytes(shard int32, start, hwm, maxBytes int64) (int64,
 }
 
 // truncateBefore moves the log start to target and deletes the batches (and their time
-// index entries) that hold only records below it.
-func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error {
+// index entries) that hold only records below it. ops are entry changes written in the
+// same Pebble batch, also when the log start is past target already (a replica's
+// applied index, replicated.go).
+func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64, ops []EntryOp) error {
 	keepBase := target
 	bi, ok, err := s.batchAt(shard, target)
 	if err != nil {
@@ -207,8 +220,12 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 	}
 	s.log.commitMu.Lock()
 	defer s.log.commitMu.Unlock()
-	if s.Deleted() || target <= sh.start.Load() {
-		return nil // deleted, or moved past target meanwhile (DeleteRecords and retention race)
+	if s.Deleted() {
+		return nil
+	}
+	if target <= sh.start.Load() {
+		// Moved past target meanwhile (DeleteRecords and retention race).
+		return s.log.writeOpsNow(ops)
 	}
 	// A compacted shard's cumulative positions overcount; its dropped bytes are summed.
 	dropped := int64(-1)
@@ -228,6 +245,7 @@ func (s *Stream) truncateBefore(shard int32, sh *shardState, target int64) error
 	_ = b.Set(startKey(s.id, shard), binary.BigEndian.AppendUint64(nil, uint64(target)), nil)
 	// Aborted transactions whose marker is gone with the records.
 	_ = b.DeleteRange(abortedTxnKey(s.id, shard, 0, 0), abortedTxnKey(s.id, shard, keepBase, 0), nil)
+	writeOps(b, ops)
 	if err := s.log.guardWrite(b, pebble.Sync, true); err != nil {
 		return fmt.Errorf("retention %s/%d to %d: %w", s.name, shard, target, err)
 	}

@@ -287,7 +287,7 @@ func (s *Stream) DeleteRecordsBefore(shard int32, offset int64) (int64, error) {
 	if offset <= start {
 		return start, nil
 	}
-	if err := s.truncateBefore(shard, sh, offset); err != nil {
+	if err := s.truncateBefore(shard, sh, offset, nil); err != nil {
 		return 0, err
 	}
 	return sh.start.Load(), nil

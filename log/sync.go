@@ -206,7 +206,30 @@ func (l *Log) syncGroup(group []*applied) int {
 	if wakeCoalescer && !l.opts.Coalesce.Disabled {
 		l.wakeCoalescer()
 	}
+	if fs := l.afterAcks.Load(); fs != nil {
+		for _, f := range *fs {
+			f()
+		}
+	}
 	return items
+}
+
+// AfterAcks registers f to run on the syncer after the done callbacks of each durable
+// group, so a caller can act once per group on what those callbacks noted (mqtt
+// answers a connection's whole group of publishes in one write, not one per callback).
+// Appends acknowledged with success are acknowledged only there; f must not block.
+func (l *Log) AfterAcks(f func()) {
+	for {
+		old := l.afterAcks.Load()
+		var fs []func()
+		if old != nil {
+			fs = append(fs, *old...)
+		}
+		fs = append(fs, f)
+		if l.afterAcks.CompareAndSwap(old, &fs) {
+			return
+		}
+	}
 }
 
 // intervalSyncLoop fsyncs what `write` durability acknowledged unsynced, at least

@@ -70,7 +70,7 @@ func (h *ingestHook) release(it *item, fanOut bool) {
 	c := it.c
 	it.publishedNow = false
 	c.inj.Store(it) // for retainedStored and OnPublished, which mochi's hooks call back
-	err := completePublish(h.broker, h.hooks, c.cl, it.pk, fanOut)
+	err := completePublish(h.broker, h.hooks, c.cl, it.pk.packet(), fanOut)
 	c.inj.Store(nil)
 	if err != nil {
 		// The publisher is gone: it resends after reconnecting.
@@ -88,6 +88,10 @@ func (h *ingestHook) reject(it *item, err error) {
 	}
 	h.lg.Warn().Err(err).Str("client", c.cl.ID).Str("remote", c.cl.Net.Remote).Str("topic", it.pk.TopicName).
 		Uint16("packet_id", it.pk.PacketID).Msg("publish not stored")
+	if useAnotherServer(err) {
+		h.redirect(c, err)
+		return
+	}
 	if c.cl.Properties.ProtocolVersion < 5 {
 		// 3.1.1 has no refusal: the publish stays unacknowledged. On a full disk the
 		// client is also disconnected, so it resends after reconnecting rather than
@@ -109,4 +113,28 @@ func (h *ingestHook) reject(it *item, err error) {
 	if werr := c.cl.WritePacket(ack); werr != nil {
 		h.lg.Debug().Err(werr).Str("client", c.cl.ID).Str("remote", c.cl.Net.Remote).Msg("publish rejection not delivered")
 	}
+}
+
+// useAnotherServer reports a write refused because this node no longer serves any (a
+// cluster node removed from its cluster: cluster.RemovedError).
+func useAnotherServer(err error) bool {
+	var u interface{ UseAnotherServer() bool }
+	return errors.As(err, &u) && u.UseAnotherServer()
+}
+
+// redirect ends the connection of a publisher this node can no longer store for: MQTT 5
+// gets DISCONNECT "Use another server" (0x9C) with the reason, 3.1.1 (which has no
+// such code) the connection closed; the unacknowledged publish is resent elsewhere.
+func (h *ingestHook) redirect(c *conn, err error) {
+	if c.cl.Properties.ProtocolVersion >= 5 {
+		dis := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
+			ReasonCode:  packets.ErrUseAnotherServer.Code,
+			Properties:  packets.Properties{ReasonString: err.Error()},
+		}
+		if werr := c.cl.WritePacket(dis); werr != nil {
+			h.lg.Debug().Err(werr).Str("client", c.cl.ID).Msg("disconnect not delivered")
+		}
+	}
+	c.cl.Stop(fmt.Errorf("publish not stored: %w", err))
 }

@@ -43,9 +43,21 @@ type ingestHook struct {
 	// storeRetained, when set, writes a retained publish's retained message in the same
 	// commit as its stream appends (see storeHook).
 	storeRetained bool
+	// batched: the writer calls kickGroup after each durable group's callbacks
+	// (log.Log.AfterAcks), so a connection whose publishes that group completed is
+	// answered once, all of them in one write, instead of from the first callback on
+	// while the rest of the group is still being acknowledged.
+	batched    bool
+	kickMu     sync.Mutex
+	kicks      []*conn // connections to kick at the end of the group
+	kicksSpare []*conn // kickGroup's other buffer (syncer only)
+
+	// conns holds each network client's *conn: read on every publish by every
+	// connection's read loop, so a sync.Map (reads share no lock) rather than a map
+	// under mu.
+	conns sync.Map
 
 	mu       sync.RWMutex
-	conns    map[*mochi.Client]*conn
 	sessions map[string]*session // QoS 2 exactly-once state, by client id
 
 	// pendMu guards the count of queued publishes and the closing flag, so Close can
@@ -59,12 +71,13 @@ type ingestHook struct {
 
 // conn is the ordered acknowledgement queue of one network connection.
 type conn struct {
-	h     *ingestHook
-	cl    *mochi.Client
-	seq   atomic.Uint64        // publishes seen, for key `none` round robin
-	slots chan struct{}        // bounds the queued publishes of one connection
-	route []mapping.Target     // Route scratch, used only on the read loop
-	inj   atomic.Pointer[item] // the publish being completed (completePublish), if any
+	h          *ingestHook
+	cl         *mochi.Client
+	seq        atomic.Uint64        // publishes seen, for key `none` round robin
+	slots      chan struct{}        // bounds the queued publishes of one connection
+	kickQueued atomic.Bool          // in h.kicks
+	route      []mapping.Target     // Route scratch, used only on the read loop
+	inj        atomic.Pointer[item] // the publish being completed (completePublish), if any
 
 	mu       sync.Mutex
 	queue    []*item // queue[head:] is waiting; the array is reused once drained
@@ -82,7 +95,7 @@ type session struct {
 // item is one queued QoS 1/2 publish.
 type item struct {
 	c         *conn
-	pk        packets.Packet
+	pk        heldPublish
 	remaining atomic.Int32 // appends (or, for a redelivery, the original) outstanding
 
 	errMu sync.Mutex
@@ -116,13 +129,16 @@ func newIngestHook(broker *mochi.Server, w log.Writer, r *mapping.Router, lg zer
 		lg:         lg,
 		met:        met,
 		maxPending: maxPending,
-		conns:      map[*mochi.Client]*conn{},
 		sessions:   map[string]*session{},
 		closed:     make(chan struct{}),
 	}
 	h.pendCond = sync.NewCond(&h.pendMu)
 	if q, ok := w.(interface{ QueueFull(int64) bool }); ok {
 		h.queueFull = q.QueueFull // the local log's; a cluster writer has none
+	}
+	if b, ok := w.(interface{ AfterAcks(func()) }); ok {
+		h.batched = true // the local log's; a cluster writer answers each append
+		b.AfterAcks(h.kickGroup)
 	}
 	return h
 }
@@ -154,33 +170,22 @@ func (h *ingestHook) close() {
 }
 
 func (h *ingestHook) conn(cl *mochi.Client) *conn {
-	h.mu.RLock()
-	c := h.conns[cl]
-	h.mu.RUnlock()
-	if c != nil {
-		return c
+	if c, ok := h.conns.Load(cl); ok {
+		return c.(*conn)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if c = h.conns[cl]; c == nil {
-		c = &conn{h: h, cl: cl, slots: make(chan struct{}, h.maxPending)}
-		h.conns[cl] = c
-	}
-	return c
+	c, _ := h.conns.LoadOrStore(cl, &conn{h: h, cl: cl, slots: make(chan struct{}, h.maxPending)})
+	return c.(*conn)
 }
 
 func (h *ingestHook) lookup(cl *mochi.Client) *conn {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.conns[cl]
+	if c, ok := h.conns.Load(cl); ok {
+		return c.(*conn)
+	}
+	return nil
 }
 
 func (h *ingestHook) forget(c *conn) {
-	h.mu.Lock()
-	if h.conns[c.cl] == c {
-		delete(h.conns, c.cl)
-	}
-	h.mu.Unlock()
+	h.conns.CompareAndDelete(c.cl, c)
 }
 
 // OnPublish routes a publish to its streams. See the type comment for the flow.
@@ -241,7 +246,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 		return pk, packets.ErrRejectPacket
 	}
 
-	it := &item{c: c, pk: pk}
+	it := &item{c: c, pk: holdPublish(&pk)}
 	// Completing it later must not carry the publisher's inbound topic alias to
 	// subscribers; the topic name is already resolved.
 	it.pk.Properties.TopicAlias, it.pk.Properties.TopicAliasFlag = 0, false
@@ -302,21 +307,22 @@ func (h *ingestHook) appendOne(t mapping.Target, it *item) { h.appendWith(t, it,
 
 // appendWith is appendOne that also commits the entry changes ops with the record.
 func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
+	stream := t.Stream // the callback captures only what it needs, not the whole target
 	done := func(_ log.AppendResult, err error) {
 		if it == nil && errors.Is(err, log.ErrQueueFull) {
 			h.met.ingestDropped.WithLabelValues("queue_full").Inc()
 			return
 		}
 		if err != nil {
-			h.met.failed.WithLabelValues(t.Stream).Inc()
+			h.met.failed.WithLabelValues(stream).Inc()
 			if it == nil {
-				h.lg.Warn().Err(err).Str("stream", t.Stream).Msg("unacknowledged publish not appended")
+				h.lg.Warn().Err(err).Str("stream", stream).Msg("unacknowledged publish not appended")
 			}
 		} else {
-			h.met.appended.WithLabelValues(t.Stream).Inc()
+			h.met.appended.WithLabelValues(stream).Inc()
 		}
 		if it != nil {
-			it.complete(err)
+			it.appended(err)
 		}
 	}
 	// Back-pressure when the append queue is full: a QoS 1/2 publish blocks mochi's read
@@ -452,6 +458,43 @@ func (it *item) matches(pk packets.Packet) bool {
 		&pk.Payload[:1][0] == &it.pk.Payload[:1][0]
 }
 
+// appended completes one of the item's appends. A success comes from the log's syncer
+// while it acknowledges a durable group: with a batched writer the connection is
+// kicked once, after the whole group (kickGroup).
+func (it *item) appended(err error) {
+	if err != nil || !it.c.h.batched {
+		it.complete(err)
+		return
+	}
+	if it.remaining.Add(-1) == 0 {
+		it.c.h.kickLater(it.c)
+	}
+}
+
+func (h *ingestHook) kickLater(c *conn) {
+	if c.kickQueued.Swap(true) {
+		return
+	}
+	h.kickMu.Lock()
+	h.kicks = append(h.kicks, c)
+	h.kickMu.Unlock()
+}
+
+// kickGroup kicks the connections the group just acknowledged had publishes in. It runs
+// on the log's syncer (log.Log.AfterAcks), so it must not block.
+func (h *ingestHook) kickGroup() {
+	h.kickMu.Lock()
+	cs := h.kicks
+	h.kicks = h.kicksSpare[:0]
+	h.kickMu.Unlock()
+	for i, c := range cs {
+		c.kickQueued.Store(false)
+		c.kick()
+		cs[i] = nil
+	}
+	h.kicksSpare = cs[:0]
+}
+
 func (it *item) complete(err error) {
 	if err != nil {
 		it.errMu.Lock()
@@ -549,4 +592,45 @@ func writerOf(o Options) log.Writer {
 		return o.Writer
 	}
 	return o.Log
+}
+
+// heldPublish is what a queued publish keeps of its packets.Packet: the fields a
+// PUBLISH uses, without the CONNECT and SUBSCRIBE ones, which would double the size of
+// every queued item.
+type heldPublish struct {
+	Properties      packets.Properties
+	Payload         []byte
+	TopicName       string
+	Origin          string
+	FixedHeader     packets.FixedHeader
+	Created         int64
+	Expiry          int64
+	Mods            packets.Mods
+	PacketID        uint16
+	ProtocolVersion byte
+	ReservedBit     byte
+}
+
+func holdPublish(pk *packets.Packet) heldPublish {
+	return heldPublish{
+		Properties: pk.Properties, Payload: pk.Payload, TopicName: pk.TopicName, Origin: pk.Origin,
+		FixedHeader: pk.FixedHeader, Created: pk.Created, Expiry: pk.Expiry, Mods: pk.Mods,
+		PacketID: pk.PacketID, ProtocolVersion: pk.ProtocolVersion, ReservedBit: pk.ReservedBit,
+	}
+}
+
+// packet is the publish as mochi's hooks saw it.
+func (h *heldPublish) packet() packets.Packet {
+	return packets.Packet{
+		Properties: h.Properties, Payload: h.Payload, TopicName: h.TopicName, Origin: h.Origin,
+		FixedHeader: h.FixedHeader, Created: h.Created, Expiry: h.Expiry, Mods: h.Mods,
+		PacketID: h.PacketID, ProtocolVersion: h.ProtocolVersion, ReservedBit: h.ReservedBit,
+	}
+}
+
+// pending is the number of queued publishes not yet answered.
+func (h *ingestHook) pending() int {
+	h.pendMu.Lock()
+	defer h.pendMu.Unlock()
+	return h.npending
 }

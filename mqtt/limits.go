@@ -267,10 +267,11 @@ type limitConn struct {
 
 	wmu      sync.Mutex
 	closed   bool
-	corked   int    // cork calls not yet matched by uncork (under wmu)
-	wbuf     []byte // what corked writes hold back (under wmu)
-	wErr     error  // a held-back write's failure, returned by the next write
-	quickAck func() // after an uncork's write: acknowledge the client's next segment at once
+	corked   int          // cork calls not yet matched by uncork (under wmu)
+	wbuf     []byte       // what corked writes hold back (under wmu)
+	wErr     error        // a held-back write's failure, returned by the next write
+	quickAck func()       // after an uncork's write: acknowledge the client's next segment at once
+	writes   atomic.Int64 // writes to the connection (tests count the acknowledgement writes)
 	clientID atomic.Pointer[string]
 	v5       atomic.Bool
 
@@ -402,6 +403,7 @@ func (c *limitConn) Write(p []byte) (int, error) {
 	if err := c.flushLocked(); err != nil {
 		return 0, err
 	}
+	c.writes.Add(1)
 	return c.Conn.Write(p)
 }
 
@@ -433,6 +435,7 @@ func (c *limitConn) flushLocked() error {
 	if len(c.wbuf) == 0 {
 		return nil
 	}
+	c.writes.Add(1)
 	_, err := c.Conn.Write(c.wbuf)
 	if cap(c.wbuf) > maxCorkBytes {
 		c.wbuf = nil

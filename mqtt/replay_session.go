@@ -172,13 +172,16 @@ func (s *replaySession) subscribe(cl *mochi.Client, r *subResult, sub packets.Su
 	return rs, true, nil
 }
 
-// clampStored keeps stored positions inside the shards' current ranges.
+// clampStored keeps stored positions inside the shards' current ranges; a shard that
+// cannot be asked now (a cluster failover) keeps its position: resolveStart asks again.
 func (h *ReplayHook) clampStored(st *log.Stream, sp startPoint) startPoint {
 	for shard, off := range sp.offsets {
-		if res, err := h.bounds(st, shard, log.FromEarliest, 0); err == nil && off > res.HighWatermark {
-			sp.offsets[shard] = res.HighWatermark
-		} else if err != nil {
+		res, err := h.bounds(st, shard, log.FromEarliest, 0)
+		switch {
+		case errors.Is(err, log.ErrUnknownShard):
 			delete(sp.offsets, shard)
+		case err == nil && off > res.HighWatermark:
+			sp.offsets[shard] = res.HighWatermark
 		}
 	}
 	return sp
@@ -207,17 +210,33 @@ func (h *ReplayHook) resolveStart(st *log.Stream, sp startPoint) ([]int64, *subE
 			return nil, implError("shard %d does not exist (stream %s has %d)", shard, st.Name(), n)
 		}
 	}
+	from := log.FromEarliest
+	switch sp.kind {
+	case startTime:
+		from = log.FromTime
+	case startEarliest, startOffsets:
+	default:
+		from = log.FromLatest
+	}
+	// The shards are looked up together: in a cluster each may be a call to another
+	// node, and one waiting out a failover should not hold up the others.
+	type found struct {
+		res log.ReadResult
+		err error
+	}
+	all := make([]found, n)
+	var wg sync.WaitGroup
+	for i := int32(0); i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			all[i].res, all[i].err = h.bounds(st, i, from, sp.tsUS)
+		}()
+	}
+	wg.Wait()
 	next := make([]int64, n)
 	for i := int32(0); i < n; i++ {
-		from := log.FromEarliest
-		switch sp.kind {
-		case startTime:
-			from = log.FromTime
-		case startEarliest, startOffsets:
-		default:
-			from = log.FromLatest
-		}
-		res, err := h.bounds(st, i, from, sp.tsUS)
+		res, err := all[i].res, all[i].err
 		if err != nil {
 			return nil, implError("%v", wrapShard(st, i, err))
 		}

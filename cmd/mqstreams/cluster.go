@@ -44,6 +44,7 @@ func (s *server) startCluster(cfg Config) error {
 	s.node = n
 	n.SetStateMachine(kafkaTxnState{})
 	s.streams.SetReplicator(n)
+	s.http.SetHealth(clusterHealth(s.log, n))
 	cid, err := clusterID(n, *cfg.Cluster, lg)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -81,6 +82,9 @@ func (s *server) applyConfigStreams(cfg Config) error {
 			err := applyStreams(s.streams, cfg, s.lg)
 			if err == nil {
 				break
+			}
+			if s.node.Removed() {
+				return // removed from the cluster: it said so once (cluster/removed.go)
 			}
 			lg.Warn().Err(err).Msg("configured streams not applied yet (waiting for a quorum of nodes?); retrying")
 			if !wait(time.Second) {
@@ -353,6 +357,18 @@ func (k kafkaCluster) Settle(ctx context.Context, stream string, shard int32) (u
 }
 
 var _ kafkawire.ProducerSync = kafkaCluster{}
+
+// clusterHealth is /readyz's check on a cluster node: the log's, and not removed from
+// the cluster (a removed node serves nothing: load balancers should stop sending to it).
+func clusterHealth(l *log.Log, n *cluster.Node) func() (bool, string) {
+	return func() (bool, string) {
+		if n.Removed() {
+			return false, fmt.Sprintf("removed from the cluster (node %d)", n.Self())
+		}
+		h := l.Health()
+		return h.Writable, h.Reason
+	}
+}
 
 // kafkaTxnState applies Kafka transaction commands replicated through the catalog.
 type kafkaTxnState struct{}

@@ -22,6 +22,7 @@ type clusterStatusCmd struct{ apiTarget }
 // clusterStatusView is the JSON of /api/v1/cluster/status (cluster.Node.Status).
 type clusterStatusView struct {
 	NodeID uint64 `json:"node_id"`
+	State  string `json:"state"`
 	Nodes  []struct {
 		ID        uint64 `json:"id"`
 		RaftAddr  string `json:"raft_addr"`
@@ -60,6 +61,9 @@ func (c clusterStatusCmd) Run(e env) error {
 		return fmt.Errorf("cluster status: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "answered by node %d\n\n", st.NodeID)
+	if st.State == "removed" {
+		fmt.Fprintf(e.stdout, "node %d was REMOVED from the cluster: it holds no replicas and refuses writes; stop it\n\n", st.NodeID)
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tRAFT\tKAFKA\tMQTT\tHTTP\tREACHABLE")
 	for _, n := range st.Nodes {

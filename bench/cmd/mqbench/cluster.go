@@ -205,7 +205,17 @@ func (b *bench) clusterIngest() error {
 			n++
 			r := ClusterIngestResult{Publishers: pubs, InFlight: inflight, Payload: 100, Round: round, Load: loadavg()}
 			// The two take turns, so a change in the machine's load hits both.
+			var sperf *exec.Cmd
+			if clusterPerfDir != "" && round == 1 {
+				sperf = exec.CommandContext(b.ctx, "perf", "record", "-F", "999", "-g", "-p", strconv.Itoa(single.cmd.Process.Pid), "-o", filepath.Join(clusterPerfDir, fmt.Sprintf("p%d-single.data", pubs)), "--", "sleep", strconv.FormatFloat(b.sc.ingestDur.Seconds()-0.5, 'f', 1, 64))
+				if sperf.Start() != nil {
+					sperf = nil
+				}
+			}
 			s, sh, scpu, scores, serr := b.spreadRun([]*proc{single}, pubs, inflight, fmt.Sprintf("cs%d", n))
+			if sperf != nil {
+				_ = sperf.Wait()
+			}
 			var perfs []*exec.Cmd
 			if clusterPerfDir != "" && round == 1 {
 				// perf of each node over this run, kept for reading by hand.
