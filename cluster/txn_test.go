@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -411,5 +412,39 @@ func TestTxnCoordinatorPlacement(t *testing.T) {
 		if err != nil || ir.ErrorCode != kerr.NotCoordinator.Code {
 			t.Fatalf("InitProducerId on node %d (not the coordinator): %+v, %v", i+1, ir, err)
 		}
+	}
+}
+
+// A shard leader that wrote a marker of a producer's newer epoch (an abort that
+// fenced it) refuses that producer's records of an older epoch, which would otherwise
+// open a transaction behind the marker.
+func TestTxnMarkerFencesOlderEpoch(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.putStream("s", 1)
+	lead := c.nodes[c.leaderOf("s", 0)-1]
+	appendTxn := func(epoch int16) error {
+		ch := make(chan error, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		lead.AppendTxn(ctx, "s", 0, log.Txn{ProducerID: 42, Epoch: epoch}, []log.Record{rec("k", int(epoch))}, nil,
+			func(_ log.AppendResult, err error) { ch <- err })
+		return <-ch
+	}
+	if err := appendTxn(4); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lead.WriteMarker(ctx, "s", 0, 42, 5, false, 1, func(_ MarkerResult, err error) { ch <- err })
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	var pf *ProducerFencedError
+	if err := appendTxn(4); !errors.As(err, &pf) {
+		t.Fatalf("records of the fenced epoch after its abort marker: %v", err)
+	}
+	if err := appendTxn(5); err != nil {
+		t.Fatalf("records of the marker's epoch: %v", err)
 	}
 }
