@@ -130,7 +130,8 @@ func ApplyTxnState(cmd []byte, st TxnStateView) ([]log.GroupOffsets, error) {
 	}
 	switch {
 	case c.Claim:
-		if c.Term <= coordTerm(st) {
+		// The same term again is the same leader taking over again (idempotent).
+		if c.Term < coordTerm(st) {
 			return nil, errStaleCoordinator
 		}
 		st.Put(txnStateCoord, []byte(strconv.FormatUint(c.Term, 10)))

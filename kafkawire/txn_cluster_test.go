@@ -51,6 +51,9 @@ func TestApplyTxnState(t *testing.T) {
 	if _, err := applyCmd(st, txnStateCmd{Claim: true, Term: 4}); !errors.Is(err, errStaleCoordinator) {
 		t.Fatalf("older claim: %v", err)
 	}
+	if _, err := applyCmd(st, txnStateCmd{Claim: true, Term: 5}); err != nil {
+		t.Fatalf("the same term's leader claiming again: %v", err)
+	}
 	tx := &txn{ID: "a", PID: 7, Epoch: 1, Seq: 1, Ongoing: true, Groups: map[string]map[string]log.CommittedOffset{"g": {}}}
 	if _, err := applyCmd(st, txnStateCmd{Term: 4, ID: "a", Value: txnValue(tx)}); !errors.Is(err, errStaleCoordinator) {
 		t.Fatalf("change from a deposed coordinator: %v", err)
