@@ -196,6 +196,17 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	}
 	c := h.conn(cl)
 
+	// A QoS 0 publish the full queue would drop is counted before any message or record
+	// is built: a flood far faster than the disk is mostly dropped, and the garbage of
+	// each attempt is what sizes the heap then. Payload and topic: never more than the
+	// queue counts for its record, so nothing is dropped here that would fit. Live
+	// subscribers still get it from mochi.
+	if pk.FixedHeader.Qos == 0 && h.queueFull != nil && h.queueFull(int64(len(pk.Payload)+len(pk.TopicName))) {
+		if n := h.router.Streams(pk.TopicName); n > 0 {
+			h.met.ingestDropped.WithLabelValues("queue_full").Add(float64(n))
+			return pk, nil
+		}
+	}
 	msg := toMessage(cl.ID, string(cl.Properties.Username), &pk, c.seq.Add(1)-1)
 	c.route = h.router.Route(&msg, c.route[:0])
 	targets := c.route
@@ -205,16 +216,8 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	h.met.countFallbacks(targets)
 	qos := pk.FixedHeader.Qos
 	if qos == 0 {
-		// At most once: appended without anyone waiting, fanned out at once.
-		// Payload and topic: never more than the queue counts for each record (log's
-		// estimateSize adds headers), so nothing is dropped here that would fit.
-		if len(targets) > 0 && h.queueFull != nil && h.queueFull(int64(len(pk.Payload)+len(pk.TopicName))) {
-			// It would be dropped at the queue: counted without queueing its records
-			// (a flood far faster than the disk is mostly dropped, and the garbage of
-			// each attempt is what sizes the heap then).
-			h.met.ingestDropped.WithLabelValues("queue_full").Add(float64(len(targets)))
-			return pk, nil
-		}
+		// At most once: appended without anyone waiting, fanned out at once (one
+		// the full queue would drop was counted above).
 		for _, t := range targets {
 			h.appendOne(t, nil)
 		}
