@@ -297,3 +297,25 @@ func TestReadShardAfterMove(t *testing.T) {
 	_, recs := readAll(t, c.nodes[holder], log.ReadRequest{Stream: "mv1", Shard: 0, From: log.FromEarliest}, 20)
 	checkRecords(t, recs, 0, "m", 0)
 }
+
+// TestReadShardUnavailable: with the only replica down the read says so
+// (log.ErrUnavailable, after trying for readRetryFor), and works again once it is back.
+func TestReadShardUnavailable(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.putStreamRF("u1", 1, 1)
+	holder := int(c.nodes[0].Streams()["u1"][0][0]) - 1
+	reader := c.nodes[(holder+1)%3]
+	if _, err := appendVia(c.nodes[holder], "u1", 0, rec("u", 0)); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(holder)
+	start := time.Now()
+	_, err := reader.ReadShard(context.Background(), log.ReadRequest{Stream: "u1", Shard: 0, From: log.FromEarliest, MaxBytes: 100})
+	if !errors.Is(err, log.ErrUnavailable) {
+		t.Fatalf("read with the only replica down: %v", err)
+	}
+	t.Logf("unavailable after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	c.start(holder, nil)
+	_, recs := readAll(t, reader, log.ReadRequest{Stream: "u1", Shard: 0, From: log.FromEarliest}, 1)
+	checkRecords(t, recs, 0, "u", 0)
+}

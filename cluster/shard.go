@@ -272,7 +272,11 @@ func (a *applier) applyEntry(e *pb.Entry) {
 		a.fail(fmt.Errorf("apply entry %d: %w", index, err))
 		return
 	}
-	var recs []log.Record
+	total := 0
+	for _, s := range subs {
+		total += s.n
+	}
+	recs := make([]log.Record, 0, total)
 	ops := make([]log.EntryOp, 1, 1+len(subs))
 	for _, s := range subs {
 		rs, err := log.DecodeRecords(s.batch)

@@ -196,8 +196,10 @@ func mochiPublishToSubscribers(s *mochi.Server, pk packets.Packet)
 // client's in-flight store and taken out again around the write (mochi's Set then Delete
 // of the same id; a colliding entry is removed as that pair would), so the store's
 // OnQosPublish write of the PUBACK, deleted again at once by OnQosComplete, is skipped;
-// OnQosComplete is still called. The receive-quota check and the Receive Maximum
-// disconnect ran in the first pass.
+// OnQosComplete is still called. What processPacket does around processPublish (the
+// Receive Maximum check and disconnect, OnPacketProcessed, sending one message parked
+// for send quota) ran when the publish was read, and the $SYS received counters
+// count it once, there.
 func completePublish(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk packets.Packet, fanOut bool) error {
 	pk.Ignore = !fanOut
 	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
