@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
@@ -24,13 +25,18 @@ func TestPebbleFatalKeepsServing(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		fail func(op errorfs.Op) bool
+		// commitsComplete: a commit already inside Pebble completes (Pebble's commits
+		// take DB.mu, which the parked flush holds, only to switch memtables). Not after
+		// a failed WAL switch: there is no WAL to write to, and the switch holds the
+		// commit pipeline.
+		commitsComplete bool
 	}{
 		{"manifest write in flush", func(op errorfs.Op) bool {
 			return op.Kind.ReadOrWrite() == errorfs.OpIsWrite && strings.Contains(op.Path, "MANIFEST")
-		}},
+		}, true},
 		{"next WAL in flush", func(op errorfs.Op) bool {
 			return (op.Kind == errorfs.OpCreate || op.Kind == errorfs.OpReuseForWrite) && strings.HasSuffix(op.Path, ".log")
-		}},
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var fail atomic.Bool
@@ -66,6 +72,9 @@ func TestPebbleFatalKeepsServing(t *testing.T) {
 			if bs, err := s.Read(0, 0, 1<<20); err != nil || len(bs) != 1 {
 				t.Fatalf("read after a fatal storage error: %d batches, %v", len(bs), err)
 			}
+			if tc.commitsComplete {
+				commitInsidePebble(t, l)
+			}
 			closed := make(chan error, 1)
 			go func() { closed <- l.Close() }()
 			select {
@@ -89,5 +98,26 @@ func TestPebbleFatalKeepsServing(t *testing.T) {
 				t.Fatalf("read after reopening: %d batches, %v", len(bs), err)
 			}
 		})
+	}
+}
+
+// commitInsidePebble checks that a commit already inside Pebble when a job parked
+// completes. It is written straight to Pebble, past the log's refusal, under a key the
+// log never reads.
+func commitInsidePebble(t *testing.T, l *Log) {
+	t.Helper()
+	committed := make(chan error, 1)
+	go func() {
+		b := l.db.NewBatch()
+		_ = b.Set([]byte{0xff, 't', 'e', 's', 't'}, nil, nil)
+		committed <- b.Commit(pebble.NoSync)
+	}()
+	select {
+	case err := <-committed:
+		if err != nil {
+			t.Fatalf("commit inside Pebble after the job parked: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a commit inside Pebble blocks after the job parked")
 	}
 }
