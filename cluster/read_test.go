@@ -316,6 +316,19 @@ func TestReadShardUnavailable(t *testing.T) {
 	}
 	t.Logf("unavailable after %v: %v", time.Since(start).Round(time.Millisecond), err)
 	c.start(holder, nil)
+	// The restarted holder answers once its link is redialled and its group runs: on a
+	// loaded machine that can take longer than one read's retries (5 s); a replay
+	// reader retries an unavailable shard, and so does this test, within a deadline.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := reader.ReadShard(context.Background(), log.ReadRequest{Stream: "u1", Shard: 0, From: log.FromEarliest, MaxBytes: 100})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, log.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("read after the replica restarted: %v", err)
+		}
+	}
 	_, recs := readAll(t, reader, log.ReadRequest{Stream: "u1", Shard: 0, From: log.FromEarliest}, 1)
 	checkRecords(t, recs, 0, "u", 0)
 }
