@@ -214,25 +214,33 @@ func (n *Node) stepLocal() {
 	}
 }
 
-// frames collects Raft messages into one frame per destination node.
+// frames collects Raft messages into one frame per destination node, each built in
+// place behind room for the transport's header (sendFrame), so a message is encoded
+// once and never copied.
 type frames map[uint64][]byte
 
+var marshalCached = proto.MarshalOptions{UseCachedSize: true}
+
 func (f frames) add(group uint64, m *pb.Message) {
-	b, err := proto.Marshal(m)
-	if err != nil {
-		return
-	}
 	fr := f[m.GetTo()]
+	if fr == nil {
+		fr = make([]byte, frameHeader, 512)
+	}
+	size := proto.Size(m)
 	fr = binary.AppendUvarint(fr, group)
-	fr = binary.AppendUvarint(fr, uint64(len(b)))
-	f[m.GetTo()] = append(fr, b...)
+	fr = binary.AppendUvarint(fr, uint64(size))
+	out, err := marshalCached.MarshalAppend(fr, m)
+	if err != nil {
+		return // the frame keeps its length: the message is left out
+	}
+	f[m.GetTo()] = out
 }
 
 // flush sends every frame; unreachable, when set, learns each node a frame could not
 // be queued for.
 func (f frames) flush(n *Node, unreachable func(to uint64)) {
 	for to, fr := range f {
-		if err := n.tr.send(to, kindRaft, fr); err != nil && unreachable != nil {
+		if err := n.tr.sendFrame(to, kindRaft, fr); err != nil && unreachable != nil {
 			unreachable(to)
 		}
 		delete(f, to)

@@ -57,6 +57,7 @@ type storage struct {
 	// saved is the hard state last written (the persister's: MemoryStorage's
 	// InitialState does not lock against the loop's compactions).
 	saved *pb.HardState
+	buf   []byte // the persister's encoding buffer
 	// cs, csIndex: the configuration after the last conf change applied here and its
 	// entry index, when newer than the snapshot's (members.go).
 	cs      *pb.ConfState
@@ -183,8 +184,14 @@ func (st *storage) persist(rb *log.RaftBatch, rd *raft.Ready) error {
 			rb.DeleteRange(entryKey(st.group, first), groupKey(st.group, keyEntry+1))
 		}
 		for _, e := range rd.Entries {
-			if err := putProto(rb, entryKey(st.group, e.GetIndex()), e); err != nil {
+			// One buffer for every entry: the batch copies what it is given.
+			v, err := proto.MarshalOptions{}.MarshalAppend(st.buf[:0], e)
+			if err != nil {
 				return err
+			}
+			rb.Set(entryKey(st.group, e.GetIndex()), v)
+			if cap(v) <= 64<<10 {
+				st.buf = v // a large one is not kept for every group
 			}
 		}
 		// A later message written in the same batch replaces from here (the batch is

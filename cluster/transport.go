@@ -209,10 +209,29 @@ func (t *transport) send(to uint64, k Kind, msg []byte) error {
 	if !l.up.Load() {
 		return fmt.Errorf("send to node %d: %w", to, ErrLinkDown)
 	}
-	f := make([]byte, 5, 5+len(msg))
-	binary.BigEndian.PutUint32(f, uint32(1+len(msg)))
+	f := make([]byte, frameHeader, frameHeader+len(msg))
+	return t.queue(l, to, k, append(f, msg...))
+}
+
+// frameHeader is a frame's u32 length and u8 kind.
+const frameHeader = 5
+
+// sendFrame is send for a payload built behind frameHeader bytes left free (f is
+// the whole frame, taken over by the transport): nothing is copied.
+func (t *transport) sendFrame(to uint64, k Kind, f []byte) error {
+	l := t.peer(to)
+	if l == nil {
+		return fmt.Errorf("send to node %d: %w", to, ErrUnknownNode)
+	}
+	if !l.up.Load() {
+		return fmt.Errorf("send to node %d: %w", to, ErrLinkDown)
+	}
+	return t.queue(l, to, k, f)
+}
+
+func (t *transport) queue(l *link, to uint64, k Kind, f []byte) error {
+	binary.BigEndian.PutUint32(f, uint32(len(f)-4))
 	f[4] = byte(k)
-	f = append(f, msg...)
 	select {
 	case l.q <- f:
 		t.sent[k].Add(1)
@@ -445,11 +464,11 @@ func (t *transport) call(to uint64, method byte, body []byte, timeout time.Durat
 	t.calls[id] = pc
 	pc.timer = time.AfterFunc(timeout, func() { t.finishCall(id, nil, fmt.Errorf("call node %d: %w", to, errCallTimeout)) })
 	t.callMu.Unlock()
-	req := make([]byte, 0, 9+len(body))
+	req := make([]byte, frameHeader, frameHeader+9+len(body))
 	req = binary.BigEndian.AppendUint64(req, id)
 	req = append(req, method)
 	req = append(req, body...)
-	if err := t.send(to, kindRequest, req); err != nil {
+	if err := t.sendFrame(to, kindRequest, req); err != nil {
 		t.finishCall(id, nil, err)
 	}
 }
@@ -507,7 +526,7 @@ func (t *transport) onRequest(from uint64, msg []byte) {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		out := binary.BigEndian.AppendUint64(make([]byte, 0, 9+len(resp)), id)
+		out := binary.BigEndian.AppendUint64(make([]byte, frameHeader, frameHeader+9+len(resp)), id)
 		if err != nil {
 			out = append(out, 1)
 			out = append(out, err.Error()...)
@@ -515,7 +534,7 @@ func (t *transport) onRequest(from uint64, msg []byte) {
 			out = append(out, 0)
 			out = append(out, resp...)
 		}
-		if serr := t.send(from, kindResponse, out); serr != nil {
+		if serr := t.sendFrame(from, kindResponse, out); serr != nil {
 			t.lg.Debug().Err(serr).Uint64("node", from).Msg("call answer not sent")
 		}
 	}

@@ -37,6 +37,7 @@ type ClusterIngestResult struct {
 	InFlight   int     `json:"inflight"`
 	Payload    int     `json:"payload"`
 	Round      int     `json:"round"`
+	Seconds    float64 `json:"seconds"` // each of the two runs
 	Single     float64 `json:"single_msg_per_sec"`
 	Cluster    float64 `json:"cluster_msg_per_sec"`
 	Ratio      float64 `json:"ratio"`
@@ -203,7 +204,7 @@ func (b *bench) clusterIngest() error {
 				return b.ctx.Err()
 			}
 			n++
-			r := ClusterIngestResult{Publishers: pubs, InFlight: inflight, Payload: 100, Round: round, Load: loadavg()}
+			r := ClusterIngestResult{Publishers: pubs, InFlight: inflight, Payload: 100, Round: round, Seconds: b.sc.ingestDur.Seconds(), Load: loadavg()}
 			// The two take turns, so a change in the machine's load hits both.
 			var sperf *exec.Cmd
 			if clusterPerfDir != "" && round == 1 {

@@ -474,7 +474,7 @@ func report(r *Results, plots []plotFile, mdDir, notes string) string {
 		p("\n")
 	}
 	if len(r.Cluster) > 0 {
-		p("## 7. Three-node cluster ingest\n\nOne stream of one shard, `durability: fsync`, replication factor 3: three mqstreams processes on this machine (sharing its cores and its disk, Raft over loopback) against one node alone, taking turns within each round. MQTT 3.1.1 QoS 1 publishers, 20 in flight each, 100 B, for %s per run; against the cluster the publishers are spread over the three nodes (as behind a TCP load balancer), so two thirds of them are forwarded to the shard leader. Every round as it came.\n\n", durText(r))
+		p("## 7. Three-node cluster ingest\n\nOne stream of one shard, `durability: fsync`, replication factor 3: three mqstreams processes on this machine (sharing its cores and its disk, Raft over loopback) against one node alone, taking turns within each round. MQTT 3.1.1 QoS 1 publishers, 20 in flight each, 100 B, for %.0f s per run; against the cluster the publishers are spread over the three nodes (as behind a TCP load balancer), so two thirds of them are forwarded to the shard leader. Every round as it came.\n\n", r.Cluster[0].Seconds)
 		p("| publishers | round | load | one node msg/s | three nodes msg/s | ratio | ack p50 one / three (ms) | three nodes ack p99 (ms) | server CPU µs/msg one / three | cores busy one / three |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, c := range r.Cluster {
 			p("| %d | %d | %s | %s | %s | %.2f× | %.1f / %.1f | %.1f | %.0f / %.0f | %.2f / %.2f |\n", c.Publishers, c.Round, c.Load, kfmt(c.Single), kfmt(c.Cluster), c.Ratio, c.SingleP50/1000, c.ClusterP50/1000, c.ClusterP99/1000, c.SingleCPUus, c.ClusterCPUus, c.SingleCores, c.ClusterCores)

@@ -25,18 +25,29 @@ func TestTargetsFromResults(t *testing.T) {
 			{Path: "MQTT → Kafka consumer (long poll)", Rate: 10000, P99us: 4000},
 		},
 		Lookup: []LookupResult{{Records: 1_000_000, P99us: 300}},
+		// The cluster target is the median ratio over the rounds (0.45 here), each
+		// round listed as it came; a failed round counts for nothing.
+		Cluster: []ClusterIngestResult{
+			{Publishers: 16, Round: 1, Seconds: 4, Single: 60_000, Cluster: 18_000, Ratio: 0.30},
+			{Publishers: 16, Round: 2, Seconds: 4, Single: 60_000, Cluster: 27_000, Ratio: 0.45},
+			{Publishers: 16, Round: 3, Seconds: 4, Single: 40_000, Cluster: 24_000, Ratio: 0.60},
+			{Publishers: 256, Round: 1, Seconds: 4, Single: 70_000, Cluster: 21_000, Ratio: 0.30, Error: "cluster: connection refused"},
+			{Publishers: 256, Round: 2, Seconds: 4, Single: 70_000, Cluster: 21_000, Ratio: 0.30},
+		},
 	}
 	got := map[string]targetRow{}
 	for _, tr := range targets(r) {
 		got[tr.Name] = tr
 	}
 	for name, want := range map[string]string{
-		"QoS 1, 1 publisher, 100 B (`durability: fsync`)": "met",        // 45/40 = 1.125 ≤ 1.25
-		"QoS 1, 1 publisher, 100 B (`durability: write`)": "—",          // not built
-		"QoS 1, 256 publishers, 100 B (`fsync`)":          "**missed**", // 90k < 100k
-		"Kafka replay, franz-go, vs kfake":                "met",        // 2.5×
-		"end-to-end, MQTT → Kafka consumer (long poll)":   "met",        // only the 10k row counts
-		"time lookup, largest partition":                  "met at 1,000,000 (10^7 not run)",
+		"QoS 1, 1 publisher, 100 B (`durability: fsync`)":                          "met",        // 45/40 = 1.125 ≤ 1.25
+		"QoS 1, 1 publisher, 100 B (`durability: write`)":                          "—",          // not built
+		"QoS 1, 256 publishers, 100 B (`fsync`)":                                   "**missed**", // 90k < 100k
+		"Kafka replay, franz-go, vs kfake":                                         "met",        // 2.5×
+		"end-to-end, MQTT → Kafka consumer (long poll)":                            "met",        // only the 10k row counts
+		"time lookup, largest partition":                                           "met at 1,000,000 (10^7 not run)",
+		"3-node ingest, one shard, QoS 1, 16 publishers, 100 B, fsync (issue 13)":  "met",
+		"3-node ingest, one shard, QoS 1, 256 publishers, 100 B, fsync (issue 13)": "**missed**",
 	} {
 		tr, ok := got[name]
 		if !ok {
@@ -47,8 +58,11 @@ func TestTargetsFromResults(t *testing.T) {
 			t.Errorf("%s: status %q (%s), want %q", name, tr.Status, tr.Measured, want)
 		}
 	}
+	if m := got["3-node ingest, one shard, QoS 1, 16 publishers, 100 B, fsync (issue 13)"].Measured; m != "0.45× median of 3 rounds (0.30–0.60)" {
+		t.Errorf("cluster target measured %q", m)
+	}
 	md := report(r, []plotFile{{"ingest-qos1-100B.png", "t"}}, ".", "## Notes\n\nhand written")
-	for _, want := range []string{"| 1 | 100 B | 1 | 40,000 | 45,000 | 60,000 | 0.89 | 0.67 | — | — |", "![t](ingest-qos1-100B.png)", "hand written", "not in this binary"} {
+	for _, want := range []string{"| 1 | 100 B | 1 | 40,000 | 45,000 | 60,000 | 0.89 | 0.67 | — | — |", "![t](ingest-qos1-100B.png)", "hand written", "not in this binary", "| 16 | 3 |  | 40,000 | 24,000 | 0.60× |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}
