@@ -34,6 +34,8 @@ type catalogState struct {
 	Streams map[string]*streamPlacement `json:"streams"`
 	// Removed: nodes removed from the cluster (removed.go), told so when they call.
 	Removed []uint64 `json:"removed,omitempty"`
+	// State: protocol servers' replicated state (state.go), e.g. Kafka transactions.
+	State map[string][]byte `json:"state,omitempty"`
 }
 
 type streamPlacement struct {
@@ -130,6 +132,7 @@ type catalogCmd struct {
 	Offsets   *offsetsCmd `json:"offsets,omitempty"`
 	Move      *moveCmd    `json:"move,omitempty"`
 	Member    *memberCmd  `json:"member,omitempty"`
+	State     []byte      `json:"state,omitempty"` // a state machine command (state.go)
 }
 
 // offsetsCmd is a consumer group's offset commit, stored on every node.
@@ -301,7 +304,7 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 	own := func() {
 		if !owned {
 			d := cur.clone()
-			next.Nodes, next.Streams, next.Members, owned = d.Nodes, d.Streams, d.Members, true
+			next.Nodes, next.Streams, next.Members, next.State, owned = d.Nodes, d.Streams, d.Members, d.State, true
 		}
 		stateChanged = true
 	}
@@ -366,6 +369,9 @@ func (n *Node) applyCatalog(g *group, snap *pb.Snapshot, ents []*pb.Entry) {
 			}
 			own()
 			n.applyPut(next, cmd.Put)
+		case cmd.State != nil:
+			own()
+			_, cerr = n.applyState(next, cmd.State)
 		case cmd.Member != nil:
 			own()
 			n.applyMember(next, cmd.Member)

@@ -68,6 +68,9 @@ type Options struct {
 	tellRemovedFor time.Duration
 	// noQuiesce keeps idle groups ticking (benchmarks compare).
 	noQuiesce bool
+	// testHoldMarkers, when set and true, makes WriteMarker on this node fail (a
+	// coordinator that dies between PrepareCommit and its markers).
+	testHoldMarkers func() bool
 	// testFailApply, when set and true for an index, fails that entry's apply once.
 	testFailApply func(group, index uint64) bool
 	// testSkipApply, when set and true for an index, makes a shard replica drop that
@@ -114,6 +117,9 @@ type Node struct {
 	// holds a member list (members.go), then the catalog's.
 	membersP atomic.Pointer[[]uint64]
 	streams  StreamApplier
+	sm       smHolder // replicated state machine (state.go)
+	// markerHook: commit markers proposed here (txn.go).
+	markerHook atomic.Pointer[MarkerHook]
 
 	mu     sync.RWMutex
 	groups map[uint64]*group // the groups this node has a replica of
@@ -228,6 +234,7 @@ func Open(cfg Config, o Options) (*Node, error) {
 	tr.register(methodReadShard, n.onReadShard)
 	tr.register(methodReplicas, n.onReplicasChange)
 	tr.register(methodShardOps, n.onShardOps)
+	tr.register(methodMarker, n.onForwardedMarker)
 	tr.register(methodStreamRead, n.onStreamRead)
 	n.registerMaintenance()
 	n.registerRemoval()

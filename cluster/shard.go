@@ -263,6 +263,10 @@ func (a *applier) applyEntry(e *pb.Entry) {
 		a.applyMaint(index, e.GetData()) // retention.go
 		return
 	}
+	if e.GetData()[0] == entryTxn {
+		a.applyTxnEntry(e)
+		return
+	}
 	tsUS, subs, err := decodeEntry(e.GetData())
 	if err != nil {
 		a.fail(fmt.Errorf("apply entry %d: %w", index, err))
@@ -387,7 +391,7 @@ func (a *applier) install(snap *pb.Snapshot) {
 				a.fail(fmt.Errorf("install snapshot: leader sent offset %d, need %d (its log start moved past this replica)", r.first, hwm))
 				return
 			}
-			res, err := appendAtSync(st, g.shard, r.tsUS, hwm, r.recs, nil)
+			res, err := appendRunSync(st, g.shard, hwm, r)
 			if err != nil || res.BaseOffset != hwm {
 				a.fail(fmt.Errorf("install snapshot: append at %d: %v", hwm, err))
 				return
@@ -432,6 +436,40 @@ func appendAtSync(st *log.Stream, shard int32, tsUS, base int64, recs []log.Reco
 	}
 	ch := make(chan out, 1)
 	st.AppendAt(shard, tsUS, base, recs, ops, func(r log.AppendResult, err error) { ch <- out{r, err} })
+	o := <-ch
+	return o.res, o.err
+}
+
+// appendRunSync applies a run a snapshot pulled: a transactional batch or marker with
+// its producer (log.Stream.AppendTxnAt), else as AppendAt.
+func appendRunSync(st *log.Stream, shard int32, base int64, r recordRun) (log.AppendResult, error) {
+	if !r.txn {
+		return appendAtSync(st, shard, r.tsUS, base, r.recs, nil)
+	}
+	var txn *log.Txn
+	var m *log.Marker
+	if r.control {
+		if len(r.recs) != 1 {
+			return log.AppendResult{}, fmt.Errorf("a marker of %d records", len(r.recs))
+		}
+		commit, ce, err := log.ParseMarker(r.recs[0])
+		if err != nil {
+			return log.AppendResult{}, err
+		}
+		m = &log.Marker{ProducerID: r.pid, Epoch: r.epoch, Commit: commit, CoordinatorEpoch: ce}
+	} else {
+		txn = &log.Txn{ProducerID: r.pid, Epoch: r.epoch}
+	}
+	type out struct {
+		res log.AppendResult
+		err error
+	}
+	ch := make(chan out, 1)
+	recs := r.recs
+	if m != nil {
+		recs = nil // the log makes the control record from m
+	}
+	st.AppendTxnAt(shard, r.tsUS, base, txn, m, recs, nil, func(res log.AppendResult, _ int64, err error) { ch <- out{res, err} })
 	o := <-ch
 	return o.res, o.err
 }

@@ -22,6 +22,11 @@ type recordRun struct {
 	first int64
 	tsUS  int64
 	recs  []log.Record
+	// A transactional batch or marker (its header says so: log.EncodeTxnRecords),
+	// applied with its producer so the replica's LSO and abort index match the leader's.
+	txn, control bool
+	pid          int64
+	epoch        int16
 }
 
 func (n *Node) readFromLeader(g *group, from, to int64) (int64, []recordRun, error) {
@@ -60,11 +65,13 @@ func (n *Node) readFromLeader(g *group, from, to int64) (int64, []recordRun, err
 		if k <= 0 || uint64(len(b)-k) < l {
 			return 0, nil, errBadEntry
 		}
-		recs, err := log.DecodeRecords(b[k : k+int(l)])
+		enc := b[k : k+int(l)]
+		recs, err := log.DecodeRecords(enc)
 		if err != nil {
 			return 0, nil, err
 		}
 		r.recs = recs
+		r.pid, r.epoch, r.txn, r.control = log.BatchProducer(enc)
 		b = b[k+int(l):]
 		runs = append(runs, r)
 	}
@@ -112,14 +119,21 @@ func (n *Node) onReadShard(_ uint64, body []byte, reply func([]byte, error)) {
 			return
 		}
 		var run []log.Record
-		var runFirst, runTS int64
+		var runFirst, runTS, pid int64
+		var epoch int16
+		var txn, control bool
 		flush := func() {
 			if len(run) == 0 {
 				return
 			}
 			out = binary.BigEndian.AppendUint64(out, uint64(runFirst))
 			out = binary.BigEndian.AppendUint64(out, uint64(runTS))
-			enc := log.EncodeRecords(nil, runTS, run)
+			var enc []byte
+			if txn {
+				enc = log.EncodeTxnRecords(nil, runTS, run, pid, epoch, control)
+			} else {
+				enc = log.EncodeRecords(nil, runTS, run)
+			}
 			out = binary.AppendUvarint(out, uint64(len(enc)))
 			out = append(out, enc...)
 			run = run[:0]
@@ -130,6 +144,12 @@ func (n *Node) onReadShard(_ uint64, body []byte, reply func([]byte, error)) {
 				reply(nil, err)
 				return
 			}
+			// A transactional batch or marker is a run of its own, with its producer.
+			bpid, bepoch, btxn, bcontrol := log.BatchProducer(bt.Data)
+			if btxn || txn {
+				flush()
+			}
+			pid, epoch, txn, control = bpid, bepoch, btxn, bcontrol
 			for _, r := range recs {
 				if r.Offset >= to {
 					break

@@ -29,6 +29,7 @@ type proposal struct {
 	n        int
 	ops      []log.EntryOp // replicated with the records (WithResult)
 	deadline time.Time
+	txn      *txnTag // a transactional append or a marker: an entry of its own (txn.go)
 	done     func(log.AppendResult, error)
 	once     atomic.Bool
 	timer    *time.Timer
@@ -213,10 +214,11 @@ func (n *Node) flushProposals() {
 		g.lastTS = ts
 		for len(ps) > 0 {
 			k, size := 0, 0
-			for k < len(ps) && (k == 0 || size+len(ps[k].batch) <= maxEntryBytes) {
+			for k < len(ps) && (k == 0 || size+len(ps[k].batch) <= maxEntryBytes) && (k == 0 || ps[k].txn == nil) && ps[0].txn == nil {
 				size += len(ps[k].batch)
 				k++
 			}
+			k = max(k, 1)
 			chunk := ps[:k]
 			ps = ps[k:]
 			for _, p := range chunk {
@@ -231,7 +233,13 @@ func (n *Node) flushProposals() {
 				}
 				g.traceProps = append(g.traceProps, tp)
 			}
-			if err := g.rn.Propose(encodeEntry(ts, chunk, n.Self())); err != nil {
+			var data []byte
+			if chunk[0].txn != nil {
+				data = encodeTxnEntry(ts, chunk[0], n.Self())
+			} else {
+				data = encodeEntry(ts, chunk, n.Self())
+			}
+			if err := g.rn.Propose(data); err != nil {
 				for _, p := range chunk {
 					if n.unwait(p.id) != nil {
 						p.finish(log.AppendResult{}, &NotLeaderError{Leader: bs.Lead})

@@ -7,6 +7,7 @@ package compattests
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -47,15 +48,24 @@ func clusterSupported(t testing.TB) bool {
 }
 
 // freePort reserves nothing: it finds a port free now, for a raft_addr that must be
-// known before the node starts (the proxies point at it).
+// known before the node starts (the proxies point at it). It picks below Linux's
+// ephemeral range (32768–60999): a port the kernel handed out for ":0" is handed out
+// again to the next outgoing connection (a client of another test) once released, and
+// the node then fails with "address already in use" (seen once in a full run).
 func freePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 // startCluster starts n nodes; extra is YAML appended to every node's config (streams).

@@ -332,6 +332,7 @@ func TestClusterAddAndRemoveNode(t *testing.T) {
 		t.Fatalf("remove-node: %s", out)
 	}
 	t.Logf("node 1 removed in %v: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(out))
+	checkRemovedNode(t, c.nodes[0], "faults/to-removed") // cluster_removed_test.go
 	c.kill(t, 0)
 	waitBrokers([]string{c.kafka[1], c.kafka[2], n4.KafkaAddr}, "[2 3 4]")
 	waitAcked(ackedSoFar() + 50)

@@ -33,7 +33,7 @@ func TestEOSMemberProcess(t *testing.T) {
 		t.Skip("helper process of TestGroupTransactSessionExactlyOnce")
 	}
 	sess, err := kgo.NewGroupTransactSession(
-		kgo.SeedBrokers(addr),
+		kgo.SeedBrokers(strings.Split(addr, ",")...), // a cluster's nodes, comma-separated
 		kgo.TransactionalID(os.Getenv("MQSTREAMS_EOS_TXID")),
 		kgo.TransactionTimeout(20*time.Second),
 		kgo.ConsumerGroup("eos"),

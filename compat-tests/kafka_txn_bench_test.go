@@ -22,6 +22,24 @@ const txnBenchRecords = 100000
 func BenchmarkKafkaTxnProduce(b *testing.B) {
 	srv := StartServer(b, ServerOptions{Config: fmt.Sprintf(
 		"streams:\n  - {name: txbench, filter: \"txbench/#\", shards: %d}\n", benchPartitions)})
+	benchTxnProduce(b, srv.KafkaAddr)
+}
+
+// BenchmarkKafkaTxnProduceCluster is the same against a 3-node cluster on loopback
+// (replication factor 3: every append and marker through a shard's Raft group, the
+// coordinator's state through the catalog group):
+// go test -run '^$' -bench KafkaTxnProduceCluster -benchtime 1x ./compat-tests/
+func BenchmarkKafkaTxnProduceCluster(b *testing.B) {
+	if !clusterSupported(b) {
+		b.Skip("no cluster mode")
+	}
+	c := startCluster(b, 3, fmt.Sprintf(
+		"streams:\n  - {name: txbench, filter: \"txbench/#\", shards: %d, replication_factor: 3}\n", benchPartitions))
+	c.waitLeaders(b, "txbench", benchPartitions, 60*time.Second)
+	benchTxnProduce(b, c.kafka[0])
+}
+
+func benchTxnProduce(b *testing.B, addr string) {
 	value := []byte(strings.Repeat("x", benchRecordSize))
 	produce := func(b *testing.B, cl *kgo.Client, n int) {
 		var failed atomic.Value
@@ -40,7 +58,7 @@ func BenchmarkKafkaTxnProduce(b *testing.B) {
 		}
 	}
 	b.Run("idempotent", func(b *testing.B) {
-		cl := benchKgo(b, srv.KafkaAddr, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+		cl := benchKgo(b, addr, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 		b.ResetTimer()
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
@@ -50,7 +68,7 @@ func BenchmarkKafkaTxnProduce(b *testing.B) {
 	})
 	for _, per := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("transactional/%d-per-txn", per), func(b *testing.B) {
-			cl := benchKgo(b, srv.KafkaAddr, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+			cl := benchKgo(b, addr, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 				kgo.TransactionalID(fmt.Sprintf("bench-%d-%d", per, time.Now().UnixNano())))
 			ctx := context.Background()
 			b.ResetTimer()

@@ -152,9 +152,13 @@ func (s *Server) startProduce(c *conn, version int16, st *log.Stream, rp kmsg.Pr
 			release()
 			a.result <- appendOutcome{res, err}
 		}
+		if b.transactional && s.txns.cl != nil {
+			// Through the partition's Raft group, like other appends (txn_cluster.go).
+			s.txns.cl.r.AppendTxn(ctx, st.Name(), rp.Partition, log.Txn{ProducerID: b.producerID, Epoch: b.producerEpoch}, b.records, ops, done)
+			return
+		}
 		if b.transactional {
-			// Transactions are a single node's (docs/transactions.md, "Cluster"): the
-			// local log, which owns the markers and the last stable offset.
+			// Alone: the local log, which owns the markers and the last stable offset.
 			st.AppendTxnAsync(ctx, log.AppendWait, rp.Partition, log.Txn{ProducerID: b.producerID, Epoch: b.producerEpoch}, b.records, ops, done)
 			return
 		}

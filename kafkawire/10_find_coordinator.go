@@ -8,7 +8,9 @@ import (
 // FindCoordinator: v0-4.
 //
 // The node the cluster names for the key (cluster.go; alone, this broker coordinates
-// every group and every transactional id); COORDINATOR_NOT_AVAILABLE while it names none. v1 adds the key type (0 group, 1 transaction; others are
+// every group and every transactional id; in a cluster groups are spread by id and
+// transactional ids go to the catalog group's leader, txn_cluster.go);
+// COORDINATOR_NOT_AVAILABLE while it names none. v1 adds the key type (0 group, 1 transaction; others are
 // INVALID_REQUEST) and an error message, v3 is flexible, v4 batches keys
 // (CoordinatorKeys, answered in Coordinators). An empty group key is INVALID_REQUEST.
 

@@ -16,22 +16,15 @@ import (
 // within kafka.transaction_max_timeout_ms (INVALID_TRANSACTION_TIMEOUT); an empty
 // transactional id is INVALID_REQUEST; with a user store, a transactional id belongs to
 // the principal that first initialised it (TRANSACTIONAL_ID_AUTHORIZATION_FAILED for
-// others). In a cluster transactions are not served yet: INVALID_REQUEST. v2 is
-// flexible; v3 adds the last id and epoch (KIP-360).
+// others). In a cluster the catalog group's leader coordinates transactional ids
+// (txn_cluster.go); another node answers NOT_COORDINATOR. v2 is flexible; v3 adds the
+// last id and epoch (KIP-360).
 
 func init() { register(22, 0, 4, handleInitProducerID) }
 
 func handleInitProducerID(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
-	if req.TransactionalID != nil && s.clustered {
-		// Transactions are a single node's (docs/transactions.md, "Cluster"):
-		// INVALID_REQUEST is fatal to clients, rather than retried until a timeout.
-		c.lg.Warn().Str("transactional_id", *req.TransactionalID).Msg("kafka transactions are not served in a cluster; refusing InitProducerId")
-		resp.ErrorCode = kerr.InvalidRequest.Code
-		resp.ProducerID, resp.ProducerEpoch = -1, -1
-		return resp, nil
-	}
 	if req.TransactionalID != nil {
 		owner, check := c.txnOwner()
 		id, epoch, code := s.txns.initProducerID(*req.TransactionalID, req.TransactionTimeoutMillis, req.ProducerID, req.ProducerEpoch, owner, check)

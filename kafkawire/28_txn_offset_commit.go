@@ -53,7 +53,11 @@ func handleTxnOffsetCommit(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response
 	} else if req.Version >= 3 && (req.MemberID != "" || req.Generation >= 0) {
 		code = s.groups().checkTxnMember(req.Group, req.Generation, req.MemberID, req.InstanceID)
 	}
-	if code == nil {
+	if code == nil && s.txns.cl != nil {
+		// In a cluster this node is the group's coordinator, not the transaction's:
+		// the offsets are staged in the replicated state (txn_cluster.go).
+		code = s.txns.stageOffsetsCluster(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group, offs)
+	} else if code == nil {
 		owner, check := c.txnOwner()
 		var t *txn
 		t, code = s.txns.lookup(req.TransactionalID, req.ProducerID, req.ProducerEpoch, owner, check)

@@ -324,6 +324,21 @@ func (s *Server) placeGroup(c *conn, h handler, req kmsg.Request) (kmsg.Response
 		}
 	case *kmsg.OffsetFetchRequest:
 		return s.placeOffsetFetch(c, h, r)
+	case *kmsg.TxnOffsetCommitRequest:
+		if !s.coordinates(r.Group) {
+			resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+			for _, rt := range r.Topics {
+				t := kmsg.NewTxnOffsetCommitResponseTopic()
+				t.Topic = rt.Topic
+				for _, rp := range rt.Partitions {
+					p := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+					p.Partition, p.ErrorCode = rp.Partition, code
+					t.Partitions = append(t.Partitions, p)
+				}
+				resp.Topics = append(resp.Topics, t)
+			}
+			return resp, nil
+		}
 	case *kmsg.DescribeGroupsRequest:
 		kept, refused := split(r.Groups, s.coordinates)
 		if len(refused) == 0 {

@@ -142,11 +142,11 @@ func (p *producers) sync(ctx context.Context, cs ProducerSync, key producerKey, 
 }
 
 // syncProducer brings a producer's state up to date before its batch is checked, in
-// a cluster that offers ProducerSync. Transactional batches are a single node's
-// (docs/transactions.md, "Cluster"): their state is the local log's.
+// a cluster that offers ProducerSync. Transactional batches alone are the local log's;
+// in a cluster they are replicated like the others (txn_cluster.go).
 func (s *Server) syncProducer(key producerKey, stream string, shard int32, transactional bool, deadline time.Time) error {
 	cs, ok := s.cluster.(ProducerSync)
-	if !ok || transactional {
+	if !ok || transactional && s.txns.cl == nil {
 		return nil
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)

@@ -43,6 +43,8 @@ type txns struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	cl *txnCluster // in a cluster (txn_cluster.go), else nil
 }
 
 // txnKind is the log entry kind of the coordinator's state.
@@ -71,6 +73,10 @@ type txn struct {
 	Groups     map[string]map[string]log.CommittedOffset `json:"groups,omitempty"` // group -> "stream/shard" -> offset
 	LastCommit bool                                      `json:"last_commit,omitempty"`
 	Ended      bool                                      `json:"ended,omitempty"` // a transaction ended since the last InitProducerId
+	// Cluster only (txn_cluster.go): Seq orders the coordinator's changes; Prepared is
+	// "commit" or "abort" between PrepareCommit/PrepareAbort and their completion.
+	Seq      uint64 `json:"seq,omitempty"`
+	Prepared string `json:"prepared,omitempty"`
 
 	// ending is set while EndTxn (or an abort) writes the markers; inflight counts
 	// transactional appends not yet finished, which the markers wait for (drained).
@@ -102,6 +108,11 @@ func newTxns(s *Server, maxTimeout, ttl time.Duration, lg zerolog.Logger) (*txns
 	}
 	x := &txns{s: s, lg: lg, maxTimeout: maxTimeout, ttl: ttl, now: time.Now,
 		byID: map[string]*txn{}, byPID: map[int64]*txn{}, stop: make(chan struct{})}
+	if r, ok := s.cluster.(TxnReplicator); ok && s.clustered {
+		// The state is the cluster's, loaded when this node becomes the coordinator.
+		x.cl = &txnCluster{r: r}
+		return x, nil
+	}
 	es, err := s.log.Entries(txnKind)
 	if err != nil {
 		return nil, fmt.Errorf("transactions: %w", err)
@@ -187,11 +198,17 @@ func (x *txns) start() {
 func (x *txns) close() {
 	close(x.stop)
 	x.wg.Wait()
+	if x.cl != nil {
+		x.cl.recovering.Wait()
+	}
 }
 
 // store queues the write of t's state as it is now (x.mu held, so states of one id are
 // queued in the order they were made) and returns what reports when it is durable.
 func (x *txns) store(t *txn) <-chan error {
+	if x.cl != nil {
+		return x.storeCluster(t, "")
+	}
 	ch := make(chan error, 1)
 	op := log.EntryOp{Kind: txnKind, Name: t.ID, Value: t.value()}
 	x.s.log.PutEntriesAsync([]log.EntryOp{op}, func(err error) { ch <- err })
@@ -223,6 +240,10 @@ func (x *txns) initProducerID(id string, timeoutMS int32, lastPID int64, lastEpo
 		return -1, -1, kerr.InvalidTransactionTimeout
 	}
 	x.mu.Lock()
+	if code := x.coordinating(); code != nil {
+		x.mu.Unlock()
+		return -1, -1, code
+	}
 	t := x.byID[id]
 	if t == nil {
 		pid, _, err := x.s.producers.initID(-1, -1)
@@ -238,7 +259,13 @@ func (x *txns) initProducerID(id string, timeoutMS int32, lastPID int64, lastEpo
 		x.mu.Unlock()
 		if err := <-stored; err != nil {
 			x.lg.Warn().Err(err).Msg("kafka InitProducerId")
-			return -1, -1, kerr.CoordinatorNotAvailable
+			x.mu.Lock()
+			if x.byID[id] == t {
+				delete(x.byID, id)
+				delete(x.byPID, pid)
+			}
+			x.mu.Unlock()
+			return -1, -1, storeCode(err)
 		}
 		return pid, 0, nil
 	}
@@ -282,7 +309,7 @@ func (x *txns) initProducerID(id string, timeoutMS int32, lastPID int64, lastEpo
 	x.mu.Unlock()
 	if err := <-stored; err != nil {
 		x.lg.Warn().Err(err).Msg("kafka InitProducerId")
-		return -1, -1, kerr.CoordinatorNotAvailable
+		return -1, -1, storeCode(err)
 	}
 	return pid, epoch, nil
 }
@@ -291,6 +318,10 @@ func (x *txns) initProducerID(id string, timeoutMS int32, lastPID int64, lastEpo
 // state with x.mu held, or the error with it released.
 func (x *txns) lookup(id string, pid int64, epoch int16, owner string, checkOwner bool) (*txn, *kerr.Error) {
 	x.mu.Lock()
+	if code := x.coordinating(); code != nil {
+		x.mu.Unlock()
+		return nil, code
+	}
 	t := x.byID[id]
 	switch {
 	case t == nil || t.PID != pid:
@@ -329,8 +360,22 @@ func (x *txns) addPartitions(t *txn, parts []txnPart) *kerr.Error {
 		}
 	}
 	x.begin(t)
+	if x.cl != nil {
+		// Partition leaders check produces against the replicated state: stored first.
+		return x.waitStored(x.storeCluster(t, ""), t, "kafka AddPartitionsToTxn")
+	}
 	x.storeAsync(t, "kafka AddPartitionsToTxn")
 	x.mu.Unlock()
+	return nil
+}
+
+// waitStored releases x.mu and waits for a replicated change (cluster).
+func (x *txns) waitStored(stored <-chan error, t *txn, what string) *kerr.Error {
+	x.mu.Unlock()
+	if err := <-stored; err != nil {
+		x.lg.Warn().Err(err).Str("transactional_id", t.ID).Msg(what)
+		return storeCode(err)
+	}
 	return nil
 }
 
@@ -344,6 +389,10 @@ func (x *txns) addOffsets(t *txn, group string) *kerr.Error {
 		t.Groups[group] = map[string]log.CommittedOffset{}
 	}
 	x.begin(t)
+	if x.cl != nil {
+		// The group's coordinator checks TxnOffsetCommit against the replicated state.
+		return x.waitStored(x.storeCluster(t, ""), t, "kafka AddOffsetsToTxn")
+	}
 	x.storeAsync(t, "kafka AddOffsetsToTxn")
 	x.mu.Unlock()
 	return nil
@@ -382,6 +431,9 @@ func (x *txns) stageOffsets(t *txn, group string, offs []log.CommittedOffset) *k
 // pendingOffsets tells whether an ongoing transaction will commit offsets of group
 // for stream/shard (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT).
 func (x *txns) pendingOffsets(group, stream string, shard int32) bool {
+	if x.cl != nil {
+		return x.pendingOffsetsCluster(group, stream, shard)
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	key := fmt.Sprintf("%s/%d", stream, shard)
@@ -400,6 +452,9 @@ func (x *txns) pendingOffsets(group, stream string, shard int32) bool {
 // idempotent one not while the producer's transaction is ongoing. release must be
 // called once the append finished.
 func (x *txns) checkProduce(pid int64, epoch int16, part txnPart, transactional bool) (release func(), code *kerr.Error) {
+	if x.cl != nil {
+		return x.checkProduceCluster(pid, epoch, part, transactional)
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	t := x.byPID[pid]
@@ -461,6 +516,9 @@ type endedPart struct {
 // (an abort that fences the producer: timeout, re-initialisation); outcome labels the
 // transactions metric.
 func (x *txns) end(t *txn, commit, bump bool, outcome, why string) ([]endedPart, *kerr.Error) {
+	if x.cl != nil {
+		return x.endCluster(t, commit, bump, outcome, why)
+	}
 	x.mu.Lock()
 	if t.ending || !t.Ongoing {
 		x.mu.Unlock()
@@ -562,6 +620,15 @@ func (x *txns) timeoutLoop() {
 			return
 		case <-tick.C:
 		}
+		if x.cl != nil {
+			x.claim()
+			x.mu.Lock()
+			active := x.coordinating() == nil
+			x.mu.Unlock()
+			if !active {
+				continue // the coordinator's work: timeouts and expiry
+			}
+		}
 		now := x.now()
 		type late struct {
 			t         *txn
@@ -590,6 +657,10 @@ func (x *txns) timeoutLoop() {
 			x.end(e.t, false, true, "timeout", fmt.Sprintf("timed out after %d ms", e.timeoutMS))
 		}
 		if len(gone) > 0 {
+			if x.cl != nil {
+				x.forgetCluster(gone)
+				continue
+			}
 			ops := make([]log.EntryOp, len(gone))
 			for i, t := range gone {
 				ops[i] = log.EntryOp{Kind: txnKind, Name: t.ID}

@@ -275,16 +275,26 @@ func (l *Log) commit(q []*pending) {
 				// A batch of its own, which carries the producer.
 				flush()
 				size = 0
-				p.base, p.tsUS = sh.next, ts
+				bts := ts
+				if p.fixedTS != 0 {
+					// Replicated (AppendTxnAt): at the offset the replica expects, with
+					// the leader's time, or not at all.
+					if sh.next != p.wantBase {
+						p.refused = true
+						continue
+					}
+					bts = max(p.fixedTS, last)
+				}
+				p.base, p.tsUS = sh.next, bts
 				prod := batchProducer{id: -1, epoch: -1, attrs: attrTransactional}
 				if p.txn != nil {
 					prod.id, prod.epoch = p.txn.ProducerID, p.txn.Epoch
 				} else {
 					prod.id, prod.epoch, prod.attrs = p.marker.ProducerID, p.marker.Epoch, attrTransactional|attrControl
 				}
-				val = enc.encode(val[:0], p.base, ts, sh.cum, p.recs, nil, int32(len(p.recs)-1), prod)
+				val = enc.encode(val[:0], p.base, bts, sh.cum, p.recs, nil, int32(len(p.recs)-1), prod)
 				_ = b.Set(batchKey(g.stream.id, g.shard, p.base), val, nil)
-				_ = b.Set(timeKey(g.stream.id, g.shard, ts, p.base), nil, nil)
+				_ = b.Set(timeKey(g.stream.id, g.shard, bts, p.base), nil, nil)
 				g.txnBatch(b, p, p.base)
 				sh.next += int64(len(p.recs))
 				sh.cum += int64(len(val) - valueHeaderLen)
@@ -293,7 +303,10 @@ func (l *Log) commit(q []*pending) {
 				}
 				a.appends++
 				a.records += len(p.recs)
-				last = ts
+				last = bts
+				if p.fixedTS != 0 {
+					ts = max(now, last)
+				}
 				continue
 			}
 			if p.fixedTS != 0 {

@@ -420,3 +420,82 @@ func (l *Log) recoverTxns(sid uint32, shard int32, sh *shardState) error {
 	sh.bound.Store(sh.stableBound())
 	return it.Error()
 }
+
+// AppendTxnAt is AppendAt for a replicated transactional append (txn set: recs of the
+// producer's transaction) or transaction marker (m set, whose Stream and Shard are
+// ignored: the control record is made here, recs must be empty), as a replica applies
+// them (cluster/): the open-transaction and abort-index keys are written in the same
+// Pebble batch, from the entry alone, so every replica holds the same last stable
+// offset and aborted transactions. done gets where the batch landed and, for a
+// marker, the first offset of the transaction it ended on the shard (-1 if none was
+// open).
+func (s *Stream) AppendTxnAt(shard int32, tsUS, base int64, txn *Txn, m *Marker, recs []Record, ops []EntryOp, done func(res AppendResult, first int64, err error)) {
+	fail := func(err error) { done(AppendResult{}, -1, err) }
+	switch {
+	case tsUS <= 0:
+		fail(fmt.Errorf("append %s/%d: append time %d", s.name, shard, tsUS))
+		return
+	case (txn == nil) == (m == nil):
+		fail(fmt.Errorf("append %s/%d: a replicated transactional append needs a transaction or a marker", s.name, shard))
+		return
+	case txn != nil && len(recs) == 0:
+		fail(fmt.Errorf("append %s/%d: no records", s.name, shard))
+		return
+	}
+	if _, err := s.shard(shard); err != nil {
+		fail(fmt.Errorf("append: %w", err))
+		return
+	}
+	for _, op := range ops {
+		if _, err := entryPrefix(op.Kind); err != nil {
+			fail(fmt.Errorf("append %s/%d: %w", s.name, shard, err))
+			return
+		}
+	}
+	p := &pending{stream: s, shard: shard, ops: ops, enqueued: time.Now(), fixedTS: tsUS, wantBase: base, firstTxn: -1}
+	if txn != nil {
+		t := *txn
+		p.txn, p.recs = &t, recs
+	} else {
+		mk := *m
+		mk.Stream, mk.Shard = s, shard
+		p.marker, p.recs = &mk, []Record{controlRecord(mk.Commit, mk.CoordinatorEpoch)}
+	}
+	p.done = func(r AppendResult, err error) { done(r, p.firstTxn, err) }
+	s.log.submit(context.Background(), p, int64(estimateSize(p.recs)+opsSize(ops)), AppendBlock)
+}
+
+// BatchProducer is what an encoded batch's header says of its producer: id and epoch,
+// and whether it is transactional or a control batch (a replica copying a shard's
+// batches from its leader keeps them so: cluster snapshots).
+func BatchProducer(b []byte) (pid int64, epoch int16, transactional, control bool) {
+	if len(b) < batchHeaderLen {
+		return -1, -1, false, false
+	}
+	p := producerOf(b)
+	return p.id, p.epoch, p.attrs&attrTransactional != 0, p.attrs&attrControl != 0
+}
+
+// EncodeTxnRecords is EncodeRecords for records of producer pid's transaction, or
+// (control) its marker: the header carries the producer and the attributes.
+func EncodeTxnRecords(dst []byte, tsUS int64, recs []Record, pid int64, epoch int16, control bool) []byte {
+	prod := batchProducer{id: pid, epoch: epoch, attrs: attrTransactional}
+	if control {
+		prod.attrs |= attrControl
+	}
+	v := encodeValueProducer(nil, 0, tsUS, 0, recs, nil, int32(len(recs)-1), prod)
+	return append(dst, v[valueHeaderLen:]...)
+}
+
+// ParseMarker reads a marker's control record (commit or abort, coordinator epoch).
+func ParseMarker(r Record) (commit bool, coordEpoch int32, err error) {
+	var k kmsg.ControlRecordKey
+	if err := k.ReadFrom(r.Key); err != nil {
+		return false, 0, fmt.Errorf("control record key: %w", err)
+	}
+	var v kmsg.EndTxnMarker
+	if err := v.ReadFrom(r.Value); err != nil {
+		return false, 0, fmt.Errorf("control record value: %w", err)
+	}
+	return k.Type == kmsg.ControlRecordKeyTypeCommit, v.CoordinatorEpoch, nil
+}

@@ -2,6 +2,7 @@ package log
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -271,5 +272,57 @@ func TestTxnCompaction(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[0:-1/false 3:5/true 4:6/false 5:6/true]" {
 		t.Fatalf("stored batches after compaction %v", got)
+	}
+}
+
+// appendTxnAt applies a replicated transactional append (m nil) or marker.
+func appendTxnAt(s *Stream, tsUS, base int64, txn *Txn, m *Marker, recs ...Record) (AppendResult, int64, error) {
+	type out struct {
+		res   AppendResult
+		first int64
+		err   error
+	}
+	ch := make(chan out, 1)
+	s.AppendTxnAt(0, tsUS, base, txn, m, recs, nil, func(r AppendResult, first int64, err error) { ch <- out{r, first, err} })
+	o := <-ch
+	return o.res, o.first, o.err
+}
+
+// A replica applying replicated transactional appends and markers stores them at the
+// leader's offsets and times, with the open-transaction and abort keys, as the leader
+// does; at another offset nothing is written.
+func TestTxnAppendAtReplica(t *testing.T) {
+	l := openTest(t, t.TempDir(), nil)
+	s, err := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Now().UnixMicro()
+	if _, _, err := appendTxnAt(s, ts, 0, &Txn{ProducerID: 5, Epoch: 1}, nil, val("t1"), val("t2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := appendTxnAt(s, ts, 7, &Txn{ProducerID: 5, Epoch: 1}, nil, val("x")); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("append at the wrong offset: %v", err)
+	}
+	if lso, _ := s.LastStable(0); lso != 0 {
+		t.Fatalf("LSO %d with a transaction open at 0", lso)
+	}
+	res, first, err := appendTxnAt(s, ts+1, 2, nil, &Marker{ProducerID: 5, Epoch: 1, Commit: false})
+	if err != nil || res.BaseOffset != 2 || first != 0 || res.TimestampUS != ts+1 {
+		t.Fatalf("abort marker: %+v first %d: %v", res, first, err)
+	}
+	ab, err := s.AbortedTxns(0, 0, 3)
+	if err != nil || fmt.Sprint(ab) != "[{5 0 2}]" {
+		t.Fatalf("aborted %v: %v", ab, err)
+	}
+	if lso, _ := s.LastStable(0); lso != 3 {
+		t.Fatalf("LSO %d after the abort, want 3", lso)
+	}
+	// A marker again (a new coordinator re-sending it): it ends nothing.
+	if _, first, err := appendTxnAt(s, ts+2, 3, nil, &Marker{ProducerID: 5, Epoch: 1, Commit: false}); err != nil || first != -1 {
+		t.Fatalf("marker again: first %d: %v", first, err)
+	}
+	if vals, next := committedValues(t, s, 0); len(vals) != 0 || next != 4 {
+		t.Fatalf("committed %v next %d", vals, next)
 	}
 }

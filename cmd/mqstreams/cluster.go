@@ -42,6 +42,7 @@ func (s *server) startCluster(cfg Config) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	s.node = n
+	n.SetStateMachine(kafkaTxnState{})
 	s.streams.SetReplicator(n)
 	s.http.SetHealth(clusterHealth(s.log, n))
 	cid, err := clusterID(n, *cfg.Cluster, lg)
@@ -199,10 +200,14 @@ func (s *server) clusterStatus() clusterStatus {
 	return nodeStatus{s.node}
 }
 
-// handlePeers hands the MQTT face's messages from other nodes to the broker.
+// handlePeers hands the MQTT face's messages from other nodes to the broker, and the
+// commit markers this node writes as a partition leader to Kafka → MQTT delivery.
 func (s *server) handlePeers() {
 	if s.node != nil {
 		s.node.Handle(cluster.KindMQTT, s.mqtt.HandlePeerMessage)
+		if s.kafka != nil {
+			s.node.SetMarkerHook(s.kafka.DeliverCommittedMarker)
+		}
 	}
 }
 
@@ -255,7 +260,14 @@ func (k kafkaCluster) Partition(stream string, shard int32) kafkawire.PartitionS
 	return kafkawire.PartitionState{Leader: leader, Replicas: kafkaIDs(ps.Replicas), ISR: kafkaIDs(ps.ISR)}
 }
 
-func (k kafkaCluster) Coordinator(_ int8, key string) int32 { return kafkaID(k.n.Coordinator(key)) }
+// Coordinator: groups spread by id; every transactional id coordinated by the catalog
+// group's leader, which holds the replicated transaction state (kafkawire/txn_cluster.go).
+func (k kafkaCluster) Coordinator(keyType int8, key string) int32 {
+	if keyType == 1 {
+		return kafkaID(k.n.Controller())
+	}
+	return kafkaID(k.n.Coordinator(key))
+}
 
 func kafkaID(id uint64) int32 {
 	if id == 0 {
@@ -357,3 +369,34 @@ func clusterHealth(l *log.Log, n *cluster.Node) func() (bool, string) {
 		return h.Writable, h.Reason
 	}
 }
+
+// kafkaTxnState applies Kafka transaction commands replicated through the catalog.
+type kafkaTxnState struct{}
+
+func (kafkaTxnState) Apply(cmd []byte, st *cluster.StateView) ([]log.GroupOffsets, error) {
+	return kafkawire.ApplyTxnState(cmd, st)
+}
+
+// The rest of kafkawire.TxnReplicator: transactions replicated by the node.
+
+func (k kafkaCluster) CoordinatorTerm() uint64 { return k.n.CoordinatorTerm() }
+
+func (k kafkaCluster) ProposeState(ctx context.Context, cmd []byte) error {
+	return k.n.ProposeState(ctx, cmd)
+}
+
+func (k kafkaCluster) SyncState(ctx context.Context) error { return k.n.SyncState(ctx) }
+
+func (k kafkaCluster) StateGet(key string) []byte { return k.n.StateGet(key) }
+
+func (k kafkaCluster) StateScan(prefix string, f func(string, []byte)) { k.n.StateScan(prefix, f) }
+
+func (k kafkaCluster) AppendTxn(ctx context.Context, stream string, shard int32, txn log.Txn, recs []log.Record, ops []log.EntryOp, done func(log.AppendResult, error)) {
+	k.n.AppendTxn(ctx, stream, shard, txn, recs, ops, done)
+}
+
+func (k kafkaCluster) WriteMarker(ctx context.Context, stream string, shard int32, pid int64, epoch int16, commit bool, coordEpoch int32, done func(error)) {
+	k.n.WriteMarker(ctx, stream, shard, pid, epoch, commit, coordEpoch, func(_ cluster.MarkerResult, err error) { done(err) })
+}
+
+var _ kafkawire.TxnReplicator = kafkaCluster{}

@@ -1,0 +1,207 @@
+package compattests
+
+// Kafka transactions in a 3-node cluster (issue 13; docs/transactions.md "Cluster"):
+// a franz-go transactional producer commits and aborts through one node while
+// read_committed consumers seeded with another see only the committed records; and a
+// consume-transform-produce loop of franz-go GroupTransactSession members (separate
+// processes, TestEOSMemberProcess) keeps every input exactly once while the node
+// coordinating their transactions is SIGKILLed mid-run and restarted.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// txnCoordinator asks a node which node coordinates a transactional id (1-based).
+func txnCoordinator(ctx context.Context, addr, txid string) (int32, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrFindCoordinatorRequest()
+	req.CoordinatorKey, req.CoordinatorType = txid, 1
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(rctx, cl)
+	if err != nil {
+		return 0, err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return 0, err
+	}
+	return resp.NodeID, nil
+}
+
+// committedValues reads a topic's partitions from the start through seeds with the
+// given isolation until want records came, then for another second (duplicates or
+// aborted records would show), and returns the values.
+func clusterValues(t *testing.T, ctx context.Context, seeds []string, topic string, committed bool, want int) []string {
+	t.Helper()
+	iso := kgo.ReadUncommitted()
+	if committed {
+		iso = kgo.ReadCommitted()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []string
+	for len(out) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%s (read_committed %v): %d of %d records before the deadline: %v", topic, committed, len(out), want, out)
+		}
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, string(r.Value)) })
+	}
+	more, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for more.Err() == nil {
+		cl.PollFetches(more).EachRecord(func(r *kgo.Record) { out = append(out, string(r.Value)) })
+	}
+	return out
+}
+
+func TestClusterKafkaTransactions(t *testing.T) {
+	if !clusterSupported(t) {
+		t.Skip("no cluster mode")
+	}
+	c := startCluster(t, 3, "streams:\n  - {name: ctx, filter: \"ctx/#\", shards: 3, replication_factor: 3}\n")
+	c.waitLeaders(t, "ctx", 3, 60*time.Second)
+	ctx := Deadline(t, 3*time.Minute)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.kafka[0]), kgo.TransactionalID("ctx-p"), kgo.DefaultProduceTopic("ctx"),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var want []string
+	for k := 0; k < 6; k++ {
+		commit := k%3 != 1 // transactions 1 and 4 abort
+		if err := prod.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 9; i++ {
+			v := fmt.Sprintf("t%d-%d", k, i)
+			if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatalf("produce %s: %v", v, err)
+			}
+			if commit {
+				want = append(want, v)
+			}
+		}
+		if err := prod.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatalf("end transaction %d (commit %v): %v", k, commit, err)
+		}
+	}
+	// Seeded with node 3 only: what it and its peers serve.
+	got := clusterValues(t, ctx, c.kafka[2:], "ctx", true, len(want))
+	if len(got) != len(want) {
+		t.Fatalf("read_committed saw %d records, want %d: %v", len(got), len(want), got)
+	}
+	seen := map[string]bool{}
+	for _, v := range got {
+		seen[v] = true
+	}
+	for _, v := range want {
+		if !seen[v] {
+			t.Fatalf("read_committed lacks %s: %v", v, got)
+		}
+	}
+	all := clusterValues(t, ctx, c.kafka[1:2], "ctx", false, 54)
+	if len(all) != 54 {
+		t.Fatalf("read_uncommitted saw %d records, want all 54 produced", len(all))
+	}
+}
+
+// The node coordinating the members' transactions is SIGKILLed while they run; the
+// next catalog leader coordinates, completes what was prepared, and the output keeps
+// every input exactly once.
+func TestClusterGroupTransactSessionCoordinatorKilled(t *testing.T) {
+	if !clusterSupported(t) {
+		t.Skip("no cluster mode")
+	}
+	c := startCluster(t, 3, "streams:\n"+
+		"  - {name: eos-in, filter: \"eos-in/#\", shards: 2, replication_factor: 3}\n"+
+		"  - {name: eos-out, filter: \"eos-out/#\", shards: 2, replication_factor: 3}\n")
+	c.waitLeaders(t, "eos-in", 2, 60*time.Second)
+	c.waitLeaders(t, "eos-out", 2, 60*time.Second)
+	ctx := Deadline(t, 5*time.Minute)
+	seeds := strings.Join(c.kafka, ",")
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.kafka...), kgo.DefaultProduceTopic("eos-in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var wg sync.WaitGroup
+	var perr atomic.Value
+	for i := 0; i < eosRecords; i++ {
+		wg.Add(1)
+		prod.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint("k", i%17)), Value: []byte(fmt.Sprint(i))}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				perr.Store(err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if err, _ := perr.Load().(error); err != nil {
+		t.Fatal(err)
+	}
+	coord, err := txnCoordinator(ctx, c.kafka[0], "eos-a")
+	if err != nil || coord < 1 || int(coord) > len(c.nodes) {
+		t.Fatalf("transaction coordinator: %d, %v", coord, err)
+	}
+	a := startMember(t, seeds, "eos-a")
+	b := startMember(t, seeds, "eos-b")
+	waitFor(t, ctx, "members to commit 3 batches", func() (bool, string) {
+		return a.committed.Load()+b.committed.Load() >= 3, fmt.Sprintf("a %d, b %d", a.committed.Load(), b.committed.Load())
+	})
+	before := a.committed.Load() + b.committed.Load()
+	c.kill(t, int(coord-1))
+	killed := time.Now()
+	t.Logf("coordinator node %d SIGKILLed after %d committed batches", coord, before)
+	waitFor(t, ctx, "a commit after the coordinator's death", func() (bool, string) {
+		return a.committed.Load()+b.committed.Load() > before, fmt.Sprintf("a %d, b %d", a.committed.Load(), b.committed.Load())
+	})
+	t.Logf("first commit %v after the kill", time.Since(killed).Round(time.Millisecond))
+	c.restart(t, int(coord-1))
+
+	var live []string
+	for i := range c.nodes {
+		if i != int(coord-1) {
+			live = append(live, c.kafka[i])
+		}
+	}
+	got := clusterValues(t, ctx, live, "eos-out", true, eosRecords)
+	seen := map[string]int{}
+	for _, v := range got {
+		seen[v]++
+	}
+	var dups []string
+	for v, n := range seen {
+		if n > 1 {
+			dups = append(dups, fmt.Sprintf("%s×%d", v, n))
+		}
+	}
+	for i := 0; i < eosRecords; i++ {
+		if seen[fmt.Sprint("out-", i)] == 0 {
+			t.Errorf("out-%d missing", i)
+		}
+	}
+	if len(got) != eosRecords || len(dups) > 0 {
+		t.Fatalf("read_committed saw %d records for %d inputs; duplicates: %v", len(got), eosRecords, dups)
+	}
+	t.Logf("eos-out: %d committed records, exactly once; members committed a %d, b %d batches", len(got), a.committed.Load(), b.committed.Load())
+}
