@@ -384,6 +384,15 @@ func (t *transport) acceptLoop() {
 			continue
 		}
 		t.inMu.Lock()
+		select {
+		case <-t.stop:
+			// close has closed the connections it knew: this one is closed here, or
+			// its peer's heartbeats would keep its reader (and close) waiting forever.
+			t.inMu.Unlock()
+			_ = c.Close()
+			return
+		default:
+		}
 		t.in[c] = struct{}{}
 		t.inMu.Unlock()
 		t.wg.Add(1)
