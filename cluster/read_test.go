@@ -297,3 +297,38 @@ func TestReadShardAfterMove(t *testing.T) {
 	_, recs := readAll(t, c.nodes[holder], log.ReadRequest{Stream: "mv1", Shard: 0, From: log.FromEarliest}, 20)
 	checkRecords(t, recs, 0, "m", 0)
 }
+
+// TestReadShardUnavailable: with the only replica down the read says so
+// (log.ErrUnavailable, after trying for readRetryFor), and works again once it is back.
+func TestReadShardUnavailable(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.putStreamRF("u1", 1, 1)
+	holder := int(c.nodes[0].Streams()["u1"][0][0]) - 1
+	reader := c.nodes[(holder+1)%3]
+	if _, err := appendVia(c.nodes[holder], "u1", 0, rec("u", 0)); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(holder)
+	start := time.Now()
+	_, err := reader.ReadShard(context.Background(), log.ReadRequest{Stream: "u1", Shard: 0, From: log.FromEarliest, MaxBytes: 100})
+	if !errors.Is(err, log.ErrUnavailable) {
+		t.Fatalf("read with the only replica down: %v", err)
+	}
+	t.Logf("unavailable after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	c.start(holder, nil)
+	// The restarted holder answers once its link is redialled and its group runs: on a
+	// loaded machine that can take longer than one read's retries (5 s); a replay
+	// reader retries an unavailable shard, and so does this test, within a deadline.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := reader.ReadShard(context.Background(), log.ReadRequest{Stream: "u1", Shard: 0, From: log.FromEarliest, MaxBytes: 100})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, log.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("read after the replica restarted: %v", err)
+		}
+	}
+	_, recs := readAll(t, reader, log.ReadRequest{Stream: "u1", Shard: 0, From: log.FromEarliest}, 1)
+	checkRecords(t, recs, 0, "u", 0)
+}

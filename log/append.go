@@ -67,7 +67,7 @@ func (s *Stream) appendAsync(ctx context.Context, mode Admission, shard int32, t
 		}
 	}
 	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, txn: txn, done: done, enqueued: time.Now()}
-	s.log.submit(ctx, p, int64(estimateSize(recs)+opsSize(ops)), mode)
+	s.log.submit(ctx, p, queueCost(recs, ops), mode)
 }
 
 // AppendAt is AppendAsyncWith for a replica applying a replicated append (cluster/):
@@ -99,7 +99,7 @@ func (s *Stream) AppendAt(shard int32, tsUS, base int64, recs []Record, ops []En
 		}
 	}
 	p := &pending{stream: s, shard: shard, recs: recs, ops: ops, done: done, enqueued: time.Now(), fixedTS: tsUS, wantBase: base}
-	s.log.submit(context.Background(), p, int64(estimateSize(recs)+opsSize(ops)), AppendBlock)
+	s.log.submit(context.Background(), p, queueCost(recs, ops), AppendBlock)
 }
 
 // enqueue hands p to the committer; false means the log is closed.

@@ -54,14 +54,35 @@ func (l *Log) QueuedBytes() int64 {
 	return l.adm.used
 }
 
-// QueueFull reports whether an AppendDrop append of n bytes (as the queue counts them,
-// or fewer) would be refused now: appends wait for room, or n does not fit. A caller
-// that would drop the append skips building it, which matters when a flood is mostly
-// dropped.
+// QueueFull reports whether an AppendDrop append of one record with n bytes of key,
+// value and headers (or fewer) would be refused now: appends wait for room, or it does
+// not fit. A caller that would drop the append skips building it, which matters when
+// a flood is mostly dropped.
 func (l *Log) QueueFull(n int64) bool {
+	n += recordOverhead
 	l.adm.mu.Lock()
 	defer l.adm.mu.Unlock()
 	return l.adm.waiters.Len() > 0 || (l.adm.used > 0 && l.adm.used+n > l.adm.limit)
+}
+
+// Memory a queued record takes besides its key, value and header bytes: the Record and
+// Header structs, the pending append and its callback, and the protocol's copy of the
+// request it came in (an MQTT publish's packet). The queue bound counts them, so that
+// what it holds in memory stays near Options.QueueBytes: counting payload bytes only,
+// a QoS 0 flood of 1 KB messages held about 1.5 times the bound (heap profile of the
+// flood benchmark, scripts/flood-rss.sh).
+const (
+	recordOverhead = 320
+	headerOverhead = 40
+)
+
+// queueCost is what an append of recs and ops counts against the queue bound.
+func queueCost(recs []Record, ops []EntryOp) int64 {
+	n := estimateSize(recs) + opsSize(ops) + len(recs)*recordOverhead
+	for _, r := range recs {
+		n += len(r.Headers) * headerOverhead
+	}
+	return int64(n)
 }
 
 // submit admits p (n bytes) to the commit queue, or makes it wait or fails it as mode

@@ -7,7 +7,7 @@ import (
 )
 
 // TestQueueFull: QueueFull tells exactly when an AppendDrop append would be refused.
-// A record of value v counts len(v)+16 bytes (estimateSize).
+// A record of value v counts len(v)+16 bytes (estimateSize) plus recordOverhead.
 func TestQueueFull(t *testing.T) {
 	const bound = 1 << 20
 	gate := newSyncGate(nil)

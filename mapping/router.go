@@ -227,6 +227,28 @@ next:
 	return dst
 }
 
+// Streams returns how many streams a publish to topic is appended to (the targets
+// Route would return), without building any record: a publish that would be dropped
+// is counted at this cost.
+func (r *Router) Streams(topic string) int {
+	t := r.cur.Load()
+	var buf [16]*route
+	hits := t.root.match(topic, strings.HasPrefix(topic, "$"), buf[:0])
+	n := 0
+next:
+	for i, rt := range hits {
+		if rt.multi {
+			for _, prev := range hits[:i] {
+				if prev.def.Name == rt.def.Name {
+					continue next
+				}
+			}
+		}
+		n++
+	}
+	return n
+}
+
 // match appends every route whose filter matches topic. Only branches that match the
 // topic's levels are visited, so unrelated streams cost nothing. dollar suppresses
 // wildcards at the first level ('$' topics).

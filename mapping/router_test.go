@@ -55,6 +55,9 @@ func TestRouterMatching(t *testing.T) {
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("Route(%q) = %v, want %v", tt.topic, got, tt.want)
 		}
+		if n := r.Streams(tt.topic); n != len(tt.want) {
+			t.Errorf("Streams(%q) = %d, want %d", tt.topic, n, len(tt.want))
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -578,5 +579,31 @@ func TestBackPressureQueueFull(t *testing.T) {
 			t.Fatalf("%d bytes still queued", e.log.QueuedBytes())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestDroppedQoS0AllocatesNothing: a QoS 0 publish to a stream that the full append
+// queue would drop is counted without building its message, routes or records, so a
+// flood far faster than the disk costs the heap nothing beyond mochi's own packet.
+func TestDroppedQoS0AllocatesNothing(t *testing.T) {
+	e := newEnv(t, envOptions{}, plantStream(2, "clientid"))
+	h := e.srv.ingest
+	h.queueFull = func(int64) bool { return true } // the queue's answer under a flood
+	cl := e.srv.broker.NewClient(nil, "t", "flooder", false)
+	pk := publishPacket("plant/7", 0, 0, strings.Repeat("x", 1000))
+	before := gatherMetrics(t, e.reg)["mqstreams_mqtt_dropped_total,reason=queue_full"]
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := h.OnPublish(cl, pk); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per dropped QoS 0 publish, want none", allocs)
+	}
+	if got := gatherMetrics(t, e.reg)["mqstreams_mqtt_dropped_total,reason=queue_full"] - before; got != 201 {
+		t.Fatalf("%v drops counted, want 201", got)
+	}
+	if recs := e.records(t, "plant", 0); len(recs) != 0 {
+		t.Fatalf("%d records stored from dropped publishes", len(recs))
 	}
 }

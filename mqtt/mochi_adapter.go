@@ -29,10 +29,10 @@ package mqtt
 //     write flushes. flushHeld writes them at once (OnPacketSent), else a client that
 //     waits for its own PUBACK before acknowledging a delivery would deadlock.
 //   - processPublish hands the packet an OnPublish hook returns, unchanged, to
-//     publishToSubscribers (hence OnSelectSubscribers) and OnPublished, and nothing in
-//     mochi reads a PUBLISH's Filters: routes_shared.go carries its shared-group pick
-//     there (shareNote). mochi calls OnSelectSubscribers only when the topic has a
-//     shared subscription here.
+//     retainMessage (OnRetainMessage), publishToSubscribers (OnSelectSubscribers) and
+//     OnPublished, and nothing in mochi reads a PUBLISH's Filters: routes_shared.go
+//     carries its shared-group pick and retained stamp there (routeNote). mochi calls
+//     OnSelectSubscribers only when the topic has a shared subscription here.
 //   - processPublish (server.go), once the OnPublish hooks let a network client's QoS 1/2
 //     publish through, does: retainMessage (unexported: the topic index, then the
 //     OnRetainMessage hooks), the PUBACK/PUBREC with the in-flight bookkeeping and the
@@ -91,6 +91,18 @@ func flushBuffered(cl *mochi.Client) error {
 	}
 	*pending = nil
 	return nil
+}
+
+// bufferedBytes is how much mochi holds in outbuf for cl, not yet written (for
+// diagnostics). The caller holds the client's lock.
+func bufferedBytes(cl *mochi.Client) int {
+	if outbufOffset < 0 {
+		return 0
+	}
+	if b := *(**bytes.Buffer)(unsafe.Add(unsafe.Pointer(&cl.Net), outbufOffset)); b != nil {
+		return b.Len()
+	}
+	return 0
 }
 
 // flushHeld writes what mochi buffered for cl, taking the client's lock.
@@ -184,8 +196,10 @@ func mochiPublishToSubscribers(s *mochi.Server, pk packets.Packet)
 // client's in-flight store and taken out again around the write (mochi's Set then Delete
 // of the same id; a colliding entry is removed as that pair would), so the store's
 // OnQosPublish write of the PUBACK, deleted again at once by OnQosComplete, is skipped;
-// OnQosComplete is still called. The receive-quota check and the Receive Maximum
-// disconnect ran in the first pass.
+// OnQosComplete is still called. What processPacket does around processPublish (the
+// Receive Maximum check and disconnect, OnPacketProcessed, sending one message parked
+// for send quota) ran when the publish was read, and the $SYS received counters
+// count it once, there.
 func completePublish(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk packets.Packet, fanOut bool) error {
 	pk.Ignore = !fanOut
 	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {

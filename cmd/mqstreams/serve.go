@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -64,13 +63,6 @@ func serve(o Overrides, level, format string, stderr io.Writer) int {
 		lg.Error().Msg(err.Error())
 		return 1
 	}
-	if cfg.MemoryLimit > 0 {
-		// A soft limit: the garbage collector works harder as the heap nears it, so a
-		// burst (a QoS 0 flood) does not leave the process holding twice its live heap.
-		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
-		lg.Info().Int64("memory_limit", int64(cfg.MemoryLimit)).Msg("go runtime memory limit set")
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s, err := startServer(cfg, lg)
@@ -78,6 +70,7 @@ func serve(o Overrides, level, format string, stderr io.Writer) int {
 		lg.Error().Msg(err.Error())
 		return 1
 	}
+	applyMemoryLimit(ctx, int64(cfg.MemoryLimit), int64(cfg.AppendQueueBytes), s.log.QueuedBytes, lg)
 	if !s.awaitClusterReady(ctx) {
 		lg.Info().Msg("signal received before the cluster was ready, shutting down")
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
