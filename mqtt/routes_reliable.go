@@ -33,9 +33,9 @@ const (
 )
 
 const (
-	outboxMaxMsgs   = 16384
-	outboxMaxBytes  = 16 << 20
-	ackEvery = 512 // forwards delivered between two acknowledgements, at most
+	outboxMaxMsgs  = 16384
+	outboxMaxBytes = 16 << 20
+	ackEvery       = 512 // forwards delivered between two acknowledgements, at most
 	// resendBatch bounds the forwards one resend request brings, so a resend never
 	// fills the link's queue, which Raft's messages share; the receiver asks for the
 	// next batch as soon as one arrives (it made progress), or again after
