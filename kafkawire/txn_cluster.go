@@ -130,7 +130,8 @@ func ApplyTxnState(cmd []byte, st TxnStateView) ([]log.GroupOffsets, error) {
 	}
 	switch {
 	case c.Claim:
-		if c.Term <= coordTerm(st) {
+		// The same term again is the same leader taking over again (idempotent).
+		if c.Term < coordTerm(st) {
 			return nil, errStaleCoordinator
 		}
 		st.Put(txnStateCoord, []byte(strconv.FormatUint(c.Term, 10)))
@@ -564,6 +565,25 @@ func (s *Server) DeliverCommittedMarker(stream string, shard int32, pid, first, 
 	if st == nil || s.deliver == nil || first < 0 {
 		return
 	}
+	// Applied here, but readable once durable (the high watermark passes the marker).
+	timeout := time.After(txnMarkerWait)
+	for {
+		ch, err := st.Appended(shard)
+		if err != nil {
+			return
+		}
+		if _, hwm, err := st.Offsets(shard); err != nil || hwm > marker {
+			break
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			s.lg.Warn().Str("stream", stream).Int32("shard", shard).Int64("marker", marker).Msg("committed transaction not delivered to MQTT: its marker did not become readable")
+			return
+		case <-s.done:
+			return
+		}
+	}
 	var mayPublish func(string) bool
 	if s.auth != nil {
 		mayPublish = func(string) bool { return false }
@@ -571,6 +591,8 @@ func (s *Server) DeliverCommittedMarker(stream string, shard int32, pid, first, 
 			if t := s.txns.replicated(pid); t != nil {
 				if p, ok := s.auth.Lookup(t.Owner); ok {
 					mayPublish = p.CanPublish
+				} else if a, ok := s.auth.Anonymous(); ok && a.Name() == t.Owner {
+					mayPublish = a.CanPublish // the id's owner connected without a user
 				}
 			}
 		}

@@ -11,12 +11,10 @@ import (
 )
 
 // finish answers one queued publish whose appends (and predecessors) are done. It runs
-// on the connection's drainer goroutine.
+// on the connection's drainer goroutine, which then takes the batch off the pending
+// count (endPending).
 func (h *ingestHook) finish(it *item) {
-	defer func() {
-		<-it.c.slots
-		h.endPending()
-	}()
+	defer func() { <-it.c.slots }()
 
 	if o := it.orig; o != nil {
 		// A QoS 2 redelivery: stored once by the original; ack it, and fan it out

@@ -93,6 +93,18 @@ func flushBuffered(cl *mochi.Client) error {
 	return nil
 }
 
+// bufferedBytes is how much mochi holds in outbuf for cl, not yet written (for
+// diagnostics). The caller holds the client's lock.
+func bufferedBytes(cl *mochi.Client) int {
+	if outbufOffset < 0 {
+		return 0
+	}
+	if b := *(**bytes.Buffer)(unsafe.Add(unsafe.Pointer(&cl.Net), outbufOffset)); b != nil {
+		return b.Len()
+	}
+	return 0
+}
+
 // flushHeld writes what mochi buffered for cl, taking the client's lock.
 func flushHeld(cl *mochi.Client) {
 	if cl.Closed() || cl.Net.Conn == nil {
