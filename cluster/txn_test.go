@@ -448,3 +448,31 @@ func TestTxnMarkerFencesOlderEpoch(t *testing.T) {
 		t.Fatalf("records of the marker's epoch: %v", err)
 	}
 }
+
+// A transaction left open past its timeout is aborted by the coordinator (the epoch
+// bumped, fencing its producer): every replica's LSO moves past it, with it in the
+// aborted list, and read_committed never sees its records.
+func TestTxnTimeoutAborts(t *testing.T) {
+	c := newTxnCluster(t, nil)
+	c.putStream("s", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	slow := c.client(kgo.TransactionalID("t5"), kgo.TransactionTimeout(500*time.Millisecond))
+	if err := slow.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := slow.ProduceSync(ctx, &kgo.Record{Topic: "s", Partition: 0, Value: []byte(fmt.Sprintf("late-%d", i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.checkTxnReplicas(0, 1) // aborted by the timeout, on every replica
+	if err := slow.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		t.Fatal("the timed-out transaction committed")
+	}
+	cl := c.client(kgo.TransactionalID("t6"), kgo.TransactionTimeout(30*time.Second))
+	produceTxn(ctx, t, cl, 0, "ok", 2, true)
+	if got := c.readCommitted(ctx, 0, 0, 2); fmt.Sprint(got) != "[ok-0 ok-1]" {
+		t.Fatalf("read_committed: %v", got)
+	}
+}

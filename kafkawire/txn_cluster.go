@@ -61,21 +61,20 @@ type TxnStateView interface {
 
 // Replicated state keys.
 const (
-	txnStateCoord  = "kafka.txncoord"  // the claimed coordinator term
-	txnStatePrefix = "kafka.txn/"      // + transactional id: its state (txn, JSON)
-	txnPIDPrefix   = "kafka.txnpid/"   // + producer id: its transactional id
-	txnOffPrefix   = "kafka.txnoffs/"  // + transactional id + "\x00" + group: staged offsets
-	txnMarkerWait  = 30 * time.Second  // one round of a marker's writes
-	txnStoreWait   = 10 * time.Second  // one replicated state change
-	txnProduceSync = 5 * time.Second   // a partition leader catching up on the state
-	txnPrepCommit  = "commit"          // txn.Prepared
-	txnPrepAbort   = "abort"           // txn.Prepared
-	txnCoordinated = "not coordinator" // errStaleCoordinator's text
+	txnStateCoord  = "kafka.txncoord" // the claimed coordinator term
+	txnStatePrefix = "kafka.txn/"     // + transactional id: its state (txn, JSON)
+	txnPIDPrefix   = "kafka.txnpid/"  // + producer id: its transactional id
+	txnOffPrefix   = "kafka.txnoffs/" // + transactional id + "\x00" + group: staged offsets
+	txnMarkerWait  = 30 * time.Second // one round of a marker's writes
+	txnStoreWait   = 10 * time.Second // one replicated state change
+	txnProduceSync = 5 * time.Second  // a partition leader catching up on the state
+	txnPrepCommit  = "commit"         // txn.Prepared
+	txnPrepAbort   = "abort"          // txn.Prepared
 )
 
 // Apply errors, for the proposer.
 var (
-	errStaleCoordinator = errors.New("kafka transactions: " + txnCoordinated)
+	errStaleCoordinator = errors.New("kafka transactions: not the coordinator of this term")
 	errTxnMapping       = errors.New("kafka transactions: unknown transactional id or producer id")
 	errTxnFenced        = errors.New("kafka transactions: producer fenced")
 	errTxnState         = errors.New("kafka transactions: transaction not in a state to take offsets")
@@ -213,7 +212,8 @@ type txnCluster struct {
 	// does not; claiming is set while a claim is under way. Guarded by txns.mu.
 	active   uint64
 	claiming bool
-	// prepared: ids whose prepared transaction a new coordinator is completing.
+	// recovering: prepared transactions this node, as a new coordinator, is completing
+	// (close waits for them).
 	recovering sync.WaitGroup
 }
 
