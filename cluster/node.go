@@ -80,6 +80,9 @@ type Options struct {
 	testSnapshotPull func(group uint64)
 	// testTrace, when set, gets every shard entry's round timeline (trace.go).
 	testTrace tracer
+	// testForwardArrived, when set, sees each forwarded append reaching this leader;
+	// true drops it unanswered (write_test.go: the leader dies with it in flight).
+	testForwardArrived func() bool
 	// testBeforeWrite, when set, runs before each Raft write (a stalled disk).
 	testBeforeWrite func()
 }

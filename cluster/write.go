@@ -156,7 +156,17 @@ func (n *Node) route(group uint64, stream string, shard int32, batch []byte, nre
 					retry(err) // never sent: safe to send again
 					return
 				}
-				// Sent, and then no answer: the append may or may not be committed.
+				if errors.Is(err, errLinkLost) {
+					// Sent, then the link to the leader went down (it died or was cut
+					// off) with no answer: the append may or may not be committed.
+					// Sent again, to the new leader once one is elected, until the
+					// deadline: at least once, never an ack for a record a quorum does
+					// not hold (issue 13). MQTT QoS 1 is at-least-once; an idempotent
+					// Kafka producer's appends are never forwarded (repl above).
+					retry(err)
+					return
+				}
+				// No answer by the deadline: the append may or may not be committed.
 				done(log.AppendResult{}, fmt.Errorf("append %s/%d via node %d: %w", stream, shard, leader, err))
 				return
 			}
@@ -334,6 +344,9 @@ func (n *Node) onForwardedAppend(_ uint64, body []byte, reply func([]byte, error
 	if lead := n.leaderOf(sp.Group); lead != n.Self() {
 		answer(log.AppendResult{}, &NotLeaderError{Leader: lead})
 		return
+	}
+	if h := n.o.testForwardArrived; h != nil && h() {
+		return // dropped unanswered: the leader dies or is cut off before answering
 	}
 	p := &proposal{group: sp.Group, batch: batch, n: int(nrec), deadline: deadline, enq: n.traceNow(), done: answer}
 	select {

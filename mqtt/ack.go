@@ -80,8 +80,11 @@ func (h *ingestHook) release(it *item, fanOut bool) {
 	}
 }
 
-// reject tells the publisher its message was not stored: an MQTT 5 client gets an error
-// reason code; MQTT 3.1.1 has none, so its publish stays unacknowledged.
+// reject tells the publisher its message was not stored: an MQTT 5 client gets PUBACK
+// (PUBREC) with 0x97 Quota exceeded when the disk is full and 0x80 Unspecified error
+// otherwise (a cluster append that timed out or lost its leader: the client may resend);
+// MQTT 3.1.1 has no failure ack, so its connection is closed and it resends after
+// reconnecting.
 func (h *ingestHook) reject(it *item, err error) {
 	c := it.c
 	code := packets.ErrUnspecifiedError
@@ -95,12 +98,11 @@ func (h *ingestHook) reject(it *item, err error) {
 		return
 	}
 	if c.cl.Properties.ProtocolVersion < 5 {
-		// 3.1.1 has no refusal: the publish stays unacknowledged. On a full disk the
-		// client is also disconnected, so it resends after reconnecting rather than
-		// publish on into a log that refuses everything.
-		if code == packets.ErrQuotaExceeded {
-			c.cl.Stop(fmt.Errorf("publish not stored: %w", err))
-		}
+		// 3.1.1 has no refusal: the connection is closed, so the client resends the
+		// unacknowledged publish after reconnecting (to this node or another). Left
+		// open, the publish would stay unacknowledged and the publisher wait forever
+		// (issue 13: a cluster append whose shard leader died or was cut off).
+		c.cl.Stop(fmt.Errorf("publish not stored: %w", err))
 		return
 	}
 	ack := packets.Packet{

@@ -3,8 +3,10 @@ package mqtt
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -398,16 +400,23 @@ func TestAppendFailure(t *testing.T) {
 		}
 	})
 
-	t.Run("mqtt311 no ack", func(t *testing.T) {
-		c, _ := dialRaw(t, e.addr, "fail311", 4, true)
-		// The failed publish gets no PUBACK; the next publish's PUBACK is the first
-		// packet back, since acks keep publish order.
-		c.send(publishPacket("plant/x", 1, 1, "lost"), publishPacket("elsewhere/y", 1, 2, "plain"))
-		c.expect(packets.Puback, 2)
-		c.send(publishPacket("plant/x", 2, 3, "lost"), publishPacket("good/y", 1, 4, "kept"))
-		c.expect(packets.Puback, 4)
-		c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
-		c.expect(packets.Pingresp, 0)
+	t.Run("mqtt311 disconnected", func(t *testing.T) {
+		// 3.1.1 has no failure ack: the connection is closed with the publish
+		// unacknowledged, so the client resends it after reconnecting (never a
+		// publisher waiting forever on a PUBACK that cannot come).
+		for _, qos := range []byte{1, 2} {
+			c, _ := dialRaw(t, e.addr, "fail311", 4, true)
+			c.send(publishPacket("plant/x", qos, 1, "lost"))
+			pk, err := c.readPacket()
+			var ne net.Error
+			if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+				t.Fatalf("QoS %d: got %v %v after a publish not stored, want the connection closed", qos, pk.FixedHeader, err)
+			}
+			// Reconnected, the client publishes on.
+			c, _ = dialRaw(t, e.addr, "fail311", 4, true)
+			c.send(publishPacket("good/y", 1, 4, "kept"))
+			c.expect(packets.Puback, 4)
+		}
 	})
 
 	t.Run("log closed", func(t *testing.T) {
