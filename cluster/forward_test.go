@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,10 +11,12 @@ import (
 )
 
 // A forwarded append whose leader dies with it in flight (the request arrived, no
-// answer came) is sent again to the new leader and acknowledged once a quorum has it,
-// within the append's deadline: its callback is never lost (issue 13; an MQTT 3.1.1
-// publisher waited forever for that PUBACK).
-func TestForwardedAppendRetriedWhenLeaderDiesInFlight(t *testing.T) {
+// answer came) ends at once, well within its deadline, with an UncertainError (a
+// timeout to the protocol faces: MQTT 5 PUBACK 0x80, 3.1.1 disconnect, Kafka
+// REQUEST_TIMED_OUT), never an ack, and is not sent again behind the client's back
+// (a committed one would then be stored twice). The shard takes appends again at its
+// new leader. Issue 13: an MQTT 3.1.1 publisher waited forever for that PUBACK.
+func TestForwardedAppendEndsWhenLeaderDiesInFlight(t *testing.T) {
 	var hold atomic.Bool
 	arrived := make(chan struct{}, 1)
 	c := newTestCluster(t, 3, func(_ int, o *Options) {
@@ -56,25 +59,22 @@ func TestForwardedAppendRetriedWhenLeaderDiesInFlight(t *testing.T) {
 	var o out
 	select {
 	case o = <-ch:
-	case <-time.After(30 * time.Second): // past the append's own 20 s deadline
-		t.Fatal("the forwarded append's callback never ran")
+	case <-time.After(15 * time.Second): // the append's own deadline is 20 s
+		t.Fatal("the forwarded append's callback did not run within 15 s")
 	}
-	if o.err != nil {
-		t.Fatalf("forwarded append after the leader died: %v (after %v), want it retried at the new leader", o.err, time.Since(start))
+	var to interface{ Timeout() bool }
+	if o.err == nil || !errors.As(o.err, &to) || !to.Timeout() {
+		t.Fatalf("forwarded append whose leader died: %v, want an uncertain outcome (a timeout)", o.err)
 	}
-	t.Logf("acknowledged after %v at offset %d", time.Since(start), o.res.BaseOffset)
+	t.Logf("ended after %v: %v", time.Since(start), o.err)
+	// Writable again at the new leader, through the same node.
+	if _, err := appendVia(c.nodes[from], "s", 0, rec("k", 2)); err != nil {
+		t.Fatal(err)
+	}
 	newLead := c.leaderOf("s", 0)
-	recs := shardRecords(t, c.logs[newLead-1], "s", 0)
-	var found int
-	for _, r := range recs {
+	for _, r := range shardRecords(t, c.logs[newLead-1], "s", 0) {
 		if string(r.Value) == "v1" {
-			found++
-			if r.Offset != o.res.BaseOffset {
-				t.Fatalf("v1 stored at %d, acknowledged at %d", r.Offset, o.res.BaseOffset)
-			}
+			t.Fatalf("the append the dead leader dropped is stored at %d", r.Offset)
 		}
-	}
-	if found != 1 {
-		t.Fatalf("the acknowledged record is stored %d times on the new leader, want once: %+v", found, recs)
 	}
 }

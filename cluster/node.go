@@ -111,6 +111,17 @@ func (e *NotLeaderError) Error() string {
 // Is makes errors.Is(err, ErrNotLeader) true.
 func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
+// UncertainError is an append whose outcome is unknown: sent to the shard's leader,
+// which then died, was cut off or did not answer in time. It may still be committed.
+// Timeout makes the protocol faces answer it as a timed-out request.
+type UncertainError struct{ Err error }
+
+func (e *UncertainError) Error() string { return e.Err.Error() + " (outcome unknown)" }
+func (e *UncertainError) Unwrap() error { return e.Err }
+
+// Timeout reports true: the request timed out as far as the client can tell.
+func (e *UncertainError) Timeout() bool { return true }
+
 // Node is this process's member of the cluster.
 type Node struct {
 	cfg Config

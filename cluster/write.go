@@ -156,18 +156,14 @@ func (n *Node) route(group uint64, stream string, shard int32, batch []byte, nre
 					retry(err) // never sent: safe to send again
 					return
 				}
-				if errors.Is(err, errLinkLost) {
-					// Sent, then the link to the leader went down (it died or was cut
-					// off) with no answer: the append may or may not be committed.
-					// Sent again, to the new leader once one is elected, until the
-					// deadline: at least once, never an ack for a record a quorum does
-					// not hold (issue 13). MQTT QoS 1 is at-least-once; an idempotent
-					// Kafka producer's appends are never forwarded (repl above).
-					retry(err)
-					return
-				}
-				// No answer by the deadline: the append may or may not be committed.
-				done(log.AppendResult{}, fmt.Errorf("append %s/%d via node %d: %w", stream, shard, leader, err))
+				// Sent, then no answer: the leader died or was cut off (the link went
+				// down: errLinkLost, at once) or no answer came by the deadline. The
+				// append may or may not be committed, so it is not sent again (a
+				// committed one would be stored twice): the caller gets an uncertain
+				// outcome at once and the client decides (an MQTT 5 publisher gets
+				// PUBACK 0x80, a 3.1.1 one is disconnected and resends; Kafka
+				// REQUEST_TIMED_OUT). Never an ack for a record a quorum may not hold.
+				done(log.AppendResult{}, &UncertainError{Err: fmt.Errorf("append %s/%d via node %d: %w", stream, shard, leader, err)})
 				return
 			}
 			res, lerr := decodeForwardAnswer(resp)
@@ -277,7 +273,7 @@ func (n *Node) wait(p *proposal) {
 	id := p.id
 	p.timer = time.AfterFunc(max(time.Until(p.deadline), 0), func() {
 		if q := n.unwait(id); q != nil {
-			q.finish(log.AppendResult{}, ErrTimeout)
+			q.finish(log.AppendResult{}, &UncertainError{Err: ErrTimeout})
 		}
 	})
 }
@@ -292,7 +288,7 @@ func (n *Node) unwait(id uint64) *proposal {
 
 // Forwarded append: u16 stream length | stream | i32 shard | i64 deadline (Unix ns) |
 // uvarint records | batch. Answer: 0 | i64 base | i64 time µs, or 1 | u64 leader
-// (not the leader), or 2 | message.
+// (not the leader), or 2 | message, or 3 | message (timed out: outcome unknown).
 func encodeForward(stream string, shard int32, deadline time.Time, nrec int, batch []byte) []byte {
 	b := make([]byte, 0, 2+len(stream)+12+10+len(batch))
 	b = binary.BigEndian.AppendUint16(b, uint16(len(stream)))
@@ -313,6 +309,8 @@ func (n *Node) onForwardedAppend(_ uint64, body []byte, reply func([]byte, error
 			reply(binary.BigEndian.AppendUint64(out, uint64(res.TimestampUS)), nil)
 		case errors.As(err, &nl):
 			reply(binary.BigEndian.AppendUint64([]byte{1}, nl.Leader), nil)
+		case errors.Is(err, ErrTimeout):
+			reply(append([]byte{3}, err.Error()...), nil)
 		default:
 			reply(append([]byte{2}, err.Error()...), nil)
 		}
@@ -371,6 +369,8 @@ func decodeForwardAnswer(b []byte) (log.AppendResult, error) {
 			return log.AppendResult{}, errBadEntry
 		}
 		return log.AppendResult{}, &NotLeaderError{Leader: binary.BigEndian.Uint64(b[1:])}
+	case 3:
+		return log.AppendResult{}, &UncertainError{Err: &remoteError{msg: string(b[1:])}}
 	default:
 		return log.AppendResult{}, &remoteError{msg: string(b[1:])}
 	}

@@ -218,6 +218,8 @@ func (s *Server) answerProduce(version int16, a *produceAppend, res log.AppendRe
 			code = kerr.RequestTimedOut
 		case isNotLeader(err):
 			code = kerr.NotLeaderForPartition
+		case isTimeout(err):
+			code = kerr.RequestTimedOut // a cluster append whose outcome is unknown
 		case isProducerFenced(err):
 			code = kerr.InvalidProducerEpoch
 		}
