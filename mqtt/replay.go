@@ -134,7 +134,7 @@ func (h *ReplayHook) Provides(b byte) bool {
 	case mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect,
 		mochi.OnClientExpired, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed,
 		mochi.OnPacketEncode, mochi.OnPacketSent, mochi.OnQosComplete, mochi.OnQosDropped,
-		mochi.OnPublish:
+		mochi.OnPublish, mochi.OnPacketRead:
 		return true
 	}
 	return false
@@ -280,6 +280,7 @@ func (h *ReplayHook) restore(cl *mochi.Client) {
 // is forgotten, a persistent one keeps its positions (in memory and in the log).
 func (h *ReplayHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 	h.closeWindow(cl)
+	forgetOutbound(cl)
 	s := h.session(cl.ID)
 	if s == nil || !s.isClient(cl) {
 		return // no stream subscriptions, or the session was taken over
@@ -615,8 +616,19 @@ func (h *ReplayHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	}
 }
 
-// OnQosComplete frees a window slot when the client acknowledges a message.
+// OnPacketRead keeps an outbound delivery whose id the client's PUBLISH reuses, which
+// mochi v2.7.9 would lose (keepOutbound, mochi_adapter.go).
+func (h *ReplayHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	keepOutbound(cl, pk)
+	return pk, nil
+}
+
+// OnQosComplete frees a window slot when the client acknowledges a message (not when
+// a flow of the client's own publish, which may reuse the id, ends: endsDelivery).
 func (h *ReplayHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
+	if !endsDelivery(pk) {
+		return
+	}
 	if w := h.windowOf(cl); w != nil {
 		w.acked(pk.PacketID)
 	}
@@ -627,6 +639,9 @@ func (h *ReplayHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 
 // OnQosDropped frees the slot of a message mochi gave up on (expired or refused).
 func (h *ReplayHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
+	if !endsDelivery(pk) {
+		return
+	}
 	if w := h.windowOf(cl); w != nil {
 		w.acked(pk.PacketID)
 	}

@@ -427,8 +427,12 @@ func (h *storeHook) OnRetainedExpired(topic string) {
 // OnQosPublish stores a QoS 1/2 message queued or in flight for a persistent session.
 // The write is not waited for here (this runs once per subscriber); OnPublished waits
 // for all of a publish's queued copies at once.
+//
+// Only deliveries are stored: the server's acknowledgements of the client's own
+// publishes (which mochi passes here too) share their ids with deliveries (see
+// endsDelivery) and would overwrite them.
 func (h *storeHook) OnQosPublish(cl *mochi.Client, pk packets.Packet, sent int64, resends int) {
-	if resends > 0 || !persistent(cl) || pk.Origin == replayOrigin {
+	if pk.FixedHeader.Type != packets.Publish || resends > 0 || !persistent(cl) || pk.Origin == replayOrigin {
 		return // a replay resumes from its own stored position instead
 	}
 	op := log.EntryOp{Kind: kindInflight, Name: inflightName(cl.ID, pk.PacketID), Value: messageValue(cl, pk, sent)}
@@ -449,8 +453,12 @@ func (h *storeHook) OnQosPublish(cl *mochi.Client, pk packets.Packet, sent int64
 	})
 }
 
-// OnQosComplete removes a message its subscriber acknowledged.
+// OnQosComplete removes a message its subscriber acknowledged (not one whose id the
+// end of a flow of the client's own publish reuses: endsDelivery).
 func (h *storeHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
+	if !endsDelivery(pk) {
+		return
+	}
 	h.mu.Lock()
 	ok := false
 	if k := h.clients[cl.ID]; k != nil {
@@ -605,7 +613,10 @@ func (h *storeHook) loadMessages(kind string) ([]storedMessage, []storage.Messag
 	var drop []log.EntryOp
 	for _, e := range entries {
 		var m storedMessage
-		if err := json.Unmarshal(e.Value, &m); err != nil || (m.Expiry > 0 && m.Expiry < now) {
+		// Acknowledgements of a client's publishes, stored by earlier versions, are
+		// dropped (OnQosPublish).
+		if err := json.Unmarshal(e.Value, &m); err != nil || (m.Expiry > 0 && m.Expiry < now) ||
+			(kind == kindInflight && m.FixedHeader.Type != packets.Publish && m.FixedHeader.Type != packets.Pubrel) {
 			drop = append(drop, log.EntryOp{Kind: kind, Name: e.Name})
 			continue
 		}
