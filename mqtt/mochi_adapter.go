@@ -59,12 +59,16 @@ package mqtt
 //     mochi-mqtt/server#519) and overwrites it with the PUBREC of a QoS 2 publish
 //     (still open upstream, #545); its processPubrel overwrites and removes whatever
 //     holds the PUBREL's id. completePublish, which handles every publish a stream
-//     holds, keeps an outbound entry (see there), and puts back the one processPublish
-//     removed before the OnPublish hooks (keepOutbound, from the replay hook's
-//     OnPacketRead, then restoreOutbound); a publish no stream matches still
-//     takes mochi's path, and a QoS 2 inbound flow reusing an outbound delivery's id
-//     still loses that delivery at PUBREL: from this connection's in-flight store (not
-//     resent on reconnection), not from the store (resent after a server restart).
+//     holds, keeps an outbound entry (see there). The one processPublish removes before
+//     the OnPublish hooks is kept (keepOutbound, from the store hook's OnPacketRead) and
+//     put back (restoreOutbound: completePublish, else — a publish no stream holds,
+//     which takes mochi's own path — the store hook's OnPublished, after mochi's QoS 1
+//     Set and Delete or QoS 2 PUBREC of the id; the PUBREC is then not tracked, as in
+//     completePublish). Left as mochi does it: the client's PUBREL of a QoS 2 publish
+//     reusing a delivery's id removes that delivery (processPubrel) from the
+//     connection's in-flight store (not resent on reconnection; its send-window place
+//     is held until the connection ends), not from the store (resent after a server
+//     restart).
 
 import (
 	"bytes"

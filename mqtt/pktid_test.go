@@ -48,8 +48,15 @@ func publishOwnID(t *testing.T, c *rawClient, topic string, id, other uint16) {
 // TestOwnPublishKeepsReplayedDeliveryUnacked: a `$stream` subscriber with Receive
 // Maximum 1 holds a replayed message unacknowledged and publishes QoS 1 with the same
 // packet id. Its PUBACK does not free the window, nor move the persistent session's
-// position past the message: after a reconnection it comes again.
+// position past the message: after a reconnection it comes again. The publish goes to
+// a topic a stream holds (completePublish) or not (mochi's own path).
 func TestOwnPublishKeepsReplayedDeliveryUnacked(t *testing.T) {
+	for _, topic := range []string{"in/x", "other/x"} {
+		t.Run(topic, func(t *testing.T) { testOwnPublishKeepsReplayedDeliveryUnacked(t, topic) })
+	}
+}
+
+func testOwnPublishKeepsReplayedDeliveryUnacked(t *testing.T, topic string) {
 	e := newReplayEnv(t, replayEnvOptions{noSync: true},
 		streamDef("s", 1, "topic", "s/#"), streamDef("in", 1, "topic", "in/#"))
 	e.fill(t, testMessages(3, "s/%d"))
@@ -67,7 +74,7 @@ func TestOwnPublishKeepsReplayedDeliveryUnacked(t *testing.T) {
 		t.Fatalf("got packet type %d qos %d, want a replayed QoS 1 PUBLISH", first.FixedHeader.Type, first.FixedHeader.Qos)
 	}
 	n := first.PacketID
-	publishOwnID(t, c, "in/x", n, n+1000)
+	publishOwnID(t, c, topic, n, n+1000)
 
 	cl, ok := e.srv.broker.Clients.Get("pktid-sub")
 	if !ok {
@@ -99,9 +106,16 @@ func TestOwnPublishKeepsReplayedDeliveryUnacked(t *testing.T) {
 
 // TestOwnPublishKeepsQueuedDelivery: a persistent session's client holds an ordinary
 // QoS 1 delivery unacknowledged and publishes QoS 1, with the same packet id, to a
-// topic a stream holds. The delivery stays in flight: it is resent on reconnection
-// (mochi v2.7.9's processPublish, which completePublish followed, deleted it).
+// topic a stream holds (completePublish) or not (mochi's own path). The delivery stays
+// in flight: it is resent on reconnection (mochi v2.7.9's processPublish, which
+// completePublish followed, deleted it).
 func TestOwnPublishKeepsQueuedDelivery(t *testing.T) {
+	for _, topic := range []string{"in/telemetry", "other/telemetry"} {
+		t.Run(topic, func(t *testing.T) { testOwnPublishKeepsQueuedDelivery(t, topic) })
+	}
+}
+
+func testOwnPublishKeepsQueuedDelivery(t *testing.T, topic string) {
 	e := newReplayEnv(t, replayEnvOptions{noSync: true}, streamDef("in", 1, "topic", "in/#"))
 	c := dialSession(t, e.addr, "pktid-dev", false, 0)
 	c.send(packets.Packet{
@@ -118,7 +132,7 @@ func TestOwnPublishKeepsQueuedDelivery(t *testing.T) {
 	if cmd.FixedHeader.Type != packets.Publish || cmd.TopicName != "cmd/a" {
 		t.Fatalf("got packet type %d topic %q, want the command", cmd.FixedHeader.Type, cmd.TopicName)
 	}
-	publishOwnID(t, c, "in/telemetry", cmd.PacketID, cmd.PacketID+1000)
+	publishOwnID(t, c, topic, cmd.PacketID, cmd.PacketID+1000)
 	_ = c.conn.Close()
 
 	cl, _ := e.srv.broker.Clients.Get("pktid-dev")

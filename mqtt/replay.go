@@ -134,7 +134,7 @@ func (h *ReplayHook) Provides(b byte) bool {
 	case mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect,
 		mochi.OnClientExpired, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed,
 		mochi.OnPacketEncode, mochi.OnPacketSent, mochi.OnQosComplete, mochi.OnQosDropped,
-		mochi.OnPublish, mochi.OnPacketRead:
+		mochi.OnPublish:
 		return true
 	}
 	return false
@@ -280,7 +280,6 @@ func (h *ReplayHook) restore(cl *mochi.Client) {
 // is forgotten, a persistent one keeps its positions (in memory and in the log).
 func (h *ReplayHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
 	h.closeWindow(cl)
-	forgetOutbound(cl)
 	s := h.session(cl.ID)
 	if s == nil || !s.isClient(cl) {
 		return // no stream subscriptions, or the session was taken over
@@ -614,13 +613,6 @@ func (h *ReplayHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 			}
 		}
 	}
-}
-
-// OnPacketRead keeps an outbound delivery whose id the client's PUBLISH reuses, which
-// mochi v2.7.9 would lose (keepOutbound, mochi_adapter.go).
-func (h *ReplayHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
-	keepOutbound(cl, pk)
-	return pk, nil
 }
 
 // OnQosComplete frees a window slot when the client acknowledges a message (not when

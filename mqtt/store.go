@@ -131,6 +131,7 @@ func (h *storeHook) Provides(b byte) bool {
 		mochi.OnQosComplete,
 		mochi.OnQosDropped,
 		mochi.OnPublished,
+		mochi.OnPacketRead,
 		mochi.OnClientExpired,
 		mochi.OnRetainedExpired,
 		mochi.OnStarted,
@@ -292,6 +293,7 @@ func (h *storeHook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 // OnDisconnect notes when a persistent client went offline, or removes a session that
 // ends with its connection.
 func (h *storeHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
+	forgetOutbound(cl)
 	if h.loading.Load() || cl.Net.Inline || cl.IsTakenOver() || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
 		return
 	}
@@ -453,6 +455,13 @@ func (h *storeHook) OnQosPublish(cl *mochi.Client, pk packets.Packet, sent int64
 	})
 }
 
+// OnPacketRead keeps an outbound delivery whose id the client's PUBLISH reuses, which
+// mochi v2.7.9's processPublish would lose (keepOutbound, mochi_adapter.go).
+func (h *storeHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	keepOutbound(cl, pk)
+	return pk, nil
+}
+
 // OnQosComplete removes a message its subscriber acknowledged (not one whose id the
 // end of a flow of the client's own publish reuses: endsDelivery).
 func (h *storeHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
@@ -483,7 +492,13 @@ func (h *storeHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
 // OnPublished returns once the copies of the publish queued for persistent sessions
 // are durable. mochi acknowledges a publish before it fans it out, so this is what
 // makes the publisher's next acknowledgement on the connection imply them.
+//
+// It also puts back an outbound delivery whose id the publish reused, which mochi
+// v2.7.9's processPublish removed (restoreOutbound, mochi_adapter.go).
 func (h *storeHook) OnPublished(cl *mochi.Client, pk packets.Packet) {
+	if pk.FixedHeader.Qos > 0 {
+		restoreOutbound(h.broker, cl, pk.PacketID)
+	}
 	h.mu.Lock()
 	n := h.unsynced[cl.ID]
 	h.mu.Unlock()
