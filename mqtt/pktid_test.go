@@ -154,3 +154,50 @@ func testOwnPublishKeepsQueuedDelivery(t *testing.T, topic string) {
 		t.Fatalf("after reconnecting got %v, want cmd/a resent", got)
 	}
 }
+
+// TestOwnPublishKeepsStoredDelivery: as TestOwnPublishKeepsQueuedDelivery, across a
+// server restart: the stored copy of the unacknowledged delivery is not removed when
+// the server acknowledges the client's publish with the same packet id.
+func TestOwnPublishKeepsStoredDelivery(t *testing.T) {
+	for _, topic := range []string{"in/telemetry", "other/telemetry"} {
+		t.Run(topic, func(t *testing.T) { testOwnPublishKeepsStoredDelivery(t, topic) })
+	}
+}
+
+func testOwnPublishKeepsStoredDelivery(t *testing.T, topic string) {
+	dir := t.TempDir()
+	def := streamDef("in", 1, "topic", "in/#")
+	srv, l := startStore(t, dir, nil, def)
+	addr := srv.Addr().String()
+	c := dialSession(t, addr, "pktid-dev", false, 0)
+	c.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
+		PacketID:    1,
+		Filters:     packets.Subscriptions{{Filter: "cmd/#", Qos: 1}},
+	})
+	c.expect(packets.Suback, 1)
+	pub, _ := dialRaw(t, addr, "pktid-cmd", 5, true)
+	// The second PUBACK follows the stored copy of the first publish's delivery.
+	pub.send(publishPacket("cmd/a", 1, 1, "first"), publishPacket("sync/x", 1, 2, "sync"))
+	pub.expect(packets.Puback, 1)
+	pub.expect(packets.Puback, 2)
+	cmd := c.read()
+	if cmd.FixedHeader.Type != packets.Publish || cmd.TopicName != "cmd/a" {
+		t.Fatalf("got packet type %d topic %q, want the command", cmd.FixedHeader.Type, cmd.TopicName)
+	}
+	publishOwnID(t, c, topic, cmd.PacketID, cmd.PacketID+1000)
+	_ = c.conn.Close()
+	waitFor(t, "the connection closed", func() bool {
+		cl, ok := srv.broker.Clients.Get("pktid-dev")
+		return ok && cl.Closed()
+	})
+	stopStore(t, srv, l)
+
+	srv, l = startStore(t, dir, nil, def)
+	defer stopStore(t, srv, l)
+	c = dialSession(t, srv.Addr().String(), "pktid-dev", false, 0)
+	again := c.read()
+	if again.FixedHeader.Type != packets.Publish || again.TopicName != "cmd/a" {
+		t.Fatalf("after a restart got packet type %d topic %q, want cmd/a resent", again.FixedHeader.Type, again.TopicName)
+	}
+}
