@@ -64,11 +64,12 @@ package mqtt
 //     put back (restoreOutbound: completePublish, else — a publish no stream holds,
 //     which takes mochi's own path — the store hook's OnPublished, after mochi's QoS 1
 //     Set and Delete or QoS 2 PUBREC of the id; the PUBREC is then not tracked, as in
-//     completePublish). Left as mochi does it: the client's PUBREL of a QoS 2 publish
-//     reusing a delivery's id removes that delivery (processPubrel) from the
-//     connection's in-flight store (not resent on reconnection; its send-window place
-//     is held until the connection ends), not from the store (resent after a server
-//     restart).
+//     completePublish). Likewise processPubrel overwrites (PUBCOMP) and deletes the
+//     entry holding the id of the client's PUBREL: the store hook keeps it at
+//     OnPacketRead and puts it back at that PUBREL's OnQosComplete/OnQosDropped. Left
+//     as mochi does it: a publish an OnPublish hook refuses (ErrRejectPacket: a
+//     `$stream/` topic, a publish the log refused) after processPublish removed the
+//     entry; the kept copy is forgotten at disconnect.
 
 import (
 	"bytes"
@@ -224,9 +225,9 @@ func mochiPublishToSubscribers(s *mochi.Server, pk packets.Packet)
 // that holds the publish's id is kept: mochi v2.7.9 deletes it (QoS 1, and QoS 2 by
 // overwriting it with the PUBREC), so it was never resent (see the top of this file).
 // A QoS 2 PUBREC is then not tracked in the in-flight store: a duplicate PUBLISH is
-// still answered once (the ingest hook's exactly-once state), and the PUBREL is answered
-// by mochi (which then removes the delivery, the remaining v2.7.9 limitation) — that
-// loses less than dropping the delivery at once. What processPacket does around processPublish (the
+// still appended once (the ingest hook's exactly-once state), and the PUBREL is answered
+// by mochi (the delivery, which processPubrel removes, is put back: see the top of this
+// file) — that loses less than dropping the delivery. What processPacket does around processPublish (the
 // Receive Maximum check and disconnect, OnPacketProcessed, sending one message parked
 // for send quota) ran when the publish was read, and the $SYS received counters
 // count it once, there.
@@ -329,11 +330,12 @@ type keptKey struct {
 	id uint16
 }
 
-// keepOutbound, called from OnPacketRead (before processPublish), remembers the
-// outbound delivery holding the id of cl's inbound QoS 1/2 PUBLISH pk (and forgets one
-// remembered for an earlier publish with that id).
+// keepOutbound, called from OnPacketRead (before processPublish or processPubrel),
+// remembers the outbound delivery holding the id of cl's inbound QoS 1/2 PUBLISH or
+// PUBREL pk (and forgets one remembered for an earlier packet with that id).
 func keepOutbound(cl *mochi.Client, pk packets.Packet) {
-	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 0 || cl.Net.Inline ||
+		pk.FixedHeader.Type != packets.Publish && pk.FixedHeader.Type != packets.Pubrel {
 		return
 	}
 	k := keptKey{cl, pk.PacketID}

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -109,13 +110,18 @@ func testOwnPublishKeepsReplayedDeliveryUnacked(t *testing.T, topic string) {
 // topic a stream holds (completePublish) or not (mochi's own path). The delivery stays
 // in flight: it is resent on reconnection (mochi v2.7.9's processPublish, which
 // completePublish followed, deleted it).
+//
+// At QoS 2 the PUBREC does not take the delivery's place, and the PUBREL that ends the
+// flow (mochi's processPubrel) does not remove it.
 func TestOwnPublishKeepsQueuedDelivery(t *testing.T) {
 	for _, topic := range []string{"in/telemetry", "other/telemetry"} {
-		t.Run(topic, func(t *testing.T) { testOwnPublishKeepsQueuedDelivery(t, topic) })
+		for _, qos := range []byte{1, 2} {
+			t.Run(fmt.Sprintf("%s/qos%d", topic, qos), func(t *testing.T) { testOwnPublishKeepsQueuedDelivery(t, topic, qos) })
+		}
 	}
 }
 
-func testOwnPublishKeepsQueuedDelivery(t *testing.T, topic string) {
+func testOwnPublishKeepsQueuedDelivery(t *testing.T, topic string, qos byte) {
 	e := newReplayEnv(t, replayEnvOptions{noSync: true}, streamDef("in", 1, "topic", "in/#"))
 	c := dialSession(t, e.addr, "pktid-dev", false, 0)
 	c.send(packets.Packet{
@@ -132,7 +138,14 @@ func testOwnPublishKeepsQueuedDelivery(t *testing.T, topic string) {
 	if cmd.FixedHeader.Type != packets.Publish || cmd.TopicName != "cmd/a" {
 		t.Fatalf("got packet type %d topic %q, want the command", cmd.FixedHeader.Type, cmd.TopicName)
 	}
-	publishOwnID(t, c, topic, cmd.PacketID, cmd.PacketID+1000)
+	if qos == 1 {
+		publishOwnID(t, c, topic, cmd.PacketID, cmd.PacketID+1000)
+	} else {
+		c.send(publishPacket(topic, 2, cmd.PacketID, "mine"))
+		c.expect(packets.Pubrec, cmd.PacketID)
+		c.send(pubrelPacket(cmd.PacketID))
+		c.expect(packets.Pubcomp, cmd.PacketID)
+	}
 	_ = c.conn.Close()
 
 	cl, _ := e.srv.broker.Clients.Get("pktid-dev")

@@ -466,6 +466,9 @@ func (h *storeHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.P
 // end of a flow of the client's own publish reuses: endsDelivery).
 func (h *storeHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 	if !endsDelivery(pk) {
+		if pk.FixedHeader.Type == packets.Pubrel {
+			restoreOutbound(h.broker, cl, pk.PacketID) // the client's PUBREL (keepOutbound)
+		}
 		return
 	}
 	h.mu.Lock()
