@@ -78,3 +78,33 @@ func TestForwardedAppendEndsWhenLeaderDiesInFlight(t *testing.T) {
 		}
 	}
 }
+
+// An append on a node left without a quorum (both other nodes stopped) ends by its
+// deadline as a timeout (Kafka REQUEST_TIMED_OUT), never a hang.
+func TestAppendWithoutQuorumTimesOut(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.putStream("s", 1)
+	lead := c.leaderOf("s", 0)
+	keep := int(lead % 3) // a follower; the leader and the other follower stop
+	for i := range c.nodes {
+		if i != keep {
+			c.stop(i)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ch := make(chan error, 1)
+	start := time.Now()
+	c.nodes[keep].Append(ctx, log.AppendBlock, "s", 0, []log.Record{rec("k", 0)}, nil, func(_ log.AppendResult, err error) { ch <- err })
+	var err error
+	select {
+	case err = <-ch:
+	case <-time.After(20 * time.Second):
+		t.Fatal("an append without a quorum did not end within 20 s (deadline 2 s)")
+	}
+	var to interface{ Timeout() bool }
+	if err == nil || !errors.As(err, &to) || !to.Timeout() {
+		t.Fatalf("append without a quorum: %v, want a timeout", err)
+	}
+	t.Logf("ended after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}

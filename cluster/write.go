@@ -104,6 +104,14 @@ func (n *Node) Append(ctx context.Context, mode log.Admission, stream string, sh
 	n.route(sp.Group, stream, shard, log.EncodeRecords(nil, 1, recs), len(recs), repl, deadline, finish)
 }
 
+// deadlineError is an append that was never proposed and ran out of time (no leader,
+// or the link to it down, until its deadline).
+type deadlineError struct{ err error }
+
+func (e *deadlineError) Error() string { return e.err.Error() }
+func (e *deadlineError) Unwrap() error { return e.err }
+func (e *deadlineError) Timeout() bool { return true }
+
 // splitOps separates the ops that describe the records (WithResult: replicated in the
 // entry, stored by every replica in the batch of the records) from this node's own.
 func splitOps(ops []log.EntryOp) (repl, own []log.EntryOp) {
@@ -123,8 +131,14 @@ func splitOps(ops []log.EntryOp) (repl, own []log.EntryOp) {
 // Appends with replicated ops (repl) are only proposed here: never forwarded.
 func (n *Node) route(group uint64, stream string, shard int32, batch []byte, nrec int, repl []log.EntryOp, deadline time.Time, done func(log.AppendResult, error)) {
 	retry := func(err error) {
-		if time.Until(deadline) <= 0 || n.closed.Load() {
+		if n.closed.Load() {
 			done(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, err))
+			return
+		}
+		if time.Until(deadline) <= 0 {
+			// Certainly not stored, and out of time: a timeout to the client (Kafka
+			// REQUEST_TIMED_OUT, MQTT 5 PUBACK 0x80, MQTT 3.1.1 disconnected).
+			done(log.AppendResult{}, &deadlineError{err: fmt.Errorf("append %s/%d: no leader took it by its deadline: %w", stream, shard, err)})
 			return
 		}
 		time.AfterFunc(20*time.Millisecond, func() { n.route(group, stream, shard, batch, nrec, repl, deadline, done) })
