@@ -123,6 +123,7 @@ type Node struct {
 	sm       smHolder // replicated state machine (state.go)
 	// markerHook: commit markers proposed here (txn.go).
 	markerHook atomic.Pointer[MarkerHook]
+	fences     markerFences // producers' epochs fenced by markers (txn.go)
 
 	mu     sync.RWMutex
 	groups map[uint64]*group // the groups this node has a replica of

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -63,6 +64,10 @@ func (n *Node) AppendTxn(ctx context.Context, stream string, shard int32, txn lo
 	}
 	if lead := n.leaderOf(sp.Group); lead != n.Self() {
 		done(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, &NotLeaderError{Leader: lead}))
+		return
+	}
+	if fenced := n.fences.get(sp.Group, txn.ProducerID); txn.Epoch < fenced {
+		done(log.AppendResult{}, fmt.Errorf("append %s/%d: %w", stream, shard, &ProducerFencedError{Epoch: txn.Epoch, Fenced: fenced}))
 		return
 	}
 	repl, own := splitOps(ops)
@@ -160,6 +165,9 @@ type MarkerHook func(stream string, shard int32, pid, first, marker int64)
 func (n *Node) SetMarkerHook(h MarkerHook) { n.markerHook.Store(&h) }
 
 func (n *Node) proposeMarker(group uint64, stream string, shard int32, tag txnTag, deadline time.Time, done func(MarkerResult, error)) {
+	// Records of an older epoch proposed after this marker would open a transaction
+	// behind it (a zombie fenced by an abort's epoch bump): refused from now on.
+	n.fences.raise(group, tag.pid, tag.epoch)
 	t := tag
 	p := &proposal{group: group, n: 1, deadline: deadline, txn: &t}
 	p.done = func(res log.AppendResult, err error) {
@@ -407,4 +415,48 @@ func (a *applier) applyTxnEntry(e *pb.Entry) {
 			}
 		}
 	})
+}
+
+// ProducerFencedError is a transactional append of an epoch older than a marker this
+// node, as the shard's leader, already wrote for the producer (Kafka's partition leader
+// takes the epoch of each marker it writes): INVALID_PRODUCER_EPOCH.
+type ProducerFencedError struct{ Epoch, Fenced int16 }
+
+func (e *ProducerFencedError) Error() string {
+	return fmt.Sprintf("producer epoch %d fenced by a marker of epoch %d", e.Epoch, e.Fenced)
+}
+
+// ProducerFenced tells callers that cannot import this package (kafkawire) what it is.
+func (e *ProducerFencedError) ProducerFenced() bool { return true }
+
+// markerFences: per shard group, the highest epoch of the markers this node proposed
+// per producer id (kept while it runs: a new leader knows only its own markers).
+type markerFences struct {
+	mu sync.Mutex
+	m  map[uint64]map[int64]int16
+}
+
+func (f *markerFences) raise(group uint64, pid int64, epoch int16) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[uint64]map[int64]int16{}
+	}
+	g := f.m[group]
+	if g == nil {
+		g = map[int64]int16{}
+		f.m[group] = g
+	}
+	if cur, ok := g[pid]; !ok || epoch > cur {
+		g[pid] = epoch
+	}
+}
+
+func (f *markerFences) get(group uint64, pid int64) int16 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e, ok := f.m[group][pid]; ok {
+		return e
+	}
+	return -1
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -9,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/mqstreams/mqstreams/kafkawire"
 	"github.com/mqstreams/mqstreams/log"
@@ -375,5 +378,101 @@ func TestTxnSnapshotCatchUp(t *testing.T) {
 	c.checkTxnReplicas(0, 6)
 	if got := c.readCommitted(ctx, down, 0, len(want)); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("read_committed through the caught-up node: %v, want %v", got, want)
+	}
+}
+
+// Every node names the catalog leader as the coordinator of a transactional id; the
+// others answer the transactional APIs NOT_COORDINATOR, so clients move.
+func TestTxnCoordinatorPlacement(t *testing.T) {
+	c := newTxnCluster(t, nil)
+	c.putStream("s", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	coord := c.nodes[0].Controller()
+	for i := range c.nodes {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.addrs[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		fc := kmsg.NewPtrFindCoordinatorRequest()
+		fc.CoordinatorKey, fc.CoordinatorType, fc.CoordinatorKeys = "tx", 1, []string{"tx"} // v4: the keys
+		kr, err := cl.SeedBrokers()[0].Request(ctx, fc)
+		fr, _ := kr.(*kmsg.FindCoordinatorResponse)
+		if err != nil || len(fr.Coordinators) != 1 || fr.Coordinators[0].ErrorCode != 0 || fr.Coordinators[0].NodeID != int32(coord) {
+			t.Fatalf("FindCoordinator(transaction) through node %d: %+v, %v; want node %d", i+1, fr, err, coord)
+		}
+		if uint64(i+1) == coord {
+			continue
+		}
+		ip := kmsg.NewPtrInitProducerIDRequest()
+		ip.TransactionalID, ip.TransactionTimeoutMillis = kmsg.StringPtr("tx"), 10000
+		kr, err = cl.SeedBrokers()[0].Request(ctx, ip) // to this node, not where the client would route it
+		ir, _ := kr.(*kmsg.InitProducerIDResponse)
+		if err != nil || ir.ErrorCode != kerr.NotCoordinator.Code {
+			t.Fatalf("InitProducerId on node %d (not the coordinator): %+v, %v", i+1, ir, err)
+		}
+	}
+}
+
+// A shard leader that wrote a marker of a producer's newer epoch (an abort that
+// fenced it) refuses that producer's records of an older epoch, which would otherwise
+// open a transaction behind the marker.
+func TestTxnMarkerFencesOlderEpoch(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.putStream("s", 1)
+	lead := c.nodes[c.leaderOf("s", 0)-1]
+	appendTxn := func(epoch int16) error {
+		ch := make(chan error, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		lead.AppendTxn(ctx, "s", 0, log.Txn{ProducerID: 42, Epoch: epoch}, []log.Record{rec("k", int(epoch))}, nil,
+			func(_ log.AppendResult, err error) { ch <- err })
+		return <-ch
+	}
+	if err := appendTxn(4); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lead.WriteMarker(ctx, "s", 0, 42, 5, false, 1, func(_ MarkerResult, err error) { ch <- err })
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	var pf *ProducerFencedError
+	if err := appendTxn(4); !errors.As(err, &pf) {
+		t.Fatalf("records of the fenced epoch after its abort marker: %v", err)
+	}
+	if err := appendTxn(5); err != nil {
+		t.Fatalf("records of the marker's epoch: %v", err)
+	}
+}
+
+// A transaction left open past its timeout is aborted by the coordinator (the epoch
+// bumped, fencing its producer): every replica's LSO moves past it, with it in the
+// aborted list, and read_committed never sees its records.
+func TestTxnTimeoutAborts(t *testing.T) {
+	c := newTxnCluster(t, nil)
+	c.putStream("s", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	slow := c.client(kgo.TransactionalID("t5"), kgo.TransactionTimeout(500*time.Millisecond))
+	if err := slow.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := slow.ProduceSync(ctx, &kgo.Record{Topic: "s", Partition: 0, Value: []byte(fmt.Sprintf("late-%d", i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.checkTxnReplicas(0, 1) // aborted by the timeout, on every replica
+	if err := slow.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		t.Fatal("the timed-out transaction committed")
+	}
+	cl := c.client(kgo.TransactionalID("t6"), kgo.TransactionTimeout(30*time.Second))
+	produceTxn(ctx, t, cl, 0, "ok", 2, true)
+	if got := c.readCommitted(ctx, 0, 0, 2); fmt.Sprint(got) != "[ok-0 ok-1]" {
+		t.Fatalf("read_committed: %v", got)
 	}
 }

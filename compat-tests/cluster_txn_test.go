@@ -8,8 +8,10 @@ package compattests
 // coordinating their transactions is SIGKILLed mid-run and restarted.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,4 +206,87 @@ func TestClusterGroupTransactSessionCoordinatorKilled(t *testing.T) {
 		t.Fatalf("read_committed saw %d records for %d inputs; duplicates: %v", len(got), eosRecords, dups)
 	}
 	t.Logf("eos-out: %d committed records, exactly once; members committed a %d, b %d batches", len(got), a.committed.Load(), b.committed.Load())
+}
+
+// confluent-kafka-python commits and aborts through node 1; mosquitto_sub on another
+// node gets the committed records only (delivered at commit by the partition's leader,
+// forwarded by the route table), and kcat read_committed through node 3 sees only them.
+func TestClusterKafkaTransactionsConfluentMQTT(t *testing.T) {
+	if !clusterSupported(t) {
+		t.Skip("no cluster mode")
+	}
+	confluent := pythonScript(t, "confluent_kafka", "confluent_txn.py")
+	kcat := NeedTool(t, "kcat")
+	sub, pub := NeedTool(t, "mosquitto_sub"), NeedTool(t, "mosquitto_pub")
+	c := startCluster(t, 3, "streams:\n  - {name: txn, filter: \"txn-in/#\", shards: 1, replication_factor: 3}\n")
+	lead := int(c.waitLeaders(t, "txn", 1, 60*time.Second)[0]) - 1
+	other := (lead + 1) % 3
+	ctx := Deadline(t, 3*time.Minute)
+
+	// A subscriber on another node; until its filter is in the leader's route table,
+	// probes published on the leader, until one arrives.
+	ho, po := SplitAddr(t, c.mqtt[other])
+	ms := exec.CommandContext(ctx, "stdbuf", "-oL", sub, "-h", ho, "-p", po, "-V", "mqttv5", "-q", "1", "-t", "txn/+", "-F", "%t=%p")
+	out, err := ms.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ms.Process.Kill(); _ = ms.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	hl, pl := SplitAddr(t, c.mqtt[lead])
+	for arrived := false; !arrived; {
+		if b, err := exec.CommandContext(ctx, pub, "-h", hl, "-p", pl, "-t", "txn/probe", "-m", "p").CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v %s", err, b)
+		}
+		select {
+		case <-lines:
+			arrived = true
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("no probe reached the subscriber on another node")
+		}
+	}
+
+	if l := runJSON(t, ctx, "done", append(confluent, c.kafka[0], "produce", "txn", "cluster-txn")...); len(l) != 1 {
+		t.Fatal("confluent producer did not finish")
+	}
+	var got []string
+	for len(got) < 3 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("mosquitto_sub ended; got %v", got)
+			}
+			if l != "txn/probe=p" {
+				got = append(got, l)
+			}
+		case <-ctx.Done():
+			t.Fatalf("mosquitto_sub on node %d got %v before the deadline", other+1, got)
+		}
+	}
+	if s := strings.Join(got, ","); s != "txn/c1=c1,txn/c2=c2,txn/c3=c3" {
+		t.Fatalf("mosquitto_sub on node %d got %s", other+1, s)
+	}
+	want := map[bool]string{true: "c1,c2,c3", false: "c1,c2,a1,a2,c3"}
+	for _, committed := range []bool{true, false} {
+		iso := map[bool]string{true: "read_committed", false: "read_uncommitted"}[committed]
+		out, err := exec.CommandContext(ctx, kcat, "-b", c.kafka[2], "-C", "-t", "txn", "-p", "0", "-o", "beginning", "-e",
+			"-X", "isolation.level="+iso, "-f", "%s\n").Output()
+		if err != nil {
+			t.Fatalf("kcat %s: %v", iso, err)
+		}
+		if got := strings.Join(strings.Fields(string(out)), ","); got != want[committed] {
+			t.Errorf("kcat %s through node 3 got %s, want %s", iso, got, want[committed])
+		}
+	}
 }

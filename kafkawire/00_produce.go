@@ -218,6 +218,8 @@ func (s *Server) answerProduce(version int16, a *produceAppend, res log.AppendRe
 			code = kerr.RequestTimedOut
 		case isNotLeader(err):
 			code = kerr.NotLeaderForPartition
+		case isProducerFenced(err):
+			code = kerr.InvalidProducerEpoch
 		}
 		s.lg.Warn().Err(err).Str("stream", a.st.Name()).Int32("shard", a.shard).Msg("kafka produce append failed")
 		setProduceError(version, a.p, &batchError{err: code, msg: err.Error()})

@@ -160,3 +160,11 @@ func isNotLeader(err error) bool {
 	var nl interface{ NotLeader() bool }
 	return errors.As(err, &nl) && nl.NotLeader()
 }
+
+// isProducerFenced reports a transactional append a cluster's shard leader refused
+// because a marker of a newer epoch of the producer was written there
+// (cluster.ProducerFencedError): INVALID_PRODUCER_EPOCH.
+func isProducerFenced(err error) bool {
+	var pf interface{ ProducerFenced() bool }
+	return errors.As(err, &pf) && pf.ProducerFenced()
+}

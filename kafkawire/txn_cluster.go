@@ -61,21 +61,20 @@ type TxnStateView interface {
 
 // Replicated state keys.
 const (
-	txnStateCoord  = "kafka.txncoord"  // the claimed coordinator term
-	txnStatePrefix = "kafka.txn/"      // + transactional id: its state (txn, JSON)
-	txnPIDPrefix   = "kafka.txnpid/"   // + producer id: its transactional id
-	txnOffPrefix   = "kafka.txnoffs/"  // + transactional id + "\x00" + group: staged offsets
-	txnMarkerWait  = 30 * time.Second  // one round of a marker's writes
-	txnStoreWait   = 10 * time.Second  // one replicated state change
-	txnProduceSync = 5 * time.Second   // a partition leader catching up on the state
-	txnPrepCommit  = "commit"          // txn.Prepared
-	txnPrepAbort   = "abort"           // txn.Prepared
-	txnCoordinated = "not coordinator" // errStaleCoordinator's text
+	txnStateCoord  = "kafka.txncoord" // the claimed coordinator term
+	txnStatePrefix = "kafka.txn/"     // + transactional id: its state (txn, JSON)
+	txnPIDPrefix   = "kafka.txnpid/"  // + producer id: its transactional id
+	txnOffPrefix   = "kafka.txnoffs/" // + transactional id + "\x00" + group: staged offsets
+	txnMarkerWait  = 30 * time.Second // one round of a marker's writes
+	txnStoreWait   = 10 * time.Second // one replicated state change
+	txnProduceSync = 5 * time.Second  // a partition leader catching up on the state
+	txnPrepCommit  = "commit"         // txn.Prepared
+	txnPrepAbort   = "abort"          // txn.Prepared
 )
 
 // Apply errors, for the proposer.
 var (
-	errStaleCoordinator = errors.New("kafka transactions: " + txnCoordinated)
+	errStaleCoordinator = errors.New("kafka transactions: not the coordinator of this term")
 	errTxnMapping       = errors.New("kafka transactions: unknown transactional id or producer id")
 	errTxnFenced        = errors.New("kafka transactions: producer fenced")
 	errTxnState         = errors.New("kafka transactions: transaction not in a state to take offsets")
@@ -130,7 +129,8 @@ func ApplyTxnState(cmd []byte, st TxnStateView) ([]log.GroupOffsets, error) {
 	}
 	switch {
 	case c.Claim:
-		if c.Term <= coordTerm(st) {
+		// The same term again is the same leader taking over again (idempotent).
+		if c.Term < coordTerm(st) {
 			return nil, errStaleCoordinator
 		}
 		st.Put(txnStateCoord, []byte(strconv.FormatUint(c.Term, 10)))
@@ -212,7 +212,8 @@ type txnCluster struct {
 	// does not; claiming is set while a claim is under way. Guarded by txns.mu.
 	active   uint64
 	claiming bool
-	// prepared: ids whose prepared transaction a new coordinator is completing.
+	// recovering: prepared transactions this node, as a new coordinator, is completing
+	// (close waits for them).
 	recovering sync.WaitGroup
 }
 
@@ -564,6 +565,25 @@ func (s *Server) DeliverCommittedMarker(stream string, shard int32, pid, first, 
 	if st == nil || s.deliver == nil || first < 0 {
 		return
 	}
+	// Applied here, but readable once durable (the high watermark passes the marker).
+	timeout := time.After(txnMarkerWait)
+	for {
+		ch, err := st.Appended(shard)
+		if err != nil {
+			return
+		}
+		if _, hwm, err := st.Offsets(shard); err != nil || hwm > marker {
+			break
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			s.lg.Warn().Str("stream", stream).Int32("shard", shard).Int64("marker", marker).Msg("committed transaction not delivered to MQTT: its marker did not become readable")
+			return
+		case <-s.done:
+			return
+		}
+	}
 	var mayPublish func(string) bool
 	if s.auth != nil {
 		mayPublish = func(string) bool { return false }
@@ -571,6 +591,8 @@ func (s *Server) DeliverCommittedMarker(stream string, shard int32, pid, first, 
 			if t := s.txns.replicated(pid); t != nil {
 				if p, ok := s.auth.Lookup(t.Owner); ok {
 					mayPublish = p.CanPublish
+				} else if a, ok := s.auth.Anonymous(); ok && a.Name() == t.Owner {
+					mayPublish = a.CanPublish // the id's owner connected without a user
 				}
 			}
 		}

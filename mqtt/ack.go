@@ -11,12 +11,10 @@ import (
 )
 
 // finish answers one queued publish whose appends (and predecessors) are done. It runs
-// on the connection's drainer goroutine.
+// on the connection's drainer goroutine, which then takes the batch off the pending
+// count (endPending).
 func (h *ingestHook) finish(it *item) {
-	defer func() {
-		<-it.c.slots
-		h.endPending()
-	}()
+	defer func() { <-it.c.slots }()
 
 	if o := it.orig; o != nil {
 		// A QoS 2 redelivery: stored once by the original; ack it, and fan it out
@@ -70,7 +68,11 @@ func (h *ingestHook) release(it *item, fanOut bool) {
 	c := it.c
 	it.publishedNow = false
 	c.inj.Store(it) // for retainedStored and OnPublished, which mochi's hooks call back
-	err := completePublish(h.broker, h.hooks, c.cl, it.pk.packet(), fanOut)
+	pk := it.pk.packet()
+	if fanOut && h.complete != nil {
+		pk = h.complete(c.cl, pk)
+	}
+	err := completePublish(h.broker, h.hooks, c.cl, pk, fanOut)
 	c.inj.Store(nil)
 	if err != nil {
 		// The publisher is gone: it resends after reconnecting.

@@ -43,6 +43,9 @@ type ingestHook struct {
 	// storeRetained, when set, writes a retained publish's retained message in the same
 	// commit as its stream appends (see storeHook).
 	storeRetained bool
+	// complete, when set, is the route hook's OnPublish (routes_shared.go) for a held
+	// publish, which mochi's OnPublish chain left when this hook held it back.
+	complete func(cl *mochi.Client, pk packets.Packet) packets.Packet
 	// batched: the writer calls kickGroup after each durable group's callbacks
 	// (log.Log.AfterAcks), so a connection whose publishes that group completed is
 	// answered once, all of them in one write, instead of from the first callback on
@@ -60,12 +63,13 @@ type ingestHook struct {
 	mu       sync.RWMutex
 	sessions map[string]*session // QoS 2 exactly-once state, by client id
 
-	// pendMu guards the count of queued publishes and the closing flag, so Close can
-	// wait for the count to reach zero knowing no new one starts.
+	// npending counts queued publishes not yet answered (read loops add, drainers take
+	// away a batch at a time, neither under a lock); closing, set under pendMu, stops
+	// new ones, and Close waits on pendCond for the count to reach zero.
+	npending atomic.Int64
+	closing  atomic.Bool
 	pendMu   sync.Mutex
 	pendCond *sync.Cond
-	npending int
-	closing  bool
 	closed   chan struct{}
 }
 
@@ -159,11 +163,11 @@ func (h *ingestHook) Provides(b byte) bool {
 // close stops queueing stream publishes and waits until every queued one is answered.
 func (h *ingestHook) close() {
 	h.pendMu.Lock()
-	if !h.closing {
-		h.closing = true
+	if !h.closing.Load() {
+		h.closing.Store(true)
 		close(h.closed)
 	}
-	for h.npending > 0 {
+	for h.npending.Load() > 0 {
 		h.pendCond.Wait()
 	}
 	h.pendMu.Unlock()
@@ -435,22 +439,26 @@ func (h *ingestHook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 }
 
 func (h *ingestHook) startPending() bool {
-	h.pendMu.Lock()
-	defer h.pendMu.Unlock()
-	if h.closing {
+	if h.closing.Load() {
 		return false
 	}
-	h.npending++
+	h.npending.Add(1)
+	if h.closing.Load() {
+		// Close may have seen the count before this publish: it is not queued.
+		h.endPending(1)
+		return false
+	}
 	return true
 }
 
-func (h *ingestHook) endPending() {
-	h.pendMu.Lock()
-	h.npending--
-	if h.npending == 0 && h.closing {
+// endPending takes n answered publishes off the count and wakes Close at zero. Close
+// holds pendMu from its check of the count to its wait, so the wake is not lost.
+func (h *ingestHook) endPending(n int) {
+	if h.npending.Add(int64(-n)) == 0 && h.closing.Load() {
+		h.pendMu.Lock()
 		h.pendCond.Broadcast()
+		h.pendMu.Unlock()
 	}
-	h.pendMu.Unlock()
 }
 
 // matches reports whether pk, seen by a hook mochi calls back from completePublish, is
@@ -586,6 +594,7 @@ func (c *conn) drain() {
 		if cork {
 			lc.uncork()
 		}
+		c.h.endPending(len(ready))
 	}
 }
 
@@ -632,8 +641,4 @@ func (h *heldPublish) packet() packets.Packet {
 }
 
 // pending is the number of queued publishes not yet answered.
-func (h *ingestHook) pending() int {
-	h.pendMu.Lock()
-	defer h.pendMu.Unlock()
-	return h.npending
-}
+func (h *ingestHook) pending() int { return int(h.npending.Load()) }

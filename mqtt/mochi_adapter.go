@@ -29,10 +29,10 @@ package mqtt
 //     write flushes. flushHeld writes them at once (OnPacketSent), else a client that
 //     waits for its own PUBACK before acknowledging a delivery would deadlock.
 //   - processPublish hands the packet an OnPublish hook returns, unchanged, to
-//     publishToSubscribers (hence OnSelectSubscribers) and OnPublished, and nothing in
-//     mochi reads a PUBLISH's Filters: routes_shared.go carries its shared-group pick
-//     there (shareNote). mochi calls OnSelectSubscribers only when the topic has a
-//     shared subscription here.
+//     retainMessage (OnRetainMessage), publishToSubscribers (OnSelectSubscribers) and
+//     OnPublished, and nothing in mochi reads a PUBLISH's Filters: routes_shared.go
+//     carries its shared-group pick and retained stamp there (routeNote). mochi calls
+//     OnSelectSubscribers only when the topic has a shared subscription here.
 //   - processPublish (server.go), once the OnPublish hooks let a network client's QoS 1/2
 //     publish through, does: retainMessage (unexported: the topic index, then the
 //     OnRetainMessage hooks), the PUBACK/PUBREC with the in-flight bookkeeping and the
@@ -91,6 +91,18 @@ func flushBuffered(cl *mochi.Client) error {
 	}
 	*pending = nil
 	return nil
+}
+
+// bufferedBytes is how much mochi holds in outbuf for cl, not yet written (for
+// diagnostics). The caller holds the client's lock.
+func bufferedBytes(cl *mochi.Client) int {
+	if outbufOffset < 0 {
+		return 0
+	}
+	if b := *(**bytes.Buffer)(unsafe.Add(unsafe.Pointer(&cl.Net), outbufOffset)); b != nil {
+		return b.Len()
+	}
+	return 0
 }
 
 // flushHeld writes what mochi buffered for cl, taking the client's lock.

@@ -48,6 +48,7 @@ const (
 	// a PUBLISH for the shared-subscription groups the sender picked this node for,
 	// and for plain subscribers unless flagged otherwise (routes_shared.go)
 	routeShared   byte = 8
+	routeNop      byte = 14 // a kept QoS 1/2 forward withdrawn (routes_reliable.go)
 	routeOpAdd    byte = 1
 	routeOpRemove byte = 0
 	routeOpShare  byte = 2 // a shared-subscription group and its member count here
@@ -60,6 +61,10 @@ const (
 	routeDebounce   = 20 * time.Millisecond
 	digestInterval  = time.Second
 	resyncMinPeriod = 500 * time.Millisecond
+	// silenceResync: a node heard again after this long without a digest was cut off
+	// (or this one was): resync with it even if its routes did not change, for the
+	// retained changes either side missed.
+	silenceResync = 3 * digestInterval
 )
 
 // peerClientID is the id of the inline client through which publishes forwarded by
@@ -104,6 +109,12 @@ type routes struct {
 	remoteGroups atomic.Int64
 	shared       *prometheus.CounterVec // group deliveries sent elsewhere, by result
 
+	// reliable QoS 1/2 forwarding (routes_reliable.go)
+	relMu    sync.Mutex
+	outboxes map[uint64]*outbox
+	inboxes  map[uint64]*inbox
+	reliable *prometheus.CounterVec
+
 	// retained-message reconciliation (routes_retained.go)
 	retMu     sync.Mutex
 	stamps    map[string]retStamp // by topic: the last retained change applied here
@@ -116,6 +127,7 @@ type remoteNode struct {
 	epoch, seq uint64
 	filters    map[string]uint32 // 0, or a shared group's member count
 	lastResync time.Time
+	lastDigest time.Time // when its last digest arrived
 }
 
 func newRoutes(broker *mochi.Server, peers Peers, lg zerolog.Logger) *routes {
@@ -138,14 +150,20 @@ func newRoutes(broker *mochi.Server, peers Peers, lg zerolog.Logger) *routes {
 			Name: "mqstreams_mqtt_cluster_shared_redirected_total",
 			Help: "Shared-subscription deliveries sent to another member node because the picked node could not take them, by result (sent, lost: no other member).",
 		}, []string{"result"}),
-		dirty:  make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		epoch:  binary.BigEndian.Uint64(e[:]) | 1,
-		local:  map[string]uint32{},
-		remote: map[uint64]*remoteNode{},
-		index:  mochi.NewTopicsIndex(),
-		stamps: map[string]retStamp{},
+		reliable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqstreams_mqtt_cluster_reliable_forwards_total",
+			Help: "QoS 1/2 forwards between nodes by event: resent after a loss, given_up (outbox full), skipped (asked for after being given up).",
+		}, []string{"event"}),
+		outboxes: map[uint64]*outbox{},
+		inboxes:  map[uint64]*inbox{},
+		dirty:    make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		epoch:    binary.BigEndian.Uint64(e[:]) | 1,
+		local:    map[string]uint32{},
+		remote:   map[uint64]*remoteNode{},
+		index:    mochi.NewTopicsIndex(),
+		stamps:   map[string]retStamp{},
 	}
 }
 
@@ -177,6 +195,7 @@ func (r *routes) run() {
 			msg := appendHeader(nil, routeDigest, r.epoch, r.seq)
 			r.mu.Unlock()
 			r.broadcast(msg)
+			r.reliableTick()
 		case <-r.dirty:
 			// Gather a burst of (un)subscriptions into one delta, and keep recomputing
 			// to at most a tenth of the time: it walks every client's subscriptions.
@@ -289,6 +308,10 @@ func (r *routes) handle(from uint64, msg []byte) error {
 	switch msg[0] {
 	case routePublish:
 		return r.deliver(msg[1:])
+	case routeNop:
+		return nil
+	case routeReliable, routeSeq, routeAck, routeResend, routeSkip:
+		return r.handleReliable(from, msg)
 	case routeShared:
 		return r.handleShared(from, msg[1:])
 	case routeRetained, routeRetainedSync:
@@ -357,7 +380,9 @@ func (r *routes) handle(from uint64, msg []byte) error {
 		}
 		rn.seq = seq
 	case routeDigest:
-		if epoch != rn.epoch || seq != rn.seq {
+		silent := !rn.lastDigest.IsZero() && time.Since(rn.lastDigest) > silenceResync
+		rn.lastDigest = time.Now()
+		if epoch != rn.epoch || seq != rn.seq || silent {
 			return r.resyncLocked(from, rn)
 		}
 	default:
@@ -424,9 +449,22 @@ func (r *routes) forward(cl *mochi.Client, pk packets.Packet) {
 	}
 	var st retStamp
 	if pk.FixedHeader.Retain {
-		st = r.stampLocal(pk.TopicName)
+		if note, _ := noteOf(pk); note.stamped {
+			st = note.stamp
+		} else {
+			st = r.stampLocal(pk.TopicName) // a will: no OnPublish
+		}
 	}
-	var plain []byte // the message of a node picked for no group
+	// plain is the message of a node picked for no group.
+	prefix := []byte{routePublish}
+	if pk.FixedHeader.Retain {
+		prefix = appendStamp(nil, routeRetained, st)
+	}
+	plain, err := encodeForward(prefix, pk)
+	if err != nil {
+		r.lg.Warn().Err(err).Str("topic", pk.TopicName).Msg("encode publish for other nodes")
+		return
+	}
 	seen := map[uint64]bool{}
 	var failed map[uint64]bool
 	for _, n := range nodes {
@@ -434,28 +472,23 @@ func (r *routes) forward(cl *mochi.Client, pk packets.Packet) {
 			continue
 		}
 		seen[n] = true
-		var msg []byte
-		var err error
-		switch {
-		case len(groups[n]) > 0:
-			msg, err = encodeShared(shareHeader{stamped: pk.FixedHeader.Retain, stamp: st, groups: groups[n]}, pk)
-		case plain != nil:
-			msg = plain
-		case pk.FixedHeader.Retain:
-			msg, err = encodeForward(appendStamp(nil, routeRetained, st), pk)
-			plain = msg
-		default:
-			msg, err = encodeForward([]byte{routePublish}, pk)
-			plain = msg
+		msg := plain
+		if len(groups[n]) > 0 {
+			if msg, err = encodeShared(shareHeader{stamped: pk.FixedHeader.Retain, stamp: st, groups: groups[n]}, pk); err != nil {
+				r.lg.Warn().Err(err).Str("topic", pk.TopicName).Msg("encode publish for other nodes")
+				return
+			}
 		}
+		seq, err := r.sendForward(n, msg, pk.FixedHeader.Qos)
 		if err != nil {
-			r.lg.Warn().Err(err).Str("topic", pk.TopicName).Msg("encode publish for other nodes")
-			return
-		}
-		if err := r.peers.Send(n, msg); err != nil {
 			r.forwarded.WithLabelValues("failed").Inc()
-			r.lg.Debug().Err(err).Uint64("node", n).Str("topic", pk.TopicName).Msg("publish not forwarded")
+			r.lg.Debug().Err(err).Uint64("node", n).Str("topic", pk.TopicName).Msg("publish not forwarded (QoS 1/2: kept for a resend)")
 			if len(groups[n]) > 0 {
+				// The groups go to other member nodes now; the kept forward serves
+				// only the plain subscribers there.
+				if seq > 0 {
+					r.replaceForward(n, seq, plain)
+				}
 				if failed == nil {
 					failed = map[uint64]bool{}
 				}
@@ -609,7 +642,7 @@ func addRoutes(broker *mochi.Server, peers Peers, reg prometheus.Registerer, lg 
 	}
 	r := newRoutes(broker, peers, lg)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.forwarded, r.received, r.shared} {
+		for _, c := range []prometheus.Collector{r.forwarded, r.received, r.shared, r.reliable} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("mqtt metrics: %w", err)
 			}

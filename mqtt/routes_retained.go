@@ -19,10 +19,10 @@ import (
 // and clear it holds; the peer keeps whichever is newer, last writer wins, and stores
 // it without delivering it to live subscribers.
 //
-// Stamps live in memory: a node learns them from changes made or received since it
-// started. A restarted node's stored retained messages count as oldest, so any peer
-// that saw a later change repairs it; after a restart of every node, nodes that
-// already differed stay so until the topic is published again.
+// Stamps are stored with the retained messages (store.go, kindRetStamp: a clear keeps
+// its stamp), and loaded at start (loadStamps), so nodes that differed converge at the
+// route resync that follows a restart, even of every node. A retained message stored
+// without a stamp (a will, or stored by an earlier version) counts as oldest.
 
 // retStamp orders retained changes: by time, then node id.
 type retStamp struct {
@@ -32,6 +32,19 @@ type retStamp struct {
 
 func (a retStamp) after(b retStamp) bool {
 	return a.ts > b.ts || (a.ts == b.ts && a.node > b.node)
+}
+
+// loadStamps takes the stamps stored with the retained messages, at start.
+func (r *routes) loadStamps(stamps map[string]retStamp) {
+	r.retMu.Lock()
+	defer r.retMu.Unlock()
+	for t, st := range stamps {
+		r.stamps[t] = st
+		if st.node == r.peers.Self() && st.ts > r.lastStamp {
+			// This node's next stamps stay above its stored ones, whatever its clock.
+			r.lastStamp = st.ts
+		}
+	}
 }
 
 // stampLocal stamps a retained change published on this node.
@@ -78,6 +91,10 @@ func (r *routes) applyRetained(st retStamp, pk packets.Packet, live bool) error 
 	newer := st.after(r.stamps[pk.TopicName])
 	if newer {
 		r.stamps[pk.TopicName] = st
+		// The retained store keeps the stamp with the message (store.go).
+		note, _ := noteOf(pk)
+		note.stamped, note.stamp = true, st
+		note.attach(&pk)
 	}
 	switch {
 	case live && !newer:

@@ -2,9 +2,14 @@ package mqtt
 
 import (
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/mqstreams/mqstreams/log"
+	"github.com/mqstreams/mqstreams/mapping"
 )
 
 // TestRoutesRetainedResync: retained changes (a new value and a clear) lost on a cut
@@ -71,4 +76,110 @@ func TestRoutesRetainedResync(t *testing.T) {
 	if held("r/1") != "new" {
 		t.Fatalf("an older retained change replaced a newer one: %q", held("r/1"))
 	}
+}
+
+// TestRoutesRetainedStampsStored: the stamps of retained changes — a publish that also
+// goes to a stream (stored with its append), one that does not, a clear — are stored
+// and loaded again when the server restarts on the same log.
+func TestRoutesRetainedStampsStored(t *testing.T) {
+	mn := newMemNet()
+	t.Cleanup(mn.close)
+	def := mapping.Definition{Name: "s", Filters: []string{"s/#"}, Shards: 1}
+	l, cat := openStreams(t, log.Options{Dir: t.TempDir(), Logger: zerolog.Nop(), NoSync: true}, []mapping.Definition{def})
+	t.Cleanup(func() { _ = l.Close() })
+	start := func() *Server {
+		srv, err := New(Options{Config: Config{Addr: "127.0.0.1:0"}, Log: l, Catalog: cat, Logger: zerolog.Nop(),
+			Peers: memPeers{net: mn, self: 1, all: []uint64{1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srvs := []*Server{start()}
+	pub, _ := dialRaw(t, srvs[0].Addr().String(), "pub", 5, true)
+	for i, p := range []struct{ topic, payload string }{{"s/x", "streamed"}, {"r/y", "plain"}, {"r/z", "soon gone"}, {"r/z", ""}} {
+		pk := publishPacket(p.topic, 1, uint16(i+1), p.payload)
+		pk.FixedHeader.Retain = true
+		pub.send(pk)
+		pub.expect(packets.Puback, uint16(i+1))
+	}
+	before := map[string]retStamp{}
+	srvs[0].routes.retMu.Lock()
+	for _, topic := range []string{"s/x", "r/y", "r/z"} {
+		before[topic] = srvs[0].routes.stamps[topic]
+	}
+	srvs[0].routes.retMu.Unlock()
+	routeWait(t, "the stamps to be stored", func() bool {
+		stored, err := srvs[0].store.storedStamps()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for topic, st := range before {
+			if stored[topic] != st {
+				return false
+			}
+		}
+		return true
+	})
+	if err := srvs[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv := start()
+	defer srv.Close()
+	for topic, st := range before {
+		if st.ts == 0 || srv.routes.stamps[topic] != st {
+			t.Fatalf("%s: stamp %v before the restart, %v after", topic, st, srv.routes.stamps[topic])
+		}
+	}
+	if next := srv.routes.stampLocal("r/new"); !next.after(before["r/z"]) {
+		t.Fatalf("a new stamp %v is not after the stored %v", next, before["r/z"])
+	}
+}
+
+// TestRoutesRetainedRepairAfterSilence: a node cut off (no restart, no route change on
+// either side) gets the retained change it missed once it hears from the other node
+// again.
+func TestRoutesRetainedRepairAfterSilence(t *testing.T) {
+	mn, srvs := startRouteCluster(t, 2)
+	pub, _ := dialRaw(t, srvs[0].Addr().String(), "pub", 5, true)
+	retain := func(id uint16, payload string) {
+		p := publishPacket("r/1", 1, id, payload)
+		p.FixedHeader.Retain = true
+		pub.send(p)
+		pub.expect(packets.Puback, id)
+	}
+	held := func() string {
+		pk, ok := srvs[1].broker.Topics.Retained.Get("r/1")
+		if !ok {
+			return "<none>"
+		}
+		return string(pk.Payload)
+	}
+	retain(1, "old")
+	routeWait(t, "node 2 to hold the retained message", func() bool { return held() == "old" })
+	routeWait(t, "node 2 to hear a digest from node 1", func() bool {
+		srvs[1].routes.mu.Lock()
+		defer srvs[1].routes.mu.Unlock()
+		rn := srvs[1].routes.remote[1]
+		return rn != nil && !rn.lastDigest.IsZero()
+	})
+
+	mn.setCut(1, 2, true)
+	retain(2, "new")
+	routeWait(t, "node 1 to fail to forward the change", func() bool {
+		return testutil.ToFloat64(srvs[0].routes.forwarded.WithLabelValues("failed")) >= 1
+	})
+	routeWait(t, "node 2 to notice the silence", func() bool {
+		srvs[1].routes.mu.Lock()
+		defer srvs[1].routes.mu.Unlock()
+		return time.Since(srvs[1].routes.remote[1].lastDigest) > silenceResync
+	})
+	if held() != "old" {
+		t.Fatalf("node 2 got %q through a cut link", held())
+	}
+	mn.setCut(1, 2, false)
+	routeWait(t, "node 2 to take the retained change it missed", func() bool { return held() == "new" })
 }

@@ -104,33 +104,60 @@ func decodeShared(b []byte) (shareHeader, packets.Packet, error) {
 	return h, pk, err
 }
 
-// shareNote is the group pick of one publish, carried from OnPublish to
-// OnSelectSubscribers and OnPublished in the packet's Filters, which a PUBLISH does not
-// use otherwise (mochi_adapter.go): the first entry marks the note (NoLocal: leave out
-// plain subscribers), each further one is a group (Filter) and the node picked for it
-// (Identifier).
-type shareNote struct {
-	skipPlain bool
-	picks     map[string]uint64
+// routeNote is what the route hook decided about one publish, carried from OnPublish
+// to mochi's retained-message store (OnRetainMessage), OnSelectSubscribers and
+// OnPublished in the packet's Filters, which a PUBLISH does not use otherwise
+// (mochi_adapter.go): the first entry marks the note (Qos: flags), then one entry per
+// shared group (Filter) with the node picked for it (Identifier), then the retained
+// change's stamp, if any (routes_retained.go).
+type routeNote struct {
+	skipPlain bool              // leave out plain subscribers (the node had its copy)
+	grouped   bool              // picks were made: groups not in picks are not served here
+	picks     map[string]uint64 // group → node
+	stamped   bool
+	stamp     retStamp
 }
 
-const shareNoteMarker = "\x00mqstreams-share-note"
+const (
+	noteMarker    = "\x00mqstreams-note"
+	noteStamp     = "\x00stamp "
+	noteSkipPlain = 1
+	noteGrouped   = 2
+)
 
-func (n shareNote) attach(pk *packets.Packet) {
-	fs := make(packets.Subscriptions, 0, 1+len(n.picks))
-	fs = append(fs, packets.Subscription{Filter: shareNoteMarker, NoLocal: n.skipPlain})
+func (n routeNote) attach(pk *packets.Packet) {
+	var flags byte
+	if n.skipPlain {
+		flags |= noteSkipPlain
+	}
+	if n.grouped {
+		flags |= noteGrouped
+	}
+	fs := make(packets.Subscriptions, 0, 2+len(n.picks))
+	fs = append(fs, packets.Subscription{Filter: noteMarker, Qos: flags})
 	for g, node := range n.picks {
 		fs = append(fs, packets.Subscription{Filter: g, Identifier: int(node)})
+	}
+	if n.stamped {
+		fs = append(fs, packets.Subscription{Filter: fmt.Sprintf("%s%d %d", noteStamp, n.stamp.ts, n.stamp.node)})
 	}
 	pk.Filters = fs
 }
 
-func noteOf(pk packets.Packet) (shareNote, bool) {
-	if len(pk.Filters) == 0 || pk.Filters[0].Filter != shareNoteMarker {
-		return shareNote{}, false
+func noteOf(pk packets.Packet) (routeNote, bool) {
+	if len(pk.Filters) == 0 || pk.Filters[0].Filter != noteMarker {
+		return routeNote{}, false
 	}
-	n := shareNote{skipPlain: pk.Filters[0].NoLocal, picks: make(map[string]uint64, len(pk.Filters)-1)}
+	flags := pk.Filters[0].Qos
+	n := routeNote{skipPlain: flags&noteSkipPlain != 0, grouped: flags&noteGrouped != 0,
+		picks: make(map[string]uint64, len(pk.Filters)-1)}
 	for _, f := range pk.Filters[1:] {
+		if strings.HasPrefix(f.Filter, noteStamp) {
+			if _, err := fmt.Sscanf(f.Filter[len(noteStamp):], "%d %d", &n.stamp.ts, &n.stamp.node); err == nil {
+				n.stamped = true
+			}
+			continue
+		}
 		n.picks[f.Filter] = uint64(f.Identifier)
 	}
 	return n, true
@@ -181,27 +208,33 @@ func (r *routes) groupMembers(remote map[string]packets.Subscription, local int,
 	return ms
 }
 
-// pick notes, in a publish about to be delivered here, the node picked for each shared
-// group that has members on other nodes (OnPublish). Groups with members here only
-// are left to mochi.
+// pick notes, in a publish about to be delivered here (OnPublish), the node picked
+// for each shared group that has members on other nodes (groups with members here
+// only are left to mochi), and a retained change's stamp, which the retained store
+// keeps with the message (store.go) and the forwards carry.
 func (r *routes) pick(cl *mochi.Client, pk packets.Packet) packets.Packet {
-	if cl == r.peer || r.remoteGroups.Load() == 0 || pk.FixedHeader.Type != packets.Publish ||
-		strings.HasPrefix(pk.TopicName, "$") {
+	if cl == r.peer || pk.FixedHeader.Type != packets.Publish || strings.HasPrefix(pk.TopicName, "$") {
 		return pk
 	}
-	remote := r.index.Subscribers(pk.TopicName).Shared
-	if len(remote) == 0 {
-		return pk
+	var note routeNote
+	if pk.FixedHeader.Retain {
+		note.stamped, note.stamp = true, r.stampLocal(pk.TopicName)
 	}
-	local := r.broker.Topics.Subscribers(pk.TopicName).Shared
-	note := shareNote{picks: make(map[string]uint64, len(remote))}
-	none := func(uint64) bool { return false }
-	for g, nodes := range remote {
-		if n, ok := pickMember(r.groupMembers(nodes, len(local[g]), none)); ok {
-			note.picks[g] = n
+	if r.remoteGroups.Load() > 0 {
+		if remote := r.index.Subscribers(pk.TopicName).Shared; len(remote) > 0 {
+			local := r.broker.Topics.Subscribers(pk.TopicName).Shared
+			note.grouped, note.picks = true, make(map[string]uint64, len(remote))
+			none := func(uint64) bool { return false }
+			for g, nodes := range remote {
+				if n, ok := pickMember(r.groupMembers(nodes, len(local[g]), none)); ok {
+					note.picks[g] = n
+				}
+			}
 		}
 	}
-	note.attach(&pk)
+	if note.stamped || note.grouped {
+		note.attach(&pk)
+	}
 	return pk
 }
 
@@ -209,18 +242,15 @@ func (r *routes) pick(cl *mochi.Client, pk packets.Packet) packets.Packet {
 // (OnSelectSubscribers): for a publish made here, those picked elsewhere; for one
 // forwarded by another node, all but those it was sent here for.
 func (r *routes) selectLocal(subs *mochi.Subscribers, pk packets.Packet) *mochi.Subscribers {
-	note, ok := noteOf(pk)
-	if !ok {
-		if pk.Origin == peerClientID {
-			// Forwarded for plain subscribers only: the sender picked the groups.
-			clear(subs.Shared)
-		}
-		return subs
-	}
+	note, _ := noteOf(pk)
 	self := r.peers.Self()
 	for g := range subs.Shared {
 		n, picked := note.picks[g]
-		if (picked && n != self) || (!picked && pk.Origin == peerClientID) {
+		switch {
+		case pk.Origin == peerClientID && !picked:
+			// Forwarded: the sender picked the groups served here.
+			delete(subs.Shared, g)
+		case note.grouped && picked && n != self:
 			delete(subs.Shared, g)
 		}
 	}
@@ -241,7 +271,7 @@ func (r *routes) remotePicks(pk packets.Packet, remote map[string]map[string]pac
 	}
 	out := map[uint64][]string{}
 	self := r.peers.Self()
-	if note, ok := noteOf(pk); ok {
+	if note, _ := noteOf(pk); note.grouped {
 		for g, n := range note.picks {
 			if n != self {
 				out[n] = append(out[n], g)
@@ -271,7 +301,7 @@ func (r *routes) handleShared(from uint64, b []byte) error {
 		return fmt.Errorf("shared-subscription publish: %w", err)
 	}
 	local := r.broker.Topics.Subscribers(pk.TopicName).Shared
-	note := shareNote{skipPlain: h.skipPlain, picks: map[string]uint64{}}
+	note := routeNote{skipPlain: h.skipPlain, grouped: true, picks: map[string]uint64{}}
 	var gone []string
 	for _, g := range h.groups {
 		if len(local[g]) > 0 {
@@ -338,7 +368,7 @@ func (r *routes) redirect(pk packets.Packet, groups []string, tried map[uint64]b
 // window is the few microseconds between the two lookups, on a failover path.
 func (r *routes) redirectTo(n uint64, pk packets.Packet, groups []string, tried map[uint64]bool) error {
 	if n == r.peers.Self() {
-		note := shareNote{skipPlain: true, picks: map[string]uint64{}}
+		note := routeNote{skipPlain: true, grouped: true, picks: map[string]uint64{}}
 		for _, g := range groups {
 			note.picks[g] = n
 		}
@@ -355,5 +385,10 @@ func (r *routes) redirectTo(n uint64, pk packets.Packet, groups []string, tried 
 	if err != nil {
 		return err
 	}
-	return r.peers.Send(n, msg)
+	seq, err := r.sendForward(n, msg, pk.FixedHeader.Qos)
+	if err != nil && seq > 0 {
+		// Handed to another member instead: the kept copy must not reach n later.
+		r.replaceForward(n, seq, []byte{routeNop})
+	}
+	return err
 }

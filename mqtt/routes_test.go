@@ -24,18 +24,25 @@ type memNet struct {
 	srv   map[uint64]*Server
 	logs  map[uint64]*log.Log
 	cut   map[[2]uint64]bool
+	lose  map[[2]uint64]bool // sent, then lost (a link that died unnoticed)
 	queue map[[2]uint64]chan []byte
 	wg    sync.WaitGroup
 	done  chan struct{}
 }
 
 func newMemNet() *memNet {
-	return &memNet{srv: map[uint64]*Server{}, logs: map[uint64]*log.Log{}, cut: map[[2]uint64]bool{}, queue: map[[2]uint64]chan []byte{}, done: make(chan struct{})}
+	return &memNet{srv: map[uint64]*Server{}, logs: map[uint64]*log.Log{}, cut: map[[2]uint64]bool{}, lose: map[[2]uint64]bool{}, queue: map[[2]uint64]chan []byte{}, done: make(chan struct{})}
 }
 
 func (m *memNet) close() {
 	close(m.done)
 	m.wg.Wait()
+}
+
+func (m *memNet) setLose(from, to uint64, lose bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lose[[2]uint64{from, to}] = lose
 }
 
 func (m *memNet) setCut(from, to uint64, cut bool) {
@@ -68,6 +75,9 @@ func (p memPeers) Send(to uint64, msg []byte) error {
 	key := [2]uint64{p.self, to}
 	if m.cut[key] {
 		return errors.New("link cut")
+	}
+	if m.lose[key] {
+		return nil
 	}
 	q := m.queue[key]
 	if q == nil {

@@ -217,5 +217,17 @@ func windowState(e *replayEnv, id string) string {
 		inflight = append(inflight, pk.PacketID)
 	}
 	slices.Sort(inflight)
-	return fmt.Sprintf("window sent %v reserved %d live held %v; mochi in flight %v", sent, reserved, holding, inflight)
+	// Written or not: what mochi and our connection still hold back, and how many
+	// writes reached the socket (compare two failures' figures, or a later snapshot).
+	cl.Lock()
+	buffered := bufferedBytes(cl)
+	cl.Unlock()
+	conn := ""
+	if lc, ok := cl.Net.Conn.(*limitConn); ok {
+		lc.wmu.Lock()
+		conn = fmt.Sprintf("; connection corked %d, holding %d bytes, %d writes", lc.corked, len(lc.wbuf), lc.writes.Load())
+		lc.wmu.Unlock()
+	}
+	return fmt.Sprintf("window sent %v reserved %d live held %v; mochi in flight %v, %d bytes unwritten in its buffer%s",
+		sent, reserved, holding, inflight, buffered, conn)
 }

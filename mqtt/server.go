@@ -252,6 +252,12 @@ func New(o Options) (*Server, error) {
 	}
 	if rt != nil {
 		rt.retain = func(pk packets.Packet) { retainQuietly(broker, store.OnRetainMessage, rt.peer, pk) }
+		stamps, err := store.storedStamps()
+		if err != nil {
+			return nil, err
+		}
+		rt.loadStamps(stamps)
+		ingest.complete = rt.pick
 	}
 	go deliv.run()
 	return &Server{cfg: cfg, tls: o.TLS, lg: lg, broker: broker, ingest: ingest, met: met, replay: replay, deliv: deliv, store: store, routes: rt}, nil

@@ -81,6 +81,9 @@ func publishSize(pk packets.Packet) int64 {
 
 // OnPublished counts a delivered publish against each matching subscriber's queue.
 func (h *slowClientHook) OnPublished(_ *mochi.Client, pk packets.Packet) {
+	if pk.Ignore {
+		return // mochi delivered it to nobody (a hook answered CodeSuccessIgnore)
+	}
 	subs := h.broker.Topics.Subscribers(pk.TopicName)
 	n := publishSize(pk)
 	for id, sub := range subs.Subscriptions {

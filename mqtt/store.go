@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,9 @@ const (
 	kindClient   = "mqtt.client"
 	kindSub      = "mqtt.sub"
 	kindRetained = "mqtt.retained"
+	// kindRetStamp is a retained change's cluster stamp, by topic (routes_retained.go);
+	// kept after a clear, so the clear still wins over an older message elsewhere.
+	kindRetStamp = "mqtt.retained.stamp"
 	kindInflight = "mqtt.inflight"
 )
 
@@ -367,14 +371,52 @@ func (h *storeHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 // OnRetainMessage stores (or removes) a topic's retained message. For a QoS 1/2
 // publish the write is durable before mochi sends the acknowledgement.
 func (h *storeHook) OnRetainMessage(cl *mochi.Client, pk packets.Packet, r int64) {
+	stamp, stamped := retainedStampOp(pk)
 	if h.retainedStored != nil && h.retainedStored(cl, pk) {
+		if stamped {
+			// The message went with its stream append; its stamp follows (a crash in
+			// between leaves the previous stamp: the change looks older than it is).
+			h.write([]log.EntryOp{stamp}, false, "retained stamp")
+		}
 		return
 	}
-	op := log.EntryOp{Kind: kindRetained, Name: pk.TopicName}
+	ops := []log.EntryOp{{Kind: kindRetained, Name: pk.TopicName}}
 	if r != -1 {
-		op = retainedOp(cl, pk)
+		ops[0] = retainedOp(cl, pk)
 	}
-	h.write([]log.EntryOp{op}, pk.FixedHeader.Qos > 0, "retained")
+	if stamped {
+		ops = append(ops, stamp)
+	}
+	h.write(ops, pk.FixedHeader.Qos > 0, "retained")
+}
+
+// retainedStampOp is the stored stamp of a retained change made in a cluster, if the
+// route hook stamped it (routes_shared.go, routeNote).
+func retainedStampOp(pk packets.Packet) (log.EntryOp, bool) {
+	note, _ := noteOf(pk)
+	if !note.stamped {
+		return log.EntryOp{}, false
+	}
+	v := binary.BigEndian.AppendUint64(nil, uint64(note.stamp.ts))
+	v = binary.BigEndian.AppendUint64(v, note.stamp.node)
+	return log.EntryOp{Kind: kindRetStamp, Name: pk.TopicName, Value: v}, true
+}
+
+// storedStamps returns the stored stamps of retained changes, by topic.
+func (h *storeHook) storedStamps() (map[string]retStamp, error) {
+	entries, err := h.log.Entries(kindRetStamp)
+	if err != nil {
+		return nil, fmt.Errorf("load retained stamps: %w", err)
+	}
+	out := make(map[string]retStamp, len(entries))
+	for _, e := range entries {
+		if len(e.Value) != 16 {
+			h.lg.Warn().Str("topic", e.Name).Msg("stored retained stamp unreadable, skipped")
+			continue
+		}
+		out[e.Name] = retStamp{ts: int64(binary.BigEndian.Uint64(e.Value)), node: binary.BigEndian.Uint64(e.Value[8:])}
+	}
+	return out, nil
 }
 
 // OnRetainedExpired removes an expired retained message.

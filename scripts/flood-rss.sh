@@ -38,3 +38,9 @@ echo "peak RSS sampled $((peak/1024)) MB, VmHWM $((hwm/1024)) MB; broker CPU $(e
 echo "QoS 0: $(cat "$W/q0.out" | head -1)"; echo "QoS 1: $(head -2 "$W/q1.out" | tr '\n' ' ')"
 echo "$m" | grep -E '^mqstreams_mqtt_dropped_total|^go_memstats_heap_inuse_bytes|^go_gc_duration_seconds_count|^process_resident' || true
 kill -0 $SRV 2>/dev/null && echo "server up" || { echo "SERVER DIED"; tail -20 "$W/server.log"; }
+# Nothing acknowledged lost: the QoS 1 records stored (read back over Kafka with kcat)
+# are at least the acknowledged ones (a publish can be stored, then its PUBACK lost).
+if command -v kcat >/dev/null; then
+  stored=$(timeout 120 kcat -C -b 127.0.0.1:$KF -t flood -e -q -f '%h\n' 2>/dev/null | grep -c 'mqtt.topic=flood/q1/' || true)
+  echo "QoS 1 acknowledged $(grep -o '[0-9]* messages' "$W/q1.out" | head -1 | cut -d' ' -f1), stored $stored"
+fi
