@@ -245,7 +245,14 @@ func (n *Node) changeCatalog(ctx context.Context, cmd *catalogCmd) error {
 		case 0:
 			sent <- ErrNoLeader
 		case n.Self():
-			if err := n.do(func() { sent <- n.group(catalogGroup).rn.Propose(data) }); err != nil {
+			if err := n.do(func() {
+				g := n.group(catalogGroup)
+				if g == nil {
+					sent <- &RemovedError{Node: n.Self()} // its groups stopped (removed.go)
+					return
+				}
+				sent <- g.rn.Propose(data)
+			}); err != nil {
 				return err
 			}
 		default:
@@ -277,7 +284,7 @@ func (n *Node) onForwardedCatalog(_ uint64, body []byte, reply func([]byte, erro
 	select {
 	case n.tasks <- func() {
 		g := n.group(catalogGroup)
-		if g.rn.BasicStatus().RaftState != raft.StateLeader {
+		if g == nil || g.rn.BasicStatus().RaftState != raft.StateLeader {
 			reply(nil, ErrNotLeader)
 			return
 		}

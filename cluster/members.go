@@ -337,14 +337,17 @@ func (n *Node) leadReplicaChange(ctx context.Context, gid, add, remove uint64) e
 		if err != nil {
 			return err
 		}
-		to := add
-		if !contains(v.voters, to) {
-			to = 0
-			for _, id := range v.voters {
-				if id != remove && v.match[id] >= v.commit && to == 0 {
-					to = id
-				}
+		// To a voter that held the shard before (its records are applied); the node
+		// just promoted last: its Raft log matches, but it may still be pulling the
+		// records of its snapshot, and a leader cannot pull them from itself.
+		to := uint64(0)
+		for _, id := range v.voters {
+			if id != remove && id != add && v.match[id] >= v.commit && to == 0 {
+				to = id
 			}
+		}
+		if to == 0 && contains(v.voters, add) {
+			to = add
 		}
 		if contains(v.voters, remove) && to != 0 {
 			if err := n.do(func() {

@@ -76,6 +76,8 @@ type Options struct {
 	// testSkipApply, when set and true for an index, makes a shard replica drop that
 	// entry unapplied, as a crash between the Raft write and the apply would.
 	testSkipApply func(group, index uint64) bool
+	// testSnapshotPull, when set, runs before each pull of a snapshot's records.
+	testSnapshotPull func(group uint64)
 	// testTrace, when set, gets every shard entry's round timeline (trace.go).
 	testTrace tracer
 	// testBeforeWrite, when set, runs before each Raft write (a stalled disk).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,4 +148,79 @@ func TestRemovedNodeIsTold(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A replica still pulling its snapshot's records must not stay leader: it cannot pull
+// from itself. A leader moving away hands over to a voter that held the shard, and a
+// replica elected mid-pull hands leadership on.
+func TestNoLeaderWhilePullingSnapshot(t *testing.T) {
+	var hold sync.Map // node id → chan struct{}: that node's pulls wait until it is closed
+	c := newTestCluster(t, 4, func(i int, o *Options) {
+		id := uint64(i + 1)
+		o.testSnapshotPull = func(uint64) {
+			if ch, ok := hold.Load(id); ok {
+				<-ch.(chan struct{})
+			}
+		}
+	})
+	t.Cleanup(func() { // a failed run leaves gates shut: open them so the nodes can close
+		hold.Range(func(_, ch any) bool { close(ch.(chan struct{})); return true })
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.nodes[0].PutStream(ctx, log.StreamSpec{Name: "pl", Shards: 1}, 2); err != nil {
+		t.Fatal(err)
+	}
+	reps := c.nodes[0].Streams()["pl"][0]
+	lead := c.leaderOf("pl", 0)
+	for i := 0; i < 40; i++ {
+		if _, err := appendVia(c.nodes[i%4], "pl", 0, rec("k", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var outside []uint64
+	for id := uint64(1); id <= 4; id++ {
+		if !contains(reps, id) {
+			outside = append(outside, id)
+		}
+	}
+	// 1. The leader's replica moves while the new node cannot pull yet.
+	gate := make(chan struct{})
+	hold.Store(outside[0], gate)
+	if err := c.nodes[0].MoveReplica(ctx, "pl", 0, lead, outside[0]); err != nil {
+		t.Fatalf("move %d→%d: %v", lead, outside[0], err)
+	}
+	other := reps[0]
+	if other == lead {
+		other = reps[1]
+	}
+	if got := c.leaderOf("pl", 0); got != other {
+		t.Fatalf("leader after the move: %d, want %d (the voter that held the shard)", got, other)
+	}
+	if _, err := appendVia(c.nodes[0], "pl", 0, rec("k", 40)); err != nil {
+		t.Fatalf("write after the move: %v", err)
+	}
+	hold.Delete(outside[0])
+	close(gate)
+	c.checkSame("pl", 0, 41, other, outside[0])
+
+	// 2. A replica elected while it pulls hands leadership on.
+	gate = make(chan struct{})
+	hold.Store(outside[1], gate)
+	if err := c.nodes[0].MoveReplica(ctx, "pl", 0, outside[0], outside[1]); err != nil {
+		t.Fatalf("move %d→%d: %v", outside[0], outside[1], err)
+	}
+	g := c.groupOf(other, "pl", 0)
+	waitFor(t, 20*time.Second, fmt.Sprintf("node %d leads, pulling", outside[1]), func() bool {
+		_ = c.nodes[other-1].do(func() { g.wake(); g.rn.TransferLeader(outside[1]) })
+		ps, _ := c.nodes[outside[1]-1].Partition("pl", 0)
+		return ps.Leader == outside[1]
+	})
+	hold.Delete(outside[1])
+	close(gate)
+	waitFor(t, 30*time.Second, "a write accepted again", func() bool {
+		_, err := appendVia(c.nodes[0], "pl", 0, rec("k", 41))
+		return err == nil
+	})
+	c.checkSame("pl", 0, 42, other, outside[1])
 }

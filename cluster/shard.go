@@ -371,6 +371,9 @@ func (a *applier) install(snap *pb.Snapshot) {
 		if a.stopped() {
 			return
 		}
+		if f := n.o.testSnapshotPull; f != nil {
+			f(g.id)
+		}
 		start, runs, err := n.readFromLeader(g, hwm, end)
 		if err != nil {
 			n.lg.Debug().Err(err).Uint64("group", g.id).Msg("snapshot read")

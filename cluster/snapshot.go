@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/raft/v3"
+
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -31,7 +33,11 @@ type recordRun struct {
 
 func (n *Node) readFromLeader(g *group, from, to int64) (int64, []recordRun, error) {
 	lead := g.leaderID()
-	if lead == 0 || lead == n.Self() {
+	if lead == n.Self() {
+		n.handOffWhileInstalling(g)
+		return 0, nil, ErrNoLeader
+	}
+	if lead == 0 {
 		return 0, nil, ErrNoLeader
 	}
 	req := binary.BigEndian.AppendUint16(nil, uint16(len(g.stream)))
@@ -166,4 +172,29 @@ func (n *Node) onReadShard(_ uint64, body []byte, reply func([]byte, error)) {
 		flush()
 		reply(out, nil)
 	}()
+}
+
+// handOffWhileInstalling: this replica was elected while it still pulls the records of
+// a snapshot (a learner just promoted can win an election: its Raft log is complete).
+// It cannot pull them from itself and cannot apply anything until it has them, so it
+// hands leadership to the voter whose log matches furthest.
+func (n *Node) handOffWhileInstalling(g *group) {
+	_ = n.do(func() {
+		st := g.rn.Status()
+		if st.RaftState != raft.StateLeader || st.LeadTransferee != 0 {
+			return
+		}
+		to, best := uint64(0), uint64(0)
+		for id, pr := range st.Progress {
+			if id != n.Self() && !pr.IsLearner && pr.Match >= best {
+				to, best = id, pr.Match
+			}
+		}
+		if to != 0 {
+			n.lg.Info().Str("stream", g.stream).Int32("shard", g.shard).Uint64("to", to).
+				Msg("elected while catching up from a snapshot: handing leadership over")
+			g.wake()
+			g.rn.TransferLeader(to)
+		}
+	})
 }

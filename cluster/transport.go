@@ -40,7 +40,8 @@ const (
 	handshakeMagic   = "MQSC"
 	handshakeVersion = 1
 	heartbeatEvery   = 500 * time.Millisecond
-	linkTimeout      = 3 * time.Second // a link silent this long is closed and redialled
+	linkTimeout      = 3 * time.Second        // a link silent this long is closed and redialled
+	closeFlushWait   = 200 * time.Millisecond // a closing node's last frames get this long
 	maxFrame         = 64 << 20
 	sendQueueFrames  = 4096
 )
@@ -331,6 +332,15 @@ func (t *transport) writeLoop(l *link, c net.Conn) error {
 		var f []byte
 		select {
 		case <-t.stop:
+			// A node closing still sends what it queued before, briefly: a leader's
+			// last commit index lets its followers serve the records it acknowledged.
+			_ = c.SetWriteDeadline(time.Now().Add(closeFlushWait))
+			for len(l.q) > 0 {
+				if _, err := w.Write(<-l.q); err != nil {
+					break
+				}
+			}
+			_ = w.Flush()
 			return errors.New("closed")
 		case <-closed:
 			return errors.New("peer closed the link")
@@ -374,6 +384,15 @@ func (t *transport) acceptLoop() {
 			continue
 		}
 		t.inMu.Lock()
+		select {
+		case <-t.stop:
+			// Accepted as close ran: close has closed the connections it found, and
+			// would wait for this one's reader forever (the peer keeps it open).
+			t.inMu.Unlock()
+			_ = c.Close()
+			return
+		default:
+		}
 		t.in[c] = struct{}{}
 		t.inMu.Unlock()
 		t.wg.Add(1)
