@@ -388,27 +388,6 @@ func (g *group) writing() bool {
 	return g.lastIndex > last
 }
 
-// handOffLead: a leader elected while its applier still installs a snapshot would wait
-// on itself for the snapshot's records (shard.go, install) and neither apply nor answer
-// a write: it hands the lead to the voter holding most of its log (on the loop; one
-// transfer at a time, raft aborts one the voter refuses after an election timeout).
-func (g *group) handOffLead() {
-	st := g.rn.Status()
-	if st.LeadTransferee != 0 {
-		return
-	}
-	var to, match uint64
-	for _, id := range g.cs.GetVoters() {
-		if pr, ok := st.Progress[id]; ok && id != st.ID && pr.RecentActive && (to == 0 || pr.Match > match) {
-			to, match = id, pr.Match
-		}
-	}
-	if to != 0 {
-		g.n.lg.Info().Uint64("group", g.id).Uint64("to", to).Msg("leader still installing a snapshot hands over the lead")
-		g.rn.TransferLeader(to)
-	}
-}
-
 func (g *group) isLeaderNow() bool {
 	return g.rn.BasicStatus().RaftState == raft.StateLeader
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/mqstreams/mqstreams/log"
-	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // checkSame waits until the given nodes hold want records of stream/shard and checks
@@ -333,9 +332,9 @@ func TestAddNodeThenRemoveNode(t *testing.T) {
 	}
 }
 
-// Moving the leader's replica while the new replica is still pulling its snapshot's
-// records: the leader hands over to it once it is a voter, but a replica installing a
-// snapshot refuses the lead (it would wait on itself for the records and neither
+// Moving the only replica (the leader's) while the new replica is still pulling its
+// snapshot's records: the leader hands over to it once it is a voter (no other voter
+// holds the shard), but a replica installing a snapshot refuses the lead (it would wait on itself for the records and neither
 // apply nor answer a write: the move stalled until its deadline, 1 in 10 runs under
 // load). The transfer is aborted and retried until the install is done.
 func TestMoveLeaderReplicaOntoInstallingReplica(t *testing.T) {
@@ -356,7 +355,7 @@ func TestMoveLeaderReplicaOntoInstallingReplica(t *testing.T) {
 	defer release()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := c.nodes[0].PutStream(ctx, log.StreamSpec{Name: "mv", Shards: 1}, 2); err != nil {
+	if err := c.nodes[0].PutStream(ctx, log.StreamSpec{Name: "mv", Shards: 1}, 1); err != nil {
 		t.Fatal(err)
 	}
 	sp, _ := c.nodes[0].placement("mv", 0)
@@ -368,7 +367,7 @@ func TestMoveLeaderReplicaOntoInstallingReplica(t *testing.T) {
 	})
 	var to uint64
 	for id := uint64(1); id <= 3; id++ {
-		if !contains(sp.Replicas, id) {
+		if !contains(sp.Replicas, id) && to == 0 {
 			to = id
 		}
 	}
@@ -409,30 +408,6 @@ func TestMoveLeaderReplicaOntoInstallingReplica(t *testing.T) {
 		return l == lead && tr == 0
 	})
 
-	// Elected all the same (as after a timeout): it hands the lead over at once, and
-	// the group takes writes while its install is still held.
-	tg := c.nodes[to-1].group(sp.Group)
-	var term0 uint64
-	_ = c.nodes[to-1].do(func() { st := tg.rn.Status(); term0 = st.HardState.GetTerm() })
-	waitFor(t, 30*time.Second, "the installing replica campaigning", func() bool {
-		var term uint64
-		_ = c.nodes[to-1].do(func() {
-			st := tg.rn.Status()
-			if term = st.HardState.GetTerm(); term == term0 {
-				_ = tg.rn.Step(&pb.Message{Type: pb.MsgTimeoutNow.Enum(), From: new(lead), To: new(to), Term: new(term0)})
-			}
-		})
-		return term > term0
-	})
-	start := time.Now()
-	waitFor(t, 30*time.Second, "a write with the install still held", func() bool {
-		_, err := appendVia(c.nodes[lead-1], "mv", 0, rec("k", n))
-		t.Logf("write with the install held after %v: %v", time.Since(start).Round(time.Millisecond), err)
-		if err == nil {
-			n++
-		}
-		return err == nil
-	})
 	release()
 	if err := <-moved; err != nil {
 		t.Fatalf("move %d→%d: %v", lead, to, err)
@@ -444,17 +419,14 @@ func TestMoveLeaderReplicaOntoInstallingReplica(t *testing.T) {
 		}
 		return err == nil
 	})
-	final := c.nodes[0].Streams()["mv"][0]
-	if !contains(final, to) || contains(final, lead) {
+	if final := c.nodes[0].Streams()["mv"][0]; fmt.Sprint(final) != fmt.Sprint([]uint64{to}) {
 		t.Fatalf("replicas %v after moving %d→%d", final, lead, to)
 	}
 	// Every acknowledged append is stored; a failed one (leader moving) at most once.
 	var hwm int64
-	waitFor(t, 30*time.Second, "both replicas holding every record", func() bool {
-		_, a, _ := c.logs[final[0]-1].Stream("mv").Offsets(0)
-		_, b, _ := c.logs[final[1]-1].Stream("mv").Offsets(0)
-		hwm = a
-		return a == b && a >= int64(n)
+	waitFor(t, 30*time.Second, "every acknowledged record on the new replica", func() bool {
+		_, hwm, _ = c.logs[to-1].Stream("mv").Offsets(0)
+		return hwm >= int64(n)
 	})
-	c.checkSame("mv", 0, int(hwm), final...)
+	c.checkSame("mv", 0, int(hwm), to)
 }

@@ -62,9 +62,6 @@ func (n *Node) tick() {
 				continue
 			}
 		}
-		if g.installs.Load() > 0 && g.isLeaderNow() {
-			g.handOffLead() // group.go
-		}
 		if g.isLeaderNow() {
 			if len(g.pending) > 0 {
 				g.idleTicks = 0

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -210,9 +213,17 @@ func TestNoLeaderWhilePullingSnapshot(t *testing.T) {
 	if err := c.nodes[0].MoveReplica(ctx, "pl", 0, outside[0], outside[1]); err != nil {
 		t.Fatalf("move %d→%d: %v", outside[0], outside[1], err)
 	}
-	g := c.groupOf(other, "pl", 0)
+	// A transfer to it is refused while it pulls (node.go, step): it campaigns as if
+	// its election timeout had passed (the transfer's message stepped in directly).
+	pg := c.groupOf(outside[1], "pl", 0)
 	waitFor(t, 20*time.Second, fmt.Sprintf("node %d leads, pulling", outside[1]), func() bool {
-		_ = c.nodes[other-1].do(func() { g.wake(); g.rn.TransferLeader(outside[1]) })
+		_ = c.nodes[outside[1]-1].do(func() {
+			st := pg.rn.Status()
+			if st.RaftState != raft.StateLeader {
+				pg.wake()
+				_ = pg.rn.Step(&pb.Message{Type: pb.MsgTimeoutNow.Enum(), From: new(other), To: new(outside[1]), Term: new(st.HardState.GetTerm())})
+			}
+		})
 		ps, _ := c.nodes[outside[1]-1].Partition("pl", 0)
 		return ps.Leader == outside[1]
 	})
