@@ -33,10 +33,15 @@ const (
 )
 
 const (
-	outboxMaxMsgs   = 16384
-	outboxMaxBytes  = 16 << 20
-	ackEvery        = 512 // forwards delivered between two acknowledgements, at most
-	resendMinPeriod = 200 * time.Millisecond
+	outboxMaxMsgs  = 16384
+	outboxMaxBytes = 16 << 20
+	ackEvery       = 512 // forwards delivered between two acknowledgements, at most
+	// resendBatch bounds the forwards one resend request brings, so a resend never
+	// fills the link's queue, which Raft's messages share; the receiver asks for the
+	// next batch as soon as one arrives (it made progress), or again after
+	// resendRetry if nothing came.
+	resendBatch = 1024
+	resendRetry = time.Second
 )
 
 // outbox holds the QoS 1/2 forwards to one node not yet acknowledged, oldest first.
@@ -59,6 +64,7 @@ type inbox struct {
 	next       uint64 // the seq expected next
 	unacked    int    // delivered since the last acknowledgement
 	lastResend time.Time
+	askedFrom  uint64 // next when the last resend request went out
 }
 
 func (r *routes) outboxOf(n uint64) *outbox {
@@ -165,9 +171,8 @@ func (r *routes) handleReliable(from uint64, msg []byte) error {
 		if seq >= ib.next {
 			r.askResendLocked(from, ib)
 		}
-		if ib.unacked > 0 {
-			r.ackLocked(from, ib)
-		}
+		// Acknowledged even if nothing new: an acknowledgement may have been lost.
+		r.ackLocked(from, ib)
 	case routeSkip:
 		ib := r.inboxOf(from)
 		ib.mu.Lock()
@@ -199,13 +204,14 @@ func (r *routes) handleReliable(from uint64, msg []byte) error {
 	return nil
 }
 
-// askResendLocked asks node from for its forwards from the one expected next, at most
-// once per resendMinPeriod.
+// askResendLocked asks node from for its forwards from the one expected next: at once
+// if a batch asked for before arrived (or none was asked for), else once per
+// resendRetry.
 func (r *routes) askResendLocked(from uint64, ib *inbox) {
-	if time.Since(ib.lastResend) < resendMinPeriod {
+	if ib.askedFrom == ib.next && time.Since(ib.lastResend) < resendRetry {
 		return
 	}
-	ib.lastResend = time.Now()
+	ib.lastResend, ib.askedFrom = time.Now(), ib.next
 	if err := r.peers.Send(from, appendHeader(nil, routeResend, ib.epoch, ib.next)); err != nil {
 		r.lg.Debug().Err(err).Uint64("node", from).Msg("resend request not sent")
 	}
@@ -217,8 +223,8 @@ func (r *routes) ackLocked(from uint64, ib *inbox) {
 	}
 }
 
-// resend sends node n its kept forwards from seq on, after a skip if the first of
-// them were given up.
+// resend sends node n its kept forwards from seq on (at most resendBatch), after a
+// skip if the first of them were given up.
 func (r *routes) resend(n, seq uint64) error {
 	ob := r.outboxOf(n)
 	ob.mu.Lock()
@@ -236,7 +242,7 @@ func (r *routes) resend(n, seq uint64) error {
 			return nil // the link is down again: the receiver asks again
 		}
 	}
-	for _, m := range ob.msgs[i:] {
+	for _, m := range ob.msgs[i:min(len(ob.msgs), i+resendBatch)] {
 		if err := r.peers.Send(n, m.b); err != nil {
 			return nil
 		}

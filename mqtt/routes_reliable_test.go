@@ -36,7 +36,7 @@ func TestRoutesReliableForwards(t *testing.T) {
 	}
 	publish("before", 10, 1)
 	mn.setLose(1, 2, true)
-	publish("lost", 20, 1)
+	publish("lost", resendBatch+200, 1) // more than one resend brings
 	mn.setLose(1, 2, false)
 	publish("after", 10, 1)
 	mn.setCut(1, 2, true)
@@ -69,8 +69,8 @@ func TestRoutesReliableForwards(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v\nwant %v", got, want)
 	}
-	if n := testutil.ToFloat64(srvs[0].routes.reliable.WithLabelValues("resent")); n < 30 {
-		t.Fatalf("%v resent, want at least the 30 lost", n)
+	if n := testutil.ToFloat64(srvs[0].routes.reliable.WithLabelValues("resent")); n < resendBatch+210 {
+		t.Fatalf("%v resent, want at least the lost ones", n)
 	}
 	routeWait(t, "node 2 to acknowledge everything", func() bool {
 		ob := srvs[0].routes.outboxOf(2)

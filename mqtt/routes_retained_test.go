@@ -18,11 +18,15 @@ import (
 func TestRoutesRetainedResync(t *testing.T) {
 	mn, srvs := startRouteCluster(t, 2)
 	pub, _ := dialRaw(t, srvs[0].Addr().String(), "pub", 5, true)
+	// id 0: QoS 0, whose forwards are not kept for a resend (a QoS 1 change lost on
+	// the link would also come back live, routes_reliable.go).
 	retain := func(id uint16, topic, payload string) {
-		p := publishPacket(topic, 1, id, payload)
+		p := publishPacket(topic, min(byte(id), 1), id, payload)
 		p.FixedHeader.Retain = true
 		pub.send(p)
-		pub.expect(packets.Puback, id)
+		if id > 0 {
+			pub.expect(packets.Puback, id)
+		}
 	}
 	held := func(topic string) string {
 		pk, ok := srvs[1].broker.Topics.Retained.Get(topic)
@@ -42,8 +46,8 @@ func TestRoutesRetainedResync(t *testing.T) {
 	readPublish(sub)
 
 	mn.setCut(1, 2, true)
-	retain(3, "r/1", "new")
-	retain(4, "r/2", "")
+	retain(0, "r/1", "new")
+	retain(0, "r/2", "")
 	// A subscription change on node 1 while cut: node 2 misses the delta and resyncs.
 	other, _ := dialRaw(t, srvs[0].Addr().String(), "other", 5, true)
 	routeSubscribe(other, 1, "z")
@@ -145,11 +149,14 @@ func TestRoutesRetainedStampsStored(t *testing.T) {
 func TestRoutesRetainedRepairAfterSilence(t *testing.T) {
 	mn, srvs := startRouteCluster(t, 2)
 	pub, _ := dialRaw(t, srvs[0].Addr().String(), "pub", 5, true)
+	// id 0: QoS 0, whose forwards are not kept for a resend (routes_reliable.go).
 	retain := func(id uint16, payload string) {
-		p := publishPacket("r/1", 1, id, payload)
+		p := publishPacket("r/1", min(byte(id), 1), id, payload)
 		p.FixedHeader.Retain = true
 		pub.send(p)
-		pub.expect(packets.Puback, id)
+		if id > 0 {
+			pub.expect(packets.Puback, id)
+		}
 	}
 	held := func() string {
 		pk, ok := srvs[1].broker.Topics.Retained.Get("r/1")
@@ -168,7 +175,7 @@ func TestRoutesRetainedRepairAfterSilence(t *testing.T) {
 	})
 
 	mn.setCut(1, 2, true)
-	retain(2, "new")
+	retain(0, "new")
 	routeWait(t, "node 1 to fail to forward the change", func() bool {
 		return testutil.ToFloat64(srvs[0].routes.forwarded.WithLabelValues("failed")) >= 1
 	})
