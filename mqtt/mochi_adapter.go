@@ -45,10 +45,36 @@ package mqtt
 //     publishToSubscribers by go:linkname and the hooks through Server's unexported
 //     hooks field: the publish is processed once, not handed back to run the whole
 //     inbound path (validation, ACL, every OnPublish hook) a second time.
+//   - Packet identifiers are independent per direction (MQTT 5 §2.2.1), but mochi keeps
+//     one in-flight store per client for both: its outbound QoS 1/2 deliveries (PUBLISH,
+//     then the server's PUBREL) and its inbound flows' acknowledgements (the server's
+//     PUBACK/PUBREC/PUBCOMP). It calls OnQosComplete both for a delivery's end (the
+//     client's PUBACK or PUBCOMP, processPuback/processPubcomp) and for an inbound
+//     flow's (its own PUBACK in processPublish, the client's PUBREL in processPubrel,
+//     stored acks in ResendInflightMessages), and OnQosDropped likewise (the client's
+//     PUBREC or PUBREL with an error code; any in-flight entry cleared or expired).
+//     endsDelivery tells the two apart; the send window, the replay positions and the
+//     store act only on a delivery's end. mochi's own processPublish also removes an
+//     outbound entry that shares an inbound publish's id (fixed upstream in v2.8.0,
+//     mochi-mqtt/server#519) and overwrites it with the PUBREC of a QoS 2 publish
+//     (still open upstream, #545); its processPubrel overwrites and removes whatever
+//     holds the PUBREL's id. completePublish, which handles every publish a stream
+//     holds, keeps an outbound entry (see there). The one processPublish removes before
+//     the OnPublish hooks is kept (keepOutbound, from the store hook's OnPacketRead) and
+//     put back (restoreOutbound: completePublish, else — a publish no stream holds,
+//     which takes mochi's own path — the store hook's OnPublished, after mochi's QoS 1
+//     Set and Delete or QoS 2 PUBREC of the id; the PUBREC is then not tracked, as in
+//     completePublish). Likewise processPubrel overwrites (PUBCOMP) and deletes the
+//     entry holding the id of the client's PUBREL: the store hook keeps it at
+//     OnPacketRead and puts it back at that PUBREL's OnQosComplete/OnQosDropped. Left
+//     as mochi does it: a publish an OnPublish hook refuses (ErrRejectPacket: a
+//     `$stream/` topic, a publish the log refused) after processPublish removed the
+//     entry; the kept copy is forgotten at disconnect.
 
 import (
 	"bytes"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe" // also for go:linkname
@@ -194,19 +220,25 @@ func mochiPublishToSubscribers(s *mochi.Server, pk packets.Packet)
 //
 // Where it differs from mochi, on purpose: a QoS 1 acknowledgement is not put in the
 // client's in-flight store and taken out again around the write (mochi's Set then Delete
-// of the same id; a colliding entry is removed as that pair would), so the store's
-// OnQosPublish write of the PUBACK, deleted again at once by OnQosComplete, is skipped;
-// OnQosComplete is still called. What processPacket does around processPublish (the
+// of the same id), so the store's OnQosPublish write of the PUBACK is skipped;
+// OnQosComplete is still called. An outbound delivery (a PUBLISH or the server's PUBREL)
+// that holds the publish's id is kept: mochi v2.7.9 deletes it (QoS 1, and QoS 2 by
+// overwriting it with the PUBREC), so it was never resent (see the top of this file).
+// A QoS 2 PUBREC is then not tracked in the in-flight store: a duplicate PUBLISH is
+// still appended once (the ingest hook's exactly-once state), and the PUBREL is answered
+// by mochi (the delivery, which processPubrel removes, is put back: see the top of this
+// file) — that loses less than dropping the delivery. What processPacket does around processPublish (the
 // Receive Maximum check and disconnect, OnPacketProcessed, sending one message parked
 // for send quota) ran when the publish was read, and the $SYS received counters
 // count it once, there.
 func completePublish(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk packets.Packet, fanOut bool) error {
 	pk.Ignore = !fanOut
+	restoreOutbound(s, cl, pk.PacketID)
 	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
 		if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
 			return cl.WritePacket(publishAck(s, pk, packets.Pubrec, packets.ErrPacketIdentifierInUse))
 		}
-		if cl.State.Inflight.Delete(pk.PacketID) { // [MQTT-4.3.2-5]
+		if !outbound(pki) && cl.State.Inflight.Delete(pk.PacketID) { // [MQTT-4.3.2-5]
 			atomic.AddInt64(&s.Info.Inflight, -1)
 		}
 	}
@@ -222,7 +254,9 @@ func completePublish(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk p
 	} else {
 		cl.State.Inflight.DecreaseReceiveQuota() // given back at PUBREL (processPubrel)
 		ack := publishAck(s, pk, packets.Pubrec, packets.CodeSuccess)
-		if cl.State.Inflight.Set(ack) {
+		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok && outbound(pki) {
+			// An outbound delivery holds the id: keep it (see above).
+		} else if cl.State.Inflight.Set(ack) {
 			atomic.AddInt64(&s.Info.Inflight, 1)
 			hooks.OnQosPublish(cl, ack, ack.Created, 0)
 		}
@@ -252,5 +286,101 @@ func publishAck(s *mochi.Server, pk packets.Packet, typ byte, reason packets.Cod
 		Properties:  props,
 		Created:     now,
 		Expiry:      now + s.Options.Capabilities.MaximumMessageExpiryInterval,
+	}
+}
+
+// outbound tells whether an entry of mochi's in-flight store is a server→client
+// delivery: a QoS 1/2 PUBLISH, or the server's PUBREL awaiting the client's PUBCOMP
+// (processPubrec). The other entries are the server's acknowledgements of the client's
+// own publishes (see the top of this file).
+func outbound(pk packets.Packet) bool {
+	return pk.FixedHeader.Type == packets.Publish || pk.FixedHeader.Type == packets.Pubrel
+}
+
+// endsDelivery tells whether pk, as mochi v2.7.9 passes it to OnQosComplete or
+// OnQosDropped, ends a server→client delivery (the client's PUBACK, PUBREC or PUBCOMP,
+// or a dropped outbound in-flight entry) rather than a client→server flow (an
+// acknowledgement the server built, or the client's PUBREL). Both directions use the
+// same packet ids independently (see the top of this file). Packets read from the
+// client have no Created time; those mochi builds (buildAck) and the in-flight
+// entries it drops have one. mochi's clearExpiredInflights calls OnQosDropped a second
+// time with only the id of an entry it already passed whole: that call ends nothing.
+func endsDelivery(pk packets.Packet) bool {
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		return true
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+		return pk.Created == 0
+	case packets.Pubrel:
+		return pk.Created != 0
+	}
+	return false
+}
+
+// keptOutbound holds, per client and packet id, the outbound delivery mochi v2.7.9's
+// processPublish is about to remove because the client's inbound PUBLISH reuses its id
+// (see the top of this file); nkept counts the entries, so the common case skips the map.
+var (
+	keptOutbound sync.Map // keptKey -> packets.Packet
+	nkept        atomic.Int64
+)
+
+type keptKey struct {
+	cl *mochi.Client
+	id uint16
+}
+
+// keepOutbound, called from OnPacketRead (before processPublish or processPubrel),
+// remembers the outbound delivery holding the id of cl's inbound QoS 1/2 PUBLISH or
+// PUBREL pk (and forgets one remembered for an earlier packet with that id).
+func keepOutbound(cl *mochi.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 0 || cl.Net.Inline ||
+		pk.FixedHeader.Type != packets.Publish && pk.FixedHeader.Type != packets.Pubrel {
+		return
+	}
+	k := keptKey{cl, pk.PacketID}
+	if nkept.Load() > 0 {
+		if _, ok := keptOutbound.LoadAndDelete(k); ok {
+			nkept.Add(-1)
+		}
+	}
+	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok && outbound(pki) {
+		if _, loaded := keptOutbound.LoadOrStore(k, pki); !loaded {
+			nkept.Add(1)
+		}
+	}
+}
+
+// forgetOutbound drops what keepOutbound remembered for cl (its connection ended).
+func forgetOutbound(cl *mochi.Client) {
+	if nkept.Load() == 0 {
+		return
+	}
+	keptOutbound.Range(func(k, _ any) bool {
+		if k.(keptKey).cl == cl {
+			if _, ok := keptOutbound.LoadAndDelete(k); ok {
+				nkept.Add(-1)
+			}
+		}
+		return true
+	})
+}
+
+// restoreOutbound puts back in cl's in-flight store the delivery keepOutbound kept for
+// the publish with packet id id, unless the id was taken meanwhile by another delivery.
+func restoreOutbound(s *mochi.Server, cl *mochi.Client, id uint16) {
+	if nkept.Load() == 0 {
+		return
+	}
+	v, ok := keptOutbound.LoadAndDelete(keptKey{cl, id})
+	if !ok {
+		return
+	}
+	nkept.Add(-1)
+	if have, ok := cl.State.Inflight.Get(id); ok && outbound(have) {
+		return
+	}
+	if cl.State.Inflight.Set(v.(packets.Packet)) {
+		atomic.AddInt64(&s.Info.Inflight, 1)
 	}
 }

@@ -615,8 +615,12 @@ func (h *ReplayHook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	}
 }
 
-// OnQosComplete frees a window slot when the client acknowledges a message.
+// OnQosComplete frees a window slot when the client acknowledges a message (not when
+// a flow of the client's own publish, which may reuse the id, ends: endsDelivery).
 func (h *ReplayHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
+	if !endsDelivery(pk) {
+		return
+	}
 	if w := h.windowOf(cl); w != nil {
 		w.acked(pk.PacketID)
 	}
@@ -627,6 +631,9 @@ func (h *ReplayHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 
 // OnQosDropped frees the slot of a message mochi gave up on (expired or refused).
 func (h *ReplayHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
+	if !endsDelivery(pk) {
+		return
+	}
 	if w := h.windowOf(cl); w != nil {
 		w.acked(pk.PacketID)
 	}

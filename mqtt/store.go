@@ -131,6 +131,7 @@ func (h *storeHook) Provides(b byte) bool {
 		mochi.OnQosComplete,
 		mochi.OnQosDropped,
 		mochi.OnPublished,
+		mochi.OnPacketRead,
 		mochi.OnClientExpired,
 		mochi.OnRetainedExpired,
 		mochi.OnStarted,
@@ -292,6 +293,7 @@ func (h *storeHook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 // OnDisconnect notes when a persistent client went offline, or removes a session that
 // ends with its connection.
 func (h *storeHook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
+	forgetOutbound(cl)
 	if h.loading.Load() || cl.Net.Inline || cl.IsTakenOver() || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
 		return
 	}
@@ -427,8 +429,12 @@ func (h *storeHook) OnRetainedExpired(topic string) {
 // OnQosPublish stores a QoS 1/2 message queued or in flight for a persistent session.
 // The write is not waited for here (this runs once per subscriber); OnPublished waits
 // for all of a publish's queued copies at once.
+//
+// Only deliveries are stored: the server's acknowledgements of the client's own
+// publishes (which mochi passes here too) share their ids with deliveries (see
+// endsDelivery) and would overwrite them.
 func (h *storeHook) OnQosPublish(cl *mochi.Client, pk packets.Packet, sent int64, resends int) {
-	if resends > 0 || !persistent(cl) || pk.Origin == replayOrigin {
+	if pk.FixedHeader.Type != packets.Publish || resends > 0 || !persistent(cl) || pk.Origin == replayOrigin {
 		return // a replay resumes from its own stored position instead
 	}
 	op := log.EntryOp{Kind: kindInflight, Name: inflightName(cl.ID, pk.PacketID), Value: messageValue(cl, pk, sent)}
@@ -449,8 +455,22 @@ func (h *storeHook) OnQosPublish(cl *mochi.Client, pk packets.Packet, sent int64
 	})
 }
 
-// OnQosComplete removes a message its subscriber acknowledged.
+// OnPacketRead keeps an outbound delivery whose id the client's PUBLISH reuses, which
+// mochi v2.7.9's processPublish would lose (keepOutbound, mochi_adapter.go).
+func (h *storeHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	keepOutbound(cl, pk)
+	return pk, nil
+}
+
+// OnQosComplete removes a message its subscriber acknowledged (not one whose id the
+// end of a flow of the client's own publish reuses: endsDelivery).
 func (h *storeHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
+	if !endsDelivery(pk) {
+		if pk.FixedHeader.Type == packets.Pubrel {
+			restoreOutbound(h.broker, cl, pk.PacketID) // the client's PUBREL (keepOutbound)
+		}
+		return
+	}
 	h.mu.Lock()
 	ok := false
 	if k := h.clients[cl.ID]; k != nil {
@@ -475,7 +495,13 @@ func (h *storeHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
 // OnPublished returns once the copies of the publish queued for persistent sessions
 // are durable. mochi acknowledges a publish before it fans it out, so this is what
 // makes the publisher's next acknowledgement on the connection imply them.
+//
+// It also puts back an outbound delivery whose id the publish reused, which mochi
+// v2.7.9's processPublish removed (restoreOutbound, mochi_adapter.go).
 func (h *storeHook) OnPublished(cl *mochi.Client, pk packets.Packet) {
+	if pk.FixedHeader.Qos > 0 {
+		restoreOutbound(h.broker, cl, pk.PacketID)
+	}
 	h.mu.Lock()
 	n := h.unsynced[cl.ID]
 	h.mu.Unlock()
@@ -605,7 +631,10 @@ func (h *storeHook) loadMessages(kind string) ([]storedMessage, []storage.Messag
 	var drop []log.EntryOp
 	for _, e := range entries {
 		var m storedMessage
-		if err := json.Unmarshal(e.Value, &m); err != nil || (m.Expiry > 0 && m.Expiry < now) {
+		// Acknowledgements of a client's publishes, stored by earlier versions, are
+		// dropped (OnQosPublish).
+		if err := json.Unmarshal(e.Value, &m); err != nil || (m.Expiry > 0 && m.Expiry < now) ||
+			(kind == kindInflight && m.FixedHeader.Type != packets.Publish && m.FixedHeader.Type != packets.Pubrel) {
 			drop = append(drop, log.EntryOp{Kind: kind, Name: e.Name})
 			continue
 		}
