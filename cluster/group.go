@@ -58,6 +58,10 @@ type group struct {
 
 	ap     *applier // shard groups
 	failed atomic.Pointer[error]
+	// installs counts the snapshots handed to the applier and not installed yet: while
+	// one is, the replica's records are still being pulled from the leader, and it
+	// must not take the lead (step, node.go).
+	installs atomic.Int32
 }
 
 const catalogGroup uint64 = 1
@@ -306,6 +310,7 @@ func (n *Node) applySnapshot(g *group, snap *pb.Snapshot) {
 		n.applyCatalog(g, snap, nil)
 		return
 	}
+	g.installs.Add(1)
 	g.ap.push(applyTask{snap: snap})
 }
 

@@ -331,3 +331,102 @@ func TestAddNodeThenRemoveNode(t *testing.T) {
 		t.Fatalf("%d records stored, %d acknowledged", total, acked.Load()+int64(n))
 	}
 }
+
+// Moving the only replica (the leader's) while the new replica is still pulling its
+// snapshot's records: the leader hands over to it once it is a voter (no other voter
+// holds the shard), but a replica installing a snapshot refuses the lead (it would wait on itself for the records and neither
+// apply nor answer a write: the move stalled until its deadline, 1 in 10 runs under
+// load). The transfer is aborted and retried until the install is done.
+func TestMoveLeaderReplicaOntoInstallingReplica(t *testing.T) {
+	var target atomic.Uint64
+	var held atomic.Int32
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	c := newTestCluster(t, 3, func(i int, o *Options) {
+		o.LogKeep = 20
+		o.testBeforeInstall = func(uint64) {
+			if target.Load() == uint64(i+1) {
+				held.Add(1)
+				<-hold
+			}
+		}
+	})
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := c.nodes[0].PutStream(ctx, log.StreamSpec{Name: "mv", Shards: 1}, 1); err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := c.nodes[0].placement("mv", 0)
+	var lead uint64
+	waitFor(t, 30*time.Second, "a leader", func() bool {
+		ps, _ := c.nodes[0].Partition("mv", 0)
+		lead = ps.Leader
+		return lead != 0
+	})
+	var to uint64
+	for id := uint64(1); id <= 3; id++ {
+		if !contains(sp.Replicas, id) && to == 0 {
+			to = id
+		}
+	}
+	n := 0
+	for ; n < 50; n++ {
+		if _, err := appendVia(c.nodes[0], "mv", 0, rec("k", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target.Store(to)
+	moved := make(chan error, 1)
+	go func() { moved <- c.nodes[0].MoveReplica(ctx, "mv", 0, lead, to) }()
+	waitFor(t, 30*time.Second, "the new replica installing its snapshot", func() bool { return held.Load() > 0 })
+
+	// The leader promotes the new replica and hands it the lead, which it refuses while
+	// its records are still coming: the transfer is aborted, the old leader leads on.
+	status := func() (leader, transferee uint64) {
+		g := c.nodes[lead-1].group(sp.Group)
+		_ = c.nodes[lead-1].do(func() {
+			st := g.rn.Status()
+			leader, transferee = st.Lead, st.LeadTransferee
+		})
+		return
+	}
+	check := func() (uint64, uint64) {
+		l, tr := status()
+		if l == to {
+			t.Fatalf("node %d took the lead while installing its snapshot", to)
+		}
+		return l, tr
+	}
+	waitFor(t, 30*time.Second, "a leadership transfer to the new replica", func() bool {
+		_, tr := check()
+		return tr == to
+	})
+	waitFor(t, 30*time.Second, "the transfer aborted, the old leader leading", func() bool {
+		l, tr := check()
+		return l == lead && tr == 0
+	})
+
+	release()
+	if err := <-moved; err != nil {
+		t.Fatalf("move %d→%d: %v", lead, to, err)
+	}
+	waitFor(t, 30*time.Second, "a write after the move", func() bool {
+		_, err := appendVia(c.nodes[0], "mv", 0, rec("after", n))
+		if err == nil {
+			n++
+		}
+		return err == nil
+	})
+	if final := c.nodes[0].Streams()["mv"][0]; fmt.Sprint(final) != fmt.Sprint([]uint64{to}) {
+		t.Fatalf("replicas %v after moving %d→%d", final, lead, to)
+	}
+	// Every acknowledged append is stored; a failed one (leader moving) at most once.
+	var hwm int64
+	waitFor(t, 30*time.Second, "every acknowledged record on the new replica", func() bool {
+		_, hwm, _ = c.logs[to-1].Stream("mv").Offsets(0)
+		return hwm >= int64(n)
+	})
+	c.checkSame("mv", 0, int(hwm), to)
+}

@@ -85,6 +85,9 @@ type Options struct {
 	testForwardArrived func() bool
 	// testBeforeWrite, when set, runs before each Raft write (a stalled disk).
 	testBeforeWrite func()
+	// testBeforeInstall, when set, runs before a shard replica installs a snapshot
+	// (a slow pull of its records).
+	testBeforeInstall func(group uint64)
 }
 
 // Errors callers branch on.
@@ -445,6 +448,14 @@ func (n *Node) step(in []inbound) {
 			g.wake()
 		}
 		n.traceAck(g, m.m)
+		if m.m.GetType() == pb.MsgTimeoutNow && g.installs.Load() > 0 {
+			// A leadership transfer to a replica still pulling a snapshot's records from
+			// the leader (shard.go, install): as leader it would wait on itself for them
+			// and neither apply nor answer a write. It stays a follower; the leader
+			// aborts the transfer after an election timeout and the mover retries it.
+			n.lg.Debug().Uint64("group", m.group).Msg("leadership transfer refused: snapshot being installed")
+			continue
+		}
 		if err := g.rn.Step(m.m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			n.lg.Debug().Err(err).Uint64("group", m.group).Msg("raft step")
 		}

@@ -126,18 +126,29 @@ func (n *Node) logRemoved() {
 }
 
 // stopAllGroups takes every group off the Raft loop and closes it.
+// The groups come back through a channel: do returns ErrClosed when the node closes
+// meanwhile, possibly while the loop runs the task; then the loop's end tells whether
+// it ran it (its groups are closed here) or never will (Close closes them).
 func (n *Node) stopAllGroups() {
-	var gs []*group
-	_ = n.do(func() {
+	ch := make(chan []*group, 1)
+	if err := n.do(func() {
+		var gs []*group
 		n.mu.Lock()
 		for id, g := range n.groups {
 			gs = append(gs, g)
 			delete(n.groups, id)
 		}
 		n.mu.Unlock()
-	})
-	for _, g := range gs {
-		g.close()
+		ch <- gs
+	}); err != nil {
+		n.wg.Wait()
+	}
+	select {
+	case gs := <-ch:
+		for _, g := range gs {
+			g.close()
+		}
+	default:
 	}
 }
 

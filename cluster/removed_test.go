@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
 	"github.com/mqstreams/mqstreams/log"
 )
 
@@ -96,9 +99,11 @@ func TestRemovedNodeIsTold(t *testing.T) {
 	}
 	g := c.nodes[gone-1]
 	waitFor(t, 20*time.Second, fmt.Sprintf("node %d knows it was removed", gone), g.Removed)
-	if st := g.Status(); st.State != "removed" || len(st.Groups) != 0 {
-		t.Fatalf("status of the removed node: %+v", st)
-	}
+	// Removed turns true before the node has stopped its groups (markRemoved).
+	waitFor(t, 20*time.Second, fmt.Sprintf("node %d's status: removed, no groups", gone), func() bool {
+		st := g.Status()
+		return st.State == "removed" && len(st.Groups) == 0
+	})
 	if _, err := appendVia(g, "rm", 0, rec("k", 99)); !errors.Is(err, ErrRemoved) {
 		t.Fatalf("write to the removed node: %v", err)
 	}
@@ -210,9 +215,17 @@ func TestNoLeaderWhilePullingSnapshot(t *testing.T) {
 	if err := c.nodes[0].MoveReplica(ctx, "pl", 0, outside[0], outside[1]); err != nil {
 		t.Fatalf("move %d→%d: %v", outside[0], outside[1], err)
 	}
-	g := c.groupOf(other, "pl", 0)
+	// A transfer to it is refused while it pulls (node.go, step): it campaigns as if
+	// its election timeout had passed (the transfer's message stepped in directly).
+	pg := c.groupOf(outside[1], "pl", 0)
 	waitFor(t, 20*time.Second, fmt.Sprintf("node %d leads, pulling", outside[1]), func() bool {
-		_ = c.nodes[other-1].do(func() { g.wake(); g.rn.TransferLeader(outside[1]) })
+		_ = c.nodes[outside[1]-1].do(func() {
+			st := pg.rn.Status()
+			if st.RaftState != raft.StateLeader {
+				pg.wake()
+				_ = pg.rn.Step(&pb.Message{Type: pb.MsgTimeoutNow.Enum(), From: new(other), To: new(outside[1]), Term: new(st.HardState.GetTerm())})
+			}
+		})
 		ps, _ := c.nodes[outside[1]-1].Partition("pl", 0)
 		return ps.Leader == outside[1]
 	})

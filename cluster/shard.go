@@ -210,6 +210,9 @@ func (a *applier) run() {
 		a.q = a.q[1:]
 		a.mu.Unlock()
 		if a.g.failed.Load() != nil {
+			if t.snap != nil {
+				a.g.installs.Add(-1)
+			}
 			continue // a replica that failed to apply stops: it never diverges
 		}
 		if t.snap != nil {
@@ -340,6 +343,10 @@ func (n *Node) finishSubs(subs []subAppend, res log.AppendResult, err error) {
 // and writes the snapshot's applied index with the ops.
 func (a *applier) install(snap *pb.Snapshot) {
 	g, n := a.g, a.g.n
+	defer g.installs.Add(-1)
+	if f := n.o.testBeforeInstall; f != nil {
+		f(g.id)
+	}
 	a.inflight.Wait()
 	index, end := parseApplied(snap.GetData())
 	if applied, _, _ := g.appliedState(); index <= applied {

@@ -233,7 +233,7 @@ func mochiPublishToSubscribers(s *mochi.Server, pk packets.Packet)
 // count it once, there.
 func completePublish(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk packets.Packet, fanOut bool) error {
 	pk.Ignore = !fanOut
-	restoreOutbound(s, cl, pk.PacketID)
+	restoreOutbound(s, cl, pk.PacketID, packets.Publish)
 	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
 		if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
 			return cl.WritePacket(publishAck(s, pk, packets.Pubrec, packets.ErrPacketIdentifierInUse))
@@ -328,6 +328,11 @@ var (
 type keptKey struct {
 	cl *mochi.Client
 	id uint16
+	// by: the inbound packet type the entry was kept for (PUBLISH or PUBREL). A held
+	// QoS 2 publish's OnPublished runs after its PUBREC was written, on another
+	// goroutine, so it can meet the client's PUBREL of the same id being processed:
+	// keyed by type, it cannot take (and put back too early) what was kept for the PUBREL.
+	by byte
 }
 
 // keepOutbound, called from OnPacketRead (before processPublish or processPubrel),
@@ -338,7 +343,7 @@ func keepOutbound(cl *mochi.Client, pk packets.Packet) {
 		pk.FixedHeader.Type != packets.Publish && pk.FixedHeader.Type != packets.Pubrel {
 		return
 	}
-	k := keptKey{cl, pk.PacketID}
+	k := keptKey{cl, pk.PacketID, pk.FixedHeader.Type}
 	if nkept.Load() > 0 {
 		if _, ok := keptOutbound.LoadAndDelete(k); ok {
 			nkept.Add(-1)
@@ -367,12 +372,13 @@ func forgetOutbound(cl *mochi.Client) {
 }
 
 // restoreOutbound puts back in cl's in-flight store the delivery keepOutbound kept for
-// the publish with packet id id, unless the id was taken meanwhile by another delivery.
-func restoreOutbound(s *mochi.Server, cl *mochi.Client, id uint16) {
+// the client's packet of type by (PUBLISH or PUBREL) with packet id id, unless the id
+// was taken meanwhile by another delivery.
+func restoreOutbound(s *mochi.Server, cl *mochi.Client, id uint16, by byte) {
 	if nkept.Load() == 0 {
 		return
 	}
-	v, ok := keptOutbound.LoadAndDelete(keptKey{cl, id})
+	v, ok := keptOutbound.LoadAndDelete(keptKey{cl, id, by})
 	if !ok {
 		return
 	}

@@ -467,7 +467,7 @@ func (h *storeHook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.P
 func (h *storeHook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 	if !endsDelivery(pk) {
 		if pk.FixedHeader.Type == packets.Pubrel {
-			restoreOutbound(h.broker, cl, pk.PacketID) // the client's PUBREL (keepOutbound)
+			restoreOutbound(h.broker, cl, pk.PacketID, packets.Pubrel) // the client's PUBREL (keepOutbound)
 		}
 		return
 	}
@@ -500,7 +500,7 @@ func (h *storeHook) OnQosDropped(cl *mochi.Client, pk packets.Packet) {
 // v2.7.9's processPublish removed (restoreOutbound, mochi_adapter.go).
 func (h *storeHook) OnPublished(cl *mochi.Client, pk packets.Packet) {
 	if pk.FixedHeader.Qos > 0 {
-		restoreOutbound(h.broker, cl, pk.PacketID)
+		restoreOutbound(h.broker, cl, pk.PacketID, packets.Publish)
 	}
 	h.mu.Lock()
 	n := h.unsynced[cl.ID]
