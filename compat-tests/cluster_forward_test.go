@@ -1,9 +1,7 @@
 package compattests
 
 import (
-	"bufio"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -27,26 +25,8 @@ func TestClusterForwardSurvivesLinkDrop(t *testing.T) {
 	c := startCluster(t, 3, "streams: []\n")
 	ctx := Deadline(t, 4*time.Minute)
 
-	h, p := SplitAddr(t, c.mqtt[1])
-	sub := exec.CommandContext(ctx, subTool, "-h", h, "-p", p, "-q", "1", "-i", "fwd-sub", "-t", "fwd/#", "-F", "%p")
-	out, err := sub.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = sub.Process.Kill()
-		_ = sub.Wait()
-	})
 	lines := make(chan string, 4096)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
+	startSubTool(t, ctx, subTool, c.mqtt[1], func(l string) { lines <- l }, "-q", "1", "-i", "fwd-sub", "-t", "fwd/#", "-F", "%p")
 
 	opts := paho.NewClientOptions().AddBroker("tcp://" + c.mqtt[0]).SetClientID("fwd-pub").
 		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)

@@ -5,11 +5,13 @@ package compattests
 // slow or half-cut any link, and nodes can be killed and restarted on the same ports.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -209,4 +211,29 @@ func (c *testCluster) waitLeaders(t testing.TB, topic string, partitions int, ti
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// startSubTool runs a subscriber tool (mosquitto_sub with -F) against the MQTT
+// address until the test ends, and calls emit with each line it prints.
+func startSubTool(t testing.TB, ctx context.Context, tool, addr string, emit func(string), args ...string) {
+	t.Helper()
+	h, p := SplitAddr(t, addr)
+	cmd := exec.CommandContext(ctx, tool, append([]string{"-h", h, "-p", p}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			emit(sc.Text())
+		}
+	}()
 }

@@ -1,7 +1,6 @@
 package compattests
 
 import (
-	"bufio"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -27,25 +26,7 @@ func TestClusterSharedSubscription(t *testing.T) {
 	lines := make(chan line, 4096)
 	subscribe := func(node int, who string, args ...string) {
 		t.Helper()
-		h, p := SplitAddr(t, c.mqtt[node])
-		cmd := exec.CommandContext(ctx, subTool, append([]string{"-h", h, "-p", p, "-q", "1", "-F", "%p"}, args...)...)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- line{who, sc.Text()}
-			}
-		}()
+		startSubTool(t, ctx, subTool, c.mqtt[node], func(l string) { lines <- line{who, l} }, append([]string{"-q", "1", "-F", "%p"}, args...)...)
 	}
 	subscribe(0, "member@1", "-i", "member-1", "-t", "$share/workers/jobs/#")
 	subscribe(1, "member@2", "-V", "mqttv5", "-i", "member-2", "-t", "$share/workers/jobs/#")
