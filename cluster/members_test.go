@@ -77,30 +77,9 @@ func TestMoveReplicaUnderWrites(t *testing.T) {
 	}
 
 	// Writers through every node until stopped; acks counted.
-	var acked atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var once sync.Once
-	stopWriters := func() { once.Do(func() { close(stop) }); wg.Wait() }
+	acked, stopWriters := startWriters([]*Node{c.nodes[0], c.nodes[1], c.nodes[2], c.nodes[3]},
+		func(w, i int) (string, int32) { return "mv", 0 })
 	defer stopWriters()
-	var seq atomic.Int64
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				i := int(seq.Add(1))
-				if _, err := appendVia(c.nodes[w], "mv", 0, rec(fmt.Sprintf("w%d", w), i)); err == nil {
-					acked.Add(1)
-				}
-			}
-		}(w)
-	}
 	waitFor(t, 30*time.Second, "writes before the move", func() bool { return acked.Load() >= 60 })
 
 	move := func(from, to uint64) {
@@ -225,31 +204,10 @@ func TestAddNodeThenRemoveNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 
-	var acked atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var once sync.Once
-	stopWriters := func() { once.Do(func() { close(stop) }); wg.Wait() }
+	// Through nodes 2 and 3, which stay (c.nodes grows below).
+	acked, stopWriters := startWriters([]*Node{c.nodes[1], c.nodes[2]},
+		func(w, i int) (string, int32) { return "am", int32(i % 2) })
 	defer stopWriters()
-	var seq atomic.Int64
-	writers := []*Node{nil, c.nodes[1], c.nodes[2]} // c.nodes grows below
-	for w := 1; w <= 2; w++ {                       // through nodes 2 and 3, which stay
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				i := int(seq.Add(1))
-				if _, err := appendVia(writers[w], "am", int32(i%2), rec(fmt.Sprintf("w%d", w), i)); err == nil {
-					acked.Add(1)
-				}
-			}
-		}(w)
-	}
 	waitFor(t, 30*time.Second, "writes before the join", func() bool { return acked.Load() >= 50 })
 
 	j := c.addJoiner()
@@ -429,4 +387,34 @@ func TestMoveLeaderReplicaOntoInstallingReplica(t *testing.T) {
 		return hwm >= int64(n)
 	})
 	c.checkSame("mv", 0, int(hwm), to)
+}
+
+// startWriters appends through each of nodes, one writer per node, until stop is
+// called (it waits for them); target names the stream and shard of write i by writer
+// w. acked counts the appends acknowledged.
+func startWriters(nodes []*Node, target func(w, i int) (string, int32)) (acked *atomic.Int64, stop func()) {
+	acked = new(atomic.Int64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var once sync.Once
+	var seq atomic.Int64
+	for w, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				i := int(seq.Add(1))
+				stream, shard := target(w, i)
+				if _, err := appendVia(n, stream, shard, rec(fmt.Sprintf("w%d", w), i)); err == nil {
+					acked.Add(1)
+				}
+			}
+		}()
+	}
+	return acked, func() { once.Do(func() { close(done) }); wg.Wait() }
 }

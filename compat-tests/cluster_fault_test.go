@@ -45,6 +45,29 @@ type faultPublisher struct {
 	fails int
 }
 
+// ackedBy counts the publishes pubs have had acknowledged so far.
+func ackedBy(pubs []*faultPublisher) int {
+	n := 0
+	for _, p := range pubs {
+		p.mu.Lock()
+		n += len(p.acked)
+		p.mu.Unlock()
+	}
+	return n
+}
+
+// waitAckedBy waits (up to 60 s) until pubs have had n publishes acknowledged.
+func waitAckedBy(t testing.TB, pubs []*faultPublisher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for ackedBy(pubs) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d publishes acknowledged, waiting for %d", ackedBy(pubs), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (p *faultPublisher) run(ctx context.Context, c *testCluster) {
 	node := p.home
 	seq := 0

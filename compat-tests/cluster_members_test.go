@@ -66,25 +66,8 @@ func TestClusterMoveReplicaAndRollingRestart(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); p.run(ctx, c) }()
 	}
-	ackedSoFar := func() int {
-		n := 0
-		for _, p := range pubs {
-			p.mu.Lock()
-			n += len(p.acked)
-			p.mu.Unlock()
-		}
-		return n
-	}
-	waitAcked := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for ackedSoFar() < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d publishes acknowledged, waiting for %d", ackedSoFar(), n)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	ackedSoFar := func() int { return ackedBy(pubs) }
+	waitAcked := func(n int) { t.Helper(); waitAckedBy(t, pubs, n) }
 	waitAcked(100)
 
 	// Move shard 0's replica from a follower (and shard 1's from its leader) to the
@@ -239,25 +222,8 @@ func TestClusterAddAndRemoveNode(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); p.run(ctx, c) }()
 	}
-	ackedSoFar := func() int {
-		n := 0
-		for _, p := range pubs {
-			p.mu.Lock()
-			n += len(p.acked)
-			p.mu.Unlock()
-		}
-		return n
-	}
-	waitAcked := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for ackedSoFar() < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d publishes acknowledged, waiting for %d", ackedSoFar(), n)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	ackedSoFar := func() int { return ackedBy(pubs) }
+	waitAcked := func(n int) { t.Helper(); waitAckedBy(t, pubs, n) }
 	waitAcked(100)
 
 	// Node 4: its config names the running nodes (their real addresses) and join: true.

@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,26 +139,7 @@ func TestClusterGroupTransactSessionCoordinatorKilled(t *testing.T) {
 	c.waitLeaders(t, "eos-out", 2, 60*time.Second)
 	ctx := Deadline(t, 5*time.Minute)
 	seeds := strings.Join(c.kafka, ",")
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.kafka...), kgo.DefaultProduceTopic("eos-in"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	var wg sync.WaitGroup
-	var perr atomic.Value
-	for i := 0; i < eosRecords; i++ {
-		wg.Add(1)
-		prod.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint("k", i%17)), Value: []byte(fmt.Sprint(i))}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				perr.Store(err)
-			}
-			wg.Done()
-		})
-	}
-	wg.Wait()
-	if err, _ := perr.Load().(error); err != nil {
-		t.Fatal(err)
-	}
+	produceEOSInput(t, ctx, c.kafka...)
 	coord, err := txnCoordinator(ctx, c.kafka[0], "eos-a")
 	if err != nil || coord < 1 || int(coord) > len(c.nodes) {
 		t.Fatalf("transaction coordinator: %d, %v", coord, err)

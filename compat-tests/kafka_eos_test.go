@@ -128,26 +128,7 @@ func TestGroupTransactSessionExactlyOnce(t *testing.T) {
   - {name: eos-out, filter: "eos-out/#", shards: 2}
 `})
 	ctx := Deadline(t, 4*time.Minute)
-	prod, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr), kgo.DefaultProduceTopic("eos-in"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	var wg sync.WaitGroup
-	var perr atomic.Value
-	for i := 0; i < eosRecords; i++ {
-		wg.Add(1)
-		prod.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint("k", i%17)), Value: []byte(fmt.Sprint(i))}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				perr.Store(err)
-			}
-			wg.Done()
-		})
-	}
-	wg.Wait()
-	if err, _ := perr.Load().(error); err != nil {
-		t.Fatal(err)
-	}
+	produceEOSInput(t, ctx, srv.KafkaAddr)
 
 	a := startMember(t, srv.KafkaAddr, "eos-a")
 	b := startMember(t, srv.KafkaAddr, "eos-b")
@@ -248,4 +229,29 @@ func offsetsEnd(t *testing.T, ctx context.Context, addr, topic string, n int32) 
 		sum += p.Offset
 	}
 	return sum
+}
+
+// produceEOSInput writes eosRecords numbered records, keyed over 17 keys, to eos-in.
+func produceEOSInput(t *testing.T, ctx context.Context, seeds ...string) {
+	t.Helper()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic("eos-in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var wg sync.WaitGroup
+	var perr atomic.Value
+	for i := 0; i < eosRecords; i++ {
+		wg.Add(1)
+		prod.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint("k", i%17)), Value: []byte(fmt.Sprint(i))}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				perr.Store(err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if err, _ := perr.Load().(error); err != nil {
+		t.Fatal(err)
+	}
 }

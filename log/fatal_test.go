@@ -47,18 +47,7 @@ func TestPebbleFatalKeepsServing(t *testing.T) {
 				return nil
 			}))
 			dir := t.TempDir()
-			l, err := Open(Options{Dir: dir, RetentionInterval: time.Hour, MinFreeBytes: -1, fs: fs,
-				Coalesce: CoalesceOptions{Disabled: true}, IdleFlush: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Append(0, []Record{rec(0)}); err != nil {
-				t.Fatal(err)
-			}
+			l, s := openOnFaultyFS(t, dir, fs)
 			fail.Store(true)
 			if err := l.flush(); !errors.Is(err, ErrStorageFailed) {
 				t.Fatalf("flush: %v, want ErrStorageFailed", err)

@@ -142,18 +142,7 @@ func TestWALNoSpace(t *testing.T) {
 		}
 		return nil
 	}))
-	l, err := Open(Options{Dir: t.TempDir(), RetentionInterval: time.Hour, MinFreeBytes: -1, fs: fs,
-		Coalesce: CoalesceOptions{Disabled: true}, IdleFlush: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Append(0, []Record{rec(0)}); err != nil {
-		t.Fatal(err)
-	}
+	l, s := openOnFaultyFS(t, t.TempDir(), fs)
 	fail.Store(true)
 	if _, err := s.Append(0, []Record{rec(1)}); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("append on a failing disk: %v, want ENOSPC", err)
@@ -172,4 +161,23 @@ func TestWALNoSpace(t *testing.T) {
 	}
 	fail.Store(false)
 	_ = l.Close()
+}
+
+// openOnFaultyFS opens a log in dir on fs (a fault-injecting filesystem, healthy for
+// now) with nothing running in the background, and stores one record in stream "s".
+func openOnFaultyFS(t *testing.T, dir string, fs vfs.FS) (*Log, *Stream) {
+	t.Helper()
+	l, err := Open(Options{Dir: dir, RetentionInterval: time.Hour, MinFreeBytes: -1, fs: fs,
+		Coalesce: CoalesceOptions{Disabled: true}, IdleFlush: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(0, []Record{rec(0)}); err != nil {
+		t.Fatal(err)
+	}
+	return l, s
 }

@@ -234,6 +234,24 @@ func TestStoreSessionExpiryAcrossRestart(t *testing.T) {
 	}
 }
 
+// queueForOfflineDev leaves a persistent session "dev" subscribed to cmd/# offline and
+// publishes "queued" to topic for it; the PUBACK of a second publish, which follows the
+// queued copy being stored, says it is stored.
+func queueForOfflineDev(t *testing.T, srv *Server, addr, topic string) {
+	t.Helper()
+	sub, _ := connectV5(t, addr, "dev", true, 3600, nil)
+	subscribeV5(t, sub, 1, "cmd/#")
+	_ = sub.Disconnect()
+	waitFor(t, "dev offline", func() bool {
+		cl, ok := srv.broker.Clients.Get("dev")
+		return ok && cl.Closed()
+	})
+	pub, _ := connectV5(t, addr, "pub", true, 0, nil)
+	publishV5(t, pub, topic, 1, false, "queued", 0)
+	publishV5(t, pub, "other/sync", 1, false, "sync", 0)
+	_ = pub.Disconnect()
+}
+
 // TestStoreQueuedKeptAcrossReconnect: a persistent session that reconnects gets its
 // queued messages resent and, until it acknowledges them, they stay stored: mochi
 // hands them to the new connection and drops them from the old one (OnQosDropped),
@@ -243,17 +261,7 @@ func TestStoreQueuedKeptAcrossReconnect(t *testing.T) {
 	dir := t.TempDir()
 	srv, l := startStore(t, dir, nil)
 	addr := srv.Addr().String()
-	sub, _ := connectV5(t, addr, "dev", true, 3600, nil)
-	subscribeV5(t, sub, 1, "cmd/#")
-	_ = sub.Disconnect()
-	waitFor(t, "dev offline", func() bool {
-		cl, ok := srv.broker.Clients.Get("dev")
-		return ok && cl.Closed()
-	})
-	pub, _ := connectV5(t, addr, "pub", true, 0, nil)
-	publishV5(t, pub, "cmd/x", 1, false, "queued", 0)
-	publishV5(t, pub, "other/sync", 1, false, "sync", 0) // its PUBACK follows cmd/x's queued copy being stored
-	_ = pub.Disconnect()
+	queueForOfflineDev(t, srv, addr, "cmd/x")
 
 	// Reconnect without acknowledging what is resent.
 	o := mqtttest.Options{ClientID: "dev", KeepAlive: 60, ManualAck: true}
@@ -315,17 +323,7 @@ func TestStoreTakeoverHandsOverDropped(t *testing.T) {
 	dir := t.TempDir()
 	srv, l := startStore(t, dir, nil)
 	addr := srv.Addr().String()
-	sub, _ := connectV5(t, addr, "dev", true, 3600, nil)
-	subscribeV5(t, sub, 1, "cmd/#")
-	_ = sub.Disconnect()
-	waitFor(t, "dev offline", func() bool {
-		cl, ok := srv.broker.Clients.Get("dev")
-		return ok && cl.Closed()
-	})
-	pub, _ := connectV5(t, addr, "pub", true, 0, nil)
-	publishV5(t, pub, "cmd/queued", 1, false, "queued", 0)
-	publishV5(t, pub, "other/sync", 1, false, "sync", 0)
-	_ = pub.Disconnect()
+	queueForOfflineDev(t, srv, addr, "cmd/queued")
 	inj := &dropInjector{store: srv.store, id: "dev", extra: packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
 		TopicName: "cmd/raced", Payload: []byte("raced"), PacketID: 77, Origin: "pub", Created: time.Now().Unix(),
