@@ -35,7 +35,9 @@ const (
 	// AppendBlock blocks the caller until there is room: MQTT QoS 1/2, whose publisher
 	// is then slowed by its socket not being read.
 	AppendBlock Admission = iota
-	// AppendDrop refuses the append with ErrQueueFull: MQTT QoS 0 and wills.
+	// AppendDrop refuses the append with ErrQueueFull: MQTT QoS 0 and wills. These
+	// best-effort appends also are refused once they hold their share of the queue
+	// (bestEffortShare).
 	AppendDrop
 	// AppendWait queues the append without blocking the caller; it fails with
 	// ErrQueueFull if its context ends before there is room (Kafka Produce's timeout).
