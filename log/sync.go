@@ -14,6 +14,9 @@ type applied struct {
 	appends int
 	records int
 	fsync   bool // holds an append to a stream with `fsync` durability
+	// batch is the commit's Pebble batch, applied with its WAL write requested
+	// (commitAsync); the syncer waits for that write, then closes it. Nil with NoSync.
+	batch *pebble.Batch
 }
 
 // CommitObserver is optionally implemented by an Observer to learn how many appends and
@@ -175,18 +178,28 @@ func (l *Log) syncGroup(group []*applied) int {
 	if l.opts.testBeforeSync != nil {
 		l.opts.testBeforeSync()
 	}
-	err := l.failure()
+	// Each commit asked Pebble's WAL flush loop for its write(2) (commitAsync); once
+	// the last one's is done, the group reached the operating system. Every batch is
+	// waited for (Pebble's rule before Close); the earlier ones are done by then.
+	var err error
+	for _, a := range group {
+		if a.batch == nil {
+			continue
+		}
+		if werr := a.batch.SyncWait(); werr != nil && err == nil {
+			err = fmt.Errorf("WAL write: %w", werr)
+		}
+		_ = a.batch.Close()
+		a.batch = nil
+	}
+	if err != nil {
+		l.fail(err)
+	}
+	err = l.failure()
 	if err == nil && !l.opts.NoSync {
-		// A synced empty record: Pebble returns once its WAL flush loop has written
-		// every earlier record to the file, i.e. the group reached the operating system.
-		// Always allowed (a full disk refuses new appends, not these).
-		b := l.db.NewBatch()
-		_ = b.LogData(nil, nil)
-		err = l.guardCommit(b, pebble.Sync, true)
-		_ = b.Close()
-		if err == nil && fsync {
+		if fsync {
 			_, err = l.wfs.fsync()
-		} else if err == nil {
+		} else {
 			l.unsynced.Store(true)
 		}
 		if err != nil {
