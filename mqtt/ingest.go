@@ -82,6 +82,7 @@ type conn struct {
 	kickQueued atomic.Bool          // in h.kicks
 	route      []mapping.Target     // Route scratch, used only on the read loop
 	inj        atomic.Pointer[item] // the publish being completed (completePublish), if any
+	answered   []answered           // the drainer's scratch (one drainer at a time)
 
 	mu       sync.Mutex
 	queue    []*item // queue[head:] is waiting; the array is reused once drained
@@ -192,6 +193,10 @@ func (h *ingestHook) forget(c *conn) {
 	h.conns.CompareAndDelete(c.cl, c)
 }
 
+// errReject is packets.ErrRejectPacket converted to an error once: the conversion of
+// that struct value at each return allocated a copy per publish.
+var errReject error = packets.ErrRejectPacket
+
 // OnPublish routes a publish to its streams. See the type comment for the flow.
 func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
@@ -246,11 +251,11 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	select {
 	case c.slots <- struct{}{}:
 	case <-h.closed:
-		return pk, packets.ErrRejectPacket // no ack: the client resends after reconnecting
+		return pk, errReject // no ack: the client resends after reconnecting
 	}
 	if !h.startPending() {
 		<-c.slots
-		return pk, packets.ErrRejectPacket
+		return pk, errReject
 	}
 
 	it := &item{c: c, pk: holdPublish(&pk)}
@@ -305,7 +310,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 			}
 		}
 	}
-	return pk, packets.ErrRejectPacket
+	return pk, errReject
 }
 
 // appendOne appends one routed record; it (nil for QoS 0 and wills) completes when
@@ -335,7 +340,8 @@ func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 	// Back-pressure when the append queue is full: a QoS 1/2 publish blocks mochi's read
 	// loop for this connection (TCP then slows the publisher, and nothing is acked
 	// before it is stored); a QoS 0 publish or a will, which nobody waits for, is
-	// dropped and counted.
+	// dropped and counted, already once its share of the queue is full (log/queue.go),
+	// so a QoS 0 flood never makes a QoS 1/2 publish wait behind more than that share.
 	mode := log.AppendBlock
 	if it == nil {
 		mode = log.AppendDrop
@@ -582,20 +588,53 @@ func (c *conn) drain() {
 			c.queue, c.head = c.queue[:0], 0
 		}
 		c.mu.Unlock()
-		// The acknowledgements of publishes made durable together leave in one write.
+		// The acknowledgements of publishes made durable together leave in one write,
+		// before any of them is delivered to subscribers (answer, then conclude; a
+		// batch with a QoS 2 redelivery is finished one publish at a time).
 		lc, cork := c.cl.Net.Conn.(*limitConn)
 		cork = cork && len(ready) > 1
 		if cork {
 			lc.cork()
 		}
+		split := true
 		for _, it := range ready {
-			c.h.finish(it)
+			if it.orig != nil {
+				split = false
+				break
+			}
+		}
+		if split {
+			if cap(c.answered) < len(ready) {
+				c.answered = make([]answered, len(ready))
+			}
+			as := c.answered[:len(ready)]
+			for i, it := range ready {
+				as[i].deliver = c.h.answer(it, &as[i].pk)
+			}
+			if cork {
+				lc.uncork()
+				cork = false
+			}
+			for i, it := range ready {
+				c.h.conclude(it, &as[i].pk, as[i].deliver)
+			}
+			clear(as) // drop the payloads
+		} else {
+			for _, it := range ready {
+				c.h.finish(it)
+			}
 		}
 		if cork {
 			lc.uncork()
 		}
 		c.h.endPending(len(ready))
 	}
+}
+
+// answered is a publish of the drainer's batch between answer and conclude.
+type answered struct {
+	pk      packets.Packet
+	deliver bool
 }
 
 // writerOf is where o's publishes are appended: o.Writer, or the local log.
