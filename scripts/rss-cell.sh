@@ -42,6 +42,7 @@ msgs=$(grep -o '[0-9]* messages' "$W/gen.out" | head -1 | cut -d' ' -f1)
 echo "load $load; QoS $QOS, $PUBS publishers, ${SIZE:-100} B, $DUR; config: ${*:-default}; env: ${SRVENV:-none}"
 echo "RSS idle $((idle/1024)) MiB, peak (VmHWM) $((hwm/1024)) MiB = $((hwm*1024/1000000)) MB; broker CPU $(echo "($c1-$c0)/100" | bc -l | xargs printf %.1f) s = $(echo "($c1-$c0)*10000/${msgs:-1}" | bc -l | xargs printf %.2f) ms per 1,000 messages"
 head -2 "$W/gen.out" | tr '\n' ' '; echo
+curl -s "http://127.0.0.1:$HT/metrics" | grep -E '^mqstreams_messages_appended_total|^mqstreams_mqtt_dropped_total' | sed 's/^/  /'
 echo "at the peak:"
 grep -E '^go_memstats_(heap_(inuse|idle|released)|next_gc|sys|stack_inuse)_bytes|^mqstreams_storage_(block_cache|memtable)_bytes' "$W/metrics.peak" | awk '{printf "  %s %.1f MiB\n", $1, $2/1048576}'
 cat "$W/maps.peak"

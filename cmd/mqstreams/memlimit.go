@@ -13,9 +13,10 @@ import (
 // memoryMargin is what the default soft memory limit allows above the append queue's
 // bound for the rest of the Go heap (sessions, streams, buffers, the garbage of the
 // traffic). Issue 10's budget is the queue bound plus 200 MB of RSS; Pebble's block
-// cache (64 MiB), its memtables (up to 3 × 8 MiB, outside the Go heap) and the binary
-// take about 110 MB of it (flood benchmark, pmap), which leaves about this much with
-// room for the collector's lag (80 MiB peaked at 250-271 MiB, 64 MiB at 229).
+// cache (then 64 MiB, now storage.cache_bytes: 32 MiB), its memtables (up to 3 × 8 MiB,
+// outside the Go heap) and the binary took about 110 MB of it (flood benchmark, pmap),
+// which leaves about this much with room for the collector's lag (80 MiB peaked at
+// 250-271 MiB, 64 MiB at 229).
 const memoryMargin = 64 << 20
 
 // applyMemoryLimit sets the Go runtime's soft memory limit: memory_limit if set, else
