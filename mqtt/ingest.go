@@ -193,6 +193,10 @@ func (h *ingestHook) forget(c *conn) {
 	h.conns.CompareAndDelete(c.cl, c)
 }
 
+// errReject is packets.ErrRejectPacket converted to an error once: the conversion of
+// that struct value at each return allocated a copy per publish.
+var errReject error = packets.ErrRejectPacket
+
 // OnPublish routes a publish to its streams. See the type comment for the flow.
 func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
@@ -247,11 +251,11 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	select {
 	case c.slots <- struct{}{}:
 	case <-h.closed:
-		return pk, packets.ErrRejectPacket // no ack: the client resends after reconnecting
+		return pk, errReject // no ack: the client resends after reconnecting
 	}
 	if !h.startPending() {
 		<-c.slots
-		return pk, packets.ErrRejectPacket
+		return pk, errReject
 	}
 
 	it := &item{c: c, pk: holdPublish(&pk)}
@@ -306,7 +310,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 			}
 		}
 	}
-	return pk, packets.ErrRejectPacket
+	return pk, errReject
 }
 
 // appendOne appends one routed record; it (nil for QoS 0 and wills) completes when
@@ -336,7 +340,8 @@ func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 	// Back-pressure when the append queue is full: a QoS 1/2 publish blocks mochi's read
 	// loop for this connection (TCP then slows the publisher, and nothing is acked
 	// before it is stored); a QoS 0 publish or a will, which nobody waits for, is
-	// dropped and counted.
+	// dropped and counted, already once its share of the queue is full (log/queue.go),
+	// so a QoS 0 flood never makes a QoS 1/2 publish wait behind more than that share.
 	mode := log.AppendBlock
 	if it == nil {
 		mode = log.AppendDrop
