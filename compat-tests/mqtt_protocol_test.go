@@ -1,6 +1,7 @@
 package compattests
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,5 +52,51 @@ streams:
 	_, metrics := srv.HTTPGet(t, "/metrics")
 	if v, ok := metricValue(t, metrics, "mqstreams_key_fallbacks_total", `stream="devices"`); !ok || v != 1 {
 		t.Fatalf("mqstreams_key_fallbacks_total{stream=\"devices\"} = %v (present %v), want 1", v, ok)
+	}
+}
+
+// TestSharedWildcardNoSysTopics: a mosquitto_sub member of `$share/g/#` gets ordinary
+// publishes but none of the broker's $SYS topics [MQTT-4.7.2-1]; a member of
+// `$share/g2/$SYS/#` still gets them.
+func TestSharedWildcardNoSysTopics(t *testing.T) {
+	srv := StartServer(t, ServerOptions{})
+	ctx, cancel := context.WithCancel(Deadline(t, startTimeout))
+	defer cancel()
+	lines := make(chan string, 1024)
+	startSubTool(t, ctx, NeedTool(t, "mosquitto_sub"), srv.MQTTAddr, func(l string) { lines <- l },
+		"-V", "mqttv5", "-t", "$share/g/#", "-F", "%t")
+	// Subscribed once a publish of ours comes through.
+	ready := false
+	for i := 0; !ready; i++ {
+		publishMosquitto(t, srv.MQTTAddr, "ready-pub", "ready/x", "r")
+		select {
+		case l := <-lines:
+			if strings.HasPrefix(l, "$") {
+				t.Fatalf("$share/g/# member got %q", l)
+			}
+			ready = true
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			t.Fatal("the $share/g/# member never got a publish")
+		}
+	}
+	// mochi publishes $SYS every second to every matching client in one pass: once the
+	// $SYS member has one, the wildcard member would have it queued before the next publish.
+	if got := mosquittoSub(t, srv.MQTTAddr, "-V", "mqttv5", "-t", "$share/g2/$SYS/#", "-C", "2", "-F", "%t"); !strings.HasPrefix(got[1], "$SYS/") {
+		t.Fatalf("$share/g2/$SYS/# member got %q", got)
+	}
+	publishMosquitto(t, srv.MQTTAddr, "plain-pub", "plain/x", "p")
+	for {
+		select {
+		case l := <-lines:
+			switch {
+			case strings.HasPrefix(l, "$"):
+				t.Fatalf("$share/g/# member got %q", l)
+			case l == "plain/x":
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("the $share/g/# member never got plain/x")
+		}
 	}
 }

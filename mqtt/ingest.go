@@ -192,6 +192,10 @@ func (h *ingestHook) forget(c *conn) {
 	h.conns.CompareAndDelete(c.cl, c)
 }
 
+// errReject is packets.ErrRejectPacket converted to an error once: the conversion of
+// that struct value at each return allocated a copy per publish.
+var errReject error = packets.ErrRejectPacket
+
 // OnPublish routes a publish to its streams. See the type comment for the flow.
 func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
@@ -246,11 +250,11 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 	select {
 	case c.slots <- struct{}{}:
 	case <-h.closed:
-		return pk, packets.ErrRejectPacket // no ack: the client resends after reconnecting
+		return pk, errReject // no ack: the client resends after reconnecting
 	}
 	if !h.startPending() {
 		<-c.slots
-		return pk, packets.ErrRejectPacket
+		return pk, errReject
 	}
 
 	it := &item{c: c, pk: holdPublish(&pk)}
@@ -305,7 +309,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 			}
 		}
 	}
-	return pk, packets.ErrRejectPacket
+	return pk, errReject
 }
 
 // appendOne appends one routed record; it (nil for QoS 0 and wills) completes when

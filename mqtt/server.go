@@ -216,6 +216,9 @@ func New(o Options) (*Server, error) {
 	if err := broker.AddHook(newLimitsHook(ours, cfg.MaxPacketBytes, met), nil); err != nil {
 		return nil, fmt.Errorf("mqtt limits hook: %w", err)
 	}
+	if err := broker.AddHook(&dollarSharedHook{}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt dollar-shared hook: %w", err)
+	}
 	replay, err := NewReplayHook(ro)
 	if err != nil {
 		return nil, err
