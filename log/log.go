@@ -302,7 +302,7 @@ func Open(opts Options) (*Log, error) {
 
 		coalesceWake: make(chan struct{}, 1),
 	}
-	l.adm.limit = opts.QueueBytes
+	l.adm.setLimit(opts.QueueBytes)
 	base := opts.fs
 	if base == nil {
 		base = vfs.Default

@@ -15,6 +15,19 @@ var ErrQueueFull = errors.New("append queue full")
 // DefaultQueueBytes bounds the appends queued or written but not yet acknowledged.
 const DefaultQueueBytes = 64 << 20
 
+// bestEffortShare: the appends nobody waits for (AppendDrop: MQTT QoS 0 and wills) hold
+// at most 1/bestEffortShare of the queue bound; past it they are dropped, while
+// acknowledged appends (AppendBlock, AppendWait) may use the whole bound. The queue is
+// one FIFO in front of one write-ahead log, so an acknowledged append waits for the
+// sync of every byte admitted before it: with no share, a QoS 0 flood kept the queue
+// full of QoS 0 bytes and a QoS 1 publish waited behind all of them (64 MiB at the
+// 2 MB/s of scripts/flood-rss.sh: acks after 16-33 s). With the share it waits behind
+// at most bound/bestEffortShare of them (8 MiB by default) plus the acknowledged
+// appends ahead of it. One eighth still lets best-effort appends keep a disk busy:
+// a sync covers everything admitted while the previous one ran, so the share needs only
+// one fsync's worth of the disk's bandwidth (8 MiB: 4 GB/s at 2 ms a sync).
+const bestEffortShare = 8
+
 // Admission is what an append does when the append queue is full.
 type Admission int
 
@@ -22,7 +35,9 @@ const (
 	// AppendBlock blocks the caller until there is room: MQTT QoS 1/2, whose publisher
 	// is then slowed by its socket not being read.
 	AppendBlock Admission = iota
-	// AppendDrop refuses the append with ErrQueueFull: MQTT QoS 0 and wills.
+	// AppendDrop refuses the append with ErrQueueFull: MQTT QoS 0 and wills. These
+	// best-effort appends also are refused once they hold their share of the queue
+	// (bestEffortShare).
 	AppendDrop
 	// AppendWait queues the append without blocking the caller; it fails with
 	// ErrQueueFull if its context ends before there is room (Kafka Produce's timeout).
@@ -38,6 +53,32 @@ type admission struct {
 	used    int64
 	waiters list.List // *waiter
 	closed  bool
+	// best-effort (AppendDrop) bytes of used, and their bound (bestEffortShare)
+	dropLimit int64
+	dropUsed  int64
+}
+
+// setLimit sets the bound and the best-effort share of it.
+func (a *admission) setLimit(n int64) {
+	a.limit, a.dropLimit = n, n/bestEffortShare
+}
+
+// fits reports whether an append of n bytes may be admitted now, waiters aside. An
+// append larger than the bound (or a best-effort one larger than the share) is
+// admitted alone: into an empty queue (or an empty share).
+func (a *admission) fits(n int64, mode Admission) bool {
+	if a.used > 0 && a.used+n > a.limit {
+		return false
+	}
+	return mode != AppendDrop || a.dropUsed == 0 || a.dropUsed+n <= a.dropLimit
+}
+
+// take counts an admitted append of n bytes.
+func (a *admission) take(n int64, mode Admission) {
+	a.used += n
+	if mode == AppendDrop {
+		a.dropUsed += n
+	}
 }
 
 type waiter struct {
@@ -56,13 +97,13 @@ func (l *Log) QueuedBytes() int64 {
 
 // QueueFull reports whether an AppendDrop append of one record with n bytes of key,
 // value and headers (or fewer) would be refused now: appends wait for room, or it does
-// not fit. A caller that would drop the append skips building it, which matters when
-// a flood is mostly dropped.
+// not fit in the queue or in the best-effort share of it. A caller that would drop the
+// append skips building it, which matters when a flood is mostly dropped.
 func (l *Log) QueueFull(n int64) bool {
 	n += recordOverhead
 	l.adm.mu.Lock()
 	defer l.adm.mu.Unlock()
-	return l.adm.waiters.Len() > 0 || (l.adm.used > 0 && l.adm.used+n > l.adm.limit)
+	return l.adm.waiters.Len() > 0 || !l.adm.fits(n, AppendDrop)
 }
 
 // Memory a queued record takes besides its key, value and header bytes: the Record and
@@ -86,13 +127,13 @@ func queueCost(recs []Record, ops []EntryOp) int64 {
 }
 
 // submit admits p (n bytes) to the commit queue, or makes it wait or fails it as mode
-// says. An append larger than the whole bound is admitted alone into an empty queue.
+// says (see fits).
 func (l *Log) submit(ctx context.Context, p *pending, n int64, mode Admission) {
 	a := &l.adm
 	inner := p.done
 	p.done = func(r AppendResult, err error) {
 		inner(r, err)
-		l.release(n)
+		l.release(n, mode)
 	}
 	a.mu.Lock()
 	if a.closed {
@@ -100,11 +141,11 @@ func (l *Log) submit(ctx context.Context, p *pending, n int64, mode Admission) {
 		inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, ErrClosed))
 		return
 	}
-	if a.waiters.Len() == 0 && (a.used == 0 || a.used+n <= a.limit) {
-		a.used += n
+	if a.waiters.Len() == 0 && a.fits(n, mode) {
+		a.take(n, mode)
 		ok := l.enqueue(p)
 		if !ok {
-			a.used -= n
+			a.take(-n, mode)
 		}
 		a.mu.Unlock()
 		if !ok {
@@ -149,10 +190,10 @@ func (l *Log) expire(w *waiter, inner func(AppendResult, error)) {
 }
 
 // release returns an acknowledged append's bytes and admits waiters that now fit.
-func (l *Log) release(n int64) {
+func (l *Log) release(n int64, mode Admission) {
 	a := &l.adm
 	a.mu.Lock()
-	a.used -= n
+	a.take(-n, mode)
 	admitted, failed := l.admitWaiting()
 	a.mu.Unlock()
 	finish(admitted, failed)
@@ -164,7 +205,7 @@ func (l *Log) admitWaiting() (admitted, failed []*waiter) {
 	a := &l.adm
 	for e := a.waiters.Front(); e != nil; e = a.waiters.Front() {
 		w := e.Value.(*waiter)
-		if a.used > 0 && a.used+w.n > a.limit {
+		if !a.fits(w.n, AppendBlock) { // waiters are never best-effort
 			break
 		}
 		a.waiters.Remove(e)

@@ -21,6 +21,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waiting is how many appends wait for room in the queue.
+func (l *Log) waiting() int {
+	l.adm.mu.Lock()
+	defer l.adm.mu.Unlock()
+	return l.adm.waiters.Len()
+}
+
 func heapAlloc() uint64 {
 	runtime.GC()
 	var m runtime.MemStats
@@ -77,6 +84,21 @@ func TestQueueBoundWhileSyncBlocked(t *testing.T) {
 	if grown := int64(heapAlloc()) - int64(base); grown > 16<<20 {
 		t.Fatalf("heap grew by %d bytes pushing 64 MiB at a 1 MiB queue", grown)
 	}
+	// Dropped appends fill only their share of the queue; acknowledged ones fill the
+	// rest, until one waits.
+	for l.waiting() == 0 {
+		pending.Add(1)
+		s.AppendAsyncAdmit(context.Background(), AppendWait, 0, []Record{{Value: value}}, nil, func(_ AppendResult, err error) {
+			defer pending.Done()
+			if err != nil {
+				t.Errorf("append: %v", err)
+			}
+			acked.Add(1)
+		})
+		if q := l.QueuedBytes(); q > bound {
+			t.Fatalf("queued %d bytes, bound %d", q, bound)
+		}
+	}
 
 	// A Kafka-style append waits, then times out.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -97,7 +119,7 @@ func TestQueueBoundWhileSyncBlocked(t *testing.T) {
 	waitFor(t, "the blocking append to wait", func() bool {
 		l.adm.mu.Lock()
 		defer l.adm.mu.Unlock()
-		return l.adm.waiters.Len() == 1
+		return l.adm.waiters.Len() == 2 // behind the last of the fill
 	})
 	select {
 	case <-returned:
@@ -115,6 +137,112 @@ func TestQueueBoundWhileSyncBlocked(t *testing.T) {
 		t.Fatalf("hwm %d, want %d acknowledged + 1 blocked", hwm, acked.Load())
 	}
 	waitFor(t, "the queue to empty", func() bool { return l.QueuedBytes() == 0 })
+}
+
+// TestQueueBestEffortShare stalls the syncer under a flood of dropped appends (MQTT
+// QoS 0) and checks they hold only their share of the queue, so an acknowledged append
+// (MQTT QoS 1, Kafka Produce) is still admitted at once and waits behind at most that
+// share; that acknowledged appends may fill the rest of the bound, taking no room from
+// the share back; and that once the sync resumes every admitted append is stored, in
+// the order admitted, and the share admits again.
+func TestQueueBestEffortShare(t *testing.T) {
+	const bound = 1 << 20
+	gate := newSyncGate(nil)
+	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: gate.beforeSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	defer gate.open()
+	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate.hold()
+
+	value := make([]byte, 1000)
+	cost := queueCost([]Record{{Value: value}}, nil)
+	var dropped, stored atomic.Int64
+	var pending sync.WaitGroup
+	bestEffort := func() (refused bool) {
+		pending.Add(1)
+		s.AppendAsyncAdmit(context.Background(), AppendDrop, 0, []Record{{Value: value}}, nil, func(_ AppendResult, err error) {
+			defer pending.Done()
+			switch {
+			case err == nil:
+				stored.Add(1)
+			case errors.Is(err, ErrQueueFull):
+				dropped.Add(1)
+				refused = true // answered at once when refused
+			default:
+				t.Errorf("append: %v", err)
+			}
+		})
+		return refused
+	}
+	for i := 0; i < 4*bound/len(value); i++ {
+		bestEffort()
+	}
+	floodDropped := dropped.Load()
+	share := l.QueuedBytes()
+	if share > bound/bestEffortShare || share < bound/bestEffortShare-cost {
+		t.Fatalf("a best-effort flood holds %d bytes of the queue, want its share %d", share, bound/bestEffortShare)
+	}
+	if floodDropped == 0 {
+		t.Fatal("nothing dropped with the share full")
+	}
+
+	// An acknowledged append is admitted at once, behind only the share.
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		pending.Add(1)
+		s.AppendAsyncAdmit(context.Background(), AppendBlock, 0, []Record{{Value: value}}, nil, func(_ AppendResult, err error) {
+			defer pending.Done()
+			if err != nil {
+				t.Errorf("acknowledged append: %v", err)
+			}
+		})
+	}()
+	select {
+	case <-returned:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("an acknowledged append blocked behind %d best-effort bytes, bound %d", share, bound)
+	}
+	// Acknowledged appends fill the rest of the bound...
+	acked := 1
+	for l.waiting() == 0 {
+		pending.Add(1)
+		s.AppendAsyncAdmit(context.Background(), AppendWait, 0, []Record{{Value: value}}, nil, func(_ AppendResult, err error) {
+			defer pending.Done()
+			if err != nil {
+				t.Errorf("acknowledged append: %v", err)
+			}
+		})
+		acked++
+	}
+	if q := l.QueuedBytes(); q > bound || q < bound-cost {
+		t.Fatalf("acknowledged appends filled the queue to %d bytes, bound %d", q, bound)
+	}
+	// ...and a best-effort append is still refused, also once they are acknowledged.
+	if !l.QueueFull(int64(len(value))) || !bestEffort() {
+		t.Fatal("a best-effort append was admitted past its share")
+	}
+	admittedBestEffort := int64(4*bound/len(value)) - floodDropped
+
+	gate.open()
+	pending.Wait()
+	if got := stored.Load(); got != admittedBestEffort {
+		t.Fatalf("%d best-effort appends stored, %d admitted", got, admittedBestEffort)
+	}
+	if _, hwm, _ := s.Offsets(0); hwm != admittedBestEffort+int64(acked) {
+		t.Fatalf("hwm %d, want %d best-effort + %d acknowledged", hwm, admittedBestEffort, acked)
+	}
+	waitFor(t, "the queue to empty", func() bool { return l.QueuedBytes() == 0 })
+	if bestEffort() {
+		t.Fatal("a best-effort append refused by an empty queue")
+	}
+	pending.Wait()
 }
 
 // TestQueueCloseFailsWaiters checks Close answers appends waiting for room.

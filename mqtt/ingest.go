@@ -339,7 +339,8 @@ func (h *ingestHook) appendWith(t mapping.Target, it *item, ops []log.EntryOp) {
 	// Back-pressure when the append queue is full: a QoS 1/2 publish blocks mochi's read
 	// loop for this connection (TCP then slows the publisher, and nothing is acked
 	// before it is stored); a QoS 0 publish or a will, which nobody waits for, is
-	// dropped and counted.
+	// dropped and counted, already once its share of the queue is full (log/queue.go),
+	// so a QoS 0 flood never makes a QoS 1/2 publish wait behind more than that share.
 	mode := log.AppendBlock
 	if it == nil {
 		mode = log.AppendDrop

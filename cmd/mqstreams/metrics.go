@@ -119,6 +119,9 @@ type storageCollector struct {
 	writable *prometheus.Desc
 	free     *prometheus.Desc
 	minFree  *prometheus.Desc
+	// Pebble's memory outside the Go heap (log.Memory).
+	cache, cacheLimit, memtables *prometheus.Desc
+	queued                       *prometheus.Desc
 }
 
 func newStorageCollector(l *log.Log) *storageCollector {
@@ -127,6 +130,11 @@ func newStorageCollector(l *log.Log) *storageCollector {
 		writable: prometheus.NewDesc("mqstreams_storage_writable", "1 while the log accepts writes, 0 while it refuses them (disk full or storage failed; see /readyz).", nil, nil),
 		free:     prometheus.NewDesc("mqstreams_storage_free_bytes", "Free bytes of the data directory's filesystem at the last check.", nil, nil),
 		minFree:  prometheus.NewDesc("mqstreams_storage_min_free_bytes", "storage.min_free_bytes: below it writes are refused.", nil, nil),
+
+		cache:      prometheus.NewDesc("mqstreams_storage_block_cache_bytes", "Bytes in the storage engine's block cache (C memory, outside go_memstats_*).", nil, nil),
+		cacheLimit: prometheus.NewDesc("mqstreams_storage_block_cache_limit_bytes", "The block cache's bound.", nil, nil),
+		queued:     prometheus.NewDesc("mqstreams_append_queue_bytes", "Memory of the appends accepted and not yet stored (bounded by append_queue_bytes).", nil, nil),
+		memtables:  prometheus.NewDesc("mqstreams_storage_memtable_bytes", "Bytes of the storage engine's memtables, including those waiting to be flushed or reused (C memory, outside go_memstats_*).", nil, nil),
 	}
 }
 
@@ -135,6 +143,10 @@ func (c *storageCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.writable
 	ch <- c.free
 	ch <- c.minFree
+	ch <- c.cache
+	ch <- c.cacheLimit
+	ch <- c.memtables
+	ch <- c.queued
 }
 
 // Collect implements prometheus.Collector.
@@ -147,6 +159,11 @@ func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.writable, prometheus.GaugeValue, w)
 	ch <- prometheus.MustNewConstMetric(c.free, prometheus.GaugeValue, float64(h.FreeBytes))
 	ch <- prometheus.MustNewConstMetric(c.minFree, prometheus.GaugeValue, float64(h.MinFreeBytes))
+	m := c.log.Memory()
+	ch <- prometheus.MustNewConstMetric(c.cache, prometheus.GaugeValue, float64(m.BlockCacheBytes))
+	ch <- prometheus.MustNewConstMetric(c.cacheLimit, prometheus.GaugeValue, float64(m.BlockCacheLimitBytes))
+	ch <- prometheus.MustNewConstMetric(c.memtables, prometheus.GaugeValue, float64(m.MemTableBytes))
+	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(c.log.QueuedBytes()))
 }
 
 // shardCollector reports each shard's retained size and offsets when scraped, so the

@@ -65,6 +65,7 @@ func serve(o Overrides, level, format string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	logMallocTuning(lg)
 	s, err := startServer(cfg, lg)
 	if err != nil {
 		lg.Error().Msg(err.Error())
