@@ -183,7 +183,8 @@ type Log struct {
 	// maintMu serialises the rewriters of stored batches below the high watermark:
 	// retention, last-value compaction and coalescing.
 	maintMu      sync.Mutex
-	coalesceMu   sync.Mutex // one Coalesce call at a time
+	coalesceBufs coalesceBufs // coalesceShard's, guarded by maintMu
+	coalesceMu   sync.Mutex   // one Coalesce call at a time
 	coalesceWake chan struct{}
 
 	store storage
