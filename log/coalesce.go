@@ -24,7 +24,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -143,9 +142,25 @@ type merger struct {
 	val            []byte // the stored value finish builds, for callers to reuse
 }
 
-// mergers keeps mergers with their buffers (a merged batch's worth each) between
-// merges, so merging does not grow fresh buffers record by record.
-var mergers = sync.Pool{New: func() any { return new(merger) }}
+// coalesceBufs are coalesceShard's buffers, kept on the Log between merges (guarded by
+// maintMu, which serialises merges): a merged batch's worth each, which a sync.Pool
+// gave up at every GC cycle (several a second under load) and merging then grew again.
+type coalesceBufs struct {
+	m merger
+	// src holds the stored values of the chunk being gathered, copied out of the
+	// iterator (its values change as it moves); reused once the chunk is emitted.
+	src []byte
+}
+
+// keep copies v, a stored value the iterator hands out, into src and parses the copy.
+func (b *coalesceBufs) keep(v []byte) storedValue {
+	start := len(b.src)
+	b.src = append(b.src, v...)
+	// Earlier values of the chunk stay valid when append moves src: they keep the old
+	// array alive. The copy parses as the original did.
+	sv, _ := parseStored(b.src[start:len(b.src):len(b.src)])
+	return sv
+}
 
 func (m *merger) reset(base, tsUS int64) {
 	*m = merger{base: base, tsUS: tsUS, recs: m.recs[:0], segs: m.segs[:0], scratch: m.scratch, val: m.val}
@@ -375,8 +390,8 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 		return fmt.Errorf("coalesce %s/%d: %w", s.name, shard, err)
 	}
 	defer it.Close()
-	m := mergers.Get().(*merger)
-	defer mergers.Put(m)
+	bufs := &l.coalesceBufs
+	m := &bufs.m
 	var (
 		chunk        []coalesceSrc
 		chunkN       int64
@@ -440,6 +455,7 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 			co.mergedCum.Store(last.sv.cum + last.sv.logical)
 		}
 		chunk, chunkN, chunkBytes = chunk[:0], 0, 0
+		bufs.src = bufs.src[:0]
 		return nil
 	}
 	ok := it.SeekLT(batchKey(s.id, shard, from+1))
@@ -447,7 +463,10 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 		ok = it.First()
 	}
 	for ; ok; ok = it.Next() {
-		sv, err := parseStored(append([]byte(nil), it.Value()...))
+		// v stays valid until the iterator moves (emit's writes do not move it); it is
+		// copied (keep) when it joins a chunk.
+		v := it.Value()
+		sv, err := parseStored(v)
 		if err != nil {
 			return fmt.Errorf("coalesce %s/%d at %d: %w", s.name, shard, batchKeyOffset(it.Key()), err)
 		}
@@ -461,7 +480,7 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 			if err := emit(true); err != nil {
 				return err
 			}
-			chunk = append(chunk, coalesceSrc{base: batchKeyOffset(it.Key()), sv: sv})
+			chunk = append(chunk, coalesceSrc{base: batchKeyOffset(it.Key()), sv: bufs.keep(v)})
 			if err := emit(true); err != nil {
 				return err
 			}
@@ -483,7 +502,7 @@ func (s *Stream) coalesceShard(shard int32, sh *shardState, idle bool, idleFor t
 		if len(chunk) == 0 {
 			tailCum = sv.cum
 		}
-		chunk = append(chunk, coalesceSrc{base: batchKeyOffset(it.Key()), sv: sv})
+		chunk = append(chunk, coalesceSrc{base: batchKeyOffset(it.Key()), sv: bufs.keep(v)})
 		chunkN += n
 		chunkBytes += sv.logical
 		if chunkN >= int64(o.Records) || chunkBytes >= int64(o.Bytes) {
