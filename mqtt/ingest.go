@@ -636,10 +636,13 @@ func holdPublish(pk *packets.Packet) heldPublish {
 		FixedHeader: pk.FixedHeader, Created: pk.Created, Expiry: pk.Expiry, Mods: pk.Mods,
 		PacketID: pk.PacketID, ProtocolVersion: pk.ProtocolVersion, ReservedBit: pk.ReservedBit,
 	}
-	props := pk.Properties
-	props.TopicAlias, props.TopicAliasFlag = 0, false
-	if !noProperties(&props) {
-		h.props = &props
+	if !noProperties(&pk.Properties) {
+		props := new(packets.Properties) // only here: a copy on the stack would escape
+		*props = pk.Properties
+		props.TopicAlias, props.TopicAliasFlag = 0, false
+		if !noProperties(props) {
+			h.props = props
+		}
 	}
 	return h
 }
