@@ -207,7 +207,12 @@ func (l *Log) commit(q []*pending) {
 	var order []*shardGroup
 	var entryOnly []*pending
 	b := l.db.NewBatch()
-	defer b.Close()
+	handed := false // the syncer closes a batch it was handed (sync.go)
+	defer func() {
+		if !handed {
+			_ = b.Close()
+		}
+	}()
 	for i := 0; i < len(q); i++ {
 		p := q[i]
 		if p.endTxn != nil && p.entriesDone == nil {
@@ -355,8 +360,10 @@ func (l *Log) commit(q []*pending) {
 			a.fsync = true
 		}
 	}
-	// Written to Pebble's WAL buffer and memtable; the syncer makes it durable.
-	err := l.guardCommit(b, pebble.NoSync, false)
+	// Written to Pebble's memtable, and its WAL write(2) requested without waiting
+	// for it: the syncer waits for it (and fsyncs) while this goroutine builds the
+	// next commit.
+	err := l.commitAsync(b)
 	l.lastCommit.Store(time.Now().UnixNano())
 	l.dirty.Store(true)
 	if err != nil {
@@ -379,7 +386,27 @@ func (l *Log) commit(q []*pending) {
 	if len(entryOnly) > 0 && l.opts.Durability == DurabilityFsync {
 		a.fsync = true // broker state follows the server's durability
 	}
+	if !l.opts.NoSync {
+		a.batch, handed = b, true
+	}
 	l.handToSyncer(a)
+}
+
+// commitAsync applies b to the memtable and asks Pebble's WAL flush loop to write it
+// to the WAL file (write(2); walfs.go makes the flush loop's own sync a no-op) without
+// waiting: the loop starts on it at once, and the syncer waits for it with
+// b.SyncWait. With Options.NoSync nothing is requested and the batch is the
+// committer's to close.
+func (l *Log) commitAsync(b *pebble.Batch) (err error) {
+	if l.opts.NoSync {
+		return l.guardCommit(b, pebble.NoSync, false)
+	}
+	if werr := l.store.writeErr(); werr != nil {
+		l.observeRefusal(werr)
+		return werr
+	}
+	defer l.absorbFatal(&err)
+	return l.db.ApplyNoSyncWait(b, pebble.Sync)
 }
 
 // allReplicated reports whether every append of a group is a replica applying a

@@ -68,7 +68,7 @@ type Options struct {
 	Now func() time.Time
 	// Observer receives metrics; nil means none.
 	Observer Observer
-	// CacheBytes sizes Pebble's block cache (default 64 MiB).
+	// CacheBytes sizes Pebble's block cache (default DefaultCacheBytes).
 	CacheBytes int64
 	// IdleFlush is how long after the last commit the memtable is flushed, so an idle
 	// log keeps its data in compact tables rather than in the write-ahead log (default
@@ -266,7 +266,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	opts.Coalesce.defaults()
 	if opts.CacheBytes <= 0 {
-		opts.CacheBytes = 64 << 20
+		opts.CacheBytes = DefaultCacheBytes
 	}
 	if opts.Durability == DurabilityDefault {
 		opts.Durability = DurabilityFsync

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // ErrQueueFull is returned for an append refused because the append queue is full
@@ -56,6 +57,8 @@ type admission struct {
 	// best-effort (AppendDrop) bytes of used, and their bound (bestEffortShare)
 	dropLimit int64
 	dropUsed  int64
+	// fullAt is when an append last found no room (see backlogged)
+	fullAt time.Time
 }
 
 // setLimit sets the bound and the best-effort share of it.
@@ -103,7 +106,21 @@ func (l *Log) QueueFull(n int64) bool {
 	n += recordOverhead
 	l.adm.mu.Lock()
 	defer l.adm.mu.Unlock()
-	return l.adm.waiters.Len() > 0 || !l.adm.fits(n, AppendDrop)
+	full := l.adm.waiters.Len() > 0 || !l.adm.fits(n, AppendDrop)
+	if full {
+		l.adm.fullAt = time.Now() // the caller drops it
+	}
+	return full
+}
+
+// backlogged reports whether the disk is behind the appends: an append found no room
+// within the last d (a best-effort one dropped, an acknowledged one made to wait), or
+// one waits now. Background writes that can wait (coalesce.go) then leave the disk to
+// the appends.
+func (l *Log) backlogged(d time.Duration) bool {
+	l.adm.mu.Lock()
+	defer l.adm.mu.Unlock()
+	return l.adm.waiters.Len() > 0 || time.Since(l.adm.fullAt) < d
 }
 
 // Memory a queued record takes besides its key, value and header bytes: the Record and
@@ -153,6 +170,7 @@ func (l *Log) submit(ctx context.Context, p *pending, n int64, mode Admission) {
 		}
 		return
 	}
+	a.fullAt = time.Now()
 	if mode == AppendDrop || ctx.Err() != nil {
 		a.mu.Unlock()
 		inner(AppendResult{}, fmt.Errorf("append %s/%d: %w", p.stream.name, p.shard, ErrQueueFull))

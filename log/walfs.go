@@ -6,8 +6,10 @@ package log
 //   - every WAL file is opened through Options.FS Create or ReuseForWrite with the
 //     disk-write category "pebble-wal", and is only ever synced through the File it
 //     returned (Sync, SyncData or SyncTo, possibly via vfs.syncingFile);
-//   - a batch committed with pebble.Sync returns only after the WAL's flush loop has
-//     written every earlier record to the file (write(2)) and then called Sync;
+//   - a batch applied with DB.ApplyNoSyncWait and pebble.Sync (append.go commitAsync;
+//     marked experimental in Pebble) wakes the WAL's flush loop at once, and its
+//     Batch.SyncWait returns only after that loop has written every earlier record to
+//     the file (write(2)) and then called Sync;
 //   - a WAL file is closed (after a final Sync) when Pebble switches to a new one.
 // With those, the log decides itself when the WAL reaches the disk: Pebble's own WAL
 // syncs only mark the file dirty, and walFS.fsync (called by the syncer for a `fsync`

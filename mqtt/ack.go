@@ -14,33 +14,66 @@ import (
 // on the connection's drainer goroutine, which then takes the batch off the pending
 // count (endPending).
 func (h *ingestHook) finish(it *item) {
-	defer func() { <-it.c.slots }()
+	var pk packets.Packet
+	h.conclude(it, &pk, h.answer(it, &pk))
+}
 
+// answer is the first step of finish: the publisher's acknowledgement (or refusal).
+// It reports whether conclude must still deliver *pk, the publish as completed. The
+// drainer answers a whole group before concluding any of it, so the group's
+// acknowledgements leave in one write without waiting for the fan-out.
+func (h *ingestHook) answer(it *item, pk *packets.Packet) (deliver bool) {
 	if o := it.orig; o != nil {
 		// A QoS 2 redelivery: stored once by the original; ack it, and fan it out
-		// only if the original could not (its connection was gone by then).
+		// only if the original could not (its connection was gone by then). All of it
+		// here, under the original's lock (a drainer answers redeliveries one at a
+		// time: see drain).
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		if o.failed != nil {
 			h.reject(it, o.failed)
-			return
+			return false
 		}
 		h.release(it, !o.published)
 		if it.publishedNow {
 			o.published = true
 		}
-		return
+		return false
 	}
-
-	err := it.error()
-	if err != nil {
+	if err := it.error(); err != nil {
 		h.reject(it, err)
-	} else {
-		h.release(it, true)
+		return false
 	}
-	if it.sess == nil {
+	c := it.c
+	it.publishedNow = false
+	c.inj.Store(it) // for retainedStored, which mochi's retain hooks call back
+	*pk = it.pk.packet()
+	if h.complete != nil {
+		*pk = h.complete(c.cl, *pk)
+	}
+	pk.Ignore = false // as completePublish with fanOut
+	deliver, err := completeAck(h.broker, h.hooks, c.cl, *pk)
+	c.inj.Store(nil)
+	if err != nil {
+		h.notDelivered(it, err)
+	}
+	return deliver
+}
+
+// conclude is the second step of finish: the delivery of an acknowledged publish to
+// subscribers (with mochi's OnPublished hooks) and the QoS 2 exactly-once state.
+func (h *ingestHook) conclude(it *item, pk *packets.Packet, deliver bool) {
+	defer func() { <-it.c.slots }()
+	if deliver {
+		c := it.c
+		c.inj.Store(it) // for OnPublished, which mochi's hooks call back
+		completeDelivery(h.broker, h.hooks, c.cl, *pk)
+		c.inj.Store(nil)
+	}
+	if it.orig != nil || it.sess == nil {
 		return
 	}
+	err := it.error()
 	if err != nil {
 		// Not stored: a redelivery must be appended afresh.
 		h.mu.Lock()
@@ -75,9 +108,15 @@ func (h *ingestHook) release(it *item, fanOut bool) {
 	err := completePublish(h.broker, h.hooks, c.cl, pk, fanOut)
 	c.inj.Store(nil)
 	if err != nil {
-		// The publisher is gone: it resends after reconnecting.
-		h.lg.Debug().Err(err).Str("client", c.cl.ID).Str("remote", c.cl.Net.Remote).Uint16("packet_id", it.pk.PacketID).Msg("publish acknowledgement not delivered")
+		h.notDelivered(it, err)
 	}
+}
+
+// notDelivered notes an acknowledgement the publisher's connection did not take: the
+// publisher is gone and resends after reconnecting.
+func (h *ingestHook) notDelivered(it *item, err error) {
+	c := it.c
+	h.lg.Debug().Err(err).Str("client", c.cl.ID).Str("remote", c.cl.Net.Remote).Uint16("packet_id", it.pk.PacketID).Msg("publish acknowledgement not delivered")
 }
 
 // reject tells the publisher its message was not stored: an MQTT 5 client gets PUBACK

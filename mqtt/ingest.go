@@ -82,6 +82,7 @@ type conn struct {
 	kickQueued atomic.Bool          // in h.kicks
 	route      []mapping.Target     // Route scratch, used only on the read loop
 	inj        atomic.Pointer[item] // the publish being completed (completePublish), if any
+	answered   []answered           // the drainer's scratch (one drainer at a time)
 
 	mu       sync.Mutex
 	queue    []*item // queue[head:] is waiting; the array is reused once drained
@@ -584,20 +585,53 @@ func (c *conn) drain() {
 			c.queue, c.head = c.queue[:0], 0
 		}
 		c.mu.Unlock()
-		// The acknowledgements of publishes made durable together leave in one write.
+		// The acknowledgements of publishes made durable together leave in one write,
+		// before any of them is delivered to subscribers (answer, then conclude; a
+		// batch with a QoS 2 redelivery is finished one publish at a time).
 		lc, cork := c.cl.Net.Conn.(*limitConn)
 		cork = cork && len(ready) > 1
 		if cork {
 			lc.cork()
 		}
+		split := true
 		for _, it := range ready {
-			c.h.finish(it)
+			if it.orig != nil {
+				split = false
+				break
+			}
+		}
+		if split {
+			if cap(c.answered) < len(ready) {
+				c.answered = make([]answered, len(ready))
+			}
+			as := c.answered[:len(ready)]
+			for i, it := range ready {
+				as[i].deliver = c.h.answer(it, &as[i].pk)
+			}
+			if cork {
+				lc.uncork()
+				cork = false
+			}
+			for i, it := range ready {
+				c.h.conclude(it, &as[i].pk, as[i].deliver)
+			}
+			clear(as) // drop the payloads
+		} else {
+			for _, it := range ready {
+				c.h.finish(it)
+			}
 		}
 		if cork {
 			lc.uncork()
 		}
 		c.h.endPending(len(ready))
 	}
+}
+
+// answered is a publish of the drainer's batch between answer and conclude.
+type answered struct {
+	pk      packets.Packet
+	deliver bool
 }
 
 // writerOf is where o's publishes are appended: o.Writer, or the local log.

@@ -233,10 +233,24 @@ func mochiPublishToSubscribers(s *mochi.Server, pk packets.Packet)
 // count it once, there.
 func completePublish(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk packets.Packet, fanOut bool) error {
 	pk.Ignore = !fanOut
+	deliver, err := completeAck(s, hooks, cl, pk)
+	if err != nil || !deliver {
+		return err
+	}
+	completeDelivery(s, hooks, cl, pk)
+	return nil
+}
+
+// completeAck is completePublish up to and including the acknowledgement (pk.Ignore
+// already set); deliver reports whether completeDelivery must follow. The ingest
+// drainer acknowledges a whole group this way first, in one write, and delivers
+// after (ingest.go): mochi's order (retain, ack, fan-out, OnPublished) holds for each
+// publish, and acks never wait behind the fan-out of earlier publishes.
+func completeAck(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk packets.Packet) (deliver bool, err error) {
 	restoreOutbound(s, cl, pk.PacketID, packets.Publish)
 	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
 		if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
-			return cl.WritePacket(publishAck(s, pk, packets.Pubrec, packets.ErrPacketIdentifierInUse))
+			return false, cl.WritePacket(publishAck(s, pk, packets.Pubrec, packets.ErrPacketIdentifierInUse))
 		}
 		if !outbound(pki) && cl.State.Inflight.Delete(pk.PacketID) { // [MQTT-4.3.2-5]
 			atomic.AddInt64(&s.Info.Inflight, -1)
@@ -248,7 +262,7 @@ func completePublish(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk p
 	if pk.FixedHeader.Qos == 1 {
 		ack := publishAck(s, pk, packets.Puback, packets.QosCodes[1]) // [MQTT-4.3.2-4]
 		if err := cl.WritePacket(ack); err != nil {
-			return err
+			return false, err
 		}
 		hooks.OnQosComplete(cl, ack)
 	} else {
@@ -261,12 +275,17 @@ func completePublish(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk p
 			hooks.OnQosPublish(cl, ack, ack.Created, 0)
 		}
 		if err := cl.WritePacket(ack); err != nil {
-			return err
+			return false, err
 		}
 	}
+	return true, nil
+}
+
+// completeDelivery is the rest of completePublish after completeAck: the fan-out to
+// subscribers and the OnPublished hooks.
+func completeDelivery(s *mochi.Server, hooks *mochi.Hooks, cl *mochi.Client, pk packets.Packet) {
 	mochiPublishToSubscribers(s, pk)
 	hooks.OnPublished(cl, pk)
-	return nil
 }
 
 // publishAck is mochi v2.7.9's buildAck for a publish's PUBACK/PUBREC.

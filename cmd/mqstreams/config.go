@@ -184,15 +184,20 @@ func (h *HTTPConfig) Validate() error {
 	)
 }
 
-// StorageConfig configures the data directory's guards.
+// StorageConfig configures the data directory's guards and the storage engine's cache.
 type StorageConfig struct {
 	// MinFreeBytes: below this much free space writes are refused (0 turns the guard off).
 	MinFreeBytes mapping.ByteSize `yaml:"min_free_bytes"`
+	// CacheBytes sizes the storage engine's block cache (log.Options.CacheBytes).
+	CacheBytes mapping.ByteSize `yaml:"cache_bytes"`
 }
 
 // Validate checks the storage section's ranges.
 func (s *StorageConfig) Validate() error {
-	return sizeRange("min_free_bytes", s.MinFreeBytes, 0, math.MaxInt64)
+	return first(
+		sizeRange("min_free_bytes", s.MinFreeBytes, 0, math.MaxInt64),
+		sizeRange("cache_bytes", s.CacheBytes, 1<<20, math.MaxInt64),
+	)
 }
 
 // AuthConfig lists the users allowed to connect and what anonymous clients may do.
@@ -348,7 +353,7 @@ func DefaultConfig() Config {
 			MaxConnections: 1000, MaxConnectionsPerIP: 256, QueuedMaxRequestBytes: 128 << 20, FrameTimeoutMS: 30000,
 			MaxFetchPartitions: 10000, MaxMetadataTopics: 10000},
 		HTTP:       HTTPConfig{Addr: ":8080", ReadTimeoutMS: 30000, IdleTimeoutMS: 120000},
-		Storage:    StorageConfig{MinFreeBytes: 64 << 20},
+		Storage:    StorageConfig{MinFreeBytes: 64 << 20, CacheBytes: log.DefaultCacheBytes},
 		AutoCreate: AutoCreateConfig{Shards: 4},
 	}
 }

@@ -155,6 +155,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"acl two resources", "auth: {users: [{username: u, password_hash: \"" + testHash + "\", acl: [{topic: a, stream: b, allow: [read]}]}]}\n", []string{"auth.users[0].acl[0]: a rule names exactly one of topic, stream or group"}},
 		{"acl bad filter", "auth: {anonymous_acl: [{topic: \"a/#/b\", allow: [publish]}]}\n", []string{"auth.anonymous_acl[0]: topic filter \"a/#/b\""}},
 		{"bad memory limit", "memory_limit: lots\n", []string{"memory_limit:"}},
+		{"cache too small", "storage: {cache_bytes: 64KiB}\n", []string{"storage.cache_bytes:"}},
+		{"cache not a size", "storage: {cache_bytes: big}\n", []string{"storage.cache_bytes:"}},
 		{"bad security protocol", "kafka: {security_protocol: tls}\n", []string{"kafka.security_protocol: unknown value \"tls\" (known: plaintext, ssl, sasl_plaintext, sasl_ssl)"}},
 		{"tls without key", "http: {tls: {cert: c.pem}}\n", []string{"http.tls: cert and key are both required"}},
 		{"allow_anonymous not bool", "auth: {allow_anonymous: yes please}\n", []string{"auth.allow_anonymous: expected true or false"}},
@@ -261,6 +263,16 @@ auth:
 	}
 }
 
+func TestStorageCacheBytes(t *testing.T) {
+	c, err := ParseConfig([]byte("storage: {cache_bytes: 256MiB}\n"))
+	if err != nil || c.Storage.CacheBytes != 256<<20 {
+		t.Fatalf("storage.cache_bytes: %d %v", c.Storage.CacheBytes, err)
+	}
+	if c := DefaultConfig(); c.Storage.CacheBytes != log.DefaultCacheBytes {
+		t.Fatalf("default storage.cache_bytes %d, want %d", c.Storage.CacheBytes, log.DefaultCacheBytes)
+	}
+}
+
 func TestMemoryLimit(t *testing.T) {
 	c, err := ParseConfig([]byte("memory_limit: 200MiB\n"))
 	if err != nil || c.MemoryLimit != 200<<20 {
@@ -285,7 +297,7 @@ func TestConfigBadValues(t *testing.T) {
 		{"unknown mqtt tls", "mqtt:\n  tls:\n    cert: a\n    kee: b\n", "config:4: mqtt.tls.kee: unknown field (known: cert, client_ca, key)"},
 		{"unknown kafka", "kafka:\n  addr: \":1\"\n  sasl: true\n", "config:3: kafka.sasl: unknown field (known: addr, advertised_addr,"},
 		{"unknown http", "http:\n  metrics: true\n", "config:2: http.metrics: unknown field (known: addr, idle_timeout_ms, metrics_auth, read_timeout_ms, tls)"},
-		{"unknown storage", "storage:\n  min_free: 1\n", "config:2: storage.min_free: unknown field (known: min_free_bytes)"},
+		{"unknown storage", "storage:\n  min_free: 1\n", "config:2: storage.min_free: unknown field (known: cache_bytes, min_free_bytes)"},
 		{"unknown auth", "auth:\n  anonymous: true\n", "config:2: auth.anonymous: unknown field (known: allow_anonymous, anonymous_acl, users)"},
 		{"unknown user", user + "      admin: true\n", "config:5: auth.users[0].admin: unknown field (known: acl, password_hash, superuser, username) (in \"u\")"},
 		{"unknown acl", user + "      acl:\n        - topic: a\n          allow: [publish]\n          deny: [subscribe]\n", "config:8: auth.users[0].acl[0].deny: unknown field (known: allow, group, stream, topic) (in \"u\")"},

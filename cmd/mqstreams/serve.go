@@ -187,6 +187,7 @@ func startServer(cfg Config, lg zerolog.Logger) (_ *server, err error) {
 		Durability:   cfg.Durability,
 		SyncInterval: time.Duration(cfg.SyncInterval),
 		QueueBytes:   int64(cfg.AppendQueueBytes),
+		CacheBytes:   int64(cfg.Storage.CacheBytes),
 	}); err != nil {
 		return s, err
 	}

@@ -185,7 +185,7 @@ func TestServerLifecycle(t *testing.T) {
 		`mqstreams_connections{proto="mqtt"}`,
 		`mqstreams_build_info{version="dev"} 1`,
 		`mqstreams_storage_block_cache_bytes`,
-		`mqstreams_storage_block_cache_limit_bytes 6.7108864e+07`,
+		`mqstreams_storage_block_cache_limit_bytes 3.3554432e+07`,
 		`mqstreams_storage_memtable_bytes`,
 		`mqstreams_append_queue_bytes 0`,
 		`go_goroutines`,
