@@ -457,13 +457,19 @@ func TestTxnTimeoutAborts(t *testing.T) {
 	c.putStream("s", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	slow := c.client(kgo.TransactionalID("t5"), kgo.TransactionTimeout(500*time.Millisecond))
+	slow := c.client(kgo.TransactionalID("t5"), kgo.TransactionTimeout(2*time.Second))
 	if err := slow.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
 		if err := slow.ProduceSync(ctx, &kgo.Record{Topic: "s", Partition: 0, Value: []byte(fmt.Sprintf("late-%d", i))}).FirstErr(); err != nil {
-			t.Fatal(err)
+			if i == 0 {
+				t.Fatal(err)
+			}
+			// On a loaded machine the 2 s can pass between two produces: the
+			// coordinator aborted the transaction already, which is what is tested.
+			t.Logf("produce %d after the timeout: %v", i, err)
+			break
 		}
 	}
 	c.checkTxnReplicas(0, 1) // aborted by the timeout, on every replica

@@ -36,7 +36,7 @@ echo "load before: $load; flood $RATE msg/s x $SIZE B QoS 0 + $PUBS QoS 1 publis
 echo "config extra: ${*:-none}"
 echo "peak RSS sampled $((peak/1024)) MB, VmHWM $((hwm/1024)) MB; broker CPU $(echo "($c1-$c0)/100" | bc -l | xargs printf %.1f) s over $(echo "$t1-$t0" | bc | xargs printf %.1f) s"
 echo "QoS 0: $(cat "$W/q0.out" | head -1)"; echo "QoS 1: $(head -2 "$W/q1.out" | tr '\n' ' ')"
-echo "$m" | grep -E '^mqstreams_mqtt_dropped_total|^go_memstats_heap_inuse_bytes|^go_gc_duration_seconds_count|^process_resident' || true
+echo "$m" | grep -E '^mqstreams_mqtt_dropped_total|^mqstreams_messages_appended_total|^go_memstats_heap_inuse_bytes|^go_gc_duration_seconds_count|^process_resident' || true
 kill -0 $SRV 2>/dev/null && echo "server up" || { echo "SERVER DIED"; tail -20 "$W/server.log"; }
 # Nothing acknowledged lost: the QoS 1 records stored (read back over Kafka with kcat)
 # are at least the acknowledged ones (a publish can be stored, then its PUBACK lost).
