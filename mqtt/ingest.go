@@ -52,8 +52,8 @@ type ingestHook struct {
 	// while the rest of the group is still being acknowledged.
 	batched    bool
 	kickMu     sync.Mutex
-	kicks      []*conn // connections to kick at the end of the group
-	kicksSpare []*conn // kickGroup's other buffer (syncer only)
+	kicks      []*item // publishes the group completed, released at its end
+	kicksSpare []*item // kickGroup's other buffer (syncer only)
 
 	// conns holds each network client's *conn: read on every publish by every
 	// connection's read loop, so a sync.Map (reads share no lock) rather than a map
@@ -79,7 +79,7 @@ type conn struct {
 	cl         *mochi.Client
 	seq        atomic.Uint64        // publishes seen, for key `none` round robin
 	slots      chan struct{}        // bounds the queued publishes of one connection
-	kickQueued atomic.Bool          // in h.kicks
+	kickQueued atomic.Bool          // has publishes in h.kicks
 	route      []mapping.Target     // Route scratch, used only on the read loop
 	inj        atomic.Pointer[item] // the publish being completed (completePublish), if any
 	answered   []answered           // the drainer's scratch (one drainer at a time)
@@ -102,6 +102,11 @@ type item struct {
 	c         *conn
 	pk        heldPublish
 	remaining atomic.Int32 // appends (or, for a redelivery, the original) outstanding
+	// held keeps a publish whose appends all succeeded from the drainer until the
+	// group that completed it has run every callback (kickGroup): a drainer still
+	// answering the previous group would otherwise take part of this one and leave
+	// the rest to another write.
+	held atomic.Bool
 
 	errMu sync.Mutex
 	err   error
@@ -298,6 +303,7 @@ func (h *ingestHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pac
 			it.retainStored = true
 		}
 		it.remaining.Store(int32(len(targets)))
+		it.held.Store(h.batched)
 		c.enqueue(it)
 		for i, t := range targets {
 			if i == 0 {
@@ -481,32 +487,35 @@ func (it *item) appended(err error) {
 		return
 	}
 	if it.remaining.Add(-1) == 0 {
-		it.c.h.kickLater(it.c)
+		it.c.h.releaseLater(it)
 	}
 }
 
-func (h *ingestHook) kickLater(c *conn) {
-	if c.kickQueued.Swap(true) {
-		return
-	}
+func (h *ingestHook) releaseLater(it *item) {
+	it.c.kickQueued.Store(true)
 	h.kickMu.Lock()
-	h.kicks = append(h.kicks, c)
+	h.kicks = append(h.kicks, it)
 	h.kickMu.Unlock()
 }
 
-// kickGroup kicks the connections the group just acknowledged had publishes in. It runs
-// on the log's syncer (log.Log.AfterAcks), so it must not block.
+// kickGroup releases the publishes the group just completed, then kicks their
+// connections, each once. It runs on the log's syncer (log.Log.AfterAcks), so it must
+// not block.
 func (h *ingestHook) kickGroup() {
 	h.kickMu.Lock()
-	cs := h.kicks
+	its := h.kicks
 	h.kicks = h.kicksSpare[:0]
 	h.kickMu.Unlock()
-	for i, c := range cs {
-		c.kickQueued.Store(false)
-		c.kick()
-		cs[i] = nil
+	for _, it := range its {
+		it.held.Store(false)
 	}
-	h.kicksSpare = cs[:0]
+	for i, it := range its {
+		if it.c.kickQueued.Swap(false) {
+			it.c.kick()
+		}
+		its[i] = nil
+	}
+	h.kicksSpare = its[:0]
 }
 
 func (it *item) complete(err error) {
@@ -518,9 +527,14 @@ func (it *item) complete(err error) {
 		it.errMu.Unlock()
 	}
 	if it.remaining.Add(-1) == 0 {
+		it.held.Store(false)
 		it.c.kick()
 	}
 }
+
+// ready reports whether the publish can be answered: its appends are done and, for a
+// batched writer, the group that completed them was released.
+func (it *item) ready() bool { return it.remaining.Load() == 0 && !it.held.Load() }
 
 func (it *item) error() error {
 	it.errMu.Lock()
@@ -550,7 +564,7 @@ func (c *conn) enqueue(it *item) {
 // called on the log's committer goroutine, so it must not block.
 func (c *conn) kick() {
 	c.mu.Lock()
-	if c.draining || c.head == len(c.queue) || c.queue[c.head].remaining.Load() != 0 {
+	if c.draining || c.head == len(c.queue) || !c.queue[c.head].ready() {
 		c.mu.Unlock()
 		return
 	}
@@ -566,7 +580,7 @@ func (c *conn) drain() {
 	for {
 		c.mu.Lock()
 		n := c.head
-		for n < len(c.queue) && c.queue[n].remaining.Load() == 0 {
+		for n < len(c.queue) && c.queue[n].ready() {
 			n++
 		}
 		if n == c.head {
