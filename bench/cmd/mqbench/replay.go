@@ -58,8 +58,11 @@ func (b *bench) replay() error {
 	b.logf("[replay] copied %d records into kfake in %.1fs", copied, time.Since(start).Seconds())
 
 	b.setPhase("replay")
-	type srv struct{ name, addr string }
-	srvs := []srv{{"mqstreams", mq.kafkaAddr}, {"kfake", kf.kafkaAddr}}
+	type srv struct {
+		name, addr string
+		p          *proc
+	}
+	srvs := []srv{{"mqstreams", mq.kafkaAddr, mq}, {"kfake", kf.kafkaAddr, kf}}
 	for _, client := range []string{"franz-go", "kcat"} {
 		runs := b.sc.replayRuns
 		if client == "kcat" {
@@ -74,7 +77,17 @@ func (b *bench) replay() error {
 				var d time.Duration
 				var err error
 				if client == "franz-go" {
-					recs, bytes, d, err = franzReplay(b.ctx, s.addr, int64(n))
+					// Where a replay's time goes: the client's CPU per record bounds
+					// any broker's rate, and each fetch is a round trip the consumer
+					// waits out (franz-go has one fetch in flight per broker).
+					cli, srvCPU := selfCPUSeconds(), s.p.cpuSeconds()
+					var fetches int
+					recs, bytes, fetches, d, err = franzReplayFetches(b.ctx, s.addr, int64(n))
+					if err == nil {
+						cli, srvCPU = selfCPUSeconds()-cli, s.p.cpuSeconds()-srvCPU
+						b.logf("[replay] franz-go from %-9s run %d: %9.0f records/s, %d polls, client CPU %.0f ms (%.0f records/CPU-s), broker CPU %.0f ms",
+							s.name, i+1, float64(recs)/d.Seconds(), fetches, cli*1000, float64(recs)/cli, srvCPU*1000)
+					}
 				} else {
 					recs, d, err = kcatReplay(b.ctx, s.addr, int64(n))
 					bytes = recs * 100 // the payloads; kcat prints no sizes
@@ -167,26 +180,35 @@ func copyRecords(ctx context.Context, src, dst string, n int) (int, error) {
 // franzReplay reads every record from the start with a fresh franz-go consumer
 // (default fetch settings) and returns records, key+value bytes and the time taken.
 func franzReplay(ctx context.Context, addr string, n int64) (int64, int64, time.Duration, error) {
+	recs, bytes, _, d, err := franzReplayFetches(ctx, addr, n)
+	return recs, bytes, d, err
+}
+
+// franzReplayFetches is franzReplay that also counts the non-empty fetch responses
+// (polls) the records came in.
+func franzReplayFetches(ctx context.Context, addr string, n int64) (int64, int64, int, time.Duration, error) {
 	start := time.Now()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("replay"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	var recs, bytes int64
+	polls := 0
 	for recs < n {
 		fs := cl.PollFetches(ctx)
 		if err := fs.Err0(); err != nil {
-			return recs, bytes, 0, err
+			return recs, bytes, polls, 0, err
 		}
+		polls++
 		fs.EachRecord(func(r *kgo.Record) {
 			recs++
 			bytes += int64(len(r.Key) + len(r.Value))
 		})
 	}
-	return recs, bytes, time.Since(start), nil
+	return recs, bytes, polls, time.Since(start), nil
 }
 
 // kcatReplay runs kcat from the beginning to the end of every partition, one output
