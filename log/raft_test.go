@@ -92,3 +92,37 @@ func TestEnsureStreamID(t *testing.T) {
 		t.Fatalf("a local create after id 7 got %v, %v", s.ID(), err)
 	}
 }
+
+// TestEncodeDecodeRecordsAllocation: a cluster append encodes its records once into a
+// Raft entry and every replica decodes them once, so neither grows its output step by
+// step nor copies it: encoding allocates the batch alone (its scratch is pooled),
+// decoding the records' slice and their headers alone.
+func TestEncodeDecodeRecordsAllocation(t *testing.T) {
+	if raceOn {
+		t.Skip("the race detector allocates on its own")
+	}
+	recs := make([]Record, 25)
+	headers := 0
+	for i := range recs {
+		recs[i] = mqttLike(i)
+		headers += len(recs[i].Headers)
+	}
+	enc := EncodeRecords(nil, 1, recs)
+	// The pool may drop the scratch (a GC, or at random under the race detector):
+	// then the scratch is allocated again, a few objects more now and then.
+	if a := testing.AllocsPerRun(200, func() { EncodeRecords(nil, 1, recs) }); a > 2 {
+		t.Errorf("EncodeRecords of %d records: %.1f allocations, want the batch alone", len(recs), a)
+	}
+	perRecord := 0.0
+	if headers > 0 {
+		perRecord = 2 // the headers' slice as decoded and as handed on (keys point into the batch)
+	}
+	want := 2 + perRecord*float64(len(recs)) // the records' slice and the reader
+	if a := testing.AllocsPerRun(200, func() {
+		if _, err := DecodeRecords(enc); err != nil {
+			t.Fatal(err)
+		}
+	}); a > want {
+		t.Errorf("DecodeRecords of %d records: %.1f allocations, want %.0f", len(recs), a, want)
+	}
+}
