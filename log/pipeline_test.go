@@ -25,17 +25,7 @@ func TestGatherTargetRemembersLargestGroup(t *testing.T) {
 // previous group (pipelined group commit). Before, the WAL was written only when the
 // syncer came round to make its own synced commit.
 func TestCommitWritesWALWhileSyncerBusy(t *testing.T) {
-	gate := newSyncGate(nil)
-	l, err := Open(Options{Dir: t.TempDir(), testBeforeSync: gate.beforeSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	defer gate.open()
-	s, err := l.CreateStream(StreamSpec{Name: "s", Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, s, gate := openGated(t, Options{}, nil, "s")
 	if _, err := s.Append(0, []Record{rec(0)}); err != nil { // fsynced: no WAL file dirty
 		t.Fatal(err)
 	}

@@ -11,19 +11,9 @@ import (
 // dropped, the sync stalled), background merging writes nothing, so the disk's
 // bandwidth goes to the appends; once they find room again it merges as before.
 func TestCoalesceWaitsWhileBacklogged(t *testing.T) {
-	gate := newSyncGate(nil)
 	// Disabled: no background pass; the test runs coalescePass itself.
 	co := CoalesceOptions{Records: 10, Delay: 50 * time.Millisecond, Disabled: true}
-	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: 1 << 20, Coalesce: co, RetentionInterval: time.Hour, testBeforeSync: gate.beforeSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	defer gate.open()
-	s, err := l.CreateStream(StreamSpec{Name: "c", Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, s, gate := openGated(t, Options{QueueBytes: 1 << 20, Coalesce: co, RetentionInterval: time.Hour}, nil, "c")
 	// Durable small batches, several full merged batches' worth.
 	for i := 0; i < 50; i++ {
 		if _, err := s.Append(0, []Record{{Value: []byte("small")}}); err != nil {

@@ -41,17 +41,7 @@ func heapAlloc() uint64 {
 // out, and once the sync resumes every admitted append is stored.
 func TestQueueBoundWhileSyncBlocked(t *testing.T) {
 	const bound = 1 << 20
-	gate := newSyncGate(nil)
-	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: gate.beforeSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	defer gate.open() // before Close, also when the test fails
-	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, s, gate := openGated(t, Options{QueueBytes: bound}, nil, "q")
 	gate.hold()
 	base := heapAlloc()
 
@@ -147,17 +137,7 @@ func TestQueueBoundWhileSyncBlocked(t *testing.T) {
 // the order admitted, and the share admits again.
 func TestQueueBestEffortShare(t *testing.T) {
 	const bound = 1 << 20
-	gate := newSyncGate(nil)
-	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: gate.beforeSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	defer gate.open()
-	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, s, gate := openGated(t, Options{QueueBytes: bound}, nil, "q")
 	gate.hold()
 
 	value := make([]byte, 1000)
@@ -281,17 +261,7 @@ func TestQueueCloseFailsWaiters(t *testing.T) {
 // until durable, and both are then acknowledged in commit order.
 func TestPipelinedCommit(t *testing.T) {
 	entered := make(chan struct{}, 16)
-	gate := newSyncGate(entered)
-	l, err := Open(Options{Dir: t.TempDir(), testBeforeSync: gate.beforeSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	defer gate.open()
-	s, err := l.CreateStream(StreamSpec{Name: "p", Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, s, gate := openGated(t, Options{}, entered, "p")
 	gate.hold()
 	var mu sync.Mutex
 	var order []int64
@@ -343,6 +313,29 @@ type syncGate struct {
 	release chan struct{}
 	once    sync.Once
 	entered chan<- struct{}
+}
+
+// openGated opens a log whose syncs wait while its gate is held (entered, if not nil,
+// hears each one), with one stream of one shard named name; the gate opens before the
+// log closes, also when the test fails. o.Dir defaults to a temporary directory.
+func openGated(t *testing.T, o Options, entered chan<- struct{}, name string) (*Log, *Stream, *syncGate) {
+	t.Helper()
+	gate := newSyncGate(entered)
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	o.testBeforeSync = gate.beforeSync
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	t.Cleanup(gate.open) // runs first
+	s, err := l.CreateStream(StreamSpec{Name: name, Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, s, gate
 }
 
 func newSyncGate(entered chan<- struct{}) *syncGate {

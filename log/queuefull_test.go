@@ -10,17 +10,7 @@ import (
 // A record of value v counts len(v)+16 bytes (estimateSize) plus recordOverhead.
 func TestQueueFull(t *testing.T) {
 	const bound = 1 << 20
-	gate := newSyncGate(nil)
-	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: gate.beforeSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	defer gate.open()
-	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, s, gate := openGated(t, Options{QueueBytes: bound}, nil, "q")
 	gate.hold()
 	if l.QueueFull(1016) {
 		t.Fatal("empty queue reported full")

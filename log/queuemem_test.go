@@ -44,17 +44,7 @@ func TestQueueBoundCountsMemory(t *testing.T) {
 		return
 	}
 	const bound = 32 << 20
-	gate := newSyncGate(nil)
-	l, err := Open(Options{Dir: t.TempDir(), QueueBytes: bound, testBeforeSync: gate.beforeSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	defer gate.open()
-	s, err := l.CreateStream(StreamSpec{Name: "q", Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, s, gate := openGated(t, Options{QueueBytes: bound}, nil, "q")
 	mqttShaped := func(i int) []Record {
 		return []Record{{Value: make([]byte, 1000), Headers: []Header{
 			{Key: "mqtt.topic", Value: []byte(fmt.Sprintf("plant/%d/telemetry", i%16))},
