@@ -126,33 +126,49 @@ func encodedSize(recs []Record) int {
 
 // DecodeRecords returns the records of a batch EncodeRecords made. Their keys,
 // values and header keys point into batch, which must not change afterwards.
-func DecodeRecords(batch []byte) ([]Record, error) {
-	r, err := Batch{Data: batch}.Reader(0)
-	if err != nil {
-		return nil, err
+func DecodeRecords(batch []byte) ([]Record, error) { return AppendDecodedRecords(nil, batch) }
+
+// AppendDecodedRecords is DecodeRecords appending to dst: a replica applying an entry
+// of several appends decodes them all into one slice. The records' headers share
+// one allocation.
+func AppendDecodedRecords(dst []Record, batch []byte) ([]Record, error) {
+	var rb kmsg.RecordBatch
+	if err := rb.ReadFrom(batch); err != nil {
+		return dst, fmt.Errorf("decode records: %w", err)
 	}
-	out := make([]Record, 0, r.left)
-	for i := int32(0); i < r.left; i++ {
-		raw := r.raw
+	raw, err := decompress(nil, rb.Records, codecOf(rb.Attributes))
+	if err != nil {
+		return dst, fmt.Errorf("decode records: %w", err)
+	}
+	n := int(max(rb.NumRecords, 0))
+	dst = slices.Grow(dst, n)
+	var hs []Header
+	for i := range n {
 		l, k := kbin.Varint(raw)
 		if k <= 0 || int(l) < 0 || len(raw) < k+int(l) {
-			return nil, fmt.Errorf("decode records: record %d: %w", i, errCorruptBatch)
+			return dst, fmt.Errorf("decode records: record %d: %w", i, errCorruptBatch)
 		}
-		r.raw = raw[k+int(l):]
+		body := raw[:k+int(l)]
+		raw = raw[k+int(l):]
 		// Unsafe: header keys point into batch as keys and values do, instead of
 		// one string allocated per header of every record (batch is never changed).
 		var kr kmsg.Record
-		if err := kr.UnsafeReadFrom(raw[:k+int(l)]); err != nil {
-			return nil, fmt.Errorf("decode records: record %d: %w", i, err)
+		if err := kr.UnsafeReadFrom(body); err != nil {
+			return dst, fmt.Errorf("decode records: record %d: %w", i, err)
 		}
 		rec := Record{Key: kr.Key, Value: kr.Value}
-		if len(kr.Headers) > 0 {
-			rec.Headers = make([]Header, len(kr.Headers))
-			for j, h := range kr.Headers {
-				rec.Headers[j] = Header{Key: h.Key, Value: h.Value}
+		if nh := len(kr.Headers); nh > 0 {
+			if cap(hs)-len(hs) < nh {
+				// Records of one publisher mostly carry as many headers each.
+				hs = make([]Header, 0, nh*(n-i))
 			}
+			at := len(hs)
+			for _, h := range kr.Headers {
+				hs = append(hs, Header{Key: h.Key, Value: h.Value})
+			}
+			rec.Headers = hs[at:len(hs):len(hs)]
 		}
-		out = append(out, rec)
+		dst = append(dst, rec)
 	}
-	return out, nil
+	return dst, nil
 }
