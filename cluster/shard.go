@@ -282,13 +282,13 @@ func (a *applier) applyEntry(e *pb.Entry) {
 	recs := make([]log.Record, 0, total)
 	ops := make([]log.EntryOp, 1, 1+len(subs))
 	for _, s := range subs {
-		rs, err := log.DecodeRecords(s.batch)
-		if err != nil || len(rs) != s.n {
+		// The entry is one log append: each append's ops get its own offset in it.
+		skip := int64(len(recs))
+		recs, err = log.AppendDecodedRecords(recs, s.batch)
+		if err != nil || len(recs)-int(skip) != s.n {
 			a.fail(fmt.Errorf("apply entry %d: records: %v", index, err))
 			return
 		}
-		// The entry is one log append: each append's ops get its own offset in it.
-		skip := int64(len(recs))
 		for _, op := range s.ops {
 			prefix := op.Value
 			ops = append(ops, log.EntryOp{Kind: op.Kind, Name: op.Name, Build: func(res log.AppendResult) []byte {
@@ -296,7 +296,6 @@ func (a *applier) applyEntry(e *pb.Entry) {
 			}})
 			ops = append(ops, resultOpIndex(g.id, op.Kind, op.Name))
 		}
-		recs = append(recs, rs...)
 	}
 	st := n.l.Stream(g.stream)
 	if st == nil {

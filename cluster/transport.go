@@ -467,6 +467,18 @@ func (t *transport) register(method byte, h func(from uint64, body []byte, reply
 // call sends a request to node to and calls done with the answer, an error the callee
 // returned (a *remoteError) or a transport error; within timeout, exactly once.
 func (t *transport) call(to uint64, method byte, body []byte, timeout time.Duration, done func([]byte, error)) {
+	req := make([]byte, callHeader, callHeader+len(body))
+	t.callFrame(to, method, append(req, body...), timeout, done)
+}
+
+// callHeader is the room a request built for callFrame leaves free in front of its
+// body: the frame header, the call id and the method.
+const callHeader = frameHeader + 9
+
+// callFrame is call for a request whose body was built behind callHeader bytes left
+// free (a forwarded append's records are then not copied once more); req is the
+// transport's from then on.
+func (t *transport) callFrame(to uint64, method byte, req []byte, timeout time.Duration, done func([]byte, error)) {
 	t.callMu.Lock()
 	t.nextID++
 	id := t.nextID
@@ -474,10 +486,8 @@ func (t *transport) call(to uint64, method byte, body []byte, timeout time.Durat
 	t.calls[id] = pc
 	pc.timer = time.AfterFunc(timeout, func() { t.finishCall(id, nil, fmt.Errorf("call node %d: %w", to, errCallTimeout)) })
 	t.callMu.Unlock()
-	req := make([]byte, frameHeader, frameHeader+9+len(body))
-	req = binary.BigEndian.AppendUint64(req, id)
-	req = append(req, method)
-	req = append(req, body...)
+	binary.BigEndian.PutUint64(req[frameHeader:], id)
+	req[frameHeader+8] = method
 	if err := t.sendFrame(to, kindRequest, req); err != nil {
 		t.finishCall(id, nil, err)
 	}

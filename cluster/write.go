@@ -164,7 +164,7 @@ func (n *Node) route(group uint64, stream string, shard int32, batch []byte, nre
 		}
 	default:
 		body := encodeForward(stream, shard, deadline, nrec, batch)
-		n.tr.call(leader, methodAppend, body, time.Until(deadline)+time.Second, func(resp []byte, err error) {
+		n.tr.callFrame(leader, methodAppend, body, time.Until(deadline)+time.Second, func(resp []byte, err error) {
 			if err != nil {
 				if errors.Is(err, ErrLinkDown) || errors.Is(err, ErrQueueFull) {
 					retry(err) // never sent: safe to send again
@@ -301,10 +301,10 @@ func (n *Node) unwait(id uint64) *proposal {
 }
 
 // Forwarded append: u16 stream length | stream | i32 shard | i64 deadline (Unix ns) |
-// uvarint records | batch. Answer: 0 | i64 base | i64 time µs, or 1 | u64 leader
+// uvarint records | batch, built behind callHeader free bytes (transport.callFrame). Answer: 0 | i64 base | i64 time µs, or 1 | u64 leader
 // (not the leader), or 2 | message, or 3 | message (timed out: outcome unknown).
 func encodeForward(stream string, shard int32, deadline time.Time, nrec int, batch []byte) []byte {
-	b := make([]byte, 0, 2+len(stream)+12+10+len(batch))
+	b := make([]byte, callHeader, callHeader+2+len(stream)+12+10+len(batch))
 	b = binary.BigEndian.AppendUint16(b, uint16(len(stream)))
 	b = append(b, stream...)
 	b = binary.BigEndian.AppendUint32(b, uint32(shard))

@@ -91,6 +91,11 @@ type valueEncoder struct {
 func (e *valueEncoder) encode(dst []byte, base, tsUS, cumBytes int64, recs []Record, deltas []int32, lastDelta int32, prod batchProducer) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(tsUS))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(cumBytes))
+	return e.encodeBatch(dst, base, tsUS, recs, deltas, lastDelta, prod)
+}
+
+// encodeBatch appends the Kafka v2 batch of encode alone (no value header).
+func (e *valueEncoder) encodeBatch(dst []byte, base, tsUS int64, recs []Record, deltas []int32, lastDelta int32, prod batchProducer) []byte {
 	start := len(dst)
 	ms := tsUS / 1000
 	rb := kmsg.RecordBatch{

@@ -3,6 +3,11 @@ package log
 import (
 	"bytes"
 	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -92,21 +97,78 @@ func (l *Log) RaftScan(lo, hi []byte, fn func(key, value []byte) error) error {
 
 // EncodeRecords appends recs to dst as one uncompressed Kafka v2 record batch (base
 // offset 0, append time tsUS): the form the log stores, and what the cluster carries
-// in its Raft entries. DecodeRecords reads it back.
+// in its Raft entries. DecodeRecords reads it back. It runs once per cluster append,
+// so dst is grown once to the batch's size and the record scratch is pooled.
 func EncodeRecords(dst []byte, tsUS int64, recs []Record) []byte {
-	v := encodeValue(nil, 0, tsUS, 0, recs)
-	return append(dst, v[valueHeaderLen:]...)
+	dst = slices.Grow(dst, encodedSize(recs))
+	e := encoders.Get().(*valueEncoder)
+	dst = e.encodeBatch(dst, 0, tsUS, recs, nil, int32(len(recs)-1), noProducer)
+	encoders.Put(e)
+	return dst
 }
 
-// DecodeRecords returns the records of a batch EncodeRecords made.
-func DecodeRecords(batch []byte) ([]Record, error) {
-	srs, err := Batch{Data: batch}.Records(0)
+// encoders are EncodeRecords' scratch (valueEncoder keeps no record bytes between calls).
+var encoders = sync.Pool{New: func() any { return new(valueEncoder) }}
+
+// encodedSize is an upper bound of the batch EncodeRecords makes of recs: the batch
+// header, and per record its fields with the longest varints of their lengths.
+func encodedSize(recs []Record) int {
+	n := batchHeaderLen
+	for i := range recs {
+		r := &recs[i]
+		n += 5 + 1 + 10 + 5 + 5 + len(r.Key) + 5 + len(r.Value) + 5
+		for _, h := range r.Headers {
+			n += 10 + len(h.Key) + len(h.Value)
+		}
+	}
+	return n
+}
+
+// DecodeRecords returns the records of a batch EncodeRecords made. Their keys,
+// values and header keys point into batch, which must not change afterwards.
+func DecodeRecords(batch []byte) ([]Record, error) { return AppendDecodedRecords(nil, batch) }
+
+// AppendDecodedRecords is DecodeRecords appending to dst: a replica applying an entry
+// of several appends decodes them all into one slice. The records' headers share
+// one allocation.
+func AppendDecodedRecords(dst []Record, batch []byte) ([]Record, error) {
+	var rb kmsg.RecordBatch
+	if err := rb.ReadFrom(batch); err != nil {
+		return dst, fmt.Errorf("decode records: %w", err)
+	}
+	raw, err := decompress(nil, rb.Records, codecOf(rb.Attributes))
 	if err != nil {
-		return nil, err
+		return dst, fmt.Errorf("decode records: %w", err)
 	}
-	out := make([]Record, len(srs))
-	for i := range srs {
-		out[i] = srs[i].Record
+	n := int(max(rb.NumRecords, 0))
+	dst = slices.Grow(dst, n)
+	var hs []Header
+	for i := range n {
+		l, k := kbin.Varint(raw)
+		if k <= 0 || int(l) < 0 || len(raw) < k+int(l) {
+			return dst, fmt.Errorf("decode records: record %d: %w", i, errCorruptBatch)
+		}
+		body := raw[:k+int(l)]
+		raw = raw[k+int(l):]
+		// Unsafe: header keys point into batch as keys and values do, instead of
+		// one string allocated per header of every record (batch is never changed).
+		var kr kmsg.Record
+		if err := kr.UnsafeReadFrom(body); err != nil {
+			return dst, fmt.Errorf("decode records: record %d: %w", i, err)
+		}
+		rec := Record{Key: kr.Key, Value: kr.Value}
+		if nh := len(kr.Headers); nh > 0 {
+			if cap(hs)-len(hs) < nh {
+				// Records of one publisher mostly carry as many headers each.
+				hs = make([]Header, 0, nh*(n-i))
+			}
+			at := len(hs)
+			for _, h := range kr.Headers {
+				hs = append(hs, Header{Key: h.Key, Value: h.Value})
+			}
+			rec.Headers = hs[at:len(hs):len(hs)]
+		}
+		dst = append(dst, rec)
 	}
-	return out, nil
+	return dst, nil
 }
