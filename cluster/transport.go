@@ -203,15 +203,24 @@ func (t *transport) reachable(id uint64) bool {
 
 // send queues one message for node to; it never blocks.
 func (t *transport) send(to uint64, k Kind, msg []byte) error {
-	l := t.peer(to)
-	if l == nil {
-		return fmt.Errorf("send to node %d: %w", to, ErrUnknownNode)
-	}
-	if !l.up.Load() {
-		return fmt.Errorf("send to node %d: %w", to, ErrLinkDown)
+	l, err := t.upPeer(to)
+	if err != nil {
+		return err
 	}
 	f := make([]byte, frameHeader, frameHeader+len(msg))
 	return t.queue(l, to, k, append(f, msg...))
+}
+
+// upPeer is the outbound link to node to, if it is known and connected.
+func (t *transport) upPeer(to uint64) (*link, error) {
+	l := t.peer(to)
+	if l == nil {
+		return nil, fmt.Errorf("send to node %d: %w", to, ErrUnknownNode)
+	}
+	if !l.up.Load() {
+		return nil, fmt.Errorf("send to node %d: %w", to, ErrLinkDown)
+	}
+	return l, nil
 }
 
 // frameHeader is a frame's u32 length and u8 kind.
@@ -220,12 +229,9 @@ const frameHeader = 5
 // sendFrame is send for a payload built behind frameHeader bytes left free (f is
 // the whole frame, taken over by the transport): nothing is copied.
 func (t *transport) sendFrame(to uint64, k Kind, f []byte) error {
-	l := t.peer(to)
-	if l == nil {
-		return fmt.Errorf("send to node %d: %w", to, ErrUnknownNode)
-	}
-	if !l.up.Load() {
-		return fmt.Errorf("send to node %d: %w", to, ErrLinkDown)
+	l, err := t.upPeer(to)
+	if err != nil {
+		return err
 	}
 	return t.queue(l, to, k, f)
 }

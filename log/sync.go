@@ -2,6 +2,7 @@ package log
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -113,7 +114,7 @@ func (g *gatherTarget) add(n int) {
 }
 
 func (g *gatherTarget) target() int {
-	return max(g.sizes[0], g.sizes[1], g.sizes[2], g.sizes[3])
+	return slices.Max(g.sizes[:])
 }
 
 // nextGroup waits for applied commits and takes them all, first waiting at most

@@ -243,17 +243,8 @@ func (k KeyExpr) value(m *Message) (string, bool) {
 	case keyUsername:
 		return m.Username, m.Username != ""
 	case keyTopicLevel:
-		rest := m.Topic
-		for i := 1; ; i++ {
-			level, next, last := cutLevel(rest)
-			if i == k.level {
-				return level, level != ""
-			}
-			if last {
-				return "", false
-			}
-			rest = next
-		}
+		start, end, ok := levelSpan(m.Topic, k.level)
+		return m.Topic[start:end], ok && start != end
 	case keyUserProperty:
 		for _, p := range m.UserProperties {
 			if p.Key == k.str {
@@ -267,6 +258,23 @@ func (k KeyExpr) value(m *Message) (string, bool) {
 		return string(b), ok
 	}
 	return "", false
+}
+
+// levelSpan is where level n (from 1) of topic is; ok is false when it has fewer.
+func levelSpan(topic string, n int) (start, end int, ok bool) {
+	for i := 1; ; i++ {
+		j := strings.IndexByte(topic[start:], '/')
+		if i == n {
+			if j < 0 {
+				return start, len(topic), true
+			}
+			return start, start + j, true
+		}
+		if j < 0 {
+			return 0, 0, false
+		}
+		start += j + 1
+	}
 }
 
 // jsonPath finds a dotted path in a JSON document: object fields by name, array elements

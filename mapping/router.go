@@ -405,20 +405,3 @@ func keyOf(expr KeyExpr, m *Message, hs []log.Header) ([]byte, bool) {
 	}
 	return expr.Eval(m)
 }
-
-// levelSpan is where level n (from 1) of topic is; ok is false when it has fewer.
-func levelSpan(topic string, n int) (start, end int, ok bool) {
-	for i := 1; ; i++ {
-		j := strings.IndexByte(topic[start:], '/')
-		if i == n {
-			if j < 0 {
-				return start, len(topic), true
-			}
-			return start, start + j, true
-		}
-		if j < 0 {
-			return 0, 0, false
-		}
-		start += j + 1
-	}
-}
