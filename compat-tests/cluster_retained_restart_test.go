@@ -1,9 +1,6 @@
 package compattests
 
 import (
-	"context"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 )
@@ -17,42 +14,14 @@ func TestClusterRetainedStampsSurviveRestart(t *testing.T) {
 	if !clusterSupported(t) {
 		t.Skip("this mqstreams has no cluster mode yet (`cluster:` is an unknown config key)")
 	}
-	sub := NeedTool(t, "mosquitto_sub")
-	pub := NeedTool(t, "mosquitto_pub")
 	// No stream: a QoS 1 publish whose append is under way at a shard leader on the
 	// node being cut off may fail (MQTT 3.1.1: the connection closed, mqtt/ack.go reject),
 	// which is not what this test is about.
 	c := startCluster(t, 3, "streams: []\n")
 	ctx := Deadline(t, 3*time.Minute)
 
-	publish := func(node int, topic string, args ...string) {
-		t.Helper()
-		h, p := SplitAddr(t, c.mqtt[node])
-		cmd := exec.CommandContext(ctx, pub, append([]string{"-h", h, "-p", p, "-q", "1", "-r", "-t", topic}, args...)...)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("mosquitto_pub on node %d: %v %s", node+1, err, b)
-		}
-	}
-	retained := func(node int, topic string) string {
-		h, p := SplitAddr(t, c.mqtt[node])
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		b, _ := exec.CommandContext(cctx, sub, "-h", h, "-p", p, "-t", topic, "--retained-only",
-			"-C", "1", "-W", "2", "-F", "%p").Output()
-		return strings.TrimSpace(string(b))
-	}
-	await := func(topic, want string, nodes ...int) {
-		t.Helper()
-		for _, n := range nodes {
-			var got string
-			for got = retained(n, topic); got != want; got = retained(n, topic) {
-				if ctx.Err() != nil {
-					t.Fatalf("node %d serves retained %q on %s, want %q", n+1, got, topic, want)
-				}
-				time.Sleep(200 * time.Millisecond) // between polls of a real client
-			}
-		}
-	}
+	r := newRetainedTools(t, ctx, c)
+	publish, retained, await := r.publish, r.retained, r.await
 
 	publish(0, "cfg/a", "-m", "v1")
 	publish(0, "cfg/b", "-m", "b1")

@@ -15,42 +15,13 @@ func TestClusterRetainedConverges(t *testing.T) {
 	if !clusterSupported(t) {
 		t.Skip("this mqstreams has no cluster mode yet (`cluster:` is an unknown config key)")
 	}
-	sub := NeedTool(t, "mosquitto_sub")
-	pub := NeedTool(t, "mosquitto_pub")
 	c := startCluster(t, 3, "")
 	ctx := Deadline(t, 4*time.Minute)
 	const topic = "cfg/line1"
 
-	publish := func(node int, args ...string) {
-		t.Helper()
-		h, p := SplitAddr(t, c.mqtt[node])
-		cmd := exec.CommandContext(ctx, pub, append([]string{"-h", h, "-p", p, "-q", "1", "-r", "-t", topic}, args...)...)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("mosquitto_pub on node %d: %v %s", node+1, err, b)
-		}
-	}
-	// retained is what a new subscriber on node gets as retained ("" none, within 2 s).
-	retained := func(node int) string {
-		h, p := SplitAddr(t, c.mqtt[node])
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		b, _ := exec.CommandContext(cctx, sub, "-h", h, "-p", p, "-t", topic, "--retained-only",
-			"-C", "1", "-W", "2", "-F", "%p").Output()
-		return strings.TrimSpace(string(b))
-	}
-	// await waits until every listed node serves want.
-	await := func(want string, nodes ...int) {
-		t.Helper()
-		for _, n := range nodes {
-			var got string
-			for got = retained(n); got != want; got = retained(n) {
-				if ctx.Err() != nil {
-					t.Fatalf("node %d serves retained %q, want %q", n+1, got, want)
-				}
-				time.Sleep(200 * time.Millisecond) // between polls of a real client
-			}
-		}
-	}
+	r := newRetainedTools(t, ctx, c)
+	publish := func(node int, args ...string) { t.Helper(); r.publish(node, topic, args...) }
+	await := func(want string, nodes ...int) { t.Helper(); r.await(topic, want, nodes...) }
 
 	publish(0, "-m", "v1")
 	await("v1", 0, 1, 2)
@@ -71,4 +42,51 @@ func TestClusterRetainedConverges(t *testing.T) {
 	// And a new value published on the node that was down reaches the others.
 	publish(1, "-m", "v3")
 	await("v3", 0, 1, 2)
+}
+
+// retainedTools publishes retained messages with mosquitto_pub and reads what a new
+// mosquitto_sub subscriber gets as retained, on any node of c.
+type retainedTools struct {
+	t        *testing.T
+	ctx      context.Context
+	c        *testCluster
+	pub, sub string
+}
+
+func newRetainedTools(t *testing.T, ctx context.Context, c *testCluster) *retainedTools {
+	return &retainedTools{t: t, ctx: ctx, c: c, pub: NeedTool(t, "mosquitto_pub"), sub: NeedTool(t, "mosquitto_sub")}
+}
+
+// publish sends a retained QoS 1 publish to topic on node (args: -m or -n).
+func (r *retainedTools) publish(node int, topic string, args ...string) {
+	r.t.Helper()
+	h, p := SplitAddr(r.t, r.c.mqtt[node])
+	cmd := exec.CommandContext(r.ctx, r.pub, append([]string{"-h", h, "-p", p, "-q", "1", "-r", "-t", topic}, args...)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		r.t.Fatalf("mosquitto_pub on node %d: %v %s", node+1, err, b)
+	}
+}
+
+// retained is what a new subscriber to topic on node gets as retained ("" none, within 2 s).
+func (r *retainedTools) retained(node int, topic string) string {
+	h, p := SplitAddr(r.t, r.c.mqtt[node])
+	cctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+	defer cancel()
+	b, _ := exec.CommandContext(cctx, r.sub, "-h", h, "-p", p, "-t", topic, "--retained-only",
+		"-C", "1", "-W", "2", "-F", "%p").Output()
+	return strings.TrimSpace(string(b))
+}
+
+// await waits until every listed node serves want on topic.
+func (r *retainedTools) await(topic, want string, nodes ...int) {
+	r.t.Helper()
+	for _, n := range nodes {
+		var got string
+		for got = r.retained(n, topic); got != want; got = r.retained(n, topic) {
+			if r.ctx.Err() != nil {
+				r.t.Fatalf("node %d serves retained %q on %s, want %q", n+1, got, topic, want)
+			}
+			time.Sleep(200 * time.Millisecond) // between polls of a real client
+		}
+	}
 }

@@ -196,12 +196,6 @@ type rawClient struct {
 
 func dialRaw(tb testing.TB, addr, clientID string, version byte, clean bool) (*rawClient, packets.Packet) {
 	tb.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c := &rawClient{tb: tb, conn: conn, r: bufio.NewReaderSize(conn, 64<<10), version: version}
-	tb.Cleanup(func() { _ = conn.Close() })
 	name := "MQTT"
 	if version == 3 {
 		name = "MQIsdp"
@@ -220,6 +214,18 @@ func dialRaw(tb testing.TB, addr, clientID string, version byte, clean bool) (*r
 		pk.Properties.SessionExpiryInterval = 3600
 		pk.Properties.SessionExpiryIntervalFlag = true
 	}
+	return dialConnect(tb, addr, pk)
+}
+
+// dialConnect connects a raw client with the CONNECT pk and checks it is accepted.
+func dialConnect(tb testing.TB, addr string, pk packets.Packet) (*rawClient, packets.Packet) {
+	tb.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := &rawClient{tb: tb, conn: conn, r: bufio.NewReaderSize(conn, 64<<10), version: pk.ProtocolVersion}
+	tb.Cleanup(func() { _ = conn.Close() })
 	c.send(pk)
 	ack := c.read()
 	if ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {

@@ -1,9 +1,7 @@
 package mqtt
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -18,21 +16,12 @@ import (
 // connection (clean false) and Receive Maximum rm.
 func dialSession(t *testing.T, addr, id string, clean bool, rm uint16) *rawClient {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	c := &rawClient{tb: t, conn: conn, r: bufio.NewReaderSize(conn, 64<<10), version: 5}
-	c.send(packets.Packet{
+	c, _ := dialConnect(t, addr, packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
 		ProtocolVersion: 5,
 		Connect:         packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: clean, ClientIdentifier: id, Keepalive: 60},
 		Properties:      packets.Properties{ReceiveMaximum: rm, SessionExpiryInterval: 3600, SessionExpiryIntervalFlag: true},
 	})
-	if ack := c.read(); ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {
-		t.Fatalf("connect: got packet type %d reason %#x", ack.FixedHeader.Type, ack.ReasonCode)
-	}
 	return c
 }
 

@@ -1,11 +1,9 @@
 package mqtt
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -17,21 +15,12 @@ import (
 // dialReceiveMax connects an MQTT 5 raw client announcing Receive Maximum rm.
 func dialReceiveMax(t *testing.T, addr, id string, rm uint16) *rawClient {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	c := &rawClient{tb: t, conn: conn, r: bufio.NewReaderSize(conn, 64<<10), version: 5}
-	c.send(packets.Packet{
+	c, _ := dialConnect(t, addr, packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
 		ProtocolVersion: 5,
 		Connect:         packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, ClientIdentifier: id, Keepalive: 60},
 		Properties:      packets.Properties{ReceiveMaximum: rm},
 	})
-	if ack := c.read(); ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {
-		t.Fatalf("connect: got packet type %d reason %#x", ack.FixedHeader.Type, ack.ReasonCode)
-	}
 	return c
 }
 
