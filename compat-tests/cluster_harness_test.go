@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,22 +54,36 @@ func clusterSupported(t testing.TB) bool {
 // known before the node starts (the proxies point at it). It picks below Linux's
 // ephemeral range (32768–60999): a port the kernel handed out for ":0" is handed out
 // again to the next outgoing connection (a client of another test) once released, and
-// the node then fails with "address already in use" (seen once in a full run).
+// the node then fails with "address already in use" (seen once in a full run). A port
+// is never handed out twice in one test process: a cluster picks all its ports before
+// any node binds one, so "free now" alone let two nodes of one cluster draw the same
+// port (CI, TestClusterAddAndRemoveNode: nodes 2 and 3 both got 127.0.0.1:26229).
 func freePort(t testing.TB) string {
 	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
 	for range 200 {
 		port := 20000 + rand.IntN(12000)
+		if portsGiven[port] {
+			continue
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
 		}
 		addr := ln.Addr().String()
 		ln.Close()
+		portsGiven[port] = true
 		return addr
 	}
 	t.Fatal("no free port below the ephemeral range")
 	return ""
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{} // every port freePort returned in this process
+)
 
 // startCluster starts n nodes; extra is YAML appended to every node's config (streams).
 func startCluster(t testing.TB, n int, extra string) *testCluster {
