@@ -37,8 +37,11 @@ func TestRoutesRetainedResync(t *testing.T) {
 	}
 	retain(1, "r/1", "old")
 	retain(2, "r/2", "gone")
-	routeWait(t, "node 2 to hold both retained messages", func() bool {
-		return held("r/1") == "old" && held("r/2") == "gone"
+	// Both live forwards fanned out on node 2, not only retained: a forward is retained
+	// there, then written to the store, then delivered, so a subscriber arriving in
+	// between gets it twice, retained and live (a live 0x32 at noPublish below).
+	routeWait(t, "node 2 to hold and deliver both retained messages", func() bool {
+		return held("r/1") == "old" && held("r/2") == "gone" && testutil.ToFloat64(srvs[1].routes.received) >= 2
 	})
 	sub, _ := dialRaw(t, srvs[1].Addr().String(), "sub", 5, true)
 	routeSubscribe(sub, 1, "r/#")
@@ -55,6 +58,12 @@ func TestRoutesRetainedResync(t *testing.T) {
 	// both changes, else one may still be on its way when the link is back.
 	routeWait(t, "node 1 to fail to forward both retained changes", func() bool {
 		return testutil.ToFloat64(srvs[0].routes.forwarded.WithLabelValues("failed")) >= 2
+	})
+	// The delta leaves routeDebounce after the SUBACK: wait until the cut link lost it.
+	// Sent after the link is back, it would arrive in order and call for no resync
+	// (the test passed only while node 2 had not yet heard node 1's first digest).
+	routeWait(t, "node 1's route delta to be lost on the cut link", func() bool {
+		return mn.refusedOf(1, 2, routeDelta) >= 1
 	})
 	if held("r/1") != "old" || held("r/2") != "gone" {
 		t.Fatalf("node 2 learnt retained changes through a cut link: %q %q", held("r/1"), held("r/2"))
