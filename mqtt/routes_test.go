@@ -128,6 +128,13 @@ func (p memPeers) Send(to uint64, msg []byte) error {
 // log with one stream taking every topic under s/.
 func startRouteCluster(t *testing.T, n int) (*memNet, []*Server) {
 	t.Helper()
+	return startRouteClusterWith(t, n, nil)
+}
+
+// startRouteClusterWith is startRouteCluster calling before, if set, with each node's
+// server before it starts.
+func startRouteClusterWith(t *testing.T, n int, before func(id uint64, srv *Server)) (*memNet, []*Server) {
+	t.Helper()
 	mn := newMemNet()
 	var all []uint64
 	for i := 1; i <= n; i++ {
@@ -141,6 +148,9 @@ func startRouteCluster(t *testing.T, n int) (*memNet, []*Server) {
 			Peers: memPeers{net: mn, self: id, all: all}})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if before != nil {
+			before(id, srv)
 		}
 		if err := srv.Start(); err != nil {
 			t.Fatal(err)
