@@ -595,7 +595,7 @@ func (h *routeHook) Provides(b byte) bool {
 	switch b {
 	case mochi.OnPublish, mochi.OnSelectSubscribers, mochi.OnPublished, mochi.OnWillSent,
 		mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnDisconnect,
-		mochi.OnClientExpired, mochi.OnSessionEstablished:
+		mochi.OnClientExpired, mochi.OnSessionEstablished, mochi.OnRetainMessage:
 		return true
 	}
 	return false
@@ -615,6 +615,12 @@ func (h *routeHook) OnSelectSubscribers(subs *mochi.Subscribers, pk packets.Pack
 
 // OnPublished forwards a publish delivered here to the nodes subscribed to it.
 func (h *routeHook) OnPublished(cl *mochi.Client, pk packets.Packet) { h.r.forward(cl, pk) }
+
+// OnRetainMessage records the stamp of a retained change published here once mochi
+// holds it (routes_retained.go).
+func (h *routeHook) OnRetainMessage(cl *mochi.Client, pk packets.Packet, _ int64) {
+	h.r.retained(cl, pk)
+}
 
 // OnWillSent forwards a will message as a publish: subscribers on other nodes get it.
 func (h *routeHook) OnWillSent(cl *mochi.Client, pk packets.Packet) { h.r.forward(cl, pk) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -47,18 +48,46 @@ func (r *routes) loadStamps(stamps map[string]retStamp) {
 	}
 }
 
-// stampLocal stamps a retained change published on this node.
-func (r *routes) stampLocal(topic string) retStamp {
+// nextStamp stamps a retained change about to be published on this node (OnPublish).
+// It is not the topic's applied stamp until mochi has retained the change (retained):
+// a resync in between would send the peer the message it replaces under the new
+// stamp, and the peer, holding that, would then take the change itself as not newer.
+func (r *routes) nextStamp() retStamp {
 	r.retMu.Lock()
 	defer r.retMu.Unlock()
+	return r.nextStampLocked()
+}
+
+func (r *routes) nextStampLocked() retStamp {
 	ts := time.Now().UnixNano()
 	if ts <= r.lastStamp {
 		ts = r.lastStamp + 1
 	}
 	r.lastStamp = ts
-	st := retStamp{ts: ts, node: r.peers.Self()}
+	return retStamp{ts: ts, node: r.peers.Self()}
+}
+
+// stampLocal stamps a retained change already retained here (a will: mochi retains
+// it before the route hook sees it) and records it as applied.
+func (r *routes) stampLocal(topic string) retStamp {
+	r.retMu.Lock()
+	defer r.retMu.Unlock()
+	st := r.nextStampLocked()
 	r.stamps[topic] = st
 	return st
+}
+
+// retained records the stamp of a change mochi just retained here (OnRetainMessage),
+// published on this node. One forwarded by another node is recorded by applyRetained.
+func (r *routes) retained(cl *mochi.Client, pk packets.Packet) {
+	if cl == r.peer {
+		return
+	}
+	if note, _ := noteOf(pk); note.stamped {
+		r.retMu.Lock()
+		r.stamps[pk.TopicName] = note.stamp
+		r.retMu.Unlock()
+	}
 }
 
 func appendStamp(b []byte, kind byte, st retStamp) []byte {

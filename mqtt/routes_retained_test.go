@@ -1,9 +1,11 @@
 package mqtt
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
@@ -37,8 +39,11 @@ func TestRoutesRetainedResync(t *testing.T) {
 	}
 	retain(1, "r/1", "old")
 	retain(2, "r/2", "gone")
-	routeWait(t, "node 2 to hold both retained messages", func() bool {
-		return held("r/1") == "old" && held("r/2") == "gone"
+	// Both live forwards fanned out on node 2, not only retained: a forward is retained
+	// there, then written to the store, then delivered, so a subscriber arriving in
+	// between gets it twice, retained and live (a live 0x32 at noPublish below).
+	routeWait(t, "node 2 to hold and deliver both retained messages", func() bool {
+		return held("r/1") == "old" && held("r/2") == "gone" && testutil.ToFloat64(srvs[1].routes.received) >= 2
 	})
 	sub, _ := dialRaw(t, srvs[1].Addr().String(), "sub", 5, true)
 	routeSubscribe(sub, 1, "r/#")
@@ -55,6 +60,12 @@ func TestRoutesRetainedResync(t *testing.T) {
 	// both changes, else one may still be on its way when the link is back.
 	routeWait(t, "node 1 to fail to forward both retained changes", func() bool {
 		return testutil.ToFloat64(srvs[0].routes.forwarded.WithLabelValues("failed")) >= 2
+	})
+	// The delta leaves routeDebounce after the SUBACK: wait until the cut link lost it.
+	// Sent after the link is back, it would arrive in order and call for no resync
+	// (the test passed only while node 2 had not yet heard node 1's first digest).
+	routeWait(t, "node 1's route delta to be lost on the cut link", func() bool {
+		return mn.refusedOf(1, 2, routeDelta) >= 1
 	})
 	if held("r/1") != "old" || held("r/2") != "gone" {
 		t.Fatalf("node 2 learnt retained changes through a cut link: %q %q", held("r/1"), held("r/2"))
@@ -79,6 +90,70 @@ func TestRoutesRetainedResync(t *testing.T) {
 	}
 	if held("r/1") != "new" {
 		t.Fatalf("an older retained change replaced a newer one: %q", held("r/1"))
+	}
+}
+
+// TestRoutesRetainedResyncDuringPublish: a resync answered while a retained publish is
+// between its stamp (OnPublish) and mochi's retained store still lets the change win
+// on the other node. The answer held the replaced message under the change's stamp,
+// and the other node then kept that message, refusing the change as not newer.
+func TestRoutesRetainedResyncDuringPublish(t *testing.T) {
+	var resyncNow atomic.Bool
+	_, srvs := startRouteClusterWith(t, 2, func(id uint64, srv *Server) {
+		if id != 1 {
+			return
+		}
+		// Node 2's resync request, handled right after the route hook stamped the
+		// publish and before the publish is retained (ack.go: complete, completeAck).
+		pick := srv.ingest.complete
+		srv.ingest.complete = func(cl *mochi.Client, pk packets.Packet) packets.Packet {
+			pk = pick(cl, pk)
+			if resyncNow.CompareAndSwap(true, false) {
+				if err := srv.routes.handle(2, []byte{routeSyncReq}); err != nil {
+					t.Error(err)
+				}
+			}
+			return pk
+		}
+	})
+	pub, _ := dialRaw(t, srvs[0].Addr().String(), "pub", 5, true)
+	// s/x goes to a stream: the publish is held until stored, then completed (ingest.go).
+	retain := func(id uint16, payload string) {
+		p := publishPacket("s/x", 1, id, payload)
+		p.FixedHeader.Retain = true
+		pub.send(p)
+		pub.expect(packets.Puback, id)
+	}
+	held := func(i int) string {
+		pk, ok := srvs[i].broker.Topics.Retained.Get("s/x")
+		if !ok {
+			return "<none>"
+		}
+		return string(pk.Payload)
+	}
+	retain(1, "old")
+	routeWait(t, "node 2 to take the first change live", func() bool {
+		return testutil.ToFloat64(srvs[1].routes.received) >= 1
+	})
+	resyncNow.Store(true)
+	retain(2, "new")
+	if resyncNow.Load() {
+		t.Fatal("the resync request was not handled during the publish")
+	}
+	// The resync answer went first on the link, then the live forward.
+	routeWait(t, "node 2 to take the second change live", func() bool {
+		return testutil.ToFloat64(srvs[1].routes.received) >= 2
+	})
+	if held(0) != "new" || held(1) != "new" {
+		t.Fatalf("retained s/x: %q on node 1, %q on node 2", held(0), held(1))
+	}
+	stamp := func(i int) retStamp {
+		srvs[i].routes.retMu.Lock()
+		defer srvs[i].routes.retMu.Unlock()
+		return srvs[i].routes.stamps["s/x"]
+	}
+	if stamp(0) != stamp(1) {
+		t.Fatalf("s/x stamped %v on node 1, %v on node 2", stamp(0), stamp(1))
 	}
 }
 

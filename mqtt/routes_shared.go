@@ -218,7 +218,7 @@ func (r *routes) pick(cl *mochi.Client, pk packets.Packet) packets.Packet {
 	}
 	var note routeNote
 	if pk.FixedHeader.Retain {
-		note.stamped, note.stamp = true, r.stampLocal(pk.TopicName)
+		note.stamped, note.stamp = true, r.nextStamp()
 	}
 	if r.remoteGroups.Load() > 0 {
 		if remote := r.index.Subscribers(pk.TopicName).Shared; len(remote) > 0 {

@@ -28,10 +28,14 @@ type memNet struct {
 	queue map[[2]uint64]chan []byte
 	wg    sync.WaitGroup
 	done  chan struct{}
+
+	// refused counts the messages a cut link refused, by link and message kind: a
+	// test waits on it for a message to be lost, not on the time it takes to be sent.
+	refused map[[2]uint64]map[byte]int
 }
 
 func newMemNet() *memNet {
-	return &memNet{srv: map[uint64]*Server{}, logs: map[uint64]*log.Log{}, cut: map[[2]uint64]bool{}, lose: map[[2]uint64]bool{}, queue: map[[2]uint64]chan []byte{}, done: make(chan struct{})}
+	return &memNet{srv: map[uint64]*Server{}, logs: map[uint64]*log.Log{}, cut: map[[2]uint64]bool{}, lose: map[[2]uint64]bool{}, refused: map[[2]uint64]map[byte]int{}, queue: map[[2]uint64]chan []byte{}, done: make(chan struct{})}
 }
 
 func (m *memNet) close() {
@@ -49,6 +53,13 @@ func (m *memNet) setCut(from, to uint64, cut bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.cut[[2]uint64{from, to}] = cut
+}
+
+// refusedOf is how many messages of kind the cut link from → to refused so far.
+func (m *memNet) refusedOf(from, to uint64, kind byte) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.refused[[2]uint64{from, to}][kind]
 }
 
 type memPeers struct {
@@ -74,6 +85,10 @@ func (p memPeers) Send(to uint64, msg []byte) error {
 	defer m.mu.Unlock()
 	key := [2]uint64{p.self, to}
 	if m.cut[key] {
+		if m.refused[key] == nil {
+			m.refused[key] = map[byte]int{}
+		}
+		m.refused[key][msg[0]]++
 		return errors.New("link cut")
 	}
 	if m.lose[key] {
@@ -113,6 +128,13 @@ func (p memPeers) Send(to uint64, msg []byte) error {
 // log with one stream taking every topic under s/.
 func startRouteCluster(t *testing.T, n int) (*memNet, []*Server) {
 	t.Helper()
+	return startRouteClusterWith(t, n, nil)
+}
+
+// startRouteClusterWith is startRouteCluster calling before, if set, with each node's
+// server before it starts.
+func startRouteClusterWith(t *testing.T, n int, before func(id uint64, srv *Server)) (*memNet, []*Server) {
+	t.Helper()
 	mn := newMemNet()
 	var all []uint64
 	for i := 1; i <= n; i++ {
@@ -126,6 +148,9 @@ func startRouteCluster(t *testing.T, n int) (*memNet, []*Server) {
 			Peers: memPeers{net: mn, self: id, all: all}})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if before != nil {
+			before(id, srv)
 		}
 		if err := srv.Start(); err != nil {
 			t.Fatal(err)
@@ -260,7 +285,9 @@ func TestRoutesResyncAfterLoss(t *testing.T) {
 		defer srvs[1].routes.mu.Unlock()
 		_, a := srvs[1].routes.local["x/1"]
 		_, b := srvs[1].routes.local["x/2"]
-		return a && b
+		// and every delta announced so far sent (and refused): one sent after the
+		// link is back would arrive, and nothing would be left to resync
+		return a && b && uint64(mn.refusedOf(2, 1, routeDelta)) == srvs[1].routes.seq
 	})
 	if f := remoteFilters(srvs[0], 2); f["x/1"] || f["x/2"] {
 		t.Fatalf("node 1 learnt %v through a cut link", f)
