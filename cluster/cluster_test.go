@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,7 +51,7 @@ func newTestCluster(t *testing.T, size int, opts func(i int, o *Options)) *testC
 	}
 	for i := range lns {
 		c.cfgs = append(c.cfgs, Config{NodeID: uint64(i + 1), RaftAddr: peers[i].RaftAddr, Peers: peers})
-		c.dirs = append(c.dirs, t.TempDir())
+		c.dirs = append(c.dirs, c.newDir())
 	}
 	c.logs = make([]*log.Log, size)
 	c.nodes = make([]*Node, size)
@@ -63,6 +64,20 @@ func newTestCluster(t *testing.T, size int, opts func(i int, o *Options)) *testC
 		}
 	})
 	return c
+}
+
+// newDir makes a node's data dir, holding the cluster's Kafka cluster id as
+// cmd/mqstreams/cluster.go writes it: every node reports the founding nodes' id, and
+// so one topic id per stream (kafkawire/server.go, topicID). With an id per node, a
+// client that asked another node for metadata saw a stream's topic id change, took it
+// for a topic deleted and recreated, and failed its produces with UNKNOWN_TOPIC_ID.
+func (c *testCluster) newDir() string {
+	dir := c.t.TempDir()
+	id := c.cfgs[0].ClusterID()
+	if err := os.WriteFile(filepath.Join(dir, "kafka-cluster-id"), []byte(id+"\n"), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	return dir
 }
 
 // start opens node i's log and node (ln nil: listen on its address again).

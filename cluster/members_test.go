@@ -183,7 +183,7 @@ func (c *testCluster) addJoiner() int {
 	}
 	i := len(c.nodes)
 	c.cfgs = append(c.cfgs, Config{NodeID: uint64(i + 1), RaftAddr: ln.Addr().String(), Peers: c.cfgs[0].Peers, Join: true})
-	c.dirs = append(c.dirs, c.t.TempDir())
+	c.dirs = append(c.dirs, c.newDir())
 	c.logs, c.nodes = append(c.logs, nil), append(c.nodes, nil)
 	c.start(i, ln)
 	return i

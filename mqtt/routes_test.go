@@ -144,7 +144,12 @@ func startRouteClusterWith(t *testing.T, n int, before func(id uint64, srv *Serv
 	for _, id := range all {
 		def := mapping.Definition{Name: "s", Filters: []string{"s/#"}, Shards: 1}
 		l, cat := openStreams(t, log.Options{Dir: t.TempDir(), Logger: zerolog.Nop(), NoSync: true}, []mapping.Definition{def})
-		srv, err := New(Options{Config: Config{Addr: "127.0.0.1:0"}, Log: l, Catalog: cat, Logger: zerolog.Nop(),
+		// One resend brings up to resendBatch forwards at once, more than the default
+		// 1000 packets a subscriber may have waiting (slowclient.go): on a loaded core
+		// the subscriber's write loop lags such a burst, and it was cut off as a slow
+		// consumer (TestRoutesReliableForwards), which is not what these tests test.
+		cfg := Config{Addr: "127.0.0.1:0", MaxQueuedPackets: 4 * resendBatch}
+		srv, err := New(Options{Config: cfg, Log: l, Catalog: cat, Logger: zerolog.Nop(),
 			Peers: memPeers{net: mn, self: id, all: all}})
 		if err != nil {
 			t.Fatal(err)
