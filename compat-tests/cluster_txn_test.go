@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -267,5 +268,75 @@ func TestClusterKafkaTransactionsConfluentMQTT(t *testing.T) {
 		if got := strings.Join(strings.Fields(string(out)), ","); got != want[committed] {
 			t.Errorf("kcat %s through node 3 got %s, want %s", iso, got, want[committed])
 		}
+	}
+}
+
+// The node coordinating a transactional producer is SIGKILLed between two of its
+// transactions: the next one's first request to the coordinator is AddPartitionsToTxn,
+// sent with its records, to the node franz-go cached from FindCoordinator. franz-go
+// looks the coordinator up again only once Metadata stops listing the node it cannot
+// dial, so the surviving nodes list only the nodes they reach, as Kafka lists only
+// live brokers (while every node stayed listed, the producer redialled the dead one
+// without end).
+func TestClusterTxnCoordinatorKilledBetweenTransactions(t *testing.T) {
+	if !clusterSupported(t) {
+		t.Skip("no cluster mode")
+	}
+	c := startCluster(t, 3, "streams:\n  - {name: ctk, filter: \"ctk/#\", shards: 2, replication_factor: 3}\n")
+	c.waitLeaders(t, "ctk", 2, 60*time.Second)
+	ctx := Deadline(t, 3*time.Minute)
+	coord, err := txnCoordinator(ctx, c.kafka[0], "ctk-p")
+	if err != nil || coord < 1 || int(coord) > len(c.nodes) {
+		t.Fatalf("transaction coordinator: %d, %v", coord, err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.kafka...), kgo.TransactionalID("ctk-p"), kgo.DefaultProduceTopic("ctk"),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	transact := func(vals ...string) {
+		t.Helper()
+		if err := prod.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		// Produced asynchronously and waited for here with a deadline: a producer stuck
+		// on a dead coordinator never answers.
+		done := make(chan error, len(vals))
+		for _, v := range vals {
+			prod.Produce(ctx, &kgo.Record{Value: []byte(v)}, func(_ *kgo.Record, err error) { done <- err })
+		}
+		wait, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		for range vals {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("produce %v: %v", vals, err)
+				}
+			case <-wait.Done():
+				t.Fatalf("produce %v: no answer in a minute (coordinator node %d down: %v)", vals, coord, !c.up[coord-1].Load())
+			}
+		}
+		if err := prod.EndTransaction(wait, kgo.TryCommit); err != nil {
+			t.Fatalf("commit %v: %v", vals, err)
+		}
+	}
+	transact("a1", "a2") // the producer id, and the coordinator cached
+	c.kill(t, int(coord-1))
+	killed := time.Now()
+	transact("b1", "b2")
+	t.Logf("coordinator node %d SIGKILLed; the next transaction committed %v later", coord, time.Since(killed).Round(time.Millisecond))
+
+	var live []string
+	for i := range c.nodes {
+		if c.up[i].Load() {
+			live = append(live, c.kafka[i])
+		}
+	}
+	got := clusterValues(t, ctx, live, "ctk", true, 4)
+	slices.Sort(got)
+	if s := strings.Join(got, ","); s != "a1,a2,b1,b2" {
+		t.Fatalf("read_committed through the live nodes: %s, want a1,a2,b1,b2", s)
 	}
 }

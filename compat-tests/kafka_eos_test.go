@@ -43,6 +43,10 @@ func TestEOSMemberProcess(t *testing.T) {
 		kgo.RequireStableFetchOffsets(),
 		kgo.SessionTimeout(6*time.Second),
 		kgo.HeartbeatInterval(500*time.Millisecond),
+		// What the client did and saw, for the test to show when a member stalls.
+		kgo.WithLogger(kgo.BasicLogger(os.Stdout, kgo.LogLevelInfo, func() string {
+			return time.Now().UTC().Format("15:04:05.000 ")
+		})),
 	)
 	if err != nil {
 		fmt.Println("error", err)
@@ -84,7 +88,15 @@ type member struct {
 	cmd       *exec.Cmd
 	committed atomic.Int64 // batches committed
 	done      chan struct{}
+
+	mu    sync.Mutex
+	tail  []string // its last memberTail output lines other than commits
+	lines int      // how many such lines it wrote in all
 }
+
+// memberTail is how many of a member's last lines a failed test shows: a stalled
+// client can log a line a millisecond (a dead node redialled), too many to keep all.
+const memberTail = 400
 
 func startMember(t *testing.T, addr, txid string) *member {
 	t.Helper()
@@ -103,13 +115,32 @@ func startMember(t *testing.T, addr, txid string) *member {
 		defer close(m.done)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "committed true") {
+			line := sc.Text()
+			if strings.Contains(line, "committed true") {
 				m.committed.Add(1)
-			} else if strings.HasPrefix(sc.Text(), "error") {
-				t.Logf("member %s: %s", txid, sc.Text())
+				continue
 			}
+			if strings.HasPrefix(line, "error") {
+				t.Logf("member %s: %s", txid, line)
+			}
+			m.mu.Lock()
+			m.lines++
+			if len(m.tail) == memberTail {
+				m.tail = m.tail[1:]
+			}
+			m.tail = append(m.tail, line)
+			m.mu.Unlock()
 		}
 	}()
+	// Cleanups run last first: the member is killed, then its output shown.
+	t.Cleanup(func() {
+		if t.Failed() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			t.Logf("member %s: its last %d of %d lines (aborts, errors, franz-go's log):\n%s",
+				txid, len(m.tail), m.lines, strings.Join(m.tail, "\n"))
+		}
+	})
 	t.Cleanup(m.kill)
 	return m
 }

@@ -189,7 +189,7 @@ func TestMQTTAuthReasonCodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: id, PacketTimeout: startTimeout}) // paho waits 10 s by default: too short under -race on a loaded machine
+		c := paho.NewClient(paho.ClientConfig{Conn: lockedConn(conn), ClientID: id, PacketTimeout: startTimeout}) // paho waits 10 s by default: too short under -race on a loaded machine
 		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		defer cancel()
 		ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,

@@ -75,7 +75,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: "before-reload", PacketTimeout: startTimeout})
+	c := paho.NewClient(paho.ClientConfig{Conn: lockedConn(conn), ClientID: "before-reload", PacketTimeout: startTimeout})
 	if ca, err := c.Connect(ctx, &paho.Connect{ClientID: "before-reload", CleanStart: true, KeepAlive: 60}); err != nil || ca.ReasonCode != 0 {
 		t.Fatalf("connect: %v %+v", err, ca)
 	}

@@ -217,9 +217,17 @@ type kafkaCluster struct{ n *cluster.Node }
 
 func (k kafkaCluster) Self() int32 { return int32(k.n.Self()) }
 
+// Brokers lists the nodes this one reaches (itself always), as Kafka lists only live
+// brokers: a client forgets a node it no longer finds in Metadata, and with it what
+// it cached about that node. franz-go, for one, keeps a dead transaction coordinator
+// (cached from FindCoordinator) until then, redialling it for AddPartitionsToTxn
+// without end (compat-tests/cluster_txn_test.go, the coordinator SIGKILLed).
 func (k kafkaCluster) Brokers() []kafkawire.Broker {
 	var out []kafkawire.Broker
 	for _, ni := range k.n.Nodes() {
+		if !ni.Reachable {
+			continue
+		}
 		host, port, err := net.SplitHostPort(ni.Addrs.Kafka)
 		if err != nil {
 			continue // not registered yet
@@ -235,11 +243,12 @@ func (k kafkaCluster) Brokers() []kafkawire.Broker {
 
 func (k kafkaCluster) Controller() int32 { return kafkaID(k.n.Controller()) }
 
-// known tells whether a node's Kafka address is known here.
-func (k kafkaCluster) known(id uint64) bool {
+// listed tells whether Brokers lists a node: its Kafka address is known here and this
+// node reaches it.
+func (k kafkaCluster) listed(id uint64) bool {
 	for _, ni := range k.n.Nodes() {
 		if ni.ID == id {
-			return ni.Addrs.Kafka != ""
+			return ni.Reachable && ni.Addrs.Kafka != ""
 		}
 	}
 	return false
@@ -251,9 +260,10 @@ func (k kafkaCluster) Partition(stream string, shard int32) kafkawire.PartitionS
 		return kafkawire.PartitionState{Leader: -1}
 	}
 	leader := kafkaID(ps.Leader)
-	if leader != -1 && !k.known(ps.Leader) {
+	if leader != -1 && !k.listed(ps.Leader) {
 		// A leader whose Kafka address this node does not know yet (its registration
-		// is still on its way through the catalog): clients could not reach it, so
+		// is still on its way through the catalog), or one this node no longer reaches
+		// (dead, its successor not elected yet): not in Brokers, so
 		// LEADER_NOT_AVAILABLE until then.
 		leader = -1
 	}
