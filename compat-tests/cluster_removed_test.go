@@ -35,14 +35,15 @@ func checkRemovedNode(t *testing.T, srv *Server, topic string) {
 		t.Fatalf("cluster status of the removed node (exit %d):\n%s", code, out)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	conn, err := net.DialTimeout("tcp", srv.MQTTAddr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	disc := make(chan *paho.Disconnect, 1)
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: "to-removed",
+	// PacketTimeout: paho waits 10 s for the CONNACK by default, short for a loaded machine.
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: "to-removed", PacketTimeout: startTimeout,
 		OnServerDisconnect: func(d *paho.Disconnect) { disc <- d }, OnClientError: func(error) {}})
 	if ca, err := c.Connect(ctx, &paho.Connect{ClientID: "to-removed", CleanStart: true, KeepAlive: 30}); err != nil || ca.ReasonCode != 0 {
 		t.Fatalf("connect to the removed node: %v %+v", err, ca)

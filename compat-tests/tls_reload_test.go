@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/mqstreams/mqstreams/certs/certstest"
@@ -75,7 +76,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: lockedConn(conn), ClientID: "before-reload", PacketTimeout: startTimeout})
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), ClientID: "before-reload", PacketTimeout: startTimeout}) // a TLS conn: see TestMQTTAuthReasonCodes
 	if ca, err := c.Connect(ctx, &paho.Connect{ClientID: "before-reload", CleanStart: true, KeepAlive: 60}); err != nil || ca.ReasonCode != 0 {
 		t.Fatalf("connect: %v %+v", err, ca)
 	}

@@ -3,16 +3,27 @@
 usage: secure_confluent.py BOOTSTRAP MECHANISM USER CAFILE metadata | read TOPIC N
 The password comes from $MQS_PASSWORD (never on the command line). read subscribes with
 a group (app-confluent-PID) from the earliest offset and prints N records, or the first
-error.
+error. A refused login ends it at once: librdkafka reports it through error_cb only and
+would retry until the timeout.
 """
 import os
 import sys
+import time
 
 from confluent_kafka import Consumer, KafkaError
 
 from compat_output import emit, record
 
 TIMEOUT = 30
+
+
+refused = []
+
+
+def on_error(err):
+    emit({"type": "error", "error": str(err)})
+    if err.code() == KafkaError._AUTHENTICATION:
+        refused.append(err)
 
 
 def main():
@@ -30,7 +41,7 @@ def main():
             "group.id": "app-confluent-%d" % os.getpid(),
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "error_cb": lambda err: emit({"type": "error", "error": str(err)}),
+            "error_cb": on_error,
         }
     )
     try:
@@ -41,10 +52,15 @@ def main():
         topic, n = sys.argv[6], int(sys.argv[7])
         c.subscribe([topic])
         got = 0
+        deadline = time.monotonic() + TIMEOUT
         while got < n:
-            msg = c.poll(TIMEOUT)
+            msg = c.poll(1)
+            if refused:
+                sys.exit("authentication failed: %s" % refused[0])
             if msg is None:
-                sys.exit("no record within %ss" % TIMEOUT)
+                if time.monotonic() > deadline:
+                    sys.exit("no record within %ss" % TIMEOUT)
+                continue
             if msg.error():
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     continue
@@ -53,6 +69,7 @@ def main():
             _, ts = msg.timestamp()
             record(msg.partition(), msg.offset(), ts, msg.key(), msg.value(), msg.headers())
             got += 1
+            deadline = time.monotonic() + TIMEOUT
     finally:
         c.close()
 
