@@ -69,7 +69,7 @@ func TestEOSMemberProcess(t *testing.T) {
 			// just before Metadata dropped it takes "unknown broker" as fatal. As an
 			// application does, a new session goes on: its InitProducerId fences the
 			// old producer and aborts what it left open.
-			fmt.Println("new session after: begin:", err)
+			fmt.Println("error begin:", err, "(a new session goes on)")
 			sess.Close()
 			sess = session()
 			continue
