@@ -150,9 +150,15 @@ func (c *testCluster) putStream(name string, shards int32) {
 		c.t.Fatal(err)
 	}
 	waitFor(c.t, 30*time.Second, "stream on every node with a leader per shard", func() bool {
-		for _, n := range c.nodes {
+		for i, n := range c.nodes {
 			if n == nil {
 				continue
+			}
+			// In the log too: a node still applying the deletion of a stream of that
+			// name has its log's stream gone, but not yet the catalog's, and names the
+			// deleted shard's last leader (TestCatalogReplicatesIDsOffsetsMessagesAndDeletes).
+			if st := c.logs[i].Stream(name); st == nil || st.Deleted() {
+				return false
 			}
 			for s := int32(0); s < shards; s++ {
 				ps, ok := n.Partition(name, s)
