@@ -64,11 +64,13 @@ func TestEOSMemberProcess(t *testing.T) {
 			continue
 		}
 		if err := sess.Begin(); err != nil {
-			// The client's producer failed for good. franz-go v1.22.3 does so when its
-			// coordinator dies as it adds partitions: a sink that picked the dead node
-			// just before Metadata dropped it takes "unknown broker" as fatal. As an
-			// application does, a new session goes on: its InitProducerId fences the
-			// old producer and aborts what it left open.
+			// franz-go v1.22.3 refuses to begin when the last End's outcome is unknown
+			// (its EndTxn met the coordinator's death: it wants End(TryAbort) again),
+			// and for good when its producer failed fatally (its coordinator died as it
+			// added partitions, and a sink that picked the dead node just before
+			// Metadata dropped it took "unknown broker" as fatal). As an application
+			// does, a new session goes on: its InitProducerId fences the old producer
+			// and aborts what it left open.
 			fmt.Println("error begin:", err, "(a new session goes on)")
 			sess.Close()
 			sess = session()
