@@ -623,7 +623,8 @@ func (n *Node) Nodes() []NodeInfo {
 	members := n.memberIDs()
 	out := make([]NodeInfo, 0, len(members))
 	for _, id := range members {
-		ni := NodeInfo{ID: id, RaftAddr: addrs[id], Addrs: cat.Nodes[id], Reachable: id == n.Self() || n.tr.reachable(id)}
+		ni := NodeInfo{ID: id, RaftAddr: addrs[id], Addrs: cat.Nodes[id], Reachable: id == n.Self() || n.tr.reachable(id),
+			Live: id == n.Self() || n.tr.live(id)}
 		if id == n.Self() {
 			n.advMu.Lock()
 			ni.Addrs = n.adv // its own, even before the catalog has it
@@ -641,6 +642,9 @@ type NodeInfo struct {
 	Addrs    Addrs  `json:"addrs"`
 	// Reachable: this node's link to it is up (always true for itself).
 	Reachable bool `json:"reachable"`
+	// Live: reachable, or its link went down less than a few seconds ago (transport.go
+	// liveGrace): what clients are told is a live node, steady while a link flaps.
+	Live bool `json:"live"`
 }
 
 // Controller is the catalog group's leader as this node knows it (0: none).

@@ -40,10 +40,14 @@ const (
 	handshakeMagic   = "MQSC"
 	handshakeVersion = 1
 	heartbeatEvery   = 500 * time.Millisecond
-	linkTimeout      = 3 * time.Second        // a link silent this long is closed and redialled
-	closeFlushWait   = 200 * time.Millisecond // a closing node's last frames get this long
-	maxFrame         = 64 << 20
-	sendQueueFrames  = 4096
+	linkTimeout      = 3 * time.Second // a link silent this long is closed and redialled
+	// liveGrace: a peer whose link is down for less than this still counts as live
+	// (live): a link that is closed and redialled (a silent spell, a peer's restart of
+	// it) is not a node gone, and clients must not see it vanish and come back.
+	liveGrace       = linkTimeout
+	closeFlushWait  = 200 * time.Millisecond // a closing node's last frames get this long
+	maxFrame        = 64 << 20
+	sendQueueFrames = 4096
 )
 
 // transport is one TCP connection per ordered node pair: each node dials every peer at
@@ -90,9 +94,17 @@ type link struct {
 	addr string
 	q    chan []byte // encoded frames
 	up   atomic.Bool
+	// downAt is when the link last went down, or was made (UnixNano): live.
+	downAt atomic.Int64
 	// heard is when a frame from this peer last arrived on its link to us
 	// (UnixNano): its heartbeats keep it fresh while every group is quiet.
 	heard atomic.Int64
+}
+
+func newLink(id uint64, addr string) *link {
+	l := &link{id: id, addr: addr, q: make(chan []byte, sendQueueFrames)}
+	l.downAt.Store(time.Now().UnixNano())
+	return l
 }
 
 func newTransport(self uint64, addr string, ln net.Listener, peers map[uint64]string, lg zerolog.Logger) (*transport, error) {
@@ -113,7 +125,7 @@ func newTransport(self uint64, addr string, ln net.Listener, peers map[uint64]st
 	}
 	m := map[uint64]*link{}
 	for id, a := range peers {
-		m[id] = &link{id: id, addr: a, q: make(chan []byte, sendQueueFrames)}
+		m[id] = newLink(id, a)
 	}
 	t.peersP.Store(&m)
 	t.handle(kindRequest, t.onRequest)
@@ -151,7 +163,7 @@ func (t *transport) addPeer(id uint64, addr string) {
 	for k, v := range old {
 		m[k] = v
 	}
-	l := &link{id: id, addr: addr, q: make(chan []byte, sendQueueFrames)}
+	l := newLink(id, addr)
 	m[id] = l
 	t.peersP.Store(&m)
 	if t.started {
@@ -199,6 +211,13 @@ func (t *transport) alive(id uint64) bool {
 func (t *transport) reachable(id uint64) bool {
 	l := t.peer(id)
 	return l != nil && l.up.Load()
+}
+
+// live reports whether the outbound link to id is connected or went down less than
+// liveGrace ago: the node may be redialled at once, so it is not yet taken for gone.
+func (t *transport) live(id uint64) bool {
+	l := t.peer(id)
+	return l != nil && (l.up.Load() || time.Since(time.Unix(0, l.downAt.Load())) < liveGrace)
 }
 
 // send queues one message for node to; it never blocks.
@@ -277,6 +296,7 @@ func (t *transport) dialLoop(l *link) {
 		l.up.Store(true)
 		t.lg.Info().Uint64("peer", l.id).Str("addr", l.addr).Msg("cluster link up")
 		err = t.writeLoop(l, c)
+		l.downAt.Store(time.Now().UnixNano())
 		l.up.Store(false)
 		_ = c.Close()
 		t.failCalls(l.id)

@@ -3,6 +3,7 @@ package compattests
 import (
 	"context"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,13 +68,21 @@ func (r *retainedTools) publish(node int, topic string, args ...string) {
 	}
 }
 
-// retained is what a new subscriber to topic on node gets as retained ("" none, within 2 s).
+// retained is what a new subscriber to topic on node gets as retained ("" none, within
+// 2 s: await polls again, and a value that is still propagating is not there anyway).
 func (r *retainedTools) retained(node int, topic string) string {
+	return r.retainedWithin(node, topic, 2)
+}
+
+// retainedWithin is retained, waiting up to secs seconds for the message: a check
+// that a node still serves a value it has long had waits long, since a loaded
+// machine can take more than 2 s to answer (mosquitto_sub ends at the first message).
+func (r *retainedTools) retainedWithin(node int, topic string, secs int) string {
 	h, p := SplitAddr(r.t, r.c.mqtt[node])
-	cctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(r.ctx, time.Duration(secs+30)*time.Second)
 	defer cancel()
 	b, _ := exec.CommandContext(cctx, r.sub, "-h", h, "-p", p, "-t", topic, "--retained-only",
-		"-C", "1", "-W", "2", "-F", "%p").Output()
+		"-C", "1", "-W", strconv.Itoa(secs), "-F", "%p").Output()
 	return strings.TrimSpace(string(b))
 }
 

@@ -198,7 +198,7 @@ func secureScript(t *testing.T, ctx context.Context, argv []string, addr, mech, 
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
-		err = fmt.Errorf("%v: %w\nstderr:\n%s", full[1:], err, stderr.String())
+		err = fmt.Errorf("%v: %w\nstdout:\n%s\nstderr:\n%s", full[1:], err, stdout.String(), stderr.String())
 	}
 	var lines []secureLine
 	var errs []string

@@ -217,15 +217,18 @@ type kafkaCluster struct{ n *cluster.Node }
 
 func (k kafkaCluster) Self() int32 { return int32(k.n.Self()) }
 
-// Brokers lists the nodes this one reaches (itself always), as Kafka lists only live
-// brokers: a client forgets a node it no longer finds in Metadata, and with it what
-// it cached about that node. franz-go, for one, keeps a dead transaction coordinator
-// (cached from FindCoordinator) until then, redialling it for AddPartitionsToTxn
-// without end (compat-tests/cluster_txn_test.go, the coordinator SIGKILLed).
+// Brokers lists the live nodes (itself always; cluster.NodeInfo.Live: reached, or
+// its link down for only a moment), as Kafka lists only live brokers: a client
+// forgets a node it no longer finds in Metadata, and with it what it cached about that
+// node. franz-go, for one, keeps a dead transaction coordinator (cached from
+// FindCoordinator) until then, redialling it for AddPartitionsToTxn without end
+// (compat-tests/cluster_txn_test.go, the coordinator SIGKILLed). A link that flaps
+// does not drop the node: a request in flight to a node that vanishes from Metadata
+// fails in franz-go with "unknown broker" instead of being retried.
 func (k kafkaCluster) Brokers() []kafkawire.Broker {
 	var out []kafkawire.Broker
 	for _, ni := range k.n.Nodes() {
-		if !ni.Reachable {
+		if !ni.Live {
 			continue
 		}
 		host, port, err := net.SplitHostPort(ni.Addrs.Kafka)
@@ -243,12 +246,12 @@ func (k kafkaCluster) Brokers() []kafkawire.Broker {
 
 func (k kafkaCluster) Controller() int32 { return kafkaID(k.n.Controller()) }
 
-// listed tells whether Brokers lists a node: its Kafka address is known here and this
-// node reaches it.
+// listed tells whether Brokers lists a node: its Kafka address is known here and it
+// is live.
 func (k kafkaCluster) listed(id uint64) bool {
 	for _, ni := range k.n.Nodes() {
 		if ni.ID == id {
-			return ni.Reachable && ni.Addrs.Kafka != ""
+			return ni.Live && ni.Addrs.Kafka != ""
 		}
 	}
 	return false

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,14 +17,21 @@ import (
 
 // raftPort finds a port free now for a raft_addr the other node must know before
 // this one binds it, below Linux's ephemeral range so no outgoing connection takes it
-// meanwhile.
+// meanwhile, and never the same one twice (both are picked before either is bound).
 func raftPort(t *testing.T) string {
 	t.Helper()
+	raftPortsMu.Lock()
+	defer raftPortsMu.Unlock()
 	for range 200 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		port := 20000 + rand.IntN(12000)
+		if raftPortsGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			addr := ln.Addr().String()
 			_ = ln.Close()
+			raftPortsGiven[port] = true
 			return addr
 		}
 	}
@@ -31,9 +39,14 @@ func raftPort(t *testing.T) string {
 	return ""
 }
 
-// TestKafkaMetadataListsReachableNodes: Kafka Metadata lists the nodes this node
-// reaches and names no partition leader it does not reach, as Kafka lists live
-// brokers only. A client forgets a node (and what it cached about it: franz-go a
+var (
+	raftPortsMu    sync.Mutex
+	raftPortsGiven = map[int]bool{}
+)
+
+// TestKafkaMetadataListsReachableNodes: Kafka Metadata lists the live nodes (reached,
+// or down for less than a few seconds) and names no partition leader that is not, as
+// Kafka lists live brokers only. A client forgets a node (and what it cached about it: franz-go a
 // transaction coordinator) only once Metadata stops listing it.
 func TestKafkaMetadataListsReachableNodes(t *testing.T) {
 	raft := []string{raftPort(t), raftPort(t)}

@@ -61,7 +61,7 @@ def main():
         sys.stderr.write("usage: kafkapython_admin.py BOOTSTRAP TOPIC\n")
         sys.exit(2)
     bootstrap, topic = sys.argv[1], sys.argv[2]
-    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000, api_version_auto_timeout_ms=30000)
     new = NewTopic(topic, 3, 1, topic_configs={"retention.bytes": "2097152", "mqtt.topic.filter": "py/+/kp", "mqtt.key": "topic"})
     emit({"step": "create", "result": attempt(lambda: a.create_topics([new]))})
     emit({"step": "create-again", "result": attempt(lambda: a.create_topics([new]))})
@@ -75,7 +75,7 @@ def main():
     emit({"step": "grow", "result": attempt(lambda: a.create_partitions({topic: NewPartitions(4)}))})
     emit({"step": "shrink", "result": attempt(lambda: a.create_partitions({topic: NewPartitions(1)}))})
 
-    p = KafkaProducer(bootstrap_servers=bootstrap)
+    p = KafkaProducer(bootstrap_servers=bootstrap, api_version_auto_timeout_ms=30000)
     for i in range(10):
         p.send(topic, key=b"k%d" % i, value=b"v%d" % i, partition=0)
     p.flush(30)

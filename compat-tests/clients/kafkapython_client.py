@@ -20,6 +20,8 @@ def consumer(bootstrap):
         enable_auto_commit=False,
         fetch_max_wait_ms=3000,
         request_timeout_ms=TIMEOUT_MS + 5000,
+        # The version probe gets the default 2 s otherwise: too little on a loaded machine.
+        api_version_auto_timeout_ms=TIMEOUT_MS,
     )
 
 

@@ -39,6 +39,8 @@ def consumer(bootstrap, group, topic):
         session_timeout_ms=6000,
         heartbeat_interval_ms=1000,
         fetch_max_wait_ms=500,
+        # The version probe gets the default 2 s otherwise: too little on a loaded machine.
+        api_version_auto_timeout_ms=30000,
     )
     c.subscribe([topic], listener=Listener())
     return c

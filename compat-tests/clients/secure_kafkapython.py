@@ -31,6 +31,9 @@ def main():
         sasl_plain_password=os.environ["MQS_PASSWORD"],
         ssl_cafile=cafile,
         request_timeout_ms=TIMEOUT_MS + 5000,
+        # The version probe (after TLS and SCRAM) gets the default 2 s otherwise: too
+        # little on a loaded machine, and the client then finds no broker.
+        api_version_auto_timeout_ms=TIMEOUT_MS,
     )
     try:
         if mode == "read":
