@@ -434,6 +434,9 @@ func (h *storeHook) OnRetainedExpired(topic string) {
 // publishes (which mochi passes here too) share their ids with deliveries (see
 // endsDelivery) and would overwrite them.
 func (h *storeHook) OnQosPublish(cl *mochi.Client, pk packets.Packet, sent int64, resends int) {
+	if h.lateToTakenOver(cl, pk) {
+		return
+	}
 	if pk.FixedHeader.Type != packets.Publish || resends > 0 || !persistent(cl) || pk.Origin == replayOrigin {
 		return // a replay resumes from its own stored position instead
 	}
