@@ -1,15 +1,12 @@
 package mqtt
 
 import (
-	"context"
 	"testing"
 	"time"
 	_ "unsafe" // go:linkname
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-
-	"github.com/mqstreams/mqstreams/mqtt/mqtttest"
 )
 
 // mochiPublishToClient is mochi v2.7.9's Server.publishToClient: one subscriber's
@@ -29,30 +26,6 @@ func TestStoreTakeoverHandsOverLate(t *testing.T) {
 	queueForOfflineDev(t, srv, addr, "cmd/queued")
 	old, _ := srv.broker.Clients.Get("dev")
 
-	reconnect := func(addr string, late func()) map[string]string {
-		t.Helper()
-		o := mqtttest.Options{ClientID: "dev", KeepAlive: 60, ManualAck: true}
-		o.Properties.SessionExpiryInterval, o.Properties.SessionExpiryIntervalFlag = 3600, true
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := mqtttest.Dial(ctx, addr, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if late != nil {
-			late()
-		}
-		msgs, err := c.WaitMessages(ctx, 2)
-		got := map[string]string{}
-		for _, m := range msgs {
-			got[m.TopicName] = string(m.Payload)
-		}
-		if err != nil {
-			t.Fatalf("got %v: %v", got, err)
-		}
-		return got
-	}
 	late := func() {
 		waitFor(t, "the take-over done", func() bool {
 			cl, ok := srv.broker.Clients.Get("dev")
@@ -65,7 +38,7 @@ func TestStoreTakeoverHandsOverLate(t *testing.T) {
 			TopicName: "cmd/late", Payload: []byte("late"), Origin: "pub", Created: time.Now().Unix()}
 		_, _ = mochiPublishToClient(srv.broker, old, packets.Subscription{Filter: "cmd/#", Qos: 1}, pk)
 	}
-	if got := reconnect(addr, late); got["cmd/queued"] != "queued" || got["cmd/late"] != "late" || len(got) != 2 {
+	if got := reconnectDev(t, addr, 2, late); got["cmd/queued"] != "queued" || got["cmd/late"] != "late" || len(got) != 2 {
 		t.Fatalf("after the take-over: %v, want cmd/queued and cmd/late", got)
 	}
 	waitFor(t, "dev offline again", func() bool {
@@ -75,7 +48,7 @@ func TestStoreTakeoverHandsOverLate(t *testing.T) {
 	stopStore(t, srv, l)
 	srv, l = startStore(t, dir, nil)
 	defer stopStore(t, srv, l)
-	if got := reconnect(srv.Addr().String(), nil); got["cmd/queued"] != "queued" || got["cmd/late"] != "late" || len(got) != 2 {
+	if got := reconnectDev(t, srv.Addr().String(), 2, nil); got["cmd/queued"] != "queued" || got["cmd/late"] != "late" || len(got) != 2 {
 		t.Fatalf("unacknowledged after a restart: %v, want cmd/queued and cmd/late", got)
 	}
 }

@@ -335,28 +335,7 @@ func TestStoreTakeoverHandsOverDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	reconnect := func(addr string) map[string]string {
-		t.Helper()
-		o := mqtttest.Options{ClientID: "dev", KeepAlive: 60, ManualAck: true}
-		o.Properties.SessionExpiryInterval, o.Properties.SessionExpiryIntervalFlag = 3600, true
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := mqtttest.Dial(ctx, addr, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		msgs, err := c.WaitMessages(ctx, 3)
-		got := map[string]string{}
-		for _, m := range msgs {
-			got[m.TopicName] = string(m.Payload)
-		}
-		if err != nil {
-			t.Fatalf("got %v: %v", got, err)
-		}
-		return got
-	}
-	if got := reconnect(addr); got["cmd/queued"] != "queued" || got["cmd/raced"] != "raced" || got["cmd/orphan"] != "orphan" || len(got) != 3 {
+	if got := reconnectDev(t, addr, 3, nil); got["cmd/queued"] != "queued" || got["cmd/raced"] != "raced" || got["cmd/orphan"] != "orphan" || len(got) != 3 {
 		t.Fatalf("after the take-over: %v, want cmd/queued, cmd/raced and cmd/orphan", got)
 	}
 	waitFor(t, "dev offline again", func() bool {
@@ -366,7 +345,34 @@ func TestStoreTakeoverHandsOverDropped(t *testing.T) {
 	stopStore(t, srv, l)
 	srv, l = startStore(t, dir, nil)
 	defer stopStore(t, srv, l)
-	if got := reconnect(srv.Addr().String()); got["cmd/queued"] != "queued" || got["cmd/raced"] != "raced" || got["cmd/orphan"] != "orphan" || len(got) != 3 {
+	if got := reconnectDev(t, srv.Addr().String(), 3, nil); got["cmd/queued"] != "queued" || got["cmd/raced"] != "raced" || got["cmd/orphan"] != "orphan" || len(got) != 3 {
 		t.Fatalf("unacknowledged after a restart: %v, want cmd/queued, cmd/raced and cmd/orphan", got)
 	}
+}
+
+// reconnectDev resumes client dev's persistent session (acknowledging nothing), runs
+// after (if any) once connected, and returns the first n messages it gets, by topic.
+func reconnectDev(t *testing.T, addr string, n int, after func()) map[string]string {
+	t.Helper()
+	o := mqtttest.Options{ClientID: "dev", KeepAlive: 60, ManualAck: true}
+	o.Properties.SessionExpiryInterval, o.Properties.SessionExpiryIntervalFlag = 3600, true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := mqtttest.Dial(ctx, addr, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if after != nil {
+		after()
+	}
+	msgs, err := c.WaitMessages(ctx, n)
+	got := map[string]string{}
+	for _, m := range msgs {
+		got[m.TopicName] = string(m.Payload)
+	}
+	if err != nil {
+		t.Fatalf("got %v: %v", got, err)
+	}
+	return got
 }
