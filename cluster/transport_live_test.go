@@ -36,30 +36,19 @@ func TestTransportLiveThroughFlap(t *testing.T) {
 		t2.start()
 		return t2
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-
 	t2 := startPeer(ln2)
-	waitFor("the link to node 2", func() bool { return t1.reachable(2) })
+	waitFor(t, 30*time.Second, "the link to node 2", func() bool { return t1.reachable(2) })
 	if !t1.live(2) {
 		t.Fatal("a reachable peer is not live")
 	}
 	t2.close()
-	waitFor("the link to node 2 to go down", func() bool { return !t1.reachable(2) })
+	waitFor(t, 30*time.Second, "the link to node 2 to go down", func() bool { return !t1.reachable(2) })
 	down := time.Unix(0, t1.peer(2).downAt.Load())
 	// Checked only while well inside the grace (a loaded machine may see it late).
 	if live := t1.live(2); !live && time.Since(down) < liveGrace/2 {
 		t.Fatalf("node 2 not live %v after its link went down (grace %v)", time.Since(down), liveGrace)
 	}
-	waitFor("node 2 to stop counting as live", func() bool { return !t1.live(2) })
+	waitFor(t, 30*time.Second, "node 2 to stop counting as live", func() bool { return !t1.live(2) })
 	if gone := time.Since(down); gone < liveGrace {
 		t.Fatalf("node 2 stopped counting as live %v after its link went down, before the %v grace", gone, liveGrace)
 	}
@@ -70,5 +59,5 @@ func TestTransportLiveThroughFlap(t *testing.T) {
 	}
 	t2 = startPeer(ln2b)
 	defer t2.close()
-	waitFor("node 2 to be live again", func() bool { return t1.reachable(2) && t1.live(2) })
+	waitFor(t, 30*time.Second, "node 2 to be live again", func() bool { return t1.reachable(2) && t1.live(2) })
 }

@@ -17,8 +17,9 @@ import (
 type Cluster interface {
 	// Self is this node's id.
 	Self() int32
-	// Brokers lists the live nodes (this one and those it reaches; Kafka lists live
-	// brokers only) with their advertised Kafka addresses, ordered by id.
+	// Brokers lists the live nodes (this one, and those it reaches or reached a moment
+	// ago; Kafka lists live brokers only) with their advertised Kafka addresses, ordered
+	// by id.
 	Brokers() []Broker
 	// Controller is the node named as controller in Metadata and DescribeCluster, -1
 	// while unknown.

@@ -38,17 +38,5 @@ func TestStoreTakeoverHandsOverLate(t *testing.T) {
 			TopicName: "cmd/late", Payload: []byte("late"), Origin: "pub", Created: time.Now().Unix()}
 		_, _ = mochiPublishToClient(srv.broker, old, packets.Subscription{Filter: "cmd/#", Qos: 1}, pk)
 	}
-	if got := reconnectDev(t, addr, 2, late); got["cmd/queued"] != "queued" || got["cmd/late"] != "late" || len(got) != 2 {
-		t.Fatalf("after the take-over: %v, want cmd/queued and cmd/late", got)
-	}
-	waitFor(t, "dev offline again", func() bool {
-		cl, ok := srv.broker.Clients.Get("dev")
-		return ok && cl.Closed()
-	})
-	stopStore(t, srv, l)
-	srv, l = startStore(t, dir, nil)
-	defer stopStore(t, srv, l)
-	if got := reconnectDev(t, srv.Addr().String(), 2, nil); got["cmd/queued"] != "queued" || got["cmd/late"] != "late" || len(got) != 2 {
-		t.Fatalf("unacknowledged after a restart: %v, want cmd/queued and cmd/late", got)
-	}
+	resumeDevAcrossRestart(t, dir, srv, l, late, map[string]string{"cmd/queued": "queued", "cmd/late": "late"})
 }

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"maps"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -335,19 +336,7 @@ func TestStoreTakeoverHandsOverDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if got := reconnectDev(t, addr, 3, nil); got["cmd/queued"] != "queued" || got["cmd/raced"] != "raced" || got["cmd/orphan"] != "orphan" || len(got) != 3 {
-		t.Fatalf("after the take-over: %v, want cmd/queued, cmd/raced and cmd/orphan", got)
-	}
-	waitFor(t, "dev offline again", func() bool {
-		cl, ok := srv.broker.Clients.Get("dev")
-		return ok && cl.Closed()
-	})
-	stopStore(t, srv, l)
-	srv, l = startStore(t, dir, nil)
-	defer stopStore(t, srv, l)
-	if got := reconnectDev(t, srv.Addr().String(), 3, nil); got["cmd/queued"] != "queued" || got["cmd/raced"] != "raced" || got["cmd/orphan"] != "orphan" || len(got) != 3 {
-		t.Fatalf("unacknowledged after a restart: %v, want cmd/queued, cmd/raced and cmd/orphan", got)
-	}
+	resumeDevAcrossRestart(t, dir, srv, l, nil, map[string]string{"cmd/queued": "queued", "cmd/raced": "raced", "cmd/orphan": "orphan"})
 }
 
 // reconnectDev resumes client dev's persistent session (acknowledging nothing), runs
@@ -375,4 +364,24 @@ func reconnectDev(t *testing.T, addr string, n int, after func()) map[string]str
 		t.Fatalf("got %v: %v", got, err)
 	}
 	return got
+}
+
+// resumeDevAcrossRestart checks that dev, resuming its session on srv (after runs once
+// connected, if given), gets exactly want, and, unacknowledged, gets it all again
+// after a restart of the server on the same data dir. It stops the servers.
+func resumeDevAcrossRestart(t *testing.T, dir string, srv *Server, l *log.Log, after func(), want map[string]string) {
+	t.Helper()
+	if got := reconnectDev(t, srv.Addr().String(), len(want), after); !maps.Equal(got, want) {
+		t.Fatalf("after the take-over: %v, want %v", got, want)
+	}
+	waitFor(t, "dev offline again", func() bool {
+		cl, ok := srv.broker.Clients.Get("dev")
+		return ok && cl.Closed()
+	})
+	stopStore(t, srv, l)
+	srv, l = startStore(t, dir, nil)
+	defer stopStore(t, srv, l)
+	if got := reconnectDev(t, srv.Addr().String(), len(want), nil); !maps.Equal(got, want) {
+		t.Fatalf("unacknowledged after a restart: %v, want %v", got, want)
+	}
 }
